@@ -1,0 +1,107 @@
+/* estate.c - error strings and clock helpers shared by every part. */
+#include "estate.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const error_text[EST_ERR__COUNT] = {
+    [EST_OK] = "success",
+    [EST_ERR_NOMEM] = "out of memory",
+    [EST_ERR_INVALID] = "invalid input",
+    [EST_ERR_RANGE] = "value out of range",
+    [EST_ERR_NOTFOUND] = "not found",
+    [EST_ERR_IO] = "input/output error",
+    [EST_ERR_TIMEOUT] = "timed out",
+    [EST_ERR_PROTOCOL] = "protocol error",
+    [EST_ERR_EXCEPTION] = "Modbus exception",
+    [EST_ERR_STATE] = "not allowed in the current state",
+    [EST_ERR_PERM] = "permission denied",
+    [EST_ERR_DB] = "database error",
+    [EST_ERR_FULL] = "full",
+};
+
+const char *est_strerror(est_err err)
+{
+    if ((int)err < 0 || err >= EST_ERR__COUNT || error_text[err] == NULL)
+        return "unknown error";
+    return error_text[err];
+}
+
+static int64_t clock_ms(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t est_now_ms(void) { return clock_ms(CLOCK_REALTIME); }
+
+int64_t est_mono_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
+
+void est_format_ts(int64_t ms, char out[EST_TS_LEN])
+{
+    time_t seconds = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    int millis = (int)(ms - (int64_t)seconds * 1000);
+    struct tm tm;
+    gmtime_r(&seconds, &tm);
+    snprintf(out, EST_TS_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+}
+
+est_err est_parse_ts(const char *text, int64_t *ms)
+{
+    int year, month, day, hour, minute, second, used = 0;
+    if (text == NULL ||
+        sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute, &second,
+               &used) != 6)
+        return EST_ERR_INVALID;
+    if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60)
+        return EST_ERR_INVALID;
+    const char *rest = text + used;
+    int millis = 0;
+    if (*rest == '.') {
+        rest++;
+        int digits = 0;
+        while (*rest >= '0' && *rest <= '9') {
+            if (digits < 3)
+                millis = millis * 10 + (*rest - '0');
+            digits++;
+            rest++;
+        }
+        if (digits == 0)
+            return EST_ERR_INVALID;
+        for (; digits < 3; digits++)
+            millis *= 10;
+    }
+    int offset_min = 0;
+    if (*rest == 'Z' || *rest == 'z') {
+        rest++;
+    } else if (*rest == '+' || *rest == '-') {
+        int oh, om;
+        if (sscanf(rest + 1, "%2d:%2d", &oh, &om) != 2)
+            return EST_ERR_INVALID;
+        offset_min = (oh * 60 + om) * (*rest == '-' ? -1 : 1);
+        rest += 6;
+    } else {
+        return EST_ERR_INVALID;
+    }
+    if (*rest != '\0')
+        return EST_ERR_INVALID;
+    struct tm tm = {.tm_year = year - 1900, .tm_mon = month - 1, .tm_mday = day,
+                    .tm_hour = hour, .tm_min = minute, .tm_sec = second};
+    time_t seconds = timegm(&tm);
+    *ms = ((int64_t)seconds - (int64_t)offset_min * 60) * 1000 + millis;
+    return EST_OK;
+}
+
+void est_sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}

@@ -1,0 +1,254 @@
+/* drivers.h - the public face of drivers/: device models as register tables,
+ * pure decoders and encoders, the read planner, and the Modbus link (TCP and
+ * RTU) the pollers use. Nothing in drivers/ logs, exits or knows the gateway.
+ *
+ * Data path: a model (const table) + per-device options -> drv_plan (the
+ * fewest merged requests) -> registers read over a drv_link -> drv_decode()
+ * -> drv_reading (named quantities). estate-sim uses the same tables through
+ * drv_encode_value() so drivers and simulator cannot drift apart. */
+#ifndef DRIVERS_H
+#define DRIVERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "estate.h"
+
+/* Protocol limits (Modbus application protocol v1.1b3). */
+#define DRV_MAX_READ_REGS 125 /* one FC03/FC04 request */
+#define DRV_MAX_ZONES 256     /* zones of one fire panel we track */
+
+enum drv_kind { DRV_KIND_ELECTRICITY, DRV_KIND_WATER, DRV_KIND_FIRE_PANEL };
+
+enum drv_function {
+    DRV_FC_HOLDING = 3, /* read holding registers */
+    DRV_FC_INPUT = 4,   /* read input registers */
+};
+
+enum drv_type { DRV_TYPE_U16, DRV_TYPE_I16, DRV_TYPE_U32, DRV_TYPE_I32, DRV_TYPE_F32 };
+
+/* Byte order of a 32-bit value spread over two registers; A is the most
+ * significant byte. ABCD big-endian, CDAB word-swapped, BADC byte-swapped
+ * in each word, DCBA little-endian. 16-bit types use only the byte order
+ * within the word (ABCD/CDAB = big-endian, BADC/DCBA = swapped). */
+enum drv_word_order { DRV_ORDER_ABCD, DRV_ORDER_CDAB, DRV_ORDER_BADC, DRV_ORDER_DCBA };
+
+/* Named quantities (SPEC "Quantity names"), plus a few extras. The enum is
+ * the index into drv_reading.value; drv_quantity_name() gives the wire name. */
+enum drv_quantity {
+    DRV_Q_ENERGY_IMPORT_KWH,
+    DRV_Q_ENERGY_EXPORT_KWH,
+    DRV_Q_ENERGY_TOTAL_KWH,
+    DRV_Q_POWER_W,
+    DRV_Q_VOLTAGE_V,
+    DRV_Q_CURRENT_A,
+    DRV_Q_POWER_FACTOR,
+    DRV_Q_FREQUENCY_HZ,
+    DRV_Q_POWER_L1_W,
+    DRV_Q_POWER_L2_W,
+    DRV_Q_POWER_L3_W,
+    DRV_Q_VOLTAGE_L1_V,
+    DRV_Q_VOLTAGE_L2_V,
+    DRV_Q_VOLTAGE_L3_V,
+    DRV_Q_CURRENT_L1_A,
+    DRV_Q_CURRENT_L2_A,
+    DRV_Q_CURRENT_L3_A,
+    DRV_Q_VOLUME_M3,
+    DRV_Q_REVERSE_VOLUME_M3,
+    DRV_Q_FLOW_M3H,
+    DRV_Q_VALVE,       /* enum drv_valve_state stored as a number */
+    DRV_Q_VALVE_FAULT, /* 0/1 */
+    DRV_Q_BATTERY_V,
+    DRV_Q_BATTERY_LOW, /* 0/1 */
+    DRV_Q_PANEL_ALARM, /* 0/1 */
+    DRV_Q_PANEL_FAULT, /* 0/1 */
+    DRV_Q_SERIAL,      /* device serial number, read on slow polls only */
+    DRV_Q__COUNT
+};
+
+enum drv_valve_state { DRV_VALVE_UNKNOWN, DRV_VALVE_OPEN, DRV_VALVE_CLOSED, DRV_VALVE_MOVING };
+
+/* Per-zone state bits in drv_reading.zones[]. */
+enum drv_zone_bits {
+    DRV_ZONE_ALARM = 1u << 0,
+    DRV_ZONE_FAULT = 1u << 1,
+    DRV_ZONE_DISABLED = 1u << 2,
+    DRV_ZONE_SUPERVISORY = 1u << 3,
+    DRV_ZONE_UNPROGRAMMED = 1u << 7,
+};
+
+/* Special decodings a plain number cannot express; the table names one and
+ * drivers.c implements it (the "few hooks" next to the table). */
+enum drv_decode_hook {
+    DRV_HOOK_NONE,
+    DRV_HOOK_XINTAI_VALVE_STATUS, /* bits -> valve, valve_fault, battery_low */
+};
+
+struct drv_point {
+    enum drv_quantity quantity;
+    uint8_t function;          /* enum drv_function */
+    uint16_t address;          /* 0-based wire address before options.address_base */
+    enum drv_type type;
+    enum drv_word_order order; /* datasheet order; a device may override it */
+    double scale;              /* value = raw * scale (e.g. 1000 for kW -> W) */
+    enum drv_decode_hook hook;
+    bool slow;                 /* read only every options.slow_every polls (serial) */
+};
+
+/* A writable register (valve control). */
+struct drv_write {
+    uint16_t address;
+    uint16_t open_value;
+    uint16_t close_value;
+};
+
+/* Fire panel zone layout: one holding register per point; zone n (1-based)
+ * defaults to first_point_address + (n-1). Decoded with zone_decode. */
+struct drv_panel_layout {
+    uint16_t first_point_address;
+    uint16_t max_zones;
+    uint8_t (*zone_decode)(uint16_t reg); /* -> enum drv_zone_bits */
+};
+
+/* One device model: a const table. A new model is a new table. */
+struct drv_model {
+    const char *name;          /* config name, e.g. "sdm120" */
+    const char *description;   /* human text, e.g. "Eastron SDM120 single-phase" */
+    enum drv_kind kind;
+    const struct drv_point *points;
+    size_t npoints;
+    uint16_t max_read_regs;    /* lower than 125 for models that need it */
+    uint16_t max_gap_regs;     /* largest hole the planner may read through */
+    bool export_expected;      /* false: export growth means reverse running */
+    double rated_power_w;      /* plausibility bound for energy jumps */
+    double counter_wrap;       /* integer counters: value at which they wrap, 0 = none */
+    double resolution;         /* smallest counter step in the quantity's unit */
+    const struct drv_write *valve; /* NULL when the model has no valve */
+    const struct drv_panel_layout *panel; /* fire panels only */
+    int default_baud;
+    char default_parity;       /* 'N', 'E', 'O' */
+    int default_stop_bits;
+};
+
+/* Per-device overrides from the config (real sites need them). */
+struct drv_device_options {
+    int function;              /* 0 = model's; 3 or 4 forces every read point */
+    int word_order;            /* -1 = model's; else enum drv_word_order */
+    int address_base;          /* added to every table address (e.g. -1 or +1) */
+    uint16_t max_read_regs;    /* 0 = model's */
+    unsigned slow_every;       /* read slow points every N polls; 0 = 60 */
+    uint16_t nzones;           /* fire panels: zones configured */
+    const uint16_t *zone_addresses; /* NULL = layout default; else nzones wire addresses */
+};
+
+struct drv_request {
+    uint8_t function;
+    uint16_t address;
+    uint16_t count;
+    bool slow;                 /* only read on slow polls */
+    size_t reg_offset;         /* where its registers start in the regs buffer */
+};
+
+/* A device's read plan, built once at config load. Opaque apart from the
+ * request list. Owned by the caller; free with drv_plan_free(). */
+struct drv_plan;
+
+/* Decoded values of one poll. present has bit (1 << q) set for each
+ * quantity read; value[q] holds it. Zones only for fire panels. */
+struct drv_reading {
+    uint64_t present;
+    double value[DRV_Q__COUNT];
+    uint16_t nzones;
+    uint8_t zones[DRV_MAX_ZONES];
+};
+
+/* --- models --- */
+const struct drv_model *drv_model_find(const char *name);
+size_t drv_model_count(void);
+const struct drv_model *drv_model_at(size_t index);
+const char *drv_quantity_name(enum drv_quantity q);
+/* -1 when name is not a quantity */
+int drv_quantity_from_name(const char *name);
+/* "open", "closed", "moving", "unknown" */
+const char *drv_valve_state_name(enum drv_valve_state s);
+
+/* --- pure decoders and encoders --- */
+/* Registers needed by a type: 1 or 2. */
+unsigned drv_type_regs(enum drv_type type);
+/* Decodes raw registers (as they came off the wire, one uint16 per register
+ * in host order) into a number, applying scale. */
+double drv_decode_value(const uint16_t *regs, enum drv_type type, enum drv_word_order order,
+                        double scale);
+/* Inverse of drv_decode_value (for the simulator and tests). Integers are
+ * rounded and clamped to the type's range. Writes drv_type_regs() words. */
+void drv_encode_value(double value, enum drv_type type, enum drv_word_order order, double scale,
+                      uint16_t *regs);
+
+/* --- read plan --- */
+/* Builds the plan for one device. Errors: EST_ERR_INVALID (bad options,
+ * e.g. zones beyond the layout, address out of range), EST_ERR_NOMEM. */
+est_err drv_plan_build(const struct drv_model *model, const struct drv_device_options *options,
+                       struct drv_plan **out);
+void drv_plan_free(struct drv_plan *plan);
+size_t drv_plan_request_count(const struct drv_plan *plan);
+const struct drv_request *drv_plan_request(const struct drv_plan *plan, size_t index);
+/* Total registers over all requests: the size of the regs buffer. */
+size_t drv_plan_register_count(const struct drv_plan *plan);
+/* Effective wire address, function and order of a model point on a device
+ * (after the options): what the simulator must serve. */
+void drv_point_effective(const struct drv_model *model, const struct drv_device_options *options,
+                         size_t point_index, uint8_t *function, uint16_t *address,
+                         enum drv_word_order *order);
+/* Wire address of fire-panel zone z (0-based) on a device. */
+uint16_t drv_zone_address(const struct drv_model *model, const struct drv_device_options *options,
+                          uint16_t zone);
+
+/* Decodes one poll. regs holds every request's registers at its reg_offset;
+ * request_ok[i] says whether request i was read this poll (a slow request
+ * skipped, or a failed one, is false and its quantities stay absent).
+ * NaN/Inf decode as absent and set *bad_values. */
+est_err drv_decode(const struct drv_plan *plan, const uint16_t *regs, const bool *request_ok,
+                   struct drv_reading *out, unsigned *bad_values);
+
+/* Notifier-style point register -> zone bits (exposed for the simulator and tests). */
+uint8_t drv_notifier_zone_decode(uint16_t reg);
+
+/* --- Modbus link: one per bus, used by exactly one thread --- */
+enum drv_link_type { DRV_LINK_TCP, DRV_LINK_RTU };
+
+struct drv_link_config {
+    enum drv_link_type type;
+    const char *host;          /* TCP */
+    int port;
+    const char *device;        /* RTU: /dev/ttyUSB0 or a pty path */
+    int baud;
+    char parity;               /* 'N', 'E', 'O' */
+    int data_bits;
+    int stop_bits;
+    int response_timeout_ms;   /* 0 = derived from baud (RTU) or 1000 (TCP) */
+    int byte_timeout_ms;       /* 0 = derived */
+    int slave_switch_delay_ms; /* pause after addressing another slave id */
+    int request_gap_ms;        /* pause between any two requests */
+    int reconnect_min_ms;      /* first reconnect backoff; 0 = 200 */
+    int reconnect_max_ms;      /* backoff cap; 0 = 30000 */
+};
+
+struct drv_link;
+
+/* Allocates a link; connects lazily on first use and after failures, with
+ * exponential backoff and jitter. */
+est_err drv_link_open(const struct drv_link_config *config, struct drv_link **out);
+void drv_link_close(struct drv_link *link);
+/* Reads count registers. On EST_ERR_EXCEPTION *exception (if non-NULL) gets
+ * the Modbus exception code (0x0A/0x0B come from converters).
+ * EST_ERR_IO when not connected (including during backoff). */
+est_err drv_link_read(struct drv_link *link, int slave, uint8_t function, uint16_t address,
+                      uint16_t count, uint16_t *dest, int *exception);
+/* FC06 write of one holding register. */
+est_err drv_link_write(struct drv_link *link, int slave, uint16_t address, uint16_t value,
+                       int *exception);
+/* Transactions and failures since open (for statistics and benchmarks). */
+void drv_link_stats(const struct drv_link *link, uint64_t *transactions, uint64_t *failures);
+
+#endif

@@ -1,0 +1,190 @@
+/* config.h - the gateway's configuration as plain structs, loaded in one
+ * place (config.c) from a libconfig file: defaults, parse, cross-checks.
+ * Every error is reported as "FILE:LINE: message". Used by estate-gw and
+ * estate-ctl; the rest of the gateway never touches libconfig. */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "drivers.h"
+#include "rules.h"
+
+enum gw_language { GW_LANG_ZH_CN, GW_LANG_EN };
+enum gw_log_level { GW_LOG_ERROR, GW_LOG_WARN, GW_LOG_INFO, GW_LOG_DEBUG };
+
+struct gw_gateway_config {
+    char *id;          /* default "gw1" */
+    char *site;        /* default "site" */
+    char *data_dir;    /* default "/var/lib/estate-gw" */
+    char *timezone;    /* default "Asia/Shanghai" */
+    enum gw_log_level log_level;
+    enum gw_language language; /* default zh-CN */
+    int utc_offset_min;        /* derived from timezone at load */
+};
+
+struct gw_mqtt_config {
+    char *uri;           /* tcp://host:port or ssl://host:port; default tcp://127.0.0.1:1883 */
+    char *client_id;     /* default "estate-gw-<id>" */
+    char *username;      /* NULL = none */
+    char *password_file; /* password is read from this file; NULL = none */
+    char *ca_file;
+    char *cert_file;
+    char *key_file;
+    char *topic_prefix;  /* default "estate/<site>/<id>" */
+    int qos_readings;    /* default 0 */
+    int qos_events;      /* default 1 */
+    int outbox_limit_mb; /* readings kept while offline; default 64 */
+    int keepalive_s;     /* default 30 */
+};
+
+enum gw_bus_type { GW_BUS_TCP, GW_BUS_RTU };
+
+struct gw_bus_config {
+    char *name;
+    enum gw_bus_type type;
+    char *host;             /* tcp */
+    int port;               /* tcp, default 502 */
+    char *device;           /* rtu */
+    int baud;               /* rtu, default 9600 */
+    char parity;            /* 'N','E','O' default 'N' */
+    int data_bits;          /* default 8 */
+    int stop_bits;          /* default 1 */
+    int timeout_ms;         /* 0 = derived */
+    int retries;            /* default 1 extra try */
+    int poll_interval_ms;   /* default 1000; devices may override */
+    int slave_switch_delay_ms;
+    int request_gap_ms;
+    char *file;             /* where it was defined (for messages) */
+    int line;
+};
+
+enum gw_category {
+    GW_CAT_MASTER, GW_CAT_BUILDING, GW_CAT_UNIT, GW_CAT_AMENITY, GW_CAT_LANDSCAPE,
+    GW_CAT_SHOP, GW_CAT_PUBLIC_LIGHTING, GW_CAT_OFFICE
+}; /* same order as enum rule_category */
+
+struct gw_unit_config {
+    char *id;        /* "3-1201" */
+    char *building;
+    bool vacant;     /* initial occupancy; the database wins at run time */
+    char *file;
+    int line;
+};
+
+struct gw_meter_config {
+    char *id;
+    size_t bus;                      /* index into buses */
+    int slave;                       /* 1..247 */
+    const struct drv_model *model;
+    enum drv_kind kind;              /* electricity or water, must match the model */
+    enum gw_category category;
+    int unit;                        /* index into units, -1 none */
+    char *building;                  /* NULL if none */
+    char *location;                  /* human location text, NULL if none */
+    int parent;                      /* index into meters, -1 none */
+    char *serial;                    /* inventory serial, NULL unknown */
+    int poll_interval_ms;            /* 0 = bus's */
+    bool valve;
+    double rated_power_w;            /* 0 = model's */
+    bool export_expected;            /* default model's */
+    int quiet_start_min, quiet_end_min; /* continuous_flow exemption window, -1 none */
+    struct drv_device_options options;
+    char *file;
+    int line;
+};
+
+struct gw_zone_config {
+    char *name;      /* e.g. "1号楼 3层 烟感" */
+    char *location;
+    uint16_t address;/* wire address of its point register */
+};
+
+struct gw_panel_config {
+    char *id;
+    size_t bus;
+    int slave;
+    const struct drv_model *model;
+    uint16_t nzones;
+    struct gw_zone_config *zones;    /* nzones entries; names may be NULL */
+    uint16_t *zone_addresses;        /* nzones entries, referenced by options */
+    char *location;
+    int poll_interval_ms;
+    struct drv_device_options options;
+    char *file;
+    int line;
+};
+
+struct gw_workorder_config {
+    int arrive_within_s;     /* default 1200 */
+    int resolve_within_s;    /* default 604800 */
+    int unconfirmed_after_s; /* incidents no patrol confirmed within this go to handover; default 3600 */
+    char **escalation_roles; /* e.g. "supervisor" */
+    size_t nescalation_roles;
+    char **escalation_contacts;
+    size_t nescalation_contacts;
+};
+
+struct gw_http_config {
+    char *listen;     /* default "127.0.0.1:8080"; "" disables */
+    char *users_file; /* NULL = users only in the database */
+    char *static_dir; /* console files; default from the install tree */
+    int session_ttl_s;/* default 43200 */
+};
+
+struct gw_retention_config {
+    int raw_readings_days;   /* raw readings older than this are downsampled; default 30 */
+    int patrol_days;         /* at least 730 */
+};
+
+struct gw_config {
+    char *path;
+    struct gw_gateway_config gateway;
+    struct gw_mqtt_config mqtt;
+    struct gw_bus_config *buses;
+    size_t nbuses;
+    struct gw_unit_config *units;
+    size_t nunits;
+    struct gw_meter_config *meters;
+    size_t nmeters;
+    struct gw_panel_config *panels;
+    size_t npanels;
+    struct rule_config rules;
+    struct gw_workorder_config workorders;
+    struct gw_http_config http;
+    struct gw_retention_config retention;
+};
+
+/* Errors collected while loading: each one "FILE:LINE: message". */
+struct gw_config_errors {
+    char **messages;
+    size_t count;
+};
+
+/* Loads path, applies overrides ("PATH=VALUE", e.g. "mqtt.uri=tcp://..."),
+ * checks everything. On success returns EST_OK and *out; on failure returns
+ * EST_ERR_INVALID with at least one message in errors (the caller frees it
+ * with gw_config_errors_free). */
+est_err gw_config_load(const char *path, const char *const *overrides, size_t noverrides,
+                       struct gw_config **out, struct gw_config_errors *errors);
+void gw_config_free(struct gw_config *config);
+void gw_config_errors_free(struct gw_config_errors *errors);
+
+/* Lookups: index or -1. */
+int gw_config_meter_index(const struct gw_config *config, const char *id);
+int gw_config_unit_index(const struct gw_config *config, const char *id);
+int gw_config_panel_index(const struct gw_config *config, const char *id);
+
+const char *gw_category_name(enum gw_category c);  /* "master", "public_lighting" ... */
+int gw_category_from_name(const char *name);        /* -1 if unknown */
+
+/* Reads and validates a meters CSV (same columns as the meters list; the
+ * header row names them). Used for meters_csv and estate-ctl inventory
+ * import: all or nothing, errors name FILE:LINE. Appends to config->meters
+ * on success. */
+est_err gw_config_load_meters_csv(struct gw_config *config, const char *csv_path,
+                                  struct gw_config_errors *errors);
+
+#endif

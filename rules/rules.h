@@ -1,0 +1,234 @@
+/* rules.h - the rule engine: a pure library (no I/O, no clock of its own).
+ * Samples and ticks go in, incident transitions and actions come out through
+ * callbacks. Time always comes from the caller (ts_ms / now_ms), so every
+ * rule is replayable from a recorded stream.
+ *
+ * Subjects are indices into the topology the caller gives at creation:
+ * meters 0..nmeters-1, units 0..nunits-1, panels 0..npanels-1 (zone 0-based).
+ * One condition (rule + subject) is at most one open incident. */
+#ifndef RULES_H
+#define RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "estate.h"
+
+enum rule_id {
+    RULE_REVERSE_ENERGY,
+    RULE_VACANT_FLOW,
+    RULE_CONTINUOUS_FLOW,
+    RULE_FIRE_ALARM,
+    RULE_FIRE_FAULT,
+    RULE_FIRE_DISABLED,
+    RULE_METER_OFFLINE,
+    RULE_IMPLAUSIBLE_READING,
+    RULE_METER_REPLACED,
+    RULE_BALANCE_LOSS,
+    RULE__COUNT
+};
+
+enum rule_severity { RULE_SEV_INFO, RULE_SEV_MINOR, RULE_SEV_MAJOR, RULE_SEV_CRITICAL };
+
+/* Settings every rule has. hold_s: how long the condition must persist
+ * before raising; clear_s: how long it must be absent before clearing. */
+struct rule_common {
+    bool enabled;
+    enum rule_severity severity;
+    int hold_s;
+    int clear_s;
+};
+
+/* Thresholds; defaults from rule_config_defaults() follow DOMAIN.md. */
+struct rule_config {
+    struct {
+        struct rule_common c;
+        double min_negative_power_w;  /* power below -max(this, rating*fraction) */
+        double rating_fraction;       /* 0.005 */
+        int negative_power_hold_s;    /* 60 */
+        int export_confirm_polls;     /* export growth seen on this many polls: 2 */
+    } reverse_energy;
+    struct {
+        struct rule_common c;
+        double min_increase_m3;       /* beyond meter resolution */
+        int confirm_reads;            /* consecutive increasing reads: 2 */
+        int window_s;
+        bool auto_close_valve;        /* off by default */
+        int valve_check_s;            /* after closing: flow must stop within */
+    } vacant_flow;
+    struct {
+        struct rule_common c;
+        double min_flow_m3h;          /* below this counts as "no flow" */
+        int zero_flow_needed_s;       /* one hour (3600) of zero flow ... */
+        int window_s;                 /* ... within this window (86400) */
+    } continuous_flow;
+    struct { struct rule_common c; } fire_alarm, fire_fault, fire_disabled;
+    struct {
+        struct rule_common c;
+        int failures;                 /* consecutive failed polls: 3 */
+    } meter_offline;
+    struct {
+        struct rule_common c;
+        double jump_margin;           /* allowed = rated power x interval x margin */
+        int freeze_s;                 /* counter frozen while power/flow says moving */
+        double max_water_flow_m3h;    /* plausibility bound for water meters */
+    } implausible_reading;
+    struct { struct rule_common c; } meter_replaced;
+    struct {
+        struct rule_common c;
+        double loss_pct;              /* parent exceeds children by more than this */
+        double low_flow_m3;           /* below this parent volume per window ... */
+        double low_flow_loss_pct;     /* ... use this tolerance */
+        int window_s;
+    } balance_loss;
+};
+
+void rule_config_defaults(struct rule_config *config);
+
+/* Config description as rows, for the config loader and documentation:
+ * rules.<rule>.<name>. offset is into struct rule_config. */
+enum rule_param_type { RULE_PARAM_BOOL, RULE_PARAM_INT, RULE_PARAM_DOUBLE, RULE_PARAM_SEVERITY };
+struct rule_param {
+    enum rule_id rule;
+    const char *name;
+    enum rule_param_type type;
+    size_t offset;
+    double min, max;
+    const char *doc;
+};
+const struct rule_param *rule_params(size_t *count);
+
+const char *rule_name(enum rule_id rule);           /* "reverse_energy" */
+int rule_from_name(const char *name);              /* -1 if unknown */
+const char *rule_severity_name(enum rule_severity s); /* "info","minor","major","critical" */
+int rule_severity_from_name(const char *name);     /* -1 if unknown */
+
+/* --- topology --- */
+enum rule_meter_kind { RULE_METER_ELECTRICITY, RULE_METER_WATER };
+enum rule_category {
+    RULE_CAT_MASTER, RULE_CAT_BUILDING, RULE_CAT_UNIT, RULE_CAT_AMENITY, RULE_CAT_LANDSCAPE,
+    RULE_CAT_SHOP, RULE_CAT_PUBLIC_LIGHTING, RULE_CAT_OFFICE
+};
+
+struct rule_meter {
+    enum rule_meter_kind kind;
+    enum rule_category category;
+    int unit;                 /* index into units, -1 none */
+    int parent;               /* index into meters, -1 none (balance) */
+    double rated_power_w;     /* electricity: plausibility bound */
+    double max_flow_m3h;      /* water: plausibility bound (0 = rule default) */
+    bool export_expected;     /* e.g. a meter with solar behind it */
+    bool has_valve;
+    double resolution;        /* smallest counter step */
+    double counter_wrap;      /* integer counters: wrap value, 0 = none */
+    uint32_t serial;          /* inventory serial, 0 = unknown */
+    int quiet_start_min;      /* continuous_flow: daily window (minutes after */
+    int quiet_end_min;        /*  local midnight) exempt, e.g. irrigation; -1 none */
+    int utc_offset_min;       /* for the window above */
+};
+
+struct rule_topology {
+    size_t nmeters;
+    const struct rule_meter *meters;
+    size_t nunits;
+    const bool *unit_vacant;  /* initial occupancy */
+    size_t npanels;
+    const uint16_t *panel_zones; /* zones per panel */
+};
+
+/* --- input --- */
+enum rule_has {
+    RULE_HAS_IMPORT = 1u << 0, RULE_HAS_EXPORT = 1u << 1, RULE_HAS_POWER = 1u << 2,
+    RULE_HAS_VOLUME = 1u << 3, RULE_HAS_FLOW = 1u << 4, RULE_HAS_SERIAL = 1u << 5,
+    RULE_HAS_VALVE = 1u << 6, RULE_HAS_PHASE_POWER = 1u << 7, RULE_HAS_REVERSE_VOLUME = 1u << 8,
+};
+
+enum rule_valve { RULE_VALVE_UNKNOWN, RULE_VALVE_OPEN, RULE_VALVE_CLOSED, RULE_VALVE_MOVING };
+
+/* One poll of a meter. ok=false: the poll failed (offline counting). */
+struct rule_meter_sample {
+    uint32_t meter;
+    int64_t ts_ms;
+    bool ok;
+    unsigned has;             /* enum rule_has bits */
+    double import_kwh, export_kwh, power_w;
+    double phase_power_w[3];
+    double volume_m3, reverse_volume_m3, flow_m3h;
+    uint32_t serial;
+    enum rule_valve valve;
+    bool valve_fault;
+    unsigned bad_values;      /* NaN/Inf or otherwise undecodable values */
+};
+
+/* One poll of a fire panel; zones[] uses the drivers' zone bits
+ * (1 alarm, 2 fault, 4 disabled). */
+struct rule_panel_sample {
+    uint32_t panel;
+    int64_t ts_ms;
+    bool ok;
+    uint16_t nzones;
+    const uint8_t *zones;
+    bool panel_fault;
+};
+
+/* --- output --- */
+enum rule_subject_type { RULE_SUBJECT_METER, RULE_SUBJECT_UNIT, RULE_SUBJECT_PANEL, RULE_SUBJECT_ZONE };
+struct rule_subject {
+    enum rule_subject_type type;
+    uint32_t index;           /* meter, unit or panel index */
+    int32_t zone;             /* RULE_SUBJECT_ZONE: 0-based zone, else -1 */
+};
+
+enum rule_transition { RULE_RAISED, RULE_UPDATED, RULE_CLEARED };
+
+#define RULE_MAX_DETAIL 8
+struct rule_detail { const char *key; double value; };
+
+struct rule_event {
+    enum rule_id rule;
+    enum rule_transition transition;
+    struct rule_subject subject;
+    enum rule_severity severity;
+    int64_t ts_ms;            /* when this transition happened */
+    int64_t since_ms;         /* when the condition started */
+    const char *reason;       /* short machine word: "export_growth", "negative_power", ... */
+    size_t ndetail;
+    struct rule_detail detail[RULE_MAX_DETAIL];
+};
+
+enum rule_action_type { RULE_ACTION_CLOSE_VALVE };
+struct rule_action {
+    enum rule_action_type type;
+    uint32_t meter;
+    int64_t ts_ms;
+};
+
+typedef void (*rule_event_fn)(void *ctx, const struct rule_event *event);
+typedef void (*rule_action_fn)(void *ctx, const struct rule_action *action);
+
+struct rule_engine;
+
+/* Copies what it needs from config and topology. */
+est_err rule_engine_create(const struct rule_config *config, const struct rule_topology *topology,
+                           rule_event_fn on_event, rule_action_fn on_action, void *ctx,
+                           struct rule_engine **out);
+void rule_engine_destroy(struct rule_engine *engine);
+
+/* Restores an open incident after a restart: the condition counts as raised
+ * since since_ms, so it is not raised again; it clears normally. */
+est_err rule_engine_restore(struct rule_engine *engine, enum rule_id rule,
+                            const struct rule_subject *subject, int64_t since_ms);
+
+est_err rule_engine_feed_meter(struct rule_engine *engine, const struct rule_meter_sample *sample);
+est_err rule_engine_feed_panel(struct rule_engine *engine, const struct rule_panel_sample *sample);
+/* Time-based evaluation (hold times, windows, balance); call about once a second. */
+void rule_engine_tick(struct rule_engine *engine, int64_t now_ms);
+/* Occupancy changed at run time. */
+est_err rule_engine_set_vacant(struct rule_engine *engine, uint32_t unit, bool vacant);
+/* Whether a condition is currently active (raised and not cleared): used to
+ * refuse verifying a work order while the data still show the condition. */
+bool rule_engine_condition_active(const struct rule_engine *engine, enum rule_id rule,
+                                  const struct rule_subject *subject);
+
+#endif
