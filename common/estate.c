@@ -47,8 +47,12 @@ void est_format_ts(int64_t ms, char out[EST_TS_LEN])
     int millis = (int)(ms - (int64_t)seconds * 1000);
     struct tm tm;
     gmtime_r(&seconds, &tm);
-    snprintf(out, EST_TS_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+    /* Years are clamped to four digits so the text always fits. */
+    unsigned year = (unsigned)(tm.tm_year + 1900) % 10000u;
+    snprintf(out, EST_TS_LEN, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", year,
+             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u,
+             (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
+             (unsigned)tm.tm_sec % 100u, (unsigned)millis % 1000u);
 }
 
 est_err est_parse_ts(const char *text, int64_t *ms)
