@@ -75,6 +75,7 @@ enum drv_zone_bits {
     DRV_ZONE_FAULT = 1u << 1,
     DRV_ZONE_DISABLED = 1u << 2,
     DRV_ZONE_SUPERVISORY = 1u << 3,
+    DRV_ZONE_UNKNOWN = 1u << 6,      /* the zone's register was not read this poll */
     DRV_ZONE_UNPROGRAMMED = 1u << 7,
 };
 
@@ -131,16 +132,28 @@ struct drv_model {
     int default_stop_bits;
 };
 
-/* Per-device overrides from the config (real sites need them). */
+/* Per-device overrides from the config (real sites need them). Start from
+ * drv_device_options_init() (or pass NULL for all defaults): note that a
+ * zeroed struct means word_order 0 = ABCD forced, not "model's". */
 struct drv_device_options {
     int function;              /* 0 = model's; 3 or 4 forces every read point */
-    int word_order;            /* -1 = model's; else enum drv_word_order */
+    int word_order;            /* -1 = model's; else enum drv_word_order. Applies to
+                                * 32-bit points only: a 16-bit register is
+                                * big-endian on the wire by Modbus definition */
     int address_base;          /* added to every table address (e.g. -1 or +1) */
     uint16_t max_read_regs;    /* 0 = model's */
     unsigned slow_every;       /* read slow points every N polls; 0 = 60 */
-    uint16_t nzones;           /* fire panels: zones configured */
-    const uint16_t *zone_addresses; /* NULL = layout default; else nzones wire addresses */
+    uint16_t nzones;           /* fire panels: zones configured (0 = the layout's
+                                * max_zones); must be 0 for meters */
+    const uint16_t *zone_addresses; /* NULL = layout default (address_base applies);
+                                * else nzones wire addresses, used as given. With
+                                * explicit addresses up to DRV_MAX_ZONES zones,
+                                * otherwise up to the layout's max_zones. Copied by
+                                * drv_plan_build. */
 };
+
+/* Sets every option to "use the model's" (function 0, word_order -1, ...). */
+void drv_device_options_init(struct drv_device_options *options);
 
 struct drv_request {
     uint8_t function;
@@ -203,11 +216,24 @@ void drv_point_effective(const struct drv_model *model, const struct drv_device_
 /* Wire address of fire-panel zone z (0-based) on a device. */
 uint16_t drv_zone_address(const struct drv_model *model, const struct drv_device_options *options,
                           uint16_t zone);
+/* Wire address and value of a valve command on a device (address_base
+ * applied). EST_ERR_NOTFOUND when the model has no valve, EST_ERR_RANGE when
+ * the base moves the address outside 0..65535. */
+est_err drv_valve_command(const struct drv_model *model, const struct drv_device_options *options,
+                          bool open, uint16_t *address, uint16_t *value);
+/* The model, zone count (0 for meters) and slow_every (never 0) a plan was built with. */
+const struct drv_model *drv_plan_model(const struct drv_plan *plan);
+uint16_t drv_plan_zone_count(const struct drv_plan *plan);
+unsigned drv_plan_slow_every(const struct drv_plan *plan);
 
 /* Decodes one poll. regs holds every request's registers at its reg_offset;
  * request_ok[i] says whether request i was read this poll (a slow request
- * skipped, or a failed one, is false and its quantities stay absent).
- * NaN/Inf decode as absent and set *bad_values. */
+ * skipped, or a failed one, is false and its quantities stay absent; zones
+ * it covers get DRV_ZONE_UNKNOWN). NaN/Inf decode as absent; *bad_values
+ * (may be NULL) is set to how many there were in this poll. panel_alarm and
+ * panel_fault are derived from the zones read (any alarm / any fault).
+ * The Xintai valve hook maps status bits: open only -> open, closed only ->
+ * closed, neither -> moving, both -> unknown. */
 est_err drv_decode(const struct drv_plan *plan, const uint16_t *regs, const bool *request_ok,
                    struct drv_reading *out, unsigned *bad_values);
 

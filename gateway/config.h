@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "drivers.h"
 #include "rules.h"
@@ -82,9 +83,10 @@ struct gw_meter_config {
     enum drv_kind kind;              /* electricity or water, must match the model */
     enum gw_category category;
     int unit;                        /* index into units, -1 none */
-    char *building;                  /* NULL if none */
+    char *building;                  /* NULL if none; defaults to its unit's building */
     char *location;                  /* human location text, NULL if none */
     int parent;                      /* index into meters, -1 none */
+    char *parent_id;                 /* the parent's id as configured, NULL none */
     char *serial;                    /* inventory serial, NULL unknown */
     int poll_interval_ms;            /* 0 = bus's */
     bool valve;
@@ -130,7 +132,8 @@ struct gw_workorder_config {
 struct gw_http_config {
     char *listen;     /* default "127.0.0.1:8080"; "" disables */
     char *users_file; /* NULL = users only in the database */
-    char *static_dir; /* console files; default from the install tree */
+    char *static_dir; /* console files; NULL = the http module's default
+                       * (the installed console, else the source tree) */
     int session_ttl_s;/* default 43200 */
 };
 
@@ -165,12 +168,28 @@ struct gw_config_errors {
 
 /* Loads path, applies overrides ("PATH=VALUE", e.g. "mqtt.uri=tcp://..."),
  * checks everything. On success returns EST_OK and *out; on failure returns
- * EST_ERR_INVALID with at least one message in errors (the caller frees it
- * with gw_config_errors_free). */
+ * EST_ERR_INVALID (EST_ERR_NOMEM when memory ran out) with at least one
+ * message appended to errors (start it zeroed; the caller frees it with
+ * gw_config_errors_free) and *out NULL. All errors found are reported, not
+ * only the first.
+ *
+ * Relative file and directory names in the file (and in overrides) are
+ * resolved against the config file's directory and stored resolved; files
+ * the config names (password_file, TLS files, users_file, meters_csv) must
+ * be readable now. @include names are relative to that directory too.
+ *
+ * Overrides are applied to the parsed file before the checks. PATH is dotted;
+ * list elements by index ("buses.0.port", "buses.[0].port", "buses[0].port")
+ * or by their id/name ("meters.W-1-102.valve"). VALUE takes the type of the
+ * setting it replaces; a missing key (and missing groups on the way) is
+ * created and typed by the key it names. Errors caused by an override read
+ * "--set PATH=VALUE: message". */
 est_err gw_config_load(const char *path, const char *const *overrides, size_t noverrides,
                        struct gw_config **out, struct gw_config_errors *errors);
 void gw_config_free(struct gw_config *config);
 void gw_config_errors_free(struct gw_config_errors *errors);
+/* Writes each message on its own line to out. */
+void gw_config_errors_print(const struct gw_config_errors *errors, FILE *out);
 
 /* Lookups: index or -1. */
 int gw_config_meter_index(const struct gw_config *config, const char *id);
@@ -181,9 +200,12 @@ const char *gw_category_name(enum gw_category c);  /* "master", "public_lighting
 int gw_category_from_name(const char *name);        /* -1 if unknown */
 
 /* Reads and validates a meters CSV (same columns as the meters list; the
- * header row names them). Used for meters_csv and estate-ctl inventory
- * import: all or nothing, errors name FILE:LINE. Appends to config->meters
- * on success. */
+ * header row names them; RFC 4180 quoting; an empty cell = not given). Used
+ * for meters_csv and estate-ctl inventory import: all or nothing, errors
+ * name CSVFILE:LINE; the new rows are checked together with the meters
+ * already in config (duplicate ids and slaves, parents, loops). Appends to
+ * config->meters on success; leaves config unchanged on any error. csv_path
+ * is used as given (not relative to the config file). */
 est_err gw_config_load_meters_csv(struct gw_config *config, const char *csv_path,
                                   struct gw_config_errors *errors);
 

@@ -29,6 +29,36 @@ enum rule_id {
     RULE__COUNT
 };
 
+/* How each rule decides (details in rules/rules_*.c):
+ * reverse_energy   export register >= 1 step above its baseline on
+ *                  export_confirm_polls polls; power < -max(min_negative_power_w,
+ *                  rating x rating_fraction) for negative_power_hold_s; or one
+ *                  phase below that with a positive total (reversed CT). Skipped
+ *                  on export_expected meters. Never a "total" register; a falling
+ *                  import register is implausible_reading instead.
+ * vacant_flow      per unit: confirm_reads reads each rising, total beyond
+ *                  max(min_increase_m3, resolution); absent after window_s
+ *                  without a rise. Valve: closed once, checked valve_check_s later.
+ * continuous_flow  no zero_flow_needed_s stretch without flow (flow_m3h >
+ *                  min_flow_m3h or a volume rise) for window_s; not on master or
+ *                  building meters; clears once such a stretch is seen.
+ * meter_offline    `failures` consecutive failed polls (meters and panels).
+ * implausible_reading  NaN/Inf/negative values, a jump beyond rated power (or
+ *                  max flow) x interval x jump_margin, a rollback that is not an
+ *                  integer wrap, or a counter frozen for freeze_s while power or
+ *                  flow predicts >= 3 steps. Events raise at once (no hold) and
+ *                  the new value becomes the baseline.
+ * meter_replaced   serial differs from the last one seen (initially the
+ *                  inventory's); raises at once, re-baselines every counter, and
+ *                  clears after clear_s of readings with the new serial. The
+ *                  caller should update its inventory serial.
+ * balance_loss     per parent and window (aligned to local midnight via
+ *                  utc_offset_min), from each meter's first reading in a window
+ *                  to its first in the next; windows lacking a member's data, or
+ *                  with a jump/rollback/replacement inside, are skipped.
+ * UPDATED is sent when severity changes, a new serial appears, or the rule's
+ * measure (exported kWh, vacant volume, hours without pause, loss %) doubles. */
+
 enum rule_severity { RULE_SEV_INFO, RULE_SEV_MINOR, RULE_SEV_MAJOR, RULE_SEV_CRITICAL };
 
 /* Settings every rule has. hold_s: how long the condition must persist
@@ -86,6 +116,11 @@ struct rule_config {
 
 void rule_config_defaults(struct rule_config *config);
 
+/* Checks every parameter against its row's min/max (and cross-checks such
+ * as zero_flow_needed_s <= window_s): EST_OK, EST_ERR_RANGE or
+ * EST_ERR_INVALID (NULL). rule_engine_create runs the same check. */
+est_err rule_config_check(const struct rule_config *config);
+
 /* Config description as rows, for the config loader and documentation:
  * rules.<rule>.<name>. offset is into struct rule_config. */
 enum rule_param_type { RULE_PARAM_BOOL, RULE_PARAM_INT, RULE_PARAM_DOUBLE, RULE_PARAM_SEVERITY };
@@ -121,11 +156,15 @@ struct rule_meter {
     bool export_expected;     /* e.g. a meter with solar behind it */
     bool has_valve;
     double resolution;        /* smallest counter step */
-    double counter_wrap;      /* integer counters: wrap value, 0 = none */
+    double counter_wrap;      /* integer counters: wrap value in the counter's unit
+                                 (e.g. 2^32 x 0.01 kWh), 0 = none (float32 counter) */
     uint32_t serial;          /* inventory serial, 0 = unknown */
     int quiet_start_min;      /* continuous_flow: daily window (minutes after */
-    int quiet_end_min;        /*  local midnight) exempt, e.g. irrigation; -1 none */
-    int utc_offset_min;       /* for the window above */
+    int quiet_end_min;        /*  local midnight) exempt, e.g. irrigation; -1 none.
+                                 Samples inside it are skipped and its time is not
+                                 counted: irrigation neither counts as flow nor
+                                 breaks a zero-flow stretch spanning the window. */
+    int utc_offset_min;       /* for the window above and balance windows */
 };
 
 struct rule_topology {
@@ -209,14 +248,24 @@ typedef void (*rule_action_fn)(void *ctx, const struct rule_action *action);
 
 struct rule_engine;
 
-/* Copies what it needs from config and topology. */
+/* Copies what it needs from config and topology; allocates all state here
+ * (nothing per sample). EST_ERR_RANGE: a parameter outside its row's bounds;
+ * EST_ERR_INVALID: NULL arguments, an index out of range (unit, parent), a
+ * parent loop, a parent of another kind, NaN/negative bounds in a meter.
+ * Callbacks run synchronously inside feed/tick/set_vacant and must not call
+ * back into the engine. Event pointers (reason, detail keys) are static. */
 est_err rule_engine_create(const struct rule_config *config, const struct rule_topology *topology,
                            rule_event_fn on_event, rule_action_fn on_action, void *ctx,
                            struct rule_engine **out);
 void rule_engine_destroy(struct rule_engine *engine);
 
 /* Restores an open incident after a restart: the condition counts as raised
- * since since_ms, so it is not raised again; it clears normally. */
+ * since since_ms, so it is not raised again; it clears after clear_s of
+ * observed absence (never from ticks alone), and the first observation just
+ * adopts the current detail: UPDATED only for later material changes. A
+ * restored vacant_flow does not close the valve again. Returns
+ * EST_ERR_INVALID when the subject type does not fit the rule,
+ * EST_ERR_NOTFOUND when the index is out of range. */
 est_err rule_engine_restore(struct rule_engine *engine, enum rule_id rule,
                             const struct rule_subject *subject, int64_t since_ms);
 
@@ -224,10 +273,13 @@ est_err rule_engine_feed_meter(struct rule_engine *engine, const struct rule_met
 est_err rule_engine_feed_panel(struct rule_engine *engine, const struct rule_panel_sample *sample);
 /* Time-based evaluation (hold times, windows, balance); call about once a second. */
 void rule_engine_tick(struct rule_engine *engine, int64_t now_ms);
-/* Occupancy changed at run time. */
+/* Occupancy changed at run time. Becoming occupied clears an open
+ * vacant_flow incident at once (timestamped with the latest time the engine
+ * has seen); becoming vacant starts watching afresh. */
 est_err rule_engine_set_vacant(struct rule_engine *engine, uint32_t unit, bool vacant);
-/* Whether a condition is currently active (raised and not cleared): used to
- * refuse verifying a work order while the data still show the condition. */
+/* Whether a condition is currently active: raised and not yet cleared, or
+ * present in the data (also while still inside hold_s). Used to refuse
+ * verifying a work order while the data still show the condition. */
 bool rule_engine_condition_active(const struct rule_engine *engine, enum rule_id rule,
                                   const struct rule_subject *subject);
 

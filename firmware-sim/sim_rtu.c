@@ -1,0 +1,295 @@
+/* sim_rtu.c - Modbus RTU on a pseudo-terminal, one thread per endpoint,
+ * with wire-accurate reply timing. See sim_rtu.h. */
+#include "sim_rtu.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pty.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sim_log.h"
+#include "sim_pdu.h"
+
+#define RTU_MAX_FRAME 256
+#define RTU_BUF (4 * RTU_MAX_FRAME)
+#define IDLE_POLL_MS 200 /* how often an idle thread looks at the stop flag */
+
+struct sim_rtu {
+    struct sim_world *world;
+    size_t endpoint;
+    int master, slave;        /* pty sides; slave kept open so the master never sees EIO */
+    char *link;
+    char slave_path[PATH_MAX];
+    pthread_t thread;
+    bool started;
+    atomic_bool stop;
+    unsigned bits_per_char;
+    int baud;
+    int64_t t35_us;           /* inter-frame silence */
+    int turnaround_ms;
+    uint64_t rng;
+    uint8_t buf[RTU_BUF];
+    size_t len;
+    int64_t first_byte_us;    /* arrival of the current frame's first byte */
+};
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void sleep_until_us(int64_t due_us)
+{
+    struct timespec ts = {.tv_sec = due_us / 1000000, .tv_nsec = (due_us % 1000000) * 1000};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
+static void write_all(struct sim_rtu *rtu, const uint8_t *data, size_t n)
+{
+    size_t done = 0;
+    while (done < n && !atomic_load(&rtu->stop)) {
+        ssize_t w = write(rtu->master, data + done, n - done);
+        if (w > 0) {
+            done += (size_t)w;
+        } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+            struct pollfd p = {.fd = rtu->master, .events = POLLOUT};
+            poll(&p, 1, IDLE_POLL_MS);
+        } else {
+            return;
+        }
+    }
+}
+
+static uint64_t next_random(struct sim_rtu *rtu)
+{
+    rtu->rng ^= rtu->rng << 13;
+    rtu->rng ^= rtu->rng >> 7;
+    rtu->rng ^= rtu->rng << 17;
+    return rtu->rng;
+}
+
+/* Turns a reply into the RTU frame in dst; returns its length (0 = none). */
+static size_t build_frame(struct sim_rtu *rtu, uint8_t slave, const struct sim_reply *reply,
+                          uint8_t *dst)
+{
+    if (reply->kind == SIM_REPLY_NONE || reply->len == 0)
+        return 0;
+    size_t n = reply->len + 3;
+    if (reply->kind == SIM_REPLY_GARBAGE) {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (uint8_t)next_random(rtu);
+        return n;
+    }
+    dst[0] = slave;
+    memcpy(dst + 1, reply->pdu, reply->len);
+    uint16_t crc = sim_crc16(dst, reply->len + 1);
+    if (reply->kind == SIM_REPLY_CORRUPT)
+        crc ^= 0xA5A5;
+    dst[reply->len + 1] = (uint8_t)(crc & 0xFF);
+    dst[reply->len + 2] = (uint8_t)(crc >> 8);
+    return n;
+}
+
+static void count_bad_frame(struct sim_rtu *rtu)
+{
+    pthread_mutex_lock(&rtu->world->lock);
+    rtu->world->endpoints[rtu->endpoint].stats.bad_frames++;
+    pthread_mutex_unlock(&rtu->world->lock);
+}
+
+/* One complete frame: check the CRC, handle, wait the wire time, reply. */
+static void serve_frame(struct sim_rtu *rtu, const uint8_t *frame, size_t n, int64_t arrived_us)
+{
+    if (n < 4 || n > RTU_MAX_FRAME ||
+        sim_crc16(frame, n - 2) != (uint16_t)(frame[n - 2] | frame[n - 1] << 8)) {
+        count_bad_frame(rtu);
+        return;
+    }
+    struct sim_reply reply;
+    pthread_mutex_lock(&rtu->world->lock);
+    sim_pdu_handle(rtu->world, rtu->endpoint, frame[0], frame + 1, n - 3, est_mono_ms(), &reply);
+    pthread_mutex_unlock(&rtu->world->lock);
+    uint8_t out[RTU_MAX_FRAME + 8];
+    size_t m = build_frame(rtu, frame[0], &reply, out);
+    if (m == 0)
+        return;
+    int64_t due = arrived_us + sim_wire_time_us(n + m, rtu->bits_per_char, rtu->baud) +
+                  (int64_t)rtu->turnaround_ms * 1000 + (int64_t)reply.delay_ms * 1000;
+    sleep_until_us(due);
+    write_all(rtu, out, m);
+}
+
+/* Serves every frame whose length is known from its header; leaves a
+ * partial or unknown-length frame in the buffer for the silence. */
+static void serve_by_length(struct sim_rtu *rtu)
+{
+    while (rtu->len >= 2) {
+        int need = sim_rtu_request_length(rtu->buf, rtu->len);
+        if (need <= 0 || (size_t)need > rtu->len)
+            return;
+        uint16_t crc = sim_crc16(rtu->buf, (size_t)need - 2);
+        if (crc != (uint16_t)(rtu->buf[need - 2] | rtu->buf[need - 1] << 8))
+            return; /* not a frame after all: wait for the silence */
+        uint8_t frame[RTU_MAX_FRAME];
+        memcpy(frame, rtu->buf, (size_t)need);
+        memmove(rtu->buf, rtu->buf + need, rtu->len - (size_t)need);
+        rtu->len -= (size_t)need;
+        serve_frame(rtu, frame, (size_t)need, rtu->first_byte_us);
+        rtu->first_byte_us = mono_us();
+    }
+}
+
+static void *rtu_thread(void *arg)
+{
+    struct sim_rtu *rtu = arg;
+    while (!atomic_load(&rtu->stop)) {
+        int timeout_ms = rtu->len == 0 ? IDLE_POLL_MS : (int)((rtu->t35_us + 999) / 1000);
+        struct pollfd p = {.fd = rtu->master, .events = POLLIN};
+        int r = poll(&p, 1, timeout_ms);
+        if (r < 0 && errno != EINTR)
+            break;
+        if (r > 0 && (p.revents & POLLIN)) {
+            if (rtu->len == RTU_BUF)
+                rtu->len = 0; /* a stream with no silence and no frame: resync */
+            ssize_t n = read(rtu->master, rtu->buf + rtu->len, RTU_BUF - rtu->len);
+            if (n > 0) {
+                if (rtu->len == 0)
+                    rtu->first_byte_us = mono_us();
+                rtu->len += (size_t)n;
+                serve_by_length(rtu);
+            }
+            continue;
+        }
+        if (r > 0 && (p.revents & (POLLHUP | POLLERR))) {
+            est_sleep_ms(10);
+            continue;
+        }
+        if (rtu->len > 0) { /* the silence ends the frame */
+            serve_frame(rtu, rtu->buf, rtu->len, rtu->first_byte_us);
+            rtu->len = 0;
+        }
+    }
+    return NULL;
+}
+
+/* Points link at the pty slave; replaces only an existing symlink. */
+static bool make_link(const char *link, const char *target, char *err, size_t errlen)
+{
+    char *dir = strdup(link);
+    if (dir == NULL)
+        return false;
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        mkdir(dir, 0755);
+        *p = '/';
+    }
+    free(dir);
+    struct stat st;
+    if (lstat(link, &st) == 0) {
+        if (!S_ISLNK(st.st_mode)) {
+            snprintf(err, errlen, "%s exists and is not a symlink", link);
+            return false;
+        }
+        unlink(link);
+    }
+    if (symlink(target, link) != 0) {
+        snprintf(err, errlen, "symlink %s -> %s: %s", link, target, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+static bool open_pty(struct sim_rtu *rtu, const struct sim_endpoint *ep, char *err, size_t errlen)
+{
+    if (openpty(&rtu->master, &rtu->slave, rtu->slave_path, NULL, NULL) != 0) {
+        snprintf(err, errlen, "endpoint %s: openpty: %s", ep->name, strerror(errno));
+        return false;
+    }
+    struct termios tio;
+    if (tcgetattr(rtu->slave, &tio) == 0) {
+        cfmakeraw(&tio);
+        tcsetattr(rtu->slave, TCSANOW, &tio);
+    }
+    if (tcgetattr(rtu->master, &tio) == 0) {
+        cfmakeraw(&tio);
+        tcsetattr(rtu->master, TCSANOW, &tio);
+    }
+    fcntl(rtu->master, F_SETFL, fcntl(rtu->master, F_GETFL) | O_NONBLOCK);
+    fcntl(rtu->master, F_SETFD, FD_CLOEXEC);
+    fcntl(rtu->slave, F_SETFD, FD_CLOEXEC);
+    return true;
+}
+
+est_err sim_rtu_start(struct sim_world *world, size_t endpoint, struct sim_rtu **out, char *err,
+                      size_t errlen)
+{
+    *out = NULL;
+    const struct sim_endpoint *ep = &world->endpoints[endpoint];
+    struct sim_rtu *rtu = calloc(1, sizeof *rtu);
+    if (rtu == NULL)
+        return EST_ERR_NOMEM;
+    rtu->world = world;
+    rtu->endpoint = endpoint;
+    rtu->master = rtu->slave = -1;
+    rtu->baud = ep->baud;
+    rtu->bits_per_char = sim_bits_per_char(ep->data_bits, ep->parity, ep->stop_bits);
+    /* 3.5 characters; the spec fixes 1.75 ms above 19200 baud */
+    rtu->t35_us = ep->baud > 19200 ? 1750 : sim_wire_time_us(7, rtu->bits_per_char, ep->baud) / 2;
+    rtu->turnaround_ms = ep->turnaround_ms;
+    rtu->rng = world->seed * 6364136223846793005ull + endpoint + 1442695040888963407ull;
+    atomic_init(&rtu->stop, false);
+    rtu->link = strdup(ep->link);
+    if (rtu->link == NULL || !open_pty(rtu, ep, err, errlen) ||
+        !make_link(rtu->link, rtu->slave_path, err, errlen)) {
+        sim_rtu_stop(rtu);
+        return EST_ERR_IO;
+    }
+    if (pthread_create(&rtu->thread, NULL, rtu_thread, rtu) != 0) {
+        snprintf(err, errlen, "endpoint %s: cannot start thread", ep->name);
+        sim_rtu_stop(rtu);
+        return EST_ERR_IO;
+    }
+    rtu->started = true;
+    sim_log("endpoint %s: rtu %d %d%c%d on %s -> %s", ep->name, ep->baud, ep->data_bits,
+            ep->parity, ep->stop_bits, rtu->link, rtu->slave_path);
+    *out = rtu;
+    return EST_OK;
+}
+
+void sim_rtu_stop(struct sim_rtu *rtu)
+{
+    if (rtu == NULL)
+        return;
+    atomic_store(&rtu->stop, true);
+    if (rtu->started)
+        pthread_join(rtu->thread, NULL);
+    if (rtu->link != NULL) {
+        char target[PATH_MAX];
+        ssize_t n = readlink(rtu->link, target, sizeof target - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            if (strcmp(target, rtu->slave_path) == 0)
+                unlink(rtu->link);
+        }
+    }
+    if (rtu->master >= 0)
+        close(rtu->master);
+    if (rtu->slave >= 0)
+        close(rtu->slave);
+    free(rtu->link);
+    free(rtu);
+}

@@ -1,0 +1,35 @@
+/* commands.h - the gateway's command verbs, whatever the channel: MQTT
+ * P/cmd/<verb>, estate-ctl (through the store's request queue) and the
+ * console (through gw_core_call). Each verb validates its arguments
+ * strictly (types, lengths, known ids), checks the actor's role, acts on the
+ * core thread and returns a result object
+ *     {"request_id":..., "ok":true, ...}  or  {"request_id":..., "ok":false, "error":"..."}
+ * A refused command changes nothing. */
+#ifndef GW_COMMANDS_H
+#define GW_COMMANDS_H
+
+#include <cjson/cJSON.h>
+
+#include "core.h"
+
+/* Handles one command. args is the parsed JSON object (NULL when the payload
+ * was not a JSON object: the result then says so). Never returns NULL unless
+ * out of memory. */
+cJSON *gw_commands_handle(struct gw_core *core, const char *verb, const cJSON *args,
+                          const struct gw_actor *actor);
+
+/* Whether a role may run a verb/action at all (e.g. "workorder"/"verify").
+ * action may be NULL for verbs without actions. */
+bool gw_commands_role_allows(const char *role, const char *verb, const char *action);
+
+/* Role of a named user (from the console's users file), or NULL when the
+ * user is unknown or disabled: MQTT commands name their user this way. */
+const char *gw_commands_user_role(struct gw_core *core, const char *user);
+
+/* Helpers for verb implementations in other files. */
+cJSON *gw_command_error(const cJSON *args, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+cJSON *gw_command_ok(const cJSON *args);
+/* A required string member of at most max_len bytes; NULL if missing/wrong. */
+const char *gw_command_string(const cJSON *args, const char *name, size_t max_len);
+
+#endif

@@ -1,0 +1,2302 @@
+/* config.c - loads the gateway configuration (libconfig) into the plain
+ * structs of config.h, in three steps:
+ *   1. defaults   (set_defaults: every field has a documented value);
+ *   2. parse      (table-driven: each section is a table of key rows with
+ *                  type, bounds and target offset, so unknown keys, wrong
+ *                  types and out-of-range values are rejected uniformly; the
+ *                  meters CSV goes through the same meter rows);
+ *   3. checks     (references, duplicates, parent loops, files, driver
+ *                  options) over list and CSV meters together.
+ * --set overrides are applied to the libconfig tree between reading and
+ * parsing, so they pass the same checks. Errors are collected, all of them
+ * where possible, as "FILE:LINE: message" (an error caused by an override
+ * reads "--set PATH=VALUE: message"). Nothing here prints or exits. */
+#include "config.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "csv.h"
+
+#define MAX_STRING 1024              /* longest string value accepted */
+#define MAX_ID 64                    /* longest id or name */
+#define CSV_MAX_BYTES (64u << 20)    /* largest meters CSV */
+#define CSV_MAX_FIELD 1024           /* longest CSV field */
+#define CSV_MAX_FIELDS 64            /* most fields in a CSV record */
+
+/* Enum fields are written through int pointers by the key tables. */
+_Static_assert(sizeof(enum drv_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum gw_category) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum gw_log_level) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum gw_language) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum gw_bus_type) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum rule_severity) == sizeof(int), "enum size");
+
+/* ------------------------------------------------------------------ */
+/* Loader state and error collection                                   */
+/* ------------------------------------------------------------------ */
+
+/* One --set override; settings it created or changed carry it as their
+ * libconfig hook, so messages about them name the override. */
+struct override {
+    const char *text;  /* "PATH=VALUE" as given */
+    char *label;       /* "--set PATH=VALUE" */
+    bool created;      /* the value is text to be typed by the key's row */
+};
+
+struct loader {
+    struct gw_config *cfg;
+    struct gw_config_errors *errors;
+    size_t nerrors;                /* errors found (a message may be lost to ENOMEM) */
+    bool nomem;
+    const char *path;              /* the main config file as given */
+    char *dir;                     /* its directory: @include and relative paths */
+    struct override *overrides;
+    size_t noverrides;
+    const config_setting_t *zone_names; /* fire panel being parsed: its zone_names */
+    const config_setting_t *mqtt;  /* the mqtt and rules sections, for */
+    const config_setting_t *rules; /*   messages about several keys */
+};
+
+/* Where a message points: file and line (line 0: no line). raw: file is a
+ * name as libconfig recorded it (relative to the include dir). */
+struct where {
+    const char *file;
+    int line;
+    bool raw;
+};
+
+__attribute__((format(printf, 1, 0))) static char *vformat(const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0)
+        return NULL;
+    char *s = malloc((size_t)n + 1);
+    if (s)
+        vsnprintf(s, (size_t)n + 1, fmt, ap);
+    return s;
+}
+
+__attribute__((format(printf, 1, 2))) static char *format(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = vformat(fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* The file name shown for a libconfig source name: @include'd files are
+ * recorded by the name in the directive, relative to the include dir. */
+static char *display_file(const struct loader *L, const char *file)
+{
+    if (!file)
+        return strdup(L->path);
+    if (file[0] == '/' || strcmp(file, L->path) == 0 || strcmp(L->dir, ".") == 0)
+        return strdup(file);
+    return format("%s/%s", L->dir, file);
+}
+
+static void errors_push(struct gw_config_errors *e, char *msg)
+{
+    char **p = realloc(e->messages, (e->count + 1) * sizeof *p);
+    if (!p) {
+        free(msg);
+        return;
+    }
+    e->messages = p;
+    e->messages[e->count++] = msg;
+}
+
+static void oom(struct loader *L)
+{
+    if (!L->nomem)
+        errors_push(L->errors, dup_or_null("out of memory while loading the configuration"));
+    L->nomem = true;
+    L->nerrors++;
+}
+
+__attribute__((format(printf, 3, 4))) static void errf(struct loader *L, const struct where *w,
+                                                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = vformat(fmt, ap);
+    va_end(ap);
+    char *file = w->raw ? display_file(L, w->file) : NULL;
+    const char *shown = w->raw ? file : w->file;
+    char *line = NULL;
+    if (msg && shown)
+        line = w->line > 0 ? format("%s:%d: %s", shown, w->line, msg)
+                           : format("%s: %s", shown, msg);
+    free(msg);
+    free(file);
+    if (!line) {
+        oom(L);
+        return;
+    }
+    L->nerrors++;
+    errors_push(L->errors, line);
+}
+
+/* Where a setting came from: the override that made or changed it, or its
+ * file and line (settings without a source inherit their parent's). */
+static struct where where_of(const struct loader *L, const config_setting_t *s)
+{
+    for (const config_setting_t *p = s; p; p = config_setting_parent(p)) {
+        const struct override *o = config_setting_get_hook(p);
+        if (o)
+            return (struct where){ o->label, 0, false };
+        if (config_setting_source_file(p))
+            return (struct where){ config_setting_source_file(p), config_setting_source_line(p),
+                                   true };
+    }
+    return (struct where){ L->path, 0, false };
+}
+
+/* File name to store in a struct for a where. */
+static char *where_file(const struct loader *L, const struct where *w)
+{
+    return w->raw ? display_file(L, w->file) : strdup(w->file);
+}
+
+/* "ctx.key" or "key" when ctx is empty (CSV rows: the line says where). */
+#define KEY_FMT "%s%s%s"
+#define KEY_ARGS(ctx, key) (ctx), (ctx)[0] ? "." : "", (key)
+
+/* ------------------------------------------------------------------ */
+/* Values and key tables                                               */
+/* ------------------------------------------------------------------ */
+
+enum val_type { VAL_INT, VAL_DOUBLE, VAL_BOOL, VAL_STRING };
+
+struct val {
+    enum val_type type;
+    long long i;
+    double d;
+    bool b;
+    const char *s;
+};
+
+enum key_type {
+    K_STR,      /* char *, any text */
+    K_IDENT,    /* char *, an id: 1-64 letters, digits, '-' or '_' */
+    K_PATH,     /* char *, relative to the config file's directory */
+    K_FILE,     /* K_PATH that must be a readable file */
+    K_DIR,      /* K_PATH that must be a directory */
+    K_INT,      /* int within min..max */
+    K_U16,      /* uint16_t within min..max */
+    K_DOUBLE,   /* double within min..max */
+    K_BOOL,     /* bool */
+    K_ENUM,     /* int: index of the word in names[] */
+    K_PARITY,   /* char 'N', 'E' or 'O' */
+    K_CUSTOM,   /* apply() checks and stores */
+    K_SETTING,  /* setting() takes the libconfig setting (groups, lists) */
+};
+
+struct key_row;
+typedef bool (*apply_fn)(struct loader *L, const struct key_row *row, const struct val *v,
+                         void *target, const struct where *w, const char *ctx);
+typedef void (*setting_fn)(struct loader *L, const config_setting_t *s, void *target,
+                           const char *ctx);
+
+struct key_row {
+    const char *name;
+    enum key_type type;
+    size_t offset;              /* into the target struct */
+    double min, max;            /* K_INT, K_U16, K_DOUBLE */
+    const char *const *names;   /* K_ENUM: NULL-terminated words */
+    apply_fn apply;             /* K_CUSTOM */
+    setting_fn setting;         /* K_SETTING */
+};
+
+/* Row initializer: key name, type, offset of the target field. */
+#define KEY(n, t, off) .name = (n), .type = (t), .offset = (off)
+#define NROWS(rows) (sizeof(rows) / sizeof((rows)[0]))
+
+static const char *type_word(enum key_type t)
+{
+    switch (t) {
+    case K_INT:
+    case K_U16:
+        return "an integer";
+    case K_DOUBLE:
+        return "a number";
+    case K_BOOL:
+        return "true or false";
+    default:
+        return "a string";
+    }
+}
+
+/* Text (a CSV cell or a value --set created) typed by the row that takes it;
+ * text that does not convert stays a string and fails the row's type check. */
+static void val_from_text(const char *text, enum key_type want, struct val *v)
+{
+    v->type = VAL_STRING;
+    v->s = text;
+    char *end;
+    if (want == K_INT || want == K_U16 || want == K_DOUBLE) {
+        errno = 0;
+        long long i = strtoll(text, &end, 10);
+        if (*text && !*end && errno == 0) {
+            v->type = VAL_INT;
+            v->i = i;
+            return;
+        }
+        if (want == K_DOUBLE) {
+            double d = strtod(text, &end);
+            if (*text && !*end) {
+                v->type = VAL_DOUBLE;
+                v->d = d;
+            }
+        }
+    } else if (want == K_BOOL) {
+        static const char *const yes[] = { "true", "yes", "1" };
+        static const char *const no[] = { "false", "no", "0" };
+        for (size_t k = 0; k < 3; k++) {
+            if (strcmp(text, yes[k]) == 0 || strcmp(text, no[k]) == 0) {
+                v->type = VAL_BOOL;
+                v->b = strcmp(text, yes[k]) == 0;
+                return;
+            }
+        }
+    }
+}
+
+/* A scalar setting as a value; false for groups, lists and arrays. */
+static bool val_from_setting(const config_setting_t *s, enum key_type want, struct val *v)
+{
+    const struct override *o = config_setting_get_hook(s);
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT:
+        *v = (struct val){ .type = VAL_INT, .i = config_setting_get_int(s) };
+        return true;
+    case CONFIG_TYPE_INT64:
+        *v = (struct val){ .type = VAL_INT, .i = config_setting_get_int64(s) };
+        return true;
+    case CONFIG_TYPE_FLOAT:
+        *v = (struct val){ .type = VAL_DOUBLE, .d = config_setting_get_float(s) };
+        return true;
+    case CONFIG_TYPE_BOOL:
+        *v = (struct val){ .type = VAL_BOOL, .b = config_setting_get_bool(s) != 0 };
+        return true;
+    case CONFIG_TYPE_STRING:
+        if (o && o->created)
+            val_from_text(config_setting_get_string(s), want, v);
+        else
+            *v = (struct val){ .type = VAL_STRING, .s = config_setting_get_string(s) };
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool ident_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > MAX_ID)
+        return false;
+    for (; *s; s++) {
+        char c = *s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* path as given if absolute, else joined to the config file's directory. */
+static char *resolve_path(const struct loader *L, const char *path)
+{
+    if (path[0] == '/' || path[0] == '\0' || strcmp(L->dir, ".") == 0)
+        return strdup(path);
+    return format("%s/%s", L->dir, path);
+}
+
+/* Checks a K_FILE/K_DIR path on disk; false with a message when unusable. */
+static bool path_usable(struct loader *L, const struct key_row *row, const char *path,
+                        const struct where *w, const char *ctx)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        errf(L, w, KEY_FMT ": cannot use '%s': %s", KEY_ARGS(ctx, row->name), path,
+             strerror(errno));
+        return false;
+    }
+    if (row->type == K_DIR && !S_ISDIR(st.st_mode)) {
+        errf(L, w, KEY_FMT ": '%s' is not a directory", KEY_ARGS(ctx, row->name), path);
+        return false;
+    }
+    if (row->type == K_FILE && (S_ISDIR(st.st_mode) || access(path, R_OK) != 0)) {
+        errf(L, w, KEY_FMT ": '%s' is not a readable file", KEY_ARGS(ctx, row->name), path);
+        return false;
+    }
+    return true;
+}
+
+static bool type_error(struct loader *L, const struct key_row *row, const struct where *w,
+                       const char *ctx)
+{
+    errf(L, w, KEY_FMT ": expected %s", KEY_ARGS(ctx, row->name), type_word(row->type));
+    return false;
+}
+
+static bool apply_string(struct loader *L, const struct key_row *row, const struct val *v,
+                         void *target, const struct where *w, const char *ctx)
+{
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    if (strlen(v->s) > MAX_STRING) {
+        errf(L, w, KEY_FMT ": longer than %d bytes", KEY_ARGS(ctx, row->name), MAX_STRING);
+        return false;
+    }
+    if (row->type == K_IDENT && !ident_ok(v->s)) {
+        errf(L, w, KEY_FMT ": '%s' is not a valid id (1-%d letters, digits, '-' or '_')",
+             KEY_ARGS(ctx, row->name), v->s, MAX_ID);
+        return false;
+    }
+    bool is_path = row->type == K_PATH || row->type == K_FILE || row->type == K_DIR;
+    char *copy = is_path ? resolve_path(L, v->s) : strdup(v->s);
+    if (!copy) {
+        oom(L);
+        return false;
+    }
+    if ((row->type == K_FILE || row->type == K_DIR) && !path_usable(L, row, copy, w, ctx)) {
+        free(copy);
+        return false;
+    }
+    char **slot = (char **)((char *)target + row->offset);
+    free(*slot);
+    *slot = copy;
+    return true;
+}
+
+static bool apply_enum(struct loader *L, const struct key_row *row, const struct val *v,
+                       void *target, const struct where *w, const char *ctx)
+{
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    for (int k = 0; row->names[k]; k++) {
+        if (strcmp(row->names[k], v->s) == 0) {
+            *(int *)((char *)target + row->offset) = k;
+            return true;
+        }
+    }
+    size_t len = 1;
+    for (int k = 0; row->names[k]; k++)
+        len += strlen(row->names[k]) + 2;
+    char *list = calloc(1, len);
+    if (!list) {
+        oom(L);
+        return false;
+    }
+    for (int k = 0; row->names[k]; k++) {
+        if (k)
+            strcat(list, ", ");
+        strcat(list, row->names[k]);
+    }
+    errf(L, w, KEY_FMT ": '%s' is not one of %s", KEY_ARGS(ctx, row->name), v->s, list);
+    free(list);
+    return false;
+}
+
+/* Checks a value against its row and stores it into target. */
+static bool apply_value(struct loader *L, const struct key_row *row, const struct val *v,
+                        void *target, const struct where *w, const char *ctx)
+{
+    char *field = (char *)target + row->offset;
+    switch (row->type) {
+    case K_STR:
+    case K_IDENT:
+    case K_PATH:
+    case K_FILE:
+    case K_DIR:
+        return apply_string(L, row, v, target, w, ctx);
+    case K_INT:
+    case K_U16:
+        if (v->type != VAL_INT)
+            return type_error(L, row, w, ctx);
+        if ((double)v->i < row->min || (double)v->i > row->max) {
+            errf(L, w, KEY_FMT ": %lld is out of range %.0f..%.0f", KEY_ARGS(ctx, row->name), v->i,
+                 row->min, row->max);
+            return false;
+        }
+        if (row->type == K_INT)
+            *(int *)field = (int)v->i;
+        else
+            *(uint16_t *)field = (uint16_t)v->i;
+        return true;
+    case K_DOUBLE: {
+        if (v->type != VAL_INT && v->type != VAL_DOUBLE)
+            return type_error(L, row, w, ctx);
+        double d = v->type == VAL_INT ? (double)v->i : v->d;
+        if (!isfinite(d) || d < row->min || d > row->max) {
+            errf(L, w, KEY_FMT ": %g is out of range %g..%g", KEY_ARGS(ctx, row->name), d, row->min,
+                 row->max);
+            return false;
+        }
+        *(double *)field = d;
+        return true;
+    }
+    case K_BOOL:
+        if (v->type != VAL_BOOL)
+            return type_error(L, row, w, ctx);
+        *(bool *)field = v->b;
+        return true;
+    case K_ENUM:
+        return apply_enum(L, row, v, target, w, ctx);
+    case K_PARITY:
+        if (v->type != VAL_STRING)
+            return type_error(L, row, w, ctx);
+        if (strcmp(v->s, "N") && strcmp(v->s, "E") && strcmp(v->s, "O")) {
+            errf(L, w, KEY_FMT ": '%s' is not one of N, E, O", KEY_ARGS(ctx, row->name), v->s);
+            return false;
+        }
+        *field = v->s[0];
+        return true;
+    case K_CUSTOM:
+        return row->apply(L, row, v, target, w, ctx);
+    case K_SETTING:
+        break;
+    }
+    return false;
+}
+
+static size_t find_row(const struct key_row *rows, size_t nrows, const char *name)
+{
+    size_t r = 0;
+    while (r < nrows && strcmp(rows[r].name, name) != 0)
+        r++;
+    return r;
+}
+
+/* Parses a group setting with a key table; returns the rows seen as bits. */
+static uint64_t parse_group(struct loader *L, const config_setting_t *group,
+                            const struct key_row *rows, size_t nrows, void *target, const char *ctx)
+{
+    uint64_t seen = 0;
+    if (!config_setting_is_group(group)) {
+        struct where w = where_of(L, group);
+        errf(L, &w, "%s: expected a group { ... }", ctx);
+        return 0;
+    }
+    for (int i = 0; i < config_setting_length(group); i++) {
+        const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+        const char *name = config_setting_name(s);
+        struct where w = where_of(L, s);
+        size_t r = find_row(rows, nrows, name);
+        if (r == nrows) {
+            errf(L, &w, KEY_FMT ": unknown key", KEY_ARGS(ctx, name));
+            continue;
+        }
+        seen |= 1ull << r;
+        if (rows[r].type == K_SETTING) {
+            rows[r].setting(L, s, target, ctx);
+            continue;
+        }
+        struct val v;
+        if (!val_from_setting(s, rows[r].type, &v)) {
+            errf(L, &w, KEY_FMT ": expected %s, not a group or list", KEY_ARGS(ctx, name),
+                 type_word(rows[r].type));
+            continue;
+        }
+        apply_value(L, &rows[r], &v, target, &w, ctx);
+    }
+    return seen;
+}
+
+static bool was_seen(const struct key_row *rows, size_t nrows, uint64_t seen, const char *name)
+{
+    size_t r = find_row(rows, nrows, name);
+    return r < nrows && (seen & (1ull << r));
+}
+
+/* Reports each of the NULL-terminated names not seen; false if any. */
+static bool require(struct loader *L, const struct key_row *rows, size_t nrows, uint64_t seen,
+                    const char *const *names, const struct where *w, const char *ctx)
+{
+    bool ok = true;
+    for (; *names; names++) {
+        if (!was_seen(rows, nrows, seen, *names)) {
+            errf(L, w, "%s%smissing key '%s'", ctx, ctx[0] ? ": " : "", *names);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+/* ------------------------------------------------------------------ */
+/* Names                                                               */
+/* ------------------------------------------------------------------ */
+
+static const char *const category_names[] = { "master", "building", "unit", "amenity", "landscape",
+                                              "shop", "public_lighting", "office", NULL };
+static const char *const kind_names[] = { "electricity", "water", NULL };
+static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
+static const char *const language_names[] = { "zh-CN", "en", NULL };
+static const char *const bus_type_names[] = { "tcp", "rtu", NULL };
+static const char *const word_order_names[] = { "ABCD", "CDAB", "BADC", "DCBA", NULL };
+static const char *const role_names[] = { "frontdesk", "engineer", "supervisor", "viewer", NULL };
+
+const char *gw_category_name(enum gw_category c)
+{
+    return (unsigned)c < NROWS(category_names) - 1 ? category_names[c] : "unknown";
+}
+
+int gw_category_from_name(const char *name)
+{
+    for (int k = 0; category_names[k]; k++)
+        if (strcmp(category_names[k], name) == 0)
+            return k;
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Custom keys                                                         */
+/* ------------------------------------------------------------------ */
+
+static const struct {
+    const char *name;
+    int offset_min;
+} fixed_zones[] = {
+    { "UTC", 0 },           { "Etc/UTC", 0 },          { "GMT", 0 },
+    { "Asia/Shanghai", 480 }, { "Asia/Chongqing", 480 }, { "Asia/Harbin", 480 },
+    { "PRC", 480 },         { "Asia/Hong_Kong", 480 }, { "Asia/Macau", 480 },
+    { "Asia/Taipei", 480 }, { "Asia/Singapore", 480 }, { "Asia/Kuala_Lumpur", 480 },
+    { "Asia/Manila", 480 }, { "Asia/Tokyo", 540 },     { "Asia/Seoul", 540 },
+    { "Asia/Bangkok", 420 }, { "Asia/Jakarta", 420 },  { "Asia/Ho_Chi_Minh", 420 },
+    { "Asia/Kolkata", 330 }, { "Asia/Dubai", 240 },
+};
+
+/* Zones without daylight saving by name, or a fixed offset "+08:00",
+ * "-5", "UTC+8", "GMT+05:30" (ISO sense: UTC+8 is eight hours ahead). */
+static bool timezone_offset(const char *tz, int *offset_min)
+{
+    for (size_t k = 0; k < NROWS(fixed_zones); k++) {
+        if (strcmp(fixed_zones[k].name, tz) == 0) {
+            *offset_min = fixed_zones[k].offset_min;
+            return true;
+        }
+    }
+    const char *p = tz;
+    if (strncmp(p, "UTC", 3) == 0 || strncmp(p, "GMT", 3) == 0)
+        p += 3;
+    if (*p != '+' && *p != '-')
+        return false;
+    int sign = *p++ == '-' ? -1 : 1;
+    int hours = 0, minutes = 0, digits = 0;
+    while (*p >= '0' && *p <= '9' && digits < 2) {
+        hours = hours * 10 + (*p++ - '0');
+        digits++;
+    }
+    if (digits == 0)
+        return false;
+    if (*p == ':') {
+        p++;
+        if (!(p[0] >= '0' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9'))
+            return false;
+        minutes = (p[0] - '0') * 10 + (p[1] - '0');
+        p += 2;
+    }
+    int total = sign * (hours * 60 + minutes);
+    if (*p || total < -12 * 60 || total > 14 * 60)
+        return false;
+    *offset_min = total;
+    return true;
+}
+
+static bool apply_timezone(struct loader *L, const struct key_row *row, const struct val *v,
+                           void *target, const struct where *w, const char *ctx)
+{
+    struct gw_gateway_config *g = target;
+    int offset;
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    if (!timezone_offset(v->s, &offset)) {
+        errf(L, w,
+             KEY_FMT ": '%s' is not supported: use a zone without daylight saving "
+                     "(\"Asia/Shanghai\", \"UTC\", ...) or a fixed offset like \"+08:00\"",
+             KEY_ARGS(ctx, row->name), v->s);
+        return false;
+    }
+    if (!apply_string(L, row, v, target, w, ctx))
+        return false;
+    g->utc_offset_min = offset;
+    return true;
+}
+
+static bool apply_uri(struct loader *L, const struct key_row *row, const struct val *v,
+                      void *target, const struct where *w, const char *ctx)
+{
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    if ((strncmp(v->s, "tcp://", 6) != 0 && strncmp(v->s, "ssl://", 6) != 0) || !v->s[6]) {
+        errf(L, w, KEY_FMT ": '%s' must be tcp://HOST:PORT or ssl://HOST:PORT",
+             KEY_ARGS(ctx, row->name), v->s);
+        return false;
+    }
+    return apply_string(L, row, v, target, w, ctx);
+}
+
+static bool apply_topic_prefix(struct loader *L, const struct key_row *row, const struct val *v,
+                               void *target, const struct where *w, const char *ctx)
+{
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    size_t n = strlen(v->s);
+    if (n == 0 || strpbrk(v->s, "+#") || v->s[0] == '/' || v->s[n - 1] == '/') {
+        errf(L, w, KEY_FMT ": '%s' must be a topic without wildcards or a leading/trailing '/'",
+             KEY_ARGS(ctx, row->name), v->s);
+        return false;
+    }
+    return apply_string(L, row, v, target, w, ctx);
+}
+
+static bool apply_listen(struct loader *L, const struct key_row *row, const struct val *v,
+                         void *target, const struct where *w, const char *ctx)
+{
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    if (v->s[0]) {
+        const char *colon = strrchr(v->s, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        if (!colon || colon == v->s || !colon[1] || *end || port < 1 || port > 65535) {
+            errf(L, w, KEY_FMT ": '%s' must be HOST:PORT (port 1..65535), or \"\" to disable",
+                 KEY_ARGS(ctx, row->name), v->s);
+            return false;
+        }
+    }
+    return apply_string(L, row, v, target, w, ctx);
+}
+
+static bool apply_baud(struct loader *L, const struct key_row *row, const struct val *v,
+                       void *target, const struct where *w, const char *ctx)
+{
+    static const long long rates[] = { 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200 };
+    if (v->type != VAL_INT)
+        return type_error(L, row, w, ctx);
+    for (size_t k = 0; k < NROWS(rates); k++) {
+        if (rates[k] == v->i) {
+            ((struct gw_bus_config *)target)->baud = (int)v->i;
+            return true;
+        }
+    }
+    errf(L, w, KEY_FMT ": %lld is not a standard rate (1200, 2400, 4800, 9600, 19200, 38400, "
+               "57600, 115200)", KEY_ARGS(ctx, row->name), v->i);
+    return false;
+}
+
+static bool apply_occupancy(struct loader *L, const struct key_row *row, const struct val *v,
+                            void *target, const struct where *w, const char *ctx)
+{
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    bool vacant = strcmp(v->s, "vacant") == 0;
+    if (!vacant && strcmp(v->s, "occupied") != 0) {
+        errf(L, w, KEY_FMT ": '%s' is not one of vacant, occupied", KEY_ARGS(ctx, row->name), v->s);
+        return false;
+    }
+    ((struct gw_unit_config *)target)->vacant = vacant;
+    return true;
+}
+
+/* Bus by name -> index (size_t at row->offset). */
+static bool apply_bus(struct loader *L, const struct key_row *row, const struct val *v,
+                      void *target, const struct where *w, const char *ctx)
+{
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    for (size_t b = 0; b < L->cfg->nbuses; b++) {
+        if (L->cfg->buses[b].name && strcmp(L->cfg->buses[b].name, v->s) == 0) {
+            *(size_t *)((char *)target + row->offset) = b;
+            return true;
+        }
+    }
+    errf(L, w, KEY_FMT ": no bus named '%s' in buses", KEY_ARGS(ctx, row->name), v->s);
+    return false;
+}
+
+static bool apply_driver(struct loader *L, const struct key_row *row, const struct val *v,
+                         void *target, const struct where *w, const char *ctx)
+{
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    const struct drv_model *model = drv_model_find(v->s);
+    if (!model) {
+        size_t len = 1, n = drv_model_count();
+        for (size_t k = 0; k < n; k++)
+            len += strlen(drv_model_at(k)->name) + 2;
+        char *list = calloc(1, len);
+        if (!list) {
+            oom(L);
+            return false;
+        }
+        for (size_t k = 0; k < n; k++) {
+            if (k)
+                strcat(list, ", ");
+            strcat(list, drv_model_at(k)->name);
+        }
+        errf(L, w, KEY_FMT ": unknown driver '%s' (known: %s)", KEY_ARGS(ctx, row->name), v->s,
+             list);
+        free(list);
+        return false;
+    }
+    *(const struct drv_model **)((char *)target + row->offset) = model;
+    return true;
+}
+
+static bool apply_unit(struct loader *L, const struct key_row *row, const struct val *v,
+                       void *target, const struct where *w, const char *ctx)
+{
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    int u = gw_config_unit_index(L->cfg, v->s);
+    if (u < 0) {
+        errf(L, w, KEY_FMT ": no unit '%s' in units", KEY_ARGS(ctx, row->name), v->s);
+        return false;
+    }
+    ((struct gw_meter_config *)target)->unit = u;
+    return true;
+}
+
+/* A serial is digits fitting a uint32 (what the device reports); given as
+ * a string or an integer, stored as its decimal text. */
+static bool apply_serial(struct loader *L, const struct key_row *row, const struct val *v,
+                         void *target, const struct where *w, const char *ctx)
+{
+    struct gw_meter_config *m = target;
+    char text[24];
+    if (v->type == VAL_INT && v->i >= 0 && v->i <= UINT32_MAX) {
+        snprintf(text, sizeof text, "%lld", v->i);
+    } else if (v->type == VAL_STRING && v->s[0] && strspn(v->s, "0123456789") == strlen(v->s) &&
+               strlen(v->s) <= 10 && strtoull(v->s, NULL, 10) <= UINT32_MAX) {
+        snprintf(text, sizeof text, "%llu", strtoull(v->s, NULL, 10));
+    } else {
+        errf(L, w, KEY_FMT ": expected a serial number: digits, at most %lu",
+             KEY_ARGS(ctx, row->name), (unsigned long)UINT32_MAX);
+        return false;
+    }
+    char *copy = strdup(text);
+    if (!copy) {
+        oom(L);
+        return false;
+    }
+    free(m->serial);
+    m->serial = copy;
+    return true;
+}
+
+/* "HH:MM" -> minutes after midnight, or -1. */
+static int parse_hhmm(const char *s)
+{
+    if (!(s[0] >= '0' && s[0] <= '2' && s[1] >= '0' && s[1] <= '9' && s[2] == ':' &&
+          s[3] >= '0' && s[3] <= '5' && s[4] >= '0' && s[4] <= '9'))
+        return -1;
+    int h = (s[0] - '0') * 10 + (s[1] - '0');
+    return h > 23 ? -1 : h * 60 + (s[3] - '0') * 10 + (s[4] - '0');
+}
+
+static bool apply_quiet_window(struct loader *L, const struct key_row *row, const struct val *v,
+                               void *target, const struct where *w, const char *ctx)
+{
+    struct gw_meter_config *m = target;
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    int start = strlen(v->s) == 11 && v->s[5] == '-' ? parse_hhmm(v->s) : -1;
+    int end = start >= 0 ? parse_hhmm(v->s + 6) : -1;
+    if (start < 0 || end < 0 || start == end) {
+        errf(L, w, KEY_FMT ": '%s' must be \"HH:MM-HH:MM\" (local time, start != end)",
+             KEY_ARGS(ctx, row->name), v->s);
+        return false;
+    }
+    m->quiet_start_min = start;
+    m->quiet_end_min = end;
+    return true;
+}
+
+static bool apply_severity(struct loader *L, const struct key_row *row, const struct val *v,
+                           void *target, const struct where *w, const char *ctx)
+{
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    int s = rule_severity_from_name(v->s);
+    if (s < 0) {
+        errf(L, w, KEY_FMT ": '%s' is not one of info, minor, major, critical",
+             KEY_ARGS(ctx, row->name), v->s);
+        return false;
+    }
+    *(int *)((char *)target + row->offset) = s;
+    return true;
+}
+
+/* A list or array of strings -> a malloc'd array of copies. valid: NULL or
+ * a NULL-terminated list of accepted words. */
+static void parse_string_list(struct loader *L, const config_setting_t *s, const char *ctx,
+                              const char *const *valid, char ***out, size_t *nout)
+{
+    struct where w = where_of(L, s);
+    if (!config_setting_is_aggregate(s) || config_setting_is_group(s)) {
+        errf(L, &w, "%s: expected a list of strings [ \"...\", ... ]", ctx);
+        return;
+    }
+    size_t n = (size_t)config_setting_length(s);
+    char **items = calloc(n ? n : 1, sizeof *items);
+    if (!items) {
+        oom(L);
+        return;
+    }
+    size_t got = 0;
+    for (size_t i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const char *text = config_setting_get_string(e);
+        struct where ew = where_of(L, e);
+        if (!text) {
+            errf(L, &ew, "%s[%zu]: expected a string", ctx, i);
+            continue;
+        }
+        bool ok = !valid;
+        for (size_t k = 0; valid && valid[k]; k++)
+            ok = ok || strcmp(valid[k], text) == 0;
+        if (!ok) {
+            errf(L, &ew, "%s[%zu]: '%s' is not a role (frontdesk, engineer, supervisor, viewer)",
+                 ctx, i, text);
+            continue;
+        }
+        if (!(items[got] = strdup(text))) {
+            oom(L);
+            break;
+        }
+        got++;
+    }
+    for (size_t i = 0; i < *nout; i++)
+        free((*out)[i]);
+    free(*out);
+    *out = items;
+    *nout = got;
+}
+
+static void setting_escalation(struct loader *L, const config_setting_t *s, void *target,
+                               const char *ctx)
+{
+    struct gw_workorder_config *wo = target;
+    struct where w = where_of(L, s);
+    if (!config_setting_is_group(s)) {
+        errf(L, &w, "%s.escalation: expected a group { roles = [...]; contacts = [...]; }", ctx);
+        return;
+    }
+    for (int i = 0; i < config_setting_length(s); i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const char *name = config_setting_name(e);
+        if (strcmp(name, "roles") == 0) {
+            parse_string_list(L, e, "workorders.escalation.roles", role_names,
+                              &wo->escalation_roles, &wo->nescalation_roles);
+        } else if (strcmp(name, "contacts") == 0) {
+            parse_string_list(L, e, "workorders.escalation.contacts", NULL,
+                              &wo->escalation_contacts, &wo->nescalation_contacts);
+        } else {
+            struct where ew = where_of(L, e);
+            errf(L, &ew, "%s.escalation.%s: unknown key", ctx, name);
+        }
+    }
+}
+
+static void setting_zone_names(struct loader *L, const config_setting_t *s, void *target,
+                               const char *ctx)
+{
+    L->zone_names = s; /* handled once the panel's zone count is known */
+}
+
+/* ------------------------------------------------------------------ */
+/* Section tables                                                      */
+/* ------------------------------------------------------------------ */
+
+#define GW(field) offsetof(struct gw_gateway_config, field)
+static const struct key_row gateway_rows[] = {
+    { KEY("id", K_IDENT, GW(id)) },
+    { KEY("site", K_IDENT, GW(site)) },
+    { KEY("data_dir", K_PATH, GW(data_dir)) },
+    { KEY("timezone", K_CUSTOM, GW(timezone)), .apply = apply_timezone },
+    { KEY("log_level", K_ENUM, GW(log_level)), .names = log_level_names },
+    { KEY("language", K_ENUM, GW(language)), .names = language_names },
+};
+
+#define MQ(field) offsetof(struct gw_mqtt_config, field)
+static const struct key_row mqtt_rows[] = {
+    { KEY("uri", K_CUSTOM, MQ(uri)), .apply = apply_uri },
+    { KEY("client_id", K_STR, MQ(client_id)) },
+    { KEY("username", K_STR, MQ(username)) },
+    { KEY("password_file", K_FILE, MQ(password_file)) },
+    { KEY("ca_file", K_FILE, MQ(ca_file)) },
+    { KEY("cert_file", K_FILE, MQ(cert_file)) },
+    { KEY("key_file", K_FILE, MQ(key_file)) },
+    { KEY("topic_prefix", K_CUSTOM, MQ(topic_prefix)), .apply = apply_topic_prefix },
+    { KEY("qos_readings", K_INT, MQ(qos_readings)), .min = 0, .max = 2 },
+    { KEY("qos_events", K_INT, MQ(qos_events)), .min = 0, .max = 2 },
+    { KEY("outbox_limit_mb", K_INT, MQ(outbox_limit_mb)), .min = 0, .max = 65536 },
+    { KEY("keepalive_s", K_INT, MQ(keepalive_s)), .min = 5, .max = 3600 },
+};
+
+#define BUS(field) offsetof(struct gw_bus_config, field)
+static const struct key_row bus_rows[] = {
+    { KEY("name", K_IDENT, BUS(name)) },
+    { KEY("type", K_ENUM, BUS(type)), .names = bus_type_names },
+    { KEY("host", K_STR, BUS(host)) },
+    { KEY("port", K_INT, BUS(port)), .min = 1, .max = 65535 },
+    { KEY("device", K_STR, BUS(device)) },
+    { KEY("baud", K_CUSTOM, BUS(baud)), .apply = apply_baud },
+    { KEY("parity", K_PARITY, BUS(parity)) },
+    { KEY("data_bits", K_INT, BUS(data_bits)), .min = 7, .max = 8 },
+    { KEY("stop_bits", K_INT, BUS(stop_bits)), .min = 1, .max = 2 },
+    { KEY("timeout_ms", K_INT, BUS(timeout_ms)), .min = 0, .max = 60000 },
+    { KEY("retries", K_INT, BUS(retries)), .min = 0, .max = 10 },
+    { KEY("poll_interval_ms", K_INT, BUS(poll_interval_ms)), .min = 100, .max = 86400000 },
+    { KEY("slave_switch_delay_ms", K_INT, BUS(slave_switch_delay_ms)), .min = 0, .max = 10000 },
+    { KEY("request_gap_ms", K_INT, BUS(request_gap_ms)), .min = 0, .max = 10000 },
+};
+
+#define UNIT(field) offsetof(struct gw_unit_config, field)
+static const struct key_row unit_rows[] = {
+    { KEY("id", K_IDENT, UNIT(id)) },
+    { KEY("building", K_STR, UNIT(building)) },
+    { KEY("occupancy", K_CUSTOM, UNIT(vacant)), .apply = apply_occupancy },
+};
+
+/* Also the CSV columns. */
+#define MET(field) offsetof(struct gw_meter_config, field)
+static const struct key_row meter_rows[] = {
+    { KEY("id", K_IDENT, MET(id)) },
+    { KEY("bus", K_CUSTOM, MET(bus)), .apply = apply_bus },
+    { KEY("slave", K_INT, MET(slave)), .min = 1, .max = 247 },
+    { KEY("driver", K_CUSTOM, MET(model)), .apply = apply_driver },
+    { KEY("kind", K_ENUM, MET(kind)), .names = kind_names },
+    { KEY("category", K_ENUM, MET(category)), .names = category_names },
+    { KEY("unit", K_CUSTOM, MET(unit)), .apply = apply_unit },
+    { KEY("building", K_STR, MET(building)) },
+    { KEY("location", K_STR, MET(location)) },
+    { KEY("parent", K_IDENT, MET(parent_id)) },
+    { KEY("serial", K_CUSTOM, MET(serial)), .apply = apply_serial },
+    { KEY("poll_interval_ms", K_INT, MET(poll_interval_ms)), .min = 100, .max = 86400000 },
+    { KEY("valve", K_BOOL, MET(valve)) },
+    { KEY("word_order", K_ENUM, MET(options.word_order)), .names = word_order_names },
+    { KEY("function", K_INT, MET(options.function)), .min = 3, .max = 4 },
+    { KEY("address_base", K_INT, MET(options.address_base)), .min = -1, .max = 1 },
+    { KEY("max_read_regs", K_U16, MET(options.max_read_regs)), .min = 1, .max = DRV_MAX_READ_REGS },
+    { KEY("rated_power_w", K_DOUBLE, MET(rated_power_w)), .min = 1, .max = 1e7 },
+    { KEY("export_expected", K_BOOL, MET(export_expected)) },
+    { KEY("quiet_window", K_CUSTOM, 0), .apply = apply_quiet_window },
+};
+
+#define PAN(field) offsetof(struct gw_panel_config, field)
+static const struct key_row panel_rows[] = {
+    { KEY("id", K_IDENT, PAN(id)) },
+    { KEY("bus", K_CUSTOM, PAN(bus)), .apply = apply_bus },
+    { KEY("slave", K_INT, PAN(slave)), .min = 1, .max = 247 },
+    { KEY("driver", K_CUSTOM, PAN(model)), .apply = apply_driver },
+    { KEY("zones", K_U16, PAN(nzones)), .min = 1, .max = DRV_MAX_ZONES },
+    { KEY("zone_names", K_SETTING, 0), .setting = setting_zone_names },
+    { KEY("location", K_STR, PAN(location)) },
+    { KEY("poll_interval_ms", K_INT, PAN(poll_interval_ms)), .min = 100, .max = 86400000 },
+    { KEY("word_order", K_ENUM, PAN(options.word_order)), .names = word_order_names },
+    { KEY("function", K_INT, PAN(options.function)), .min = 3, .max = 4 },
+    { KEY("address_base", K_INT, PAN(options.address_base)), .min = -1, .max = 1 },
+    { KEY("max_read_regs", K_U16, PAN(options.max_read_regs)), .min = 1, .max = DRV_MAX_READ_REGS },
+};
+
+/* One zone_names entry before it is copied into the panel. */
+struct zone_entry {
+    int zone;
+    char *name;
+    char *location;
+    int address;
+};
+#define ZON(field) offsetof(struct zone_entry, field)
+static const struct key_row zone_rows[] = {
+    { KEY("zone", K_INT, ZON(zone)), .min = 1, .max = DRV_MAX_ZONES },
+    { KEY("name", K_STR, ZON(name)) },
+    { KEY("location", K_STR, ZON(location)) },
+    { KEY("address", K_INT, ZON(address)), .min = 0, .max = 65535 },
+};
+
+#define WO(field) offsetof(struct gw_workorder_config, field)
+static const struct key_row workorder_rows[] = {
+    { KEY("arrive_within_s", K_INT, WO(arrive_within_s)), .min = 60, .max = 7 * 86400 },
+    { KEY("resolve_within_s", K_INT, WO(resolve_within_s)), .min = 600, .max = 366 * 86400 },
+    { KEY("unconfirmed_after_s", K_INT, WO(unconfirmed_after_s)), .min = 60, .max = 7 * 86400 },
+    { KEY("escalation", K_SETTING, 0), .setting = setting_escalation },
+};
+
+#define HTTP(field) offsetof(struct gw_http_config, field)
+static const struct key_row http_rows[] = {
+    { KEY("listen", K_CUSTOM, HTTP(listen)), .apply = apply_listen },
+    { KEY("users_file", K_FILE, HTTP(users_file)) },
+    { KEY("static_dir", K_DIR, HTTP(static_dir)) },
+    { KEY("session_ttl_s", K_INT, HTTP(session_ttl_s)), .min = 60, .max = 30 * 86400 },
+};
+
+#define RET(field) offsetof(struct gw_retention_config, field)
+static const struct key_row retention_rows[] = {
+    { KEY("raw_readings_days", K_INT, RET(raw_readings_days)), .min = 1, .max = 3650 },
+    { KEY("patrol_days", K_INT, RET(patrol_days)), .min = 730, .max = 36500 },
+};
+
+/* ------------------------------------------------------------------ */
+/* Step 1: defaults                                                    */
+/* ------------------------------------------------------------------ */
+
+static bool set_defaults(struct gw_config *c)
+{
+    c->gateway.id = strdup("gw1");
+    c->gateway.site = strdup("site");
+    c->gateway.data_dir = strdup("/var/lib/estate-gw");
+    c->gateway.timezone = strdup("Asia/Shanghai");
+    c->gateway.utc_offset_min = 480;
+    c->gateway.log_level = GW_LOG_INFO;
+    c->gateway.language = GW_LANG_ZH_CN;
+    c->mqtt.uri = strdup("tcp://127.0.0.1:1883");
+    c->mqtt.qos_readings = 0;
+    c->mqtt.qos_events = 1;
+    c->mqtt.outbox_limit_mb = 64;
+    c->mqtt.keepalive_s = 30;
+    rule_config_defaults(&c->rules);
+    c->workorders.arrive_within_s = 1200;
+    c->workorders.resolve_within_s = 604800;
+    c->workorders.unconfirmed_after_s = 3600;
+    c->http.listen = strdup("127.0.0.1:8080");
+    c->http.session_ttl_s = 43200;
+    c->retention.raw_readings_days = 30;
+    c->retention.patrol_days = 730;
+    return c->gateway.id && c->gateway.site && c->gateway.data_dir && c->gateway.timezone &&
+           c->mqtt.uri && c->http.listen;
+}
+
+static void bus_defaults(struct gw_bus_config *b)
+{
+    memset(b, 0, sizeof *b);
+    b->type = GW_BUS_TCP;
+    b->port = 502;
+    b->baud = 9600;
+    b->parity = 'N';
+    b->data_bits = 8;
+    b->stop_bits = 1;
+    b->retries = 1;
+    b->poll_interval_ms = 1000;
+}
+
+static void meter_defaults(struct gw_meter_config *m)
+{
+    memset(m, 0, sizeof *m);
+    m->bus = SIZE_MAX;
+    m->unit = -1;
+    m->parent = -1;
+    m->quiet_start_min = m->quiet_end_min = -1;
+    drv_device_options_init(&m->options);
+}
+
+static void panel_defaults(struct gw_panel_config *p)
+{
+    memset(p, 0, sizeof *p);
+    p->bus = SIZE_MAX;
+    drv_device_options_init(&p->options);
+}
+
+/* ------------------------------------------------------------------ */
+/* Step 2: parse                                                       */
+/* ------------------------------------------------------------------ */
+
+/* A list section: its length, or -1 (reported) when it is not a list. */
+static int list_length(struct loader *L, const config_setting_t *s, const char *name)
+{
+    if (config_setting_is_list(s) || (config_setting_is_array(s) && config_setting_length(s) == 0))
+        return config_setting_length(s);
+    struct where w = where_of(L, s);
+    errf(L, &w, "%s: expected a list ( { ... }, { ... } )", name);
+    return -1;
+}
+
+/* Allocates n zeroed elements of size each (at least one). */
+static void *alloc_list(struct loader *L, size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p)
+        oom(L);
+    return p;
+}
+
+static void parse_gateway(struct loader *L, const config_setting_t *s)
+{
+    parse_group(L, s, gateway_rows, NROWS(gateway_rows), &L->cfg->gateway, "gateway");
+}
+
+static void parse_mqtt(struct loader *L, const config_setting_t *s)
+{
+    L->mqtt = s;
+    parse_group(L, s, mqtt_rows, NROWS(mqtt_rows), &L->cfg->mqtt, "mqtt");
+}
+
+static void parse_buses(struct loader *L, const config_setting_t *s)
+{
+    int n = list_length(L, s, "buses");
+    if (n < 0 || !(L->cfg->buses = alloc_list(L, (size_t)n, sizeof *L->cfg->buses)))
+        return;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        struct gw_bus_config *b = &L->cfg->buses[L->cfg->nbuses++];
+        char ctx[48];
+        snprintf(ctx, sizeof ctx, "buses[%d]", i);
+        bus_defaults(b);
+        uint64_t seen = parse_group(L, e, bus_rows, NROWS(bus_rows), b, ctx);
+        struct where w = where_of(L, e);
+        b->file = where_file(L, &w);
+        b->line = w.line;
+        if (!b->file)
+            oom(L);
+        static const char *const required[] = { "name", "type", NULL };
+        if (!require(L, bus_rows, NROWS(bus_rows), seen, required, &w, ctx))
+            continue;
+        if (b->type == GW_BUS_TCP && !b->host)
+            errf(L, &w, "bus %s: a tcp bus needs host", b->name);
+        if (b->type == GW_BUS_RTU && !b->device)
+            errf(L, &w, "bus %s: an rtu bus needs device", b->name);
+    }
+}
+
+static void parse_units(struct loader *L, const config_setting_t *s)
+{
+    int n = list_length(L, s, "units");
+    if (n < 0 || !(L->cfg->units = alloc_list(L, (size_t)n, sizeof *L->cfg->units)))
+        return;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        struct gw_unit_config *u = &L->cfg->units[L->cfg->nunits++];
+        char ctx[48];
+        snprintf(ctx, sizeof ctx, "units[%d]", i);
+        uint64_t seen = parse_group(L, e, unit_rows, NROWS(unit_rows), u, ctx);
+        struct where w = where_of(L, e);
+        if (!(u->file = where_file(L, &w)))
+            oom(L);
+        u->line = w.line;
+        static const char *const required[] = { "id", NULL };
+        require(L, unit_rows, NROWS(unit_rows), seen, required, &w, ctx);
+    }
+}
+
+/* Checks one parsed meter (list or CSV) on its own; fills model defaults. */
+static void meter_finish(struct loader *L, struct gw_meter_config *m, uint64_t seen,
+                         const struct where *w, const char *ctx)
+{
+    static const char *const required[] = { "id", "bus", "slave", "driver", "category", NULL };
+    if (!require(L, meter_rows, NROWS(meter_rows), seen, required, w, ctx) || !m->model)
+        return;
+    const struct drv_model *model = m->model;
+    if (model->kind == DRV_KIND_FIRE_PANEL) {
+        errf(L, w, "meter %s: driver '%s' is a fire panel; list it under fire_panels", m->id,
+             model->name);
+        return;
+    }
+    if (!was_seen(meter_rows, NROWS(meter_rows), seen, "kind"))
+        m->kind = model->kind;
+    else if (m->kind != model->kind)
+        errf(L, w, "meter %s: kind %s does not match driver '%s' (%s)", m->id, kind_names[m->kind],
+             model->name, kind_names[model->kind]);
+    if (!was_seen(meter_rows, NROWS(meter_rows), seen, "export_expected"))
+        m->export_expected = model->export_expected;
+    if (!m->building && m->unit >= 0 && L->cfg->units[m->unit].building &&
+        !(m->building = strdup(L->cfg->units[m->unit].building)))
+        oom(L);
+    if (m->valve && !model->valve)
+        errf(L, w, "meter %s: valve = true but driver '%s' has no valve control", m->id,
+             model->name);
+    struct drv_plan *plan = NULL;
+    est_err e = drv_plan_build(model, &m->options, &plan);
+    if (e == EST_ERR_NOMEM)
+        oom(L);
+    else if (e != EST_OK)
+        errf(L, w, "meter %s: driver '%s' cannot read it with these options "
+                   "(function, word_order, address_base, max_read_regs): %s",
+             m->id, model->name, est_strerror(e));
+    drv_plan_free(plan);
+}
+
+static void parse_meters(struct loader *L, const config_setting_t *s)
+{
+    int n = list_length(L, s, "meters");
+    if (n < 0 || !(L->cfg->meters = alloc_list(L, (size_t)n, sizeof *L->cfg->meters)))
+        return;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        struct gw_meter_config *m = &L->cfg->meters[L->cfg->nmeters++];
+        char ctx[48];
+        snprintf(ctx, sizeof ctx, "meters[%d]", i);
+        meter_defaults(m);
+        uint64_t seen = parse_group(L, e, meter_rows, NROWS(meter_rows), m, ctx);
+        struct where w = where_of(L, e);
+        if (!(m->file = where_file(L, &w)))
+            oom(L);
+        m->line = w.line;
+        meter_finish(L, m, seen, &w, ctx);
+    }
+}
+
+/* zone_names entries onto the panel's zones; marks zones given an address. */
+static void parse_zone_names(struct loader *L, struct gw_panel_config *p, bool *addressed,
+                             const char *ctx)
+{
+    const config_setting_t *s = L->zone_names;
+    char lctx[64];
+    snprintf(lctx, sizeof lctx, "%s.zone_names", ctx);
+    int n = list_length(L, s, lctx);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        struct zone_entry z = { .zone = 0, .address = -1 };
+        char zctx[80];
+        snprintf(zctx, sizeof zctx, "%s[%d]", lctx, i);
+        uint64_t seen = parse_group(L, e, zone_rows, NROWS(zone_rows), &z, zctx);
+        struct where w = where_of(L, e);
+        static const char *const required[] = { "zone", NULL };
+        if (!require(L, zone_rows, NROWS(zone_rows), seen, required, &w, zctx)) {
+        } else if (z.zone < 1 || z.zone > p->nzones) {
+            errf(L, &w, "%s.zone: %d is beyond zones = %u", zctx, z.zone, (unsigned)p->nzones);
+        } else if (p->zones[z.zone - 1].name || p->zones[z.zone - 1].location ||
+                   addressed[z.zone - 1]) {
+            errf(L, &w, "%s.zone: zone %d is described twice", zctx, z.zone);
+        } else {
+            struct gw_zone_config *zc = &p->zones[z.zone - 1];
+            zc->name = z.name;
+            zc->location = z.location;
+            z.name = z.location = NULL;
+            if (z.address >= 0) {
+                zc->address = p->zone_addresses[z.zone - 1] = (uint16_t)z.address;
+                addressed[z.zone - 1] = true;
+            }
+        }
+        free(z.name);
+        free(z.location);
+    }
+}
+
+/* Zones and their wire addresses: the layout's defaults, then zone_names. */
+static void panel_zones(struct loader *L, struct gw_panel_config *p, const struct where *w,
+                        const char *ctx)
+{
+    const struct drv_panel_layout *layout = p->model->panel;
+    p->zones = alloc_list(L, p->nzones, sizeof *p->zones);
+    p->zone_addresses = alloc_list(L, p->nzones, sizeof *p->zone_addresses);
+    bool *addressed = alloc_list(L, p->nzones, sizeof *addressed);
+    if (!p->zones || !p->zone_addresses || !addressed) {
+        free(addressed);
+        return;
+    }
+    struct drv_device_options defaults = p->options;
+    defaults.zone_addresses = NULL;
+    defaults.nzones = p->nzones < layout->max_zones ? p->nzones : layout->max_zones;
+    for (uint16_t z = 0; z < p->nzones && z < layout->max_zones; z++) {
+        p->zone_addresses[z] = drv_zone_address(p->model, &defaults, z);
+        p->zones[z].address = p->zone_addresses[z];
+        addressed[z] = false;
+    }
+    if (L->zone_names)
+        parse_zone_names(L, p, addressed, ctx);
+    for (uint16_t z = layout->max_zones; z < p->nzones; z++) {
+        if (!addressed[z]) {
+            errf(L, w, "fire panel %s: zones = %u but driver '%s' lays out %u zones; "
+                       "give zone %u an address in zone_names",
+                 p->id, (unsigned)p->nzones, p->model->name, (unsigned)layout->max_zones,
+                 (unsigned)z + 1);
+            break;
+        }
+    }
+    free(addressed);
+    p->options.nzones = p->nzones;
+    p->options.zone_addresses = p->zone_addresses;
+}
+
+static void panel_finish(struct loader *L, struct gw_panel_config *p, uint64_t seen,
+                         const struct where *w, const char *ctx)
+{
+    static const char *const required[] = { "id", "bus", "slave", "driver", "zones", NULL };
+    if (!require(L, panel_rows, NROWS(panel_rows), seen, required, w, ctx) || !p->model ||
+        !p->nzones)
+        return;
+    if (p->model->kind != DRV_KIND_FIRE_PANEL || !p->model->panel) {
+        errf(L, w, "fire panel %s: driver '%s' is not a fire panel", p->id, p->model->name);
+        return;
+    }
+    panel_zones(L, p, w, ctx);
+    if (!p->zone_addresses)
+        return;
+    struct drv_plan *plan = NULL;
+    est_err e = drv_plan_build(p->model, &p->options, &plan);
+    if (e == EST_ERR_NOMEM)
+        oom(L);
+    else if (e != EST_OK)
+        errf(L, w, "fire panel %s: driver '%s' cannot read it with these options: %s", p->id,
+             p->model->name, est_strerror(e));
+    drv_plan_free(plan);
+}
+
+static void parse_panels(struct loader *L, const config_setting_t *s)
+{
+    int n = list_length(L, s, "fire_panels");
+    if (n < 0 || !(L->cfg->panels = alloc_list(L, (size_t)n, sizeof *L->cfg->panels)))
+        return;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        struct gw_panel_config *p = &L->cfg->panels[L->cfg->npanels++];
+        char ctx[48];
+        snprintf(ctx, sizeof ctx, "fire_panels[%d]", i);
+        panel_defaults(p);
+        L->zone_names = NULL;
+        uint64_t seen = parse_group(L, e, panel_rows, NROWS(panel_rows), p, ctx);
+        struct where w = where_of(L, e);
+        if (!(p->file = where_file(L, &w)))
+            oom(L);
+        p->line = w.line;
+        panel_finish(L, p, seen, &w, ctx);
+        L->zone_names = NULL;
+    }
+}
+
+/* A rule parameter as a key row, so it shares the checks above. */
+static struct key_row rule_param_row(const struct rule_param *p)
+{
+    struct key_row row = { .name = p->name, .offset = p->offset, .min = p->min, .max = p->max };
+    switch (p->type) {
+    case RULE_PARAM_BOOL:
+        row.type = K_BOOL;
+        break;
+    case RULE_PARAM_INT:
+        row.type = K_INT;
+        break;
+    case RULE_PARAM_DOUBLE:
+        row.type = K_DOUBLE;
+        break;
+    case RULE_PARAM_SEVERITY:
+        row.type = K_CUSTOM;
+        row.apply = apply_severity;
+        break;
+    }
+    if (row.min >= row.max && row.type != K_CUSTOM) { /* no bounds given */
+        row.min = row.type == K_INT ? INT_MIN : -1e300;
+        row.max = row.type == K_INT ? INT_MAX : 1e300;
+    }
+    return row;
+}
+
+static void parse_rule(struct loader *L, enum rule_id rule, const config_setting_t *s)
+{
+    char ctx[64];
+    snprintf(ctx, sizeof ctx, "rules.%s", rule_name(rule));
+    struct where w = where_of(L, s);
+    if (!config_setting_is_group(s)) {
+        errf(L, &w, "%s: expected a group { ... }", ctx);
+        return;
+    }
+    size_t nparams;
+    const struct rule_param *params = rule_params(&nparams);
+    for (int i = 0; i < config_setting_length(s); i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const char *name = config_setting_name(e);
+        struct where ew = where_of(L, e);
+        size_t k = 0;
+        while (k < nparams && !(params[k].rule == rule && strcmp(params[k].name, name) == 0))
+            k++;
+        if (k == nparams) {
+            errf(L, &ew, "%s.%s: unknown key", ctx, name);
+            continue;
+        }
+        struct key_row row = rule_param_row(&params[k]);
+        struct val v;
+        if (!val_from_setting(e, row.type, &v))
+            errf(L, &ew, "%s.%s: expected %s, not a group or list", ctx, name, type_word(row.type));
+        else
+            apply_value(L, &row, &v, &L->cfg->rules, &ew, ctx);
+    }
+}
+
+static void parse_rules(struct loader *L, const config_setting_t *s)
+{
+    L->rules = s;
+    struct where w = where_of(L, s);
+    if (!config_setting_is_group(s)) {
+        errf(L, &w, "rules: expected a group { ... }");
+        return;
+    }
+    for (int i = 0; i < config_setting_length(s); i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        int rule = rule_from_name(config_setting_name(e));
+        if (rule < 0) {
+            struct where ew = where_of(L, e);
+            errf(L, &ew, "rules.%s: unknown rule", config_setting_name(e));
+            continue;
+        }
+        parse_rule(L, (enum rule_id)rule, e);
+    }
+}
+
+static void parse_workorders(struct loader *L, const config_setting_t *s)
+{
+    parse_group(L, s, workorder_rows, NROWS(workorder_rows), &L->cfg->workorders, "workorders");
+}
+
+static void parse_http(struct loader *L, const config_setting_t *s)
+{
+    parse_group(L, s, http_rows, NROWS(http_rows), &L->cfg->http, "http");
+}
+
+static void parse_retention(struct loader *L, const config_setting_t *s)
+{
+    parse_group(L, s, retention_rows, NROWS(retention_rows), &L->cfg->retention, "retention");
+}
+
+static void csv_load(struct loader *L, const char *csv_path, struct gw_meter_config **rows,
+                     size_t *nrows);
+static void free_meter(struct gw_meter_config *m);
+
+static void parse_meters_csv(struct loader *L, const config_setting_t *s)
+{
+    static const struct key_row row = { KEY("meters_csv", K_PATH, 0) };
+    struct where w = where_of(L, s);
+    struct val v;
+    char *path = NULL;
+    if (!val_from_setting(s, K_PATH, &v) || !apply_string(L, &row, &v, &path, &w, ""))
+        return;
+    struct gw_meter_config *rows = NULL;
+    size_t n = 0;
+    csv_load(L, path, &rows, &n);
+    free(path);
+    struct gw_config *c = L->cfg;
+    struct gw_meter_config *all = c->meters;
+    if (n)
+        all = realloc(c->meters, (c->nmeters + n) * sizeof *all);
+    if (n && !all) {
+        oom(L);
+        for (size_t i = 0; i < n; i++)
+            free_meter(&rows[i]);
+    } else if (n) {
+        memcpy(all + c->nmeters, rows, n * sizeof *rows);
+        c->meters = all;
+        c->nmeters += n;
+    }
+    free(rows);
+}
+
+/* Sections in parse order (buses and units before the meters naming them). */
+static const struct section {
+    const char *name;
+    void (*parse)(struct loader *L, const config_setting_t *s);
+} sections[] = {
+    { "gateway", parse_gateway },   { "mqtt", parse_mqtt },
+    { "buses", parse_buses },       { "units", parse_units },
+    { "meters", parse_meters },     { "meters_csv", parse_meters_csv },
+    { "fire_panels", parse_panels }, { "rules", parse_rules },
+    { "workorders", parse_workorders }, { "http", parse_http },
+    { "retention", parse_retention },
+};
+
+static void parse_root(struct loader *L, const config_setting_t *root)
+{
+    for (int i = 0; i < config_setting_length(root); i++) {
+        const config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        size_t k = 0;
+        while (k < NROWS(sections) && strcmp(sections[k].name, config_setting_name(s)) != 0)
+            k++;
+        if (k == NROWS(sections)) {
+            struct where w = where_of(L, s);
+            errf(L, &w, "%s: unknown section", config_setting_name(s));
+        }
+    }
+    for (size_t k = 0; k < NROWS(sections); k++) {
+        const config_setting_t *s = config_setting_get_member(root, sections[k].name);
+        if (s)
+            sections[k].parse(L, s);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Meters CSV                                                          */
+/* ------------------------------------------------------------------ */
+
+/* Maps the header's columns to meter rows; false (reported) on errors. */
+static bool csv_header(struct loader *L, const struct csv_record *rec, const char *file,
+                       size_t *columns)
+{
+    struct where w = { file, (int)rec->line, false };
+    uint64_t seen = 0;
+    bool ok = true;
+    for (size_t c = 0; c < rec->nfields; c++) {
+        size_t r = find_row(meter_rows, NROWS(meter_rows), rec->fields[c]);
+        if (r == NROWS(meter_rows)) {
+            errf(L, &w, "unknown column '%s'", rec->fields[c]);
+            ok = false;
+        } else if (seen & (1ull << r)) {
+            errf(L, &w, "column '%s' appears twice", rec->fields[c]);
+            ok = false;
+        } else {
+            seen |= 1ull << r;
+            columns[c] = r;
+        }
+    }
+    static const char *const required[] = { "id", "bus", "slave", "driver", "category", NULL };
+    for (const char *const *n = required; *n; n++) {
+        if (!was_seen(meter_rows, NROWS(meter_rows), seen, *n)) {
+            errf(L, &w, "missing column '%s'", *n);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+/* One record -> one meter, checked on its own. */
+static void csv_meter(struct loader *L, const struct csv_record *rec, const char *file,
+                      const size_t *columns, size_t ncolumns, struct gw_meter_config *m)
+{
+    struct where w = { file, (int)rec->line, false };
+    meter_defaults(m);
+    if (!(m->file = strdup(file)))
+        oom(L);
+    m->line = (int)rec->line;
+    if (rec->nfields != ncolumns) {
+        errf(L, &w, "%zu fields but the header names %zu columns", rec->nfields, ncolumns);
+        return;
+    }
+    uint64_t seen = 0;
+    for (size_t c = 0; c < ncolumns; c++) {
+        if (!rec->fields[c][0])
+            continue; /* empty cell: key not given */
+        const struct key_row *row = &meter_rows[columns[c]];
+        struct val v;
+        val_from_text(rec->fields[c], row->type, &v);
+        apply_value(L, row, &v, m, &w, "");
+        seen |= 1ull << columns[c];
+    }
+    meter_finish(L, m, seen, &w, "");
+}
+
+/* Reads csv_path into *rows (appended, *nrows updated); errors collected. */
+static void csv_load(struct loader *L, const char *csv_path, struct gw_meter_config **rows,
+                     size_t *nrows)
+{
+    struct where fw = { csv_path, 0, false };
+    char *data = NULL;
+    size_t len = 0;
+    est_err e = csv_read_file(csv_path, CSV_MAX_BYTES, &data, &len);
+    if (e != EST_OK) {
+        if (e == EST_ERR_NOMEM)
+            oom(L);
+        else if (e == EST_ERR_FULL)
+            errf(L, &fw, "larger than %u MB", CSV_MAX_BYTES >> 20);
+        else
+            errf(L, &fw, "cannot read: %s", strerror(errno));
+        return;
+    }
+    struct csv_reader *r = NULL;
+    size_t *columns = calloc(CSV_MAX_FIELDS, sizeof *columns);
+    if (!columns || csv_reader_new(data, len, CSV_MAX_FIELD, CSV_MAX_FIELDS, &r) != EST_OK) {
+        oom(L);
+        goto out;
+    }
+    struct csv_record rec;
+    e = csv_reader_next(r, &rec);
+    if (e == EST_ERR_NOTFOUND) {
+        errf(L, &fw, "empty: the first row must name the columns");
+        goto out;
+    }
+    if (e == EST_OK && !csv_header(L, &rec, csv_path, columns))
+        goto out;
+    size_t ncolumns = e == EST_OK ? rec.nfields : 0;
+    while (e == EST_OK && (e = csv_reader_next(r, &rec)) == EST_OK) {
+        struct gw_meter_config *grown = realloc(*rows, (*nrows + 1) * sizeof *grown);
+        if (!grown) {
+            e = EST_ERR_NOMEM;
+            break;
+        }
+        *rows = grown;
+        csv_meter(L, &rec, csv_path, columns, ncolumns, &grown[(*nrows)++]);
+    }
+    if (e == EST_ERR_INVALID) {
+        struct where w = { csv_path, (int)rec.line, false };
+        errf(L, &w, "%s", csv_reader_error(r));
+    } else if (e == EST_ERR_NOMEM) {
+        oom(L);
+    }
+out:
+    csv_reader_free(r);
+    free(columns);
+    free(data);
+}
+
+/* ------------------------------------------------------------------ */
+/* Step 3: cross-checks                                                */
+/* ------------------------------------------------------------------ */
+
+/* Sort key for duplicate detection: a name or a (bus, slave) pair. */
+struct dup_key {
+    const char *name;
+    size_t bus;
+    int slave;
+    size_t order;          /* position in definition order */
+    const char *what;      /* "meter", "fire panel", ... */
+    const char *id;
+    const char *file;
+    int line;
+};
+
+static int dup_key_cmp(const void *a, const void *b)
+{
+    const struct dup_key *x = a, *y = b;
+    int c = x->name && y->name ? strcmp(x->name, y->name) : 0;
+    if (c)
+        return c;
+    if (x->bus != y->bus)
+        return x->bus < y->bus ? -1 : 1;
+    if (x->slave != y->slave)
+        return x->slave < y->slave ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Sorts keys and reports each one equal to an earlier one. by_name: compare
+ * names, else (bus, slave). Only keys with order >= first_new are reported. */
+static void report_duplicates(struct loader *L, struct dup_key *keys, size_t n, bool by_name,
+                              size_t first_new)
+{
+    qsort(keys, n, sizeof *keys, dup_key_cmp);
+    for (size_t i = 1, first = 0; i < n; i++) {
+        bool same = by_name ? strcmp(keys[i].name, keys[first].name) == 0
+                            : keys[i].bus == keys[first].bus && keys[i].slave == keys[first].slave;
+        if (!same) {
+            first = i;
+            continue;
+        }
+        if (keys[i].order < first_new)
+            continue;
+        struct where w = { keys[i].file ? keys[i].file : L->path, keys[i].line, false };
+        if (by_name)
+            errf(L, &w, "duplicate %s id '%s' (first defined at %s:%d)", keys[i].what,
+                 keys[i].name, keys[first].file, keys[first].line);
+        else
+            errf(L, &w, "%s %s: slave %d on bus %s is already used by %s %s (%s:%d)", keys[i].what,
+                 keys[i].id, keys[i].slave, L->cfg->buses[keys[i].bus].name, keys[first].what,
+                 keys[first].id, keys[first].file, keys[first].line);
+    }
+}
+
+/* Duplicate ids among n records of one kind: name_at(records, i) gives
+ * record i's id, file and line. */
+struct named {
+    const char *name;
+    const char *file;
+    int line;
+};
+
+static void check_names(struct loader *L, const char *what, size_t n, const void *records,
+                        struct named (*name_at)(const void *records, size_t i))
+{
+    struct dup_key *keys = alloc_list(L, n, sizeof *keys);
+    size_t k = 0;
+    for (size_t i = 0; keys && i < n; i++) {
+        struct named r = name_at(records, i);
+        if (r.name)
+            keys[k++] = (struct dup_key){ .name = r.name, .order = i, .what = what,
+                                          .file = r.file, .line = r.line };
+    }
+    if (keys)
+        report_duplicates(L, keys, k, true, 0);
+    free(keys);
+}
+
+static struct named bus_at(const void *records, size_t i)
+{
+    const struct gw_bus_config *b = (const struct gw_bus_config *)records + i;
+    return (struct named){ b->name, b->file, b->line };
+}
+
+static struct named unit_at(const void *records, size_t i)
+{
+    const struct gw_unit_config *u = (const struct gw_unit_config *)records + i;
+    return (struct named){ u->id, u->file, u->line };
+}
+
+static struct named panel_at(const void *records, size_t i)
+{
+    const struct gw_panel_config *p = (const struct gw_panel_config *)records + i;
+    return (struct named){ p->id, p->file, p->line };
+}
+
+/* Two devices (meters or panels) with one slave id on one bus. */
+static void check_slaves(struct loader *L, const struct gw_meter_config *meters, size_t nmeters,
+                         size_t first_new)
+{
+    const struct gw_config *c = L->cfg;
+    struct dup_key *keys = alloc_list(L, nmeters + c->npanels, sizeof *keys);
+    size_t n = 0;
+    if (!keys)
+        return;
+    /* panels first: a new meter clashing with a panel is the one reported */
+    for (size_t i = 0; i < c->npanels; i++)
+        if (c->panels[i].bus != SIZE_MAX && c->panels[i].slave)
+            keys[n++] = (struct dup_key){ .bus = c->panels[i].bus, .slave = c->panels[i].slave,
+                                          .order = i, .what = "fire panel", .id = c->panels[i].id,
+                                          .file = c->panels[i].file, .line = c->panels[i].line };
+    for (size_t i = 0; i < nmeters; i++)
+        if (meters[i].bus != SIZE_MAX && meters[i].slave)
+            keys[n++] = (struct dup_key){ .bus = meters[i].bus, .slave = meters[i].slave,
+                                          .order = c->npanels + i, .what = "meter",
+                                          .id = meters[i].id, .file = meters[i].file,
+                                          .line = meters[i].line };
+    report_duplicates(L, keys, n, false, first_new ? c->npanels + first_new : 0);
+    free(keys);
+}
+
+/* Index of the meter with this id in meters[0..n-1], or -1. */
+static int meter_find(const struct gw_meter_config *meters, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (meters[i].id && strcmp(meters[i].id, id) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Reports the parent loop through meters[start]: "A -> B -> A". */
+static void report_loop(struct loader *L, const struct gw_meter_config *meters, size_t start)
+{
+    size_t len = strlen(meters[start].id) + 1;
+    size_t j = (size_t)meters[start].parent;
+    for (; j != start; j = (size_t)meters[j].parent)
+        len += strlen(meters[j].id) + 4;
+    char *chain = malloc(len + strlen(meters[start].id) + 4);
+    if (!chain) {
+        oom(L);
+        return;
+    }
+    strcpy(chain, meters[start].id);
+    j = start;
+    do {
+        j = (size_t)meters[j].parent;
+        strcat(chain, " -> ");
+        strcat(chain, meters[j].id);
+    } while (j != start);
+    struct where w = { meters[start].file, meters[start].line, false };
+    errf(L, &w, "meter %s: parent chain loops: %s", meters[start].id, chain);
+    free(chain);
+}
+
+/* Resolves parent ids of meters[first_new..] and rejects loops. */
+static void check_parents(struct loader *L, struct gw_meter_config *meters, size_t n,
+                          size_t first_new)
+{
+    for (size_t i = first_new; i < n; i++) {
+        struct gw_meter_config *m = &meters[i];
+        if (!m->parent_id || !m->id)
+            continue;
+        struct where w = { m->file, m->line, false };
+        int p = meter_find(meters, n, m->parent_id);
+        if (p < 0)
+            errf(L, &w, "meter %s: parent '%s' is not a meter", m->id, m->parent_id);
+        else if (meters[p].model && m->model && meters[p].kind != m->kind)
+            errf(L, &w, "meter %s: parent %s is a %s meter, not %s", m->id, meters[p].id,
+                 kind_names[meters[p].kind], kind_names[m->kind]);
+        m->parent = p;
+    }
+    /* each chain followed at most n steps; 1 = on the current path, 2 = done */
+    unsigned char *state = alloc_list(L, n, 1);
+    for (size_t i = 0; state && i < n; i++) {
+        size_t j = i;
+        while (state[j] == 0) {
+            state[j] = 1;
+            if (meters[j].parent < 0)
+                break;
+            j = (size_t)meters[j].parent;
+        }
+        if (state[j] == 1 && meters[j].parent >= 0) /* j is on a loop */
+            report_loop(L, meters, j);
+        for (j = i; state[j] == 1; j = (size_t)meters[j].parent) {
+            state[j] = 2;
+            if (meters[j].parent < 0)
+                break;
+        }
+    }
+    free(state);
+}
+
+static void check_meters(struct loader *L, struct gw_meter_config *meters, size_t n,
+                         size_t first_new)
+{
+    struct dup_key *keys = alloc_list(L, n, sizeof *keys);
+    size_t k = 0;
+    for (size_t i = 0; keys && i < n; i++)
+        if (meters[i].id)
+            keys[k++] = (struct dup_key){ .name = meters[i].id, .order = i, .what = "meter",
+                                          .file = meters[i].file, .line = meters[i].line };
+    if (keys)
+        report_duplicates(L, keys, k, true, first_new);
+    free(keys);
+    check_slaves(L, meters, n, first_new);
+    check_parents(L, meters, n, first_new);
+}
+
+static void check_all(struct loader *L)
+{
+    struct gw_config *c = L->cfg;
+    check_names(L, "bus", c->nbuses, c->buses, bus_at);
+    check_names(L, "unit", c->nunits, c->units, unit_at);
+    check_names(L, "fire panel", c->npanels, c->panels, panel_at);
+    check_meters(L, c->meters, c->nmeters, 0);
+    if (c->mqtt.uri && strncmp(c->mqtt.uri, "ssl://", 6) == 0 && !c->mqtt.ca_file) {
+        struct where w = L->mqtt ? where_of(L, L->mqtt) : (struct where){ L->path, 0, false };
+        errf(L, &w, "mqtt.uri: ssl:// needs mqtt.ca_file");
+    }
+    struct where rw = L->rules ? where_of(L, L->rules) : (struct where){ L->path, 0, false };
+    const struct rule_config *r = &c->rules;
+    if (r->continuous_flow.zero_flow_needed_s > r->continuous_flow.window_s)
+        errf(L, &rw, "rules.continuous_flow: zero_flow_needed_s (%d) exceeds window_s (%d)",
+             r->continuous_flow.zero_flow_needed_s, r->continuous_flow.window_s);
+    else if (rule_config_check(r) != EST_OK) /* the rule engine's own checks, as a backstop */
+        errf(L, &rw, "rules: the rule engine rejects these settings");
+}
+
+/* Derived defaults: MQTT client id and topic prefix from the gateway's. */
+static void finish_defaults(struct loader *L)
+{
+    struct gw_config *c = L->cfg;
+    if (!c->mqtt.client_id && !(c->mqtt.client_id = format("estate-gw-%s", c->gateway.id)))
+        oom(L);
+    if (!c->mqtt.topic_prefix &&
+        !(c->mqtt.topic_prefix = format("estate/%s/%s", c->gateway.site, c->gateway.id)))
+        oom(L);
+}
+
+/* ------------------------------------------------------------------ */
+/* --set overrides                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Next path token: "name", "[N]" or a bare "N". Splits the path in place. */
+static bool next_token(char **pp, char **token, bool *bracket)
+{
+    char *p = *pp;
+    *bracket = false;
+    if (*p == '[') {
+        char *close = strchr(p, ']');
+        if (!close || close == p + 1)
+            return false;
+        *close = '\0';
+        *token = p + 1;
+        *bracket = true;
+        p = close + 1;
+        if (*p == '.')
+            p++;
+        else if (*p && *p != '[')
+            return false;
+    } else {
+        size_t n = strcspn(p, ".[");
+        if (n == 0)
+            return false;
+        *token = p;
+        p += n;
+        if (*p == '.') {
+            *p++ = '\0';
+            if (!*p)
+                return false;
+        } else if (*p == '[') {
+            /* "buses[0]": end the name here; the '[' is read next time */
+            memmove(p + 1, p, strlen(p) + 1);
+            *p++ = '\0';
+        }
+    }
+    *pp = p;
+    return true;
+}
+
+static bool all_digits(const char *s)
+{
+    return *s && strspn(s, "0123456789") == strlen(s);
+}
+
+/* The element of a list or array by index or by its name/id member. */
+static config_setting_t *list_element(config_setting_t *list, const char *token, bool bracket)
+{
+    if (bracket || all_digits(token)) {
+        if (!all_digits(token) || strlen(token) > 6)
+            return NULL;
+        return config_setting_get_elem(list, (unsigned)atoi(token));
+    }
+    for (int i = 0; i < config_setting_length(list); i++) {
+        config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        const char *id = NULL;
+        if (config_setting_is_group(e) && (config_setting_lookup_string(e, "id", &id) ||
+                                           config_setting_lookup_string(e, "name", &id)) &&
+            strcmp(id, token) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Sets an existing scalar from text, typed by the setting's own type. */
+static bool set_existing(struct loader *L, struct override *o, config_setting_t *s,
+                         const char *value)
+{
+    struct where w = { o->label, 0, false };
+    char *end;
+    errno = 0;
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT: {
+        long long i = strtoll(value, &end, 10);
+        if (!*value || *end || errno || i < INT_MIN || i > INT_MAX) {
+            errf(L, &w, "'%s' is not an integer", value);
+            return false;
+        }
+        return config_setting_set_int(s, (int)i);
+    }
+    case CONFIG_TYPE_INT64: {
+        long long i = strtoll(value, &end, 10);
+        if (!*value || *end || errno) {
+            errf(L, &w, "'%s' is not an integer", value);
+            return false;
+        }
+        return config_setting_set_int64(s, i);
+    }
+    case CONFIG_TYPE_FLOAT: {
+        double d = strtod(value, &end);
+        if (!*value || *end || !isfinite(d)) {
+            errf(L, &w, "'%s' is not a number", value);
+            return false;
+        }
+        return config_setting_set_float(s, d);
+    }
+    case CONFIG_TYPE_BOOL:
+        if (strcmp(value, "true") && strcmp(value, "false")) {
+            errf(L, &w, "'%s' is not true or false", value);
+            return false;
+        }
+        return config_setting_set_bool(s, strcmp(value, "true") == 0);
+    case CONFIG_TYPE_STRING:
+        return config_setting_set_string(s, value);
+    default:
+        errf(L, &w, "the path names a group or list, not a single setting");
+        return false;
+    }
+}
+
+/* Applies one "PATH=VALUE" to the tree. */
+static void apply_override(struct loader *L, config_t *lc, struct override *o)
+{
+    struct where w = { o->label, 0, false };
+    const char *eq = strchr(o->text, '=');
+    if (!eq || eq == o->text) {
+        errf(L, &w, "expected PATH=VALUE");
+        return;
+    }
+    size_t plen = (size_t)(eq - o->text);
+    char *path = malloc(plen * 2 + 2); /* room for next_token's splits */
+    if (!path) {
+        oom(L);
+        return;
+    }
+    memcpy(path, o->text, plen);
+    path[plen] = '\0';
+    const char *value = eq + 1;
+    config_setting_t *cur = config_root_setting(lc);
+    char *p = path, *token;
+    bool bracket;
+    while (*p) {
+        if (!next_token(&p, &token, &bracket)) {
+            errf(L, &w, "malformed path");
+            goto out;
+        }
+        bool last = !*p;
+        config_setting_t *child;
+        if (config_setting_is_group(cur)) {
+            if (bracket) {
+                errf(L, &w, "'[%s]': '%s' is a group, not a list", token,
+                     config_setting_name(cur) ? config_setting_name(cur) : "(top)");
+                goto out;
+            }
+            child = config_setting_get_member(cur, token);
+            if (!child) {
+                int type = last ? CONFIG_TYPE_STRING : CONFIG_TYPE_GROUP;
+                child = config_setting_add(cur, token, type);
+                if (!child) {
+                    errf(L, &w, "cannot create setting '%s'", token);
+                    goto out;
+                }
+                o->created = true;
+                config_setting_set_hook(child, o);
+                if (last) {
+                    if (!config_setting_set_string(child, value))
+                        oom(L);
+                    goto out;
+                }
+            }
+        } else if (config_setting_is_aggregate(cur)) {
+            child = list_element(cur, token, bracket);
+            if (!child) {
+                errf(L, &w, "no element '%s' in %s", token,
+                     config_setting_name(cur) ? config_setting_name(cur) : "the list");
+                goto out;
+            }
+        } else {
+            errf(L, &w, "'%s' is not a group or list", config_setting_name(cur));
+            goto out;
+        }
+        cur = child;
+    }
+    if (set_existing(L, o, cur, value))
+        config_setting_set_hook(cur, o);
+out:
+    free(path);
+}
+
+static void apply_overrides(struct loader *L, config_t *lc, const char *const *overrides,
+                            size_t n)
+{
+    if (!n)
+        return;
+    L->overrides = alloc_list(L, n, sizeof *L->overrides);
+    if (!L->overrides)
+        return;
+    L->noverrides = n;
+    for (size_t i = 0; i < n; i++) {
+        L->overrides[i].text = overrides[i];
+        if (!(L->overrides[i].label = format("--set %s", overrides[i]))) {
+            oom(L);
+            return;
+        }
+        apply_override(L, lc, &L->overrides[i]);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Public API                                                          */
+/* ------------------------------------------------------------------ */
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return strdup(".");
+    if (slash == path)
+        return strdup("/");
+    char *d = malloc((size_t)(slash - path) + 1);
+    if (d) {
+        memcpy(d, path, (size_t)(slash - path));
+        d[slash - path] = '\0';
+    }
+    return d;
+}
+
+static void loader_done(struct loader *L)
+{
+    for (size_t i = 0; i < L->noverrides; i++)
+        free(L->overrides[i].label);
+    free(L->overrides);
+    free(L->dir);
+}
+
+/* Reads the file into lc; false (reported) on I/O or syntax errors. */
+static bool read_file(struct loader *L, config_t *lc)
+{
+    FILE *f = fopen(L->path, "r");
+    if (!f) {
+        struct where w = { L->path, 0, false };
+        errf(L, &w, "cannot read: %s", strerror(errno));
+        return false;
+    }
+    fclose(f);
+    config_set_include_dir(lc, L->dir);
+    if (config_read_file(lc, L->path))
+        return true;
+    struct where w = { config_error_file(lc) ? config_error_file(lc) : L->path,
+                       config_error_line(lc), config_error_file(lc) != NULL };
+    errf(L, &w, "%s", config_error_text(lc) ? config_error_text(lc) : "cannot read");
+    return false;
+}
+
+est_err gw_config_load(const char *path, const char *const *overrides, size_t noverrides,
+                       struct gw_config **out, struct gw_config_errors *errors)
+{
+    struct loader L = { .errors = errors, .path = path };
+    *out = NULL;
+    struct gw_config *cfg = calloc(1, sizeof *cfg);
+    L.cfg = cfg;
+    if (!cfg || !set_defaults(cfg) || !(cfg->path = strdup(path)) || !(L.dir = dir_of(path))) {
+        oom(&L);
+        gw_config_free(cfg);
+        loader_done(&L);
+        return EST_ERR_NOMEM;
+    }
+    config_t lc;
+    config_init(&lc);
+    if (read_file(&L, &lc)) {
+        apply_overrides(&L, &lc, overrides, noverrides);
+        parse_root(&L, config_root_setting(&lc));
+        finish_defaults(&L);
+        check_all(&L);
+    }
+    config_destroy(&lc);
+    loader_done(&L);
+    if (L.nerrors) {
+        gw_config_free(cfg);
+        return L.nomem ? EST_ERR_NOMEM : EST_ERR_INVALID;
+    }
+    *out = cfg;
+    return EST_OK;
+}
+
+est_err gw_config_load_meters_csv(struct gw_config *config, const char *csv_path,
+                                  struct gw_config_errors *errors)
+{
+    struct loader L = { .cfg = config, .errors = errors, .path = config->path };
+    struct gw_meter_config *rows = NULL, *all = NULL;
+    size_t n = 0, total = config->nmeters;
+    if (!(L.dir = dir_of(config->path))) {
+        oom(&L);
+        return EST_ERR_NOMEM;
+    }
+    csv_load(&L, csv_path, &rows, &n);
+    if (!L.nerrors && n) {
+        total = config->nmeters + n;
+        if (!(all = malloc(total * sizeof *all))) {
+            oom(&L);
+        } else {
+            memcpy(all, config->meters, config->nmeters * sizeof *all);
+            memcpy(all + config->nmeters, rows, n * sizeof *rows);
+            check_meters(&L, all, total, config->nmeters);
+        }
+    }
+    loader_done(&L);
+    if (L.nerrors) {
+        for (size_t i = 0; i < n; i++)
+            free_meter(&rows[i]);
+        free(rows);
+        free(all);
+        return L.nomem ? EST_ERR_NOMEM : EST_ERR_INVALID;
+    }
+    if (all) {
+        free(config->meters);
+        config->meters = all;
+        config->nmeters = total;
+    }
+    free(rows);
+    return EST_OK;
+}
+
+static void free_meter(struct gw_meter_config *m)
+{
+    free(m->id);
+    free(m->building);
+    free(m->location);
+    free(m->parent_id);
+    free(m->serial);
+    free(m->file);
+}
+
+static void free_strings(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+void gw_config_free(struct gw_config *c)
+{
+    if (!c)
+        return;
+    free(c->path);
+    free(c->gateway.id);
+    free(c->gateway.site);
+    free(c->gateway.data_dir);
+    free(c->gateway.timezone);
+    char **mqtt_strings[] = { &c->mqtt.uri, &c->mqtt.client_id, &c->mqtt.username,
+                              &c->mqtt.password_file, &c->mqtt.ca_file, &c->mqtt.cert_file,
+                              &c->mqtt.key_file, &c->mqtt.topic_prefix };
+    for (size_t i = 0; i < NROWS(mqtt_strings); i++)
+        free(*mqtt_strings[i]);
+    for (size_t i = 0; i < c->nbuses; i++) {
+        free(c->buses[i].name);
+        free(c->buses[i].host);
+        free(c->buses[i].device);
+        free(c->buses[i].file);
+    }
+    free(c->buses);
+    for (size_t i = 0; i < c->nunits; i++) {
+        free(c->units[i].id);
+        free(c->units[i].building);
+        free(c->units[i].file);
+    }
+    free(c->units);
+    for (size_t i = 0; i < c->nmeters; i++)
+        free_meter(&c->meters[i]);
+    free(c->meters);
+    for (size_t i = 0; i < c->npanels; i++) {
+        struct gw_panel_config *p = &c->panels[i];
+        for (size_t z = 0; p->zones && z < p->nzones; z++) {
+            free(p->zones[z].name);
+            free(p->zones[z].location);
+        }
+        free(p->zones);
+        free(p->zone_addresses);
+        free(p->id);
+        free(p->location);
+        free(p->file);
+    }
+    free(c->panels);
+    free_strings(c->workorders.escalation_roles, c->workorders.nescalation_roles);
+    free_strings(c->workorders.escalation_contacts, c->workorders.nescalation_contacts);
+    free(c->http.listen);
+    free(c->http.users_file);
+    free(c->http.static_dir);
+    free(c);
+}
+
+void gw_config_errors_free(struct gw_config_errors *errors)
+{
+    if (!errors)
+        return;
+    free_strings(errors->messages, errors->count);
+    errors->messages = NULL;
+    errors->count = 0;
+}
+
+void gw_config_errors_print(const struct gw_config_errors *errors, FILE *out)
+{
+    for (size_t i = 0; i < errors->count; i++)
+        fprintf(out, "%s\n", errors->messages[i]);
+}
+
+int gw_config_meter_index(const struct gw_config *config, const char *id)
+{
+    return meter_find(config->meters, config->nmeters, id);
+}
+
+int gw_config_unit_index(const struct gw_config *config, const char *id)
+{
+    for (size_t i = 0; i < config->nunits; i++)
+        if (config->units[i].id && strcmp(config->units[i].id, id) == 0)
+            return (int)i;
+    return -1;
+}
+
+int gw_config_panel_index(const struct gw_config *config, const char *id)
+{
+    for (size_t i = 0; i < config->npanels; i++)
+        if (config->panels[i].id && strcmp(config->panels[i].id, id) == 0)
+            return (int)i;
+    return -1;
+}

@@ -1,0 +1,909 @@
+/* core.c - the core thread: samples in from the pollers, through the rule
+ * engine, into SQLite (batched) and out over MQTT (readings directly, events
+ * through the durable outbox); commands in from MQTT, estate-ctl and the
+ * console. */
+#include "core.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "incidents.h"
+#include "log.h"
+#include "payload.h"
+#include "workorders.h"
+
+#define SAMPLE_QUEUE_CAPACITY 8192
+#define SAMPLE_BATCH 512
+#define INBOUND_QUEUE_CAPACITY 64
+#define CALL_QUEUE_CAPACITY 64
+#define OUTBOX_WINDOW 100      /* QoS 1 messages in flight (DOMAIN: ~100 is the sweet spot) */
+#define OUTBOX_PEEK 200
+#define TICK_MS 200
+#define MAINTENANCE_MS 60000
+
+/* A command from another thread, answered through a condition variable. */
+struct gw_core_call {
+    pthread_mutex_t lock;
+    pthread_cond_t done_cond;
+    bool done;
+    bool abandoned;            /* the caller gave up; the core frees it */
+    char *verb;
+    char *args_json;
+    char user[64];
+    char role[32];
+    char *result;
+};
+
+static int64_t default_clock(void) { return est_now_ms(); }
+
+int64_t gw_core_now_ms(const struct gw_core *core) { return core->clock_ms(); }
+
+bool gw_core_lang_zh(const struct gw_core *core)
+{
+    return core->config->gateway.language == GW_LANG_ZH_CN;
+}
+
+const char *gw_core_meter_id(const struct gw_core *core, uint32_t meter)
+{
+    return meter < core->config->nmeters ? core->config->meters[meter].id : "?";
+}
+
+/* ---------------------------------------------------------------- */
+/* Publishing                                                        */
+/* ---------------------------------------------------------------- */
+
+static char *topic_for(const struct gw_core *core, const char *suffix)
+{
+    size_t len = strlen(core->prefix) + 1 + strlen(suffix) + 1;
+    char *topic = malloc(len);
+    if (topic != NULL)
+        snprintf(topic, len, "%s/%s", core->prefix, suffix);
+    return topic;
+}
+
+static void notify_listeners(struct gw_core *core, const char *kind, const char *payload)
+{
+    for (size_t i = 0; i < core->nlisteners; i++)
+        core->listeners[i](core->listener_ctx[i], kind, payload);
+}
+
+est_err gw_core_publish_event(struct gw_core *core, const char *topic_suffix, const char *payload,
+                              bool retain)
+{
+    char *topic = topic_for(core, topic_suffix);
+    if (topic == NULL)
+        return EST_ERR_NOMEM;
+    notify_listeners(core, topic_suffix, payload);
+    struct gw_store_outbox_msg msg = {
+        .topic = topic, .payload = payload, .payload_len = strlen(payload),
+        .qos = core->config->mqtt.qos_events, .retain = retain, .is_event = true,
+        .created_ms = gw_core_now_ms(core),
+    };
+    est_err err = core->store_degraded ? EST_ERR_DB : gw_store_outbox_add(core->store, &msg, NULL);
+    if (err != EST_OK) {
+        /* The disk refuses: publish at once rather than lose the event. */
+        gw_error("store: cannot queue event on %s: %s; publishing directly", topic,
+                 gw_store_errmsg(core->store));
+        err = gw_mqtt_publish(core->mqtt, topic, payload, strlen(payload), msg.qos, retain, 0);
+    }
+    free(topic);
+    return err;
+}
+
+static char *patrol_entry_json(const struct gw_store_patrol_entry *e)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddNumberToObject(o, "seq", (double)e->seq);
+    gw_json_add_ts(o, "ts", e->ts_ms);
+    cJSON_AddStringToObject(o, "kind", e->kind);
+    cJSON_AddStringToObject(o, "text", e->text);
+    if (e->incident > 0)
+        cJSON_AddNumberToObject(o, "incident", (double)e->incident);
+    if (e->workorder > 0)
+        cJSON_AddNumberToObject(o, "workorder", (double)e->workorder);
+    cJSON_AddStringToObject(o, "author", e->author);
+    if (e->detail_json != NULL) {
+        cJSON *detail = cJSON_Parse(e->detail_json);
+        if (detail != NULL)
+            cJSON_AddItemToObject(o, "detail", detail);
+    }
+    cJSON_AddStringToObject(o, "hash", e->hash);
+    cJSON_AddStringToObject(o, "prev_hash", e->prev_hash);
+    return gw_json_finish(o);
+}
+
+est_err gw_core_patrol(struct gw_core *core, const char *kind, const char *text, int64_t incident,
+                       int64_t workorder, const char *author, const char *detail_json)
+{
+    struct gw_store_patrol_entry e = {
+        .ts_ms = gw_core_now_ms(core), .kind = kind, .text = text, .incident = incident,
+        .workorder = workorder, .author = author, .detail_json = detail_json,
+    };
+    est_err err = gw_store_patrol_append(core->store, &e);
+    if (err != EST_OK) {
+        gw_error("patrol log: cannot append (%s): %s", kind, gw_store_errmsg(core->store));
+        return err;
+    }
+    char *json = patrol_entry_json(&e);
+    if (json == NULL)
+        return EST_ERR_NOMEM;
+    err = gw_core_publish_event(core, "patrol", json, false);
+    free(json);
+    return err;
+}
+
+/* Readings go straight to the broker when it is up and nothing older waits;
+ * otherwise into the outbox (bounded by the outbox limit). */
+static void publish_reading(struct gw_core *core, const char *topic, const char *payload)
+{
+    size_t len = strlen(payload);
+    if (!core->outbox_has_readings && gw_mqtt_connected(core->mqtt) &&
+        gw_mqtt_publish(core->mqtt, topic, payload, len, core->config->mqtt.qos_readings, false, 0) ==
+            EST_OK) {
+        core->readings_published++;
+        return;
+    }
+    if (core->store_degraded)
+        return;
+    struct gw_store_outbox_msg msg = {
+        .topic = topic, .payload = payload, .payload_len = len,
+        .qos = core->config->mqtt.qos_readings, .retain = false, .is_event = false,
+        .created_ms = gw_core_now_ms(core),
+    };
+    if (gw_store_outbox_add(core->store, &msg, NULL) == EST_OK)
+        core->outbox_has_readings = true;
+}
+
+/* ---------------------------------------------------------------- */
+/* Samples                                                           */
+/* ---------------------------------------------------------------- */
+
+static bool has(const struct drv_reading *r, enum drv_quantity q)
+{
+    return (r->present & (UINT64_C(1) << q)) != 0;
+}
+
+static void to_rule_sample(const struct gw_sample *s, struct rule_meter_sample *rs)
+{
+    const struct drv_reading *r = &s->reading;
+    memset(rs, 0, sizeof *rs);
+    rs->meter = s->index;
+    rs->ts_ms = s->ts_ms;
+    rs->ok = s->quality != GW_QUALITY_ERROR;
+    rs->bad_values = s->bad_values;
+    static const struct { enum drv_quantity q; unsigned bit; size_t offset; } map[] = {
+        {DRV_Q_ENERGY_IMPORT_KWH, RULE_HAS_IMPORT, offsetof(struct rule_meter_sample, import_kwh)},
+        {DRV_Q_ENERGY_EXPORT_KWH, RULE_HAS_EXPORT, offsetof(struct rule_meter_sample, export_kwh)},
+        {DRV_Q_POWER_W, RULE_HAS_POWER, offsetof(struct rule_meter_sample, power_w)},
+        {DRV_Q_VOLUME_M3, RULE_HAS_VOLUME, offsetof(struct rule_meter_sample, volume_m3)},
+        {DRV_Q_REVERSE_VOLUME_M3, RULE_HAS_REVERSE_VOLUME,
+         offsetof(struct rule_meter_sample, reverse_volume_m3)},
+        {DRV_Q_FLOW_M3H, RULE_HAS_FLOW, offsetof(struct rule_meter_sample, flow_m3h)},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        if (has(r, map[i].q)) {
+            rs->has |= map[i].bit;
+            memcpy((char *)rs + map[i].offset, &r->value[map[i].q], sizeof(double));
+        }
+    }
+    if (has(r, DRV_Q_POWER_L1_W) && has(r, DRV_Q_POWER_L2_W) && has(r, DRV_Q_POWER_L3_W)) {
+        rs->has |= RULE_HAS_PHASE_POWER;
+        rs->phase_power_w[0] = r->value[DRV_Q_POWER_L1_W];
+        rs->phase_power_w[1] = r->value[DRV_Q_POWER_L2_W];
+        rs->phase_power_w[2] = r->value[DRV_Q_POWER_L3_W];
+    }
+    if (has(r, DRV_Q_SERIAL)) {
+        rs->has |= RULE_HAS_SERIAL;
+        rs->serial = (uint32_t)r->value[DRV_Q_SERIAL];
+    }
+    if (has(r, DRV_Q_VALVE)) {
+        rs->has |= RULE_HAS_VALVE;
+        rs->valve = (enum rule_valve)(int)r->value[DRV_Q_VALVE];
+        rs->valve_fault = has(r, DRV_Q_VALVE_FAULT) && r->value[DRV_Q_VALVE_FAULT] != 0;
+    }
+}
+
+static struct gw_store_values store_values(const struct drv_reading *r)
+{
+    struct gw_store_values v;
+    gw_store_values_clear(&v);
+    if (has(r, DRV_Q_ENERGY_IMPORT_KWH))
+        v.energy_import_kwh = r->value[DRV_Q_ENERGY_IMPORT_KWH];
+    if (has(r, DRV_Q_ENERGY_EXPORT_KWH))
+        v.energy_export_kwh = r->value[DRV_Q_ENERGY_EXPORT_KWH];
+    if (has(r, DRV_Q_POWER_W))
+        v.power_w = r->value[DRV_Q_POWER_W];
+    if (has(r, DRV_Q_VOLUME_M3))
+        v.volume_m3 = r->value[DRV_Q_VOLUME_M3];
+    if (has(r, DRV_Q_FLOW_M3H))
+        v.flow_m3h = r->value[DRV_Q_FLOW_M3H];
+    return v;
+}
+
+/* "YYYY-MM-DD" of ts in the site's time zone. */
+static void local_day(const struct gw_core *core, int64_t ts_ms, char out[16])
+{
+    char ts[EST_TS_LEN];
+    est_format_ts(ts_ms + (int64_t)core->config->gateway.utc_offset_min * 60000, ts);
+    memcpy(out, ts, 10);
+    out[10] = '\0';
+}
+
+/* One batch being written to the store. */
+struct batch {
+    struct gw_store_reading *rows;
+    char **json;               /* values_json of each row, freed after the commit */
+    size_t n;
+};
+
+static void handle_meter_sample(struct gw_core *core, const struct gw_sample *s, struct batch *b)
+{
+    struct gw_meter_state *st = &core->meters[s->index];
+    const struct gw_meter_config *m = &core->config->meters[s->index];
+    st->last_poll_ms = s->ts_ms;
+    st->last_quality = s->quality;
+
+    struct rule_meter_sample rs;
+    to_rule_sample(s, &rs);
+    rule_engine_feed_meter(core->rules, &rs);
+
+    char *payload = gw_payload_reading(core->config, s);
+    if (payload == NULL)
+        return;
+    size_t tlen = strlen(core->prefix) + strlen(m->id) + sizeof "/meters//reading";
+    char *topic = malloc(tlen);
+    if (topic != NULL) {
+        snprintf(topic, tlen, "%s/meters/%s/reading", core->prefix, m->id);
+        publish_reading(core, topic, payload);
+        free(topic);
+    }
+
+    if (s->quality != GW_QUALITY_ERROR) {
+        st->last_good_ms = s->ts_ms;
+        st->last_reading = s->reading;
+        st->has_last = true;
+    }
+    char *values = NULL;
+    cJSON *vo = gw_payload_values(&s->reading);
+    if (vo != NULL)
+        values = gw_json_finish(vo);
+    b->rows[b->n] = (struct gw_store_reading){
+        .meter_rid = st->store_rowid, .ts_ms = s->ts_ms,
+        .quality = (enum gw_store_quality)s->quality, .reading = &s->reading,
+        .values_json = values,
+    };
+    b->json[b->n] = values;
+    b->n++;
+    free(payload);
+
+    if (s->quality == GW_QUALITY_GOOD && !core->store_degraded) {
+        char day[16];
+        local_day(core, s->ts_ms, day);
+        struct gw_store_values v = store_values(&s->reading);
+        gw_store_snapshot_if_needed(core->store, st->store_rowid, day, s->ts_ms, &v, NULL);
+    }
+}
+
+static void handle_panel_sample(struct gw_core *core, const struct gw_sample *s)
+{
+    struct gw_panel_state *st = &core->panels[s->index];
+    st->last_poll_ms = s->ts_ms;
+    struct rule_panel_sample ps = {
+        .panel = s->index, .ts_ms = s->ts_ms, .ok = s->quality != GW_QUALITY_ERROR,
+        .nzones = s->reading.nzones, .zones = s->reading.zones,
+        .panel_fault = has(&s->reading, DRV_Q_PANEL_FAULT) && s->reading.value[DRV_Q_PANEL_FAULT] != 0,
+    };
+    rule_engine_feed_panel(core->rules, &ps);
+    bool changed = !st->published || st->last_quality != s->quality ||
+                   (s->quality != GW_QUALITY_ERROR &&
+                    memcmp(st->zones, s->reading.zones, s->reading.nzones) != 0);
+    st->last_quality = s->quality;
+    if (!changed)
+        return;
+    if (s->quality != GW_QUALITY_ERROR)
+        memcpy(st->zones, s->reading.zones, s->reading.nzones);
+    st->published = true;
+    char *payload = gw_payload_panel_state(core->config, s);
+    if (payload == NULL)
+        return;
+    size_t len = strlen(core->config->panels[s->index].id) + sizeof "panels//state";
+    char *suffix = malloc(len);
+    if (suffix != NULL) {
+        snprintf(suffix, len, "panels/%s/state", core->config->panels[s->index].id);
+        gw_core_publish_event(core, suffix, payload, true);
+        free(suffix);
+    }
+    free(payload);
+}
+
+static void handle_batch(struct gw_core *core, struct gw_sample *items, size_t n, struct batch *b)
+{
+    b->n = 0;
+    bool in_txn = !core->store_degraded && gw_store_begin(core->store) == EST_OK;
+    for (size_t i = 0; i < n; i++) {
+        struct gw_sample *s = &items[i];
+        core->samples_handled++;
+        if (s->item == GW_ITEM_VALVE_RESULT)
+            gw_incidents_on_valve_result(core, s);
+        else if (s->device_type == GW_DEVICE_METER)
+            handle_meter_sample(core, s, b);
+        else
+            handle_panel_sample(core, s);
+    }
+    est_err err = EST_OK;
+    if (!core->store_degraded && b->n > 0)
+        err = gw_store_add_readings(core->store, b->rows, b->n);
+    if (in_txn) {
+        if (err == EST_OK)
+            err = gw_store_commit(core->store);
+        else
+            gw_store_rollback(core->store);
+    }
+    if (err == EST_OK && !core->store_degraded) {
+        core->readings_stored += b->n;
+    } else if (!core->store_degraded) {
+        core->store_degraded = true;
+        gw_error("store: writes failing (%s): publishing without storing until the disk recovers",
+                 gw_store_errmsg(core->store));
+    }
+    for (size_t i = 0; i < b->n; i++)
+        free(b->json[i]);
+}
+
+/* ---------------------------------------------------------------- */
+/* Outbox drain                                                      */
+/* ---------------------------------------------------------------- */
+
+struct drain_ctx {
+    struct gw_core *core;
+    size_t sent;
+    bool stop;
+    int64_t delete_after[OUTBOX_PEEK]; /* QoS 0 rows handed to Paho: delete now */
+    size_t ndelete;
+};
+
+static bool drain_one(void *ctx, const struct gw_store_outbox_msg *msg)
+{
+    struct drain_ctx *d = ctx;
+    struct gw_core *core = d->core;
+    if (msg->qos > 0 && gw_mqtt_inflight(core->mqtt) >= OUTBOX_WINDOW)
+        return false;
+    est_err err = gw_mqtt_publish(core->mqtt, msg->topic, msg->payload, msg->payload_len, msg->qos,
+                                  msg->retain, msg->qos > 0 ? (uint64_t)msg->seq : 0);
+    if (err != EST_OK) {
+        d->stop = true;
+        return false;
+    }
+    core->outbox_sent_upto = (uint64_t)msg->seq;
+    if (msg->qos == 0 && d->ndelete < OUTBOX_PEEK)
+        d->delete_after[d->ndelete++] = msg->seq;
+    d->sent++;
+    return true;
+}
+
+static void drain_outbox(struct gw_core *core)
+{
+    if (core->store_degraded)
+        return;
+    uint64_t acked[256];
+    size_t nacked;
+    bool any_deleted = false;
+    while ((nacked = gw_mqtt_take_acked(core->mqtt, acked, 256)) > 0) {
+        if (!any_deleted)
+            gw_store_begin(core->store);
+        any_deleted = true;
+        for (size_t i = 0; i < nacked; i++)
+            gw_store_outbox_delete(core->store, (int64_t)acked[i]);
+    }
+    if (any_deleted)
+        gw_store_commit(core->store);
+    if (!gw_mqtt_connected(core->mqtt))
+        return;
+    uint64_t generation = gw_mqtt_generation(core->mqtt);
+    if (generation != core->outbox_generation) {
+        /* New connection: whatever was in flight may be lost; resend from
+         * the oldest row still queued (at-least-once). */
+        core->outbox_generation = generation;
+        core->outbox_sent_upto = 0;
+    }
+    for (int round = 0; round < 20; round++) {
+        struct drain_ctx d = {.core = core};
+        gw_store_outbox_peek(core->store, (int64_t)core->outbox_sent_upto, OUTBOX_PEEK, drain_one, &d);
+        if (d.ndelete > 0) {
+            gw_store_begin(core->store);
+            for (size_t i = 0; i < d.ndelete; i++)
+                gw_store_outbox_delete(core->store, d.delete_after[i]);
+            gw_store_commit(core->store);
+        }
+        if (d.sent == 0 || d.stop)
+            break;
+    }
+    if (core->outbox_has_readings) {
+        struct gw_store_outbox_counts counts;
+        if (gw_store_outbox_counts(core->store, &counts) == EST_OK && counts.readings == 0)
+            core->outbox_has_readings = false;
+    }
+}
+
+static void trim_outbox(struct gw_core *core)
+{
+    uint64_t limit = (uint64_t)core->config->mqtt.outbox_limit_mb * 1024u * 1024u;
+    uint64_t dropped = 0;
+    if (gw_store_outbox_trim_readings(core->store, limit, &dropped) == EST_OK && dropped > 0) {
+        core->readings_dropped += dropped;
+        gw_warn("outbox: broker unreachable and the readings outbox is over %d MB: dropped the %llu "
+                "oldest readings (%llu since start); events are kept",
+                core->config->mqtt.outbox_limit_mb, (unsigned long long)dropped,
+                (unsigned long long)core->readings_dropped);
+    }
+}
+
+/* ---------------------------------------------------------------- */
+/* Commands                                                          */
+/* ---------------------------------------------------------------- */
+
+static void publish_command_result(struct gw_core *core, const char *verb, cJSON *result)
+{
+    char *json = gw_json_finish(result);
+    if (json == NULL)
+        return;
+    size_t len = strlen(verb) + sizeof "cmd//result";
+    char *suffix = malloc(len);
+    if (suffix != NULL) {
+        snprintf(suffix, len, "cmd/%s/result", verb);
+        gw_core_publish_event(core, suffix, json, false);
+        free(suffix);
+    }
+    free(json);
+}
+
+/* The verb of P/cmd/<verb>, or NULL when the topic is not a command. */
+static const char *command_verb(const struct gw_core *core, const char *topic)
+{
+    size_t plen = strlen(core->prefix);
+    if (strncmp(topic, core->prefix, plen) != 0 || strncmp(topic + plen, "/cmd/", 5) != 0)
+        return NULL;
+    const char *verb = topic + plen + 5;
+    if (*verb == '\0' || strchr(verb, '/') != NULL)
+        return NULL;
+    return verb;
+}
+
+static void handle_mqtt_command(struct gw_core *core, const struct gw_mqtt_inbound *in)
+{
+    const char *verb = command_verb(core, in->topic);
+    if (verb == NULL)
+        return;
+    if (strlen(verb) > 32) {
+        gw_warn("mqtt: command topic %s: unknown verb", in->topic);
+        return;
+    }
+    bool in_txn = gw_store_begin(core->store) == EST_OK;
+    cJSON *result;
+    cJSON *args = in->too_large ? NULL : cJSON_ParseWithLength(in->payload, in->length);
+    if (in->too_large) {
+        result = gw_command_error(NULL, "payload larger than %d bytes", GW_MQTT_COMMAND_MAX);
+    } else if (args == NULL || !cJSON_IsObject(args)) {
+        result = gw_command_error(NULL, "payload is not a JSON object");
+    } else {
+        /* An MQTT command names its user; the role comes from the users file. */
+        const char *user = gw_command_string(args, "user", 63);
+        struct gw_actor actor = {.user = user ? user : "", .role = NULL, .origin = "mqtt"};
+        actor.role = gw_commands_user_role(core, actor.user);
+        result = gw_commands_handle(core, verb, args, &actor);
+    }
+    if (result != NULL) {
+        cJSON *ok = cJSON_GetObjectItemCaseSensitive(result, "ok");
+        if (!cJSON_IsTrue(ok)) {
+            cJSON *error = cJSON_GetObjectItemCaseSensitive(result, "error");
+            gw_warn("mqtt: command on %s refused: %s", in->topic,
+                    cJSON_IsString(error) ? error->valuestring : "?");
+        }
+        publish_command_result(core, verb, result);
+    }
+    cJSON_Delete(args);
+    if (in_txn)
+        gw_store_commit(core->store);
+}
+
+struct ctl_ctx {
+    struct gw_core *core;
+};
+
+static bool handle_ctl_request(void *ctx, const struct gw_store_ctl_request *req)
+{
+    struct gw_core *core = ((struct ctl_ctx *)ctx)->core;
+    cJSON *args = req->args_json ? cJSON_Parse(req->args_json) : cJSON_CreateObject();
+    cJSON *result;
+    if (args == NULL || !cJSON_IsObject(args)) {
+        result = gw_command_error(NULL, "arguments are not a JSON object");
+    } else {
+        const char *user = gw_command_string(args, "user", 63);
+        struct gw_actor actor = {.user = user ? user : "operator", .role = "supervisor",
+                                 .origin = "ctl"};
+        result = gw_commands_handle(core, req->verb, args, &actor);
+    }
+    cJSON_Delete(args);
+    char *json = gw_json_finish(result);
+    gw_store_ctl_finish(core->store, req->id, json ? json : "{\"ok\":false}", gw_core_now_ms(core));
+    free(json);
+    return true;
+}
+
+static void handle_ctl_requests(struct gw_core *core)
+{
+    struct ctl_ctx ctx = {core};
+    if (gw_store_begin(core->store) != EST_OK)
+        return;
+    gw_store_ctl_take_pending(core->store, handle_ctl_request, &ctx);
+    gw_store_commit(core->store);
+}
+
+static void finish_call(struct gw_core_call *call, char *result)
+{
+    pthread_mutex_lock(&call->lock);
+    call->result = result;
+    call->done = true;
+    bool abandoned = call->abandoned;
+    pthread_cond_signal(&call->done_cond);
+    pthread_mutex_unlock(&call->lock);
+    if (abandoned) {
+        free(call->result);
+        free(call->verb);
+        free(call->args_json);
+        pthread_mutex_destroy(&call->lock);
+        pthread_cond_destroy(&call->done_cond);
+        free(call);
+    }
+}
+
+static void handle_calls(struct gw_core *core)
+{
+    struct gw_core_call *calls[16];
+    size_t n = gw_queue_pop_many(core->calls, calls, 16, 0);
+    for (size_t i = 0; i < n; i++) {
+        struct gw_core_call *call = calls[i];
+        cJSON *args = cJSON_Parse(call->args_json);
+        struct gw_actor actor = {.user = call->user, .role = call->role, .origin = "http"};
+        bool in_txn = gw_store_begin(core->store) == EST_OK;
+        cJSON *result = args && cJSON_IsObject(args)
+                            ? gw_commands_handle(core, call->verb, args, &actor)
+                            : gw_command_error(NULL, "arguments are not a JSON object");
+        if (in_txn)
+            gw_store_commit(core->store);
+        cJSON_Delete(args);
+        finish_call(call, gw_json_finish(result));
+    }
+}
+
+char *gw_core_call(struct gw_core *core, const char *verb, const char *args_json,
+                   const struct gw_actor *actor, int timeout_ms)
+{
+    struct gw_core_call *call = calloc(1, sizeof *call);
+    if (call == NULL)
+        return NULL;
+    pthread_mutex_init(&call->lock, NULL);
+    pthread_cond_init(&call->done_cond, NULL);
+    call->verb = strdup(verb);
+    call->args_json = strdup(args_json ? args_json : "{}");
+    snprintf(call->user, sizeof call->user, "%s", actor->user);
+    snprintf(call->role, sizeof call->role, "%s", actor->role);
+    if (call->verb == NULL || call->args_json == NULL ||
+        gw_queue_push(core->calls, &call, timeout_ms) != EST_OK) {
+        free(call->verb);
+        free(call->args_json);
+        free(call);
+        return NULL;
+    }
+    int64_t deadline = est_mono_ms() + timeout_ms;
+    pthread_mutex_lock(&call->lock);
+    while (!call->done && est_mono_ms() < deadline) {
+        pthread_mutex_unlock(&call->lock);
+        est_sleep_ms(5);
+        pthread_mutex_lock(&call->lock);
+    }
+    if (!call->done) {
+        call->abandoned = true; /* the core frees it when it gets to it */
+        pthread_mutex_unlock(&call->lock);
+        return NULL;
+    }
+    char *result = call->result;
+    pthread_mutex_unlock(&call->lock);
+    free(call->verb);
+    free(call->args_json);
+    pthread_mutex_destroy(&call->lock);
+    pthread_cond_destroy(&call->done_cond);
+    free(call);
+    return result;
+}
+
+est_err gw_core_add_listener(struct gw_core *core, gw_core_listener_fn fn, void *ctx)
+{
+    if (core->nlisteners >= sizeof core->listeners / sizeof core->listeners[0])
+        return EST_ERR_FULL;
+    core->listeners[core->nlisteners] = fn;
+    core->listener_ctx[core->nlisteners] = ctx;
+    core->nlisteners++;
+    return EST_OK;
+}
+
+/* ---------------------------------------------------------------- */
+/* Setup                                                             */
+/* ---------------------------------------------------------------- */
+
+static est_err build_rules(struct gw_core *core)
+{
+    const struct gw_config *c = core->config;
+    struct rule_meter *meters = calloc(c->nmeters + 1, sizeof *meters);
+    uint16_t *zones = calloc(c->npanels + 1, sizeof *zones);
+    if (meters == NULL || zones == NULL) {
+        free(meters);
+        free(zones);
+        return EST_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < c->nmeters; i++) {
+        const struct gw_meter_config *m = &c->meters[i];
+        struct rule_meter *rm = &meters[i];
+        rm->kind = m->kind == DRV_KIND_WATER ? RULE_METER_WATER : RULE_METER_ELECTRICITY;
+        rm->category = (enum rule_category)m->category;
+        rm->unit = m->unit;
+        rm->parent = m->parent;
+        rm->rated_power_w = m->rated_power_w > 0 ? m->rated_power_w : m->model->rated_power_w;
+        rm->export_expected = m->export_expected;
+        rm->has_valve = m->valve;
+        rm->resolution = m->model->resolution;
+        rm->counter_wrap = m->model->counter_wrap;
+        rm->serial = m->serial ? (uint32_t)strtoul(m->serial, NULL, 10) : 0;
+        rm->quiet_start_min = m->quiet_start_min;
+        rm->quiet_end_min = m->quiet_end_min;
+        rm->utc_offset_min = c->gateway.utc_offset_min;
+    }
+    for (size_t i = 0; i < c->npanels; i++)
+        zones[i] = c->panels[i].nzones;
+    struct rule_topology topology = {
+        .nmeters = c->nmeters, .meters = meters, .nunits = c->nunits,
+        .unit_vacant = core->unit_vacant, .npanels = c->npanels, .panel_zones = zones,
+    };
+    est_err err = rule_engine_create(&c->rules, &topology, gw_incidents_on_rule_event,
+                                     gw_incidents_on_rule_action, core, &core->rules);
+    free(meters);
+    free(zones);
+    return err;
+}
+
+static est_err load_state(struct gw_core *core)
+{
+    const struct gw_config *c = core->config;
+    int64_t *rids = calloc(c->nmeters + 1, sizeof *rids);
+    if (rids == NULL)
+        return EST_ERR_NOMEM;
+    est_err err = gw_store_sync_inventory(core->store, c, gw_core_now_ms(core), rids);
+    if (err != EST_OK) {
+        gw_error("store: inventory: %s", gw_store_errmsg(core->store));
+        free(rids);
+        return err;
+    }
+    for (size_t i = 0; i < c->nmeters; i++)
+        core->meters[i].store_rowid = rids[i];
+    free(rids);
+    for (size_t i = 0; i < c->nunits; i++) {
+        bool vacant = c->units[i].vacant;
+        if (gw_store_get_occupancy(core->store, c->units[i].id, &vacant) != EST_OK)
+            vacant = c->units[i].vacant;
+        core->unit_vacant[i] = vacant;
+    }
+    return EST_OK;
+}
+
+est_err gw_core_create(struct gw_config *config, struct gw_core **out)
+{
+    struct gw_core *core = calloc(1, sizeof *core);
+    if (core == NULL)
+        return EST_ERR_NOMEM;
+    core->config = config;
+    core->clock_ms = default_clock;
+    core->prefix = strdup(config->mqtt.topic_prefix);
+    core->meters = calloc(config->nmeters + 1, sizeof *core->meters);
+    core->panels = calloc(config->npanels + 1, sizeof *core->panels);
+    core->unit_vacant = calloc(config->nunits + 1, sizeof *core->unit_vacant);
+    core->pollers = calloc(config->nbuses + 1, sizeof *core->pollers);
+    est_err err = core->prefix && core->meters && core->panels && core->unit_vacant && core->pollers
+                      ? EST_OK
+                      : EST_ERR_NOMEM;
+    char reason[256] = "";
+    if (err == EST_OK) {
+        err = gw_store_open(config->gateway.data_dir, false, &core->store, reason, sizeof reason);
+        if (err != EST_OK)
+            gw_error("store: cannot open %s/%s: %s", config->gateway.data_dir, GW_STORE_DB_FILE, reason);
+    }
+    if (err == EST_OK)
+        err = load_state(core);
+    if (err == EST_OK)
+        err = build_rules(core);
+    if (err == EST_OK)
+        err = gw_incidents_restore(core);
+    if (err == EST_OK)
+        err = gw_queue_create(sizeof(struct gw_sample), SAMPLE_QUEUE_CAPACITY, &core->samples);
+    if (err == EST_OK)
+        err = gw_queue_create(sizeof(struct gw_mqtt_inbound), INBOUND_QUEUE_CAPACITY, &core->inbound);
+    if (err == EST_OK)
+        err = gw_queue_create(sizeof(struct gw_core_call *), CALL_QUEUE_CAPACITY, &core->calls);
+    char *offline = err == EST_OK ? gw_payload_status(false, gw_core_now_ms(core)) : NULL;
+    if (err == EST_OK)
+        err = offline ? gw_mqtt_create(&config->mqtt, core->prefix, offline, core->inbound, &core->mqtt)
+                      : EST_ERR_NOMEM;
+    free(offline);
+    if (err != EST_OK) {
+        gw_core_destroy(core);
+        return err;
+    }
+    *out = core;
+    return EST_OK;
+}
+
+/* ---------------------------------------------------------------- */
+/* Run                                                               */
+/* ---------------------------------------------------------------- */
+
+static void tick(struct gw_core *core)
+{
+    int64_t now = gw_core_now_ms(core);
+    bool in_txn = gw_store_begin(core->store) == EST_OK;
+    rule_engine_tick(core->rules, now);
+    gw_workorders_tick(core, now);
+    if (in_txn && gw_store_commit(core->store) != EST_OK)
+        gw_error("store: tick commit failed: %s", gw_store_errmsg(core->store));
+    gw_mqtt_poll(core->mqtt);
+    handle_ctl_requests(core);
+    if (!gw_mqtt_connected(core->mqtt))
+        trim_outbox(core);
+}
+
+static void maintenance(struct gw_core *core)
+{
+    int64_t now = gw_core_now_ms(core);
+    if (core->store_degraded) {
+        /* Probe whether the disk accepts writes again. */
+        if (gw_store_meta_set(core->store, "last_probe", "1") == EST_OK) {
+            core->store_degraded = false;
+            gw_info("store: writes work again; storing resumed");
+        }
+    }
+    int64_t older = now - (int64_t)core->config->retention.raw_readings_days * 86400000;
+    int64_t cursor = 0;
+    size_t deleted = 0;
+    for (int i = 0; i < 50; i++) {
+        if (gw_store_prune_readings(core->store, older, 2000, &cursor, &deleted) != EST_OK || cursor == 0)
+            break;
+    }
+    gw_store_ctl_prune(core->store, now - 3600000);
+    gw_debug("core: %llu samples, %llu published, %llu stored, %llu readings dropped",
+             (unsigned long long)core->samples_handled, (unsigned long long)core->readings_published,
+             (unsigned long long)core->readings_stored, (unsigned long long)core->readings_dropped);
+}
+
+static est_err start_pollers(struct gw_core *core)
+{
+    for (size_t i = 0; i < core->config->nbuses; i++) {
+        est_err err = gw_poller_start(core->config, i, core->samples, &core->pollers[i]);
+        if (err != EST_OK) {
+            gw_error("bus %s: cannot start: %s", core->config->buses[i].name, est_strerror(err));
+            return err;
+        }
+    }
+    return EST_OK;
+}
+
+static void update_online_payload(struct gw_core *core)
+{
+    char *online = gw_payload_status(true, gw_core_now_ms(core));
+    if (online != NULL) {
+        gw_mqtt_set_online_payload(core->mqtt, online);
+        free(online);
+    }
+}
+
+est_err gw_core_run(struct gw_core *core)
+{
+    update_online_payload(core);
+    gw_mqtt_start(core->mqtt);
+    est_err err = start_pollers(core);
+    if (err != EST_OK)
+        return err;
+    struct gw_sample *items = malloc(SAMPLE_BATCH * sizeof *items);
+    struct batch b = {
+        .rows = calloc(SAMPLE_BATCH, sizeof *b.rows),
+        .json = calloc(SAMPLE_BATCH, sizeof *b.json),
+    };
+    struct gw_mqtt_inbound *inbound = malloc(sizeof *inbound);
+    if (items == NULL || b.rows == NULL || b.json == NULL || inbound == NULL) {
+        free(items);
+        free(b.rows);
+        free(b.json);
+        free(inbound);
+        return EST_ERR_NOMEM;
+    }
+    core->next_tick_ms = est_mono_ms();
+    core->next_maintenance_ms = est_mono_ms() + 5000;
+    gw_info("core: running: %zu meters, %zu fire panels on %zu buses; prefix %s",
+            core->config->nmeters, core->config->npanels, core->config->nbuses, core->prefix);
+    while (!atomic_load(&core->stopping)) {
+        size_t n = gw_queue_pop_many(core->samples, items, SAMPLE_BATCH, 20);
+        if (n > 0)
+            handle_batch(core, items, n, &b);
+        while (gw_queue_pop_many(core->inbound, inbound, 1, 0) == 1)
+            handle_mqtt_command(core, inbound);
+        handle_calls(core);
+        int64_t mono = est_mono_ms();
+        if (mono >= core->next_tick_ms) {
+            core->next_tick_ms = mono + TICK_MS;
+            tick(core);
+        }
+        if (mono >= core->next_maintenance_ms) {
+            core->next_maintenance_ms = mono + MAINTENANCE_MS;
+            maintenance(core);
+        }
+        drain_outbox(core);
+    }
+    /* Shutdown: stop polling, store what was polled, flush the outbox. */
+    for (size_t i = 0; i < core->config->nbuses; i++) {
+        gw_poller_stop(core->pollers[i]);
+        core->pollers[i] = NULL;
+    }
+    size_t n;
+    while ((n = gw_queue_pop_many(core->samples, items, SAMPLE_BATCH, 0)) > 0)
+        handle_batch(core, items, n, &b);
+    int64_t deadline = est_mono_ms() + 2000;
+    while (gw_mqtt_connected(core->mqtt) && est_mono_ms() < deadline) {
+        drain_outbox(core);
+        struct gw_store_outbox_counts counts;
+        if (gw_store_outbox_counts(core->store, &counts) == EST_OK && counts.events == 0 &&
+            counts.readings == 0 && gw_mqtt_inflight(core->mqtt) == 0)
+            break;
+        est_sleep_ms(10);
+    }
+    drain_outbox(core); /* delete what was acknowledged meanwhile */
+    free(items);
+    free(b.rows);
+    free(b.json);
+    free(inbound);
+    gw_info("core: stopped after %llu samples", (unsigned long long)core->samples_handled);
+    return EST_OK;
+}
+
+void gw_core_request_stop(struct gw_core *core) { atomic_store(&core->stopping, true); }
+
+void gw_core_destroy(struct gw_core *core)
+{
+    if (core == NULL)
+        return;
+    for (size_t i = 0; core->pollers && i < core->config->nbuses; i++)
+        gw_poller_stop(core->pollers[i]);
+    if (core->mqtt != NULL) {
+        char *offline = gw_payload_status(false, gw_core_now_ms(core));
+        gw_mqtt_destroy(core->mqtt, offline, 1000);
+        free(offline);
+    }
+    if (core->calls != NULL) {
+        struct gw_core_call *call;
+        while (gw_queue_pop_many(core->calls, &call, 1, 0) == 1)
+            finish_call(call, NULL);
+    }
+    gw_queue_destroy(core->calls);
+    gw_queue_destroy(core->inbound);
+    gw_queue_destroy(core->samples);
+    rule_engine_destroy(core->rules);
+    gw_store_close(core->store);
+    free(core->pollers);
+    free(core->meters);
+    free(core->panels);
+    free(core->unit_vacant);
+    free(core->prefix);
+    free(core);
+}

@@ -1,0 +1,129 @@
+/* core.h - the daemon's core: owns the store, the rule engine, incident
+ * state and the MQTT outbox, and runs the data path
+ *     pollers -> sample queue -> rules -> store -> publish
+ * on one thread. Bus threads and Paho callbacks only enqueue.
+ *
+ * The struct is visible to the gateway's own modules (incidents, commands,
+ * work orders, patrol, console) that run on the core thread; nothing outside
+ * gateway/ includes this header. */
+#ifndef GW_CORE_H
+#define GW_CORE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "mqtt.h"
+#include "poller.h"
+#include "queue.h"
+#include "rules.h"
+#include "sample.h"
+#include "store.h"
+
+/* What the core knows of each meter between polls. */
+struct gw_meter_state {
+    int64_t last_poll_ms;
+    int64_t last_good_ms;
+    enum gw_quality last_quality;
+    bool offline;
+    bool has_last;                 /* last_reading holds a good reading */
+    struct drv_reading last_reading;
+    uint32_t last_serial;
+    int64_t store_rowid;           /* meter key in the store */
+};
+
+struct gw_panel_state {
+    int64_t last_poll_ms;
+    enum gw_quality last_quality;
+    uint8_t zones[DRV_MAX_ZONES];  /* last published zone bits */
+    bool published;
+};
+
+/* Who asks for an action: a signed-in console user, an estate-ctl operator
+ * or an MQTT command's named user (its role looked up in the users file). */
+struct gw_actor {
+    const char *user;   /* never NULL */
+    const char *role;   /* "frontdesk", "engineer", "supervisor", "viewer", "system" */
+    const char *origin; /* "mqtt", "ctl", "http", "rule" */
+};
+
+/* Gets every event the core publishes (alerts, work orders, patrol entries,
+ * panel states), on the core thread, for the console's live stream. It must
+ * be quick and thread-safe (copy and return). kind is the topic suffix,
+ * e.g. "alerts", "workorders/12", "patrol". */
+typedef void (*gw_core_listener_fn)(void *ctx, const char *kind, const char *payload);
+
+struct gw_core_call; /* a cross-thread request, see gw_core_call() */
+
+struct gw_core {
+    struct gw_config *config;
+    struct gw_store *store;
+    struct gw_mqtt *mqtt;
+    struct rule_engine *rules;
+    struct gw_queue *samples;      /* pollers -> core */
+    struct gw_queue *inbound;      /* Paho -> core (commands) */
+    struct gw_poller **pollers;    /* one per bus */
+    char *prefix;                  /* MQTT topic prefix */
+    atomic_bool stopping;
+
+    struct gw_meter_state *meters;
+    struct gw_panel_state *panels;
+    bool *unit_vacant;             /* current occupancy per unit */
+
+    /* outbox drain state */
+    uint64_t outbox_sent_upto;     /* highest seq handed to Paho this connection */
+    uint64_t outbox_generation;    /* MQTT connection the above belongs to */
+    bool outbox_has_readings;      /* readings waiting: new ones queue behind them */
+    uint64_t readings_dropped;     /* dropped past the outbox limit, since start */
+
+    /* statistics */
+    uint64_t samples_handled;
+    uint64_t readings_published;
+    uint64_t readings_stored;
+    bool store_degraded;           /* writes failing (disk full): publish only */
+    int64_t next_tick_ms;
+    int64_t next_maintenance_ms;
+    int64_t (*clock_ms)(void);     /* wall clock; tests may replace it */
+
+    struct gw_queue *calls;        /* other threads -> core: struct gw_core_call * */
+    gw_core_listener_fn listeners[4];
+    void *listener_ctx[4];
+    size_t nlisteners;
+    void *http;                    /* the console server (http.h), NULL when off */
+};
+
+est_err gw_core_create(struct gw_config *config, struct gw_core **out);
+/* Runs until gw_core_request_stop; then flushes the store and the outbox. */
+est_err gw_core_run(struct gw_core *core);
+/* Async-signal-safe. */
+void gw_core_request_stop(struct gw_core *core);
+void gw_core_destroy(struct gw_core *core);
+
+/* --- for the gateway's modules (core thread only) --- */
+
+/* Queues an event message (QoS events, durable): written to the outbox in
+ * the current transaction and sent oldest first. topic_suffix is appended to
+ * the prefix ("alerts", "workorders/12"). payload may be "" (clears a
+ * retained topic). */
+est_err gw_core_publish_event(struct gw_core *core, const char *topic_suffix, const char *payload,
+                              bool retain);
+/* Appends a patrol-log entry and publishes it on P/patrol. */
+est_err gw_core_patrol(struct gw_core *core, const char *kind, const char *text, int64_t incident,
+                       int64_t workorder, const char *author, const char *detail_json);
+/* Runs a command on the core thread from another thread (the console) and
+ * waits up to timeout_ms for it. Returns the result JSON (malloc'd; the
+ * caller frees it) or NULL on timeout or shutdown. args_json is an object. */
+char *gw_core_call(struct gw_core *core, const char *verb, const char *args_json,
+                   const struct gw_actor *actor, int timeout_ms);
+/* Registers a listener before gw_core_run (at most 4). */
+est_err gw_core_add_listener(struct gw_core *core, gw_core_listener_fn fn, void *ctx);
+/* Current wall clock of the core (replaceable in tests). */
+int64_t gw_core_now_ms(const struct gw_core *core);
+
+/* Human-readable language for texts. */
+bool gw_core_lang_zh(const struct gw_core *core);
+/* Subject names. */
+const char *gw_core_meter_id(const struct gw_core *core, uint32_t meter);
+
+#endif

@@ -1,0 +1,59 @@
+/* handover.h - read-side views of the work-order module (workorders.c) for
+ * the console, estate-ctl and tests: a work order as the JSON published on
+ * P/workorders/<id>, the shift-handover summary, and the escalation event.
+ * Declared here because workorders.h is the core's contract and stays small.
+ *
+ * Escalation event (topic suffix "escalations", QoS events, not retained):
+ *   {"workorder":12,"kind":"arrival"|"resolution","ts","due","state",
+ *    "category","location","assignee"?,"roles":[...],"contacts":[...]}
+ * published once per breach kind (a re-dispatch re-arms "arrival", a
+ * postponement re-arms "resolution"). */
+#ifndef GW_HANDOVER_H
+#define GW_HANDOVER_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "core.h"
+#include "store.h"
+
+/* The work order id with its history, as published on P/workorders/<id>:
+ * {"id","incident"?,"state","category","unit"?,"building"?,"location",
+ *  "description","severity"?,"opened","dispatched"?,"arrive_due"?,
+ *  "resolve_due","postponed_until"?,"on_site"?,"completed"?,"verified"?,
+ *  "cancelled"?,"escalated","assignee"?,"verifier"?,"rating"?,
+ *  "history":[{"ts","action","from","to","who","note"}]}
+ * NULL when there is no such order (or out of memory). Caller frees. */
+cJSON *gw_workorder_json(struct gw_store *store, int64_t id);
+
+/* The effective resolution deadline: the postponement when there is one. */
+int64_t gw_workorder_resolve_due_ms(const struct gw_store_workorder *wo);
+
+/* Whether a state is closed (verified, cancelled). */
+bool gw_workorder_state_closed(const char *state);
+
+/* Whether an order is overdue at now_ms: arrival (dispatched, not on site
+ * by arrive_due) or resolution (not completed by the effective deadline). */
+bool gw_workorder_overdue(const struct gw_store_workorder *wo, int64_t now_ms);
+
+/* What the next shift must follow up, at now_ms:
+ * {"ts","open_incidents":[...],"open_workorders":[...],
+ *  "overdue_workorders":[ids],"unconfirmed_incidents":[ids],
+ *  "meters_offline":[...],"counts":{...}}
+ * Unconfirmed = open and neither confirmed nor disputed by a patrol within
+ * config->workorders.unconfirmed_after_s of being raised. Reads only.
+ * NULL on a store failure or out of memory. Caller frees. */
+cJSON *gw_handover_summary(struct gw_core *core, int64_t now_ms);
+
+/* Same, from a store and config directly (estate-ctl's read-only preview). */
+cJSON *gw_handover_summary_from(struct gw_store *store, const struct gw_config *config,
+                                int64_t now_ms);
+
+/* One line for the patrol log: "A hands over to B: 3 open incidents, ...".
+ * malloc'd; caller frees. */
+char *gw_handover_text(const cJSON *summary, const char *from, const char *to);
+
+/* Forces the SLA check on the next gw_workorders_tick (tests, restarts). */
+void gw_workorders_sla_reset(void);
+
+#endif

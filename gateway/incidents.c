@@ -1,0 +1,414 @@
+/* incidents.c - rule transitions -> stored incidents, alerts on MQTT, patrol
+ * entries and work orders; valve actions and their results. */
+#include "incidents.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "payload.h"
+#include "workorders.h"
+
+#define TEXT_MAX 512
+
+static const char *subject_type_name(enum rule_subject_type t)
+{
+    switch (t) {
+    case RULE_SUBJECT_METER: return "meter";
+    case RULE_SUBJECT_UNIT: return "unit";
+    case RULE_SUBJECT_PANEL: return "panel";
+    default: return "zone";
+    }
+}
+
+static const char *subject_id(const struct gw_core *core, const struct rule_subject *s)
+{
+    const struct gw_config *c = core->config;
+    switch (s->type) {
+    case RULE_SUBJECT_METER: return s->index < c->nmeters ? c->meters[s->index].id : "?";
+    case RULE_SUBJECT_UNIT: return s->index < c->nunits ? c->units[s->index].id : "?";
+    default: return s->index < c->npanels ? c->panels[s->index].id : "?";
+    }
+}
+
+bool gw_incidents_subject(const struct gw_core *core, const char *subject_type, const char *subject,
+                          int zone, struct rule_subject *out)
+{
+    const struct gw_config *c = core->config;
+    int index = -1;
+    out->zone = -1;
+    if (strcmp(subject_type, "meter") == 0) {
+        out->type = RULE_SUBJECT_METER;
+        index = gw_config_meter_index(c, subject);
+    } else if (strcmp(subject_type, "unit") == 0) {
+        out->type = RULE_SUBJECT_UNIT;
+        index = gw_config_unit_index(c, subject);
+    } else if (strcmp(subject_type, "panel") == 0 || strcmp(subject_type, "zone") == 0) {
+        out->type = strcmp(subject_type, "panel") == 0 ? RULE_SUBJECT_PANEL : RULE_SUBJECT_ZONE;
+        index = gw_config_panel_index(c, subject);
+        if (out->type == RULE_SUBJECT_ZONE) {
+            if (index < 0 || zone < 0 || zone >= c->panels[index].nzones)
+                return false;
+            out->zone = zone;
+        }
+    }
+    if (index < 0)
+        return false;
+    out->index = (uint32_t)index;
+    return true;
+}
+
+/* The meter behind a subject (a unit's water meter for vacant_flow), or -1. */
+static int subject_meter(const struct gw_core *core, const struct rule_subject *s)
+{
+    if (s->type == RULE_SUBJECT_METER)
+        return (int)s->index;
+    if (s->type == RULE_SUBJECT_UNIT) {
+        for (size_t i = 0; i < core->config->nmeters; i++) {
+            const struct gw_meter_config *m = &core->config->meters[i];
+            if (m->unit == (int)s->index && m->kind == DRV_KIND_WATER)
+                return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Human location: meter location, unit, building or zone name. */
+static void describe_location(const struct gw_core *core, const struct rule_subject *s, char *out,
+                              size_t len)
+{
+    const struct gw_config *c = core->config;
+    bool zh = gw_core_lang_zh(core);
+    if (s->type == RULE_SUBJECT_METER) {
+        const struct gw_meter_config *m = &c->meters[s->index];
+        if (m->location)
+            snprintf(out, len, "%s", m->location);
+        else if (m->unit >= 0)
+            snprintf(out, len, zh ? "%s 室" : "unit %s", c->units[m->unit].id);
+        else if (m->building)
+            snprintf(out, len, zh ? "%s 号楼" : "building %s", m->building);
+        else
+            snprintf(out, len, "%s", m->id);
+    } else if (s->type == RULE_SUBJECT_UNIT) {
+        snprintf(out, len, zh ? "%s 室" : "unit %s", c->units[s->index].id);
+    } else {
+        const struct gw_panel_config *p = &c->panels[s->index];
+        if (s->type == RULE_SUBJECT_ZONE && p->zones && p->zones[s->zone].name)
+            snprintf(out, len, "%s", p->zones[s->zone].name);
+        else if (s->type == RULE_SUBJECT_ZONE)
+            snprintf(out, len, zh ? "%s 第%d防区" : "%s zone %d", p->id, s->zone + 1);
+        else
+            snprintf(out, len, "%s", p->location ? p->location : p->id);
+    }
+}
+
+static double detail_value(const struct rule_event *e, const char *key, double fallback)
+{
+    for (size_t i = 0; i < e->ndetail; i++)
+        if (strcmp(e->detail[i].key, key) == 0)
+            return e->detail[i].value;
+    return fallback;
+}
+
+static void format_text(const struct gw_core *core, const struct rule_event *e, const char *subject,
+                        const char *where, char *out, size_t len)
+{
+    bool zh = gw_core_lang_zh(core);
+    switch (e->rule) {
+    case RULE_REVERSE_ENERGY:
+        snprintf(out, len, zh ? "电表 %s（%s）反转：疑似窃电，请现场核查并上报"
+                              : "Electricity meter %s (%s) runs backwards: suspected theft, check on site and report",
+                 subject, where);
+        break;
+    case RULE_VACANT_FLOW:
+        snprintf(out, len, zh ? "空置房 %s 水表在走水：有漏水风险，请关阀并核查"
+                              : "Water flowing in vacant unit %s: flood risk, close the valve and check",
+                 subject);
+        break;
+    case RULE_CONTINUOUS_FLOW:
+        snprintf(out, len, zh ? "水表 %s（%s）持续走水不停：疑似漏水"
+                              : "Water meter %s (%s) never stops: suspected leak",
+                 subject, where);
+        break;
+    case RULE_FIRE_ALARM:
+        snprintf(out, len, zh ? "火警：%s" : "Fire alarm: %s", where);
+        break;
+    case RULE_FIRE_FAULT:
+        snprintf(out, len, zh ? "消防故障：%s" : "Fire system fault: %s", where);
+        break;
+    case RULE_FIRE_DISABLED:
+        snprintf(out, len, zh ? "消防屏蔽：%s" : "Fire zone disabled: %s", where);
+        break;
+    case RULE_METER_OFFLINE:
+        if (e->subject.type == RULE_SUBJECT_PANEL)
+            snprintf(out, len, zh ? "消防主机 %s（%s）通信中断：连续无应答"
+                                  : "Fire panel %s (%s) unreachable: no answer",
+                     subject, where);
+        else
+            snprintf(out, len, zh ? "表计 %s（%s）离线：连续无应答" : "Meter %s (%s) offline: no answer",
+                     subject, where);
+        break;
+    case RULE_IMPLAUSIBLE_READING:
+        snprintf(out, len, zh ? "表计 %s（%s）读数异常（%s）" : "Meter %s (%s) implausible reading (%s)",
+                 subject, where, e->reason ? e->reason : "?");
+        break;
+    case RULE_METER_REPLACED:
+        snprintf(out, len, zh ? "表计 %s（%s）已更换：表号 %.0f → %.0f" : "Meter %s (%s) replaced: serial %.0f -> %.0f",
+                 subject, where, detail_value(e, "old_serial", 0), detail_value(e, "new_serial", 0));
+        break;
+    case RULE_BALANCE_LOSS:
+        snprintf(out, len, zh ? "总表 %s（%s）比分表合计多 %.1f%%：疑似管网漏损"
+                              : "Meter %s (%s) exceeds the sum of its sub-meters by %.1f%%: suspected pipe loss",
+                 subject, where, detail_value(e, "loss_pct", 0));
+        break;
+    default:
+        snprintf(out, len, "%s %s", rule_name(e->rule), subject);
+        break;
+    }
+    if (e->transition == RULE_CLEARED) {
+        size_t used = strlen(out);
+        snprintf(out + used, len - used, "%s", zh ? "（已恢复）" : " (cleared)");
+    }
+}
+
+static cJSON *detail_object(const struct rule_event *e)
+{
+    cJSON *d = cJSON_CreateObject();
+    if (d == NULL)
+        return NULL;
+    if (e->reason != NULL)
+        cJSON_AddStringToObject(d, "reason", e->reason);
+    for (size_t i = 0; i < e->ndetail && i < RULE_MAX_DETAIL; i++)
+        cJSON_AddNumberToObject(d, e->detail[i].key, e->detail[i].value);
+    return d;
+}
+
+static char *alert_payload(const struct gw_core *core, const struct gw_store_incident *inc,
+                           const char *state, const char *where, int64_t ts_ms)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddNumberToObject(o, "id", (double)inc->id);
+    cJSON_AddStringToObject(o, "rule", inc->rule);
+    cJSON_AddStringToObject(o, "severity", inc->severity);
+    cJSON_AddStringToObject(o, "state", state);
+    struct rule_subject s;
+    if (gw_incidents_subject(core, inc->subject_type, inc->subject, inc->zone, &s)) {
+        int meter = subject_meter(core, &s);
+        if (meter >= 0) {
+            const struct gw_meter_config *m = &core->config->meters[meter];
+            cJSON_AddStringToObject(o, "meter", m->id);
+            if (m->unit >= 0)
+                cJSON_AddStringToObject(o, "unit", core->config->units[m->unit].id);
+        }
+        if (s.type == RULE_SUBJECT_UNIT)
+            cJSON_AddStringToObject(o, "unit", core->config->units[s.index].id);
+        if (s.type == RULE_SUBJECT_PANEL || s.type == RULE_SUBJECT_ZONE)
+            cJSON_AddStringToObject(o, "panel", inc->subject);
+        if (s.type == RULE_SUBJECT_ZONE)
+            cJSON_AddNumberToObject(o, "zone", s.zone + 1);
+    }
+    cJSON_AddStringToObject(o, "location", where);
+    gw_json_add_ts(o, "ts", ts_ms);
+    gw_json_add_ts(o, "since", inc->since_ms);
+    cJSON_AddStringToObject(o, "text", inc->text ? inc->text : "");
+    cJSON *detail = inc->detail_json ? cJSON_Parse(inc->detail_json) : NULL;
+    cJSON_AddItemToObject(o, "detail", detail ? detail : cJSON_CreateObject());
+    return gw_json_finish(o);
+}
+
+static void publish_alert(struct gw_core *core, const struct gw_store_incident *inc,
+                          const char *state, const char *where, int64_t ts_ms)
+{
+    char *payload = alert_payload(core, inc, state, where, ts_ms);
+    if (payload == NULL)
+        return;
+    gw_core_publish_event(core, "alerts", payload, false);
+    char suffix[64];
+    snprintf(suffix, sizeof suffix, "alerts/active/%lld", (long long)inc->id);
+    gw_core_publish_event(core, suffix, strcmp(state, "cleared") == 0 ? "" : payload, true);
+    free(payload);
+}
+
+/* Copies the stored incident (strings borrowed only during the callback). */
+struct incident_copy {
+    struct gw_store_incident inc;
+    char rule[48], subject_type[16], subject[128], severity[16], text[TEXT_MAX];
+    char *detail_json;
+    bool found;
+};
+
+static bool copy_incident(void *ctx, const struct gw_store_incident *in)
+{
+    struct incident_copy *c = ctx;
+    c->inc = *in;
+    snprintf(c->rule, sizeof c->rule, "%s", in->rule);
+    snprintf(c->subject_type, sizeof c->subject_type, "%s", in->subject_type);
+    snprintf(c->subject, sizeof c->subject, "%s", in->subject);
+    snprintf(c->severity, sizeof c->severity, "%s", in->severity);
+    snprintf(c->text, sizeof c->text, "%s", in->text ? in->text : "");
+    c->detail_json = in->detail_json ? strdup(in->detail_json) : NULL;
+    c->inc.rule = c->rule;
+    c->inc.subject_type = c->subject_type;
+    c->inc.subject = c->subject;
+    c->inc.severity = c->severity;
+    c->inc.text = c->text;
+    c->inc.detail_json = c->detail_json;
+    c->inc.confirmed_by = NULL;
+    c->inc.disputed_by = NULL;
+    c->found = true;
+    return false;
+}
+
+static void on_meter_side_effects(struct gw_core *core, const struct rule_event *e)
+{
+    if (e->subject.type != RULE_SUBJECT_METER)
+        return;
+    struct gw_meter_state *st = &core->meters[e->subject.index];
+    const char *id = core->config->meters[e->subject.index].id;
+    if (e->rule == RULE_METER_OFFLINE) {
+        st->offline = e->transition != RULE_CLEARED;
+        gw_store_set_meter_status(core->store, id,
+                                  st->offline ? GW_STORE_METER_OFFLINE : GW_STORE_METER_OK);
+    } else if (e->rule == RULE_METER_REPLACED && e->transition == RULE_RAISED) {
+        char old_serial[24], new_serial[24];
+        snprintf(old_serial, sizeof old_serial, "%.0f", detail_value(e, "old_serial", 0));
+        snprintf(new_serial, sizeof new_serial, "%.0f", detail_value(e, "new_serial", 0));
+        char *last = NULL;
+        if (st->has_last) {
+            cJSON *v = gw_payload_values(&st->last_reading);
+            last = v ? gw_json_finish(v) : NULL;
+        }
+        struct gw_store_replacement r = {
+            .meter_id = id, .ts_ms = e->ts_ms, .old_serial = old_serial,
+            .old_last_reading_json = last, .new_serial = new_serial,
+        };
+        gw_store_record_replacement(core->store, &r);
+        free(last);
+    }
+}
+
+void gw_incidents_on_rule_event(void *ctx, const struct rule_event *e)
+{
+    struct gw_core *core = ctx;
+    const char *subject = subject_id(core, &e->subject);
+    char where[192], text[TEXT_MAX];
+    describe_location(core, &e->subject, where, sizeof where);
+    format_text(core, e, subject, where, text, sizeof text);
+    cJSON *detail = detail_object(e);
+    char *detail_json = detail ? gw_json_finish(detail) : NULL;
+
+    struct gw_store_incident key = {
+        .rule = rule_name(e->rule), .subject_type = subject_type_name(e->subject.type),
+        .subject = subject, .zone = e->subject.type == RULE_SUBJECT_ZONE ? e->subject.zone : -1,
+        .severity = rule_severity_name(e->severity), .since_ms = e->since_ms,
+        .raised_ms = e->ts_ms, .detail_json = detail_json, .text = text,
+    };
+    int64_t id = 0;
+    bool existing = false;
+    est_err err = gw_store_incident_open(core->store, &key, &id, &existing);
+    if (err != EST_OK) {
+        gw_error("incident %s %s: cannot store: %s", key.rule, subject, gw_store_errmsg(core->store));
+        free(detail_json);
+        return;
+    }
+    const char *state = "raised";
+    if (e->transition == RULE_UPDATED && !existing) {
+        state = "raised"; /* resumed condition whose incident was lost: raise it again */
+    } else if (e->transition == RULE_UPDATED || (e->transition == RULE_RAISED && existing)) {
+        state = "updated";
+        gw_store_incident_update(core->store, id, key.severity, detail_json, text, e->ts_ms);
+    } else if (e->transition == RULE_CLEARED) {
+        state = "cleared";
+        gw_store_incident_clear(core->store, id, e->ts_ms);
+    }
+    struct incident_copy stored = {0};
+    gw_store_incident_get(core->store, id, copy_incident, &stored);
+    if (stored.found) {
+        publish_alert(core, &stored.inc, state, where, e->ts_ms);
+        gw_info("incident %lld %s: %s", (long long)id, state, text);
+        if (e->transition != RULE_UPDATED || e->severity >= RULE_SEV_MAJOR)
+            gw_core_patrol(core, "incident", text, id, 0, "system", detail_json);
+        on_meter_side_effects(core, e);
+        gw_workorders_on_incident(core, &stored.inc, e->transition);
+    }
+    free(stored.detail_json);
+    free(detail_json);
+}
+
+est_err gw_incidents_request_valve(struct gw_core *core, uint32_t meter, bool close, const char *who)
+{
+    if (meter >= core->config->nmeters || !core->config->meters[meter].valve)
+        return EST_ERR_NOTFOUND;
+    const struct gw_meter_config *m = &core->config->meters[meter];
+    est_err err = gw_poller_request_valve(core->pollers[m->bus], meter, close, who);
+    char text[TEXT_MAX];
+    bool zh = gw_core_lang_zh(core);
+    snprintf(text, sizeof text, zh ? "%s 请求%s水表 %s 的阀门%s" : "%s asked to %s the valve of water meter %s%s",
+             who, zh ? (close ? "关闭" : "打开") : (close ? "close" : "open"), m->id,
+             err == EST_OK ? "" : (zh ? "（无法下发）" : " (could not be queued)"));
+    gw_core_patrol(core, "valve", text, 0, 0, who, NULL);
+    return err;
+}
+
+void gw_incidents_on_rule_action(void *ctx, const struct rule_action *action)
+{
+    struct gw_core *core = ctx;
+    if (action->type == RULE_ACTION_CLOSE_VALVE)
+        gw_incidents_request_valve(core, action->meter, true, "rule:vacant_flow");
+}
+
+void gw_incidents_on_valve_result(struct gw_core *core, const struct gw_sample *r)
+{
+    const char *id = gw_core_meter_id(core, r->index);
+    bool zh = gw_core_lang_zh(core);
+    char text[TEXT_MAX];
+    if (r->error == EST_OK)
+        snprintf(text, sizeof text, zh ? "水表 %s 阀门%s指令已执行，等待状态回读"
+                                       : "Valve %s command for water meter %s accepted; reading the state back",
+                 zh ? id : (r->valve_close ? "close" : "open"), zh ? (r->valve_close ? "关闭" : "打开") : id);
+    else
+        snprintf(text, sizeof text, zh ? "水表 %s 阀门%s指令失败：%s" : "Valve %s command for water meter %s failed: %s",
+                 zh ? id : (r->valve_close ? "close" : "open"), zh ? (r->valve_close ? "关闭" : "打开") : id,
+                 est_strerror(r->error));
+    gw_core_patrol(core, "valve", text, 0, 0, r->requested_by, NULL);
+}
+
+struct restore_ctx {
+    struct gw_core *core;
+    size_t restored;
+    size_t dropped;
+};
+
+static bool restore_one(void *ctx, const struct gw_store_incident *inc)
+{
+    struct restore_ctx *r = ctx;
+    int rule = rule_from_name(inc->rule);
+    struct rule_subject s;
+    if (rule < 0 || !gw_incidents_subject(r->core, inc->subject_type, inc->subject, inc->zone, &s) ||
+        rule_engine_restore(r->core->rules, (enum rule_id)rule, &s, inc->since_ms) != EST_OK) {
+        /* Its meter or rule is gone from the config: nothing will clear it. */
+        gw_warn("incident %lld (%s %s) cannot be resumed: its subject is no longer configured",
+                (long long)inc->id, inc->rule, inc->subject);
+        r->dropped++;
+        return true;
+    }
+    if (s.type == RULE_SUBJECT_METER && rule == RULE_METER_OFFLINE)
+        r->core->meters[s.index].offline = true;
+    r->restored++;
+    return true;
+}
+
+est_err gw_incidents_restore(struct gw_core *core)
+{
+    struct restore_ctx ctx = {core, 0, 0};
+    est_err err = gw_store_incidents_open(core->store, restore_one, &ctx);
+    if (err != EST_OK)
+        gw_error("store: cannot load open incidents: %s", gw_store_errmsg(core->store));
+    else if (ctx.restored > 0)
+        gw_info("resumed %zu open incidents", ctx.restored);
+    return err;
+}

@@ -1,0 +1,59 @@
+/* mqtt.h - the gateway's MQTT client (Eclipse Paho MQTTAsync). It connects
+ * with a retained Last Will on P/status, reconnects by itself with backoff,
+ * subscribes to P/cmd/+ and hands every command to the core through a queue
+ * (Paho's threads only enqueue). Publishing never blocks: QoS 0 messages are
+ * sent or refused at once; QoS 1 messages carry a tag (the outbox sequence)
+ * that comes back through gw_mqtt_take_acked() once the broker has them. */
+#ifndef GW_MQTT_H
+#define GW_MQTT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "queue.h"
+
+#define GW_MQTT_TOPIC_MAX 256
+#define GW_MQTT_COMMAND_MAX 16384 /* larger commands are refused */
+
+/* One inbound command as queued for the core. */
+struct gw_mqtt_inbound {
+    char topic[GW_MQTT_TOPIC_MAX];
+    size_t length;           /* payload bytes stored */
+    bool too_large;          /* the payload exceeded GW_MQTT_COMMAND_MAX or the topic overflowed */
+    char payload[GW_MQTT_COMMAND_MAX + 1]; /* NUL-terminated copy */
+};
+
+struct gw_mqtt;
+
+/* Creates the client; nothing is sent until gw_mqtt_start. status_topic and
+ * the will/online payloads are copied. The password is read from
+ * config->password_file (never logged). inbound receives commands. */
+est_err gw_mqtt_create(const struct gw_mqtt_config *config, const char *prefix,
+                       const char *offline_payload, struct gw_queue *inbound,
+                       struct gw_mqtt **out);
+/* Starts connecting (in the background). */
+est_err gw_mqtt_start(struct gw_mqtt *mqtt);
+/* Call about once a second: retries a first connection that failed. */
+void gw_mqtt_poll(struct gw_mqtt *mqtt);
+bool gw_mqtt_connected(const struct gw_mqtt *mqtt);
+/* Increments on every successful (re)connection. */
+uint64_t gw_mqtt_generation(const struct gw_mqtt *mqtt);
+/* Sets what is published retained on P/status at every connection. */
+void gw_mqtt_set_online_payload(struct gw_mqtt *mqtt, const char *payload);
+
+/* Publishes. tag != 0 with qos >= 1: the tag is reported by take_acked when
+ * the broker acknowledges. EST_ERR_IO when not connected or Paho refused. */
+est_err gw_mqtt_publish(struct gw_mqtt *mqtt, const char *topic, const void *payload,
+                        size_t length, int qos, bool retain, uint64_t tag);
+/* Tags acknowledged since the last call (at most max). */
+size_t gw_mqtt_take_acked(struct gw_mqtt *mqtt, uint64_t *tags, size_t max);
+/* QoS>=1 messages sent and not yet acknowledged or failed. */
+size_t gw_mqtt_inflight(const struct gw_mqtt *mqtt);
+
+/* Publishes offline_payload retained on P/status (when connected), waits up
+ * to timeout_ms for in-flight messages, disconnects and frees. */
+void gw_mqtt_destroy(struct gw_mqtt *mqtt, const char *offline_payload, int timeout_ms);
+
+#endif

@@ -1,0 +1,124 @@
+/* payload.c - JSON payloads for readings, panel states and status. */
+#include "payload.h"
+
+#include <math.h>
+#include <string.h>
+
+void gw_json_add_ts(cJSON *object, const char *key, int64_t ts_ms)
+{
+    char ts[EST_TS_LEN];
+    est_format_ts(ts_ms, ts);
+    cJSON_AddStringToObject(object, key, ts);
+}
+
+char *gw_json_finish(cJSON *object)
+{
+    if (object == NULL)
+        return NULL;
+    char *text = cJSON_PrintUnformatted(object);
+    cJSON_Delete(object);
+    return text;
+}
+
+const char *gw_quality_name(enum gw_quality q)
+{
+    switch (q) {
+    case GW_QUALITY_GOOD: return "good";
+    case GW_QUALITY_STALE: return "stale";
+    default: return "error";
+    }
+}
+
+cJSON *gw_payload_values(const struct drv_reading *reading)
+{
+    cJSON *values = cJSON_CreateObject();
+    if (values == NULL)
+        return NULL;
+    for (int q = 0; q < DRV_Q__COUNT; q++) {
+        if (!(reading->present & (UINT64_C(1) << q)))
+            continue;
+        double v = reading->value[q];
+        if (q == DRV_Q_VALVE) {
+            cJSON_AddStringToObject(values, "valve", drv_valve_state_name((enum drv_valve_state)(int)v));
+        } else if (isfinite(v)) {
+            cJSON_AddNumberToObject(values, drv_quantity_name((enum drv_quantity)q), v);
+        }
+    }
+    return values;
+}
+
+static void add_error(cJSON *object, const struct gw_sample *sample)
+{
+    if (sample->error == EST_OK)
+        return;
+    if (sample->error == EST_ERR_EXCEPTION) {
+        char text[48];
+        snprintf(text, sizeof text, "Modbus exception 0x%02X", sample->exception);
+        cJSON_AddStringToObject(object, "error", text);
+    } else {
+        cJSON_AddStringToObject(object, "error", est_strerror(sample->error));
+    }
+}
+
+char *gw_payload_reading(const struct gw_config *config, const struct gw_sample *sample)
+{
+    const struct gw_meter_config *m = &config->meters[sample->index];
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "meter", m->id);
+    cJSON_AddStringToObject(o, "kind", m->kind == DRV_KIND_WATER ? "water" : "electricity");
+    cJSON_AddStringToObject(o, "category", gw_category_name(m->category));
+    if (m->unit >= 0)
+        cJSON_AddStringToObject(o, "unit", config->units[m->unit].id);
+    gw_json_add_ts(o, "ts", sample->ts_ms);
+    cJSON_AddItemToObject(o, "values", gw_payload_values(&sample->reading));
+    cJSON_AddStringToObject(o, "quality", gw_quality_name(sample->quality));
+    add_error(o, sample);
+    return gw_json_finish(o);
+}
+
+char *gw_payload_panel_state(const struct gw_config *config, const struct gw_sample *sample)
+{
+    const struct gw_panel_config *p = &config->panels[sample->index];
+    const struct drv_reading *r = &sample->reading;
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "panel", p->id);
+    gw_json_add_ts(o, "ts", sample->ts_ms);
+    cJSON_AddStringToObject(o, "quality", gw_quality_name(sample->quality));
+    add_error(o, sample);
+    bool ok = sample->quality != GW_QUALITY_ERROR;
+    cJSON_AddBoolToObject(o, "panel_alarm", ok && r->value[DRV_Q_PANEL_ALARM] != 0 &&
+                                                (r->present & (UINT64_C(1) << DRV_Q_PANEL_ALARM)));
+    cJSON_AddBoolToObject(o, "panel_fault", ok && r->value[DRV_Q_PANEL_FAULT] != 0 &&
+                                                (r->present & (UINT64_C(1) << DRV_Q_PANEL_FAULT)));
+    cJSON *zones = cJSON_AddArrayToObject(o, "zones");
+    for (uint16_t z = 0; ok && z < r->nzones && z < p->nzones; z++) {
+        cJSON *zone = cJSON_CreateObject();
+        uint8_t bits = r->zones[z];
+        cJSON_AddNumberToObject(zone, "zone", z + 1);
+        if (p->zones != NULL && p->zones[z].name != NULL)
+            cJSON_AddStringToObject(zone, "name", p->zones[z].name);
+        if (p->zones != NULL && p->zones[z].location != NULL)
+            cJSON_AddStringToObject(zone, "location", p->zones[z].location);
+        cJSON_AddBoolToObject(zone, "zone_alarm", (bits & DRV_ZONE_ALARM) != 0);
+        cJSON_AddBoolToObject(zone, "zone_fault", (bits & DRV_ZONE_FAULT) != 0);
+        cJSON_AddBoolToObject(zone, "zone_disabled", (bits & DRV_ZONE_DISABLED) != 0);
+        cJSON_AddBoolToObject(zone, "supervisory", (bits & DRV_ZONE_SUPERVISORY) != 0);
+        cJSON_AddItemToArray(zones, zone);
+    }
+    return gw_json_finish(o);
+}
+
+char *gw_payload_status(bool online, int64_t ts_ms)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "state", online ? "online" : "offline");
+    cJSON_AddStringToObject(o, "version", ESTATE_VERSION);
+    gw_json_add_ts(o, "ts", ts_ms);
+    return gw_json_finish(o);
+}

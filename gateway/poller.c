@@ -1,0 +1,476 @@
+/* poller.c - the per-bus polling thread: due-time heap, read plans executed
+ * over the bus's drv_link, decode, backoff for failing devices, valve writes. */
+#include "poller.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "sample.h"
+
+/* A failing device is polled at most this rarely. */
+#define BACKOFF_CAP_MS 60000
+/* Valve commands waiting for the bus thread. */
+#define VALVE_QUEUE_CAPACITY 32
+
+struct poll_device {
+    enum gw_device_type type;
+    uint32_t index;                /* meter or panel index */
+    const char *id;
+    int slave;
+    int interval_ms;
+    struct drv_plan *plan;
+    const struct drv_model *model;
+    const struct drv_device_options *options;
+    bool has_valve;                /* valve control configured */
+    uint16_t *regs;                /* registers of every request of the plan */
+    bool *request_ok;
+    size_t nrequests;
+    unsigned slow_every;
+    uint64_t polls;
+    unsigned consecutive_failures;
+    int64_t interval_now_ms;       /* interval including backoff */
+    int64_t due_ms;                /* monotonic */
+    struct gw_log_limiter limiter;
+};
+
+struct valve_request {
+    uint32_t meter;
+    bool close;
+    char requested_by[48];
+};
+
+struct gw_poller {
+    const struct gw_config *config;
+    const struct gw_bus_config *bus;
+    struct gw_queue *samples;
+    struct gw_queue *valve_requests;
+    struct drv_link *link;
+    pthread_t thread;
+    atomic_bool stopping;
+    int retries;
+    unsigned offline_after;        /* failures before backoff starts */
+    struct poll_device *devices;
+    size_t ndevices;
+    struct poll_device **heap;     /* min-heap on due_ms */
+    pthread_mutex_t stats_lock;
+    struct gw_poller_stats stats;
+};
+
+/* ---- due-time heap ---- */
+
+static void heap_swap(struct poll_device **heap, size_t a, size_t b)
+{
+    struct poll_device *t = heap[a];
+    heap[a] = heap[b];
+    heap[b] = t;
+}
+
+static void heap_sift_down(struct poll_device **heap, size_t n, size_t i)
+{
+    for (;;) {
+        size_t smallest = i, left = 2 * i + 1, right = left + 1;
+        if (left < n && heap[left]->due_ms < heap[smallest]->due_ms)
+            smallest = left;
+        if (right < n && heap[right]->due_ms < heap[smallest]->due_ms)
+            smallest = right;
+        if (smallest == i)
+            return;
+        heap_swap(heap, i, smallest);
+        i = smallest;
+    }
+}
+
+static void heap_build(struct poll_device **heap, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;)
+        heap_sift_down(heap, n, i);
+}
+
+/* ---- setup ---- */
+
+static est_err device_init(struct poll_device *d, enum gw_device_type type, uint32_t index,
+                           const char *id, int slave, const struct drv_model *model,
+                           const struct drv_device_options *options, int interval_ms,
+                           bool has_valve)
+{
+    d->type = type;
+    d->index = index;
+    d->id = id;
+    d->slave = slave;
+    d->interval_ms = interval_ms;
+    d->interval_now_ms = interval_ms;
+    d->model = model;
+    d->options = options;
+    d->has_valve = has_valve && model->valve != NULL;
+    est_err err = drv_plan_build(model, options, &d->plan);
+    if (err != EST_OK)
+        return err;
+    d->slow_every = drv_plan_slow_every(d->plan);
+    d->nrequests = drv_plan_request_count(d->plan);
+    d->regs = calloc(drv_plan_register_count(d->plan) + 1, sizeof *d->regs);
+    d->request_ok = calloc(d->nrequests + 1, sizeof *d->request_ok);
+    if (d->regs == NULL || d->request_ok == NULL)
+        return EST_ERR_NOMEM;
+    return EST_OK;
+}
+
+static size_t count_devices_on_bus(const struct gw_config *config, size_t bus)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < config->nmeters; i++)
+        n += config->meters[i].bus == bus;
+    for (size_t i = 0; i < config->npanels; i++)
+        n += config->panels[i].bus == bus;
+    return n;
+}
+
+static est_err add_devices(struct gw_poller *p, size_t bus)
+{
+    const struct gw_config *config = p->config;
+    size_t n = 0;
+    for (size_t i = 0; i < config->nmeters; i++) {
+        const struct gw_meter_config *m = &config->meters[i];
+        if (m->bus != bus)
+            continue;
+        int interval = m->poll_interval_ms ? m->poll_interval_ms : p->bus->poll_interval_ms;
+        est_err err = device_init(&p->devices[n++], GW_DEVICE_METER, (uint32_t)i, m->id, m->slave,
+                                  m->model, &m->options, interval, m->valve);
+        if (err != EST_OK) {
+            gw_error("%s:%d: meter %s: read plan: %s", m->file, m->line, m->id, est_strerror(err));
+            return err;
+        }
+    }
+    for (size_t i = 0; i < config->npanels; i++) {
+        const struct gw_panel_config *panel = &config->panels[i];
+        if (panel->bus != bus)
+            continue;
+        int interval = panel->poll_interval_ms ? panel->poll_interval_ms : p->bus->poll_interval_ms;
+        est_err err = device_init(&p->devices[n++], GW_DEVICE_PANEL, (uint32_t)i, panel->id,
+                                  panel->slave, panel->model, &panel->options, interval, false);
+        if (err != EST_OK) {
+            gw_error("%s:%d: fire panel %s: read plan: %s", panel->file, panel->line, panel->id,
+                     est_strerror(err));
+            return err;
+        }
+    }
+    return EST_OK;
+}
+
+static void spread_first_polls(struct gw_poller *p)
+{
+    /* Spread the first polls over one interval so a large bus does not
+     * start with every device due at once. */
+    int64_t now = est_mono_ms();
+    for (size_t i = 0; i < p->ndevices; i++) {
+        struct poll_device *d = &p->devices[i];
+        d->due_ms = now + (int64_t)((double)d->interval_ms * (double)i / (double)p->ndevices);
+        p->heap[i] = d;
+    }
+    heap_build(p->heap, p->ndevices);
+}
+
+static void link_config_from_bus(const struct gw_bus_config *bus, struct drv_link_config *lc)
+{
+    memset(lc, 0, sizeof *lc);
+    lc->type = bus->type == GW_BUS_TCP ? DRV_LINK_TCP : DRV_LINK_RTU;
+    lc->host = bus->host;
+    lc->port = bus->port;
+    lc->device = bus->device;
+    lc->baud = bus->baud;
+    lc->parity = bus->parity;
+    lc->data_bits = bus->data_bits;
+    lc->stop_bits = bus->stop_bits;
+    lc->response_timeout_ms = bus->timeout_ms;
+    lc->slave_switch_delay_ms = bus->slave_switch_delay_ms;
+    lc->request_gap_ms = bus->request_gap_ms;
+}
+
+/* ---- polling ---- */
+
+static const char *describe_error(est_err err, int exception, char *buf, size_t len)
+{
+    if (err == EST_ERR_EXCEPTION) {
+        const char *what = exception == 0x0A   ? " (gateway path unavailable)"
+                           : exception == 0x0B ? " (gateway target did not respond)"
+                                               : "";
+        snprintf(buf, len, "Modbus exception 0x%02X%s", exception, what);
+        return buf;
+    }
+    return est_strerror(err);
+}
+
+/* Reads one request, retrying only while the device is healthy. */
+static est_err read_request(struct gw_poller *p, struct poll_device *d, const struct drv_request *r,
+                            int *exception)
+{
+    int attempts = d->consecutive_failures == 0 ? 1 + p->retries : 1;
+    est_err err = EST_ERR_IO;
+    for (int a = 0; a < attempts && !atomic_load(&p->stopping); a++) {
+        *exception = 0;
+        err = drv_link_read(p->link, d->slave, r->function, r->address, r->count,
+                            d->regs + r->reg_offset, exception);
+        if (err == EST_OK || err == EST_ERR_EXCEPTION)
+            break; /* an exception is an answer: retrying changes nothing */
+    }
+    return err;
+}
+
+static void poll_device(struct gw_poller *p, struct poll_device *d, struct gw_sample *sample)
+{
+    bool slow_poll = d->polls % d->slow_every == 0 || d->consecutive_failures > 0;
+    size_t answered = 0, attempted = 0;
+    est_err first_error = EST_OK;
+    int first_exception = 0;
+    for (size_t i = 0; i < d->nrequests; i++) {
+        const struct drv_request *r = drv_plan_request(d->plan, i);
+        d->request_ok[i] = false;
+        if (r->slow && !slow_poll)
+            continue;
+        attempted++;
+        int exception = 0;
+        est_err err = read_request(p, d, r, &exception);
+        if (err == EST_OK) {
+            d->request_ok[i] = true;
+            answered++;
+            continue;
+        }
+        if (first_error == EST_OK) {
+            first_error = err;
+            first_exception = exception;
+        }
+        /* A device that does not answer at all costs one timeout per poll. */
+        if (err != EST_ERR_EXCEPTION && answered == 0)
+            break;
+    }
+    memset(sample, 0, offsetof(struct gw_sample, reading));
+    sample->item = GW_ITEM_SAMPLE;
+    sample->device_type = d->type;
+    sample->index = d->index;
+    sample->ts_ms = est_now_ms();
+    sample->error = first_error;
+    sample->exception = first_exception;
+    sample->reading.present = 0;
+    sample->reading.nzones = 0;
+    if (answered > 0)
+        drv_decode(d->plan, d->regs, d->request_ok, &sample->reading, &sample->bad_values);
+    sample->quality = answered == 0 ? GW_QUALITY_ERROR
+                      : answered < attempted ? GW_QUALITY_STALE
+                                             : GW_QUALITY_GOOD;
+    d->polls++;
+}
+
+static void note_outcome(struct gw_poller *p, struct poll_device *d, const struct gw_sample *s)
+{
+    pthread_mutex_lock(&p->stats_lock);
+    p->stats.polls++;
+    p->stats.failed_polls += s->quality == GW_QUALITY_ERROR;
+    pthread_mutex_unlock(&p->stats_lock);
+
+    if (s->quality == GW_QUALITY_ERROR) {
+        d->consecutive_failures++;
+        if (gw_log_limiter_fail(&d->limiter)) {
+            char buf[96];
+            gw_warn("bus %s: device %s (slave %d): poll failed: %s (%llu in a row)", p->bus->name,
+                    d->id, d->slave, describe_error(s->error, s->exception, buf, sizeof buf),
+                    (unsigned long long)d->limiter.failures);
+        }
+        if (d->consecutive_failures >= p->offline_after) {
+            int64_t next = d->interval_now_ms * 2;
+            int64_t cap = d->interval_ms * 8 > BACKOFF_CAP_MS ? d->interval_ms * 8 : BACKOFF_CAP_MS;
+            d->interval_now_ms = next > cap ? cap : next;
+        }
+        return;
+    }
+    uint64_t ended = gw_log_limiter_ok(&d->limiter);
+    if (ended > 0)
+        gw_info("bus %s: device %s (slave %d) answers again after %llu failed polls", p->bus->name,
+                d->id, d->slave, (unsigned long long)ended);
+    if (s->quality == GW_QUALITY_STALE && s->error != EST_OK) {
+        char buf[96];
+        gw_debug("bus %s: device %s: partial poll: %s", p->bus->name, d->id,
+                 describe_error(s->error, s->exception, buf, sizeof buf));
+    }
+    d->consecutive_failures = 0;
+    d->interval_now_ms = d->interval_ms;
+}
+
+static void push_item(struct gw_poller *p, const struct gw_sample *s)
+{
+    /* Wait briefly for the core; a full queue for long means the core is
+     * stuck, and dropping one sample beats stalling the bus forever. */
+    while (!atomic_load(&p->stopping)) {
+        est_err err = gw_queue_push(p->samples, s, 200);
+        if (err != EST_ERR_FULL)
+            return;
+    }
+}
+
+static void reschedule(struct poll_device *d, int64_t now)
+{
+    d->due_ms += d->interval_now_ms;
+    if (d->due_ms <= now)
+        d->due_ms = now + (d->interval_now_ms < d->interval_ms ? d->interval_now_ms : 0) + 1;
+}
+
+static struct poll_device *find_meter(struct gw_poller *p, uint32_t meter)
+{
+    for (size_t i = 0; i < p->ndevices; i++)
+        if (p->devices[i].type == GW_DEVICE_METER && p->devices[i].index == meter)
+            return &p->devices[i];
+    return NULL;
+}
+
+static void handle_valve_request(struct gw_poller *p, const struct valve_request *req,
+                                 struct gw_sample *sample)
+{
+    struct poll_device *d = find_meter(p, req->meter);
+    memset(sample, 0, offsetof(struct gw_sample, reading));
+    sample->item = GW_ITEM_VALVE_RESULT;
+    sample->device_type = GW_DEVICE_METER;
+    sample->index = req->meter;
+    sample->valve_close = req->close;
+    snprintf(sample->requested_by, sizeof sample->requested_by, "%s", req->requested_by);
+    sample->reading.present = 0;
+    sample->reading.nzones = 0;
+    uint16_t address = 0, value = 0;
+    if (d == NULL || !d->has_valve ||
+        drv_valve_command(d->model, d->options, !req->close, &address, &value) != EST_OK) {
+        sample->error = EST_ERR_NOTFOUND;
+    } else {
+        int exception = 0;
+        sample->error = drv_link_write(p->link, d->slave, address, value, &exception);
+        sample->exception = exception;
+    }
+    sample->ts_ms = est_now_ms();
+    sample->quality = sample->error == EST_OK ? GW_QUALITY_GOOD : GW_QUALITY_ERROR;
+    gw_info("bus %s: valve %s on meter %s requested by %s: %s", p->bus->name,
+            req->close ? "close" : "open", d ? d->id : "?", req->requested_by,
+            est_strerror(sample->error));
+    push_item(p, sample);
+    if (d != NULL) {
+        /* Read the valve state back at once. */
+        poll_device(p, d, sample);
+        note_outcome(p, d, sample);
+        push_item(p, sample);
+    }
+}
+
+static void *poller_thread(void *arg)
+{
+    struct gw_poller *p = arg;
+    struct gw_sample *sample = malloc(sizeof *sample);
+    if (sample == NULL)
+        return NULL;
+    while (!atomic_load(&p->stopping)) {
+        struct valve_request req;
+        while (gw_queue_pop_many(p->valve_requests, &req, 1, 0) == 1)
+            handle_valve_request(p, &req, sample);
+        if (p->ndevices == 0) {
+            est_sleep_ms(100);
+            continue;
+        }
+        int64_t now = est_mono_ms();
+        struct poll_device *d = p->heap[0];
+        if (d->due_ms > now) {
+            int64_t wait = d->due_ms - now;
+            /* Wake for valve requests at least every 50 ms. */
+            if (gw_queue_pop_many(p->valve_requests, &req, 1, (int)(wait > 50 ? 50 : wait)) == 1)
+                handle_valve_request(p, &req, sample);
+            continue;
+        }
+        poll_device(p, d, sample);
+        note_outcome(p, d, sample);
+        push_item(p, sample);
+        reschedule(d, est_mono_ms());
+        heap_sift_down(p->heap, p->ndevices, 0);
+    }
+    free(sample);
+    return NULL;
+}
+
+static void poller_free(struct gw_poller *p)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < p->ndevices; i++) {
+        drv_plan_free(p->devices[i].plan);
+        free(p->devices[i].regs);
+        free(p->devices[i].request_ok);
+    }
+    free(p->devices);
+    free(p->heap);
+    if (p->link != NULL)
+        drv_link_close(p->link);
+    gw_queue_destroy(p->valve_requests);
+    pthread_mutex_destroy(&p->stats_lock);
+    free(p);
+}
+
+est_err gw_poller_start(const struct gw_config *config, size_t bus, struct gw_queue *samples,
+                        struct gw_poller **out)
+{
+    struct gw_poller *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return EST_ERR_NOMEM;
+    pthread_mutex_init(&p->stats_lock, NULL);
+    p->config = config;
+    p->bus = &config->buses[bus];
+    p->samples = samples;
+    p->retries = p->bus->retries;
+    p->offline_after = config->rules.meter_offline.failures > 0
+                           ? (unsigned)config->rules.meter_offline.failures
+                           : 3;
+    p->ndevices = count_devices_on_bus(config, bus);
+    p->devices = calloc(p->ndevices + 1, sizeof *p->devices);
+    p->heap = calloc(p->ndevices + 1, sizeof *p->heap);
+    est_err err = p->devices && p->heap ? EST_OK : EST_ERR_NOMEM;
+    if (err == EST_OK)
+        err = gw_queue_create(sizeof(struct valve_request), VALVE_QUEUE_CAPACITY, &p->valve_requests);
+    if (err == EST_OK)
+        err = add_devices(p, bus);
+    struct drv_link_config lc;
+    link_config_from_bus(p->bus, &lc);
+    if (err == EST_OK)
+        err = drv_link_open(&lc, &p->link);
+    if (err != EST_OK) {
+        poller_free(p);
+        return err;
+    }
+    spread_first_polls(p);
+    if (pthread_create(&p->thread, NULL, poller_thread, p) != 0) {
+        poller_free(p);
+        return EST_ERR_NOMEM;
+    }
+    *out = p;
+    return EST_OK;
+}
+
+void gw_poller_stop(struct gw_poller *p)
+{
+    if (p == NULL)
+        return;
+    atomic_store(&p->stopping, true);
+    gw_queue_close(p->valve_requests);
+    pthread_join(p->thread, NULL);
+    poller_free(p);
+}
+
+est_err gw_poller_request_valve(struct gw_poller *p, uint32_t meter, bool close,
+                                const char *requested_by)
+{
+    struct valve_request req = {.meter = meter, .close = close};
+    snprintf(req.requested_by, sizeof req.requested_by, "%s", requested_by ? requested_by : "?");
+    return gw_queue_push(p->valve_requests, &req, 0);
+}
+
+void gw_poller_get_stats(struct gw_poller *p, struct gw_poller_stats *stats)
+{
+    pthread_mutex_lock(&p->stats_lock);
+    *stats = p->stats;
+    pthread_mutex_unlock(&p->stats_lock);
+    drv_link_stats(p->link, &stats->transactions, &stats->failed_transactions);
+}

@@ -1,0 +1,345 @@
+/* rules_water.c - the water rules: vacant_flow (with the valve close and
+ * read-back check), continuous_flow (leak: no zero-flow hour in a day, with
+ * a quiet window for irrigation) and balance_loss (parent vs children per
+ * window, evaluated at window boundaries from rule_engine_tick). */
+#include <math.h>
+
+#include "rules_internal.h"
+
+#define MS_PER_MIN 60000LL
+#define MS_PER_DAY (1440LL * MS_PER_MIN)
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static int64_t floor_mod(int64_t a, int64_t b)
+{
+    return a - floor_div(a, b) * b;
+}
+
+/* --- vacant_flow --- */
+
+/* Tracks one vacant unit's meter: ABSENT when it has not increased for
+ * window_s, PENDING while increases are not yet confirmed, PRESENT once
+ * confirm_reads reads each rose and the total exceeds max(min_increase_m3,
+ * resolution). Returns the volume since the increase began in *volume_m3. */
+enum vacant_evidence { VACANT_UNKNOWN, VACANT_ABSENT, VACANT_PENDING, VACANT_PRESENT };
+
+static enum vacant_evidence vacant_evidence(const struct rule_engine *e, struct meter_state *st,
+                                            const struct rule_meter *m, int64_t ts_ms,
+                                            const struct water_input *in, double *volume_m3)
+{
+    *volume_m3 = 0.0;
+    if (!in->have_increase) { /* first read, or a jump/rollback: restart from here */
+        st->vacant_increasing_reads = 0;
+        st->vacant_last_increase_ms = TIME_NEVER;
+        return VACANT_UNKNOWN;
+    }
+    if (in->increase_m3 > 0.0) {
+        if (st->vacant_increasing_reads == 0)
+            st->vacant_ref_m3 = in->volume_m3 - in->increase_m3;
+        st->vacant_increasing_reads++;
+        st->vacant_last_increase_ms = ts_ms;
+    } else if (st->vacant_last_increase_ms != TIME_NEVER &&
+               ts_ms - st->vacant_last_increase_ms > (int64_t)e->config.vacant_flow.window_s * 1000) {
+        st->vacant_increasing_reads = 0;
+        st->vacant_last_increase_ms = TIME_NEVER;
+    }
+    if (st->vacant_increasing_reads == 0)
+        return VACANT_ABSENT;
+    *volume_m3 = in->volume_m3 - st->vacant_ref_m3;
+    double threshold = fmax(e->config.vacant_flow.min_increase_m3, rules__resolution(m));
+    if (st->vacant_increasing_reads >= e->config.vacant_flow.confirm_reads && *volume_m3 > threshold)
+        return VACANT_PRESENT;
+    return VACANT_PENDING;
+}
+
+static void set_meter_flowing(struct unit_state *u, struct meter_state *st, bool flowing)
+{
+    if (flowing && !st->vacant_present)
+        u->flowing_meters++;
+    else if (!flowing && st->vacant_present)
+        u->flowing_meters--;
+    st->vacant_present = flowing;
+}
+
+static void describe_vacant(struct rule_engine *e, struct cond *c, uint32_t meter,
+                            const struct unit_state *u, double volume_m3)
+{
+    rules__cond_describe(e, c, "vacant_flow", volume_m3);
+    rules__cond_add_detail(e, c, "volume_m3", volume_m3);
+    rules__cond_add_detail(e, c, "meter", meter);
+    rules__cond_add_detail(e, c, "valve_failed", u->valve_failed);
+    c->want_severity = (uint8_t)(u->valve_failed ? RULE_SEV_CRITICAL : e->config.vacant_flow.c.severity);
+}
+
+/* With auto_close_valve: close the flowing meter's valve once per incident,
+ * then on the first read valve_check_s later, escalate to critical if the
+ * valve reports a fault, is not closed, or water still flows. */
+static void check_valve(struct rule_engine *e, uint32_t id, const struct rule_meter_sample *s,
+                        const struct water_input *in, struct cond *c, double volume_m3)
+{
+    const struct rule_meter *m = &e->meters[id];
+    struct meter_state *st = &e->meter_states[id];
+    struct unit_state *u = &e->units[m->unit];
+    if (!e->config.vacant_flow.auto_close_valve || !m->has_valve || !c->raised)
+        return;
+    if (!u->valve_handled) {
+        if (!st->vacant_present)
+            return;
+        u->valve_handled = 1;
+        st->valve_closed_ms = s->ts_ms;
+        st->valve_checked = 0;
+        if (e->on_action) {
+            struct rule_action action = { .type = RULE_ACTION_CLOSE_VALVE, .meter = id, .ts_ms = s->ts_ms };
+            e->on_action(e->ctx, &action);
+        }
+        return;
+    }
+    if (st->valve_closed_ms == TIME_NEVER || st->valve_checked ||
+        s->ts_ms - st->valve_closed_ms < (int64_t)e->config.vacant_flow.valve_check_s * 1000)
+        return;
+    st->valve_checked = 1;
+    bool not_closed = (s->has & RULE_HAS_VALVE) && s->valve != RULE_VALVE_CLOSED;
+    bool still_flowing = (in->have_flow && in->flow_m3h > e->config.continuous_flow.min_flow_m3h) ||
+                         (in->have_increase && in->increase_m3 > 0.0);
+    if (!s->valve_fault && !not_closed && !still_flowing)
+        return;
+    u->valve_failed = 1;
+    describe_vacant(e, c, id, u, volume_m3);
+    rules__cond_refresh(e, c, s->ts_ms);
+}
+
+static void reset_unit_valve(struct rule_engine *e, uint32_t unit)
+{
+    e->units[unit].valve_handled = 0;
+    e->units[unit].valve_failed = 0;
+}
+
+void rules__vacant_flow(struct rule_engine *e, uint32_t id, const struct rule_meter_sample *s,
+                        const struct water_input *in)
+{
+    const struct rule_meter *m = &e->meters[id];
+    if (m->unit < 0)
+        return; /* no unit, no occupancy: never vacant flow */
+    struct unit_state *u = &e->units[m->unit];
+    struct meter_state *st = &e->meter_states[id];
+    struct cond *c = rules__unit_cond(e, (uint32_t)m->unit);
+    if (!u->vacant) {
+        if (c->raised) /* restored while the unit is now occupied */
+            rules__cond_clear_now(e, c, s->ts_ms);
+        return;
+    }
+    if (!in->have_volume)
+        return;
+    if (!c->raised && !c->present && u->flowing_meters == 0 && u->valve_handled)
+        reset_unit_valve(e, (uint32_t)m->unit); /* the last incident is over */
+
+    double volume_m3;
+    enum vacant_evidence ev = vacant_evidence(e, st, m, s->ts_ms, in, &volume_m3);
+    if (ev == VACANT_UNKNOWN)
+        return;
+    set_meter_flowing(u, st, ev == VACANT_PRESENT);
+    if (ev == VACANT_PRESENT) {
+        describe_vacant(e, c, id, u, volume_m3);
+        rules__cond_observe(e, c, OBS_PRESENT, s->ts_ms, false);
+    } else if (ev == VACANT_ABSENT && u->flowing_meters == 0) {
+        rules__cond_observe(e, c, OBS_ABSENT, s->ts_ms, false);
+    }
+    check_valve(e, id, s, in, c, volume_m3);
+}
+
+void rules__vacant_changed(struct rule_engine *e, uint32_t unit, bool vacant)
+{
+    for (size_t i = 0; i < e->nmeters; i++) {
+        if (e->meters[i].unit != (int)unit)
+            continue;
+        struct meter_state *st = &e->meter_states[i];
+        st->vacant_present = 0;
+        st->vacant_increasing_reads = 0;
+        st->vacant_last_increase_ms = TIME_NEVER;
+        st->valve_closed_ms = TIME_NEVER;
+        st->valve_checked = 0;
+    }
+    e->units[unit].flowing_meters = 0;
+    reset_unit_valve(e, unit);
+    if (!vacant) {
+        int64_t ts = e->now_ms == TIME_NEVER ? 0 : e->now_ms;
+        rules__cond_clear_now(e, rules__unit_cond(e, unit), ts);
+    }
+}
+
+/* --- continuous_flow --- */
+
+static int64_t local_ms_of_day(const struct rule_meter *m, int64_t ts_ms)
+{
+    return floor_mod(ts_ms + (int64_t)m->utc_offset_min * MS_PER_MIN, MS_PER_DAY);
+}
+
+/* Inside [quiet_start, quiet_end) local time; the window may wrap midnight. */
+static bool in_quiet_window(const struct rule_meter *m, int64_t ts_ms)
+{
+    if (m->quiet_start_min < 0 || m->quiet_start_min == m->quiet_end_min)
+        return false;
+    int64_t minute = local_ms_of_day(m, ts_ms) / MS_PER_MIN;
+    if (m->quiet_start_min < m->quiet_end_min)
+        return minute >= m->quiet_start_min && minute < m->quiet_end_min;
+    return minute >= m->quiet_start_min || minute < m->quiet_end_min;
+}
+
+static int64_t ms_since_quiet_end(const struct rule_meter *m, int64_t ts_ms)
+{
+    return floor_mod(local_ms_of_day(m, ts_ms) - (int64_t)m->quiet_end_min * MS_PER_MIN, MS_PER_DAY);
+}
+
+/* Advances the meter's active clock: time outside the quiet window only. */
+static void advance_active_clock(struct meter_state *st, const struct rule_meter *m, int64_t ts_ms)
+{
+    if (st->last_ts_ms == TIME_NEVER)
+        return;
+    int64_t dt = ts_ms - st->last_ts_ms;
+    if (st->last_in_quiet) {
+        int64_t since_end = ms_since_quiet_end(m, ts_ms);
+        dt = since_end < dt ? since_end : dt;
+    }
+    st->active_ms += dt;
+}
+
+static bool continuous_flow_applies(const struct rule_meter *m)
+{
+    return m->kind == RULE_METER_WATER && m->category != RULE_CAT_MASTER && m->category != RULE_CAT_BUILDING;
+}
+
+/* Leak: no stretch of zero_flow_needed_s without flow in the last window_s
+ * of active time. Flow is flow_m3h above min_flow_m3h or any volume
+ * increase between two reads. Samples inside the meter's quiet window
+ * (irrigation) are skipped and its time is not counted: they neither count
+ * as flow nor break a zero stretch that spans the window; the volume the
+ * first read after the window shows is the window's, so only its flow_m3h
+ * counts. */
+void rules__continuous_flow(struct rule_engine *e, uint32_t id, int64_t ts_ms, const struct water_input *in)
+{
+    const struct rule_meter *m = &e->meters[id];
+    struct meter_state *st = &e->meter_states[id];
+    if (!continuous_flow_applies(m))
+        return;
+    if (in_quiet_window(m, ts_ms)) {
+        st->last_in_quiet = 1;
+        return;
+    }
+    advance_active_clock(st, m, ts_ms);
+    /* the volume read right after the window was mostly used inside it */
+    bool moved = in->have_increase && in->increase_m3 > 0.0 && !st->last_in_quiet;
+    st->last_in_quiet = 0;
+    if (!in->have_flow && !in->have_increase)
+        return;
+    bool flowing = moved || (in->have_flow && in->flow_m3h > e->config.continuous_flow.min_flow_m3h);
+    if (!st->continuous_started) {
+        st->continuous_started = 1;
+        st->last_zero_ok_active_ms = st->active_ms;
+    }
+    if (flowing) {
+        st->zero_start_active_ms = TIME_NEVER;
+    } else {
+        if (st->zero_start_active_ms == TIME_NEVER)
+            st->zero_start_active_ms = st->active_ms;
+        if (st->active_ms - st->zero_start_active_ms >= (int64_t)e->config.continuous_flow.zero_flow_needed_s * 1000)
+            st->last_zero_ok_active_ms = st->active_ms;
+    }
+
+    int64_t without_pause_ms = st->active_ms - st->last_zero_ok_active_ms;
+    struct cond *c = rules__meter_cond(e, id, SLOT_CONTINUOUS);
+    if (without_pause_ms >= (int64_t)e->config.continuous_flow.window_s * 1000) {
+        double hours = (double)without_pause_ms / 3600000.0;
+        rules__cond_describe(e, c, "no_zero_flow", hours);
+        rules__cond_add_detail(e, c, "hours_without_pause", hours);
+        if (in->have_flow)
+            rules__cond_add_detail(e, c, "flow_m3h", in->flow_m3h);
+        rules__cond_observe(e, c, OBS_PRESENT, ts_ms, false);
+    } else {
+        rules__cond_observe(e, c, OBS_ABSENT, ts_ms, false);
+    }
+}
+
+/* --- balance_loss --- */
+
+static int64_t balance_window(const struct rule_engine *e, uint32_t id, int64_t ts_ms)
+{
+    int64_t local = ts_ms + (int64_t)e->meters[id].utc_offset_min * MS_PER_MIN;
+    return floor_div(local, (int64_t)e->config.balance_loss.window_s * 1000);
+}
+
+/* The first counter value in each window is its mark; when a meter's first
+ * sample of window w+1 arrives, its increase over window w is done. A window
+ * with a replacement, jump or rollback inside, or without a sample in the
+ * next window, has no increase. */
+void rules__balance_mark(struct rule_engine *e, uint32_t id, int64_t ts_ms, double value, bool tainted)
+{
+    struct meter_state *st = &e->meter_states[id];
+    int64_t w = balance_window(e, id, ts_ms);
+    if (w == st->window_index) {
+        st->window_tainted |= tainted;
+        return;
+    }
+    if (w < st->window_index)
+        return;
+    bool consecutive = st->window_index != INT64_MIN && w == st->window_index + 1;
+    if (consecutive && !st->window_tainted && !tainted && value >= st->window_mark) {
+        st->done_index = st->window_index;
+        st->done_increase = value - st->window_mark;
+    } else {
+        st->done_index = INT64_MIN;
+    }
+    st->window_index = w;
+    st->window_mark = value;
+    st->window_tainted = 0;
+}
+
+static bool window_complete(const struct rule_engine *e, uint32_t parent, int64_t k)
+{
+    if (e->meter_states[parent].done_index != k)
+        return false;
+    for (uint32_t i = e->child_start[parent]; i < e->child_start[parent + 1]; i++)
+        if (e->meter_states[e->child_list[i]].done_index != k)
+            return false;
+    return true;
+}
+
+static void evaluate_balance(struct rule_engine *e, uint32_t parent, int64_t now_ms)
+{
+    const struct rule_config *cfg = &e->config;
+    double parent_inc = e->meter_states[parent].done_increase;
+    double children = 0.0;
+    for (uint32_t i = e->child_start[parent]; i < e->child_start[parent + 1]; i++)
+        children += e->meter_states[e->child_list[i]].done_increase;
+    double loss_pct = parent_inc > 0.0 ? (parent_inc - children) / parent_inc * 100.0 : 0.0;
+    double tolerance = parent_inc < cfg->balance_loss.low_flow_m3 ? cfg->balance_loss.low_flow_loss_pct
+                                                                  : cfg->balance_loss.loss_pct;
+    struct cond *c = rules__meter_cond(e, parent, SLOT_BALANCE);
+    if (parent_inc > 0.0 && loss_pct > tolerance) {
+        rules__cond_describe(e, c, "loss", loss_pct);
+        rules__cond_add_detail(e, c, "loss_pct", loss_pct);
+        rules__cond_add_detail(e, c, "parent", parent_inc);
+        rules__cond_add_detail(e, c, "children", children);
+        rules__cond_add_detail(e, c, "tolerance_pct", tolerance);
+        rules__cond_observe(e, c, OBS_PRESENT, now_ms, false);
+    } else {
+        rules__cond_observe(e, c, OBS_ABSENT, now_ms, false);
+    }
+}
+
+void rules__balance_tick(struct rule_engine *e, int64_t now_ms)
+{
+    for (size_t i = 0; i < e->nparents; i++) {
+        uint32_t parent = e->parent_list[i];
+        struct meter_state *st = &e->meter_states[parent];
+        int64_t k = balance_window(e, parent, now_ms) - 1;
+        if (st->evaluated_index >= k || !window_complete(e, parent, k))
+            continue;
+        st->evaluated_index = k;
+        evaluate_balance(e, parent, now_ms);
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# deps.sh - installs every Debian package estate-gw needs to build, test and
+# run its demo. Idempotent: installs only what is missing. Needs root (or sudo).
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config clang libclang-rt-14-dev
+  libpaho-mqtt-dev libmodbus-dev libsqlite3-dev sqlite3 libconfig-dev
+  libcjson-dev libmicrohttpd-dev libssl-dev libcmocka-dev
+  mosquitto mosquitto-clients socat openssl
+  python3 python3-paho-mqtt
+)
+if [ "${ESTATE_BROWSER_TESTS:-0}" = 1 ]; then
+  packages+=(chromium nodejs npm)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

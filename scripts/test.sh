@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# test.sh - the one command that runs every test on a fresh Debian machine:
+# installs dependencies, builds (plain and with ASan+UBSan), runs the whole
+# CTest suite in both builds, replays fuzz corpora and runs a short bounded
+# libFuzzer pass. Exit status is non-zero if anything fails.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+"$root/scripts/deps.sh"
+
+jobs=$(nproc)
+echo "== build (RelWithDebInfo, -Werror)"
+"$root/scripts/build.sh" "$root/build"
+echo "== tests"
+ctest --test-dir "$root/build" --output-on-failure -j"$jobs" -LE bench
+
+echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer)"
+"$root/scripts/build.sh" "$root/build-asan" -DESTATE_SANITIZE=ON -DESTATE_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
+echo "== tests under sanitizers"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir "$root/build-asan" --output-on-failure -j"$jobs" -LE 'bench|slow'
+
+if command -v clang >/dev/null; then
+  echo "== short fuzz run (libFuzzer, clang)"
+  CC=clang cmake -S "$root" -B "$root/build-fuzz" -DESTATE_FUZZ=ON -DESTATE_BENCH=OFF \
+    -DESTATE_WERROR=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  "$root/tests/fuzz/run-short.sh" "$root/build-fuzz"
+fi
+echo "== all tests passed"
