@@ -118,11 +118,14 @@ static void serve_frame(struct sim_rtu *rtu, const uint8_t *frame, size_t n, int
         return;
     }
     struct sim_reply reply;
+    uint8_t out[RTU_MAX_FRAME + 8];
     pthread_mutex_lock(&rtu->world->lock);
     sim_pdu_handle(rtu->world, rtu->endpoint, frame[0], frame + 1, n - 3, est_mono_ms(), &reply);
-    pthread_mutex_unlock(&rtu->world->lock);
-    uint8_t out[RTU_MAX_FRAME + 8];
     size_t m = build_frame(rtu, frame[0], &reply, out);
+    struct sim_endpoint_stats *stats = &rtu->world->endpoints[rtu->endpoint].stats;
+    stats->rx_bytes += n;
+    stats->tx_bytes += m;
+    pthread_mutex_unlock(&rtu->world->lock);
     if (m == 0)
         return;
     int64_t due = arrived_us + sim_wire_time_us(n + m, rtu->bits_per_char, rtu->baud) +

@@ -1046,7 +1046,7 @@ static const struct key_row workorder_rows[] = {
 #define HTTP(field) offsetof(struct gw_http_config, field)
 static const struct key_row http_rows[] = {
     { KEY("listen", K_CUSTOM, HTTP(listen)), .apply = apply_listen },
-    { KEY("users_file", K_FILE, HTTP(users_file)) },
+    { KEY("users_file", K_PATH, HTTP(users_file)) }, /* estate-ctl user add may create it */
     { KEY("static_dir", K_DIR, HTTP(static_dir)) },
     { KEY("session_ttl_s", K_INT, HTTP(session_ttl_s)), .min = 60, .max = 30 * 86400 },
 };
@@ -1476,7 +1476,11 @@ static void parse_meters_csv(struct loader *L, const config_setting_t *s)
     struct where w = where_of(L, s);
     struct val v;
     char *path = NULL;
-    if (!val_from_setting(s, K_PATH, &v) || !apply_string(L, &row, &v, &path, &w, ""))
+    if (!val_from_setting(s, K_PATH, &v)) {
+        errf(L, &w, "meters_csv: expected a string, not a group or list");
+        return;
+    }
+    if (!apply_string(L, &row, &v, &path, &w, ""))
         return;
     struct gw_meter_config *rows = NULL;
     size_t n = 0;
@@ -2175,7 +2179,8 @@ est_err gw_config_load_meters_csv(struct gw_config *config, const char *csv_path
         if (!(all = malloc(total * sizeof *all))) {
             oom(&L);
         } else {
-            memcpy(all, config->meters, config->nmeters * sizeof *all);
+            if (config->nmeters > 0) /* memcpy from NULL is undefined even for 0 bytes */
+                memcpy(all, config->meters, config->nmeters * sizeof *all);
             memcpy(all + config->nmeters, rows, n * sizeof *rows);
             check_meters(&L, all, total, config->nmeters);
         }

@@ -131,7 +131,7 @@ struct gw_workorder_config {
 
 struct gw_http_config {
     char *listen;     /* default "127.0.0.1:8080"; "" disables */
-    char *users_file; /* NULL = users only in the database */
+    char *users_file; /* console users; NULL = <data_dir>/users.conf */
     char *static_dir; /* console files; NULL = the http module's default
                        * (the installed console, else the source tree) */
     int session_ttl_s;/* default 43200 */

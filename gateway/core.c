@@ -24,6 +24,7 @@
 #define OUTBOX_PEEK 200
 #define TICK_MS 200
 #define MAINTENANCE_MS 60000
+#define CTL_REQUEST_EXPIRY_MS 15000 /* estate-ctl waits 10 s for an answer */
 
 /* A command from another thread, answered through a condition variable. */
 struct gw_core_call {
@@ -297,7 +298,9 @@ static void handle_panel_sample(struct gw_core *core, const struct gw_sample *s)
     struct rule_panel_sample ps = {
         .panel = s->index, .ts_ms = s->ts_ms, .ok = s->quality != GW_QUALITY_ERROR,
         .nzones = s->reading.nzones, .zones = s->reading.zones,
-        .panel_fault = has(&s->reading, DRV_Q_PANEL_FAULT) && s->reading.value[DRV_Q_PANEL_FAULT] != 0,
+        /* The driver's panel_fault summarises the zones ("any zone in fault"); the
+         * zones raise their own incidents, so it must not raise a second one. */
+        .panel_fault = false,
     };
     rule_engine_feed_panel(core->rules, &ps);
     bool changed = !st->published || st->last_quality != s->quality ||
@@ -521,7 +524,10 @@ static bool handle_ctl_request(void *ctx, const struct gw_store_ctl_request *req
     struct gw_core *core = ((struct ctl_ctx *)ctx)->core;
     cJSON *args = req->args_json ? cJSON_Parse(req->args_json) : cJSON_CreateObject();
     cJSON *result;
-    if (args == NULL || !cJSON_IsObject(args)) {
+    if (gw_core_now_ms(core) - req->created_ms > CTL_REQUEST_EXPIRY_MS) {
+        /* Queued while the gateway was down: estate-ctl has given up on it. */
+        result = gw_command_error(args, "request expired before the gateway could run it");
+    } else if (args == NULL || !cJSON_IsObject(args)) {
         result = gw_command_error(NULL, "arguments are not a JSON object");
     } else {
         const char *user = gw_command_string(args, "user", 63);

@@ -454,8 +454,15 @@ static int verb_inventory_import(struct ctl *c, const char *csv_path)
     for (size_t i = 0; i < scratch->nmeters; i++)
         free_meter_strings(&scratch->meters[i]);
     free(scratch->meters);
-    scratch->meters = NULL;
+    /* An empty but non-NULL list: the loader copies the existing meters
+     * with memcpy, which must not be handed NULL even for zero bytes. */
+    scratch->meters = calloc(1, sizeof *scratch->meters);
     scratch->nmeters = 0;
+    if (scratch->meters == NULL) {
+        gw_config_free(scratch);
+        free(meters_csv_copy);
+        return EXIT_RUNTIME;
+    }
     est_err err = gw_config_load_meters_csv(scratch, csv_path, &errors);
     if (err != EST_OK) {
         gw_config_errors_print(&errors, stderr);

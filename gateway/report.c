@@ -347,6 +347,10 @@ static void balance_for_parent(const struct gw_config *config, const struct snap
     snprintf(day, sizeof day, "%s", p->from_day);
     while (strcmp(day, p->to_day) <= 0) {
         day_add(day, 1, next);
+        if (snap_on(snaps, pm->id, day) == NULL) { /* nothing recorded that day */
+            snprintf(day, sizeof day, "%s", next);
+            continue;
+        }
         double parent_used = day_delta(snaps, pm->id, day, next, water);
         double children = 0;
         size_t nchildren = 0;
@@ -369,7 +373,7 @@ static void balance_for_parent(const struct gw_config *config, const struct snap
             if (parent_used > 0)
                 cJSON_AddNumberToObject(row, "loss_pct", round(loss / parent_used * 1000) / 10);
         } else {
-            cJSON_AddStringToObject(row, "note", "snapshots missing");
+            cJSON_AddStringToObject(row, "note", "a snapshot is missing (or the day is not over)");
         }
         cJSON_AddItemToArray(out, row);
         snprintf(day, sizeof day, "%s", next);

@@ -390,6 +390,11 @@ static void sync_parent_dir(const char *path)
 
 est_err gw_users_save(const struct gw_users *users)
 {
+    /* The rename would replace whatever is there: refuse anything but a
+     * regular file (a device such as /dev/null, a directory, a symlink). */
+    struct stat st;
+    if (lstat(users->path, &st) == 0 && !S_ISREG(st.st_mode))
+        return EST_ERR_INVALID;
     size_t tmp_len = strlen(users->path) + 5;
     char *tmp = malloc(tmp_len);
     if (!tmp)
@@ -789,6 +794,10 @@ static int ctl_change(struct gw_users *users, const char *cmd, int argc, char **
     if (err)
         return err == EST_ERR_INVALID ? 2 : 1;
     err = gw_users_save(users);
+    if (err == EST_ERR_INVALID) {
+        fprintf(stderr, "estate-ctl: %s is not a regular file; not replacing it\n", users->path);
+        return 1;
+    }
     if (err) {
         fprintf(stderr, "estate-ctl: cannot write %s: %s\n", users->path, strerror(errno));
         return 1;

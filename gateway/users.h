@@ -63,7 +63,8 @@ est_err gw_users_load(const char *path, gw_users_diag_fn diag, void *ctx, struct
 
 void gw_users_free(struct gw_users *users);
 
-/* Writes the set to its path atomically with mode 0600. */
+/* Writes the set to its path atomically with mode 0600. EST_ERR_INVALID
+ * when the path exists but is not a regular file (never replaced). */
 est_err gw_users_save(const struct gw_users *users);
 
 size_t gw_users_count(const struct gw_users *users);

@@ -1430,7 +1430,7 @@ static const char *const checkin_members[] = {
     "request_id", "user", "location", "text", "found", "incident", "verdict",
 };
 
-/* A copy of the incident a check-in names, for its text. */
+/* Whether the incident a check-in names exists. */
 static bool incident_exists(void *ctx, const struct gw_store_incident *in)
 {
     *(bool *)ctx = in != NULL;

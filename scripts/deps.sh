@@ -10,8 +10,11 @@ packages=(
   mosquitto mosquitto-clients socat openssl
   python3 python3-paho-mqtt
 )
-if [ "${ESTATE_BROWSER_TESTS:-0}" = 1 ]; then
-  packages+=(chromium nodejs npm)
+# Browser tests of the console: Debian's chromium, CJK fonts for the Chinese
+# pages, and Node.js/npm (playwright-core comes from the npm registry).
+if [ "${ESTATE_BROWSER_TESTS:-1}" = 1 ]; then
+  packages+=(chromium fonts-noto-cjk)
+  command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 
 missing=()

@@ -16,7 +16,8 @@ echo "== tests"
 ctest --test-dir "$root/build" --output-on-failure -j"$jobs" -LE bench
 
 echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer)"
-"$root/scripts/build.sh" "$root/build-asan" -DESTATE_SANITIZE=ON -DESTATE_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
+"$root/scripts/build.sh" "$root/build-asan" -DESTATE_SANITIZE=ON -DESTATE_BENCH=OFF \
+  -DESTATE_BROWSER_TESTS=OFF -DCMAKE_BUILD_TYPE=Debug
 echo "== tests under sanitizers"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir "$root/build-asan" --output-on-failure -j"$jobs" -LE 'bench|slow'

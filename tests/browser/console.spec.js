@@ -82,7 +82,7 @@ async function act(page, id, action, fields) {
     await page.fill(`#action-fields [name="${name}"]`, value);
   }
   await page.click('#action-submit');
-  await page.waitForSelector('#modal.hidden', { timeout: 10000 }).catch(async (e) => {
+  await page.waitForSelector('#modal.hidden', { state: 'attached', timeout: 10000 }).catch(async (e) => {
     const error = await page.textContent('#action-error');
     throw new Error(`${action} on work order ${id} failed: ${error || e.message}`);
   });

@@ -55,11 +55,21 @@ def wait_port(port, timeout=10):
 
 
 class Broker:
-    def __init__(self, workdir, port=None, extra_conf=""):
+    """persistent: sessions and queued QoS 1 messages survive a restart (a
+    subscriber with clean_session=False then misses nothing the gateway sends
+    while it reconnects), with no cap on the queue."""
+
+    def __init__(self, workdir, port=None, extra_conf="", persistent=False):
         self.port = port or free_port()
         self.conf = os.path.join(workdir, f"mosquitto-{self.port}.conf")
         with open(self.conf, "w") as f:
-            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
+            if persistent:
+                f.write(f"persistence true\npersistence_location {workdir}/\n"
+                        f"persistence_file mosquitto-{self.port}.db\n"
+                        "max_queued_messages 0\nmax_inflight_messages 0\n")
+            else:
+                f.write("persistence false\n")
             f.write(extra_conf)
         self.proc = None
         self.log = open(os.path.join(workdir, f"mosquitto-{self.port}.log"), "a")
@@ -83,12 +93,15 @@ class Broker:
 class Subscriber:
     """Collects every message under a topic filter."""
 
-    def __init__(self, port, topic="#"):
+    def __init__(self, port, topic="#", clean_session=True):
         self.messages = []
         self.lock = threading.Lock()
-        self.client = mqtt.Client(client_id=f"test-{os.getpid()}-{time.time_ns()}")
+        self.client = mqtt.Client(client_id=f"test-{os.getpid()}-{time.time_ns()}",
+                                  clean_session=clean_session)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc: c.subscribe(topic, qos=1)
+        # Reconnect quickly after a broker restart (fault tests).
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
         self.client.connect("127.0.0.1", port, keepalive=30)
         self.client.loop_start()
 
@@ -177,10 +190,11 @@ class Stack:
     unless others are given."""
 
     def __init__(self, gw_conf=DEMO_GW, sim_conf=DEMO_SIM, endpoints=DEMO_ENDPOINTS,
-                 gw_sets=(), sim_sets=(), scenario=False):
+                 gw_sets=(), sim_sets=(), scenario=False, persistent_broker=False):
         self.workdir = tempfile.mkdtemp(prefix="estate-test-")
         self.gw_conf, self.sim_conf = gw_conf, sim_conf
-        self.broker = Broker(self.workdir)
+        self.persistent_broker = persistent_broker
+        self.broker = Broker(self.workdir, persistent=persistent_broker)
         self.control_port = free_port()
         self.http_port = free_port()
         self.ports = {name: free_port() for name in endpoints}
@@ -209,7 +223,8 @@ class Stack:
     def start(self, broker=True, sim=True, gw=True):
         if broker:
             self.broker.start()
-            self.sub = Subscriber(self.broker.port, self.prefix + "/#")
+            self.sub = Subscriber(self.broker.port, self.prefix + "/#",
+                                  clean_session=not self.persistent_broker)
         if sim:
             self.sim.start()
             wait_port(self.control_port)

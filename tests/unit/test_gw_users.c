@@ -179,6 +179,19 @@ static void test_file_round_trip(void **state)
     gw_users_free(users);
 }
 
+static void test_save_refuses_non_regular_files(void **state)
+{
+    struct fixture *f = *state;
+    struct gw_users *users = NULL;
+    assert_int_equal(gw_users_create(f->dir, &users), EST_OK); /* a directory */
+    assert_int_equal(gw_users_add(users, "alice", "viewer", "pw"), EST_OK);
+    assert_int_equal(gw_users_save(users), EST_ERR_INVALID);
+    gw_users_free(users);
+    struct stat st;
+    assert_int_equal(stat(f->dir, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+}
+
 static void test_missing_file_is_empty(void **state)
 {
     struct fixture *f = *state;
@@ -319,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_malformed_hashes_never_match),
         cmocka_unit_test_setup_teardown(test_add_verify_disable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_refuses_non_regular_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file_is_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_lines_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_line_skipped, setup, teardown),
