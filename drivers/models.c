@@ -26,7 +26,9 @@
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Eastron SDM120 / SDM230: FC04 float ABCD; total (0x0156) depends on the
- * meter's mode register and is published as energy_total_kwh only. */
+ * meter's mode register and is published as energy_total_kwh only. It sits
+ * far from the main block, so it is a slow point (read with the serial):
+ * no rule uses it, and it would otherwise double each poll's transactions. */
 static const struct drv_point sdm120_points[] = {
     EASTRON_F32(DRV_Q_VOLTAGE_V, 0x0000),
     EASTRON_F32(DRV_Q_CURRENT_A, 0x0006),
@@ -35,11 +37,11 @@ static const struct drv_point sdm120_points[] = {
     EASTRON_F32(DRV_Q_FREQUENCY_HZ, 0x0046),
     EASTRON_F32(DRV_Q_ENERGY_IMPORT_KWH, 0x0048),
     EASTRON_F32(DRV_Q_ENERGY_EXPORT_KWH, 0x004A),
-    EASTRON_F32(DRV_Q_ENERGY_TOTAL_KWH, 0x0156),
+    SLOW(DRV_Q_ENERGY_TOTAL_KWH, DRV_FC_INPUT, 0x0156, DRV_TYPE_F32, DRV_ORDER_ABCD, 1.0),
     SLOW(DRV_Q_SERIAL, DRV_FC_HOLDING, 0xFC00, DRV_TYPE_U32, DRV_ORDER_ABCD, 1.0),
 };
 
-/* Eastron SDM630: three phases, FC04 float ABCD. */
+/* Eastron SDM630: three phases, FC04 float ABCD; total as for the SDM120. */
 static const struct drv_point sdm630_points[] = {
     EASTRON_F32(DRV_Q_VOLTAGE_L1_V, 0x0000),
     EASTRON_F32(DRV_Q_VOLTAGE_L2_V, 0x0002),
@@ -54,7 +56,7 @@ static const struct drv_point sdm630_points[] = {
     EASTRON_F32(DRV_Q_FREQUENCY_HZ, 0x0046),
     EASTRON_F32(DRV_Q_ENERGY_IMPORT_KWH, 0x0048),
     EASTRON_F32(DRV_Q_ENERGY_EXPORT_KWH, 0x004A),
-    EASTRON_F32(DRV_Q_ENERGY_TOTAL_KWH, 0x0156),
+    SLOW(DRV_Q_ENERGY_TOTAL_KWH, DRV_FC_INPUT, 0x0156, DRV_TYPE_F32, DRV_ORDER_ABCD, 1.0),
     SLOW(DRV_Q_SERIAL, DRV_FC_HOLDING, 0xFC00, DRV_TYPE_U32, DRV_ORDER_ABCD, 1.0),
 };
 

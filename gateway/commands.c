@@ -18,6 +18,15 @@
 
 #define REQUEST_ID_MAX 64
 
+/* Valve actuations asked by people (MQTT, console, estate-ctl): a motorised
+ * ball valve takes seconds to move and wears with every stroke, and a flood
+ * of open/close commands (a stuck client, a hostile one) must not cycle it.
+ * Refused requests say so in their result; nothing is queued for them.
+ * A rule's automatic close (vacant_flow) is not limited: it only ever
+ * closes, once per incident, and nothing reopens a valve automatically. */
+#define VALVE_METER_INTERVAL_MS 30000 /* one actuation per meter per 30 s */
+#define VALVE_SITE_PER_MINUTE 10      /* and at most 10 a minute over the site */
+
 /* ---- results ---- */
 
 static void add_request_id(cJSON *result, const cJSON *args)
@@ -61,6 +70,21 @@ const char *gw_command_string(const cJSON *args, const char *name, size_t max_le
     if (!cJSON_IsString(item) || item->valuestring[0] == '\0' || strlen(item->valuestring) > max_len)
         return NULL;
     return item->valuestring;
+}
+
+/* The first member of args not named in allowed (NULL-terminated), or NULL. */
+static const char *unknown_argument(const cJSON *args, const char *const *allowed)
+{
+    const cJSON *item;
+    cJSON_ArrayForEach(item, args)
+    {
+        bool known = false;
+        for (size_t i = 0; allowed[i] != NULL && !known; i++)
+            known = item->string != NULL && strcmp(item->string, allowed[i]) == 0;
+        if (!known)
+            return item->string != NULL ? item->string : "?";
+    }
+    return NULL;
 }
 
 /* ---- roles ---- */
@@ -148,6 +172,10 @@ const char *gw_commands_user_role(struct gw_core *core, const char *user)
 
 static cJSON *occupancy_command(struct gw_core *core, const cJSON *args, const struct gw_actor *actor)
 {
+    static const char *const allowed[] = {"request_id", "user", "unit", "occupancy", NULL};
+    const char *unknown = unknown_argument(args, allowed);
+    if (unknown != NULL)
+        return gw_command_error(args, "unknown argument \"%.64s\"", unknown);
     const char *unit = gw_command_string(args, "unit", 64);
     const char *occupancy = gw_command_string(args, "occupancy", 16);
     if (unit == NULL)
@@ -179,8 +207,53 @@ static cJSON *occupancy_command(struct gw_core *core, const cJSON *args, const s
 
 /* ---- valve ---- */
 
+/* Rate limiter state (core thread only): the last actuation per meter and
+ * the times of the last VALVE_SITE_PER_MINUTE actuations, monotonic ms. */
+static int64_t *valve_last_ms;     /* nmeters entries, 0 = never */
+static size_t valve_nmeters;
+static int64_t valve_recent_ms[VALVE_SITE_PER_MINUTE];
+static size_t valve_recent_next;   /* oldest entry, overwritten next */
+
+/* 0 when meter may be actuated now, else the seconds to wait; *why says
+ * which limit. */
+static int valve_wait_s(const struct gw_core *core, size_t meter, int64_t now, const char **why)
+{
+    if (valve_last_ms == NULL || valve_nmeters != core->config->nmeters) {
+        free(valve_last_ms);
+        valve_nmeters = core->config->nmeters;
+        valve_last_ms = calloc(valve_nmeters + 1, sizeof *valve_last_ms);
+        if (valve_last_ms == NULL) {
+            *why = "out of memory";
+            return 1;
+        }
+    }
+    int64_t last = valve_last_ms[meter];
+    if (last != 0 && now - last < VALVE_METER_INTERVAL_MS) {
+        *why = "at most one actuation per meter every 30 s";
+        return (int)((last + VALVE_METER_INTERVAL_MS - now + 999) / 1000);
+    }
+    int64_t oldest = valve_recent_ms[valve_recent_next];
+    if (oldest != 0 && now - oldest < 60000) {
+        *why = "at most 10 valve actuations a minute over the site";
+        return (int)((oldest + 60000 - now + 999) / 1000);
+    }
+    return 0;
+}
+
+static void valve_note(size_t meter, int64_t now)
+{
+    if (valve_last_ms != NULL && meter < valve_nmeters)
+        valve_last_ms[meter] = now;
+    valve_recent_ms[valve_recent_next] = now;
+    valve_recent_next = (valve_recent_next + 1) % VALVE_SITE_PER_MINUTE;
+}
+
 static cJSON *valve_command(struct gw_core *core, const cJSON *args, const struct gw_actor *actor)
 {
+    static const char *const allowed[] = {"request_id", "user", "meter", "action", NULL};
+    const char *unknown = unknown_argument(args, allowed);
+    if (unknown != NULL)
+        return gw_command_error(args, "unknown argument \"%.64s\"", unknown);
     const char *meter = gw_command_string(args, "meter", 64);
     const char *action = gw_command_string(args, "action", 16);
     if (meter == NULL)
@@ -192,9 +265,22 @@ static cJSON *valve_command(struct gw_core *core, const cJSON *args, const struc
         return gw_command_error(args, "unknown meter \"%s\"", meter);
     if (!core->config->meters[index].valve)
         return gw_command_error(args, "meter \"%s\" has no valve", meter);
+    int64_t now = est_mono_ms();
+    const char *why = NULL;
+    int wait_s = valve_wait_s(core, (size_t)index, now, &why);
+    if (wait_s > 0) {
+        gw_warn("valve %s of meter %s asked by %s (%s): refused, rate limit: %s", action, meter,
+                actor->user, actor->origin ? actor->origin : "?", why);
+        cJSON *refused = gw_command_error(args, "valve of meter \"%s\" not actuated: rate limit (%s); "
+                                          "try again in %d s", meter, why, wait_s);
+        if (refused != NULL)
+            cJSON_AddNumberToObject(refused, "retry_after_s", wait_s);
+        return refused;
+    }
     if (gw_incidents_request_valve(core, (uint32_t)index, strcmp(action, "close") == 0, actor->user) !=
         EST_OK)
         return gw_command_error(args, "the bus of meter \"%s\" is busy; try again", meter);
+    valve_note((size_t)index, now);
     cJSON *result = gw_command_ok(args);
     cJSON_AddStringToObject(result, "meter", meter);
     cJSON_AddStringToObject(result, "action", action);

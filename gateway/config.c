@@ -202,6 +202,7 @@ enum key_type {
     K_DIR,      /* K_PATH that must be a directory */
     K_INT,      /* int within min..max */
     K_U16,      /* uint16_t within min..max */
+    K_UINT,     /* unsigned within min..max */
     K_DOUBLE,   /* double within min..max */
     K_BOOL,     /* bool */
     K_ENUM,     /* int: index of the word in names[] */
@@ -220,7 +221,7 @@ struct key_row {
     const char *name;
     enum key_type type;
     size_t offset;              /* into the target struct */
-    double min, max;            /* K_INT, K_U16, K_DOUBLE */
+    double min, max;            /* K_INT, K_U16, K_UINT, K_DOUBLE */
     const char *const *names;   /* K_ENUM: NULL-terminated words */
     apply_fn apply;             /* K_CUSTOM */
     setting_fn setting;         /* K_SETTING */
@@ -235,6 +236,7 @@ static const char *type_word(enum key_type t)
     switch (t) {
     case K_INT:
     case K_U16:
+    case K_UINT:
         return "an integer";
     case K_DOUBLE:
         return "a number";
@@ -252,7 +254,7 @@ static void val_from_text(const char *text, enum key_type want, struct val *v)
     v->type = VAL_STRING;
     v->s = text;
     char *end;
-    if (want == K_INT || want == K_U16 || want == K_DOUBLE) {
+    if (want == K_INT || want == K_U16 || want == K_UINT || want == K_DOUBLE) {
         errno = 0;
         long long i = strtoll(text, &end, 10);
         if (*text && !*end && errno == 0) {
@@ -431,6 +433,7 @@ static bool apply_value(struct loader *L, const struct key_row *row, const struc
         return apply_string(L, row, v, target, w, ctx);
     case K_INT:
     case K_U16:
+    case K_UINT:
         if (v->type != VAL_INT)
             return type_error(L, row, w, ctx);
         if ((double)v->i < row->min || (double)v->i > row->max) {
@@ -440,6 +443,8 @@ static bool apply_value(struct loader *L, const struct key_row *row, const struc
         }
         if (row->type == K_INT)
             *(int *)field = (int)v->i;
+        else if (row->type == K_UINT)
+            *(unsigned *)field = (unsigned)v->i;
         else
             *(uint16_t *)field = (uint16_t)v->i;
         return true;
@@ -950,7 +955,7 @@ static const struct key_row mqtt_rows[] = {
     { KEY("topic_prefix", K_CUSTOM, MQ(topic_prefix)), .apply = apply_topic_prefix },
     { KEY("qos_readings", K_INT, MQ(qos_readings)), .min = 0, .max = 2 },
     { KEY("qos_events", K_INT, MQ(qos_events)), .min = 0, .max = 2 },
-    { KEY("outbox_limit_mb", K_INT, MQ(outbox_limit_mb)), .min = 0, .max = 65536 },
+    { KEY("outbox_limit_mb", K_DOUBLE, MQ(outbox_limit_mb)), .min = 0, .max = 65536 },
     { KEY("keepalive_s", K_INT, MQ(keepalive_s)), .min = 5, .max = 3600 },
 };
 
@@ -999,6 +1004,7 @@ static const struct key_row meter_rows[] = {
     { KEY("function", K_INT, MET(options.function)), .min = 3, .max = 4 },
     { KEY("address_base", K_INT, MET(options.address_base)), .min = -1, .max = 1 },
     { KEY("max_read_regs", K_U16, MET(options.max_read_regs)), .min = 1, .max = DRV_MAX_READ_REGS },
+    { KEY("serial_every", K_UINT, MET(options.slow_every)), .min = 1, .max = 100000 },
     { KEY("rated_power_w", K_DOUBLE, MET(rated_power_w)), .min = 1, .max = 1e7 },
     { KEY("export_expected", K_BOOL, MET(export_expected)) },
     { KEY("quiet_window", K_CUSTOM, 0), .apply = apply_quiet_window },
@@ -1018,6 +1024,7 @@ static const struct key_row panel_rows[] = {
     { KEY("function", K_INT, PAN(options.function)), .min = 3, .max = 4 },
     { KEY("address_base", K_INT, PAN(options.address_base)), .min = -1, .max = 1 },
     { KEY("max_read_regs", K_U16, PAN(options.max_read_regs)), .min = 1, .max = DRV_MAX_READ_REGS },
+    { KEY("serial_every", K_UINT, PAN(options.slow_every)), .min = 1, .max = 100000 },
 };
 
 /* One zone_names entry before it is copied into the panel. */
@@ -1856,10 +1863,40 @@ static void check_meters(struct loader *L, struct gw_meter_config *meters, size_
     check_parents(L, meters, n, first_new);
 }
 
+/* One owner thread per serial port: two rtu buses on one device (the same
+ * path, or two paths resolving to the same file) would interleave frames. */
+static void check_rtu_ports(struct loader *L)
+{
+    const struct gw_config *c = L->cfg;
+    for (size_t i = 0; i < c->nbuses; i++) {
+        const struct gw_bus_config *b = &c->buses[i];
+        if (b->type != GW_BUS_RTU || !b->device)
+            continue;
+        char *real_b = realpath(b->device, NULL);
+        for (size_t j = 0; j < i; j++) {
+            const struct gw_bus_config *a = &c->buses[j];
+            if (a->type != GW_BUS_RTU || !a->device)
+                continue;
+            char *real_a = real_b ? realpath(a->device, NULL) : NULL;
+            bool same = strcmp(a->device, b->device) == 0 || (real_a && strcmp(real_a, real_b) == 0);
+            free(real_a);
+            if (same) {
+                struct where w = { b->file ? b->file : L->path, b->line, false };
+                errf(L, &w, "bus %s: device %s is already the port of bus %s (%s:%d); put every "
+                     "device on that line on one bus", b->name, b->device, a->name,
+                     a->file ? a->file : L->path, a->line);
+                break;
+            }
+        }
+        free(real_b);
+    }
+}
+
 static void check_all(struct loader *L)
 {
     struct gw_config *c = L->cfg;
     check_names(L, "bus", c->nbuses, c->buses, bus_at);
+    check_rtu_ports(L);
     check_names(L, "unit", c->nunits, c->units, unit_at);
     check_names(L, "fire panel", c->npanels, c->panels, panel_at);
     check_meters(L, c->meters, c->nmeters, 0);
@@ -1952,16 +1989,49 @@ static config_setting_t *list_element(config_setting_t *list, const char *token,
     return NULL;
 }
 
-/* Sets an existing scalar from text, typed by the setting's own type. */
-static bool set_existing(struct loader *L, struct override *o, config_setting_t *s,
+/* An integer setting given a fractional value on the command line (e.g.
+ * mqtt.outbox_limit_mb=0.25 over "= 16"): replaced by a created string
+ * setting, so the key's own row types it (a number row takes it, an integer
+ * row reports it). Only members of groups can be replaced by name. */
+static config_setting_t *retype_as_text(struct override *o, config_setting_t *s, const char *value)
+{
+    char *end;
+    double d = strtod(value, &end);
+    config_setting_t *parent = config_setting_parent(s);
+    const char *name = config_setting_name(s);
+    if (!*value || *end || !isfinite(d) || parent == NULL || name == NULL ||
+        !config_setting_is_group(parent))
+        return NULL;
+    char *copy = strdup(name);
+    if (copy == NULL)
+        return NULL;
+    config_setting_t *t = NULL;
+    if (config_setting_remove(parent, copy) == CONFIG_TRUE) {
+        t = config_setting_add(parent, copy, CONFIG_TYPE_STRING);
+        if (t != NULL && config_setting_set_string(t, value) == CONFIG_TRUE)
+            o->created = true;
+        else
+            t = NULL;
+    }
+    free(copy);
+    return t;
+}
+
+/* Sets an existing scalar from text, typed by the setting's own type; *sp
+ * may be replaced (see retype_as_text). */
+static bool set_existing(struct loader *L, struct override *o, config_setting_t **sp,
                          const char *value)
 {
     struct where w = { o->label, 0, false };
+    config_setting_t *s = *sp;
     char *end;
     errno = 0;
     switch (config_setting_type(s)) {
     case CONFIG_TYPE_INT: {
         long long i = strtoll(value, &end, 10);
+        if (*value && *end && (*sp = retype_as_text(o, s, value)) != NULL)
+            return true;
+        *sp = s;
         if (!*value || *end || errno || i < INT_MIN || i > INT_MAX) {
             errf(L, &w, "'%s' is not an integer", value);
             return false;
@@ -2061,7 +2131,7 @@ static void apply_override(struct loader *L, config_t *lc, struct override *o)
         }
         cur = child;
     }
-    if (set_existing(L, o, cur, value))
+    if (set_existing(L, o, &cur, value))
         config_setting_set_hook(cur, o);
 out:
     free(path);

@@ -37,7 +37,7 @@ struct gw_mqtt_config {
     char *topic_prefix;  /* default "estate/<site>/<id>" */
     int qos_readings;    /* default 0 */
     int qos_events;      /* default 1 */
-    int outbox_limit_mb; /* readings kept while offline; default 64 */
+    double outbox_limit_mb; /* readings kept while offline, MB (fractions allowed); default 64 */
     int keepalive_s;     /* default 30 */
 };
 

@@ -5,6 +5,7 @@
 #include "core.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,10 @@
 #include "payload.h"
 #include "workorders.h"
 
-#define SAMPLE_QUEUE_CAPACITY 8192
+/* Samples are ~600 bytes and the ring is touched all round, so its size is
+ * resident memory: 2048 (1.2 MB) holds four of the core's batches, about
+ * 0.1 s at 20,000 readings/s. A full queue makes the pollers wait. */
+#define SAMPLE_QUEUE_CAPACITY 2048
 #define SAMPLE_BATCH 512
 #define INBOUND_QUEUE_CAPACITY 64
 #define CALL_QUEUE_CAPACITY 64
@@ -24,6 +28,9 @@
 #define OUTBOX_PEEK 200
 #define TICK_MS 200
 #define MAINTENANCE_MS 60000
+#define STORE_PROBE_MS 5000    /* degraded mode: try writing again this often */
+#define FIRST_CONNECT_WAIT_MS 1000 /* see gw_core_run */
+#define PATROL_ANCHOR_EVERY_MS (15 * 60000)
 #define CTL_REQUEST_EXPIRY_MS 15000 /* estate-ctl waits 10 s for an answer */
 
 /* A command from another thread, answered through a condition variable. */
@@ -243,6 +250,20 @@ struct batch {
     size_t n;
 };
 
+static double value_or_nan(const struct drv_reading *r, enum drv_quantity q)
+{
+    return has(r, q) ? r->value[q] : NAN;
+}
+
+static void remember_counters(struct gw_last_counters *c, const struct drv_reading *r)
+{
+    c->energy_import_kwh = value_or_nan(r, DRV_Q_ENERGY_IMPORT_KWH);
+    c->energy_export_kwh = value_or_nan(r, DRV_Q_ENERGY_EXPORT_KWH);
+    c->energy_total_kwh = value_or_nan(r, DRV_Q_ENERGY_TOTAL_KWH);
+    c->volume_m3 = value_or_nan(r, DRV_Q_VOLUME_M3);
+    c->reverse_volume_m3 = value_or_nan(r, DRV_Q_REVERSE_VOLUME_M3);
+}
+
 static void handle_meter_sample(struct gw_core *core, const struct gw_sample *s, struct batch *b)
 {
     struct gw_meter_state *st = &core->meters[s->index];
@@ -252,42 +273,68 @@ static void handle_meter_sample(struct gw_core *core, const struct gw_sample *s,
 
     struct rule_meter_sample rs;
     to_rule_sample(s, &rs);
+    core->feeding = s;
     rule_engine_feed_meter(core->rules, &rs);
+    core->feeding = NULL;
 
-    char *payload = gw_payload_reading(core->config, s);
-    if (payload == NULL)
-        return;
-    size_t tlen = strlen(core->prefix) + strlen(m->id) + sizeof "/meters//reading";
-    char *topic = malloc(tlen);
-    if (topic != NULL) {
-        snprintf(topic, tlen, "%s/meters/%s/reading", core->prefix, m->id);
-        publish_reading(core, topic, payload);
-        free(topic);
+    /* The values object is written once, for the payload and the store. */
+    char values[GW_PAYLOAD_VALUES_MAX];
+    char payload[GW_PAYLOAD_READING_MAX];
+    size_t vlen = gw_payload_values_json(&s->reading, values, sizeof values);
+    size_t plen = vlen > 0 ? gw_payload_reading_into(core->config, s, values, vlen, payload,
+                                                     sizeof payload)
+                           : 0;
+    char *slow_payload = NULL;
+    if (plen == 0) {
+        /* Values too large for the stack buffers: print into allocated
+         * strings instead (never for the shipped models). */
+        slow_payload = gw_payload_reading(core->config, s);
+        cJSON *vo = gw_payload_values(&s->reading);
+        char *vtext = vo != NULL ? gw_json_finish(vo) : NULL;
+        if (slow_payload == NULL || vtext == NULL) {
+            free(slow_payload);
+            free(vtext);
+            return;
+        }
+        b->json[b->n] = vtext;
+    } else {
+        b->json[b->n] = malloc(vlen + 1);
+        if (b->json[b->n] == NULL)
+            return;
+        memcpy(b->json[b->n], values, vlen + 1);
     }
+    char topic[GW_MQTT_TOPIC_MAX];
+    int tlen = snprintf(topic, sizeof topic, "%s/meters/%s/reading", core->prefix, m->id);
+    if (tlen > 0 && (size_t)tlen < sizeof topic)
+        publish_reading(core, topic, slow_payload != NULL ? slow_payload : payload);
+    free(slow_payload);
 
     if (s->quality != GW_QUALITY_ERROR) {
         st->last_good_ms = s->ts_ms;
-        st->last_reading = s->reading;
+        remember_counters(&st->last_counters, &s->reading);
         st->has_last = true;
     }
-    char *values = NULL;
-    cJSON *vo = gw_payload_values(&s->reading);
-    if (vo != NULL)
-        values = gw_json_finish(vo);
     b->rows[b->n] = (struct gw_store_reading){
         .meter_rid = st->store_rowid, .ts_ms = s->ts_ms,
         .quality = (enum gw_store_quality)s->quality, .reading = &s->reading,
-        .values_json = values,
+        .values_json = b->json[b->n],
     };
-    b->json[b->n] = values;
     b->n++;
-    free(payload);
 
+    /* The day's snapshot: one store call per meter per local day (the
+     * store ignores repeats, but asking on every reading costs a statement
+     * per reading). */
     if (s->quality == GW_QUALITY_GOOD && !core->store_degraded) {
-        char day[16];
-        local_day(core, s->ts_ms, day);
-        struct gw_store_values v = store_values(&s->reading);
-        gw_store_snapshot_if_needed(core->store, st->store_rowid, day, s->ts_ms, &v, NULL);
+        int64_t local_ms = s->ts_ms + (int64_t)core->config->gateway.utc_offset_min * 60000;
+        int64_t day_no = (local_ms >= 0 ? local_ms : local_ms - 86399999) / 86400000 + 1;
+        if (st->snapshot_day != day_no) {
+            char day[16];
+            local_day(core, s->ts_ms, day);
+            struct gw_store_values v = store_values(&s->reading);
+            if (gw_store_snapshot_if_needed(core->store, st->store_rowid, day, s->ts_ms, &v, NULL) ==
+                EST_OK)
+                st->snapshot_day = day_no;
+        }
     }
 }
 
@@ -351,7 +398,11 @@ static void handle_batch(struct gw_core *core, struct gw_sample *items, size_t n
     if (err == EST_OK && !core->store_degraded) {
         core->readings_stored += b->n;
     } else if (!core->store_degraded) {
+        /* The batch was rolled back, snapshots taken in it too: ask again. */
+        for (size_t i = 0; i < core->config->nmeters; i++)
+            core->meters[i].snapshot_day = 0;
         core->store_degraded = true;
+        core->next_store_probe_ms = est_mono_ms() + STORE_PROBE_MS;
         gw_error("store: writes failing (%s): publishing without storing until the disk recovers",
                  gw_store_errmsg(core->store));
     }
@@ -366,28 +417,45 @@ static void handle_batch(struct gw_core *core, struct gw_sample *items, size_t n
 struct drain_ctx {
     struct gw_core *core;
     size_t sent;
-    bool stop;
-    int64_t delete_after[OUTBOX_PEEK]; /* QoS 0 rows handed to Paho: delete now */
-    size_t ndelete;
+    bool stop;                 /* Paho refused: try again next time */
+    bool window_full;          /* OUTBOX_WINDOW messages in flight */
 };
 
+/* Hands one queued row to Paho. Every row goes at QoS 1 at least, whatever
+ * QoS it was queued with (a QoS 0 reading that waited through an outage is
+ * worth an acknowledgement), and stays in the outbox until the broker
+ * acknowledges it: at-least-once, oldest first. */
 static bool drain_one(void *ctx, const struct gw_store_outbox_msg *msg)
 {
     struct drain_ctx *d = ctx;
     struct gw_core *core = d->core;
-    if (msg->qos > 0 && gw_mqtt_inflight(core->mqtt) >= OUTBOX_WINDOW)
+    if (gw_mqtt_inflight(core->mqtt) >= OUTBOX_WINDOW) {
+        d->window_full = true;
         return false;
-    est_err err = gw_mqtt_publish(core->mqtt, msg->topic, msg->payload, msg->payload_len, msg->qos,
-                                  msg->retain, msg->qos > 0 ? (uint64_t)msg->seq : 0);
+    }
+    int qos = msg->qos > 0 ? msg->qos : 1;
+    est_err err = gw_mqtt_publish(core->mqtt, msg->topic, msg->payload, msg->payload_len, qos,
+                                  msg->retain, (uint64_t)msg->seq);
     if (err != EST_OK) {
         d->stop = true;
         return false;
     }
     core->outbox_sent_upto = (uint64_t)msg->seq;
-    if (msg->qos == 0 && d->ndelete < OUTBOX_PEEK)
-        d->delete_after[d->ndelete++] = msg->seq;
     d->sent++;
     return true;
+}
+
+/* Tells what was dropped during the outage that just ended, once. */
+static void report_outage_drops(struct gw_core *core)
+{
+    if (core->readings_dropped_outage == 0)
+        return;
+    gw_warn("outbox: %llu readings were dropped while the broker was unreachable (outbox limit "
+            "%g MB; %llu since start)",
+            (unsigned long long)core->readings_dropped_outage, core->config->mqtt.outbox_limit_mb,
+            (unsigned long long)core->readings_dropped);
+    core->readings_dropped_outage = 0;
+    gw_log_limiter_ok(&core->drop_log);
 }
 
 static void drain_outbox(struct gw_core *core)
@@ -414,36 +482,73 @@ static void drain_outbox(struct gw_core *core)
          * the oldest row still queued (at-least-once). */
         core->outbox_generation = generation;
         core->outbox_sent_upto = 0;
+        report_outage_drops(core);
     }
+    bool caught_up = false;
     for (int round = 0; round < 20; round++) {
         struct drain_ctx d = {.core = core};
-        gw_store_outbox_peek(core->store, (int64_t)core->outbox_sent_upto, OUTBOX_PEEK, drain_one, &d);
-        if (d.ndelete > 0) {
-            gw_store_begin(core->store);
-            for (size_t i = 0; i < d.ndelete; i++)
-                gw_store_outbox_delete(core->store, d.delete_after[i]);
-            gw_store_commit(core->store);
-        }
-        if (d.sent == 0 || d.stop)
+        est_err err = gw_store_outbox_peek(core->store, (int64_t)core->outbox_sent_upto,
+                                           OUTBOX_PEEK, drain_one, &d);
+        if (err != EST_OK || d.stop || d.window_full)
             break;
+        if (d.sent < OUTBOX_PEEK) {
+            caught_up = true; /* the peek ran out of rows: all handed to Paho */
+            break;
+        }
     }
-    if (core->outbox_has_readings) {
-        struct gw_store_outbox_counts counts;
-        if (gw_store_outbox_counts(core->store, &counts) == EST_OK && counts.readings == 0)
-            core->outbox_has_readings = false;
+    /* New readings may go out directly again once every queued one has
+     * been handed to Paho on this connection: Paho sends in order on one
+     * socket, so a meter's readings stay in order without waiting for the
+     * last acknowledgements (waiting for an empty outbox can last forever
+     * at a high reading rate: each batch's rows are still unacknowledged
+     * when the next batch comes). The rows stay queued until acknowledged
+     * and are resent after a reconnection. */
+    if (core->outbox_has_readings && caught_up)
+        core->outbox_has_readings = false;
+}
+
+/* The retained P/status payload while online: the standard fields plus
+ * "readings_dropped" (readings the outbox limit dropped since start) once
+ * there are any. */
+static char *online_payload(struct gw_core *core)
+{
+    char *base = gw_payload_status(true, gw_core_now_ms(core));
+    if (base == NULL || core->readings_dropped == 0)
+        return base;
+    cJSON *o = cJSON_Parse(base);
+    if (o == NULL)
+        return base;
+    free(base);
+    cJSON_AddNumberToObject(o, "readings_dropped", (double)core->readings_dropped);
+    return gw_json_finish(o);
+}
+
+static void update_online_payload(struct gw_core *core)
+{
+    char *online = online_payload(core);
+    if (online != NULL) {
+        gw_mqtt_set_online_payload(core->mqtt, online);
+        free(online);
     }
 }
 
+/* While the broker is away: keeps the queued readings under the outbox
+ * limit, oldest dropped first (events are never dropped), logs it once and
+ * then at growing intervals, and puts the count in the next status. */
 static void trim_outbox(struct gw_core *core)
 {
-    uint64_t limit = (uint64_t)core->config->mqtt.outbox_limit_mb * 1024u * 1024u;
+    uint64_t limit = (uint64_t)(core->config->mqtt.outbox_limit_mb * 1024.0 * 1024.0);
     uint64_t dropped = 0;
     if (gw_store_outbox_trim_readings(core->store, limit, &dropped) == EST_OK && dropped > 0) {
         core->readings_dropped += dropped;
-        gw_warn("outbox: broker unreachable and the readings outbox is over %d MB: dropped the %llu "
-                "oldest readings (%llu since start); events are kept",
-                core->config->mqtt.outbox_limit_mb, (unsigned long long)dropped,
-                (unsigned long long)core->readings_dropped);
+        core->readings_dropped_outage += dropped;
+        if (gw_log_limiter_fail(&core->drop_log))
+            gw_warn("outbox: broker unreachable and the readings outbox is over %g MB: dropped the "
+                    "%llu oldest readings (%llu this outage, %llu since start); events are kept",
+                    core->config->mqtt.outbox_limit_mb, (unsigned long long)dropped,
+                    (unsigned long long)core->readings_dropped_outage,
+                    (unsigned long long)core->readings_dropped);
+        update_online_payload(core);
     }
 }
 
@@ -643,6 +748,20 @@ est_err gw_core_add_listener(struct gw_core *core, gw_core_listener_fn fn, void 
 /* Setup                                                             */
 /* ---------------------------------------------------------------- */
 
+struct stored_serials {
+    const struct gw_config *config;
+    uint32_t *serials;
+};
+
+static bool stored_serial(void *ctx, const struct gw_store_meter *m)
+{
+    struct stored_serials *s = ctx;
+    int i = gw_config_meter_index(s->config, m->id);
+    if (i >= 0 && m->serial != NULL && !m->removed)
+        s->serials[i] = (uint32_t)strtoul(m->serial, NULL, 10);
+    return true;
+}
+
 static est_err build_rules(struct gw_core *core)
 {
     const struct gw_config *c = core->config;
@@ -652,6 +771,15 @@ static est_err build_rules(struct gw_core *core)
         free(meters);
         free(zones);
         return EST_ERR_NOMEM;
+    }
+    /* The inventory's current serial: a replacement detected before a
+     * restart must not be detected again after it. */
+    uint32_t *serials = calloc(c->nmeters + 1, sizeof *serials);
+    if (serials != NULL) {
+        struct stored_serials ss = {c, serials};
+        for (size_t i = 0; i < c->nmeters; i++)
+            serials[i] = c->meters[i].serial ? (uint32_t)strtoul(c->meters[i].serial, NULL, 10) : 0;
+        gw_store_meters_list(core->store, stored_serial, &ss);
     }
     for (size_t i = 0; i < c->nmeters; i++) {
         const struct gw_meter_config *m = &c->meters[i];
@@ -665,7 +793,7 @@ static est_err build_rules(struct gw_core *core)
         rm->has_valve = m->valve;
         rm->resolution = m->model->resolution;
         rm->counter_wrap = m->model->counter_wrap;
-        rm->serial = m->serial ? (uint32_t)strtoul(m->serial, NULL, 10) : 0;
+        rm->serial = serials ? serials[i] : m->serial ? (uint32_t)strtoul(m->serial, NULL, 10) : 0;
         rm->quiet_start_min = m->quiet_start_min;
         rm->quiet_end_min = m->quiet_end_min;
         rm->utc_offset_min = c->gateway.utc_offset_min;
@@ -680,6 +808,7 @@ static est_err build_rules(struct gw_core *core)
                                      gw_incidents_on_rule_action, core, &core->rules);
     free(meters);
     free(zones);
+    free(serials);
     return err;
 }
 
@@ -771,16 +900,46 @@ static void tick(struct gw_core *core)
         trim_outbox(core);
 }
 
+/* Publishes the patrol log's chain head (retained on P/patrol/head) and
+ * records it as an anchor, so cutting off the tail of the log later is
+ * detectable from outside the database. Only when the head moved. */
+static void anchor_patrol_head(struct gw_core *core, int64_t now)
+{
+    int64_t seq = 0;
+    char hash[GW_STORE_HASH_LEN];
+    if (now - core->anchored_ms < PATROL_ANCHOR_EVERY_MS ||
+        gw_store_patrol_head(core->store, &seq, hash) != EST_OK || seq == 0 ||
+        seq == core->anchored_seq)
+        return;
+    if (gw_store_patrol_anchor(core->store, now, "mqtt", &seq, hash) != EST_OK)
+        return;
+    core->anchored_seq = seq;
+    core->anchored_ms = now;
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return;
+    cJSON_AddNumberToObject(o, "seq", (double)seq);
+    cJSON_AddStringToObject(o, "hash", hash);
+    gw_json_add_ts(o, "ts", now);
+    char *json = gw_json_finish(o);
+    if (json != NULL)
+        gw_core_publish_event(core, "patrol/head", json, true);
+    free(json);
+}
+
+/* Degraded mode (disk full): whether the disk accepts writes again. */
+static void probe_store(struct gw_core *core)
+{
+    if (gw_store_meta_set(core->store, "last_probe", "1") == EST_OK) {
+        core->store_degraded = false;
+        gw_info("store: writes work again; storing resumed");
+    }
+}
+
 static void maintenance(struct gw_core *core)
 {
     int64_t now = gw_core_now_ms(core);
-    if (core->store_degraded) {
-        /* Probe whether the disk accepts writes again. */
-        if (gw_store_meta_set(core->store, "last_probe", "1") == EST_OK) {
-            core->store_degraded = false;
-            gw_info("store: writes work again; storing resumed");
-        }
-    }
+    anchor_patrol_head(core, now);
     int64_t older = now - (int64_t)core->config->retention.raw_readings_days * 86400000;
     int64_t cursor = 0;
     size_t deleted = 0;
@@ -806,19 +965,20 @@ static est_err start_pollers(struct gw_core *core)
     return EST_OK;
 }
 
-static void update_online_payload(struct gw_core *core)
-{
-    char *online = gw_payload_status(true, gw_core_now_ms(core));
-    if (online != NULL) {
-        gw_mqtt_set_online_payload(core->mqtt, online);
-        free(online);
-    }
-}
-
 est_err gw_core_run(struct gw_core *core)
 {
     update_online_payload(core);
     gw_mqtt_start(core->mqtt);
+    /* Give the broker connection a moment before polling starts: readings
+     * taken before it is up go to the outbox, and every later reading then
+     * queues behind them until the outbox is empty, which at a high poll
+     * rate (the outbox path costs several times the direct publish) may
+     * never happen. On loopback or a LAN the connection takes milliseconds;
+     * a broker that is down only delays the first polls by this much. */
+    int64_t connect_deadline = est_mono_ms() + FIRST_CONNECT_WAIT_MS;
+    while (!gw_mqtt_connected(core->mqtt) && est_mono_ms() < connect_deadline &&
+           !atomic_load(&core->stopping))
+        est_sleep_ms(5);
     est_err err = start_pollers(core);
     if (err != EST_OK)
         return err;
@@ -835,6 +995,13 @@ est_err gw_core_run(struct gw_core *core)
         free(inbound);
         return EST_ERR_NOMEM;
     }
+    /* Readings left in the outbox by the last run go out before new ones. */
+    struct gw_store_outbox_counts queued;
+    if (gw_store_outbox_counts(core->store, &queued) == EST_OK && queued.readings > 0) {
+        core->outbox_has_readings = true;
+        gw_info("outbox: %llu readings and %llu events queued from the last run",
+                (unsigned long long)queued.readings, (unsigned long long)queued.events);
+    }
     core->next_tick_ms = est_mono_ms();
     core->next_maintenance_ms = est_mono_ms() + 5000;
     gw_info("core: running: %zu meters, %zu fire panels on %zu buses; prefix %s",
@@ -850,6 +1017,10 @@ est_err gw_core_run(struct gw_core *core)
         if (mono >= core->next_tick_ms) {
             core->next_tick_ms = mono + TICK_MS;
             tick(core);
+        }
+        if (core->store_degraded && mono >= core->next_store_probe_ms) {
+            core->next_store_probe_ms = mono + STORE_PROBE_MS;
+            probe_store(core);
         }
         if (mono >= core->next_maintenance_ms) {
             core->next_maintenance_ms = mono + MAINTENANCE_MS;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "log.h"
 #include "mqtt.h"
 #include "poller.h"
 #include "queue.h"
@@ -21,16 +22,28 @@
 #include "sample.h"
 #include "store.h"
 
+/* The counters of a meter's last good reading: kept so a detected
+ * replacement can record the old meter's final figures. NAN = not read. */
+struct gw_last_counters {
+    double energy_import_kwh;
+    double energy_export_kwh;
+    double energy_total_kwh;
+    double volume_m3;
+    double reverse_volume_m3;
+};
+
 /* What the core knows of each meter between polls. */
 struct gw_meter_state {
     int64_t last_poll_ms;
     int64_t last_good_ms;
     enum gw_quality last_quality;
     bool offline;
-    bool has_last;                 /* last_reading holds a good reading */
-    struct drv_reading last_reading;
+    bool has_last;                 /* last_counters hold a good reading's */
+    struct gw_last_counters last_counters;
     uint32_t last_serial;
     int64_t store_rowid;           /* meter key in the store */
+    int64_t snapshot_day;          /* local day (days since epoch + 1) whose snapshot is
+                                    * stored; 0 = not yet asked this run */
 };
 
 struct gw_panel_state {
@@ -76,15 +89,22 @@ struct gw_core {
     uint64_t outbox_generation;    /* MQTT connection the above belongs to */
     bool outbox_has_readings;      /* readings waiting: new ones queue behind them */
     uint64_t readings_dropped;     /* dropped past the outbox limit, since start */
+    uint64_t readings_dropped_outage; /* ... during the current outage (reported on reconnect) */
+    struct gw_log_limiter drop_log; /* drop warnings: once, then at growing intervals */
 
     /* statistics */
     uint64_t samples_handled;
     uint64_t readings_published;
     uint64_t readings_stored;
     bool store_degraded;           /* writes failing (disk full): publish only */
+    int64_t anchored_seq;          /* patrol head last published on P/patrol/head */
+    int64_t anchored_ms;           /* when */
     int64_t next_tick_ms;
     int64_t next_maintenance_ms;
+    int64_t next_store_probe_ms;   /* degraded mode: next write probe (monotonic) */
     int64_t (*clock_ms)(void);     /* wall clock; tests may replace it */
+    const struct gw_sample *feeding; /* the sample the rule engine is judging, for
+                                      * its callbacks (NULL outside a feed) */
 
     struct gw_queue *calls;        /* other threads -> core: struct gw_core_call * */
     gw_core_listener_fn listeners[4];

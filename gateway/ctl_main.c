@@ -27,6 +27,7 @@
 #include "csv.h"
 #include "estate.h"
 #include "handover.h"
+#include "payload.h"
 #include "report.h"
 #include "store.h"
 #if __has_include("users.h")
@@ -222,20 +223,7 @@ static void print_rows(const struct ctl *c, const cJSON *rows, const struct gw_t
         gw_table_print(stdout, rows, cols, ncols, c->csv);
 }
 
-static void add_ts(cJSON *o, const char *key, int64_t ms)
-{
-    if (ms <= 0)
-        return;
-    char ts[EST_TS_LEN];
-    est_format_ts(ms, ts);
-    cJSON_AddStringToObject(o, key, ts);
-}
 
-static void add_str(cJSON *o, const char *key, const char *value)
-{
-    if (value != NULL)
-        cJSON_AddStringToObject(o, key, value);
-}
 
 static void add_num(cJSON *o, const char *key, double value)
 {
@@ -345,21 +333,21 @@ static bool inventory_row(void *ctx, const struct gw_store_meter *m)
     cJSON *row = cJSON_CreateObject();
     if (row == NULL)
         return false;
-    add_str(row, "id", m->id);
-    add_str(row, "kind", m->kind);
-    add_str(row, "category", m->category);
-    add_str(row, "unit", m->unit);
-    add_str(row, "building", m->building);
-    add_str(row, "location", m->location);
-    add_str(row, "where", m->unit ? m->unit : m->location ? m->location : m->building);
-    add_str(row, "driver", m->driver);
-    add_str(row, "bus", m->bus);
+    gw_json_add_string_if(row, "id", m->id);
+    gw_json_add_string_if(row, "kind", m->kind);
+    gw_json_add_string_if(row, "category", m->category);
+    gw_json_add_string_if(row, "unit", m->unit);
+    gw_json_add_string_if(row, "building", m->building);
+    gw_json_add_string_if(row, "location", m->location);
+    gw_json_add_string_if(row, "where", m->unit ? m->unit : m->location ? m->location : m->building);
+    gw_json_add_string_if(row, "driver", m->driver);
+    gw_json_add_string_if(row, "bus", m->bus);
     cJSON_AddNumberToObject(row, "slave", m->slave);
-    add_str(row, "serial", m->serial);
-    add_str(row, "parent", m->parent);
-    add_ts(row, "installed", m->install_ms);
-    add_str(row, "status", m->removed ? "removed" : m->status);
-    add_ts(row, "last_good", m->last_good_ms);
+    gw_json_add_string_if(row, "serial", m->serial);
+    gw_json_add_string_if(row, "parent", m->parent);
+    gw_json_add_ts_if(row, "installed", m->install_ms);
+    gw_json_add_string_if(row, "status", m->removed ? "removed" : m->status);
+    gw_json_add_ts_if(row, "last_good", m->last_good_ms);
     add_key_value(row, m->kind, m->last_values_json);
     cJSON_AddItemToArray(ctx, row);
     return true;
@@ -538,8 +526,8 @@ static bool reading_row(void *ctx, const struct gw_store_reading_row *r)
     cJSON *row = cJSON_CreateObject();
     if (row == NULL)
         return false;
-    add_str(row, "meter", r->meter_id ? r->meter_id : x->meter_id);
-    add_ts(row, "ts", r->ts_ms);
+    gw_json_add_string_if(row, "meter", r->meter_id ? r->meter_id : x->meter_id);
+    gw_json_add_ts_if(row, "ts", r->ts_ms);
     cJSON_AddStringToObject(row, "quality", quality_name(r->quality));
     add_num(row, "energy_import_kwh", r->values.energy_import_kwh);
     add_num(row, "energy_export_kwh", r->values.energy_export_kwh);
@@ -612,19 +600,19 @@ static bool incident_row(void *ctx, const struct gw_store_incident *in)
     if (row == NULL)
         return false;
     cJSON_AddNumberToObject(row, "id", (double)in->id);
-    add_str(row, "rule", in->rule);
-    add_str(row, "severity", in->severity);
+    gw_json_add_string_if(row, "rule", in->rule);
+    gw_json_add_string_if(row, "severity", in->severity);
     cJSON_AddStringToObject(row, "state", in->open ? "open" : "cleared");
-    add_str(row, "subject_type", in->subject_type);
-    add_str(row, "subject", in->subject);
+    gw_json_add_string_if(row, "subject_type", in->subject_type);
+    gw_json_add_string_if(row, "subject", in->subject);
     if (in->zone >= 0)
         cJSON_AddNumberToObject(row, "zone", in->zone + 1);
-    add_ts(row, "since", in->since_ms);
-    add_ts(row, "raised", in->raised_ms);
-    add_ts(row, "cleared", in->cleared_ms);
-    add_str(row, "text", in->text);
-    add_str(row, "confirmed_by", in->confirmed_by);
-    add_str(row, "disputed_by", in->disputed_by);
+    gw_json_add_ts_if(row, "since", in->since_ms);
+    gw_json_add_ts_if(row, "raised", in->raised_ms);
+    gw_json_add_ts_if(row, "cleared", in->cleared_ms);
+    gw_json_add_string_if(row, "text", in->text);
+    gw_json_add_string_if(row, "confirmed_by", in->confirmed_by);
+    gw_json_add_string_if(row, "disputed_by", in->disputed_by);
     if (in->detail_json != NULL) {
         cJSON *detail = cJSON_Parse(in->detail_json);
         if (detail != NULL)
@@ -679,22 +667,22 @@ static bool order_row(void *ctx, const struct gw_store_workorder *wo)
     cJSON_AddNumberToObject(row, "id", (double)wo->id);
     if (wo->incident > 0)
         cJSON_AddNumberToObject(row, "incident", (double)wo->incident);
-    add_str(row, "state", wo->state);
-    add_str(row, "category", wo->category);
-    add_str(row, "unit", wo->unit);
-    add_str(row, "location", wo->location);
-    add_str(row, "where", wo->unit ? wo->unit : wo->location);
-    add_str(row, "severity", wo->severity);
-    add_str(row, "assignee", wo->assignee);
-    add_ts(row, "opened", wo->opened_ms);
+    gw_json_add_string_if(row, "state", wo->state);
+    gw_json_add_string_if(row, "category", wo->category);
+    gw_json_add_string_if(row, "unit", wo->unit);
+    gw_json_add_string_if(row, "location", wo->location);
+    gw_json_add_string_if(row, "where", wo->unit ? wo->unit : wo->location);
+    gw_json_add_string_if(row, "severity", wo->severity);
+    gw_json_add_string_if(row, "assignee", wo->assignee);
+    gw_json_add_ts_if(row, "opened", wo->opened_ms);
     if (!gw_workorder_state_closed(wo->state) && strcmp(wo->state, "completed") != 0) {
         if (strcmp(wo->state, "dispatched") == 0)
-            add_ts(row, "arrive_due", wo->arrive_due_ms);
-        add_ts(row, "resolve_due", gw_workorder_resolve_due_ms(wo));
+            gw_json_add_ts_if(row, "arrive_due", wo->arrive_due_ms);
+        gw_json_add_ts_if(row, "resolve_due", gw_workorder_resolve_due_ms(wo));
     }
     cJSON_AddBoolToObject(row, "overdue", gw_workorder_overdue(wo, x->now_ms));
     cJSON_AddBoolToObject(row, "escalated", wo->escalated);
-    add_str(row, "description", wo->description);
+    gw_json_add_string_if(row, "description", wo->description);
     cJSON_AddItemToArray(x->rows, row);
     return true;
 }
@@ -892,15 +880,15 @@ static bool patrol_row(void *ctx, const struct gw_store_patrol_entry *e)
     if (row == NULL)
         return false;
     cJSON_AddNumberToObject(row, "seq", (double)e->seq);
-    add_ts(row, "ts", e->ts_ms);
-    add_str(row, "kind", e->kind);
-    add_str(row, "author", e->author);
+    gw_json_add_ts_if(row, "ts", e->ts_ms);
+    gw_json_add_string_if(row, "kind", e->kind);
+    gw_json_add_string_if(row, "author", e->author);
     if (e->incident > 0)
         cJSON_AddNumberToObject(row, "incident", (double)e->incident);
     if (e->workorder > 0)
         cJSON_AddNumberToObject(row, "workorder", (double)e->workorder);
-    add_str(row, "text", e->text);
-    add_str(row, "detail", e->detail_json);
+    gw_json_add_string_if(row, "text", e->text);
+    gw_json_add_string_if(row, "detail", e->detail_json);
     cJSON_AddStringToObject(row, "prev_hash", e->prev_hash);
     cJSON_AddStringToObject(row, "hash", e->hash);
     char short_hash[13];

@@ -47,6 +47,7 @@
 #include "commands.h"
 #include "handover.h"
 #include "log.h"
+#include "payload.h"
 #include "users.h"
 
 #define BODY_MAX (64 * 1024)          /* larger request bodies get 413 */
@@ -229,20 +230,7 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, 
 /* Small helpers                                                       */
 /* ------------------------------------------------------------------ */
 
-static void add_ts(cJSON *obj, const char *name, int64_t ms)
-{
-    if (ms == 0)
-        return;
-    char text[EST_TS_LEN];
-    est_format_ts(ms, text);
-    cJSON_AddStringToObject(obj, name, text);
-}
 
-static void add_string_if(cJSON *obj, const char *name, const char *value)
-{
-    if (value)
-        cJSON_AddStringToObject(obj, name, value);
-}
 
 /* Adds a stored JSON text as a parsed member (null when absent or broken). */
 static void add_raw_json(cJSON *obj, const char *name, const char *json_text)
@@ -852,7 +840,7 @@ static enum MHD_Result send_session(struct api_request *req, unsigned status)
     cJSON_AddStringToObject(json, "token", req->who.token);
     cJSON_AddStringToObject(json, "user", req->who.user);
     cJSON_AddStringToObject(json, "role", req->who.role);
-    add_ts(json, "expires", req->who.expires_ms);
+    gw_json_add_ts_if(json, "expires", req->who.expires_ms);
     cJSON_AddStringToObject(json, "language",
                             http->config->gateway.language == GW_LANG_EN ? "en" : "zh-CN");
     char cookie[TOKEN_HEX + 128];
@@ -947,7 +935,7 @@ static enum MHD_Result route_me(struct api_request *req)
     cJSON *json = cJSON_CreateObject();
     cJSON_AddStringToObject(json, "user", req->who.user);
     cJSON_AddStringToObject(json, "role", req->who.role);
-    add_ts(json, "expires", req->who.expires_ms);
+    gw_json_add_ts_if(json, "expires", req->who.expires_ms);
     cJSON_AddStringToObject(json, "language",
                             config->gateway.language == GW_LANG_EN ? "en" : "zh-CN");
     cJSON_AddStringToObject(json, "site", config->gateway.site);
@@ -955,7 +943,7 @@ static enum MHD_Result route_me(struct api_request *req)
     cJSON_AddStringToObject(json, "version", ESTATE_VERSION);
     cJSON_AddNumberToObject(json, "arrive_within_s", config->workorders.arrive_within_s);
     cJSON_AddNumberToObject(json, "resolve_within_s", config->workorders.resolve_within_s);
-    add_ts(json, "now", now_ms(req->http));
+    gw_json_add_ts_if(json, "now", now_ms(req->http));
     cJSON_AddItemToObject(json, "permissions", permissions_json(req->who.role));
     return send_json(req->conn, MHD_HTTP_OK, json);
 }
@@ -1001,16 +989,16 @@ static cJSON *incident_json(const struct gw_store_incident *in)
         cJSON_AddStringToObject(json, "panel", in->subject);
     if (in->zone >= 0)
         cJSON_AddNumberToObject(json, "zone", in->zone);
-    add_ts(json, "since", in->since_ms);
-    add_ts(json, "raised", in->raised_ms);
-    add_ts(json, "updated", in->updated_ms);
-    add_ts(json, "cleared", in->cleared_ms);
-    add_string_if(json, "text", in->text);
+    gw_json_add_ts_if(json, "since", in->since_ms);
+    gw_json_add_ts_if(json, "raised", in->raised_ms);
+    gw_json_add_ts_if(json, "updated", in->updated_ms);
+    gw_json_add_ts_if(json, "cleared", in->cleared_ms);
+    gw_json_add_string_if(json, "text", in->text);
     add_raw_json(json, "detail", in->detail_json);
-    add_string_if(json, "confirmed_by", in->confirmed_by);
-    add_ts(json, "confirmed", in->confirmed_ms);
-    add_string_if(json, "disputed_by", in->disputed_by);
-    add_ts(json, "disputed", in->disputed_ms);
+    gw_json_add_string_if(json, "confirmed_by", in->confirmed_by);
+    gw_json_add_ts_if(json, "confirmed", in->confirmed_ms);
+    gw_json_add_string_if(json, "disputed_by", in->disputed_by);
+    gw_json_add_ts_if(json, "disputed", in->disputed_ms);
     return json;
 }
 
@@ -1113,7 +1101,7 @@ static unsigned read_workorders(struct api_request *req, struct gw_store *store,
             cJSON_AddItemToArray(orders, wo);
     }
     free(list.ids);
-    add_ts(result, "now", now_ms(req->http));
+    gw_json_add_ts_if(result, "now", now_ms(req->http));
     return MHD_HTTP_OK;
 }
 
@@ -1127,7 +1115,7 @@ static unsigned read_workorder(struct api_request *req, struct gw_store *store, 
         return MHD_HTTP_NOT_FOUND;
     }
     cJSON_AddItemToObject(result, "workorder", wo);
-    add_ts(result, "now", now_ms(req->http));
+    gw_json_add_ts_if(result, "now", now_ms(req->http));
     return MHD_HTTP_OK;
 }
 
@@ -1135,19 +1123,19 @@ static bool collect_meter(void *ctx, const struct gw_store_meter *m)
 {
     cJSON *json = cJSON_CreateObject();
     cJSON_AddStringToObject(json, "id", m->id);
-    add_string_if(json, "kind", m->kind);
-    add_string_if(json, "category", m->category);
-    add_string_if(json, "unit", m->unit);
-    add_string_if(json, "building", m->building);
-    add_string_if(json, "location", m->location);
-    add_string_if(json, "driver", m->driver);
-    add_string_if(json, "bus", m->bus);
+    gw_json_add_string_if(json, "kind", m->kind);
+    gw_json_add_string_if(json, "category", m->category);
+    gw_json_add_string_if(json, "unit", m->unit);
+    gw_json_add_string_if(json, "building", m->building);
+    gw_json_add_string_if(json, "location", m->location);
+    gw_json_add_string_if(json, "driver", m->driver);
+    gw_json_add_string_if(json, "bus", m->bus);
     cJSON_AddNumberToObject(json, "slave", m->slave);
-    add_string_if(json, "serial", m->serial);
-    add_string_if(json, "parent", m->parent);
+    gw_json_add_string_if(json, "serial", m->serial);
+    gw_json_add_string_if(json, "parent", m->parent);
     cJSON_AddBoolToObject(json, "valve", m->valve);
-    add_string_if(json, "status", m->status);
-    add_ts(json, "last_good", m->last_good_ms);
+    gw_json_add_string_if(json, "status", m->status);
+    gw_json_add_ts_if(json, "last_good", m->last_good_ms);
     add_raw_json(json, "values", m->last_values_json);
     cJSON_AddBoolToObject(json, "removed", m->removed);
     cJSON_AddItemToArray(ctx, json);
@@ -1158,7 +1146,7 @@ static unsigned read_meters(struct api_request *req, struct gw_store *store, cJS
                             const char **message)
 {
     cJSON *meters = cJSON_AddArrayToObject(result, "meters");
-    add_ts(result, "now", now_ms(req->http));
+    gw_json_add_ts_if(result, "now", now_ms(req->http));
     return gw_store_meters_list(store, collect_meter, meters) == EST_OK
                ? MHD_HTTP_OK
                : MHD_HTTP_INTERNAL_SERVER_ERROR;
@@ -1175,7 +1163,7 @@ static bool collect_history(void *ctx, const struct gw_store_reading_row *row)
     if (row->quality != GW_STORE_GOOD)
         return true;
     cJSON *point = cJSON_CreateObject();
-    add_ts(point, "ts", row->ts_ms);
+    gw_json_add_ts_if(point, "ts", row->ts_ms);
     add_number_if(point, "energy_import_kwh", row->values.energy_import_kwh);
     add_number_if(point, "energy_export_kwh", row->values.energy_export_kwh);
     add_number_if(point, "power_w", row->values.power_w);
@@ -1219,8 +1207,8 @@ static unsigned read_meter_history(struct api_request *req, struct gw_store *sto
     struct history_ctx h = {cJSON_CreateArray(), 0};
     err = gw_store_readings_history(store, rid, since, until, HISTORY_ROWS_MAX, collect_history, &h);
     cJSON_AddStringToObject(result, "meter", req->seg[1]);
-    add_ts(result, "since", since);
-    add_ts(result, "until", until);
+    gw_json_add_ts_if(result, "since", since);
+    gw_json_add_ts_if(result, "until", until);
     thin_points(h.rows, h.count, cJSON_AddArrayToObject(result, "points"));
     cJSON_Delete(h.rows);
     return err == EST_OK ? MHD_HTTP_OK : MHD_HTTP_INTERNAL_SERVER_ERROR;
@@ -1230,10 +1218,10 @@ static bool collect_unit(void *ctx, const struct gw_store_unit *u)
 {
     cJSON *json = cJSON_CreateObject();
     cJSON_AddStringToObject(json, "id", u->id);
-    add_string_if(json, "building", u->building);
+    gw_json_add_string_if(json, "building", u->building);
     cJSON_AddStringToObject(json, "occupancy", u->vacant ? "vacant" : "occupied");
-    add_ts(json, "changed", u->occupancy_changed_ms);
-    add_string_if(json, "changed_by", u->occupancy_by);
+    gw_json_add_ts_if(json, "changed", u->occupancy_changed_ms);
+    gw_json_add_string_if(json, "changed_by", u->occupancy_by);
     cJSON_AddBoolToObject(json, "removed", u->removed);
     cJSON_AddItemToArray(ctx, json);
     return true;
@@ -1261,7 +1249,7 @@ static bool collect_patrol(void *ctx, const struct gw_store_patrol_entry *e)
         return true;
     cJSON *json = cJSON_CreateObject();
     cJSON_AddNumberToObject(json, "seq", (double)e->seq);
-    add_ts(json, "ts", e->ts_ms);
+    gw_json_add_ts_if(json, "ts", e->ts_ms);
     cJSON_AddStringToObject(json, "kind", e->kind);
     cJSON_AddStringToObject(json, "text", e->text);
     if (e->incident)
@@ -1313,13 +1301,13 @@ static unsigned read_patrol_verify(struct api_request *req, struct gw_store *sto
     cJSON_AddBoolToObject(result, "intact", v.first_bad_seq == 0);
     if (v.first_bad_seq) {
         cJSON_AddNumberToObject(result, "first_bad_seq", (double)v.first_bad_seq);
-        add_string_if(result, "problem", v.problem);
+        gw_json_add_string_if(result, "problem", v.problem);
     }
     cJSON_AddNumberToObject(result, "count", (double)v.count);
     cJSON_AddNumberToObject(result, "head_seq", (double)v.head_seq);
     cJSON_AddStringToObject(result, "head_hash", v.head_hash);
     cJSON_AddNumberToObject(result, "anchors", (double)v.anchors);
-    add_ts(result, "checked", now_ms(req->http));
+    gw_json_add_ts_if(result, "checked", now_ms(req->http));
     return MHD_HTTP_OK;
 }
 

@@ -3,6 +3,7 @@
 #include "incidents.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,6 +264,23 @@ static bool copy_incident(void *ctx, const struct gw_store_incident *in)
     return false;
 }
 
+/* {"energy_import_kwh":..., ...} of the counters that were read. */
+static char *counters_json(const struct gw_last_counters *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    const struct { const char *key; double value; } rows[] = {
+        {"energy_import_kwh", c->energy_import_kwh}, {"energy_export_kwh", c->energy_export_kwh},
+        {"energy_total_kwh", c->energy_total_kwh},   {"volume_m3", c->volume_m3},
+        {"reverse_volume_m3", c->reverse_volume_m3},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        if (isfinite(rows[i].value))
+            cJSON_AddNumberToObject(o, rows[i].key, rows[i].value);
+    return gw_json_finish(o);
+}
+
 static void on_meter_side_effects(struct gw_core *core, const struct rule_event *e)
 {
     if (e->subject.type != RULE_SUBJECT_METER)
@@ -277,17 +295,20 @@ static void on_meter_side_effects(struct gw_core *core, const struct rule_event 
         char old_serial[24], new_serial[24];
         snprintf(old_serial, sizeof old_serial, "%.0f", detail_value(e, "old_serial", 0));
         snprintf(new_serial, sizeof new_serial, "%.0f", detail_value(e, "new_serial", 0));
-        char *last = NULL;
-        if (st->has_last) {
-            cJSON *v = gw_payload_values(&st->last_reading);
-            last = v ? gw_json_finish(v) : NULL;
+        char *last = st->has_last ? counters_json(&st->last_counters) : NULL;
+        char *first = NULL;
+        if (core->feeding != NULL && core->feeding->index == e->subject.index) {
+            cJSON *v = gw_payload_values(&core->feeding->reading);
+            first = v ? gw_json_finish(v) : NULL;
         }
         struct gw_store_replacement r = {
             .meter_id = id, .ts_ms = e->ts_ms, .old_serial = old_serial,
             .old_last_reading_json = last, .new_serial = new_serial,
+            .new_first_reading_json = first,
         };
         gw_store_record_replacement(core->store, &r);
         free(last);
+        free(first);
     }
 }
 
@@ -311,7 +332,21 @@ void gw_incidents_on_rule_event(void *ctx, const struct rule_event *e)
     bool existing = false;
     est_err err = gw_store_incident_open(core->store, &key, &id, &existing);
     if (err != EST_OK) {
-        gw_error("incident %s %s: cannot store: %s", key.rule, subject, gw_store_errmsg(core->store));
+        gw_error("incident %s %s: cannot store: %s; publishing the alert without an id", key.rule,
+                 subject, gw_store_errmsg(core->store));
+        /* Disk full (degraded mode): nothing can be stored, but the alert
+         * must still reach the broker (id 0: no incident row backs it). */
+        struct gw_store_incident unstored = key;
+        unstored.open = e->transition != RULE_CLEARED;
+        unstored.updated_ms = e->ts_ms;
+        char *payload = alert_payload(core, &unstored,
+                                      e->transition == RULE_CLEARED   ? "cleared"
+                                      : e->transition == RULE_UPDATED ? "updated"
+                                                                      : "raised",
+                                      where, e->ts_ms);
+        if (payload != NULL)
+            gw_core_publish_event(core, "alerts", payload, false);
+        free(payload);
         free(detail_json);
         return;
     }
@@ -328,10 +363,20 @@ void gw_incidents_on_rule_event(void *ctx, const struct rule_event *e)
     struct incident_copy stored = {0};
     gw_store_incident_get(core->store, id, copy_incident, &stored);
     if (stored.found) {
+        const char *patrol_detail = detail_json;
+        if (e->transition == RULE_CLEARED && stored.text[0] != '\0') {
+            /* Describe the clear by what was raised: the event of an incident
+             * resumed after a restart carries no reason or detail of its own
+             * (e.g. "implausible reading ()", "exceeds ... by 0.0%"). */
+            bool zh = gw_core_lang_zh(core);
+            snprintf(text, sizeof text, "%.480s%s", stored.text, zh ? "（已恢复）" : " (cleared)");
+            if (stored.detail_json != NULL)
+                patrol_detail = stored.detail_json;
+        }
         publish_alert(core, &stored.inc, state, where, e->ts_ms);
         gw_info("incident %lld %s: %s", (long long)id, state, text);
         if (e->transition != RULE_UPDATED || e->severity >= RULE_SEV_MAJOR)
-            gw_core_patrol(core, "incident", text, id, 0, "system", detail_json);
+            gw_core_patrol(core, "incident", text, id, 0, "system", patrol_detail);
         on_meter_side_effects(core, e);
         gw_workorders_on_incident(core, &stored.inc, e->transition);
     }
@@ -344,14 +389,21 @@ est_err gw_incidents_request_valve(struct gw_core *core, uint32_t meter, bool cl
     if (meter >= core->config->nmeters || !core->config->meters[meter].valve)
         return EST_ERR_NOTFOUND;
     const struct gw_meter_config *m = &core->config->meters[meter];
-    est_err err = gw_poller_request_valve(core->pollers[m->bus], meter, close, who);
+    /* No poller while the core is not running (start-up, shutdown, tests). */
+    est_err err = core->pollers[m->bus] != NULL
+                      ? gw_poller_request_valve(core->pollers[m->bus], meter, close, who)
+                      : EST_ERR_STATE;
+    if (err != EST_OK) {
+        gw_warn("valve %s of meter %s asked by %s: cannot be queued: %s", close ? "close" : "open",
+                m->id, who, est_strerror(err));
+        return err;
+    }
     char text[TEXT_MAX];
     bool zh = gw_core_lang_zh(core);
-    snprintf(text, sizeof text, zh ? "%s 请求%s水表 %s 的阀门%s" : "%s asked to %s the valve of water meter %s%s",
-             who, zh ? (close ? "关闭" : "打开") : (close ? "close" : "open"), m->id,
-             err == EST_OK ? "" : (zh ? "（无法下发）" : " (could not be queued)"));
+    snprintf(text, sizeof text, zh ? "%s 请求%s水表 %s 的阀门" : "%s asked to %s the valve of water meter %s",
+             who, zh ? (close ? "关闭" : "打开") : (close ? "close" : "open"), m->id);
     gw_core_patrol(core, "valve", text, 0, 0, who, NULL);
-    return err;
+    return EST_OK;
 }
 
 void gw_incidents_on_rule_action(void *ctx, const struct rule_action *action)

@@ -8,12 +8,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 
 #define ACKED_CAPACITY 4096
-#define FIRST_RETRY_MIN_MS 500
-#define FIRST_RETRY_MAX_MS 30000
+#define PAHO_MAX_BUFFERED 4096 /* see gw_mqtt_create */
+/* (Re)connection backoff, ours rather than Paho's automatic reconnect
+ * (whose intervals drift well past its configured maximum): the first
+ * attempt at once, then 0.5 s doubling to 5 s, plus up to 25% jitter, so a
+ * broker back after any outage is found within about 6 s. */
+#define RETRY_MIN_MS 500
+#define RETRY_MAX_MS 5000
 
 struct gw_mqtt {
     MQTTAsync client;
@@ -29,12 +35,22 @@ struct gw_mqtt {
     atomic_uint_fast64_t generation;
     atomic_size_t inflight;
     int64_t next_attempt_ms;
-    int retry_ms;
+    atomic_int retry_ms;           /* next backoff; reset by on_connected (Paho's thread) */
     pthread_mutex_t lock;          /* guards acked[] and online_payload */
     uint64_t acked[ACKED_CAPACITY];
     size_t nacked;
     struct gw_mqtt_inbound *scratch; /* message-arrived buffer (Paho thread only) */
+    char last_problem[256];        /* last connect/TLS failure logged (under lock) */
 };
+
+/* One fewer message in flight; never below zero (the count is reset on
+ * every new connection, and a failure of an old message may come later). */
+static void inflight_done(struct gw_mqtt *m)
+{
+    size_t n = atomic_load(&m->inflight);
+    while (n > 0 && !atomic_compare_exchange_weak(&m->inflight, &n, n - 1)) {
+    }
+}
 
 /* Context of one tagged publish. */
 struct publish_context {
@@ -47,6 +63,10 @@ static char *read_secret_file(const char *path)
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return NULL;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0)
+        gw_warn("mqtt: password_file %s can be read by others (mode %03o); make it 0600", path,
+                (unsigned)(st.st_mode & 0777));
     char *line = NULL;
     size_t cap = 0;
     ssize_t n = getline(&line, &cap, f);
@@ -84,7 +104,10 @@ static void on_connected(void *context, char *cause)
     atomic_store(&m->connecting, false);
     atomic_fetch_add(&m->generation, 1);
     atomic_store(&m->inflight, 0);
-    m->retry_ms = FIRST_RETRY_MIN_MS;
+    m->retry_ms = RETRY_MIN_MS;
+    pthread_mutex_lock(&m->lock);
+    m->last_problem[0] = '\0';
+    pthread_mutex_unlock(&m->lock);
     gw_info("mqtt: connected to %s", m->config->uri);
     MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
     opts.onFailure = on_subscribe_failure;
@@ -123,20 +146,49 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
     return 1;
 }
 
+/* A connection problem is an error the first time it is seen (after start
+ * or since the last successful connection); the same one again while
+ * retrying is a warning. Never includes secrets: the URI, Paho's code and
+ * message, OpenSSL's error text. */
+static void log_connect_problem(struct gw_mqtt *m, const char *text)
+{
+    pthread_mutex_lock(&m->lock);
+    bool repeated = strcmp(m->last_problem, text) == 0;
+    if (!repeated)
+        snprintf(m->last_problem, sizeof m->last_problem, "%s", text);
+    pthread_mutex_unlock(&m->lock);
+    gw_log(repeated ? GW_LOG_WARN : GW_LOG_ERROR, "mqtt: %s", text);
+}
+
 static void on_connect_failure(void *context, MQTTAsync_failureData *response)
 {
     struct gw_mqtt *m = context;
     atomic_store(&m->connecting, false);
-    gw_warn("mqtt: cannot connect to %s (code %d%s%s); retrying in %d ms", m->config->uri,
-            response ? response->code : 0, response && response->message ? ": " : "",
-            response && response->message ? response->message : "", m->retry_ms);
+    char text[256];
+    snprintf(text, sizeof text, "cannot connect to %s (code %d%s%s); retrying", m->config->uri,
+             response ? response->code : 0, response && response->message ? ": " : "",
+             response && response->message ? response->message : "");
+    log_connect_problem(m, text);
+}
+
+/* OpenSSL's errors during a TLS connect (bad CA, certificate refused, ...),
+ * one line each, from Paho's thread. */
+static int on_tls_error(const char *str, size_t len, void *context)
+{
+    struct gw_mqtt *m = context;
+    while (len > 0 && (str[len - 1] == '\n' || str[len - 1] == '\r'))
+        len--;
+    char text[256];
+    snprintf(text, sizeof text, "TLS to %s: %.*s", m->config->uri, (int)(len < 200 ? len : 200), str);
+    log_connect_problem(m, text);
+    return 0;
 }
 
 static void on_publish_success(void *context, MQTTAsync_successData *response)
 {
     struct publish_context *pc = context;
     struct gw_mqtt *m = pc->mqtt;
-    atomic_fetch_sub(&m->inflight, 1);
+    inflight_done(m);
     pthread_mutex_lock(&m->lock);
     if (m->nacked < ACKED_CAPACITY)
         m->acked[m->nacked++] = pc->tag;
@@ -147,7 +199,7 @@ static void on_publish_success(void *context, MQTTAsync_successData *response)
 static void on_publish_failure(void *context, MQTTAsync_failureData *response)
 {
     struct publish_context *pc = context;
-    atomic_fetch_sub(&pc->mqtt->inflight, 1);
+    inflight_done(pc->mqtt);
     /* Not acknowledged: the row stays in the outbox and is sent again. */
     free(pc);
 }
@@ -161,9 +213,7 @@ static est_err connect_now(struct gw_mqtt *m)
     opts.keepAliveInterval = c->keepalive_s > 0 ? c->keepalive_s : 30;
     opts.cleansession = 1;
     opts.maxInflight = 1024;
-    opts.automaticReconnect = 1;
-    opts.minRetryInterval = 1;
-    opts.maxRetryInterval = 30;
+    opts.automaticReconnect = 0; /* gw_mqtt_poll reconnects, with jitter */
     opts.connectTimeout = 10;
     opts.onFailure = on_connect_failure;
     opts.context = m;
@@ -179,7 +229,13 @@ static est_err connect_now(struct gw_mqtt *m)
         ssl.keyStore = c->cert_file;
         ssl.privateKey = c->key_file;
         ssl.enableServerCertAuth = 1;
-        ssl.verify = 1;
+        ssl.verify = 1;                 /* the broker's name must match its certificate */
+        /* sslVersion stays DEFAULT: with OpenSSL >= 1.1 Paho negotiates the
+         * highest version both sides allow (the system's OpenSSL policy sets
+         * the minimum, TLS 1.2 on Debian). */
+        ssl.disableDefaultTrustStore = 1; /* trust ca_file only, not the system's CAs */
+        ssl.ssl_error_cb = on_tls_error;
+        ssl.ssl_error_context = m;
         opts.ssl = &ssl;
     }
     atomic_store(&m->connecting, true);
@@ -201,7 +257,7 @@ est_err gw_mqtt_create(const struct gw_mqtt_config *config, const char *prefix,
     pthread_mutex_init(&m->lock, NULL);
     m->config = config;
     m->inbound = inbound;
-    m->retry_ms = FIRST_RETRY_MIN_MS;
+    m->retry_ms = RETRY_MIN_MS;
     m->scratch = malloc(sizeof *m->scratch);
     size_t plen = strlen(prefix);
     m->status_topic = malloc(plen + sizeof "/status");
@@ -224,6 +280,12 @@ est_err gw_mqtt_create(const struct gw_mqtt_config *config, const char *prefix,
     }
     MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer;
     create.sendWhileDisconnected = 0;
+    /* Paho refuses a publish while this many wait for its send thread, even
+     * when connected (default 100). The core hands over readings in batches
+     * of up to 512, so allow a few batches; a backlog beyond that means the
+     * broker or the socket is not keeping up and the readings go to the
+     * outbox instead. */
+    create.maxBufferedMessages = PAHO_MAX_BUFFERED;
     int rc = MQTTAsync_createWithOptions(&m->client, config->uri, config->client_id,
                                          MQTTCLIENT_PERSISTENCE_NONE, NULL, &create);
     if (rc != MQTTASYNC_SUCCESS) {
@@ -246,17 +308,17 @@ est_err gw_mqtt_start(struct gw_mqtt *m)
 
 void gw_mqtt_poll(struct gw_mqtt *m)
 {
-    /* Paho reconnects by itself after a lost connection; only a first
-     * connection that never succeeded needs retrying here. */
+    /* Both the first connection and every reconnection after a loss: the
+     * attempt due first after a loss is immediate (next_attempt_ms lies in
+     * the past), later ones back off. */
     if (atomic_load(&m->connected) || atomic_load(&m->connecting) || MQTTAsync_isConnected(m->client))
-        return;
-    if (atomic_load(&m->generation) > 0)
         return;
     int64_t now = est_mono_ms();
     if (now < m->next_attempt_ms)
         return;
-    m->retry_ms = m->retry_ms * 2 > FIRST_RETRY_MAX_MS ? FIRST_RETRY_MAX_MS : m->retry_ms * 2;
-    m->next_attempt_ms = now + m->retry_ms + (rand() % (m->retry_ms / 4 + 1));
+    int retry = atomic_load(&m->retry_ms);
+    m->next_attempt_ms = now + retry + (rand() % (retry / 4 + 1));
+    atomic_store(&m->retry_ms, retry * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry * 2);
     connect_now(m);
 }
 
@@ -301,7 +363,7 @@ est_err gw_mqtt_publish(struct gw_mqtt *m, const char *topic, const void *payloa
     int rc = MQTTAsync_sendMessage(m->client, topic, &msg, &opts);
     if (rc != MQTTASYNC_SUCCESS) {
         if (pc != NULL) {
-            atomic_fetch_sub(&m->inflight, 1);
+            inflight_done(m);
             free(pc);
         }
         return EST_ERR_IO;

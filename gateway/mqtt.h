@@ -35,7 +35,8 @@ est_err gw_mqtt_create(const struct gw_mqtt_config *config, const char *prefix,
                        struct gw_mqtt **out);
 /* Starts connecting (in the background). */
 est_err gw_mqtt_start(struct gw_mqtt *mqtt);
-/* Call about once a second: retries a first connection that failed. */
+/* Call every few hundred ms: (re)connects when not connected - at once
+ * after a loss, then backing off from 0.5 s to 5 s with jitter. */
 void gw_mqtt_poll(struct gw_mqtt *mqtt);
 bool gw_mqtt_connected(const struct gw_mqtt *mqtt);
 /* Increments on every successful (re)connection. */

@@ -1,14 +1,30 @@
 /* payload.c - JSON payloads for readings, panel states and status. */
 #include "payload.h"
 
+#include <limits.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
 
 void gw_json_add_ts(cJSON *object, const char *key, int64_t ts_ms)
 {
     char ts[EST_TS_LEN];
     est_format_ts(ts_ms, ts);
     cJSON_AddStringToObject(object, key, ts);
+}
+
+void gw_json_add_ts_if(cJSON *object, const char *key, int64_t ts_ms)
+{
+    if (ts_ms > 0)
+        gw_json_add_ts(object, key, ts_ms);
+}
+
+void gw_json_add_string_if(cJSON *object, const char *key, const char *value)
+{
+    if (value != NULL)
+        cJSON_AddStringToObject(object, key, value);
 }
 
 char *gw_json_finish(cJSON *object)
@@ -60,7 +76,8 @@ static void add_error(cJSON *object, const struct gw_sample *sample)
     }
 }
 
-char *gw_payload_reading(const struct gw_config *config, const struct gw_sample *sample)
+/* The reading object without its values (they are added by the caller). */
+static cJSON *reading_object(const struct gw_config *config, const struct gw_sample *sample)
 {
     const struct gw_meter_config *m = &config->meters[sample->index];
     cJSON *o = cJSON_CreateObject();
@@ -72,9 +89,60 @@ char *gw_payload_reading(const struct gw_config *config, const struct gw_sample 
     if (m->unit >= 0)
         cJSON_AddStringToObject(o, "unit", config->units[m->unit].id);
     gw_json_add_ts(o, "ts", sample->ts_ms);
-    cJSON_AddItemToObject(o, "values", gw_payload_values(&sample->reading));
+    return o;
+}
+
+static void finish_reading_object(cJSON *o, const struct gw_sample *sample)
+{
     cJSON_AddStringToObject(o, "quality", gw_quality_name(sample->quality));
     add_error(o, sample);
+}
+
+/* Prints into buf; the length, or 0 when it does not fit (or o is NULL). */
+static size_t print_into(cJSON *o, char *buf, size_t cap)
+{
+    if (o == NULL || buf == NULL || cap == 0 || cap > INT_MAX)
+        return 0;
+    if (!cJSON_PrintPreallocated(o, buf, (int)cap, false))
+        return 0;
+    return strlen(buf);
+}
+
+/* The hot path (one reading per poll of every meter): the values are
+ * printed once, for the store and for the payload, which embeds them as
+ * raw JSON; both print into the caller's buffers. */
+size_t gw_payload_values_json(const struct drv_reading *reading, char *buf, size_t cap)
+{
+    cJSON *values = gw_payload_values(reading);
+    size_t len = print_into(values, buf, cap);
+    cJSON_Delete(values);
+    return len;
+}
+
+size_t gw_payload_reading_into(const struct gw_config *config, const struct gw_sample *sample,
+                               const char *values_json, size_t values_len, char *buf, size_t cap)
+{
+    if (values_json == NULL || values_json[values_len] != '\0')
+        return 0;
+    cJSON *o = reading_object(config, sample);
+    if (o != NULL && cJSON_AddRawToObject(o, "values", values_json) == NULL) {
+        cJSON_Delete(o);
+        return 0;
+    }
+    if (o != NULL)
+        finish_reading_object(o, sample);
+    size_t len = print_into(o, buf, cap);
+    cJSON_Delete(o);
+    return len;
+}
+
+char *gw_payload_reading(const struct gw_config *config, const struct gw_sample *sample)
+{
+    cJSON *o = reading_object(config, sample);
+    if (o == NULL)
+        return NULL;
+    cJSON_AddItemToObject(o, "values", gw_payload_values(&sample->reading));
+    finish_reading_object(o, sample);
     return gw_json_finish(o);
 }
 

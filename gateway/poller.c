@@ -11,8 +11,14 @@
 #include "log.h"
 #include "sample.h"
 
-/* A failing device is polled at most this rarely. */
-#define BACKOFF_CAP_MS 60000
+/* A failing device is polled at most this rarely: 8 poll intervals, kept
+ * within 5 s .. 60 s, so a meter that comes back is seen again soon while a
+ * dead one costs its bus at most one timeout per backoff period. */
+#define BACKOFF_INTERVALS 8
+#define BACKOFF_MIN_CAP_MS 5000
+#define BACKOFF_MAX_CAP_MS 60000
+/* Reconnect backoff cap of a bus link (drv_link doubles from 200 ms). */
+#define LINK_RECONNECT_MAX_MS 5000
 /* Valve commands waiting for the bus thread. */
 #define VALVE_QUEUE_CAPACITY 32
 
@@ -22,12 +28,10 @@ struct poll_device {
     const char *id;
     int slave;
     int interval_ms;
-    struct drv_plan *plan;
+    const struct drv_plan *plan;   /* shared by the bus's devices of one model and options */
     const struct drv_model *model;
     const struct drv_device_options *options;
     bool has_valve;                /* valve control configured */
-    uint16_t *regs;                /* registers of every request of the plan */
-    bool *request_ok;
     size_t nrequests;
     unsigned slow_every;
     uint64_t polls;
@@ -35,6 +39,12 @@ struct poll_device {
     int64_t interval_now_ms;       /* interval including backoff */
     int64_t due_ms;                /* monotonic */
     struct gw_log_limiter limiter;
+};
+
+struct plan_entry {
+    const struct drv_model *model;
+    const struct drv_device_options *options;
+    struct drv_plan *plan;
 };
 
 struct valve_request {
@@ -56,8 +66,19 @@ struct gw_poller {
     struct poll_device *devices;
     size_t ndevices;
     struct poll_device **heap;     /* min-heap on due_ms */
+    /* Read plans, one per distinct (model, options) on the bus: a site's
+     * meters are mostly alike, and a plan per device cost about 0.5 KB. */
+    struct plan_entry *plans;
+    size_t nplans;
+    /* One device is polled at a time: its registers and request outcomes
+     * go here (sized for the largest plan on the bus). */
+    uint16_t *regs;
+    bool *request_ok;
+    size_t regs_cap;
+    size_t requests_cap;
     pthread_mutex_t stats_lock;
     struct gw_poller_stats stats;
+    struct gw_log_limiter link_limiter; /* failed polls while the link is down */
 };
 
 /* ---- due-time heap ---- */
@@ -92,10 +113,51 @@ static void heap_build(struct poll_device **heap, size_t n)
 
 /* ---- setup ---- */
 
-static est_err device_init(struct poll_device *d, enum gw_device_type type, uint32_t index,
-                           const char *id, int slave, const struct drv_model *model,
-                           const struct drv_device_options *options, int interval_ms,
-                           bool has_valve)
+/* The bus's plan for model and options, built on first use. Options are
+ * compared byte for byte (config structs start zeroed), so two devices share
+ * a plan only when every option is the same. */
+static est_err plan_for(struct gw_poller *p, const struct drv_model *model,
+                        const struct drv_device_options *options, const struct drv_plan **out)
+{
+    for (size_t i = 0; i < p->nplans; i++) {
+        const struct plan_entry *e = &p->plans[i];
+        if (e->model == model &&
+            (e->options == options ||
+             (e->options != NULL && options != NULL && memcmp(e->options, options, sizeof *options) == 0))) {
+            *out = e->plan;
+            return EST_OK;
+        }
+    }
+    struct drv_plan *plan = NULL;
+    est_err err = drv_plan_build(model, options, &plan);
+    if (err != EST_OK)
+        return err;
+    /* p->plans has room for one plan per device. */
+    p->plans[p->nplans++] = (struct plan_entry){model, options, plan};
+    size_t nregs = drv_plan_register_count(plan) + 1;
+    size_t nrequests = drv_plan_request_count(plan) + 1;
+    if (nregs > p->regs_cap) {
+        uint16_t *regs = realloc(p->regs, nregs * sizeof *regs);
+        if (regs == NULL)
+            return EST_ERR_NOMEM;
+        p->regs = regs;
+        p->regs_cap = nregs;
+    }
+    if (nrequests > p->requests_cap) {
+        bool *ok = realloc(p->request_ok, nrequests * sizeof *ok);
+        if (ok == NULL)
+            return EST_ERR_NOMEM;
+        p->request_ok = ok;
+        p->requests_cap = nrequests;
+    }
+    *out = plan;
+    return EST_OK;
+}
+
+static est_err device_init(struct gw_poller *p, struct poll_device *d, enum gw_device_type type,
+                           uint32_t index, const char *id, int slave,
+                           const struct drv_model *model, const struct drv_device_options *options,
+                           int interval_ms, bool has_valve)
 {
     d->type = type;
     d->index = index;
@@ -106,15 +168,11 @@ static est_err device_init(struct poll_device *d, enum gw_device_type type, uint
     d->model = model;
     d->options = options;
     d->has_valve = has_valve && model->valve != NULL;
-    est_err err = drv_plan_build(model, options, &d->plan);
+    est_err err = plan_for(p, model, options, &d->plan);
     if (err != EST_OK)
         return err;
     d->slow_every = drv_plan_slow_every(d->plan);
     d->nrequests = drv_plan_request_count(d->plan);
-    d->regs = calloc(drv_plan_register_count(d->plan) + 1, sizeof *d->regs);
-    d->request_ok = calloc(d->nrequests + 1, sizeof *d->request_ok);
-    if (d->regs == NULL || d->request_ok == NULL)
-        return EST_ERR_NOMEM;
     return EST_OK;
 }
 
@@ -137,7 +195,7 @@ static est_err add_devices(struct gw_poller *p, size_t bus)
         if (m->bus != bus)
             continue;
         int interval = m->poll_interval_ms ? m->poll_interval_ms : p->bus->poll_interval_ms;
-        est_err err = device_init(&p->devices[n++], GW_DEVICE_METER, (uint32_t)i, m->id, m->slave,
+        est_err err = device_init(p, &p->devices[n++], GW_DEVICE_METER, (uint32_t)i, m->id, m->slave,
                                   m->model, &m->options, interval, m->valve);
         if (err != EST_OK) {
             gw_error("%s:%d: meter %s: read plan: %s", m->file, m->line, m->id, est_strerror(err));
@@ -149,7 +207,7 @@ static est_err add_devices(struct gw_poller *p, size_t bus)
         if (panel->bus != bus)
             continue;
         int interval = panel->poll_interval_ms ? panel->poll_interval_ms : p->bus->poll_interval_ms;
-        est_err err = device_init(&p->devices[n++], GW_DEVICE_PANEL, (uint32_t)i, panel->id,
+        est_err err = device_init(p, &p->devices[n++], GW_DEVICE_PANEL, (uint32_t)i, panel->id,
                                   panel->slave, panel->model, &panel->options, interval, false);
         if (err != EST_OK) {
             gw_error("%s:%d: fire panel %s: read plan: %s", panel->file, panel->line, panel->id,
@@ -187,6 +245,9 @@ static void link_config_from_bus(const struct gw_bus_config *bus, struct drv_lin
     lc->response_timeout_ms = bus->timeout_ms;
     lc->slave_switch_delay_ms = bus->slave_switch_delay_ms;
     lc->request_gap_ms = bus->request_gap_ms;
+    /* A converter or serial port that went away is tried again at least
+     * every 5 s, so polling resumes within seconds of its return. */
+    lc->reconnect_max_ms = LINK_RECONNECT_MAX_MS;
 }
 
 /* ---- polling ---- */
@@ -212,7 +273,7 @@ static est_err read_request(struct gw_poller *p, struct poll_device *d, const st
     for (int a = 0; a < attempts && !atomic_load(&p->stopping); a++) {
         *exception = 0;
         err = drv_link_read(p->link, d->slave, r->function, r->address, r->count,
-                            d->regs + r->reg_offset, exception);
+                            p->regs + r->reg_offset, exception);
         if (err == EST_OK || err == EST_ERR_EXCEPTION)
             break; /* an exception is an answer: retrying changes nothing */
     }
@@ -227,14 +288,14 @@ static void poll_device(struct gw_poller *p, struct poll_device *d, struct gw_sa
     int first_exception = 0;
     for (size_t i = 0; i < d->nrequests; i++) {
         const struct drv_request *r = drv_plan_request(d->plan, i);
-        d->request_ok[i] = false;
+        p->request_ok[i] = false;
         if (r->slow && !slow_poll)
             continue;
         attempted++;
         int exception = 0;
         est_err err = read_request(p, d, r, &exception);
         if (err == EST_OK) {
-            d->request_ok[i] = true;
+            p->request_ok[i] = true;
             answered++;
             continue;
         }
@@ -256,7 +317,7 @@ static void poll_device(struct gw_poller *p, struct poll_device *d, struct gw_sa
     sample->reading.present = 0;
     sample->reading.nzones = 0;
     if (answered > 0)
-        drv_decode(d->plan, d->regs, d->request_ok, &sample->reading, &sample->bad_values);
+        drv_decode(d->plan, p->regs, p->request_ok, &sample->reading, &sample->bad_values);
     sample->quality = answered == 0 ? GW_QUALITY_ERROR
                       : answered < attempted ? GW_QUALITY_STALE
                                              : GW_QUALITY_GOOD;
@@ -270,6 +331,22 @@ static void note_outcome(struct gw_poller *p, struct poll_device *d, const struc
     p->stats.failed_polls += s->quality == GW_QUALITY_ERROR;
     pthread_mutex_unlock(&p->stats_lock);
 
+    if (s->quality == GW_QUALITY_ERROR && s->error == EST_ERR_IO) {
+        /* The link is down (connection refused, port gone): one line for
+         * the bus, at growing intervals, rather than one per device. */
+        d->consecutive_failures++;
+        if (gw_log_limiter_fail(&p->link_limiter)) {
+            if (p->bus->type == GW_BUS_TCP)
+                gw_warn("bus %s: cannot reach %s:%d: %s (%llu failed polls)", p->bus->name,
+                        p->bus->host, p->bus->port, est_strerror(s->error),
+                        (unsigned long long)p->link_limiter.failures);
+            else
+                gw_warn("bus %s: cannot use %s: %s (%llu failed polls)", p->bus->name,
+                        p->bus->device, est_strerror(s->error),
+                        (unsigned long long)p->link_limiter.failures);
+        }
+        return;
+    }
     if (s->quality == GW_QUALITY_ERROR) {
         d->consecutive_failures++;
         if (gw_log_limiter_fail(&d->limiter)) {
@@ -278,13 +355,23 @@ static void note_outcome(struct gw_poller *p, struct poll_device *d, const struc
                     d->id, d->slave, describe_error(s->error, s->exception, buf, sizeof buf),
                     (unsigned long long)d->limiter.failures);
         }
+        /* Link failures (above) never slow a device down: the link has
+         * its own reconnect backoff, and device backoff on top would delay
+         * recovery by the longest device interval. */
         if (d->consecutive_failures >= p->offline_after) {
             int64_t next = d->interval_now_ms * 2;
-            int64_t cap = d->interval_ms * 8 > BACKOFF_CAP_MS ? d->interval_ms * 8 : BACKOFF_CAP_MS;
+            int64_t cap = (int64_t)d->interval_ms * BACKOFF_INTERVALS;
+            cap = cap < BACKOFF_MIN_CAP_MS ? BACKOFF_MIN_CAP_MS
+                  : cap > BACKOFF_MAX_CAP_MS ? BACKOFF_MAX_CAP_MS
+                                             : cap;
             d->interval_now_ms = next > cap ? cap : next;
         }
         return;
     }
+    uint64_t link_ended = gw_log_limiter_ok(&p->link_limiter);
+    if (link_ended > 0)
+        gw_info("bus %s: answers again after %llu failed polls", p->bus->name,
+                (unsigned long long)link_ended);
     uint64_t ended = gw_log_limiter_ok(&d->limiter);
     if (ended > 0)
         gw_info("bus %s: device %s (slave %d) answers again after %llu failed polls", p->bus->name,
@@ -396,11 +483,11 @@ static void poller_free(struct gw_poller *p)
 {
     if (p == NULL)
         return;
-    for (size_t i = 0; i < p->ndevices; i++) {
-        drv_plan_free(p->devices[i].plan);
-        free(p->devices[i].regs);
-        free(p->devices[i].request_ok);
-    }
+    for (size_t i = 0; i < p->nplans; i++)
+        drv_plan_free(p->plans[i].plan);
+    free(p->plans);
+    free(p->regs);
+    free(p->request_ok);
     free(p->devices);
     free(p->heap);
     if (p->link != NULL)
@@ -427,7 +514,8 @@ est_err gw_poller_start(const struct gw_config *config, size_t bus, struct gw_qu
     p->ndevices = count_devices_on_bus(config, bus);
     p->devices = calloc(p->ndevices + 1, sizeof *p->devices);
     p->heap = calloc(p->ndevices + 1, sizeof *p->heap);
-    est_err err = p->devices && p->heap ? EST_OK : EST_ERR_NOMEM;
+    p->plans = calloc(p->ndevices + 1, sizeof *p->plans);
+    est_err err = p->devices && p->heap && p->plans ? EST_OK : EST_ERR_NOMEM;
     if (err == EST_OK)
         err = gw_queue_create(sizeof(struct valve_request), VALVE_QUEUE_CAPACITY, &p->valve_requests);
     if (err == EST_OK)

@@ -360,6 +360,10 @@ struct gw_store {
     EVP_MD_CTX *md;     /* reused for patrol hashes */
     bool readonly;
     char errmsg[512];   /* last failure; longer messages are truncated */
+    /* ts_ms of the last good reading written to meters.last_good_ms by this
+     * connection, indexed by meter rid (see update_last_good). */
+    int64_t *last_good_written;
+    size_t last_good_cap;
 };
 
 /* ------------------------------------------------------------------ */
@@ -768,6 +772,7 @@ static void store_free(struct gw_store *s)
         sqlite3_finalize(s->stmt[i]);
     sqlite3_close(s->db);
     EVP_MD_CTX_free(s->md);
+    free(s->last_good_written);
     free(s);
 }
 
@@ -1240,7 +1245,35 @@ static int by_meter_time(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* One UPDATE per meter: the newest good reading of the batch. */
+/* Whether the meter's inventory row is due for its last good reading at
+ * ts_ms (and, if so, notes it as written): on its first good reading through
+ * this connection, then when ts_ms is GW_STORE_LAST_GOOD_EVERY_MS past the
+ * one last written. Rewriting a meter's row on every poll costs more than
+ * storing the reading itself on a large site (a random page per meter per
+ * batch, written again to the WAL and checkpointed). */
+static bool last_good_due(struct gw_store *s, int64_t rid, int64_t ts_ms)
+{
+    if (rid <= 0 || rid > GW_STORE_LAST_GOOD_MAX_RID)
+        return true; /* not cached: always written */
+    if ((size_t)rid >= s->last_good_cap) {
+        size_t cap = s->last_good_cap ? s->last_good_cap : 1024;
+        while (cap <= (size_t)rid)
+            cap *= 2;
+        int64_t *grown = realloc(s->last_good_written, cap * sizeof *grown);
+        if (grown == NULL)
+            return true;
+        memset(grown + s->last_good_cap, 0, (cap - s->last_good_cap) * sizeof *grown);
+        s->last_good_written = grown;
+        s->last_good_cap = cap;
+    }
+    int64_t *written = &s->last_good_written[rid];
+    if (*written != 0 && ts_ms >= *written && ts_ms - *written < GW_STORE_LAST_GOOD_EVERY_MS)
+        return false;
+    *written = ts_ms;
+    return true;
+}
+
+/* One UPDATE per meter that is due: the newest good reading of the batch. */
 static est_err update_last_good(struct gw_store *s, const struct gw_store_reading *rows, size_t n)
 {
     const struct gw_store_reading **good = malloc(n * sizeof *good);
@@ -1254,6 +1287,8 @@ static est_err update_last_good(struct gw_store *s, const struct gw_store_readin
     est_err err = EST_OK;
     for (size_t i = 0; err == EST_OK && i < ngood; i++) {
         if (i + 1 < ngood && good[i + 1]->meter_rid == good[i]->meter_rid)
+            continue;
+        if (!last_good_due(s, good[i]->meter_rid, good[i]->ts_ms))
             continue;
         sqlite3_stmt *q = st(s, S_METER_LAST_GOOD);
         int rc = SQLITE_OK;

@@ -223,7 +223,15 @@ struct gw_store_reading {
 
 /* Inserts n readings in one transaction and, for each meter with a good
  * reading in the batch, sets its last_good_ms / last_values_json to the
- * newest good one (one UPDATE per meter, never moving backwards in time). */
+ * newest good one (one UPDATE per meter, never moving backwards in time).
+ * To keep the cost per reading low on large sites, a meter's row is
+ * rewritten on its first good reading through this store handle and then
+ * only once its newest good reading is GW_STORE_LAST_GOOD_EVERY_MS newer
+ * than the one last written: last_good_ms / last_values_json may lag the
+ * newest reading by up to that much (the readings table has every one;
+ * gw_store_readings_latest() is exact). */
+#define GW_STORE_LAST_GOOD_EVERY_MS 10000
+#define GW_STORE_LAST_GOOD_MAX_RID 4000000 /* larger rids are written every time */
 est_err gw_store_add_readings(struct gw_store *store, const struct gw_store_reading *rows,
                               size_t n);
 

@@ -15,6 +15,10 @@
  * meanwhile - a patrol-log entry for transitions, and republishes the order
  * retained on P/workorders/<id>.
  *
+ * Human texts (patrol log, history notes, escalations, check-ins, the
+ * handover line) follow gateway.language; machine fields (JSON keys, action
+ * and state names) never change. Command errors stay English (API clients).
+ *
  * Runs on the core thread only. Writes go in one transaction of our own
  * when none is open, otherwise inside the caller's (the core wraps command
  * handling in one); validation always happens before the first write, so a
@@ -30,12 +34,15 @@
 #include "commands.h"
 #include "handover.h"
 #include "log.h"
+#include "payload.h"
 
 #define WO_SHORT_MAX 256        /* names, locations, categories */
 #define WO_TEXT_MAX 2000        /* notes and descriptions */
 #define WO_SCAN_INTERVAL_MS 10000 /* SLA rescan at least this often */
 #define WO_UPDATE_NOTE_GAP_MS (15 * 60000) /* incident-update notes at most this often */
 #define WO_FILTER_OPEN_STATES 3
+
+#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 static const char *const open_states[WO_FILTER_OPEN_STATES] = {"open", "dispatched", "on_site"};
 
@@ -72,19 +79,48 @@ static char *format_alloc(const char *fmt, ...)
     return out;
 }
 
-static void add_ts(cJSON *o, const char *key, int64_t ms)
+/* ------------------------------------------------------------------ */
+/* Human texts (gateway.language)                                      */
+/* ------------------------------------------------------------------ */
+
+/* Human words for machine names. The names themselves stay in JSON and in
+ * the history's action/from/to fields; English texts use them as they are. */
+static const struct {
+    const char *name;
+    const char *zh;
+} human_words[] = {
+    /* actions */
+    {"create", "开单"}, {"dispatch", "派单"}, {"arrive", "到场"}, {"complete", "完工"},
+    {"verify", "验收"}, {"cancel", "取消"}, {"close", "强制关闭"}, {"postpone", "延期"},
+    {"note", "备注"}, {"rating", "回访评分"}, {"escalate", "超时升级"}, {"link", "关联"},
+    {"merge", "合并"}, {"confirm", "确认"}, {"dispute", "否认"},
+    {"incident_update", "事件更新"}, {"incident_cleared", "事件恢复"},
+    /* states */
+    {"open", "待派单"}, {"dispatched", "已派单"}, {"on_site", "已到场"},
+    {"completed", "已完工"}, {"verified", "已验收"}, {"cancelled", "已取消"},
+    /* categories */
+    {"water", "水"}, {"electricity", "电"}, {"doors_windows", "门窗"},
+    {"public_facilities", "公共设施"}, {"fire", "消防"}, {"other", "其他"},
+    /* severities */
+    {"info", "提示"}, {"minor", "一般"}, {"major", "重要"}, {"critical", "紧急"},
+};
+
+/* The human word for a machine name: the name itself in English (or when
+ * there is no translation), "" for NULL. */
+static const char *human_word(const char *name, bool zh)
 {
-    if (ms <= 0)
-        return;
-    char ts[EST_TS_LEN];
-    est_format_ts(ms, ts);
-    cJSON_AddStringToObject(o, key, ts);
+    if (name == NULL)
+        return "";
+    for (size_t i = 0; zh && i < COUNT_OF(human_words); i++)
+        if (strcmp(name, human_words[i].name) == 0)
+            return human_words[i].zh;
+    return name;
 }
 
-static void add_string_if(cJSON *o, const char *key, const char *value)
+/* An optional note appended to a text: ": note" / "：note", or nothing. */
+static const char *note_sep(const char *note, bool zh)
 {
-    if (value != NULL)
-        cJSON_AddStringToObject(o, key, value);
+    return note == NULL ? "" : (zh ? "：" : ": ");
 }
 
 bool gw_workorder_state_closed(const char *state)
@@ -265,28 +301,28 @@ static bool workorder_to_json(void *ctx, const struct gw_store_workorder *wo)
     cJSON_AddNumberToObject(o, "id", (double)wo->id);
     if (wo->incident > 0)
         cJSON_AddNumberToObject(o, "incident", (double)wo->incident);
-    add_string_if(o, "state", wo->state);
-    add_string_if(o, "category", wo->category);
-    add_string_if(o, "unit", wo->unit);
-    add_string_if(o, "building", wo->building);
+    gw_json_add_string_if(o, "state", wo->state);
+    gw_json_add_string_if(o, "category", wo->category);
+    gw_json_add_string_if(o, "unit", wo->unit);
+    gw_json_add_string_if(o, "building", wo->building);
     cJSON_AddStringToObject(o, "location", wo->location ? wo->location : "");
     cJSON_AddStringToObject(o, "description", wo->description ? wo->description : "");
-    add_string_if(o, "severity", wo->severity);
-    add_ts(o, "opened", wo->opened_ms);
-    add_ts(o, "dispatched", wo->dispatched_ms);
-    add_ts(o, "arrive_due", wo->arrive_due_ms);
-    add_ts(o, "resolve_due", gw_workorder_resolve_due_ms(wo));
-    add_ts(o, "postponed_until", wo->postponed_until_ms);
-    add_ts(o, "on_site", wo->on_site_ms);
-    add_ts(o, "completed", wo->completed_ms);
-    add_ts(o, "verified", wo->verified_ms);
-    add_ts(o, "cancelled", wo->cancelled_ms);
+    gw_json_add_string_if(o, "severity", wo->severity);
+    gw_json_add_ts_if(o, "opened", wo->opened_ms);
+    gw_json_add_ts_if(o, "dispatched", wo->dispatched_ms);
+    gw_json_add_ts_if(o, "arrive_due", wo->arrive_due_ms);
+    gw_json_add_ts_if(o, "resolve_due", gw_workorder_resolve_due_ms(wo));
+    gw_json_add_ts_if(o, "postponed_until", wo->postponed_until_ms);
+    gw_json_add_ts_if(o, "on_site", wo->on_site_ms);
+    gw_json_add_ts_if(o, "completed", wo->completed_ms);
+    gw_json_add_ts_if(o, "verified", wo->verified_ms);
+    gw_json_add_ts_if(o, "cancelled", wo->cancelled_ms);
     cJSON_AddBoolToObject(o, "escalated", wo->escalated);
-    add_string_if(o, "assignee", wo->assignee);
-    add_string_if(o, "verifier", wo->verifier);
+    gw_json_add_string_if(o, "assignee", wo->assignee);
+    gw_json_add_string_if(o, "verifier", wo->verifier);
     if (wo->rating > 0)
         cJSON_AddNumberToObject(o, "rating", wo->rating);
-    add_ts(o, "updated", wo->updated_ms);
+    gw_json_add_ts_if(o, "updated", wo->updated_ms);
     j->history = cJSON_AddArrayToObject(o, "history");
     j->order = o;
     return true; /* go on to the history */
@@ -300,7 +336,7 @@ static bool history_to_json(void *ctx, const struct gw_store_wo_history *h)
     cJSON *e = cJSON_CreateObject();
     if (e == NULL)
         return false;
-    add_ts(e, "ts", h->ts_ms);
+    gw_json_add_ts_if(e, "ts", h->ts_ms);
     cJSON_AddStringToObject(e, "action", h->action ? h->action : "");
     if (h->from_state != NULL)
         cJSON_AddStringToObject(e, "from", h->from_state);
@@ -390,17 +426,27 @@ struct wo_change {
     bool patrol;       /* append a patrol-log entry */
 };
 
-static char *patrol_text(const struct gw_store_workorder *wo, const struct wo_change *ch)
+static char *patrol_text(const struct gw_store_workorder *wo, const struct wo_change *ch, bool zh)
 {
     const char *where = wo->unit ? wo->unit : (wo->location ? wo->location : "");
+    const char *category = human_word(wo->category, zh);
+    const char *sep = note_sep(ch->note, zh), *note = ch->note ? ch->note : "";
+    const char *from = ch->from_state ? human_word(ch->from_state, zh) : "new";
+    const char *to = human_word(wo->state, zh);
+    if (zh && streq(ch->from_state, wo->state))
+        return format_alloc("工单 #%" PRId64 "（%s，%s）：%s %s%s%s", wo->id, category, where,
+                            ch->who, human_word(ch->action, zh), sep, note);
+    if (zh && ch->from_state == NULL)
+        return format_alloc("工单 #%" PRId64 "（%s，%s）：%s %s（%s）%s%s", wo->id, category,
+                            where, ch->who, human_word(ch->action, zh), to, sep, note);
+    if (zh)
+        return format_alloc("工单 #%" PRId64 "（%s，%s）：%s %s（%s → %s）%s%s", wo->id, category,
+                            where, ch->who, human_word(ch->action, zh), from, to, sep, note);
     if (streq(ch->from_state, wo->state))
-        return format_alloc("Work order #%" PRId64 " (%s, %s): %s by %s%s%s", wo->id,
-                            wo->category ? wo->category : "", where, ch->action, ch->who,
-                            ch->note ? ": " : "", ch->note ? ch->note : "");
-    return format_alloc("Work order #%" PRId64 " (%s, %s): %s -> %s by %s%s%s", wo->id,
-                        wo->category ? wo->category : "", where,
-                        ch->from_state ? ch->from_state : "new", wo->state, ch->who,
-                        ch->note ? ": " : "", ch->note ? ch->note : "");
+        return format_alloc("Work order #%" PRId64 " (%s, %s): %s by %s%s%s", wo->id, category,
+                            where, ch->action, ch->who, sep, note);
+    return format_alloc("Work order #%" PRId64 " (%s, %s): %s -> %s by %s%s%s", wo->id, category,
+                        where, from, to, ch->who, sep, note);
 }
 
 static char *patrol_detail(const struct gw_store_workorder *wo, const struct wo_change *ch)
@@ -422,7 +468,7 @@ static char *patrol_detail(const struct gw_store_workorder *wo, const struct wo_
 static est_err append_patrol(struct gw_core *core, const struct gw_store_workorder *wo,
                              const struct wo_change *ch)
 {
-    char *text = patrol_text(wo, ch);
+    char *text = patrol_text(wo, ch, gw_core_lang_zh(core));
     char *detail = patrol_detail(wo, ch);
     est_err err = EST_ERR_NOMEM;
     if (text != NULL)
@@ -642,8 +688,11 @@ static void open_for_incident(struct gw_core *core, const struct gw_store_incide
     if (linked > 0) {
         if (gw_store_workorder_for_incident(core->store, in->id, &(int64_t){0}) == EST_OK)
             return; /* its own order exists already */
-        char *note = format_alloc("condition recurred as incident #%" PRId64 ": %s", in->id,
-                                  in->text ? in->text : "");
+        char *note = gw_core_lang_zh(core)
+                         ? format_alloc("同一异常再次出现（事件 #%" PRId64 "）：%s", in->id,
+                                        in->text ? in->text : "")
+                         : format_alloc("condition recurred as incident #%" PRId64 ": %s", in->id,
+                                        in->text ? in->text : "");
         if (note != NULL)
             wo_add_note(core, linked, "link", "system", note, now_ms);
         free(note);
@@ -657,8 +706,11 @@ static void open_for_incident(struct gw_core *core, const struct gw_store_incide
         .description = in->text ? in->text : in->rule, .state = "open", .severity = in->severity,
         .opened_ms = now_ms, .resolve_due_ms = now_ms + (int64_t)wc->resolve_within_s * 1000,
     };
-    char *note = format_alloc("opened automatically for incident #%" PRId64 " (%s)", in->id,
-                              in->rule ? in->rule : "?");
+    char *note = gw_core_lang_zh(core)
+                     ? format_alloc("自动为事件 #%" PRId64 "（%s）开单", in->id,
+                                    in->rule ? in->rule : "?")
+                     : format_alloc("opened automatically for incident #%" PRId64 " (%s)", in->id,
+                                    in->rule ? in->rule : "?");
     bool own = txn_begin(core);
     int64_t id = 0;
     bool existing = false;
@@ -711,16 +763,24 @@ static bool recently_noted_update(struct gw_store *store, int64_t id, int64_t no
     return recent;
 }
 
+static char *incident_note(const struct gw_store_incident *in, bool cleared, bool zh)
+{
+    const char *severity = human_word(in->severity ? in->severity : "?", zh);
+    const char *text = in->text ? in->text : "";
+    if (cleared)
+        return zh ? format_alloc("事件 #%" PRId64 " 已恢复：数据不再显示该异常", in->id)
+                  : format_alloc("incident #%" PRId64 " cleared: the data no longer show the condition",
+                                 in->id);
+    return zh ? format_alloc("事件 #%" PRId64 " 更新（%s）：%s", in->id, severity, text)
+              : format_alloc("incident #%" PRId64 " updated (%s): %s", in->id, severity, text);
+}
+
 static void note_incident_change(struct gw_core *core, int64_t order,
                                  const struct gw_store_incident *in, bool cleared, int64_t now_ms)
 {
     if (!cleared && recently_noted_update(core->store, order, now_ms))
         return;
-    char *note = cleared
-                     ? format_alloc("incident #%" PRId64 " cleared: the data no longer show the condition",
-                                    in->id)
-                     : format_alloc("incident #%" PRId64 " updated (%s): %s", in->id,
-                                    in->severity ? in->severity : "?", in->text ? in->text : "");
+    char *note = incident_note(in, cleared, gw_core_lang_zh(core));
     if (note != NULL)
         wo_add_note(core, order, cleared ? "incident_cleared" : "incident_update", "system", note,
                     now_ms);
@@ -758,8 +818,45 @@ void gw_workorders_on_incident(struct gw_core *core, const struct gw_store_incid
 /* SLA timers and escalation                                           */
 /* ------------------------------------------------------------------ */
 
+/* The escalation note of each breach kind. Its opening words tell the kind
+ * when the history is read back - in either language, since the language
+ * may have changed since the note was written. */
+static const struct {
+    const char *kind;
+    const char *en; /* "arrival overdue (due T)" */
+    const char *zh; /* "到场超时（应于 T 前到场）" */
+} escalation_notes[] = {
+    {"arrival", "arrival overdue", "到场超时"},
+    {"resolution", "resolution overdue", "完成超时"},
+};
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* The kind an escalation note is about, or NULL. */
+static const char *escalation_kind(const char *note)
+{
+    for (size_t i = 0; note != NULL && i < COUNT_OF(escalation_notes); i++)
+        if (starts_with(note, escalation_notes[i].kind) || starts_with(note, escalation_notes[i].zh))
+            return escalation_notes[i].kind;
+    return NULL;
+}
+
+static char *escalation_note(const char *kind, int64_t due_ms, bool zh)
+{
+    char due[EST_TS_LEN];
+    est_format_ts(due_ms, due);
+    size_t i = streq(kind, "arrival") ? 0 : 1;
+    if (zh)
+        return format_alloc("%s（应于 %s 前%s）", escalation_notes[i].zh, due,
+                            i == 0 ? "到场" : "完成");
+    return format_alloc("%s (due %s)", escalation_notes[i].en, due);
+}
+
 /* Which breach kinds are already escalated, read from the history: an
- * "escalate" record's note starts with the kind; a later dispatch re-arms
+ * "escalate" record's note names the kind; a later dispatch re-arms
  * arrival, a later postponement re-arms resolution. */
 struct escalation_state {
     bool arrival;
@@ -769,10 +866,11 @@ struct escalation_state {
 static bool scan_escalations(void *ctx, const struct gw_store_wo_history *h)
 {
     struct escalation_state *s = ctx;
-    if (streq(h->action, "escalate") && h->note != NULL) {
-        if (strncmp(h->note, "arrival", 7) == 0)
+    if (streq(h->action, "escalate")) {
+        const char *kind = escalation_kind(h->note);
+        if (streq(kind, "arrival"))
             s->arrival = true;
-        else if (strncmp(h->note, "resolution", 10) == 0)
+        else if (streq(kind, "resolution"))
             s->resolution = true;
     } else if (streq(h->action, "dispatch")) {
         s->arrival = false;
@@ -799,12 +897,12 @@ static est_err publish_escalation(struct gw_core *core, const struct gw_store_wo
         return EST_ERR_NOMEM;
     cJSON_AddNumberToObject(e, "workorder", (double)wo->id);
     cJSON_AddStringToObject(e, "kind", kind);
-    add_ts(e, "ts", now_ms);
-    add_ts(e, "due", due_ms);
-    add_string_if(e, "state", wo->state);
-    add_string_if(e, "category", wo->category);
-    add_string_if(e, "location", wo->location);
-    add_string_if(e, "assignee", wo->assignee);
+    gw_json_add_ts_if(e, "ts", now_ms);
+    gw_json_add_ts_if(e, "due", due_ms);
+    gw_json_add_string_if(e, "state", wo->state);
+    gw_json_add_string_if(e, "category", wo->category);
+    gw_json_add_string_if(e, "location", wo->location);
+    gw_json_add_string_if(e, "assignee", wo->assignee);
     cJSON_AddItemToObject(e, "roles", string_array(wc->escalation_roles, wc->nescalation_roles));
     cJSON_AddItemToObject(e, "contacts",
                           string_array(wc->escalation_contacts, wc->nescalation_contacts));
@@ -818,9 +916,7 @@ static est_err publish_escalation(struct gw_core *core, const struct gw_store_wo
 static void escalate(struct gw_core *core, struct gw_store_workorder *wo, const char *kind,
                      int64_t due_ms, int64_t now_ms)
 {
-    char due[EST_TS_LEN];
-    est_format_ts(due_ms, due);
-    char *note = format_alloc("%s overdue (due %s)", kind, due);
+    char *note = escalation_note(kind, due_ms, gw_core_lang_zh(core));
     if (note == NULL)
         return;
     wo->escalated = true;
@@ -983,8 +1079,6 @@ static bool in_list(const char *s, const char *const *list, size_t n)
             return true;
     return false;
 }
-
-#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Parses and checks the arguments' syntax; NULL or an error message
  * (static or in errbuf). */
@@ -1249,23 +1343,20 @@ static wo_action_fn action_handler(const char *action)
 }
 
 /* The default history note of an action when the caller gave none. */
-static char *default_note(const struct wo_args *a, const struct gw_store_workorder *wo)
+static char *default_note(const struct wo_args *a, const struct gw_store_workorder *wo, bool zh)
 {
+    const char *sep = note_sep(a->note, zh), *note = a->note ? a->note : "";
     if (streq(a->action, "dispatch"))
-        return a->note ? format_alloc("to %s: %s", wo->assignee, a->note)
-                       : format_alloc("to %s", wo->assignee);
+        return format_alloc(zh ? "派给 %s%s%s" : "to %s%s%s", wo->assignee, sep, note);
     if (streq(a->action, "verify"))
-        return a->note ? format_alloc("verified by %s: %s", wo->verifier, a->note)
-                       : format_alloc("verified by %s", wo->verifier);
+        return format_alloc(zh ? "由 %s 验收%s%s" : "verified by %s%s%s", wo->verifier, sep, note);
     if (streq(a->action, "postpone")) {
         char until[EST_TS_LEN];
         est_format_ts(wo->postponed_until_ms, until);
-        return a->note ? format_alloc("until %s: %s", until, a->note)
-                       : format_alloc("until %s", until);
+        return format_alloc(zh ? "延期至 %s%s%s" : "until %s%s%s", until, sep, note);
     }
     if (streq(a->action, "rating"))
-        return a->note ? format_alloc("return visit %d/5: %s", wo->rating, a->note)
-                       : format_alloc("return visit %d/5", wo->rating);
+        return format_alloc(zh ? "回访 %d/5%s%s" : "return visit %d/5%s%s", wo->rating, sep, note);
     return dup_or_null(a->note);
 }
 
@@ -1302,7 +1393,7 @@ static cJSON *run_action(struct gw_core *core, const cJSON *args, const struct w
     if (refusal != NULL) {
         result = gw_command_error(args, "%s", refusal);
     } else {
-        char *note = default_note(a, &c.wo);
+        char *note = default_note(a, &c.wo, gw_core_lang_zh(core));
         ch.note = note;
         err = wo_record_change(core, &c.wo, &ch);
         free(note);
@@ -1360,8 +1451,9 @@ static cJSON *run_create(struct gw_core *core, const cJSON *args, const struct w
     if (gw_store_workorders_list(core->store, open_states, WO_FILTER_OPEN_STATES, find_duplicate,
                                  &dup) == EST_OK &&
         dup.found > 0) {
-        char *note = format_alloc("duplicate report merged (reported by %s): %s", actor->user,
-                                  a->description);
+        char *note = format_alloc(gw_core_lang_zh(core) ? "重复报修已合并（报修人 %s）：%s"
+                                                        : "duplicate report merged (reported by %s): %s",
+                                  actor->user, a->description);
         est_err err = note ? wo_add_note(core, dup.found, "merge", actor->user, note, now_ms)
                            : EST_ERR_NOMEM;
         free(note);
@@ -1437,15 +1529,25 @@ static bool incident_exists(void *ctx, const struct gw_store_incident *in)
     return false;
 }
 
+static char *checkin_text(const char *user, const char *location, const char *found,
+                          int64_t incident, bool disputed, bool zh)
+{
+    if (incident > 0 && zh)
+        return format_alloc("巡查 %s 在 %s %s事件 #%" PRId64 "：%s", user, location,
+                            disputed ? "否认" : "确认", incident, found);
+    if (incident > 0)
+        return format_alloc("Patrol %s at %s %s incident #%" PRId64 ": %s", user, location,
+                            disputed ? "disputes" : "confirms", incident, found);
+    return format_alloc(zh ? "巡查 %s 在 %s：%s" : "Patrol %s at %s: %s", user, location, found);
+}
+
 static cJSON *record_checkin(struct gw_core *core, const cJSON *args, const struct gw_actor *actor,
                              const char *location, const char *found, int64_t incident,
                              bool disputed)
 {
     int64_t now_ms = gw_core_now_ms(core);
-    char *text = incident > 0
-                     ? format_alloc("Patrol %s at %s %s incident #%" PRId64 ": %s", actor->user,
-                                    location, disputed ? "disputes" : "confirms", incident, found)
-                     : format_alloc("Patrol %s at %s: %s", actor->user, location, found);
+    char *text = checkin_text(actor->user, location, found, incident, disputed,
+                              gw_core_lang_zh(core));
     cJSON *detail = cJSON_CreateObject();
     cJSON_AddStringToObject(detail, "location", location);
     cJSON_AddStringToObject(detail, "found", found);
@@ -1532,16 +1634,16 @@ static bool add_open_incident(void *ctx, const struct gw_store_incident *in)
     if (o == NULL)
         return false;
     cJSON_AddNumberToObject(o, "id", (double)in->id);
-    add_string_if(o, "rule", in->rule);
-    add_string_if(o, "severity", in->severity);
-    add_string_if(o, "subject", in->subject);
+    gw_json_add_string_if(o, "rule", in->rule);
+    gw_json_add_string_if(o, "severity", in->severity);
+    gw_json_add_string_if(o, "subject", in->subject);
     if (in->zone >= 0)
         cJSON_AddNumberToObject(o, "zone", in->zone + 1);
-    add_ts(o, "since", in->since_ms);
-    add_ts(o, "raised", in->raised_ms);
-    add_string_if(o, "text", in->text);
-    add_string_if(o, "confirmed_by", in->confirmed_by);
-    add_string_if(o, "disputed_by", in->disputed_by);
+    gw_json_add_ts_if(o, "since", in->since_ms);
+    gw_json_add_ts_if(o, "raised", in->raised_ms);
+    gw_json_add_string_if(o, "text", in->text);
+    gw_json_add_string_if(o, "confirmed_by", in->confirmed_by);
+    gw_json_add_string_if(o, "disputed_by", in->disputed_by);
     cJSON_AddItemToArray(h->incidents, o);
     int64_t after_ms = (int64_t)h->config->workorders.unconfirmed_after_s * 1000;
     if (in->confirmed_ms == 0 && in->disputed_ms == 0 && h->now_ms - in->raised_ms >= after_ms)
@@ -1559,15 +1661,15 @@ static bool add_open_order(void *ctx, const struct gw_store_workorder *wo)
     cJSON_AddNumberToObject(o, "id", (double)wo->id);
     if (wo->incident > 0)
         cJSON_AddNumberToObject(o, "incident", (double)wo->incident);
-    add_string_if(o, "state", wo->state);
-    add_string_if(o, "category", wo->category);
-    add_string_if(o, "unit", wo->unit);
-    add_string_if(o, "location", wo->location);
-    add_string_if(o, "description", wo->description);
-    add_string_if(o, "assignee", wo->assignee);
+    gw_json_add_string_if(o, "state", wo->state);
+    gw_json_add_string_if(o, "category", wo->category);
+    gw_json_add_string_if(o, "unit", wo->unit);
+    gw_json_add_string_if(o, "location", wo->location);
+    gw_json_add_string_if(o, "description", wo->description);
+    gw_json_add_string_if(o, "assignee", wo->assignee);
     if (streq(wo->state, "dispatched"))
-        add_ts(o, "arrive_due", wo->arrive_due_ms);
-    add_ts(o, "resolve_due", gw_workorder_resolve_due_ms(wo));
+        gw_json_add_ts_if(o, "arrive_due", wo->arrive_due_ms);
+    gw_json_add_ts_if(o, "resolve_due", gw_workorder_resolve_due_ms(wo));
     cJSON_AddBoolToObject(o, "overdue", overdue);
     cJSON_AddBoolToObject(o, "escalated", wo->escalated);
     cJSON_AddItemToArray(h->orders, o);
@@ -1584,11 +1686,11 @@ static bool add_offline_meter(void *ctx, const struct gw_store_meter *m)
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
         return false;
-    add_string_if(o, "id", m->id);
-    add_string_if(o, "status", m->status);
-    add_string_if(o, "unit", m->unit);
-    add_string_if(o, "location", m->location);
-    add_ts(o, "last_good", m->last_good_ms);
+    gw_json_add_string_if(o, "id", m->id);
+    gw_json_add_string_if(o, "status", m->status);
+    gw_json_add_string_if(o, "unit", m->unit);
+    gw_json_add_string_if(o, "location", m->location);
+    gw_json_add_ts_if(o, "last_good", m->last_good_ms);
     cJSON_AddItemToArray(h->offline, o);
     return true;
 }
@@ -1604,7 +1706,7 @@ cJSON *gw_handover_summary_from(struct gw_store *store, const struct gw_config *
     cJSON *s = cJSON_CreateObject();
     if (s == NULL)
         return NULL;
-    add_ts(s, "ts", now_ms);
+    gw_json_add_ts_if(s, "ts", now_ms);
     struct handover_ctx h = {
         .config = config, .now_ms = now_ms,
         .incidents = cJSON_AddArrayToObject(s, "open_incidents"),
@@ -1643,15 +1745,24 @@ static int count_of(const cJSON *summary, const char *name)
     return cJSON_IsNumber(n) ? n->valueint : 0;
 }
 
-char *gw_handover_text(const cJSON *summary, const char *from, const char *to)
+static char *handover_text(const cJSON *summary, const char *from, const char *to, bool zh)
 {
-    return format_alloc("%s hands over to %s: %d open incidents (%d not confirmed by a patrol), "
-                        "%d open work orders (%d overdue), %d meters offline",
+    return format_alloc(zh ? "%s 交班给 %s：未关闭事件 %d 起（%d 起未经巡查确认），"
+                             "未关闭工单 %d 张（超时 %d 张），离线表计 %d 个"
+                           : "%s hands over to %s: %d open incidents (%d not confirmed by a patrol), "
+                             "%d open work orders (%d overdue), %d meters offline",
                         from, to, count_of(summary, "open_incidents"),
                         count_of(summary, "unconfirmed_incidents"),
                         count_of(summary, "open_workorders"),
                         count_of(summary, "overdue_workorders"),
                         count_of(summary, "meters_offline"));
+}
+
+/* English, as handover.h documents; the handover command writes the text in
+ * the gateway's language. */
+char *gw_handover_text(const cJSON *summary, const char *from, const char *to)
+{
+    return handover_text(summary, from, to, false);
 }
 
 static const char *const handover_members[] = {"request_id", "user", "from", "to", "note"};
@@ -1683,7 +1794,7 @@ cJSON *gw_handover_command(struct gw_core *core, const cJSON *args, const struct
     cJSON_AddStringToObject(summary, "to", to);
     if (note != NULL)
         cJSON_AddStringToObject(summary, "note", note);
-    char *text = gw_handover_text(summary, from, to);
+    char *text = handover_text(summary, from, to, gw_core_lang_zh(core));
     char *detail = cJSON_PrintUnformatted(summary);
     est_err err = text && detail ? gw_core_patrol(core, "handover", text, 0, 0, actor->user, detail)
                                  : EST_ERR_NOMEM;

@@ -86,6 +86,7 @@ struct meter_state {
     int64_t zero_start_active_ms;   /* TIME_NEVER while flowing */
     int64_t last_zero_ok_active_ms; /* last moment a long-enough zero stretch was seen */
     uint8_t continuous_started;
+    uint8_t continuous_zero_seen;   /* a long-enough zero stretch was seen since start */
     uint8_t last_in_quiet;
 
     /* balance_loss: counter marks at window starts */

@@ -246,8 +246,10 @@ void rules__continuous_flow(struct rule_engine *e, uint32_t id, int64_t ts_ms, c
     } else {
         if (st->zero_start_active_ms == TIME_NEVER)
             st->zero_start_active_ms = st->active_ms;
-        if (st->active_ms - st->zero_start_active_ms >= (int64_t)e->config.continuous_flow.zero_flow_needed_s * 1000)
+        if (st->active_ms - st->zero_start_active_ms >= (int64_t)e->config.continuous_flow.zero_flow_needed_s * 1000) {
             st->last_zero_ok_active_ms = st->active_ms;
+            st->continuous_zero_seen = 1;
+        }
     }
 
     int64_t without_pause_ms = st->active_ms - st->last_zero_ok_active_ms;
@@ -259,9 +261,11 @@ void rules__continuous_flow(struct rule_engine *e, uint32_t id, int64_t ts_ms, c
         if (in->have_flow)
             rules__cond_add_detail(e, c, "flow_m3h", in->flow_m3h);
         rules__cond_observe(e, c, OBS_PRESENT, ts_ms, false);
-    } else {
+    } else if (st->continuous_zero_seen) {
         rules__cond_observe(e, c, OBS_ABSENT, ts_ms, false);
     }
+    /* else: watched for less than window_s without a pause (e.g. just after
+     * a restart): neither a leak nor proof there is none */
 }
 
 /* --- balance_loss --- */
@@ -274,8 +278,8 @@ static int64_t balance_window(const struct rule_engine *e, uint32_t id, int64_t 
 
 /* The first counter value in each window is its mark; when a meter's first
  * sample of window w+1 arrives, its increase over window w is done. A window
- * with a replacement, jump or rollback inside, or without a sample in the
- * next window, has no increase. */
+ * with a replacement, jump or rollback inside, without a sample in the
+ * next window, or the first one after start, has no increase. */
 void rules__balance_mark(struct rule_engine *e, uint32_t id, int64_t ts_ms, double value, bool tainted)
 {
     struct meter_state *st = &e->meter_states[id];
@@ -286,7 +290,8 @@ void rules__balance_mark(struct rule_engine *e, uint32_t id, int64_t ts_ms, doub
     }
     if (w < st->window_index)
         return;
-    bool consecutive = st->window_index != INT64_MIN && w == st->window_index + 1;
+    bool first = st->window_index == INT64_MIN;
+    bool consecutive = !first && w == st->window_index + 1;
     if (consecutive && !st->window_tainted && !tainted && value >= st->window_mark) {
         st->done_index = st->window_index;
         st->done_increase = value - st->window_mark;
@@ -295,7 +300,9 @@ void rules__balance_mark(struct rule_engine *e, uint32_t id, int64_t ts_ms, doub
     }
     st->window_index = w;
     st->window_mark = value;
-    st->window_tainted = 0;
+    /* The window the engine starts in is partial (each meter's first sample
+     * comes at a different moment of it): never judge it. */
+    st->window_tainted = first;
 }
 
 static bool window_complete(const struct rule_engine *e, uint32_t parent, int64_t k)

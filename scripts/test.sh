@@ -19,13 +19,17 @@ echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer)"
 "$root/scripts/build.sh" "$root/build-asan" -DESTATE_SANITIZE=ON -DESTATE_BENCH=OFF \
   -DESTATE_BROWSER_TESTS=OFF -DCMAKE_BUILD_TYPE=Debug
 echo "== tests under sanitizers"
+# Every unit test and corpus replay, plus the integration and fault tests that
+# drive the daemon through its main paths (readings, console API, commands,
+# broker outage, kill -9); the long scenario tests run once, in the plain build.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir "$root/build-asan" --output-on-failure -j"$jobs" -LE 'bench|slow'
+  ctest --test-dir "$root/build-asan" --output-on-failure -j"$jobs" \
+  -R '^(unit|fuzz)\.|^integration\.test_(readings|http_api)$|^fault\.test_(command_auth|broker_outage|crash_safety)$'
 
 if command -v clang >/dev/null; then
   echo "== short fuzz run (libFuzzer, clang)"
   CC=clang cmake -S "$root" -B "$root/build-fuzz" -DESTATE_FUZZ=ON -DESTATE_BENCH=OFF \
     -DESTATE_WERROR=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
-  "$root/tests/fuzz/run-short.sh" "$root/build-fuzz"
+  "$root/tests/fuzz/run-short.sh" "$root/build-fuzz" "${ESTATE_FUZZ_SECONDS:-15}"
 fi
 echo "== all tests passed"

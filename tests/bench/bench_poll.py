@@ -23,7 +23,12 @@ How it counts:
 - CPU: utime+stime from /proc/<pid>/stat of each process at the start and
   end of the window (all threads); gateway CPU us/reading = gateway CPU
   time / readings stored; a share is CPU time / wall time (100% = 1 core);
-- peak RSS: VmHWM of /proc/<gateway pid>/status at the end of the run.
+- peak RSS: VmHWM of /proc/<gateway pid>/status at the end of the run;
+- core thread %: the gateway's main thread (rules, SQLite, publishing);
+  near 100% it is the bottleneck;
+- other CPU %: the rest of the machine's busy time in the window (other
+  programs, this script); figures taken while it is high are not clean.
+A share is of one core: the machine has os.cpu_count() x 100%.
 """
 import argparse
 import os
@@ -59,6 +64,23 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+
+
+def thread_cpu_seconds(pid, tid):
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except OSError:
+        return 0.0
+
+
+def machine_busy_seconds():
+    """CPU time the whole machine spent busy (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLK_TCK
 
 
 def status_kb(pid, key):
@@ -202,7 +224,8 @@ def run_one(args, meters, interval_ms):
                                stdout=sub_file, stderr=subprocess.DEVNULL)
         conf = write_gateway_config(workdir, meters, nendpoints, base_port, interval_ms, args.driver,
                                     broker.port, harness.free_port(), args.timeout_ms)
-        gw = Proc([find_binary(args.build, "estate-gw"), "-c", conf], os.path.join(workdir, "gw.log"))
+        gw = Proc(args.gw_prefix.split() + [find_binary(args.build, "estate-gw"), "-c", conf],
+                  os.path.join(workdir, "gw.log"))
         procs.append(gw)
         db = os.path.join(workdir, "gw", "estate.db")
         harness.wait_for(lambda: not gw.alive() or stored_rows(db) > 0, 60, 0.2,
@@ -214,11 +237,15 @@ def run_one(args, meters, interval_ms):
         pids = {"gw": gw.pid, "sim": sim.pid, "broker": broker.proc.pid, "sub": sub.pid}
         t0 = time.monotonic()
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        core0 = thread_cpu_seconds(gw.pid, gw.pid)  # the main thread is the core thread
+        busy0 = machine_busy_seconds()
         rows0 = stored_rows(db)
         pub0 = file_size(sub_out)
         time.sleep(args.duration)
         t1 = time.monotonic()
         cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
+        core1 = thread_cpu_seconds(gw.pid, gw.pid)
+        busy1 = machine_busy_seconds()
         rows1 = stored_rows(db)
         pub1 = file_size(sub_out)
         hwm_kb = status_kb(gw.pid, "VmHWM")
@@ -227,9 +254,11 @@ def run_one(args, meters, interval_ms):
         if args.perf and not args.perf_done:
             args.perf_done = True
             perf_out = os.path.abspath(args.perf)
-            print(f"  perf record -g -p {gw.pid} for 10 s -> {perf_out}", file=sys.stderr)
-            subprocess.run(["perf", "record", "-g", "-o", perf_out, "-p", str(gw.pid), "--",
-                            "sleep", "10"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            print(f"  perf record (dwarf call graphs) -p {gw.pid} for 10 s -> {perf_out}",
+                  file=sys.stderr)
+            subprocess.run(["perf", "record", "--call-graph", "dwarf,16384", "-F", "499",
+                            "-o", perf_out, "-p", str(gw.pid), "--", "sleep", "10"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         code = gw.stop()
         sub.send_signal(signal.SIGTERM)
         sub.wait(5)
@@ -251,6 +280,9 @@ def run_one(args, meters, interval_ms):
             "sim_share": 100.0 * cpu["sim"] / wall,
             "broker_share": 100.0 * cpu["broker"] / wall,
             "sub_share": 100.0 * cpu["sub"] / wall,
+            "core_share": 100.0 * (core1 - core0) / wall,
+            # everything else on the machine (other users, this script)
+            "other_share": 100.0 * max(0.0, (busy1 - busy0) - sum(cpu.values())) / wall,
             "exit": code, "workdir": workdir,
         }
         return result
@@ -266,15 +298,17 @@ def run_one(args, meters, interval_ms):
 
 
 HEADER = ("| meters | endpoints | interval ms | offered rd/s | achieved rd/s | published rd/s | good % "
-          "| gw CPU us/rd | gw CPU % | peak RSS MB | gw threads | sim CPU % | broker CPU % | sub CPU % |")
+          "| gw CPU us/rd | gw CPU % | core thread % | peak RSS MB | gw threads | sim CPU % "
+          "| broker CPU % | sub CPU % | other CPU % |")
 RULE = "|" + "---|" * (HEADER.count("|") - 1)
 
 
 def row(r):
     return (f"| {r['meters']} | {r['endpoints']} | {r['interval_ms']} | {r['offered']:.0f} | "
             f"{r['achieved']:.0f} | {r['published']:.0f} | {r['good_pct']:.1f} | {r['gw_us']:.1f} | "
-            f"{r['gw_share']:.0f} | {r['hwm_mb']:.1f} | {r['threads']} | {r['sim_share']:.0f} | "
-            f"{r['broker_share']:.0f} | {r['sub_share']:.0f} |")
+            f"{r['gw_share']:.0f} | {r['core_share']:.0f} | {r['hwm_mb']:.1f} | {r['threads']} | "
+            f"{r['sim_share']:.0f} | {r['broker_share']:.0f} | {r['sub_share']:.0f} | "
+            f"{r['other_share']:.0f} |")
 
 
 def parse_run(text):
@@ -297,8 +331,11 @@ def main():
     ap.add_argument("--duration", type=float, default=20.0, help="measuring window, s (default 20)")
     ap.add_argument("--warmup", type=float, default=5.0, help="after the first stored reading, s (default 5)")
     ap.add_argument("--timeout-ms", type=int, default=1000, help="buses' Modbus timeout (default 1000)")
-    ap.add_argument("--perf", metavar="FILE", help="after the first run's window, perf record -g the gateway")
+    ap.add_argument("--perf", metavar="FILE", help="after the first run's window, perf record the gateway for 10 s "
+                    "(use a RelWithDebInfo build for symbols)")
     ap.add_argument("--keep", action="store_true", help="keep the work directories (logs, database)")
+    ap.add_argument("--gw-prefix", default="", metavar="CMD",
+                    help="run the gateway under CMD, e.g. 'heaptrack' (its figures then include CMD)")
     args = ap.parse_args()
     args.perf_done = False
     if args.quick:

@@ -20,12 +20,13 @@ processing is then turnaround_ms - 3.5 chars. utilisation = achieved / limit.
 Readings seen on MQTT over the window are printed as a gateway-side check.
 
     ESTATE_BUILD_DIR=build /usr/bin/python3 tests/bench/bench_rtu.py \
-        [--meters 24] [--seconds 20] [--baud 9600] [--parity N] [--turnaround-ms 4]
+        [--meters 24] [--seconds 20] [--baud 9600] [--parity N] [--turnaround-ms MS]
         [--driver sdm120]
 
 Not part of ctest: a figure, not a pass/fail (exit 0 unless the run breaks;
 see docs/benchmarks.md)."""
 import argparse
+import math
 import os
 import shutil
 import sys
@@ -46,7 +47,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=4.0)
     ap.add_argument("--baud", type=int, default=9600)
     ap.add_argument("--parity", default="N", choices=("N", "E", "O"))
-    ap.add_argument("--turnaround-ms", type=int, default=4)
+    ap.add_argument("--turnaround-ms", type=int,
+                    help="the simulated slave's reply delay (default: 3.5 chars rounded up to a ms)")
     ap.add_argument("--driver", help="every meter of this driver (default: a mix of all meter drivers)")
     args = ap.parse_args()
 
@@ -58,6 +60,8 @@ def main():
     bits = bits_per_char(args.parity)
     char_s = bits / args.baud
     t35_s = 3.5 * char_s
+    if args.turnaround_ms is None:
+        args.turnaround_ms = math.ceil(t35_s * 1000)
     if args.turnaround_ms / 1000 < t35_s:
         print(f"note: turnaround {args.turnaround_ms} ms is shorter than 3.5 chars "
               f"({t35_s * 1000:.2f} ms); the limit below assumes 3.5 chars", file=sys.stderr)

@@ -4,6 +4,7 @@ gateway's topics and talks to the simulator's control port. Every process it
 starts is stopped when the stack is closed (also on test failure)."""
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,7 +31,36 @@ def binary(name):
     raise FileNotFoundError(f"{name} not built under {BUILD}")
 
 
+_given_ports = set()  # never hand out the same port twice in one process
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
+    """A free loopback port below the kernel's ephemeral range: a service
+    restarted on it (broker, simulator) can always bind it again. A port from
+    the ephemeral range may meanwhile become the local end of some client's
+    connection - even a self-connection of a client retrying that very port -
+    and the restart then fails with EADDRINUSE."""
+    low = _ephemeral_low()
+    rng = random.Random(os.getpid() ^ time.time_ns())
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        if port in _given_ports:
+            continue
+        _given_ports.add(port)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -130,6 +160,25 @@ class Subscriber:
     def close(self):
         self.client.loop_stop()
         self.client.disconnect()
+
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
+
+
+def sanitizer_reports(workdir):
+    """Lines of ASan/UBSan/LSan reports in the logs of the processes a test
+    started: under the sanitizer build they must fail the test even when the
+    daemon kept running."""
+    found = []
+    for name in sorted(os.listdir(workdir)) if os.path.isdir(workdir) else ():
+        if not name.endswith(".log"):
+            continue
+        with open(os.path.join(workdir, name), errors="replace") as f:
+            for line in f:
+                if any(marker in line for marker in SANITIZER_MARKERS):
+                    found.append(f"{name}: {line.rstrip()}")
+    return found[:20]
 
 
 class Process:
@@ -262,10 +311,13 @@ class Stack:
         self.gw.stop()
         self.sim.stop()
         self.broker.stop()
-        if os.environ.get("ESTATE_KEEP_TEST_DIRS"):
+        reports = sanitizer_reports(self.workdir)
+        if os.environ.get("ESTATE_KEEP_TEST_DIRS") or reports:
             print(f"kept {self.workdir}")
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if reports:
+            raise AssertionError("sanitizer report in a daemon's log:\n" + "\n".join(reports))
 
     def dump_logs(self):
         for name in ("gw.log", "sim.log"):

@@ -4,7 +4,9 @@
  * transitions (state, role, verification while the condition persists,
  * malformed arguments - which must change nothing), SLA breach and
  * escalation with a controllable clock, a restart in the middle of a
- * lifecycle, patrol check-ins and the shift handover. */
+ * lifecycle, patrol check-ins and the shift handover. Texts are checked in
+ * English (the fixture sets gateway.language=en) and, in
+ * test_texts_follow_language, in Chinese. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -704,6 +706,115 @@ static void test_checkin_and_handover(void **state)
     assert_string_equal(c.disputed_by, "zhou");
 }
 
+/* The last patrol-log text of a kind (caller frees). */
+struct last_patrol {
+    const char *kind;
+    char *text;
+};
+
+static bool keep_last_patrol(void *ctx, const struct gw_store_patrol_entry *e)
+{
+    struct last_patrol *p = ctx;
+    if (strcmp(p->kind, e->kind) == 0) {
+        free(p->text);
+        p->text = strdup(e->text);
+    }
+    return true;
+}
+
+static char *last_patrol_text(struct fixture *f, const char *kind)
+{
+    struct last_patrol p = {.kind = kind};
+    assert_int_equal(gw_store_patrol_list(f->core.store, 0, 0, keep_last_patrol, &p), EST_OK);
+    assert_non_null(p.text);
+    return p.text;
+}
+
+static void assert_patrol_has(struct fixture *f, const char *kind, const char *needle)
+{
+    char *text = last_patrol_text(f, kind);
+    if (strstr(text, needle) == NULL)
+        fail_msg("%s patrol text \"%s\" lacks \"%s\"", kind, text, needle);
+    free(text);
+}
+
+/* The last history note of an action on order id (caller frees). */
+static char *last_note(struct fixture *f, int64_t id, const char *action)
+{
+    cJSON *o = gw_workorder_json(f->core.store, id);
+    assert_non_null(o);
+    char *note = NULL;
+    const cJSON *h;
+    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(o, "history"))
+    {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(h, "note");
+        if (strcmp(cJSON_GetObjectItemCaseSensitive(h, "action")->valuestring, action) == 0 &&
+            cJSON_IsString(n)) {
+            free(note);
+            note = strdup(n->valuestring);
+        }
+    }
+    cJSON_Delete(o);
+    assert_non_null(note);
+    return note;
+}
+
+static void assert_note_has(struct fixture *f, int64_t id, const char *action, const char *needle)
+{
+    char *note = last_note(f, id, action);
+    if (strstr(note, needle) == NULL)
+        fail_msg("%s note \"%s\" lacks \"%s\"", action, note, needle);
+    free(note);
+}
+
+static void test_texts_follow_language(void **state)
+{
+    struct fixture *f = *state;
+    f->config->gateway.language = GW_LANG_ZH_CN;
+    raise_incident(f, "reverse_energy", "meter", "E-1-102", "major");
+    assert_note_has(f, 1, "create", "自动为事件 #1（reverse_energy）开单");
+    assert_patrol_has(f, "workorder", "工单 #1（电，");
+    assert_patrol_has(f, "workorder", "system 开单（待派单）");
+
+    expect_ok(f, "workorder", "{\"id\":1,\"action\":\"dispatch\",\"assignee\":\"Li\"}", "desk",
+              "frontdesk");
+    assert_note_has(f, 1, "dispatch", "派给 Li");
+    assert_patrol_has(f, "workorder", "desk 派单（待派单 → 已派单）：派给 Li");
+    assert_state(f, 1, "dispatched"); /* machine names stay */
+
+    /* arrival escalation in Chinese, recognised as escalated in either language */
+    fake_now_ms += 601 * 1000;
+    gw_workorders_tick(&f->core, fake_now_ms);
+    assert_int_equal(history_count(f, 1, "escalate"), 1);
+    assert_note_has(f, 1, "escalate", "到场超时（应于 ");
+    assert_patrol_has(f, "workorder", "system 超时升级：到场超时");
+    f->config->gateway.language = GW_LANG_EN;
+    gw_workorders_sla_reset();
+    gw_workorders_tick(&f->core, fake_now_ms + 20000);
+    assert_int_equal(history_count(f, 1, "escalate"), 1);
+    f->config->gateway.language = GW_LANG_ZH_CN;
+
+    expect_ok(f, "patrol-checkin", "{\"location\":\"1-102\",\"found\":\"电表倒转\","
+              "\"incident\":1,\"verdict\":\"confirm\"}", "zhang", "engineer");
+    assert_patrol_has(f, "checkin", "巡查 zhang 在 1-102 确认事件 #1：电表倒转");
+    expect_ok(f, "patrol-checkin", "{\"location\":\"泵房\",\"text\":\"一切正常\"}", "zhang",
+              "engineer");
+    assert_patrol_has(f, "checkin", "巡查 zhang 在 泵房：一切正常");
+
+    cJSON *r = run(f, "handover", "{\"from\":\"Zhang\",\"to\":\"Zhou\"}", "zhang", "frontdesk");
+    assert_true(result_ok(r));
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(r, "text")->valuestring,
+                        "Zhang 交班给 Zhou：未关闭事件 1 起（0 起未经巡查确认），"
+                        "未关闭工单 1 张（超时 1 张），离线表计 0 个");
+    cJSON_Delete(r);
+    /* the public helper stays English, as handover.h documents */
+    cJSON *summary = gw_handover_summary(&f->core, fake_now_ms);
+    char *text = gw_handover_text(summary, "A", "B");
+    assert_non_null(strstr(text, "A hands over to B: 1 open incidents"));
+    free(text);
+    cJSON_Delete(summary);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -716,6 +827,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sla_tick_is_cheap_but_timely, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_mid_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_and_handover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_texts_follow_language, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

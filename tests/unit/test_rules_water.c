@@ -378,6 +378,29 @@ static void test_balance_skips_windows_with_missing_child(void **state)
     rule_engine_destroy(e);
 }
 
+static void test_balance_ignores_the_partial_first_window(void **state)
+{
+    (void)state;
+    struct rule_engine *e = balance_engine();
+    double volume[3] = { 100.0, 40.0, 50.0 };
+    const double tight[2] = { 5.0, 4.9 };
+    /* The engine starts 50 minutes into a window; the children answer first
+     * 8 minutes after the parent: their first window's increases cover
+     * different stretches and would look like an 80% loss. */
+    feed(e, water_sample(0, T0 + 50 * MIN, volume[0], 0));
+    volume[0] += 10.0 * 8 / 60;
+    volume[1] += 5.0 * 8 / 60;
+    volume[2] += 4.9 * 8 / 60;
+    feed(e, water_sample(1, T0 + 58 * MIN, volume[1], 0));
+    feed(e, water_sample(2, T0 + 58 * MIN, volume[2], 0));
+    volume[0] += 10.0 * 2 / 60;
+    volume[1] += 5.0 * 2 / 60;
+    volume[2] += 4.9 * 2 / 60;
+    run_balance(e, T0 + HOUR, 3, 10.0, tight, volume, true); /* 1% loss from then on */
+    assert_int_equal(count_rule(&rec, RULE_BALANCE_LOSS), 0);
+    rule_engine_destroy(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +417,7 @@ int main(void)
         cmocka_unit_test_setup(test_balance_loss_raises_and_clears, setup),
         cmocka_unit_test_setup(test_balance_near_misses_and_low_flow_tolerance, setup),
         cmocka_unit_test_setup(test_balance_skips_windows_with_missing_child, setup),
+        cmocka_unit_test_setup(test_balance_ignores_the_partial_first_window, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
