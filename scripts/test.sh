@@ -10,10 +10,13 @@ cd "$root"
 "$root/scripts/deps.sh"
 
 jobs=$(nproc)
+# Integration tests mostly wait on the processes they start: run more of them
+# than there are cores (the fault tests still run one at a time).
+test_jobs=$((jobs + 1))
 echo "== build (RelWithDebInfo, -Werror)"
 "$root/scripts/build.sh" "$root/build"
 echo "== tests"
-ctest --test-dir "$root/build" --output-on-failure -j"$jobs" -LE bench
+ctest --test-dir "$root/build" --output-on-failure -j"$test_jobs" -LE bench
 
 echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer)"
 "$root/scripts/build.sh" "$root/build-asan" -DESTATE_SANITIZE=ON -DESTATE_BENCH=OFF \
@@ -23,7 +26,7 @@ echo "== tests under sanitizers"
 # drive the daemon through its main paths (readings, console API, commands,
 # broker outage, kill -9); the long scenario tests run once, in the plain build.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir "$root/build-asan" --output-on-failure -j"$jobs" \
+  ctest --test-dir "$root/build-asan" --output-on-failure -j"$test_jobs" \
   -R '^(unit|fuzz)\.|^integration\.test_(readings|http_api)$|^fault\.test_(command_auth|broker_outage|crash_safety)$'
 
 if command -v clang >/dev/null; then

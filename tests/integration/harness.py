@@ -94,6 +94,10 @@ class Broker:
         self.conf = os.path.join(workdir, f"mosquitto-{self.port}.conf")
         with open(self.conf, "w") as f:
             f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
+            if os.geteuid() == 0 and "\nuser " not in "\n" + extra_conf:
+                # Started as root, mosquitto drops to the "mosquitto" user, which
+                # may not write its persistence file in the test's 0700 folder.
+                f.write("user root\n")
             if persistent:
                 f.write(f"persistence true\npersistence_location {workdir}/\n"
                         f"persistence_file mosquitto-{self.port}.db\n"

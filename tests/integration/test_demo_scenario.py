@@ -1,6 +1,8 @@
 """Issue 3 / SPEC "Configuration": the demo site out of the box (etc/demo,
 simulator WITH its scripted scenario) raises every rule of SPEC's Rules table
-within the first 120 seconds and clears several of them later.
+within the first 120 seconds and clears several of them later. Issue 4: the
+demo, left running, opens a work order for each major or critical incident,
+and a shift handover lists the ones still open.
 
 SLOW: one test of about 130 s (the scenario's own timeline; nothing here can
 make it faster). Run it alone with
@@ -83,12 +85,55 @@ class DemoScenarioTest(unittest.TestCase):
                     open_ids[key] = a["id"]
                 elif a["state"] == "cleared":
                     self.assertEqual(open_ids.pop(key, None), a["id"], f"{key}:\n{summary}")
+            self.check_workorders_and_handover(stack, alerts, summary)
             print(f"\n{summary}")
         except Exception:
             stack.dump_logs()
             raise
         finally:
             stack.close()
+
+    def check_workorders_and_handover(self, stack, alerts, summary):
+        """One work order per major/critical incident (P/workorders/<id>,
+        retained), and `estate-ctl handover` (through the running daemon)
+        lists every work order that is still open, and is in the patrol log."""
+        serious = {a["id"] for _, a in alerts
+                   if a["state"] == "raised" and a["severity"] in ("major", "critical")}
+        self.assertTrue(serious, summary)
+        orders = {}
+        for wo in self.workorder_messages(stack):
+            if "incident" in wo:
+                orders.setdefault(wo["incident"], set()).add(wo["id"])
+        missing = sorted(serious - set(orders))
+        self.assertEqual(missing, [], f"incidents without a work order: {missing}\n{summary}")
+        self.assertTrue(all(len(ids) == 1 for ids in orders.values()), orders)
+
+        res = stack.ctl("--json", "handover", "--from", "早班 zhang", "--to", "中班 li")
+        result = json.loads(res.stdout)
+        self.assertTrue(result.get("ok"), result)
+        handover = result["handover"]
+        listed = {o["id"] for o in handover["open_workorders"]}
+        open_orders = set()
+        for wo in self.workorder_messages(stack):
+            if wo["state"] in ("verified", "cancelled"):
+                open_orders.discard(wo["id"])
+            else:
+                open_orders.add(wo["id"])
+        self.assertTrue(open_orders, "the demo should leave work orders open")
+        self.assertEqual(open_orders - listed, set(), handover)
+        self.assertTrue(handover["open_incidents"], handover)
+        entries = wait_for(lambda: [e for e in stack.sub.json_on("/patrol", 0)
+                                    if e.get("kind") == "handover"], 10, what="handover entry")
+        self.assertIn("早班 zhang", entries[-1]["author"] + entries[-1]["text"])
+
+    @staticmethod
+    def workorder_messages(stack):
+        """Every state of every work order published on P/workorders/<id>, in order."""
+        out = []
+        for _, topic, payload, _ in stack.sub.snapshot():
+            if topic.startswith(f"{stack.prefix}/workorders/") and payload:
+                out.append(json.loads(payload))
+        return out
 
     @staticmethod
     def timed_alerts(stack):
