@@ -84,8 +84,9 @@ def keep_user():
 
 
 def tls_listener_conf(pki):
-    # Harness writes "listener PORT 127.0.0.1" first: these apply to it.
-    return keep_user() + (f"cafile {pki['ca.crt']}\ncertfile {pki['server.crt']}\nkeyfile {pki['server.key']}\n"
+    # Harness writes "listener PORT 127.0.0.1" first (and, as root, "user
+    # root"): these apply to it.
+    return (f"cafile {pki['ca.crt']}\ncertfile {pki['server.crt']}\nkeyfile {pki['server.key']}\n"
             "require_certificate true\ntls_version tlsv1.2\n")
 
 
