@@ -4,7 +4,7 @@
 # bounded time on a scratch copy of its seed corpus, printing executions per
 # second. Fails if a fuzzer finds a crash, leak or sanitizer report.
 set -euo pipefail
-build=$1
+build=$(cd "$1" && pwd)
 seconds=${2:-${ESTATE_FUZZ_SECONDS:-20}}
 here=$(cd "$(dirname "$0")" && pwd)
 targets=$(cd "$here" && ls fuzz_*.c | sed -n 's/^\(fuzz_[a-z_]*\)\.c$/\1/p' | grep -v '^fuzz_replay_main$')
