@@ -229,6 +229,29 @@ static void test_leak_without_zero_hour_in_a_day(void **state)
     rule_engine_destroy(e);
 }
 
+/* After a restart the engine has not yet watched a whole window: a leak that
+ * keeps flowing must stay open, not clear for lack of evidence and be raised
+ * again under a new incident once the window has passed. */
+static void test_restored_leak_stays_open_while_water_flows(void **state)
+{
+    (void)state;
+    struct rule_meter m = water_meter(-1);
+    m.category = RULE_CAT_AMENITY;
+    struct rule_engine *e = make_engine(&cfg, &m, 1, NULL, 0, NULL, 0, &rec);
+    struct rule_subject meter = {RULE_SUBJECT_METER, 0, -1};
+    assert_int_equal(rule_engine_restore(e, RULE_CONTINUOUS_FLOW, &meter, T0 - 30 * HOUR), EST_OK);
+    /* 30 hours of the same drip: more than the window, never a pause */
+    double v = run_water(e, 0, T0, T0 + 30 * HOUR, 10 * MIN, 50.0, 0.005 / 6);
+    assert_int_equal(count_events(&rec, RULE_CONTINUOUS_FLOW, RULE_CLEARED), 0);
+    assert_int_equal(count_events(&rec, RULE_CONTINUOUS_FLOW, RULE_RAISED), 0);
+    assert_true(rule_engine_condition_active(e, RULE_CONTINUOUS_FLOW, &meter));
+    /* repaired: an hour of zero flow clears it, once */
+    run_water(e, 0, T0 + 30 * HOUR, T0 + 31 * HOUR + 20 * MIN, 10 * MIN, v, 0);
+    assert_int_equal(count_events(&rec, RULE_CONTINUOUS_FLOW, RULE_CLEARED), 1);
+    assert_int_equal(count_events(&rec, RULE_CONTINUOUS_FLOW, RULE_RAISED), 0);
+    rule_engine_destroy(e);
+}
+
 /* Local (UTC+8) minute of day. */
 static int local_minute(int64_t t)
 {
@@ -412,6 +435,7 @@ int main(void)
         cmocka_unit_test_setup(test_flow_not_stopping_escalates, setup),
         cmocka_unit_test_setup(test_restored_vacant_flow_is_not_raised_or_closed_again, setup),
         cmocka_unit_test_setup(test_leak_without_zero_hour_in_a_day, setup),
+        cmocka_unit_test_setup(test_restored_leak_stays_open_while_water_flows, setup),
         cmocka_unit_test_setup(test_irrigation_in_quiet_window_is_silent, setup),
         cmocka_unit_test_setup(test_household_pattern_and_master_meters_are_silent, setup),
         cmocka_unit_test_setup(test_balance_loss_raises_and_clears, setup),
