@@ -49,9 +49,9 @@ cJSON *gw_handover_summary(struct gw_core *core, int64_t now_ms);
 cJSON *gw_handover_summary_from(struct gw_store *store, const struct gw_config *config,
                                 int64_t now_ms);
 
-/* One line for the patrol log: "A hands over to B: 3 open incidents, ...".
- * malloc'd; caller frees. */
-char *gw_handover_text(const cJSON *summary, const char *from, const char *to);
+/* One line for the patrol log: "A hands over to B: 3 open incidents, ..."
+ * (or in Chinese when zh). malloc'd; caller frees. */
+char *gw_handover_text(const cJSON *summary, const char *from, const char *to, bool zh);
 
 /* Forces the SLA check on the next gw_workorders_tick (tests, restarts). */
 void gw_workorders_sla_reset(void);

@@ -1745,7 +1745,7 @@ static int count_of(const cJSON *summary, const char *name)
     return cJSON_IsNumber(n) ? n->valueint : 0;
 }
 
-static char *handover_text(const cJSON *summary, const char *from, const char *to, bool zh)
+char *gw_handover_text(const cJSON *summary, const char *from, const char *to, bool zh)
 {
     return format_alloc(zh ? "%s 交班给 %s：未关闭事件 %d 起（%d 起未经巡查确认），"
                              "未关闭工单 %d 张（超时 %d 张），离线表计 %d 个"
@@ -1756,13 +1756,6 @@ static char *handover_text(const cJSON *summary, const char *from, const char *t
                         count_of(summary, "open_workorders"),
                         count_of(summary, "overdue_workorders"),
                         count_of(summary, "meters_offline"));
-}
-
-/* English, as handover.h documents; the handover command writes the text in
- * the gateway's language. */
-char *gw_handover_text(const cJSON *summary, const char *from, const char *to)
-{
-    return handover_text(summary, from, to, false);
 }
 
 static const char *const handover_members[] = {"request_id", "user", "from", "to", "note"};
@@ -1794,7 +1787,7 @@ cJSON *gw_handover_command(struct gw_core *core, const cJSON *args, const struct
     cJSON_AddStringToObject(summary, "to", to);
     if (note != NULL)
         cJSON_AddStringToObject(summary, "note", note);
-    char *text = handover_text(summary, from, to, gw_core_lang_zh(core));
+    char *text = gw_handover_text(summary, from, to, gw_core_lang_zh(core));
     char *detail = cJSON_PrintUnformatted(summary);
     est_err err = text && detail ? gw_core_patrol(core, "handover", text, 0, 0, actor->user, detail)
                                  : EST_ERR_NOMEM;

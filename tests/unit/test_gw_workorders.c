@@ -807,10 +807,13 @@ static void test_texts_follow_language(void **state)
                         "Zhang 交班给 Zhou：未关闭事件 1 起（0 起未经巡查确认），"
                         "未关闭工单 1 张（超时 1 张），离线表计 0 个");
     cJSON_Delete(r);
-    /* the public helper stays English, as handover.h documents */
+    /* the helper writes either language */
     cJSON *summary = gw_handover_summary(&f->core, fake_now_ms);
-    char *text = gw_handover_text(summary, "A", "B");
+    char *text = gw_handover_text(summary, "A", "B", false);
     assert_non_null(strstr(text, "A hands over to B: 1 open incidents"));
+    free(text);
+    text = gw_handover_text(summary, "A", "B", true);
+    assert_non_null(strstr(text, "A 交班给 B：未关闭事件 1 起"));
     free(text);
     cJSON_Delete(summary);
 }
