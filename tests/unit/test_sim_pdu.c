@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "test_sim_fixture.h"
+
 #include "sim_command.h"
 #include "sim_config.h"
 #include "sim_pdu.h"
@@ -31,47 +33,10 @@ static const char *const site =
     "  { id = \"R1\"; endpoint = \"r\"; slave = 1; driver = \"sdm120\"; }\n"
     ");\n";
 
-static struct sim_setup *load_text(const char *text)
-{
-    char path[] = "/tmp/test_sim_pdu_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
-    struct sim_setup *setup = NULL;
-    struct sim_config_errors errors = {0};
-    est_err rc = sim_config_load(path, NULL, 0, NULL, 1000, &setup, &errors);
-    for (size_t i = 0; i < errors.count; i++)
-        fprintf(stderr, "%s\n", errors.messages[i]);
-    sim_config_errors_free(&errors);
-    unlink(path);
-    assert_int_equal(rc, EST_OK);
-    return setup;
-}
-
 static int setup_site(void **state)
 {
-    *state = load_text(site);
+    *state = sim_fixture_load(site, 1000);
     return 0;
-}
-
-static int teardown_site(void **state)
-{
-    sim_setup_free(*state);
-    return 0;
-}
-
-static struct sim_world *world_of(void **state)
-{
-    return ((struct sim_setup *)*state)->world;
-}
-
-static struct sim_device *device(void **state, const char *id)
-{
-    struct sim_world *w = world_of(state);
-    int i = sim_world_device_index(w, id);
-    assert_true(i >= 0);
-    return &w->devices[i];
 }
 
 static void request(struct sim_world *w, size_t ep, uint8_t slave, const uint8_t *pdu,
