@@ -21,6 +21,14 @@
 #define LINK_RECONNECT_MAX_MS 5000
 /* Valve commands waiting for the bus thread. */
 #define VALVE_QUEUE_CAPACITY 32
+/* Samples wait in the poller until it is about to sleep or this many are
+ * waiting: one lock and at most one wake-up of the core per burst of polls
+ * rather than per poll. */
+#define SAMPLE_BATCH 8
+/* A device due within this much (or a tenth of its interval, if less) is
+ * polled together with the ones due now: on a busy bus the thread sleeps
+ * once per burst of polls instead of once per device. */
+#define POLL_EARLY_MS 10
 
 struct poll_device {
     enum gw_device_type type;
@@ -76,6 +84,8 @@ struct gw_poller {
     bool *request_ok;
     size_t regs_cap;
     size_t requests_cap;
+    struct gw_sample *batch;       /* SAMPLE_BATCH samples not yet queued */
+    size_t nbatch;
     pthread_mutex_t stats_lock;
     struct gw_poller_stats stats;
     struct gw_log_limiter link_limiter; /* failed polls while the link is down */
@@ -385,15 +395,28 @@ static void note_outcome(struct gw_poller *p, struct poll_device *d, const struc
     d->interval_now_ms = d->interval_ms;
 }
 
-static void push_item(struct gw_poller *p, const struct gw_sample *s)
+/* Queues the batched samples for the core, oldest first. Waits for room
+ * in steps; a queue full for long means the core is stuck, and dropping
+ * samples at shutdown beats stalling the bus forever. */
+static void flush_batch(struct gw_poller *p)
 {
-    /* Wait briefly for the core; a full queue for long means the core is
-     * stuck, and dropping one sample beats stalling the bus forever. */
-    while (!atomic_load(&p->stopping)) {
-        est_err err = gw_queue_push(p->samples, s, 200);
-        if (err != EST_ERR_FULL)
-            return;
+    size_t done = 0;
+    while (done < p->nbatch && !atomic_load(&p->stopping)) {
+        size_t pushed = 0;
+        est_err err = gw_queue_push_many(p->samples, p->batch + done, p->nbatch - done, 200, &pushed);
+        done += pushed;
+        if (err == EST_ERR_STATE)
+            break;
     }
+    p->nbatch = 0;
+}
+
+/* The next free batch slot (flushing a full batch first). */
+static struct gw_sample *next_slot(struct gw_poller *p)
+{
+    if (p->nbatch == SAMPLE_BATCH)
+        flush_batch(p);
+    return &p->batch[p->nbatch];
 }
 
 static void reschedule(struct poll_device *d, int64_t now)
@@ -411,10 +434,10 @@ static struct poll_device *find_meter(struct gw_poller *p, uint32_t meter)
     return NULL;
 }
 
-static void handle_valve_request(struct gw_poller *p, const struct valve_request *req,
-                                 struct gw_sample *sample)
+static void handle_valve_request(struct gw_poller *p, const struct valve_request *req)
 {
     struct poll_device *d = find_meter(p, req->meter);
+    struct gw_sample *sample = next_slot(p);
     memset(sample, 0, offsetof(struct gw_sample, reading));
     sample->item = GW_ITEM_VALVE_RESULT;
     sample->device_type = GW_DEVICE_METER;
@@ -437,45 +460,52 @@ static void handle_valve_request(struct gw_poller *p, const struct valve_request
     gw_info("bus %s: valve %s on meter %s requested by %s: %s", p->bus->name,
             req->close ? "close" : "open", d ? d->id : "?", req->requested_by,
             est_strerror(sample->error));
-    push_item(p, sample);
+    p->nbatch++;
     if (d != NULL) {
         /* Read the valve state back at once. */
+        sample = next_slot(p);
         poll_device(p, d, sample);
         note_outcome(p, d, sample);
-        push_item(p, sample);
+        p->nbatch++;
     }
+    flush_batch(p);
+}
+
+static int64_t early_window_ms(const struct poll_device *d)
+{
+    int64_t tenth = d->interval_now_ms / 10;
+    return tenth < POLL_EARLY_MS ? tenth : POLL_EARLY_MS;
 }
 
 static void *poller_thread(void *arg)
 {
     struct gw_poller *p = arg;
-    struct gw_sample *sample = malloc(sizeof *sample);
-    if (sample == NULL)
-        return NULL;
     while (!atomic_load(&p->stopping)) {
         struct valve_request req;
         while (gw_queue_pop_many(p->valve_requests, &req, 1, 0) == 1)
-            handle_valve_request(p, &req, sample);
+            handle_valve_request(p, &req);
         if (p->ndevices == 0) {
             est_sleep_ms(100);
             continue;
         }
         int64_t now = est_mono_ms();
         struct poll_device *d = p->heap[0];
-        if (d->due_ms > now) {
+        if (d->due_ms > now + early_window_ms(d)) {
+            flush_batch(p);
             int64_t wait = d->due_ms - now;
             /* Wake for valve requests at least every 50 ms. */
             if (gw_queue_pop_many(p->valve_requests, &req, 1, (int)(wait > 50 ? 50 : wait)) == 1)
-                handle_valve_request(p, &req, sample);
+                handle_valve_request(p, &req);
             continue;
         }
+        struct gw_sample *sample = next_slot(p);
         poll_device(p, d, sample);
         note_outcome(p, d, sample);
-        push_item(p, sample);
+        p->nbatch++;
         reschedule(d, est_mono_ms());
         heap_sift_down(p->heap, p->ndevices, 0);
     }
-    free(sample);
+    flush_batch(p);
     return NULL;
 }
 
@@ -490,6 +520,7 @@ static void poller_free(struct gw_poller *p)
     free(p->request_ok);
     free(p->devices);
     free(p->heap);
+    free(p->batch);
     if (p->link != NULL)
         drv_link_close(p->link);
     gw_queue_destroy(p->valve_requests);
@@ -515,7 +546,8 @@ est_err gw_poller_start(const struct gw_config *config, size_t bus, struct gw_qu
     p->devices = calloc(p->ndevices + 1, sizeof *p->devices);
     p->heap = calloc(p->ndevices + 1, sizeof *p->heap);
     p->plans = calloc(p->ndevices + 1, sizeof *p->plans);
-    est_err err = p->devices && p->heap && p->plans ? EST_OK : EST_ERR_NOMEM;
+    p->batch = malloc(SAMPLE_BATCH * sizeof *p->batch);
+    est_err err = p->devices && p->heap && p->plans && p->batch ? EST_OK : EST_ERR_NOMEM;
     if (err == EST_OK)
         err = gw_queue_create(sizeof(struct valve_request), VALVE_QUEUE_CAPACITY, &p->valve_requests);
     if (err == EST_OK)

@@ -70,6 +70,16 @@ static struct timespec deadline_after(int timeout_ms)
 
 est_err gw_queue_push(struct gw_queue *q, const void *item, int timeout_ms)
 {
+    size_t pushed = 0;
+    return gw_queue_push_many(q, item, 1, timeout_ms, &pushed);
+}
+
+est_err gw_queue_push_many(struct gw_queue *q, const void *items, size_t n, int timeout_ms,
+                           size_t *pushed)
+{
+    *pushed = 0;
+    if (n == 0)
+        return EST_OK;
     struct timespec deadline = deadline_after(timeout_ms);
     pthread_mutex_lock(&q->lock);
     while (!q->closed && q->length == q->capacity) {
@@ -84,12 +94,18 @@ est_err gw_queue_push(struct gw_queue *q, const void *item, int timeout_ms)
         pthread_mutex_unlock(&q->lock);
         return EST_ERR_STATE;
     }
-    size_t tail = (q->head + q->length) % q->capacity;
-    memcpy(q->items + tail * q->item_size, item, q->item_size);
-    q->length++;
+    size_t room = q->capacity - q->length;
+    size_t take = n < room ? n : room;
+    for (size_t i = 0; i < take; i++) {
+        size_t tail = (q->head + q->length) % q->capacity;
+        memcpy(q->items + tail * q->item_size, (const unsigned char *)items + i * q->item_size,
+               q->item_size);
+        q->length++;
+    }
     pthread_cond_signal(&q->not_empty);
     pthread_mutex_unlock(&q->lock);
-    return EST_OK;
+    *pushed = take;
+    return take == n ? EST_OK : EST_ERR_FULL;
 }
 
 size_t gw_queue_pop_many(struct gw_queue *q, void *items, size_t max, int timeout_ms)

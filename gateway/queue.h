@@ -19,6 +19,13 @@ void gw_queue_destroy(struct gw_queue *queue);
  * EST_ERR_FULL when there is none, EST_ERR_STATE after gw_queue_close. */
 est_err gw_queue_push(struct gw_queue *queue, const void *item, int timeout_ms);
 
+/* Copies n items in under one lock and one wake-up of the consumer, as many
+ * as there is room for, waiting up to timeout_ms for room for the first.
+ * *pushed receives how many went in (the first ones). EST_ERR_FULL when
+ * fewer than n went in, EST_ERR_STATE after gw_queue_close. */
+est_err gw_queue_push_many(struct gw_queue *queue, const void *items, size_t n, int timeout_ms,
+                           size_t *pushed);
+
 /* Copies up to max items out into items (an array of item_size slots),
  * waiting up to timeout_ms for the first one. Returns how many. */
 size_t gw_queue_pop_many(struct gw_queue *queue, void *items, size_t max, int timeout_ms);

@@ -149,7 +149,27 @@ static const char migration_1[] =
     " result_json TEXT, done_ms INTEGER);"
     "CREATE INDEX ctl_requests_state ON ctl_requests(state, id);";
 
-static const char *const migrations[] = {migration_1};
+/* Readings are appended in time order with no secondary index on the hot
+ * path: a (meter, ts_ms) index written row by row costs a random page per
+ * reading on a large site. readings_index is that index kept by hand: the
+ * rows past readings_indexed.upto (the tail, seconds old) are added in bulk,
+ * sorted by meter, so each meter's rows land together; queries add the
+ * short tail by scanning it. Deleting a reading deletes its index entry. */
+static const char migration_2[] =
+    "DROP INDEX readings_meter_ts;"
+    "CREATE TABLE readings_index("
+    " meter INTEGER NOT NULL, ts_ms INTEGER NOT NULL, row INTEGER NOT NULL,"
+    " PRIMARY KEY (meter, ts_ms, row)) WITHOUT ROWID;"
+    "INSERT INTO readings_index(meter, ts_ms, row)"
+    " SELECT meter, ts_ms, rowid FROM readings ORDER BY meter, ts_ms, rowid;"
+    "CREATE TABLE readings_indexed("
+    " id INTEGER PRIMARY KEY CHECK (id = 1), upto INTEGER NOT NULL);"
+    "INSERT INTO readings_indexed VALUES (1, coalesce((SELECT max(rowid) FROM readings), 0));"
+    "CREATE TRIGGER readings_unindex AFTER DELETE ON readings BEGIN"
+    " DELETE FROM readings_index WHERE meter = OLD.meter AND ts_ms = OLD.ts_ms"
+    "  AND row = OLD.rowid; END;";
+
+static const char *const migrations[] = {migration_1, migration_2};
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == GW_STORE_SCHEMA_VERSION,
                "one migration step per schema version");
@@ -166,8 +186,9 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == GW_STORE_SCHEMA_VERSI
     " opened_ms, dispatched_ms, arrive_due_ms, resolve_due_ms, on_site_ms, completed_ms,"    \
     " verified_ms, cancelled_ms, escalated, assignee, verifier, rating, postponed_until_ms," \
     " updated_ms"
-#define READING_COLS \
-    "ts_ms, quality, energy_import_kwh, energy_export_kwh, power_w, volume_m3, flow_m3h, values_json"
+#define READING_VALUE_COLS \
+    "quality, energy_import_kwh, energy_export_kwh, power_w, volume_m3, flow_m3h, values_json"
+#define READING_COLS "ts_ms, " READING_VALUE_COLS
 #define PATROL_COLS \
     "seq, ts_ms, kind, text, incident, workorder, author, detail_json, prev_hash, hash"
 
@@ -229,17 +250,35 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == GW_STORE_SCHEMA_VERSI
       "INSERT INTO readings(meter, " READING_COLS ")"                                           \
       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                                           \
     X(READINGS_LATEST,                                                                          \
-      "SELECT m.rid, m.id, " READING_COLS " FROM meters m JOIN readings r ON r.rowid ="         \
-      " (SELECT rowid FROM readings WHERE meter = m.rid ORDER BY ts_ms DESC LIMIT 1)"           \
+      "WITH tail AS MATERIALIZED (SELECT meter, rowid AS row, ts_ms FROM readings"              \
+      "  WHERE rowid > (SELECT upto FROM readings_indexed))"                                    \
+      " SELECT m.rid, m.id, " READING_COLS " FROM meters m JOIN readings r ON r.rowid ="        \
+      " coalesce((SELECT t.row FROM tail t WHERE t.meter = m.rid"                               \
+      "  ORDER BY t.ts_ms DESC, t.row DESC LIMIT 1),"                                           \
+      " (SELECT i.row FROM readings_index i WHERE i.meter = m.rid"                              \
+      "  ORDER BY i.ts_ms DESC, i.row DESC LIMIT 1))"                                           \
       " WHERE m.removed = 0 ORDER BY m.id")                                                     \
     X(READINGS_HISTORY,                                                                         \
-      "SELECT meter, NULL, " READING_COLS " FROM readings"                                      \
-      " WHERE meter = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 ORDER BY ts_ms LIMIT ?4")               \
+      "SELECT i.meter, NULL, i.ts_ms, " READING_VALUE_COLS                                      \
+      " FROM readings_index i JOIN readings r ON r.rowid = i.row"                               \
+      " WHERE i.meter = ?1 AND i.ts_ms >= ?2 AND i.ts_ms < ?3"                                  \
+      " UNION ALL SELECT meter, NULL, ts_ms, " READING_VALUE_COLS " FROM readings"              \
+      " WHERE rowid > (SELECT upto FROM readings_indexed)"                                      \
+      "  AND meter = ?1 AND ts_ms >= ?2 AND ts_ms < ?3"                                         \
+      " ORDER BY 3 LIMIT ?4")                                                                   \
+    X(READINGS_INDEXED_GET,                                                                     \
+      "SELECT upto, coalesce((SELECT max(rowid) FROM readings), 0) FROM readings_indexed")      \
+    X(READINGS_INDEX_TAIL,                                                                      \
+      "INSERT INTO readings_index(meter, ts_ms, row)"                                           \
+      " SELECT meter, ts_ms, rowid FROM readings WHERE rowid > ?1 AND rowid <= ?2"              \
+      " ORDER BY meter, ts_ms, rowid")                                                          \
+    X(READINGS_INDEXED_SET, "UPDATE readings_indexed SET upto = ?1")                            \
     X(PRUNE_SELECT,                                                                             \
-      "SELECT r.rowid FROM readings r WHERE r.rowid > ?3 AND r.ts_ms < ?1 AND EXISTS ("         \
-      " SELECT 1 FROM readings p WHERE p.meter = r.meter"                                       \
+      "SELECT r.rowid FROM readings r WHERE r.rowid > ?3"                                       \
+      " AND r.rowid <= (SELECT upto FROM readings_indexed) AND r.ts_ms < ?1 AND EXISTS ("       \
+      " SELECT 1 FROM readings_index p WHERE p.meter = r.meter"                                 \
       "  AND p.ts_ms >= r.ts_ms - (r.ts_ms % 3600000) AND p.ts_ms <= r.ts_ms"                   \
-      "  AND (p.ts_ms < r.ts_ms OR p.rowid < r.rowid))"                                         \
+      "  AND (p.ts_ms < r.ts_ms OR p.row < r.rowid))"                                           \
       " ORDER BY r.rowid LIMIT ?2")                                                             \
     X(PRUNE_DELETE, "DELETE FROM readings WHERE rowid = ?1")                                    \
     X(SNAPSHOT_INSERT,                                                                          \
@@ -364,6 +403,14 @@ struct gw_store {
      * connection, indexed by meter rid (see update_last_good). */
     int64_t *last_good_written;
     size_t last_good_cap;
+    /* The readings index (see migration_2): rows with rowid <= indexed_upto
+     * are in readings_index; the tail up to last_rowid is not yet, and has
+     * been waiting since tail_since_ms (monotonic). Reloaded from the
+     * database after a rollback. */
+    bool index_state_known;
+    int64_t indexed_upto;
+    int64_t last_rowid;
+    int64_t tail_since_ms;
 };
 
 /* ------------------------------------------------------------------ */
@@ -575,6 +622,7 @@ static est_err tx_end(struct gw_store *s, bool began, est_err err)
     }
     char saved[sizeof s->errmsg];
     memcpy(saved, s->errmsg, sizeof saved);
+    s->index_state_known = false;
     /* Errors are ignored here: SQLite may already have rolled back. */
     if (began) {
         if (!sqlite3_get_autocommit(s->db))
@@ -611,6 +659,7 @@ est_err gw_store_rollback(struct gw_store *store)
         return EST_ERR_INVALID;
     if (sqlite3_get_autocommit(store->db))
         return EST_OK;
+    store->index_state_known = false;
     return exec_q(store, st(store, S_ROLLBACK), SQLITE_OK);
 }
 
@@ -1301,6 +1350,60 @@ static est_err update_last_good(struct gw_store *s, const struct gw_store_readin
     return err;
 }
 
+/* Reads the index state (after opening, or after a rollback undid some of
+ * what memory said). An upto beyond the last row (rows deleted by hand) is
+ * pulled back so that new rows, which reuse those rowids, get indexed. */
+static est_err load_index_state(struct gw_store *s)
+{
+    if (s->index_state_known)
+        return EST_OK;
+    sqlite3_stmt *q = st(s, S_READINGS_INDEXED_GET);
+    int rc = sqlite3_step(q);
+    est_err err = EST_OK;
+    if (rc == SQLITE_ROW) {
+        s->indexed_upto = sqlite3_column_int64(q, 0);
+        s->last_rowid = sqlite3_column_int64(q, 1);
+    } else {
+        err = rc == SQLITE_DONE ? fail(s, EST_ERR_DB, "readings_indexed has no row") : fail_db(s, rc);
+    }
+    sqlite3_reset(q);
+    if (err != EST_OK)
+        return err;
+    s->tail_since_ms = est_mono_ms();
+    if (s->indexed_upto > s->last_rowid) {
+        s->indexed_upto = s->last_rowid;
+        sqlite3_stmt *set = st(s, S_READINGS_INDEXED_SET);
+        int brc = SQLITE_OK;
+        bind_int(set, 1, s->indexed_upto, &brc);
+        err = exec_q(s, set, brc);
+    }
+    s->index_state_known = err == EST_OK;
+    return err;
+}
+
+/* Adds the tail (rows indexed_upto+1 .. last_rowid) to readings_index,
+ * sorted by meter so that each meter's entries go into one place. Runs
+ * inside the caller's transaction. */
+static est_err index_tail(struct gw_store *s)
+{
+    if (s->last_rowid <= s->indexed_upto)
+        return EST_OK;
+    sqlite3_stmt *q = st(s, S_READINGS_INDEX_TAIL);
+    int rc = SQLITE_OK;
+    bind_int(q, 1, s->indexed_upto, &rc);
+    bind_int(q, 2, s->last_rowid, &rc);
+    est_err err = exec_q(s, q, rc);
+    if (err == EST_OK) {
+        sqlite3_stmt *set = st(s, S_READINGS_INDEXED_SET);
+        rc = SQLITE_OK;
+        bind_int(set, 1, s->last_rowid, &rc);
+        err = exec_q(s, set, rc);
+    }
+    if (err == EST_OK)
+        s->indexed_upto = s->last_rowid;
+    return err;
+}
+
 est_err gw_store_add_readings(struct gw_store *store, const struct gw_store_reading *rows,
                               size_t n)
 {
@@ -1312,10 +1415,37 @@ est_err gw_store_add_readings(struct gw_store *store, const struct gw_store_read
     est_err err = tx_begin(store, &began);
     if (err != EST_OK)
         return err;
+    err = load_index_state(store);
+    bool tail_was_empty = store->last_rowid <= store->indexed_upto;
     for (size_t i = 0; err == EST_OK && i < n; i++)
         err = insert_reading(store, &rows[i]);
+    if (err == EST_OK) {
+        store->last_rowid = sqlite3_last_insert_rowid(store->db);
+        int64_t now = est_mono_ms();
+        if (tail_was_empty)
+            store->tail_since_ms = now;
+        if (store->last_rowid - store->indexed_upto >= GW_STORE_INDEX_STEP_ROWS ||
+            now - store->tail_since_ms >= GW_STORE_INDEX_STEP_MS)
+            err = index_tail(store);
+    }
     if (err == EST_OK)
         err = update_last_good(store, rows, n);
+    return tx_end(store, began, err);
+}
+
+est_err gw_store_index_readings(struct gw_store *store)
+{
+    if (store == NULL)
+        return EST_ERR_INVALID;
+    if (store->readonly)
+        return fail(store, EST_ERR_PERM, "read-only store");
+    bool began;
+    est_err err = tx_begin(store, &began);
+    if (err != EST_OK)
+        return err;
+    err = load_index_state(store);
+    if (err == EST_OK)
+        err = index_tail(store);
     return tx_end(store, began, err);
 }
 
@@ -1464,13 +1594,18 @@ est_err gw_store_prune_readings(struct gw_store *store, int64_t older_than_ms, s
         free(list.ids);
         return err;
     }
+    /* Only indexed rows are looked at: index the tail first. */
+    err = load_index_state(store);
+    if (err == EST_OK)
+        err = index_tail(store);
     /* Collect first, then delete: never delete under a running SELECT. */
     sqlite3_stmt *q = st(store, S_PRUNE_SELECT);
     int rc = SQLITE_OK;
     bind_int(q, 1, older_than_ms, &rc);
     bind_limit(q, 2, max_rows, &rc);
     bind_int(q, 3, *resume, &rc);
-    err = each_row(store, q, rc, collect_rowid, &list, NULL);
+    if (err == EST_OK)
+        err = each_row(store, q, rc, collect_rowid, &list, NULL);
     for (size_t i = 0; err == EST_OK && i < list.n; i++) {
         sqlite3_stmt *del = st(store, S_PRUNE_DELETE);
         int brc = SQLITE_OK;

@@ -36,7 +36,7 @@
 #include "estate.h"
 
 /* Schema version this build writes (PRAGMA user_version). */
-#define GW_STORE_SCHEMA_VERSION 1
+#define GW_STORE_SCHEMA_VERSION 2
 
 /* File name of the database inside data_dir. */
 #define GW_STORE_DB_FILE "estate.db"
@@ -234,6 +234,15 @@ struct gw_store_reading {
 #define GW_STORE_LAST_GOOD_MAX_RID 4000000 /* larger rids are written every time */
 est_err gw_store_add_readings(struct gw_store *store, const struct gw_store_reading *rows,
                               size_t n);
+
+/* Readings are appended without a per-row index; gw_store_add_readings
+ * indexes the newest ones by meter in bulk, once GW_STORE_INDEX_STEP_ROWS
+ * are waiting or the oldest waiting one was stored GW_STORE_INDEX_STEP_MS
+ * ago (queries see every reading either way). gw_store_index_readings does
+ * it now, for whatever is waiting. */
+#define GW_STORE_INDEX_STEP_ROWS 50000
+#define GW_STORE_INDEX_STEP_MS 10000
+est_err gw_store_index_readings(struct gw_store *store);
 
 /* A stored reading (strings borrowed). */
 struct gw_store_reading_row {

@@ -959,6 +959,142 @@ static void test_meta_and_ctl_requests(void **state)
     assert_int_equal(gw_store_close(ctl), EST_OK);
 }
 
+/* Rows added one meter at a time, 1 s apart, values_json NULL. */
+static void add_plain_readings(struct gw_store *store, int64_t rid, int64_t first_ts, int count)
+{
+    struct gw_store_reading rows[16];
+    assert_true(count <= 16);
+    for (int i = 0; i < count; i++) {
+        rows[i] = (struct gw_store_reading){.meter_rid = rid, .ts_ms = first_ts + i * 1000LL,
+                                            .quality = GW_STORE_GOOD};
+        gw_store_values_clear(&rows[i].values);
+        rows[i].values.energy_import_kwh = (double)(first_ts + i * 1000LL) / 1000.0;
+    }
+    assert_int_equal(gw_store_add_readings(store, rows, (size_t)count), EST_OK);
+}
+
+static int64_t raw_count(struct fixture *f, const char *sql)
+{
+    sqlite3 *db = raw_open(f);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return n;
+}
+
+/* History and latest see indexed rows and the not yet indexed tail alike,
+ * in time order, with LIMIT across the boundary. */
+static void test_readings_index_and_tail(void **state)
+{
+    struct fixture *f = *state;
+    struct test_config t;
+    make_config(&t);
+    int64_t rids[3];
+    assert_int_equal(gw_store_sync_inventory(f->store, &t.config, 1000, rids), EST_OK);
+    add_plain_readings(f->store, rids[0], 1000, 5);  /* 1000..5000 */
+    add_plain_readings(f->store, rids[1], 1000, 3);
+    assert_int_equal(gw_store_index_readings(f->store), EST_OK);
+    assert_int_equal(raw_count(f, "SELECT count(*) FROM readings_index"), 8);
+    assert_int_equal(raw_count(f, "SELECT upto FROM readings_indexed"), 8);
+    add_plain_readings(f->store, rids[0], 6000, 3);  /* 6000..8000, the tail */
+    assert_int_equal(raw_count(f, "SELECT count(*) FROM readings_index"), 8);
+
+    struct reading_seen seen = {0};
+    assert_int_equal(gw_store_readings_history(f->store, rids[0], 0, 100000, 0, collect_reading,
+                                               &seen),
+                     EST_OK);
+    assert_int_equal(seen.count, 8);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(seen.ts[i], 1000 + i * 1000);
+    memset(&seen, 0, sizeof seen);
+    assert_int_equal(gw_store_readings_history(f->store, rids[0], 4000, 100000, 3,
+                                               collect_reading, &seen),
+                     EST_OK);
+    assert_int_equal(seen.count, 3);
+    assert_int_equal(seen.ts[0], 4000);
+    assert_int_equal(seen.ts[1], 5000);
+    assert_int_equal(seen.ts[2], 6000);
+    assert_true(fabs(seen.import_kwh[2] - 6.0) < 1e-9);
+
+    memset(&seen, 0, sizeof seen);
+    assert_int_equal(gw_store_readings_latest(f->store, collect_reading, &seen), EST_OK);
+    assert_int_equal(seen.count, 2);
+    assert_int_equal(seen.ts[0], 8000); /* from the tail */
+    assert_int_equal(seen.ts[1], 3000); /* from the index */
+
+    /* A read-only connection sees the same. */
+    struct gw_store *ro = NULL;
+    assert_int_equal(gw_store_open(f->data_dir, true, &ro, NULL, 0), EST_OK);
+    memset(&seen, 0, sizeof seen);
+    assert_int_equal(gw_store_readings_history(ro, rids[0], 5000, 100000, 0, collect_reading,
+                                               &seen),
+                     EST_OK);
+    assert_int_equal(seen.count, 4);
+    assert_int_equal(gw_store_index_readings(ro), EST_ERR_PERM);
+    assert_int_equal(gw_store_close(ro), EST_OK);
+
+    /* Indexing the tail changes no answer; a rolled-back batch is not indexed. */
+    assert_int_equal(gw_store_index_readings(f->store), EST_OK);
+    assert_int_equal(raw_count(f, "SELECT count(*) FROM readings_index"), 11);
+    assert_int_equal(gw_store_begin(f->store), EST_OK);
+    add_plain_readings(f->store, rids[1], 9000, 2);
+    assert_int_equal(gw_store_rollback(f->store), EST_OK);
+    add_plain_readings(f->store, rids[1], 9000, 1);
+    assert_int_equal(gw_store_index_readings(f->store), EST_OK);
+    assert_int_equal(raw_count(f, "SELECT count(*) FROM readings_index"), 12);
+    assert_int_equal(raw_count(f, "SELECT count(*) FROM readings r WHERE NOT EXISTS (SELECT 1 "
+                                  "FROM readings_index i WHERE i.row = r.rowid AND i.meter = "
+                                  "r.meter AND i.ts_ms = r.ts_ms)"),
+                     0);
+    memset(&seen, 0, sizeof seen);
+    assert_int_equal(gw_store_readings_history(f->store, rids[0], 0, 100000, 0, collect_reading,
+                                               &seen),
+                     EST_OK);
+    assert_int_equal(seen.count, 8);
+    assert_int_equal(seen.ts[7], 8000);
+}
+
+/* A version-1 database (readings indexed by an SQL index) is migrated:
+ * its readings end up in readings_index and stay queryable. */
+static void test_migration_2_indexes_existing_readings(void **state)
+{
+    struct fixture *f = *state;
+    struct test_config t;
+    make_config(&t);
+    int64_t rids[3];
+    assert_int_equal(gw_store_sync_inventory(f->store, &t.config, 1000, rids), EST_OK);
+    assert_int_equal(gw_store_close(f->store), EST_OK);
+    f->store = NULL;
+    sqlite3 *db = raw_open(f);
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "DROP TRIGGER readings_unindex; DROP TABLE readings_index;"
+             " DROP TABLE readings_indexed;"
+             " CREATE INDEX readings_meter_ts ON readings(meter, ts_ms);"
+             " INSERT INTO readings(meter, ts_ms, quality) VALUES (%lld, 2000, 0), (%lld, 1000, 0),"
+             " (%lld, 1500, 0); PRAGMA user_version = 1;",
+             (long long)rids[0], (long long)rids[0], (long long)rids[1]);
+    assert_int_equal(raw_exec(db, sql), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(gw_store_open(f->data_dir, false, &f->store, NULL, 0), EST_OK);
+    assert_int_equal(raw_count(f, "PRAGMA user_version"), GW_STORE_SCHEMA_VERSION);
+    assert_int_equal(raw_count(f, "SELECT count(*) FROM readings_index"), 3);
+    assert_int_equal(raw_count(f, "SELECT upto FROM readings_indexed"), 3);
+    assert_int_equal(raw_count(f, "SELECT count(*) FROM sqlite_master WHERE name = "
+                                  "'readings_meter_ts'"),
+                     0);
+    struct reading_seen seen = {0};
+    assert_int_equal(gw_store_readings_history(f->store, rids[0], 0, 100000, 0, collect_reading,
+                                               &seen),
+                     EST_OK);
+    assert_int_equal(seen.count, 2);
+    assert_int_equal(seen.ts[0], 1000);
+    assert_int_equal(seen.ts[1], 2000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -967,6 +1103,8 @@ int main(void)
         T(test_reopen_migrates_once_and_refuses_newer),
         T(test_inventory_sync_keeps_db_occupancy),
         T(test_readings_batch_latest_history),
+        T(test_readings_index_and_tail),
+        T(test_migration_2_indexes_existing_readings),
         T(test_prune_keeps_one_per_hour),
         T(test_incident_open_is_idempotent),
         T(test_outbox_order_delete_trim),
