@@ -61,6 +61,13 @@ struct valve_request {
     char requested_by[48];
 };
 
+/* The due time is kept beside the pointer so that sifting reads one small
+ * array instead of every device it compares. */
+struct heap_entry {
+    int64_t due_ms;
+    struct poll_device *device;
+};
+
 struct gw_poller {
     const struct gw_config *config;
     const struct gw_bus_config *bus;
@@ -73,7 +80,7 @@ struct gw_poller {
     unsigned offline_after;        /* failures before backoff starts */
     struct poll_device *devices;
     size_t ndevices;
-    struct poll_device **heap;     /* min-heap on due_ms */
+    struct heap_entry *heap;       /* min-heap on due_ms */
     /* Read plans, one per distinct (model, options) on the bus: a site's
      * meters are mostly alike, and a plan per device cost about 0.5 KB. */
     struct plan_entry *plans;
@@ -93,29 +100,24 @@ struct gw_poller {
 
 /* ---- due-time heap ---- */
 
-static void heap_swap(struct poll_device **heap, size_t a, size_t b)
-{
-    struct poll_device *t = heap[a];
-    heap[a] = heap[b];
-    heap[b] = t;
-}
-
-static void heap_sift_down(struct poll_device **heap, size_t n, size_t i)
+static void heap_sift_down(struct heap_entry *heap, size_t n, size_t i)
 {
     for (;;) {
         size_t smallest = i, left = 2 * i + 1, right = left + 1;
-        if (left < n && heap[left]->due_ms < heap[smallest]->due_ms)
+        if (left < n && heap[left].due_ms < heap[smallest].due_ms)
             smallest = left;
-        if (right < n && heap[right]->due_ms < heap[smallest]->due_ms)
+        if (right < n && heap[right].due_ms < heap[smallest].due_ms)
             smallest = right;
         if (smallest == i)
             return;
-        heap_swap(heap, i, smallest);
+        struct heap_entry t = heap[i];
+        heap[i] = heap[smallest];
+        heap[smallest] = t;
         i = smallest;
     }
 }
 
-static void heap_build(struct poll_device **heap, size_t n)
+static void heap_build(struct heap_entry *heap, size_t n)
 {
     for (size_t i = n / 2; i-- > 0;)
         heap_sift_down(heap, n, i);
@@ -236,7 +238,7 @@ static void spread_first_polls(struct gw_poller *p)
     for (size_t i = 0; i < p->ndevices; i++) {
         struct poll_device *d = &p->devices[i];
         d->due_ms = now + (int64_t)((double)d->interval_ms * (double)i / (double)p->ndevices);
-        p->heap[i] = d;
+        p->heap[i] = (struct heap_entry){d->due_ms, d};
     }
     heap_build(p->heap, p->ndevices);
 }
@@ -489,7 +491,7 @@ static void *poller_thread(void *arg)
             continue;
         }
         int64_t now = est_mono_ms();
-        struct poll_device *d = p->heap[0];
+        struct poll_device *d = p->heap[0].device;
         if (d->due_ms > now + early_window_ms(d)) {
             flush_batch(p);
             int64_t wait = d->due_ms - now;
@@ -503,6 +505,7 @@ static void *poller_thread(void *arg)
         note_outcome(p, d, sample);
         p->nbatch++;
         reschedule(d, est_mono_ms());
+        p->heap[0].due_ms = d->due_ms;
         heap_sift_down(p->heap, p->ndevices, 0);
     }
     flush_batch(p);

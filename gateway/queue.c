@@ -15,6 +15,7 @@ struct gw_queue {
     size_t capacity;
     size_t head;   /* next item to pop */
     size_t length;
+    size_t push_waiters;   /* producers waiting for room */
     bool closed;
     unsigned char *items;
 };
@@ -83,11 +84,15 @@ est_err gw_queue_push_many(struct gw_queue *q, const void *items, size_t n, int 
     struct timespec deadline = deadline_after(timeout_ms);
     pthread_mutex_lock(&q->lock);
     while (!q->closed && q->length == q->capacity) {
-        if (timeout_ms <= 0 || pthread_cond_timedwait(&q->not_full, &q->lock, &deadline) == ETIMEDOUT) {
-            if (q->length == q->capacity) {
-                pthread_mutex_unlock(&q->lock);
-                return EST_ERR_FULL;
-            }
+        int rc = 0;
+        if (timeout_ms > 0) {
+            q->push_waiters++;
+            rc = pthread_cond_timedwait(&q->not_full, &q->lock, &deadline);
+            q->push_waiters--;
+        }
+        if ((timeout_ms <= 0 || rc == ETIMEDOUT) && q->length == q->capacity) {
+            pthread_mutex_unlock(&q->lock);
+            return EST_ERR_FULL;
         }
     }
     if (q->closed) {
@@ -123,8 +128,15 @@ size_t gw_queue_pop_many(struct gw_queue *q, void *items, size_t max, int timeou
         q->head = (q->head + 1) % q->capacity;
     }
     q->length -= n;
-    if (n > 0)
-        pthread_cond_broadcast(&q->not_full);
+    /* Wake as many waiting producers as there are freed slots (each one
+     * takes at least one), not all of them for every pop. */
+    if (n > 0 && q->push_waiters > 0) {
+        if (n >= q->push_waiters)
+            pthread_cond_broadcast(&q->not_full);
+        else
+            for (size_t i = 0; i < n; i++)
+                pthread_cond_signal(&q->not_full);
+    }
     pthread_mutex_unlock(&q->lock);
     return n;
 }
