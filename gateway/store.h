@@ -240,8 +240,8 @@ est_err gw_store_add_readings(struct gw_store *store, const struct gw_store_read
  * are waiting or the oldest waiting one was stored GW_STORE_INDEX_STEP_MS
  * ago (queries see every reading either way). gw_store_index_readings does
  * it now, for whatever is waiting. */
-#define GW_STORE_INDEX_STEP_ROWS 50000
-#define GW_STORE_INDEX_STEP_MS 10000
+#define GW_STORE_INDEX_STEP_ROWS 32768
+#define GW_STORE_INDEX_STEP_MS 60000
 est_err gw_store_index_readings(struct gw_store *store);
 
 /* A stored reading (strings borrowed). */
