@@ -132,7 +132,7 @@ static bool check_serial(struct rule_engine *e, uint32_t id, const struct rule_m
         rules__cond_add_detail(e, c, "old_serial", st->last_serial);
         rules__cond_add_detail(e, c, "new_serial", s->serial);
         if (c->raised)
-            c->force_update = 1;
+            rules__cond_force_update(e, c);
         rules__cond_observe(e, c, OBS_PRESENT, s->ts_ms, true);
     }
     st->last_serial = s->serial;

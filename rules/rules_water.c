@@ -73,7 +73,7 @@ static void describe_vacant(struct rule_engine *e, struct cond *c, uint32_t mete
     rules__cond_add_detail(e, c, "volume_m3", volume_m3);
     rules__cond_add_detail(e, c, "meter", meter);
     rules__cond_add_detail(e, c, "valve_failed", u->valve_failed);
-    c->want_severity = (uint8_t)(u->valve_failed ? RULE_SEV_CRITICAL : e->config.vacant_flow.c.severity);
+    rules__cond_want_severity(e, c, u->valve_failed ? RULE_SEV_CRITICAL : e->config.vacant_flow.c.severity);
 }
 
 /* With auto_close_valve: close the flowing meter's valve once per incident,
@@ -208,11 +208,6 @@ static void advance_active_clock(struct meter_state *st, const struct rule_meter
     st->active_ms += dt;
 }
 
-static bool continuous_flow_applies(const struct rule_meter *m)
-{
-    return m->kind == RULE_METER_WATER && m->category != RULE_CAT_MASTER && m->category != RULE_CAT_BUILDING;
-}
-
 /* Leak: no stretch of zero_flow_needed_s without flow in the last window_s
  * of active time. Flow is flow_m3h above min_flow_m3h or any volume
  * increase between two reads. Samples inside the meter's quiet window
@@ -224,7 +219,7 @@ void rules__continuous_flow(struct rule_engine *e, uint32_t id, int64_t ts_ms, c
 {
     const struct rule_meter *m = &e->meters[id];
     struct meter_state *st = &e->meter_states[id];
-    if (!continuous_flow_applies(m))
+    if (!rules__continuous_flow_applies(m))
         return;
     if (in_quiet_window(m, ts_ms)) {
         st->last_in_quiet = 1;
