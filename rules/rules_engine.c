@@ -97,30 +97,50 @@ static void set_rule_tables(struct rule_engine *e)
     e->metric_floor[RULE_BALANCE_LOSS] = c->balance_loss.loss_pct > 0 ? c->balance_loss.loss_pct : 1.0;
 }
 
-static est_err build_children(struct rule_engine *e)
+/* Balance groups: every meter with a parent or children gets a balance
+ * state; each parent lists its children's, in meter order. */
+static est_err build_balance(struct rule_engine *e, const struct rule_topology *t)
 {
-    e->child_start = calloc(e->nmeters + 1, sizeof *e->child_start);
-    e->child_list = calloc(e->nmeters ? e->nmeters : 1, sizeof *e->child_list);
-    e->parent_list = calloc(e->nmeters ? e->nmeters : 1, sizeof *e->parent_list);
-    if (!e->child_start || !e->child_list || !e->parent_list)
+    uint32_t *nchildren = calloc(e->nmeters ? e->nmeters : 1, sizeof *nchildren);
+    if (!nchildren)
         return EST_ERR_NOMEM;
+    size_t nmembers = 0, nchildren_all = 0;
     for (size_t i = 0; i < e->nmeters; i++)
-        if (e->meters[i].parent >= 0)
-            e->child_start[e->meters[i].parent + 1]++;
+        if (t->meters[i].parent >= 0) {
+            nchildren[t->meters[i].parent]++;
+            nchildren_all++;
+        }
     for (size_t i = 0; i < e->nmeters; i++) {
-        if (e->child_start[i + 1] > 0)
-            e->parent_list[e->nparents++] = (uint32_t)i;
-        e->child_start[i + 1] += e->child_start[i];
+        bool member = t->meters[i].parent >= 0 || nchildren[i] > 0;
+        e->meter_states[i].balance = member ? (uint32_t)nmembers++ : NO_BALANCE;
+        e->nparents += nchildren[i] > 0;
     }
-    uint32_t *fill = calloc(e->nmeters ? e->nmeters : 1, sizeof *fill);
-    if (!fill)
+    e->balance = calloc(nmembers ? nmembers : 1, sizeof *e->balance);
+    e->parents = calloc(e->nparents + 1, sizeof *e->parents);
+    e->balance_children = calloc(nchildren_all ? nchildren_all : 1, sizeof *e->balance_children);
+    if (!e->balance || !e->parents || !e->balance_children) {
+        free(nchildren);
         return EST_ERR_NOMEM;
-    for (size_t i = 0; i < e->nmeters; i++) {
-        int p = e->meters[i].parent;
-        if (p >= 0)
-            e->child_list[e->child_start[p] + fill[p]++] = (uint32_t)i;
     }
-    free(fill);
+    for (size_t b = 0; b < nmembers; b++)
+        rules__balance_state_init(&e->balance[b]);
+    size_t p = 0;
+    uint32_t start = 0;
+    for (size_t i = 0; i < e->nmeters; i++) {
+        if (nchildren[i] == 0)
+            continue;
+        e->parents[p++] = (struct balance_parent){ (uint32_t)i, start, INT64_MIN };
+        uint32_t count = nchildren[i];
+        nchildren[i] = start; /* from here on: where its next child goes */
+        start += count;
+    }
+    e->parents[p] = (struct balance_parent){ UINT32_MAX, start, INT64_MIN };
+    for (size_t i = 0; i < e->nmeters; i++) {
+        int parent = t->meters[i].parent;
+        if (parent >= 0)
+            e->balance_children[nchildren[parent]++] = e->meter_states[i].balance;
+    }
+    free(nchildren);
     return EST_OK;
 }
 
@@ -131,17 +151,15 @@ static const enum rule_id meter_rules[METER_SLOTS] = {
 };
 
 /* The slots whose rule can ever evaluate this meter (enabled or not): the
- * meter gets one condition for each, nothing for the others. */
-static unsigned meter_slots(const struct rule_engine *e, size_t i)
+ * meter gets one condition for each, nothing for the others. balance_loss
+ * (parents only) is added by the caller. */
+static unsigned meter_slots(const struct rule_meter *m)
 {
-    const struct rule_meter *m = &e->meters[i];
     unsigned slots = 1u << SLOT_OFFLINE | 1u << SLOT_IMPLAUSIBLE | 1u << SLOT_REPLACED;
     if (m->kind == RULE_METER_ELECTRICITY && !m->export_expected)
         slots |= 1u << SLOT_REVERSE;
     if (rules__continuous_flow_applies(m))
         slots |= 1u << SLOT_CONTINUOUS;
-    if (e->child_start[i + 1] > e->child_start[i])
-        slots |= 1u << SLOT_BALANCE;
     return slots;
 }
 
@@ -174,16 +192,15 @@ static est_err allocate_state(struct rule_engine *e, const struct rule_topology 
     e->nmeters = t->nmeters;
     e->nunits = t->nunits;
     e->npanels = t->npanels;
-    e->meters = calloc(e->nmeters ? e->nmeters : 1, sizeof *e->meters);
     e->meter_states = calloc(e->nmeters ? e->nmeters : 1, sizeof *e->meter_states);
     e->units = calloc(e->nunits ? e->nunits : 1, sizeof *e->units);
     e->panels = calloc(e->npanels ? e->npanels : 1, sizeof *e->panels);
-    if (!e->meters || !e->meter_states || !e->units || !e->panels)
+    if (!e->meter_states || !e->units || !e->panels)
         return EST_ERR_NOMEM;
-    if (e->nmeters)
-        memcpy(e->meters, t->meters, e->nmeters * sizeof *e->meters);
-    for (size_t i = 0; i < e->nmeters; i++)
-        rules__meter_state_init(&e->meter_states[i], &e->meters[i]);
+    for (size_t i = 0; i < e->nmeters; i++) {
+        rules__meter_state_init(&e->meter_states[i], &t->meters[i]);
+        e->meter_states[i].slots = (uint8_t)meter_slots(&t->meters[i]);
+    }
     for (size_t u = 0; u < e->nunits; u++)
         e->units[u].vacant = t->unit_vacant[u];
     for (size_t p = 0; p < e->npanels; p++) {
@@ -191,13 +208,14 @@ static est_err allocate_state(struct rule_engine *e, const struct rule_topology 
         e->panels[p].nzones = t->panel_zones[p];
         e->nzones += t->panel_zones[p];
     }
-    est_err err = build_children(e);
+    est_err err = build_balance(e, t);
     if (err)
         return err;
+    for (size_t p = 0; p < e->nparents; p++)
+        e->meter_states[e->parents[p].meter].slots |= 1u << SLOT_BALANCE;
     size_t nmeter_conds = 0;
     for (size_t i = 0; i < e->nmeters; i++) {
         struct meter_state *st = &e->meter_states[i];
-        st->slots = (uint8_t)meter_slots(e, i);
         st->cond_base = (uint32_t)nmeter_conds;
         nmeter_conds += rules__slot_offset(st->slots, METER_SLOTS);
     }
@@ -257,13 +275,12 @@ void rule_engine_destroy(struct rule_engine *engine)
 {
     if (!engine)
         return;
-    free(engine->meters);
     free(engine->meter_states);
     free(engine->units);
     free(engine->panels);
-    free(engine->child_start);
-    free(engine->child_list);
-    free(engine->parent_list);
+    free(engine->balance);
+    free(engine->parents);
+    free(engine->balance_children);
     free(engine->conds);
     free(engine->extras);
     rules__free_infos(engine);

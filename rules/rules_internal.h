@@ -66,53 +66,86 @@ struct extra_cond {
     uint32_t slot;             /* enum meter_slot */
 };
 
-/* Per-meter memory between samples. */
+#define NO_BALANCE UINT32_MAX
+
+/* reverse_energy state of an electricity meter. */
+struct elec_state {
+    double export_growth_kwh;  /* export growth not yet counted as a step */
+    double exported_kwh;       /* export counted while the incident is open */
+    int64_t negative_power_since_ms;
+    int64_t reversed_ct_since_ms;
+    int export_growth_polls;   /* consecutive polls with growth beyond one step */
+    uint8_t export_confirmed;
+};
+
+/* vacant_flow and continuous_flow state of a water meter. */
+struct water_state {
+    /* vacant_flow */
+    double vacant_ref_m3;      /* volume when the current increase began */
+    int64_t vacant_last_increase_ms;
+    int64_t valve_closed_ms;   /* when RULE_ACTION_CLOSE_VALVE went out; TIME_NEVER none */
+    int vacant_increasing_reads;
+    uint8_t vacant_present;
+    uint8_t valve_checked;
+
+    /* continuous_flow: clock that runs outside the quiet window only */
+    uint8_t continuous_started;
+    uint8_t continuous_zero_seen;   /* a long-enough zero stretch was seen since start */
+    uint8_t last_in_quiet;
+    int64_t active_ms;
+    int64_t zero_start_active_ms;   /* TIME_NEVER while flowing */
+    int64_t last_zero_ok_active_ms; /* last moment a long-enough zero stretch was seen */
+};
+
+/* One meter: what the rules need of its struct rule_meter (narrowed), then
+ * its memory between samples. Only the state of its kind's rules. */
 struct meter_state {
+    double rated;              /* electricity: rated_power_w; water: max_flow_m3h (0 = none
+                                  or the rule's default) */
+    double resolution;         /* smallest counter step: rules__resolution() of the meter */
+    double counter_wrap;       /* integer counters: wrap value, 0 = none (float32) */
+    int32_t unit;              /* index into units, -1 none */
+    uint32_t balance;          /* index into engine->balance, NO_BALANCE outside balance groups */
+    uint32_t cond_base;        /* its conditions: one per applicable slot, from here */
+    int16_t quiet_start_min;   /* continuous_flow exemption window, -1 none */
+    int16_t quiet_end_min;
+    int16_t utc_offset_min;
+    uint8_t kind;              /* enum rule_meter_kind */
+    uint8_t has_valve;
+    uint8_t slots;             /* bit (1 << enum meter_slot) for each applicable slot */
+    uint8_t have_import, have_export, have_volume;
+
     int64_t last_ts_ms;        /* last good sample; TIME_NEVER before the first */
     double last_import_kwh, last_export_kwh, last_volume_m3;
     uint32_t last_serial;      /* last serial seen (or inventory), 0 unknown */
     uint32_t failures;         /* consecutive failed polls */
-    uint8_t have_import, have_export, have_volume;
-
-    /* reverse_energy */
-    double export_growth_kwh;  /* export growth not yet counted as a step */
-    double exported_kwh;       /* export counted while the incident is open */
-    int export_growth_polls;   /* consecutive polls with growth beyond one step */
-    int64_t negative_power_since_ms;
-    int64_t reversed_ct_since_ms;
-    uint8_t export_confirmed;
 
     /* implausible_reading: freeze detection over long windows */
     int64_t freeze_ref_ts_ms;  /* when the counter last moved */
     double freeze_expected;    /* counter advance power/flow predicts since then */
 
-    /* vacant_flow */
-    double vacant_ref_m3;      /* volume when the current increase began */
-    int64_t vacant_last_increase_ms;
-    int vacant_increasing_reads;
-    int64_t valve_closed_ms;   /* when RULE_ACTION_CLOSE_VALVE went out; TIME_NEVER none */
-    uint8_t vacant_present;
-    uint8_t valve_checked;
+    union {
+        struct elec_state elec;   /* kind RULE_METER_ELECTRICITY */
+        struct water_state water; /* kind RULE_METER_WATER */
+    };
+};
 
-    /* continuous_flow: clock that runs outside the quiet window only */
-    int64_t active_ms;
-    int64_t zero_start_active_ms;   /* TIME_NEVER while flowing */
-    int64_t last_zero_ok_active_ms; /* last moment a long-enough zero stretch was seen */
-    uint8_t continuous_started;
-    uint8_t continuous_zero_seen;   /* a long-enough zero stretch was seen since start */
-    uint8_t last_in_quiet;
-
-    /* balance_loss: counter marks at window starts */
+/* balance_loss: counter marks at window starts, for meters with a parent
+ * or children. */
+struct balance_state {
     int64_t window_index;      /* window of window_mark; INT64_MIN none */
     double window_mark;        /* first counter value seen in window_index */
     int64_t done_index;        /* window whose increase is in done_increase */
     double done_increase;
-    int64_t evaluated_index;   /* parents: last window evaluated */
     uint8_t window_tainted;    /* a jump/rollback/replacement inside the window */
+};
 
-    /* this meter's conditions: one per applicable slot, from cond_base */
-    uint32_t cond_base;
-    uint8_t slots;             /* bit (1 << enum meter_slot) for each applicable slot */
+/* A meter with children. Its children's balance states are
+ * balance_children[child_start .. the next parent's child_start). */
+struct balance_parent {
+    uint32_t meter;
+    uint32_t child_start;
+    int64_t evaluated_index;   /* last window evaluated */
 };
 
 struct unit_state {
@@ -138,13 +171,12 @@ struct rule_engine {
     int64_t now_ms;            /* latest time seen from samples and ticks */
 
     size_t nmeters, nunits, npanels, nzones;
-    struct rule_meter *meters;
     struct meter_state *meter_states;
     struct unit_state *units;
     struct panel_state *panels;
-    uint32_t *child_start;     /* children of meter m: child_list[child_start[m]..child_start[m+1]) */
-    uint32_t *child_list;
-    uint32_t *parent_list;     /* meters with children */
+    struct balance_state *balance;      /* members of balance groups, in meter order */
+    struct balance_parent *parents;     /* nparents + 1 (the last only ends the children) */
+    uint32_t *balance_children;         /* balance indices, grouped by parent */
     size_t nparents;
 
     size_t nconds;             /* fixed conditions, then restored extras */
@@ -222,6 +254,7 @@ void rules__cond_restore(struct rule_engine *e, struct cond *c, int64_t since_ms
 est_err rules__config_check(const struct rule_config *config);
 
 /* --- rules_meter.c: offline, meter_replaced, implausible_reading, reverse_energy --- */
+/* Everything but the slots, cond_base and balance index. */
 void rules__meter_state_init(struct meter_state *s, const struct rule_meter *m);
 est_err rules__feed_meter(struct rule_engine *e, const struct rule_meter_sample *sample);
 
@@ -247,6 +280,7 @@ static inline bool rules__continuous_flow_applies(const struct rule_meter *m)
 {
     return m->kind == RULE_METER_WATER && m->category != RULE_CAT_MASTER && m->category != RULE_CAT_BUILDING;
 }
+void rules__balance_state_init(struct balance_state *b);
 void rules__vacant_flow(struct rule_engine *e, uint32_t meter, const struct rule_meter_sample *s,
                         const struct water_input *in);
 void rules__continuous_flow(struct rule_engine *e, uint32_t meter, int64_t ts_ms,
