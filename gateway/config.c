@@ -170,10 +170,32 @@ static struct where where_of(const struct loader *L, const config_setting_t *s)
     return (struct where){ L->path, 0, false };
 }
 
-/* File name to store in a struct for a where. */
-static char *where_file(const struct loader *L, const struct where *w)
+/* The config's copy of a file name (config->file_names holds each once:
+ * thousands of meters share their CSV's), or NULL when out of memory. */
+static const char *intern_file(struct loader *L, const char *name)
 {
-    return w->raw ? display_file(L, w->file) : strdup(w->file);
+    struct gw_config *c = L->cfg;
+    for (size_t i = c->nfile_names; i-- > 0;) /* the latest is the likeliest */
+        if (strcmp(c->file_names[i], name) == 0)
+            return c->file_names[i];
+    char **grown = realloc(c->file_names, (c->nfile_names + 1) * sizeof *grown);
+    if (!grown)
+        return NULL;
+    c->file_names = grown;
+    if (!(grown[c->nfile_names] = strdup(name)))
+        return NULL;
+    return grown[c->nfile_names++];
+}
+
+/* File name to store in a struct for a where (the config owns it). */
+static const char *where_file(struct loader *L, const struct where *w)
+{
+    if (!w->raw)
+        return intern_file(L, w->file);
+    char *shown = display_file(L, w->file);
+    const char *name = shown ? intern_file(L, shown) : NULL;
+    free(shown);
+    return name;
 }
 
 /* "ctx.key" or "key" when ctx is empty (CSV rows: the line says where). */
@@ -1225,9 +1247,10 @@ static void meter_finish(struct loader *L, struct gw_meter_config *m, uint64_t s
              model->name, kind_names[model->kind]);
     if (!was_seen(meter_rows, NROWS(meter_rows), seen, "export_expected"))
         m->export_expected = model->export_expected;
-    if (!m->building && m->unit >= 0 && L->cfg->units[m->unit].building &&
-        !(m->building = strdup(L->cfg->units[m->unit].building)))
-        oom(L);
+    if (!m->building && m->unit >= 0 && L->cfg->units[m->unit].building) {
+        m->building = L->cfg->units[m->unit].building; /* shared: units outlive meters */
+        m->building_from_unit = true;
+    }
     if (m->valve && !model->valve)
         errf(L, w, "meter %s: valve = true but driver '%s' has no valve control", m->id,
              model->name);
@@ -1495,6 +1518,12 @@ static void parse_meters_csv(struct loader *L, const config_setting_t *s)
     free(path);
     struct gw_config *c = L->cfg;
     struct gw_meter_config *all = c->meters;
+    if (n && c->nmeters == 0) { /* the usual case: all meters in the CSV */
+        free(c->meters);
+        c->meters = rows;
+        c->nmeters = n;
+        return;
+    }
     if (n)
         all = realloc(c->meters, (c->nmeters + n) * sizeof *all);
     if (n && !all) {
@@ -1581,7 +1610,7 @@ static void csv_meter(struct loader *L, const struct csv_record *rec, const char
 {
     struct where w = { file, (int)rec->line, false };
     meter_defaults(m);
-    if (!(m->file = strdup(file)))
+    if (!(m->file = intern_file(L, file)))
         oom(L);
     m->line = (int)rec->line;
     if (rec->nfields != ncolumns) {
@@ -1633,14 +1662,23 @@ static void csv_load(struct loader *L, const char *csv_path, struct gw_meter_con
     if (e == EST_OK && !csv_header(L, &rec, csv_path, columns))
         goto out;
     size_t ncolumns = e == EST_OK ? rec.nfields : 0;
+    size_t cap = *nrows;
     while (e == EST_OK && (e = csv_reader_next(r, &rec)) == EST_OK) {
-        struct gw_meter_config *grown = realloc(*rows, (*nrows + 1) * sizeof *grown);
-        if (!grown) {
-            e = EST_ERR_NOMEM;
-            break;
+        if (*nrows == cap) { /* grow geometrically, trimmed below */
+            cap = cap < 64 ? 64 : cap * 2;
+            struct gw_meter_config *grown = realloc(*rows, cap * sizeof *grown);
+            if (!grown) {
+                e = EST_ERR_NOMEM;
+                break;
+            }
+            *rows = grown;
         }
-        *rows = grown;
-        csv_meter(L, &rec, csv_path, columns, ncolumns, &grown[(*nrows)++]);
+        csv_meter(L, &rec, csv_path, columns, ncolumns, &(*rows)[(*nrows)++]);
+    }
+    if (*nrows > 0 && *nrows < cap) {
+        struct gw_meter_config *trimmed = realloc(*rows, *nrows * sizeof *trimmed);
+        if (trimmed)
+            *rows = trimmed;
     }
     if (e == EST_ERR_INVALID) {
         struct where w = { csv_path, (int)rec.line, false };
@@ -2275,11 +2313,20 @@ est_err gw_config_load_meters_csv(struct gw_config *config, const char *csv_path
 static void free_meter(struct gw_meter_config *m)
 {
     free(m->id);
-    free(m->building);
+    if (!m->building_from_unit)
+        free(m->building);
     free(m->location);
     free(m->parent_id);
     free(m->serial);
-    free(m->file);
+}
+
+void gw_config_clear_meters(struct gw_config *c)
+{
+    for (size_t i = 0; i < c->nmeters; i++)
+        free_meter(&c->meters[i]);
+    free(c->meters);
+    c->meters = NULL;
+    c->nmeters = 0;
 }
 
 static void free_strings(char **list, size_t n)
@@ -2307,13 +2354,11 @@ void gw_config_free(struct gw_config *c)
         free(c->buses[i].name);
         free(c->buses[i].host);
         free(c->buses[i].device);
-        free(c->buses[i].file);
     }
     free(c->buses);
     for (size_t i = 0; i < c->nunits; i++) {
         free(c->units[i].id);
         free(c->units[i].building);
-        free(c->units[i].file);
     }
     free(c->units);
     for (size_t i = 0; i < c->nmeters; i++)
@@ -2329,9 +2374,9 @@ void gw_config_free(struct gw_config *c)
         free(p->zone_addresses);
         free(p->id);
         free(p->location);
-        free(p->file);
     }
     free(c->panels);
+    free_strings(c->file_names, c->nfile_names);
     free_strings(c->workorders.escalation_roles, c->workorders.nescalation_roles);
     free_strings(c->workorders.escalation_contacts, c->workorders.nescalation_contacts);
     free(c->http.listen);

@@ -384,18 +384,6 @@ static int verb_inventory_list(struct ctl *c)
     return 0;
 }
 
-/* Frees one meter's strings; mirrors config.c's free_meter for the
- * entries moved out of a scratch config below. */
-static void free_meter_strings(struct gw_meter_config *m)
-{
-    free(m->id);
-    free(m->building);
-    free(m->location);
-    free(m->parent_id);
-    free(m->serial);
-    free(m->file);
-}
-
 /* Copies src over dst atomically (dst.new, fsync, rename). */
 static bool replace_file(const char *src, const char *dst)
 {
@@ -439,9 +427,7 @@ static int verb_inventory_import(struct ctl *c, const char *csv_path)
         strcmp(scratch->meters[0].file, scratch->path) != 0)
         config_meters_csv = scratch->meters[0].file;
     char *meters_csv_copy = config_meters_csv ? strdup(config_meters_csv) : NULL;
-    for (size_t i = 0; i < scratch->nmeters; i++)
-        free_meter_strings(&scratch->meters[i]);
-    free(scratch->meters);
+    gw_config_clear_meters(scratch);
     /* An empty but non-NULL list: the loader copies the existing meters
      * with memcpy, which must not be handed NULL even for zero bytes. */
     scratch->meters = calloc(1, sizeof *scratch->meters);

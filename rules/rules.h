@@ -248,8 +248,13 @@ typedef void (*rule_action_fn)(void *ctx, const struct rule_action *action);
 
 struct rule_engine;
 
-/* Copies what it needs from config and topology; allocates all state here
- * (nothing per sample). EST_ERR_RANGE: a parameter outside its row's bounds;
+/* Copies what it needs from config and topology; allocates the per-meter,
+ * per-unit and per-zone state here. The detail of conditions (reason,
+ * detail, severity) lives in a pool sized by how many conditions are active
+ * (present or raised) at once: it starts small and doubles when that number
+ * reaches a new high, the only allocation after create (feed and restore
+ * then return EST_ERR_NOMEM having changed nothing if it fails; a tick
+ * postpones its balance evaluation). EST_ERR_RANGE: a parameter outside its row's bounds;
  * EST_ERR_INVALID: NULL arguments, an index out of range (unit, parent), a
  * parent loop, a parent of another kind, NaN/negative bounds in a meter.
  * Callbacks run synchronously inside feed/tick/set_vacant and must not call
@@ -262,10 +267,12 @@ void rule_engine_destroy(struct rule_engine *engine);
 /* Restores an open incident after a restart: the condition counts as raised
  * since since_ms, so it is not raised again; it clears after clear_s of
  * observed absence (never from ticks alone), and the first observation just
- * adopts the current detail: UPDATED only for later material changes. A
- * restored vacant_flow does not close the valve again. Returns
- * EST_ERR_INVALID when the subject type does not fit the rule,
- * EST_ERR_NOTFOUND when the index is out of range. */
+ * adopts the current detail (until then it has none): UPDATED only for later
+ * material changes. A restored vacant_flow does not close the valve again.
+ * A meter rule that cannot apply to the meter (its kind, category or
+ * children changed) is restored too and stays open, as nothing evaluates it.
+ * Returns EST_ERR_INVALID when the subject type does not fit the rule,
+ * EST_ERR_NOTFOUND when the index is out of range, EST_ERR_NOMEM. */
 est_err rule_engine_restore(struct rule_engine *engine, enum rule_id rule,
                             const struct rule_subject *subject, int64_t since_ms);
 

@@ -97,78 +97,110 @@ static void set_rule_tables(struct rule_engine *e)
     e->metric_floor[RULE_BALANCE_LOSS] = c->balance_loss.loss_pct > 0 ? c->balance_loss.loss_pct : 1.0;
 }
 
-static est_err build_children(struct rule_engine *e)
+/* Balance groups: every meter with a parent or children gets a balance
+ * state; each parent lists its children's, in meter order. */
+static est_err build_balance(struct rule_engine *e, const struct rule_topology *t)
 {
-    e->child_start = calloc(e->nmeters + 1, sizeof *e->child_start);
-    e->child_list = calloc(e->nmeters ? e->nmeters : 1, sizeof *e->child_list);
-    e->parent_list = calloc(e->nmeters ? e->nmeters : 1, sizeof *e->parent_list);
-    if (!e->child_start || !e->child_list || !e->parent_list)
+    uint32_t *nchildren = calloc(e->nmeters ? e->nmeters : 1, sizeof *nchildren);
+    if (!nchildren)
         return EST_ERR_NOMEM;
+    size_t nmembers = 0, nchildren_all = 0;
     for (size_t i = 0; i < e->nmeters; i++)
-        if (e->meters[i].parent >= 0)
-            e->child_start[e->meters[i].parent + 1]++;
+        if (t->meters[i].parent >= 0) {
+            nchildren[t->meters[i].parent]++;
+            nchildren_all++;
+        }
     for (size_t i = 0; i < e->nmeters; i++) {
-        if (e->child_start[i + 1] > 0)
-            e->parent_list[e->nparents++] = (uint32_t)i;
-        e->child_start[i + 1] += e->child_start[i];
+        bool member = t->meters[i].parent >= 0 || nchildren[i] > 0;
+        e->meter_states[i].balance = member ? (uint32_t)nmembers++ : NO_BALANCE;
+        e->nparents += nchildren[i] > 0;
     }
-    uint32_t *fill = calloc(e->nmeters ? e->nmeters : 1, sizeof *fill);
-    if (!fill)
+    e->balance = calloc(nmembers ? nmembers : 1, sizeof *e->balance);
+    e->parents = calloc(e->nparents + 1, sizeof *e->parents);
+    e->balance_children = calloc(nchildren_all ? nchildren_all : 1, sizeof *e->balance_children);
+    if (!e->balance || !e->parents || !e->balance_children) {
+        free(nchildren);
         return EST_ERR_NOMEM;
-    for (size_t i = 0; i < e->nmeters; i++) {
-        int p = e->meters[i].parent;
-        if (p >= 0)
-            e->child_list[e->child_start[p] + fill[p]++] = (uint32_t)i;
     }
-    free(fill);
+    for (size_t b = 0; b < nmembers; b++)
+        rules__balance_state_init(&e->balance[b]);
+    size_t p = 0;
+    uint32_t start = 0;
+    for (size_t i = 0; i < e->nmeters; i++) {
+        if (nchildren[i] == 0)
+            continue;
+        e->parents[p++] = (struct balance_parent){ (uint32_t)i, start, INT64_MIN };
+        uint32_t count = nchildren[i];
+        nchildren[i] = start; /* from here on: where its next child goes */
+        start += count;
+    }
+    e->parents[p] = (struct balance_parent){ UINT32_MAX, start, INT64_MIN };
+    for (size_t i = 0; i < e->nmeters; i++) {
+        int parent = t->meters[i].parent;
+        if (parent >= 0)
+            e->balance_children[nchildren[parent]++] = e->meter_states[i].balance;
+    }
+    free(nchildren);
     return EST_OK;
+}
+
+static const enum rule_id meter_rules[METER_SLOTS] = {
+    [SLOT_REVERSE] = RULE_REVERSE_ENERGY, [SLOT_CONTINUOUS] = RULE_CONTINUOUS_FLOW,
+    [SLOT_OFFLINE] = RULE_METER_OFFLINE, [SLOT_IMPLAUSIBLE] = RULE_IMPLAUSIBLE_READING,
+    [SLOT_REPLACED] = RULE_METER_REPLACED, [SLOT_BALANCE] = RULE_BALANCE_LOSS,
+};
+
+/* The slots whose rule can ever evaluate this meter (enabled or not): the
+ * meter gets one condition for each, nothing for the others. balance_loss
+ * (parents only) is added by the caller. */
+static unsigned meter_slots(const struct rule_meter *m)
+{
+    unsigned slots = 1u << SLOT_OFFLINE | 1u << SLOT_IMPLAUSIBLE | 1u << SLOT_REPLACED;
+    if (m->kind == RULE_METER_ELECTRICITY && !m->export_expected)
+        slots |= 1u << SLOT_REVERSE;
+    if (rules__continuous_flow_applies(m))
+        slots |= 1u << SLOT_CONTINUOUS;
+    return slots;
 }
 
 static void init_conds(struct rule_engine *e)
 {
-    static const enum rule_id meter_rules[METER_SLOTS] = {
-        [SLOT_REVERSE] = RULE_REVERSE_ENERGY, [SLOT_CONTINUOUS] = RULE_CONTINUOUS_FLOW,
-        [SLOT_OFFLINE] = RULE_METER_OFFLINE, [SLOT_IMPLAUSIBLE] = RULE_IMPLAUSIBLE_READING,
-        [SLOT_REPLACED] = RULE_METER_REPLACED, [SLOT_BALANCE] = RULE_BALANCE_LOSS,
-    };
     static const enum rule_id zone_rules[ZONE_SLOTS] = {
         [ZONE_SLOT_ALARM] = RULE_FIRE_ALARM, [ZONE_SLOT_FAULT] = RULE_FIRE_FAULT,
         [ZONE_SLOT_DISABLED] = RULE_FIRE_DISABLED,
     };
     for (uint32_t m = 0; m < e->nmeters; m++)
         for (int s = 0; s < METER_SLOTS; s++)
-            rules__cond_init(e, rules__meter_cond(e, m, (enum meter_slot)s), meter_rules[s],
-                             RULE_SUBJECT_METER, m, -1, e->common[meter_rules[s]]->severity);
+            if (e->meter_states[m].slots & (1u << s))
+                rules__cond_init(rules__meter_cond(e, m, (enum meter_slot)s), meter_rules[s]);
     for (uint32_t u = 0; u < e->nunits; u++)
-        rules__cond_init(e, rules__unit_cond(e, u), RULE_VACANT_FLOW, RULE_SUBJECT_UNIT, u, -1,
-                         e->common[RULE_VACANT_FLOW]->severity);
+        rules__cond_init(rules__unit_cond(e, u), RULE_VACANT_FLOW);
     for (uint32_t p = 0; p < e->npanels; p++) {
-        rules__cond_init(e, rules__panel_cond(e, p, PANEL_SLOT_FAULT), RULE_FIRE_FAULT, RULE_SUBJECT_PANEL,
-                         p, -1, e->common[RULE_FIRE_FAULT]->severity);
-        rules__cond_init(e, rules__panel_cond(e, p, PANEL_SLOT_OFFLINE), RULE_METER_OFFLINE,
-                         RULE_SUBJECT_PANEL, p, -1, e->common[RULE_METER_OFFLINE]->severity);
+        rules__cond_init(rules__panel_cond(e, p, PANEL_SLOT_FAULT), RULE_FIRE_FAULT);
+        rules__cond_init(rules__panel_cond(e, p, PANEL_SLOT_OFFLINE), RULE_METER_OFFLINE);
         for (uint32_t z = 0; z < e->panels[p].nzones; z++)
             for (int s = 0; s < ZONE_SLOTS; s++)
-                rules__cond_init(e, rules__zone_cond(e, p, z, (enum zone_slot)s), zone_rules[s],
-                                 RULE_SUBJECT_ZONE, p, (int32_t)z, e->common[zone_rules[s]]->severity);
+                rules__cond_init(rules__zone_cond(e, p, z, (enum zone_slot)s), zone_rules[s]);
     }
 }
+
+/* The pool starts small: it holds only the conditions active at once. */
+#define INITIAL_INFOS 256
 
 static est_err allocate_state(struct rule_engine *e, const struct rule_topology *t)
 {
     e->nmeters = t->nmeters;
     e->nunits = t->nunits;
     e->npanels = t->npanels;
-    e->meters = calloc(e->nmeters ? e->nmeters : 1, sizeof *e->meters);
     e->meter_states = calloc(e->nmeters ? e->nmeters : 1, sizeof *e->meter_states);
     e->units = calloc(e->nunits ? e->nunits : 1, sizeof *e->units);
     e->panels = calloc(e->npanels ? e->npanels : 1, sizeof *e->panels);
-    if (!e->meters || !e->meter_states || !e->units || !e->panels)
+    if (!e->meter_states || !e->units || !e->panels)
         return EST_ERR_NOMEM;
-    if (e->nmeters)
-        memcpy(e->meters, t->meters, e->nmeters * sizeof *e->meters);
-    for (size_t i = 0; i < e->nmeters; i++)
-        rules__meter_state_init(&e->meter_states[i], &e->meters[i]);
+    for (size_t i = 0; i < e->nmeters; i++) {
+        rules__meter_state_init(&e->meter_states[i], &t->meters[i]);
+        e->meter_states[i].slots = (uint8_t)meter_slots(&t->meters[i]);
+    }
     for (size_t u = 0; u < e->nunits; u++)
         e->units[u].vacant = t->unit_vacant[u];
     for (size_t p = 0; p < e->npanels; p++) {
@@ -176,20 +208,31 @@ static est_err allocate_state(struct rule_engine *e, const struct rule_topology 
         e->panels[p].nzones = t->panel_zones[p];
         e->nzones += t->panel_zones[p];
     }
-    est_err err = build_children(e);
+    est_err err = build_balance(e, t);
     if (err)
         return err;
-    e->unit_cond_base = e->nmeters * METER_SLOTS;
+    for (size_t p = 0; p < e->nparents; p++)
+        e->meter_states[e->parents[p].meter].slots |= 1u << SLOT_BALANCE;
+    size_t nmeter_conds = 0;
+    for (size_t i = 0; i < e->nmeters; i++) {
+        struct meter_state *st = &e->meter_states[i];
+        st->cond_base = (uint32_t)nmeter_conds;
+        nmeter_conds += rules__slot_offset(st->slots, METER_SLOTS);
+    }
+    e->unit_cond_base = nmeter_conds;
     e->panel_cond_base = e->unit_cond_base + e->nunits;
     e->zone_cond_base = e->panel_cond_base + e->npanels * PANEL_SLOTS;
-    e->nconds = e->zone_cond_base + e->nzones * ZONE_SLOTS;
+    e->extra_cond_base = e->zone_cond_base + e->nzones * ZONE_SLOTS;
+    e->nconds = e->conds_cap = e->extra_cond_base;
     if (e->nconds >= NOT_PENDING)
-        return EST_ERR_INVALID; /* pending slots are 32-bit */
+        return EST_ERR_INVALID; /* condition indices are 32-bit */
     e->conds = calloc(e->nconds ? e->nconds : 1, sizeof *e->conds);
-    e->infos = calloc(e->nconds ? e->nconds : 1, sizeof *e->infos);
-    e->pending = calloc(e->nconds ? e->nconds : 1, sizeof *e->pending);
-    if (!e->conds || !e->infos || !e->pending)
+    if (!e->conds)
         return EST_ERR_NOMEM;
+    e->free_info = NO_INFO;
+    err = rules__reserve_infos(e, e->nconds < INITIAL_INFOS ? e->nconds : INITIAL_INFOS);
+    if (err)
+        return err;
     init_conds(e);
     return EST_OK;
 }
@@ -232,16 +275,15 @@ void rule_engine_destroy(struct rule_engine *engine)
 {
     if (!engine)
         return;
-    free(engine->meters);
     free(engine->meter_states);
     free(engine->units);
     free(engine->panels);
-    free(engine->child_start);
-    free(engine->child_list);
-    free(engine->parent_list);
+    free(engine->balance);
+    free(engine->parents);
+    free(engine->balance_children);
     free(engine->conds);
-    free(engine->infos);
-    free(engine->pending);
+    free(engine->extras);
+    rules__free_infos(engine);
     free(engine);
 }
 
@@ -278,20 +320,65 @@ static enum zone_slot zone_slot_of(enum rule_id rule)
     return rule == RULE_FIRE_FAULT ? ZONE_SLOT_FAULT : ZONE_SLOT_DISABLED;
 }
 
-/* The condition for rule + subject, or NULL with *err set. */
+/* The restored condition of a meter rule that cannot apply to the meter,
+ * or NULL. */
+static struct cond *find_extra(struct rule_engine *e, uint32_t meter, enum meter_slot slot)
+{
+    for (size_t i = 0; i < e->nconds - e->extra_cond_base; i++)
+        if (e->extras[i].meter == meter && e->extras[i].slot == (uint32_t)slot)
+            return &e->conds[e->extra_cond_base + i];
+    return NULL;
+}
+
+/* Appends an idle condition for a meter rule that cannot apply to the meter. */
+static struct cond *add_extra(struct rule_engine *e, uint32_t meter, enum meter_slot slot, est_err *err)
+{
+    *err = EST_ERR_NOMEM;
+    size_t nextras = e->nconds - e->extra_cond_base;
+    if (e->nconds + 1 >= NOT_PENDING)
+        return NULL;
+    if (e->nconds == e->conds_cap) {
+        size_t cap = e->conds_cap + (nextras > 8 ? nextras : 8);
+        struct cond *conds = realloc(e->conds, cap * sizeof *conds);
+        if (!conds)
+            return NULL;
+        e->conds = conds;
+        e->conds_cap = cap;
+    }
+    struct extra_cond *extras = realloc(e->extras, (nextras + 1) * sizeof *extras);
+    if (!extras)
+        return NULL;
+    e->extras = extras;
+    e->extras[nextras] = (struct extra_cond){ meter, (uint32_t)slot };
+    struct cond *c = &e->conds[e->nconds++];
+    rules__cond_init(c, meter_rules[slot]);
+    *err = EST_OK;
+    return c;
+}
+
+/* The condition for rule + subject, or NULL with *err set. A meter rule
+ * that cannot apply to the meter has no condition unless one was restored;
+ * with create, restoring makes one. */
 static struct cond *find_cond(struct rule_engine *e, enum rule_id rule, const struct rule_subject *s,
-                              est_err *err)
+                              bool create, est_err *err)
 {
     *err = EST_ERR_INVALID;
     if (!s || (unsigned)rule >= RULE__COUNT || !rule_allows_subject(rule, s->type))
         return NULL;
     *err = EST_ERR_NOTFOUND;
     switch (s->type) {
-    case RULE_SUBJECT_METER:
+    case RULE_SUBJECT_METER: {
         if (s->index >= e->nmeters)
             return NULL;
         *err = EST_OK;
-        return rules__meter_cond(e, s->index, meter_slot_of(rule));
+        enum meter_slot slot = meter_slot_of(rule);
+        if (e->meter_states[s->index].slots & (1u << slot))
+            return rules__meter_cond(e, s->index, slot);
+        struct cond *c = find_extra(e, s->index, slot);
+        if (!c && create)
+            c = add_extra(e, s->index, slot, err);
+        return c;
+    }
     case RULE_SUBJECT_UNIT:
         if (s->index >= e->nunits)
             return NULL;
@@ -317,8 +404,10 @@ est_err rule_engine_restore(struct rule_engine *engine, enum rule_id rule,
 {
     if (!engine)
         return EST_ERR_INVALID;
-    est_err err;
-    struct cond *c = find_cond(engine, rule, subject, &err);
+    est_err err = rules__reserve_infos(engine, 1);
+    if (err)
+        return err;
+    struct cond *c = find_cond(engine, rule, subject, true, &err);
     if (!c)
         return err;
     rules__cond_restore(engine, c, since_ms);
@@ -333,7 +422,7 @@ bool rule_engine_condition_active(const struct rule_engine *engine, enum rule_id
     if (!engine)
         return false;
     est_err err;
-    const struct cond *c = find_cond((struct rule_engine *)engine, rule, subject, &err);
+    const struct cond *c = find_cond((struct rule_engine *)engine, rule, subject, false, &err);
     return c && (c->raised || c->present);
 }
 
@@ -351,6 +440,9 @@ est_err rule_engine_feed_meter(struct rule_engine *engine, const struct rule_met
         return EST_ERR_INVALID;
     if (sample->meter >= engine->nmeters)
         return EST_ERR_NOTFOUND;
+    /* a meter sample activates at most its own conditions and its unit's */
+    if (rules__reserve_infos(engine, METER_SLOTS + 1) != EST_OK)
+        return EST_ERR_NOMEM;
     advance_clock(engine, sample->ts_ms);
     return rules__feed_meter(engine, sample);
 }
@@ -363,6 +455,10 @@ est_err rule_engine_feed_panel(struct rule_engine *engine, const struct rule_pan
         return EST_ERR_NOTFOUND;
     if (sample->ok && sample->nzones > 0 && !sample->zones)
         return EST_ERR_INVALID;
+    size_t nzones = sample->nzones < engine->panels[sample->panel].nzones ? sample->nzones
+                                                                          : engine->panels[sample->panel].nzones;
+    if (rules__reserve_infos(engine, PANEL_SLOTS + ZONE_SLOTS * nzones) != EST_OK)
+        return EST_ERR_NOMEM;
     advance_clock(engine, sample->ts_ms);
     return rules__feed_panel(engine, sample);
 }
@@ -372,7 +468,9 @@ void rule_engine_tick(struct rule_engine *engine, int64_t now_ms)
     if (!engine)
         return;
     advance_clock(engine, now_ms);
-    if (engine->config.balance_loss.c.enabled)
+    /* a balance evaluation may activate each parent's condition; without
+     * the memory for that it waits for a later tick */
+    if (engine->config.balance_loss.c.enabled && rules__reserve_infos(engine, engine->nparents) == EST_OK)
         rules__balance_tick(engine, now_ms);
     /* backwards: a tick may take the condition off the pending list */
     for (size_t i = engine->npending; i-- > 0;)

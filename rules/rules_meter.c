@@ -12,17 +12,17 @@
 /* Float noise bound: below half a float32 step at this magnitude (so one
  * real float32 step, e.g. 0.0078 at 70,000 kWh, always counts as a move)
  * and below half a resolution step (integer counters are exact). */
-static double noise_tolerance(const struct rule_meter *m, double value)
+static double noise_tolerance(const struct meter_state *m, double value)
 {
-    return fmin(fabs(value) * 0x1p-24, 0.5 * rules__resolution(m)) + 1e-9;
+    return fmin(fabs(value) * 0x1p-24, 0.5 * m->resolution) + 1e-9;
 }
 
 /* The smallest step a counter can show at this magnitude: its resolution,
  * or for float32 counters the float step when that is coarser. Integer
  * counters (counter_wrap > 0) always step by their resolution. */
-static double counter_step(const struct rule_meter *m, double value)
+static double counter_step(const struct meter_state *m, double value)
 {
-    double resolution = rules__resolution(m);
+    double resolution = m->resolution;
     if (m->counter_wrap > 0.0)
         return resolution;
     return fmax(resolution, fabs(value) * 0x1p-23);
@@ -31,18 +31,28 @@ static double counter_step(const struct rule_meter *m, double value)
 void rules__meter_state_init(struct meter_state *s, const struct rule_meter *m)
 {
     memset(s, 0, sizeof *s);
+    s->kind = (uint8_t)m->kind;
+    s->rated = m->kind == RULE_METER_ELECTRICITY ? m->rated_power_w : m->max_flow_m3h;
+    s->resolution = rules__resolution(m);
+    s->counter_wrap = m->counter_wrap;
+    s->unit = m->unit;
+    s->balance = NO_BALANCE;
+    s->quiet_start_min = (int16_t)m->quiet_start_min; /* checked: -1..1439 */
+    s->quiet_end_min = (int16_t)m->quiet_end_min;
+    s->utc_offset_min = (int16_t)m->utc_offset_min; /* checked: -1439..1439 */
+    s->has_valve = m->has_valve;
     s->last_ts_ms = TIME_NEVER;
     s->last_serial = m->serial;
-    s->negative_power_since_ms = TIME_NEVER;
-    s->reversed_ct_since_ms = TIME_NEVER;
     s->freeze_ref_ts_ms = TIME_NEVER;
-    s->vacant_last_increase_ms = TIME_NEVER;
-    s->valve_closed_ms = TIME_NEVER;
-    s->zero_start_active_ms = TIME_NEVER;
-    s->last_zero_ok_active_ms = TIME_NEVER;
-    s->window_index = INT64_MIN;
-    s->done_index = INT64_MIN;
-    s->evaluated_index = INT64_MIN;
+    if (m->kind == RULE_METER_ELECTRICITY) {
+        s->elec.negative_power_since_ms = TIME_NEVER;
+        s->elec.reversed_ct_since_ms = TIME_NEVER;
+    } else {
+        s->water.vacant_last_increase_ms = TIME_NEVER;
+        s->water.valve_closed_ms = TIME_NEVER;
+        s->water.zero_start_active_ms = TIME_NEVER;
+        s->water.last_zero_ok_active_ms = TIME_NEVER;
+    }
 }
 
 /* --- sample hygiene --- */
@@ -99,17 +109,21 @@ static void poll_succeeded(struct rule_engine *e, uint32_t id, int64_t ts_ms)
 /* --- meter_replaced --- */
 
 /* Forgets every counter baseline: the next sample starts afresh. */
-static void rebaseline(struct meter_state *st)
+static void rebaseline(struct rule_engine *e, struct meter_state *st)
 {
     st->have_import = st->have_export = st->have_volume = 0;
-    st->export_growth_kwh = 0.0;
-    st->export_growth_polls = 0;
-    st->export_confirmed = 0;
     st->freeze_ref_ts_ms = TIME_NEVER;
     st->freeze_expected = 0.0;
-    st->vacant_increasing_reads = 0;
-    st->vacant_last_increase_ms = TIME_NEVER;
-    st->window_tainted = 1;
+    if (st->kind == RULE_METER_ELECTRICITY) {
+        st->elec.export_growth_kwh = 0.0;
+        st->elec.export_growth_polls = 0;
+        st->elec.export_confirmed = 0;
+    } else {
+        st->water.vacant_increasing_reads = 0;
+        st->water.vacant_last_increase_ms = TIME_NEVER;
+    }
+    if (st->balance != NO_BALANCE)
+        e->balance[st->balance].window_tainted = 1;
 }
 
 /* Compares the serial with the last one seen (initially the inventory's).
@@ -132,11 +146,11 @@ static bool check_serial(struct rule_engine *e, uint32_t id, const struct rule_m
         rules__cond_add_detail(e, c, "old_serial", st->last_serial);
         rules__cond_add_detail(e, c, "new_serial", s->serial);
         if (c->raised)
-            c->force_update = 1;
+            rules__cond_force_update(e, c);
         rules__cond_observe(e, c, OBS_PRESENT, s->ts_ms, true);
     }
     st->last_serial = s->serial;
-    rebaseline(st);
+    rebaseline(e, st);
     return true;
 }
 
@@ -160,17 +174,17 @@ static const char *const frozen_reasons[COUNTERS] = { "import_frozen", "export_f
 
 /* Most a counter can advance in dt: rated power (or max flow) x interval x
  * margin, plus two steps of slack for resolution and float rounding. */
-static double allowed_increase(const struct rule_engine *e, const struct rule_meter *m, double value,
+static double allowed_increase(const struct rule_engine *e, const struct meter_state *m, double value,
                                double dt_h)
 {
     double margin = e->config.implausible_reading.jump_margin;
     double rate;
     if (m->kind == RULE_METER_ELECTRICITY) {
-        if (m->rated_power_w <= 0.0)
+        if (m->rated <= 0.0) /* rated power unknown */
             return INFINITY;
-        rate = m->rated_power_w / 1000.0;
+        rate = m->rated / 1000.0;
     } else {
-        rate = m->max_flow_m3h > 0.0 ? m->max_flow_m3h : e->config.implausible_reading.max_water_flow_m3h;
+        rate = m->rated > 0.0 ? m->rated : e->config.implausible_reading.max_water_flow_m3h;
     }
     return rate * dt_h * margin + 2.0 * counter_step(m, value);
 }
@@ -178,7 +192,7 @@ static double allowed_increase(const struct rule_engine *e, const struct rule_me
 /* Judges one counter reading against the previous one. A decrease that
  * matches an integer wrap (previous in the top tenth, new in the bottom
  * tenth of counter_wrap) is an ordinary increase across the wrap. */
-static void check_counter(struct counter_check *out, const struct rule_meter *m, bool have_previous,
+static void check_counter(struct counter_check *out, const struct meter_state *m, bool have_previous,
                           double previous, double value, double allowed)
 {
     out->value = value;
@@ -210,7 +224,7 @@ static void check_counter(struct counter_check *out, const struct rule_meter *m,
  * predicts at least three steps (resolution or float32 step, whichever is
  * larger) over at least freeze_s. Long windows keep float32 counters at
  * large magnitudes, which move in coarse steps, from looking frozen. */
-static bool counter_frozen(const struct rule_engine *e, struct meter_state *st, const struct rule_meter *m,
+static bool counter_frozen(const struct rule_engine *e, struct meter_state *st,
                            const struct counter_check *chk, bool have_rate, double rate_per_h,
                            double dt_h, int64_t ts_ms)
 {
@@ -221,7 +235,7 @@ static bool counter_frozen(const struct rule_engine *e, struct meter_state *st, 
     }
     if (have_rate && rate_per_h > 0.0)
         st->freeze_expected += rate_per_h * dt_h;
-    double step = counter_step(m, chk->value);
+    double step = counter_step(st, chk->value);
     return ts_ms - st->freeze_ref_ts_ms >= (int64_t)e->config.implausible_reading.freeze_s * 1000 &&
            st->freeze_expected >= 3.0 * step;
 }
@@ -274,7 +288,7 @@ static int check_counters(struct rule_engine *e, uint32_t id, const struct rule_
                           double dt_h, struct counter_check chk[COUNTERS])
 {
     struct meter_state *st = &e->meter_states[id];
-    const struct rule_meter *m = &e->meters[id];
+    const struct meter_state *m = st;
     static const unsigned bits[COUNTERS] = { RULE_HAS_IMPORT, RULE_HAS_EXPORT, RULE_HAS_VOLUME };
     const double values[COUNTERS] = { s->import_kwh, s->export_kwh, s->volume_m3 };
     const double previous[COUNTERS] = { st->last_import_kwh, st->last_export_kwh, st->last_volume_m3 };
@@ -291,7 +305,7 @@ static int check_counters(struct rule_engine *e, uint32_t id, const struct rule_
         return -1;
     bool have_rate = (s->has & (water ? RULE_HAS_FLOW : RULE_HAS_POWER)) != 0;
     double rate = water ? s->flow_m3h : s->power_w / 1000.0;
-    return counter_frozen(e, st, m, &chk[k], have_rate, rate, dt_h, s->ts_ms) ? k : -1;
+    return counter_frozen(e, st, &chk[k], have_rate, rate, dt_h, s->ts_ms) ? k : -1;
 }
 
 /* --- reverse_energy --- */
@@ -303,10 +317,10 @@ enum evidence { EVIDENCE_NONE, EVIDENCE_ABSENT, EVIDENCE_PENDING, EVIDENCE_PRESE
  * least one step (resolution or float32 step) over the baseline, seen on
  * export_confirm_polls consecutive polls. While confirmed, every further
  * step keeps it present. Growth is summed from wrap-aware increases. */
-static enum evidence export_growth(const struct rule_engine *e, struct meter_state *st,
-                                   const struct rule_meter *m, const struct counter_check *chk,
-                                   bool incident_open)
+static enum evidence export_growth(const struct rule_engine *e, struct meter_state *m,
+                                   const struct counter_check *chk, bool incident_open)
 {
+    struct elec_state *st = &m->elec;
     if (chk->verdict == VERDICT_NONE)
         return EVIDENCE_NONE;
     if (chk->verdict != VERDICT_OK) { /* first value, or a jump/rollback: start over */
@@ -360,13 +374,13 @@ static double min_phase_power(const struct rule_meter_sample *s)
 static void observe_reverse(struct rule_engine *e, uint32_t id, const struct rule_meter_sample *s,
                             const struct counter_check *export_chk)
 {
-    struct meter_state *st = &e->meter_states[id];
-    const struct rule_meter *m = &e->meters[id];
+    struct meter_state *m = &e->meter_states[id];
+    struct elec_state *st = &m->elec;
     double threshold = fmax(e->config.reverse_energy.min_negative_power_w,
-                            m->rated_power_w * e->config.reverse_energy.rating_fraction);
+                            m->rated * e->config.reverse_energy.rating_fraction); /* rated power */
 
     struct cond *c = rules__meter_cond(e, id, SLOT_REVERSE);
-    enum evidence exported = export_growth(e, st, m, export_chk, c->raised);
+    enum evidence exported = export_growth(e, m, export_chk, c->raised);
     enum evidence negative = EVIDENCE_NONE, reversed_ct = EVIDENCE_NONE;
     if (s->has & RULE_HAS_POWER)
         negative = held(e, &st->negative_power_since_ms, s->power_w < -threshold, s->ts_ms);
@@ -434,16 +448,11 @@ static void store_baselines(struct meter_state *st, const struct rule_meter_samp
     }
 }
 
-static bool in_balance_group(const struct rule_engine *e, uint32_t id)
-{
-    return e->meters[id].parent >= 0 || e->child_start[id + 1] > e->child_start[id];
-}
-
 est_err rules__feed_meter(struct rule_engine *e, const struct rule_meter_sample *sample)
 {
     uint32_t id = sample->meter;
     struct meter_state *st = &e->meter_states[id];
-    const struct rule_meter *m = &e->meters[id];
+    const struct meter_state *m = st;
     if (!sample->ok) {
         poll_failed(e, id, sample->ts_ms);
         return EST_OK;
@@ -463,13 +472,13 @@ est_err rules__feed_meter(struct rule_engine *e, const struct rule_meter_sample 
         observe_implausible(e, id, s.ts_ms, bad, chk, frozen);
 
     if (m->kind == RULE_METER_ELECTRICITY) {
-        if (e->config.reverse_energy.c.enabled && !m->export_expected)
+        if (e->config.reverse_energy.c.enabled && (m->slots & (1u << SLOT_REVERSE))) /* not export_expected */
             observe_reverse(e, id, &s, &chk[COUNTER_EXPORT]);
     } else {
         feed_water_rules(e, id, &s, &chk[COUNTER_VOLUME]);
     }
 
-    if (e->config.balance_loss.c.enabled && in_balance_group(e, id)) {
+    if (e->config.balance_loss.c.enabled && m->balance != NO_BALANCE) {
         const struct counter_check *b = &chk[m->kind == RULE_METER_WATER ? COUNTER_VOLUME : COUNTER_IMPORT];
         if (b->verdict != VERDICT_NONE)
             rules__balance_mark(e, id, s.ts_ms, b->value,

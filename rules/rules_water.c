@@ -28,10 +28,10 @@ static int64_t floor_mod(int64_t a, int64_t b)
  * resolution). Returns the volume since the increase began in *volume_m3. */
 enum vacant_evidence { VACANT_UNKNOWN, VACANT_ABSENT, VACANT_PENDING, VACANT_PRESENT };
 
-static enum vacant_evidence vacant_evidence(const struct rule_engine *e, struct meter_state *st,
-                                            const struct rule_meter *m, int64_t ts_ms,
-                                            const struct water_input *in, double *volume_m3)
+static enum vacant_evidence vacant_evidence(const struct rule_engine *e, struct meter_state *m,
+                                            int64_t ts_ms, const struct water_input *in, double *volume_m3)
 {
+    struct water_state *st = &m->water;
     *volume_m3 = 0.0;
     if (!in->have_increase) { /* first read, or a jump/rollback: restart from here */
         st->vacant_increasing_reads = 0;
@@ -51,13 +51,13 @@ static enum vacant_evidence vacant_evidence(const struct rule_engine *e, struct 
     if (st->vacant_increasing_reads == 0)
         return VACANT_ABSENT;
     *volume_m3 = in->volume_m3 - st->vacant_ref_m3;
-    double threshold = fmax(e->config.vacant_flow.min_increase_m3, rules__resolution(m));
+    double threshold = fmax(e->config.vacant_flow.min_increase_m3, m->resolution);
     if (st->vacant_increasing_reads >= e->config.vacant_flow.confirm_reads && *volume_m3 > threshold)
         return VACANT_PRESENT;
     return VACANT_PENDING;
 }
 
-static void set_meter_flowing(struct unit_state *u, struct meter_state *st, bool flowing)
+static void set_meter_flowing(struct unit_state *u, struct water_state *st, bool flowing)
 {
     if (flowing && !st->vacant_present)
         u->flowing_meters++;
@@ -73,7 +73,7 @@ static void describe_vacant(struct rule_engine *e, struct cond *c, uint32_t mete
     rules__cond_add_detail(e, c, "volume_m3", volume_m3);
     rules__cond_add_detail(e, c, "meter", meter);
     rules__cond_add_detail(e, c, "valve_failed", u->valve_failed);
-    c->want_severity = (uint8_t)(u->valve_failed ? RULE_SEV_CRITICAL : e->config.vacant_flow.c.severity);
+    rules__cond_want_severity(e, c, u->valve_failed ? RULE_SEV_CRITICAL : e->config.vacant_flow.c.severity);
 }
 
 /* With auto_close_valve: close the flowing meter's valve once per incident,
@@ -82,8 +82,8 @@ static void describe_vacant(struct rule_engine *e, struct cond *c, uint32_t mete
 static void check_valve(struct rule_engine *e, uint32_t id, const struct rule_meter_sample *s,
                         const struct water_input *in, struct cond *c, double volume_m3)
 {
-    const struct rule_meter *m = &e->meters[id];
-    struct meter_state *st = &e->meter_states[id];
+    const struct meter_state *m = &e->meter_states[id];
+    struct water_state *st = &e->meter_states[id].water;
     struct unit_state *u = &e->units[m->unit];
     if (!e->config.vacant_flow.auto_close_valve || !m->has_valve || !c->raised)
         return;
@@ -122,11 +122,10 @@ static void reset_unit_valve(struct rule_engine *e, uint32_t unit)
 void rules__vacant_flow(struct rule_engine *e, uint32_t id, const struct rule_meter_sample *s,
                         const struct water_input *in)
 {
-    const struct rule_meter *m = &e->meters[id];
+    struct meter_state *m = &e->meter_states[id];
     if (m->unit < 0)
         return; /* no unit, no occupancy: never vacant flow */
     struct unit_state *u = &e->units[m->unit];
-    struct meter_state *st = &e->meter_states[id];
     struct cond *c = rules__unit_cond(e, (uint32_t)m->unit);
     if (!u->vacant) {
         if (c->raised) /* restored while the unit is now occupied */
@@ -139,10 +138,10 @@ void rules__vacant_flow(struct rule_engine *e, uint32_t id, const struct rule_me
         reset_unit_valve(e, (uint32_t)m->unit); /* the last incident is over */
 
     double volume_m3;
-    enum vacant_evidence ev = vacant_evidence(e, st, m, s->ts_ms, in, &volume_m3);
+    enum vacant_evidence ev = vacant_evidence(e, m, s->ts_ms, in, &volume_m3);
     if (ev == VACANT_UNKNOWN)
         return;
-    set_meter_flowing(u, st, ev == VACANT_PRESENT);
+    set_meter_flowing(u, &m->water, ev == VACANT_PRESENT);
     if (ev == VACANT_PRESENT) {
         describe_vacant(e, c, id, u, volume_m3);
         rules__cond_observe(e, c, OBS_PRESENT, s->ts_ms, false);
@@ -155,9 +154,9 @@ void rules__vacant_flow(struct rule_engine *e, uint32_t id, const struct rule_me
 void rules__vacant_changed(struct rule_engine *e, uint32_t unit, bool vacant)
 {
     for (size_t i = 0; i < e->nmeters; i++) {
-        if (e->meters[i].unit != (int)unit)
-            continue;
-        struct meter_state *st = &e->meter_states[i];
+        if (e->meter_states[i].unit != (int)unit || e->meter_states[i].kind != RULE_METER_WATER)
+            continue; /* vacant_flow watches water meters only */
+        struct water_state *st = &e->meter_states[i].water;
         st->vacant_present = 0;
         st->vacant_increasing_reads = 0;
         st->vacant_last_increase_ms = TIME_NEVER;
@@ -174,13 +173,13 @@ void rules__vacant_changed(struct rule_engine *e, uint32_t unit, bool vacant)
 
 /* --- continuous_flow --- */
 
-static int64_t local_ms_of_day(const struct rule_meter *m, int64_t ts_ms)
+static int64_t local_ms_of_day(const struct meter_state *m, int64_t ts_ms)
 {
     return floor_mod(ts_ms + (int64_t)m->utc_offset_min * MS_PER_MIN, MS_PER_DAY);
 }
 
 /* Inside [quiet_start, quiet_end) local time; the window may wrap midnight. */
-static bool in_quiet_window(const struct rule_meter *m, int64_t ts_ms)
+static bool in_quiet_window(const struct meter_state *m, int64_t ts_ms)
 {
     if (m->quiet_start_min < 0 || m->quiet_start_min == m->quiet_end_min)
         return false;
@@ -190,27 +189,23 @@ static bool in_quiet_window(const struct rule_meter *m, int64_t ts_ms)
     return minute >= m->quiet_start_min || minute < m->quiet_end_min;
 }
 
-static int64_t ms_since_quiet_end(const struct rule_meter *m, int64_t ts_ms)
+static int64_t ms_since_quiet_end(const struct meter_state *m, int64_t ts_ms)
 {
     return floor_mod(local_ms_of_day(m, ts_ms) - (int64_t)m->quiet_end_min * MS_PER_MIN, MS_PER_DAY);
 }
 
 /* Advances the meter's active clock: time outside the quiet window only. */
-static void advance_active_clock(struct meter_state *st, const struct rule_meter *m, int64_t ts_ms)
+static void advance_active_clock(struct meter_state *m, int64_t ts_ms)
 {
-    if (st->last_ts_ms == TIME_NEVER)
+    struct water_state *st = &m->water;
+    if (m->last_ts_ms == TIME_NEVER)
         return;
-    int64_t dt = ts_ms - st->last_ts_ms;
+    int64_t dt = ts_ms - m->last_ts_ms;
     if (st->last_in_quiet) {
         int64_t since_end = ms_since_quiet_end(m, ts_ms);
         dt = since_end < dt ? since_end : dt;
     }
     st->active_ms += dt;
-}
-
-static bool continuous_flow_applies(const struct rule_meter *m)
-{
-    return m->kind == RULE_METER_WATER && m->category != RULE_CAT_MASTER && m->category != RULE_CAT_BUILDING;
 }
 
 /* Leak: no stretch of zero_flow_needed_s without flow in the last window_s
@@ -222,15 +217,15 @@ static bool continuous_flow_applies(const struct rule_meter *m)
  * counts. */
 void rules__continuous_flow(struct rule_engine *e, uint32_t id, int64_t ts_ms, const struct water_input *in)
 {
-    const struct rule_meter *m = &e->meters[id];
-    struct meter_state *st = &e->meter_states[id];
-    if (!continuous_flow_applies(m))
+    struct meter_state *m = &e->meter_states[id];
+    struct water_state *st = &m->water;
+    if (!(m->slots & (1u << SLOT_CONTINUOUS))) /* rules__continuous_flow_applies() */
         return;
     if (in_quiet_window(m, ts_ms)) {
         st->last_in_quiet = 1;
         return;
     }
-    advance_active_clock(st, m, ts_ms);
+    advance_active_clock(m, ts_ms);
     /* the volume read right after the window was mostly used inside it */
     bool moved = in->have_increase && in->increase_m3 > 0.0 && !st->last_in_quiet;
     st->last_in_quiet = 0;
@@ -272,7 +267,7 @@ void rules__continuous_flow(struct rule_engine *e, uint32_t id, int64_t ts_ms, c
 
 static int64_t balance_window(const struct rule_engine *e, uint32_t id, int64_t ts_ms)
 {
-    int64_t local = ts_ms + (int64_t)e->meters[id].utc_offset_min * MS_PER_MIN;
+    int64_t local = ts_ms + (int64_t)e->meter_states[id].utc_offset_min * MS_PER_MIN;
     return floor_div(local, (int64_t)e->config.balance_loss.window_s * 1000);
 }
 
@@ -280,9 +275,18 @@ static int64_t balance_window(const struct rule_engine *e, uint32_t id, int64_t 
  * sample of window w+1 arrives, its increase over window w is done. A window
  * with a replacement, jump or rollback inside, without a sample in the
  * next window, or the first one after start, has no increase. */
+void rules__balance_state_init(struct balance_state *b)
+{
+    b->window_index = INT64_MIN;
+    b->window_mark = 0.0;
+    b->done_index = INT64_MIN;
+    b->done_increase = 0.0;
+    b->window_tainted = 0;
+}
+
 void rules__balance_mark(struct rule_engine *e, uint32_t id, int64_t ts_ms, double value, bool tainted)
 {
-    struct meter_state *st = &e->meter_states[id];
+    struct balance_state *st = &e->balance[e->meter_states[id].balance];
     int64_t w = balance_window(e, id, ts_ms);
     if (w == st->window_index) {
         st->window_tainted |= tainted;
@@ -305,27 +309,27 @@ void rules__balance_mark(struct rule_engine *e, uint32_t id, int64_t ts_ms, doub
     st->window_tainted = first;
 }
 
-static bool window_complete(const struct rule_engine *e, uint32_t parent, int64_t k)
+static bool window_complete(const struct rule_engine *e, const struct balance_parent *p, int64_t k)
 {
-    if (e->meter_states[parent].done_index != k)
+    if (e->balance[e->meter_states[p->meter].balance].done_index != k)
         return false;
-    for (uint32_t i = e->child_start[parent]; i < e->child_start[parent + 1]; i++)
-        if (e->meter_states[e->child_list[i]].done_index != k)
+    for (uint32_t i = p->child_start; i < p[1].child_start; i++)
+        if (e->balance[e->balance_children[i]].done_index != k)
             return false;
     return true;
 }
 
-static void evaluate_balance(struct rule_engine *e, uint32_t parent, int64_t now_ms)
+static void evaluate_balance(struct rule_engine *e, const struct balance_parent *p, int64_t now_ms)
 {
     const struct rule_config *cfg = &e->config;
-    double parent_inc = e->meter_states[parent].done_increase;
+    double parent_inc = e->balance[e->meter_states[p->meter].balance].done_increase;
     double children = 0.0;
-    for (uint32_t i = e->child_start[parent]; i < e->child_start[parent + 1]; i++)
-        children += e->meter_states[e->child_list[i]].done_increase;
+    for (uint32_t i = p->child_start; i < p[1].child_start; i++)
+        children += e->balance[e->balance_children[i]].done_increase;
     double loss_pct = parent_inc > 0.0 ? (parent_inc - children) / parent_inc * 100.0 : 0.0;
     double tolerance = parent_inc < cfg->balance_loss.low_flow_m3 ? cfg->balance_loss.low_flow_loss_pct
                                                                   : cfg->balance_loss.loss_pct;
-    struct cond *c = rules__meter_cond(e, parent, SLOT_BALANCE);
+    struct cond *c = rules__meter_cond(e, p->meter, SLOT_BALANCE);
     if (parent_inc > 0.0 && loss_pct > tolerance) {
         rules__cond_describe(e, c, "loss", loss_pct);
         rules__cond_add_detail(e, c, "loss_pct", loss_pct);
@@ -341,12 +345,11 @@ static void evaluate_balance(struct rule_engine *e, uint32_t parent, int64_t now
 void rules__balance_tick(struct rule_engine *e, int64_t now_ms)
 {
     for (size_t i = 0; i < e->nparents; i++) {
-        uint32_t parent = e->parent_list[i];
-        struct meter_state *st = &e->meter_states[parent];
-        int64_t k = balance_window(e, parent, now_ms) - 1;
-        if (st->evaluated_index >= k || !window_complete(e, parent, k))
+        struct balance_parent *p = &e->parents[i];
+        int64_t k = balance_window(e, p->meter, now_ms) - 1;
+        if (p->evaluated_index >= k || !window_complete(e, p, k))
             continue;
-        st->evaluated_index = k;
-        evaluate_balance(e, parent, now_ms);
+        p->evaluated_index = k;
+        evaluate_balance(e, p, now_ms);
     }
 }

@@ -341,6 +341,13 @@ static void test_csv_in_config(void **state)
     assert_string_equal(m->location, "stairwell\nlighting");
     assert_int_equal(m->category, GW_CAT_PUBLIC_LIGHTING);
     assert_int_equal(m->line, 4);
+    /* file names are stored once: the CSV's rows share one, as do the
+     * entries of the @include'd base.conf */
+    assert_ptr_equal(m->file, w->file);
+    assert_string_equal(c->meters[gw_config_meter_index(c, "W-1")].file, fixture("csv_site.conf"));
+    assert_string_equal(c->units[0].file, fixture("base.conf"));
+    assert_ptr_equal(c->units[0].file, c->buses[0].file);
+    assert_int_equal(c->nfile_names, 3);
     gw_config_free(c);
     gw_config_errors_free(&errors);
 }
@@ -351,6 +358,22 @@ static struct gw_config *load_good(void)
     struct gw_config_errors errors = { 0 };
     assert_int_equal(gw_config_load(fixture("good.conf"), NULL, 0, &c, &errors), EST_OK);
     return c;
+}
+
+/* A meter without a building of its own takes its unit's (the same string). */
+static void test_meter_building_from_unit(void **state)
+{
+    struct gw_config *c = load_good();
+    const struct gw_meter_config *m = &c->meters[gw_config_meter_index(c, "W-1-101")];
+    assert_int_equal(m->unit, gw_config_unit_index(c, "1-101"));
+    assert_string_equal(m->building, "1");
+    assert_true(m->building_from_unit);
+    assert_ptr_equal(m->building, c->units[m->unit].building);
+    gw_config_clear_meters(c);
+    assert_null(c->meters);
+    assert_int_equal(c->nmeters, 0);
+    assert_string_equal(c->units[0].building, "1");
+    gw_config_free(c);
 }
 
 static void test_csv_import_appends(void **state)
@@ -496,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_set_overrides),
         cmocka_unit_test(test_set_errors),
         cmocka_unit_test(test_csv_in_config),
+        cmocka_unit_test(test_meter_building_from_unit),
         cmocka_unit_test(test_csv_import_appends),
         cmocka_unit_test(test_csv_bad_rows),
         cmocka_unit_test(test_csv_overlong_field),

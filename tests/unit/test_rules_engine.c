@@ -1,6 +1,8 @@
 /* test_rules_engine.c - the engine's contract around the rules: topology
  * validation, out-of-range and NULL input, hold_s raised from ticks,
- * restore without re-raising, condition_active, out-of-order samples. */
+ * restore without re-raising (also of a rule that cannot apply to the
+ * meter), condition_active, out-of-order samples, many conditions active at
+ * once (each event naming its own subject). */
 #include <stdlib.h>
 
 #include "test_rules_fixture.h"
@@ -215,6 +217,111 @@ static void test_disabled_rule_clears_restored_incident(void **state)
     rule_engine_destroy(e);
 }
 
+/* Conditions only get their detail while active: hundreds at once (more than
+ * the engine starts with room for) keep their own subject and detail,
+ * through hold_s and clear_s on the pending list. */
+static void test_many_conditions_active_at_once(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    cfg.meter_offline.c.hold_s = 60;
+    cfg.meter_offline.c.clear_s = 60;
+    static struct rule_meter m[N];
+    for (size_t i = 0; i < N; i++) {
+        m[i] = i % 2 ? water_meter(-1) : electricity_meter();
+        m[i].export_expected = i % 3 == 0; /* meters with fewer conditions in between */
+    }
+    uint16_t zones[3] = { 2, 0, 3 };
+    struct rule_engine *e = make_engine(&cfg, m, N, NULL, 0, zones, 3, &rec);
+    for (int k = 0; k < 3; k++) {
+        for (uint32_t i = 0; i < N; i++) {
+            struct rule_meter_sample s = { .meter = i, .ts_ms = T0 + k * 10 * SEC, .ok = false };
+            assert_int_equal(rule_engine_feed_meter(e, &s), EST_OK);
+        }
+    }
+    assert_int_equal(rec.nevents, 0);
+    rule_engine_tick(e, T0 + 90 * SEC);
+    assert_int_equal(rec.nevents, N);
+    bool seen[N] = { false };
+    for (size_t i = 0; i < rec.nevents; i++) {
+        const struct rule_event *ev = &rec.events[i];
+        assert_int_equal(ev->rule, RULE_METER_OFFLINE);
+        assert_int_equal(ev->transition, RULE_RAISED);
+        assert_int_equal(ev->subject.type, RULE_SUBJECT_METER);
+        assert_true(ev->subject.index < N && !seen[ev->subject.index]);
+        seen[ev->subject.index] = true;
+        assert_int_equal(ev->since_ms, T0 + 20 * SEC);
+        assert_string_equal(ev->reason, "poll_failed");
+        assert_true(detail_of(ev, "failures") == 3.0);
+    }
+
+    /* zones of panels around one without zones */
+    uint8_t bits[3] = { 0, 1, 1 };
+    struct rule_panel_sample p2 = { .panel = 2, .ts_ms = T0 + 100 * SEC, .ok = true, .nzones = 3, .zones = bits };
+    struct rule_panel_sample p0 = { .panel = 0, .ts_ms = T0 + 100 * SEC, .ok = true, .nzones = 2, .zones = bits };
+    rec.nevents = 0;
+    assert_int_equal(rule_engine_feed_panel(e, &p2), EST_OK);
+    assert_int_equal(rule_engine_feed_panel(e, &p0), EST_OK);
+    assert_int_equal(rec.nevents, 3);
+    int32_t expect_zone[3] = { 1, 2, 1 };
+    uint32_t expect_panel[3] = { 2, 2, 0 };
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(rec.events[i].rule, RULE_FIRE_ALARM);
+        assert_int_equal(rec.events[i].subject.type, RULE_SUBJECT_ZONE);
+        assert_int_equal(rec.events[i].subject.index, expect_panel[i]);
+        assert_int_equal(rec.events[i].subject.zone, expect_zone[i]);
+    }
+
+    rec.nevents = 0;
+    for (uint32_t i = 0; i < N; i++)
+        feed(e, elec_sample(i, T0 + 100 * SEC, 1.0, 0.0, 0.0));
+    assert_int_equal(rec.nevents, 0);
+    rule_engine_tick(e, T0 + 200 * SEC);
+    assert_int_equal(rec.nevents, N);
+    memset(seen, 0, sizeof seen);
+    for (size_t i = 0; i < rec.nevents; i++) {
+        const struct rule_event *ev = &rec.events[i];
+        assert_int_equal(ev->transition, RULE_CLEARED);
+        assert_true(ev->subject.index < N && !seen[ev->subject.index]);
+        seen[ev->subject.index] = true;
+        assert_int_equal(ev->since_ms, T0 + 20 * SEC);
+        assert_string_equal(ev->reason, "poll_failed");
+    }
+    struct rule_subject subj = meter_subject(7);
+    assert_false(rule_engine_condition_active(e, RULE_METER_OFFLINE, &subj));
+    rule_engine_destroy(e);
+}
+
+/* An incident of a rule that can no longer apply to its meter (say the
+ * meter became export_expected, or lost its children) is still restored:
+ * it stays open, as nothing will evaluate it. */
+static void test_restore_rule_that_cannot_apply(void **state)
+{
+    (void)state;
+    struct rule_meter m[3] = { water_meter(-1), electricity_meter(), electricity_meter() };
+    m[1].export_expected = true;
+    struct rule_engine *e = make_engine(&cfg, m, 3, NULL, 0, NULL, 0, &rec);
+    struct rule_subject water = meter_subject(0), solar = meter_subject(1), plain = meter_subject(2);
+    assert_false(rule_engine_condition_active(e, RULE_REVERSE_ENERGY, &water));
+    assert_false(rule_engine_condition_active(e, RULE_BALANCE_LOSS, &plain));
+    assert_int_equal(rule_engine_restore(e, RULE_REVERSE_ENERGY, &water, T0 - HOUR), EST_OK);
+    assert_int_equal(rule_engine_restore(e, RULE_REVERSE_ENERGY, &water, T0 - HOUR), EST_OK); /* same one */
+    assert_int_equal(rule_engine_restore(e, RULE_REVERSE_ENERGY, &solar, T0 - HOUR), EST_OK);
+    assert_int_equal(rule_engine_restore(e, RULE_BALANCE_LOSS, &plain, T0 - HOUR), EST_OK);
+    for (int k = 0; k < 10; k++) {
+        feed(e, water_sample(0, T0 + k * MIN, 1.0 + k * 0.01, 0.5));
+        feed(e, elec_sample(1, T0 + k * MIN, 10.0, 1.0 + k * 0.01, -500.0));
+        feed(e, elec_sample(2, T0 + k * MIN, 10.0 + k * 0.01, 0.0, 600.0));
+        rule_engine_tick(e, T0 + k * MIN + SEC);
+    }
+    assert_int_equal(rec.nevents, 0);
+    assert_true(rule_engine_condition_active(e, RULE_REVERSE_ENERGY, &water));
+    assert_true(rule_engine_condition_active(e, RULE_REVERSE_ENERGY, &solar));
+    assert_true(rule_engine_condition_active(e, RULE_BALANCE_LOSS, &plain));
+    assert_false(rule_engine_condition_active(e, RULE_BALANCE_LOSS, &water));
+    rule_engine_destroy(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +333,8 @@ int main(void)
         cmocka_unit_test_setup(test_restore_then_change_updates, setup),
         cmocka_unit_test_setup(test_out_of_order_samples_are_ignored_for_counters, setup),
         cmocka_unit_test_setup(test_disabled_rule_clears_restored_incident, setup),
+        cmocka_unit_test_setup(test_many_conditions_active_at_once, setup),
+        cmocka_unit_test_setup(test_restore_rule_that_cannot_apply, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
