@@ -78,6 +78,7 @@ struct gw_mqtt {
     struct gw_mqtt_inbound *scratch; /* message-arrived buffer (Paho's thread only) */
     pthread_t thread;
     bool thread_started;
+    struct gw_log_limiter refused_log; /* publishes Paho refused (publisher thread) */
 
     pthread_mutex_t lock;  /* guards everything below (atomics are also read without it) */
     pthread_cond_t wake;   /* the publisher thread waits on it */
@@ -513,9 +514,9 @@ static void publish_queued(struct gw_mqtt *m)
             pthread_mutex_unlock(&m->lock);
             if (rc == MQTTCLIENT_DISCONNECTED || !MQTTClient_isConnected(m->client))
                 broken = true;
-            else
-                gw_warn("mqtt: publish on %s refused (code %d: %s)", topic, rc,
-                        MQTTClient_strerror(rc));
+            else if (gw_log_limiter_fail(&m->refused_log))
+                gw_warn("mqtt: publish on %s refused (code %d: %s; %llu so far)", topic, rc,
+                        MQTTClient_strerror(rc), (unsigned long long)m->refused_log.failures);
         }
         if (h.kind == REC_HEAP) {
             heap_freed += h.payload_len;
