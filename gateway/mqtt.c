@@ -1,62 +1,114 @@
-/* mqtt.c - Paho MQTTAsync wrapper: connect with will and TLS, reconnect,
- * command subscription into a queue, tagged QoS 1 publishes. */
+/* mqtt.c - the gateway's MQTT client on Paho's synchronous MQTTClient (a
+ * QoS 0 publish costs a third of MQTTAsync's CPU): callers copy messages
+ * into a byte ring and return at once; one publisher thread owns the
+ * connection (connect, will, TLS, backoff, subscription, online status) and
+ * sends whatever the ring holds; Paho's own thread reports acknowledgements
+ * and commands through callbacks that only record or enqueue. */
 #include "mqtt.h"
 
-#include <MQTTAsync.h>
+#include <MQTTClient.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "log.h"
 
 #define ACKED_CAPACITY 4096
-#define PAHO_MAX_BUFFERED 4096 /* see gw_mqtt_create */
-/* (Re)connection backoff, ours rather than Paho's automatic reconnect
- * (whose intervals drift well past its configured maximum): the first
- * attempt at once, then 0.5 s doubling to 5 s, plus up to 25% jitter, so a
- * broker back after any outage is found within about 6 s. */
+/* Messages waiting for the publisher thread: a byte ring, so queueing one
+ * costs a copy and no allocation. About 6,000 readings of 250 bytes; a
+ * backlog beyond that means the broker or the socket is not keeping up, and
+ * the core puts further readings in its outbox instead. */
+#define RING_BYTES ((size_t)2 << 20) /* a power of two */
+/* A message larger than this is copied to the heap and the ring holds only
+ * its header, so any size can be queued; HEAP_BUDGET bounds such copies
+ * (one is always accepted, or the outbox could stall on it for ever). */
+#define RING_INLINE_MAX ((size_t)64 << 10)
+#define HEAP_BUDGET ((size_t)16 << 20)
+/* QoS >= 1 messages handed to Paho and not yet acknowledged. The core keeps
+ * at most OUTBOX_WINDOW (100) tagged ones in flight; the rest leaves room
+ * for the status, events published directly and QoS 1 readings. Paho's
+ * publish sleeps 100 ms when its own window is full, so the publisher
+ * thread waits for acknowledgements itself before reaching that limit. */
+#define PAHO_WINDOW 128
+#define EARLY_MAX 8
+/* (Re)connection backoff, run by the publisher thread: the first attempt
+ * at once, then 0.5 s doubling to 5 s, plus up to 25% jitter, so a broker
+ * back after any outage is found within about 6 s. */
 #define RETRY_MIN_MS 500
 #define RETRY_MAX_MS 5000
+#define IDLE_CHECK_MS 1000 /* an idle publisher checks the connection this often */
+#define CONNECT_TIMEOUT_S 10
+
+enum record_kind { REC_INLINE = 1, REC_HEAP, REC_SKIP };
+
+/* Header of one queued message in the ring, at an 8-byte aligned offset.
+ * REC_INLINE: topic, NUL and payload follow the header. REC_HEAP: they are
+ * in heap. REC_SKIP: only size and kind are written (the unused end of the
+ * buffer before it wraps). Copied in and out with memcpy. */
+struct record {
+    uint32_t size;      /* bytes the record takes in the ring, header included */
+    uint8_t kind;       /* enum record_kind */
+    uint8_t qos;
+    uint8_t retain;
+    size_t topic_len;   /* without the NUL */
+    size_t payload_len;
+    uint64_t tag;       /* 0 = untagged (always 0 for QoS 0) */
+    char *heap;         /* REC_HEAP: topic, NUL, payload in one allocation */
+};
+
+/* A QoS >= 1 message Paho has and has not yet confirmed. */
+struct pending {
+    int token;          /* Paho's delivery token (the packet id) */
+    uint64_t tag;       /* 0 = untagged */
+};
 
 struct gw_mqtt {
-    MQTTAsync client;
+    MQTTClient client;
     const struct gw_mqtt_config *config;
     char *status_topic;
     char *command_filter;
     char *will_payload;
-    char *online_payload;
     char *password;
     struct gw_queue *inbound;
-    atomic_bool connected;
-    atomic_bool connecting;
+    struct gw_mqtt_inbound *scratch; /* message-arrived buffer (Paho's thread only) */
+    pthread_t thread;
+    bool thread_started;
+    struct gw_log_limiter refused_log; /* publishes Paho refused (publisher thread) */
+
+    pthread_mutex_t lock;  /* guards everything below (atomics are also read without it) */
+    pthread_cond_t wake;   /* the publisher thread waits on it */
+    atomic_bool connected; /* a session is up: publishes are accepted */
     atomic_uint_fast64_t generation;
-    atomic_size_t inflight;
-    int64_t next_attempt_ms;
-    atomic_int retry_ms;           /* next backoff; reset by on_connected (Paho's thread) */
-    pthread_mutex_t lock;          /* guards acked[] and online_payload */
+    atomic_size_t inflight; /* tagged QoS >= 1 messages queued or sent, not acked or failed */
+    bool session;          /* the publisher thread holds a Paho connection */
+    bool lost;             /* Paho reported a connection loss (maybe a stale one) */
+    bool stop;             /* gw_mqtt_destroy: the publisher thread ends */
+    bool idle;             /* the publisher waits for messages: a publish wakes it */
+    bool window_wait;      /* the publisher waits for an acknowledgement */
+    int disconnect_timeout_ms;
+    char *online_payload;
+    /* The ring: wpos and rpos count bytes since creation; the publisher
+     * reads [rpos, wpos) without the lock, producers write after wpos. */
+    char *ring;
+    uint64_t wpos;
+    uint64_t rpos;
+    size_t heap_bytes;     /* payload bytes of queued REC_HEAP records */
+    struct pending pending[PAHO_WINDOW];
+    size_t npending;
+    int early[EARLY_MAX];  /* tokens acknowledged before publish returned them */
+    size_t nearly;
     uint64_t acked[ACKED_CAPACITY];
     size_t nacked;
-    struct gw_mqtt_inbound *scratch; /* message-arrived buffer (Paho thread only) */
-    char last_problem[256];        /* last connect/TLS failure logged (under lock) */
+    char last_problem[256]; /* last connect/TLS failure logged */
+    struct gw_mqtt *next_live; /* under live_lock */
 };
 
-/* One fewer message in flight; never below zero (the count is reset on
- * every new connection, and a failure of an old message may come later). */
-static void inflight_done(struct gw_mqtt *m)
-{
-    size_t n = atomic_load(&m->inflight);
-    while (n > 0 && !atomic_compare_exchange_weak(&m->inflight, &n, n - 1)) {
-    }
-}
-
-/* Context of one tagged publish. */
-struct publish_context {
-    struct gw_mqtt *mqtt;
-    uint64_t tag;
-};
+static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
 static char *read_secret_file(const char *path)
 {
@@ -80,51 +132,190 @@ static char *read_secret_file(const char *path)
     return line;
 }
 
-static void publish_status(struct gw_mqtt *m)
+/* Waits on m->wake (lock held) for at most ms milliseconds. */
+static void wait_ms(struct gw_mqtt *m, int64_t ms)
 {
-    pthread_mutex_lock(&m->lock);
-    char *payload = strdup(m->online_payload ? m->online_payload : "{\"state\":\"online\"}");
-    pthread_mutex_unlock(&m->lock);
-    if (payload == NULL)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&m->wake, &m->lock, &ts);
+}
+
+/* ---------------------------------------------------------------- */
+/* The ring (lock held unless said otherwise)                        */
+/* ---------------------------------------------------------------- */
+
+static bool ring_empty(const struct gw_mqtt *m) { return m->rpos == m->wpos; }
+
+/* Appends one message; false when there is no room. */
+static bool ring_put(struct gw_mqtt *m, const char *topic, size_t topic_len, const void *payload,
+                     size_t length, int qos, bool retain, uint64_t tag, char *heap)
+{
+    struct record h = {
+        .kind = heap ? REC_HEAP : REC_INLINE, .qos = (uint8_t)qos, .retain = retain,
+        .topic_len = topic_len, .payload_len = length, .tag = tag, .heap = heap,
+    };
+    size_t need = align8(sizeof h + (heap ? 0 : topic_len + 1 + length));
+    size_t off = (size_t)(m->wpos & (RING_BYTES - 1));
+    size_t skip = RING_BYTES - off < need ? RING_BYTES - off : 0;
+    if ((size_t)(m->wpos - m->rpos) + skip + need > RING_BYTES)
+        return false;
+    if (skip > 0) {
+        /* The end of the buffer is too short: mark it skipped (at least 8
+         * bytes remain, as every record is a multiple of 8) and wrap. */
+        uint32_t size = (uint32_t)skip;
+        uint8_t kind = REC_SKIP;
+        memcpy(m->ring + off, &size, sizeof size);
+        memcpy(m->ring + off + sizeof size, &kind, sizeof kind);
+        m->wpos += skip;
+        off = 0;
+    }
+    h.size = (uint32_t)need;
+    char *at = m->ring + off;
+    memcpy(at, &h, sizeof h);
+    if (heap == NULL) {
+        memcpy(at + sizeof h, topic, topic_len);
+        at[sizeof h + topic_len] = '\0';
+        if (length > 0)
+            memcpy(at + sizeof h + topic_len + 1, payload, length);
+    }
+    m->wpos += need;
+    return true;
+}
+
+/* Reads the record at pos (which the publisher owns). Returns its size;
+ * *h is filled unless it is a REC_SKIP. */
+static uint32_t ring_peek(const struct gw_mqtt *m, uint64_t pos, struct record *h)
+{
+    const char *at = m->ring + (size_t)(pos & (RING_BYTES - 1));
+    uint32_t size;
+    uint8_t kind;
+    memcpy(&size, at, sizeof size);
+    memcpy(&kind, at + sizeof size, sizeof kind);
+    if (kind == REC_SKIP)
+        h->kind = REC_SKIP;
+    else
+        memcpy(h, at, sizeof *h);
+    return size;
+}
+
+static const char *record_topic(const struct gw_mqtt *m, uint64_t pos, const struct record *h)
+{
+    return h->kind == REC_HEAP ? h->heap
+                               : m->ring + (size_t)(pos & (RING_BYTES - 1)) + sizeof *h;
+}
+
+/* One fewer tagged message in flight (not acknowledged: the row stays in
+ * the outbox and is sent again after a reconnection). */
+static void fail_tag(struct gw_mqtt *m, uint64_t tag)
+{
+    if (tag != 0)
+        atomic_fetch_sub(&m->inflight, 1);
+}
+
+/* Drops everything queued (connection lost, or destroy). */
+static void ring_purge(struct gw_mqtt *m)
+{
+    while (m->rpos != m->wpos) {
+        struct record h;
+        uint32_t size = ring_peek(m, m->rpos, &h);
+        if (h.kind != REC_SKIP) {
+            fail_tag(m, h.tag);
+            if (h.kind == REC_HEAP) {
+                m->heap_bytes -= h.payload_len;
+                free(h.heap);
+            }
+        }
+        m->rpos += size;
+    }
+}
+
+/* ---------------------------------------------------------------- */
+/* Acknowledgements (lock held)                                      */
+/* ---------------------------------------------------------------- */
+
+static void acknowledge(struct gw_mqtt *m, uint64_t tag)
+{
+    if (tag == 0)
         return;
-    gw_mqtt_publish(m, m->status_topic, payload, strlen(payload), 1, true, 0);
-    free(payload);
+    atomic_fetch_sub(&m->inflight, 1);
+    if (m->nacked < ACKED_CAPACITY)
+        m->acked[m->nacked++] = tag;
+    /* else the row stays queued and goes again after a reconnection */
 }
 
-static void on_subscribe_failure(void *context, MQTTAsync_failureData *response)
+/* Records a QoS >= 1 message Paho accepted. Its acknowledgement may have
+ * come already (Paho lets go of its lock while a large write completes):
+ * then it is in early[]. Any other early token belongs to no message. */
+static void register_pending(struct gw_mqtt *m, int token, uint64_t tag)
 {
-    struct gw_mqtt *m = context;
-    gw_warn("mqtt: subscribe to %s failed (code %d)", m->command_filter, response ? response->code : 0);
+    for (size_t i = 0; i < m->nearly; i++) {
+        if (m->early[i] == token) {
+            m->nearly = 0;
+            acknowledge(m, tag);
+            return;
+        }
+    }
+    m->nearly = 0;
+    if (m->npending < PAHO_WINDOW) {
+        m->pending[m->npending++] = (struct pending){.token = token, .tag = tag};
+        return;
+    }
+    /* Cannot happen: the publisher waits for room before publishing. */
+    fail_tag(m, tag);
 }
 
-static void on_connected(void *context, char *cause)
+/* Paho's thread, for every PUBACK (QoS 1) or PUBCOMP (QoS 2). */
+static void on_delivered(void *context, MQTTClient_deliveryToken token)
 {
     struct gw_mqtt *m = context;
-    atomic_store(&m->connected, true);
-    atomic_store(&m->connecting, false);
-    atomic_fetch_add(&m->generation, 1);
-    atomic_store(&m->inflight, 0);
-    m->retry_ms = RETRY_MIN_MS;
     pthread_mutex_lock(&m->lock);
-    m->last_problem[0] = '\0';
+    size_t i = 0;
+    while (i < m->npending && m->pending[i].token != token)
+        i++;
+    if (i < m->npending) {
+        acknowledge(m, m->pending[i].tag);
+        m->pending[i] = m->pending[--m->npending];
+        if (m->window_wait)
+            pthread_cond_signal(&m->wake);
+    } else if (m->nearly < EARLY_MAX) {
+        m->early[m->nearly++] = token;
+    }
     pthread_mutex_unlock(&m->lock);
-    gw_info("mqtt: connected to %s", m->config->uri);
-    MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
-    opts.onFailure = on_subscribe_failure;
-    opts.context = m;
-    MQTTAsync_subscribe(m->client, m->command_filter, 1, &opts);
-    publish_status(m);
 }
 
+/* ---------------------------------------------------------------- */
+/* Paho callbacks                                                    */
+/* ---------------------------------------------------------------- */
+
+/* Clients not yet destroyed. Paho calls connectionLost on a detached
+ * thread of its own, which may run after gw_mqtt_destroy: it acts only on
+ * a client still listed here, under live_lock. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct gw_mqtt *live_clients;
+
+/* It may report a connection that the publisher thread already replaced:
+ * the publisher checks. */
 static void on_connection_lost(void *context, char *cause)
 {
-    struct gw_mqtt *m = context;
-    atomic_store(&m->connected, false);
-    gw_warn("mqtt: connection to %s lost%s%s; reconnecting", m->config->uri, cause ? ": " : "",
-            cause ? cause : "");
+    pthread_mutex_lock(&live_lock);
+    for (struct gw_mqtt *m = live_clients; m != NULL; m = m->next_live) {
+        if (m == context) {
+            pthread_mutex_lock(&m->lock);
+            m->lost = true;
+            pthread_cond_signal(&m->wake);
+            pthread_mutex_unlock(&m->lock);
+        }
+    }
+    pthread_mutex_unlock(&live_lock);
 }
 
-static int on_message(void *context, char *topic, int topic_len, MQTTAsync_message *message)
+static int on_message(void *context, char *topic, int topic_len, MQTTClient_message *message)
 {
     struct gw_mqtt *m = context;
     struct gw_mqtt_inbound *in = m->scratch;
@@ -141,15 +332,15 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
     in->payload[in->length] = '\0';
     if (gw_queue_push(m->inbound, in, 1000) != EST_OK)
         gw_warn("mqtt: command queue full, dropped a message on %s", in->topic);
-    MQTTAsync_freeMessage(&message);
-    MQTTAsync_free(topic);
+    MQTTClient_freeMessage(&message);
+    MQTTClient_free(topic);
     return 1;
 }
 
 /* A connection problem is an error the first time it is seen (after start
  * or since the last successful connection); the same one again while
  * retrying is a warning. Never includes secrets: the URI, Paho's code and
- * message, OpenSSL's error text. */
+ * its meaning, OpenSSL's error text. */
 static void log_connect_problem(struct gw_mqtt *m, const char *text)
 {
     pthread_mutex_lock(&m->lock);
@@ -160,19 +351,8 @@ static void log_connect_problem(struct gw_mqtt *m, const char *text)
     gw_log(repeated ? GW_LOG_WARN : GW_LOG_ERROR, "mqtt: %s", text);
 }
 
-static void on_connect_failure(void *context, MQTTAsync_failureData *response)
-{
-    struct gw_mqtt *m = context;
-    atomic_store(&m->connecting, false);
-    char text[256];
-    snprintf(text, sizeof text, "cannot connect to %s (code %d%s%s); retrying", m->config->uri,
-             response ? response->code : 0, response && response->message ? ": " : "",
-             response && response->message ? response->message : "");
-    log_connect_problem(m, text);
-}
-
 /* OpenSSL's errors during a TLS connect (bad CA, certificate refused, ...),
- * one line each, from Paho's thread. */
+ * one line each. */
 static int on_tls_error(const char *str, size_t len, void *context)
 {
     struct gw_mqtt *m = context;
@@ -184,39 +364,38 @@ static int on_tls_error(const char *str, size_t len, void *context)
     return 0;
 }
 
-static void on_publish_success(void *context, MQTTAsync_successData *response)
+static const char *connect_error_text(int rc)
 {
-    struct publish_context *pc = context;
-    struct gw_mqtt *m = pc->mqtt;
-    inflight_done(m);
-    pthread_mutex_lock(&m->lock);
-    if (m->nacked < ACKED_CAPACITY)
-        m->acked[m->nacked++] = pc->tag;
-    pthread_mutex_unlock(&m->lock);
-    free(pc);
+    switch (rc) { /* MQTT 3.1.1 CONNACK return codes */
+    case 1: return "unacceptable protocol version";
+    case 2: return "client identifier rejected";
+    case 3: return "server unavailable";
+    case 4: return "bad user name or password";
+    case 5: return "not authorized";
+    case MQTTCLIENT_FAILURE: return "no connection";
+    default: return MQTTClient_strerror(rc);
+    }
 }
 
-static void on_publish_failure(void *context, MQTTAsync_failureData *response)
-{
-    struct publish_context *pc = context;
-    inflight_done(pc->mqtt);
-    /* Not acknowledged: the row stays in the outbox and is sent again. */
-    free(pc);
-}
+/* ---------------------------------------------------------------- */
+/* The publisher thread                                              */
+/* ---------------------------------------------------------------- */
 
-static est_err connect_now(struct gw_mqtt *m)
+/* Connects, subscribes to P/cmd/+ and publishes the online status. */
+static bool open_session(struct gw_mqtt *m)
 {
     const struct gw_mqtt_config *c = m->config;
-    MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
-    MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
-    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    MQTTClient_connectOptions opts = MQTTClient_connectOptions_initializer;
+    MQTTClient_willOptions will = MQTTClient_willOptions_initializer;
+    MQTTClient_SSLOptions ssl = MQTTClient_SSLOptions_initializer;
     opts.keepAliveInterval = c->keepalive_s > 0 ? c->keepalive_s : 30;
     opts.cleansession = 1;
-    opts.maxInflight = 1024;
-    opts.automaticReconnect = 0; /* gw_mqtt_poll reconnects, with jitter */
-    opts.connectTimeout = 10;
-    opts.onFailure = on_connect_failure;
-    opts.context = m;
+    opts.reliable = 0;
+    opts.maxInflightMessages = PAHO_WINDOW;
+    opts.connectTimeout = CONNECT_TIMEOUT_S;
+    /* 3.1.1 only: the default falls back to 3.1 after a failure, and that
+     * attempt stops Paho's thread, which takes up to a second. */
+    opts.MQTTVersion = MQTTVERSION_3_1_1;
     will.topicName = m->status_topic;
     will.message = m->will_payload;
     will.retained = 1;
@@ -238,15 +417,198 @@ static est_err connect_now(struct gw_mqtt *m)
         ssl.ssl_error_context = m;
         opts.ssl = &ssl;
     }
-    atomic_store(&m->connecting, true);
-    int rc = MQTTAsync_connect(m->client, &opts);
-    if (rc != MQTTASYNC_SUCCESS) {
-        atomic_store(&m->connecting, false);
-        gw_warn("mqtt: connect to %s refused at once (code %d)", c->uri, rc);
-        return EST_ERR_IO;
+    int rc = MQTTClient_connect(m->client, &opts);
+    if (rc != MQTTCLIENT_SUCCESS) {
+        char text[256];
+        snprintf(text, sizeof text, "cannot connect to %s (code %d: %s); retrying", c->uri, rc,
+                 connect_error_text(rc));
+        log_connect_problem(m, text);
+        return false;
     }
-    return EST_OK;
+    rc = MQTTClient_subscribe(m->client, m->command_filter, 1);
+    if (rc != MQTTCLIENT_SUCCESS)
+        gw_warn("mqtt: subscribe to %s failed (code %d)", m->command_filter, rc);
+    if (!MQTTClient_isConnected(m->client)) {
+        log_connect_problem(m, "connection lost right after connecting; retrying");
+        return false;
+    }
+    pthread_mutex_lock(&m->lock);
+    char *online = strdup(m->online_payload ? m->online_payload : "{\"state\":\"online\"}");
+    pthread_mutex_unlock(&m->lock);
+    int token = 0;
+    rc = online ? MQTTClient_publish(m->client, m->status_topic, (int)strlen(online), online, 1, 1,
+                                     &token)
+                : MQTTCLIENT_FAILURE;
+    free(online);
+    pthread_mutex_lock(&m->lock);
+    if (rc == MQTTCLIENT_SUCCESS)
+        register_pending(m, token, 0);
+    m->session = true;
+    atomic_store(&m->connected, true);
+    atomic_fetch_add(&m->generation, 1);
+    m->last_problem[0] = '\0';
+    pthread_mutex_unlock(&m->lock);
+    gw_info("mqtt: connected to %s", c->uri);
+    return true;
 }
+
+/* After a loss (lock held): what was queued or in flight fails; the core
+ * sends tagged messages again from its outbox on the next connection. */
+static void close_session(struct gw_mqtt *m)
+{
+    m->session = false;
+    m->lost = false;
+    atomic_store(&m->connected, false);
+    ring_purge(m);
+    for (size_t i = 0; i < m->npending; i++)
+        fail_tag(m, m->pending[i].tag);
+    m->npending = 0;
+    m->nearly = 0;
+}
+
+/* Sends what the ring holds (lock held on entry and on return; released
+ * while Paho works). Stops early at a connection loss or a stop. */
+static void publish_queued(struct gw_mqtt *m)
+{
+    uint64_t end = m->wpos;
+    uint64_t pos = m->rpos;
+    size_t heap_freed = 0;
+    pthread_mutex_unlock(&m->lock);
+    bool broken = false;
+    while (pos != end) {
+        struct record h;
+        uint32_t size = ring_peek(m, pos, &h);
+        if (h.kind == REC_SKIP) {
+            pos += size;
+            continue;
+        }
+        if (h.qos > 0) {
+            pthread_mutex_lock(&m->lock);
+            bool go = true;
+            if (m->npending >= PAHO_WINDOW) {
+                m->rpos = pos; /* what was sent so far frees room for the core */
+                m->heap_bytes -= heap_freed;
+                heap_freed = 0;
+                while (m->npending >= PAHO_WINDOW && !m->lost && !m->stop) {
+                    m->window_wait = true;
+                    wait_ms(m, IDLE_CHECK_MS);
+                    m->window_wait = false;
+                }
+                go = !m->lost && !m->stop;
+            }
+            pthread_mutex_unlock(&m->lock);
+            if (!go)
+                break;
+        }
+        const char *topic = record_topic(m, pos, &h);
+        int token = 0;
+        int rc = MQTTClient_publish(m->client, topic, (int)h.payload_len, topic + h.topic_len + 1,
+                                    h.qos, h.retain, &token);
+        if (rc == MQTTCLIENT_SUCCESS && h.qos > 0) {
+            pthread_mutex_lock(&m->lock);
+            register_pending(m, token, h.tag);
+            pthread_mutex_unlock(&m->lock);
+        } else if (rc != MQTTCLIENT_SUCCESS) {
+            pthread_mutex_lock(&m->lock);
+            fail_tag(m, h.tag);
+            pthread_mutex_unlock(&m->lock);
+            if (rc == MQTTCLIENT_DISCONNECTED || !MQTTClient_isConnected(m->client))
+                broken = true;
+            else if (gw_log_limiter_fail(&m->refused_log))
+                gw_warn("mqtt: publish on %s refused (code %d: %s; %llu so far)", topic, rc,
+                        MQTTClient_strerror(rc), (unsigned long long)m->refused_log.failures);
+        }
+        if (h.kind == REC_HEAP) {
+            heap_freed += h.payload_len;
+            free(h.heap);
+        }
+        pos += size;
+        if (broken)
+            break;
+    }
+    pthread_mutex_lock(&m->lock);
+    m->rpos = pos;
+    m->heap_bytes -= heap_freed;
+    if (broken)
+        m->lost = true;
+}
+
+static uint64_t next_random(uint64_t *state)
+{
+    uint64_t x = *state; /* xorshift64 */
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *state = x;
+}
+
+static void *publisher_main(void *arg)
+{
+    struct gw_mqtt *m = arg;
+    uint64_t rng = (uint64_t)est_mono_ms() ^ (uint64_t)(uintptr_t)m ^ 0x9e3779b97f4a7c15u;
+    int retry_ms = RETRY_MIN_MS;
+    int64_t next_attempt_ms = est_mono_ms(); /* the first attempt at once */
+    pthread_mutex_lock(&m->lock);
+    while (!m->stop) {
+        if (!m->session) {
+            int64_t now = est_mono_ms();
+            if (now < next_attempt_ms) {
+                wait_ms(m, next_attempt_ms - now);
+                continue;
+            }
+            pthread_mutex_unlock(&m->lock);
+            if (open_session(m)) {
+                retry_ms = RETRY_MIN_MS;
+            } else {
+                next_attempt_ms = est_mono_ms() + retry_ms +
+                                  (int64_t)(next_random(&rng) % (uint64_t)(retry_ms / 4 + 1));
+                retry_ms = retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
+            }
+            pthread_mutex_lock(&m->lock);
+            continue;
+        }
+        if (m->lost) {
+            pthread_mutex_unlock(&m->lock);
+            bool gone = !MQTTClient_isConnected(m->client);
+            pthread_mutex_lock(&m->lock);
+            m->lost = false;
+            if (gone) {
+                close_session(m);
+                next_attempt_ms = est_mono_ms(); /* reconnect at once, then back off */
+                pthread_mutex_unlock(&m->lock);
+                gw_warn("mqtt: connection to %s lost; reconnecting", m->config->uri);
+                pthread_mutex_lock(&m->lock);
+            }
+            continue;
+        }
+        if (ring_empty(m)) {
+            m->idle = true;
+            wait_ms(m, IDLE_CHECK_MS);
+            bool woken = !m->idle;
+            m->idle = false;
+            if (!woken && ring_empty(m) && !m->lost && !m->stop) {
+                /* Quiet: make sure the connection is still there. */
+                pthread_mutex_unlock(&m->lock);
+                bool gone = !MQTTClient_isConnected(m->client);
+                pthread_mutex_lock(&m->lock);
+                if (gone)
+                    m->lost = true;
+            }
+            continue;
+        }
+        publish_queued(m);
+    }
+    bool session = m->session;
+    int timeout_ms = m->disconnect_timeout_ms;
+    pthread_mutex_unlock(&m->lock);
+    if (session)
+        MQTTClient_disconnect(m->client, timeout_ms); /* waits for what is in flight */
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- */
+/* API                                                               */
+/* ---------------------------------------------------------------- */
 
 est_err gw_mqtt_create(const struct gw_mqtt_config *config, const char *prefix,
                        const char *offline_payload, struct gw_queue *inbound, struct gw_mqtt **out)
@@ -255,16 +617,21 @@ est_err gw_mqtt_create(const struct gw_mqtt_config *config, const char *prefix,
     if (m == NULL)
         return EST_ERR_NOMEM;
     pthread_mutex_init(&m->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->wake, &attr);
+    pthread_condattr_destroy(&attr);
     m->config = config;
     m->inbound = inbound;
-    m->retry_ms = RETRY_MIN_MS;
     m->scratch = malloc(sizeof *m->scratch);
+    m->ring = malloc(RING_BYTES);
     size_t plen = strlen(prefix);
     m->status_topic = malloc(plen + sizeof "/status");
     m->command_filter = malloc(plen + sizeof "/cmd/+");
     m->will_payload = strdup(offline_payload);
-    if (m->scratch == NULL || m->status_topic == NULL || m->command_filter == NULL ||
-        m->will_payload == NULL) {
+    if (m->scratch == NULL || m->ring == NULL || m->status_topic == NULL ||
+        m->command_filter == NULL || m->will_payload == NULL) {
         gw_mqtt_destroy(m, NULL, 0);
         return EST_ERR_NOMEM;
     }
@@ -278,48 +645,39 @@ est_err gw_mqtt_create(const struct gw_mqtt_config *config, const char *prefix,
             return EST_ERR_IO;
         }
     }
-    MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer;
-    create.sendWhileDisconnected = 0;
-    /* Paho refuses a publish while this many wait for its send thread, even
-     * when connected (default 100). The core hands over readings in batches
-     * of up to 512, so allow a few batches; a backlog beyond that means the
-     * broker or the socket is not keeping up and the readings go to the
-     * outbox instead. */
-    create.maxBufferedMessages = PAHO_MAX_BUFFERED;
-    int rc = MQTTAsync_createWithOptions(&m->client, config->uri, config->client_id,
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL, &create);
-    if (rc != MQTTASYNC_SUCCESS) {
+    int rc = MQTTClient_create(&m->client, config->uri, config->client_id,
+                               MQTTCLIENT_PERSISTENCE_NONE, NULL);
+    if (rc != MQTTCLIENT_SUCCESS) {
         gw_error("mqtt: cannot create a client for %s (code %d)", config->uri, rc);
         m->client = NULL;
         gw_mqtt_destroy(m, NULL, 0);
         return EST_ERR_INVALID;
     }
-    MQTTAsync_setCallbacks(m->client, m, on_connection_lost, on_message, NULL);
-    MQTTAsync_setConnected(m->client, m, on_connected);
+    MQTTClient_setCallbacks(m->client, m, on_connection_lost, on_message, on_delivered);
+    pthread_mutex_lock(&live_lock);
+    m->next_live = live_clients;
+    live_clients = m;
+    pthread_mutex_unlock(&live_lock);
     *out = m;
     return EST_OK;
 }
 
 est_err gw_mqtt_start(struct gw_mqtt *m)
 {
-    m->next_attempt_ms = est_mono_ms() + m->retry_ms;
-    return connect_now(m);
+    if (m->thread_started)
+        return EST_OK;
+    if (pthread_create(&m->thread, NULL, publisher_main, m) != 0) {
+        gw_error("mqtt: cannot start the publisher thread");
+        return EST_ERR_NOMEM;
+    }
+    m->thread_started = true;
+    return EST_OK;
 }
 
 void gw_mqtt_poll(struct gw_mqtt *m)
 {
-    /* Both the first connection and every reconnection after a loss: the
-     * attempt due first after a loss is immediate (next_attempt_ms lies in
-     * the past), later ones back off. */
-    if (atomic_load(&m->connected) || atomic_load(&m->connecting) || MQTTAsync_isConnected(m->client))
-        return;
-    int64_t now = est_mono_ms();
-    if (now < m->next_attempt_ms)
-        return;
-    int retry = atomic_load(&m->retry_ms);
-    m->next_attempt_ms = now + retry + (rand() % (retry / 4 + 1));
-    atomic_store(&m->retry_ms, retry * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry * 2);
-    connect_now(m);
+    /* Nothing to do: the publisher thread reconnects by itself. */
+    (void)m;
 }
 
 bool gw_mqtt_connected(const struct gw_mqtt *m) { return atomic_load(&m->connected); }
@@ -342,33 +700,38 @@ est_err gw_mqtt_publish(struct gw_mqtt *m, const char *topic, const void *payloa
 {
     if (!atomic_load(&m->connected))
         return EST_ERR_IO;
-    MQTTAsync_message msg = MQTTAsync_message_initializer;
-    msg.payload = (void *)payload;
-    msg.payloadlen = (int)length;
-    msg.qos = qos;
-    msg.retained = retain;
-    MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
-    struct publish_context *pc = NULL;
-    if (qos > 0 && tag != 0) {
-        pc = malloc(sizeof *pc);
-        if (pc == NULL)
+    if (qos < 0 || qos > 2 || length > INT_MAX)
+        return EST_ERR_INVALID;
+    if (qos == 0)
+        tag = 0;
+    size_t topic_len = strlen(topic);
+    char *heap = NULL;
+    if (topic_len + 1 + length > RING_INLINE_MAX) {
+        heap = malloc(topic_len + 1 + length);
+        if (heap == NULL)
             return EST_ERR_NOMEM;
-        pc->mqtt = m;
-        pc->tag = tag;
-        opts.onSuccess = on_publish_success;
-        opts.onFailure = on_publish_failure;
-        opts.context = pc;
-        atomic_fetch_add(&m->inflight, 1);
+        memcpy(heap, topic, topic_len + 1);
+        if (length > 0)
+            memcpy(heap + topic_len + 1, payload, length);
     }
-    int rc = MQTTAsync_sendMessage(m->client, topic, &msg, &opts);
-    if (rc != MQTTASYNC_SUCCESS) {
-        if (pc != NULL) {
-            inflight_done(m);
-            free(pc);
+    pthread_mutex_lock(&m->lock);
+    bool ok = atomic_load(&m->connected) && !m->stop &&
+              (heap == NULL || m->heap_bytes == 0 || m->heap_bytes + length <= HEAP_BUDGET) &&
+              ring_put(m, topic, topic_len, payload, length, qos, retain, tag, heap);
+    if (ok) {
+        if (heap != NULL)
+            m->heap_bytes += length;
+        if (tag != 0)
+            atomic_fetch_add(&m->inflight, 1);
+        if (m->idle) { /* one wake-up per burst: the publisher drains all */
+            m->idle = false;
+            pthread_cond_signal(&m->wake);
         }
-        return EST_ERR_IO;
     }
-    return EST_OK;
+    pthread_mutex_unlock(&m->lock);
+    if (!ok)
+        free(heap);
+    return ok ? EST_OK : EST_ERR_IO;
 }
 
 size_t gw_mqtt_take_acked(struct gw_mqtt *m, uint64_t *tags, size_t max)
@@ -388,24 +751,41 @@ void gw_mqtt_destroy(struct gw_mqtt *m, const char *offline_payload, int timeout
 {
     if (m == NULL)
         return;
-    if (m->client != NULL) {
-        if (offline_payload != NULL && atomic_load(&m->connected)) {
+    if (m->thread_started) {
+        if (offline_payload != NULL)
             gw_mqtt_publish(m, m->status_topic, offline_payload, strlen(offline_payload), 1, true, 0);
-        }
+        /* Wait for the queue and every QoS >= 1 message (the offline status
+         * among them) to be acknowledged, while connected. */
         int64_t deadline = est_mono_ms() + timeout_ms;
-        while (atomic_load(&m->connected) && gw_mqtt_inflight(m) > 0 && est_mono_ms() < deadline)
-            est_sleep_ms(10);
-        if (MQTTAsync_isConnected(m->client)) {
-            MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer;
-            opts.timeout = timeout_ms > 0 ? timeout_ms : 100;
-            MQTTAsync_disconnect(m->client, &opts);
-            /* Disconnect is asynchronous; give it its timeout to flush. */
-            int64_t until = est_mono_ms() + opts.timeout;
-            while (MQTTAsync_isConnected(m->client) && est_mono_ms() < until)
-                est_sleep_ms(10);
+        for (;;) {
+            pthread_mutex_lock(&m->lock);
+            bool busy = atomic_load(&m->connected) && (!ring_empty(m) || m->npending > 0);
+            pthread_mutex_unlock(&m->lock);
+            if (!busy || est_mono_ms() >= deadline)
+                break;
+            est_sleep_ms(5);
         }
-        MQTTAsync_destroy(&m->client);
+        int64_t left = deadline - est_mono_ms();
+        pthread_mutex_lock(&m->lock);
+        m->stop = true;
+        m->disconnect_timeout_ms = left > 100 ? (int)left : 100;
+        pthread_cond_signal(&m->wake);
+        pthread_mutex_unlock(&m->lock);
+        pthread_join(m->thread, NULL);
     }
+    if (m->client != NULL)
+        MQTTClient_destroy(&m->client);
+    pthread_mutex_lock(&live_lock);
+    for (struct gw_mqtt **p = &live_clients; *p != NULL; p = &(*p)->next_live) {
+        if (*p == m) {
+            *p = m->next_live;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&live_lock);
+    if (m->ring != NULL)
+        ring_purge(m);
+    free(m->ring);
     free(m->status_topic);
     free(m->command_filter);
     free(m->will_payload);
@@ -415,6 +795,7 @@ void gw_mqtt_destroy(struct gw_mqtt *m, const char *offline_payload, int timeout
         free(m->password);
     }
     free(m->scratch);
+    pthread_cond_destroy(&m->wake);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }

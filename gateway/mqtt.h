@@ -1,9 +1,12 @@
-/* mqtt.h - the gateway's MQTT client (Eclipse Paho MQTTAsync). It connects
- * with a retained Last Will on P/status, reconnects by itself with backoff,
- * subscribes to P/cmd/+ and hands every command to the core through a queue
- * (Paho's threads only enqueue). Publishing never blocks: QoS 0 messages are
- * sent or refused at once; QoS 1 messages carry a tag (the outbox sequence)
- * that comes back through gw_mqtt_take_acked() once the broker has them. */
+/* mqtt.h - the gateway's MQTT client (Eclipse Paho's synchronous MQTTClient
+ * driven by a publisher thread of its own). It connects with a retained Last
+ * Will on P/status, reconnects by itself with backoff, subscribes to
+ * P/cmd/+ and hands every command to the core through a queue (Paho's
+ * threads only enqueue). Publishing never blocks: a message is copied into
+ * a bounded queue the publisher thread drains, or refused at once when not
+ * connected or the queue is full; QoS 1 messages carry a tag (the outbox
+ * sequence) that comes back through gw_mqtt_take_acked() once the broker
+ * has them. The module owns its copies; callers keep their buffers. */
 #ifndef GW_MQTT_H
 #define GW_MQTT_H
 
@@ -33,10 +36,11 @@ struct gw_mqtt;
 est_err gw_mqtt_create(const struct gw_mqtt_config *config, const char *prefix,
                        const char *offline_payload, struct gw_queue *inbound,
                        struct gw_mqtt **out);
-/* Starts connecting (in the background). */
+/* Starts the publisher thread, which connects at once and (re)connects
+ * whenever not connected - at once after a loss, then backing off from
+ * 0.5 s to 5 s with jitter. */
 est_err gw_mqtt_start(struct gw_mqtt *mqtt);
-/* Call every few hundred ms: (re)connects when not connected - at once
- * after a loss, then backing off from 0.5 s to 5 s with jitter. */
+/* Kept for callers that poll; the publisher thread needs no help. */
 void gw_mqtt_poll(struct gw_mqtt *mqtt);
 bool gw_mqtt_connected(const struct gw_mqtt *mqtt);
 /* Increments on every successful (re)connection. */
@@ -44,17 +48,20 @@ uint64_t gw_mqtt_generation(const struct gw_mqtt *mqtt);
 /* Sets what is published retained on P/status at every connection. */
 void gw_mqtt_set_online_payload(struct gw_mqtt *mqtt, const char *payload);
 
-/* Publishes. tag != 0 with qos >= 1: the tag is reported by take_acked when
- * the broker acknowledges. EST_ERR_IO when not connected or Paho refused. */
+/* Queues a message and returns at once (any thread). tag != 0 with
+ * qos >= 1: the tag is reported by take_acked when the broker acknowledges;
+ * if the connection is lost first, it is not (send it again). EST_ERR_IO
+ * when not connected or the queue is full. Messages go out in order. */
 est_err gw_mqtt_publish(struct gw_mqtt *mqtt, const char *topic, const void *payload,
                         size_t length, int qos, bool retain, uint64_t tag);
 /* Tags acknowledged since the last call (at most max). */
 size_t gw_mqtt_take_acked(struct gw_mqtt *mqtt, uint64_t *tags, size_t max);
-/* QoS>=1 messages sent and not yet acknowledged or failed. */
+/* Tagged QoS>=1 messages queued or sent and not yet acknowledged or failed
+ * (a connection loss fails them all before the next generation). */
 size_t gw_mqtt_inflight(const struct gw_mqtt *mqtt);
 
 /* Publishes offline_payload retained on P/status (when connected), waits up
- * to timeout_ms for in-flight messages, disconnects and frees. */
+ * to timeout_ms for queued and in-flight messages, disconnects and frees. */
 void gw_mqtt_destroy(struct gw_mqtt *mqtt, const char *offline_payload, int timeout_ms);
 
 #endif
