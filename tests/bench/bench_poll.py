@@ -31,6 +31,7 @@ How it counts:
 A share is of one core: the machine has os.cpu_count() x 100%.
 """
 import argparse
+import json
 import os
 import random
 import shutil
@@ -52,7 +53,7 @@ MAX_SLAVES = 247
 
 
 def find_binary(build, name):
-    for sub in ("gateway", "firmware-sim"):
+    for sub in ("gateway", "firmware-sim", "tests/bench"):
         path = os.path.join(build, sub, name)
         if os.path.exists(path):
             return path
@@ -297,6 +298,51 @@ def run_one(args, meters, interval_ms):
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def run_modbus_only(args, meters, interval_ms):
+    """The same simulator set-up polled by bench_modbus (libmodbus alone)."""
+    nendpoints = endpoints_for(meters, args.endpoints)
+    workdir = tempfile.mkdtemp(prefix="estate-bench-")
+    sim = None
+    try:
+        base_port = consecutive_free_ports(nendpoints)
+        control_port = harness.free_port()
+        sim = Proc([find_binary(args.build, "estate-sim"), "--generate", str(meters),
+                    "--endpoints", str(args.endpoints), "--base-port", str(base_port),
+                    "--driver", args.driver, "--set", f"sim.control=127.0.0.1:{control_port}"],
+                   os.path.join(workdir, "sim.log"))
+        harness.wait_port(control_port, 30)
+        for p in range(base_port, base_port + nendpoints):
+            harness.wait_port(p, 30)
+        function, address, count = (int(x) for x in args.modbus_request.split(":"))
+        sim0 = cpu_seconds(sim.pid)
+        out = subprocess.run([find_binary(args.build, "bench_modbus"), str(base_port), str(nendpoints),
+                              str(meters), str(interval_ms), str(args.duration), str(function),
+                              str(address), str(count)],
+                             check=True, capture_output=True, text=True).stdout
+        sim_cpu = cpu_seconds(sim.pid) - sim0
+        r = json.loads(out)
+        return {"meters": meters, "endpoints": nendpoints, "interval_ms": interval_ms,
+                "offered": meters * 1000.0 / interval_ms, "tx_per_s": r["tx_per_s"],
+                "failures": r["failures"], "cpu_us_per_tx": r["cpu_us_per_tx"],
+                "cpu_percent": r["cpu_percent"],
+                # the simulator ran through the 2 s warm-up too
+                "sim_share": 100.0 * sim_cpu / (r["seconds"] + 2.0)}
+    finally:
+        if sim is not None:
+            sim.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+MODBUS_HEADER = ("| meters | endpoints | interval ms | offered tx/s | achieved tx/s | failed | "
+                 "client CPU us/tx | client CPU % | sim CPU % |")
+
+
+def modbus_row(r):
+    return (f"| {r['meters']} | {r['endpoints']} | {r['interval_ms']} | {r['offered']:.0f} | "
+            f"{r['tx_per_s']:.0f} | {r['failures']} | {r['cpu_us_per_tx']:.1f} | "
+            f"{r['cpu_percent']:.0f} | {r['sim_share']:.0f} |")
+
+
 HEADER = ("| meters | endpoints | interval ms | offered rd/s | achieved rd/s | published rd/s | good % "
           "| gw CPU us/rd | gw CPU % | core thread % | peak RSS MB | gw threads | sim CPU % "
           "| broker CPU % | sub CPU % | other CPU % |")
@@ -334,6 +380,11 @@ def main():
     ap.add_argument("--perf", metavar="FILE", help="after the first run's window, perf record the gateway for 10 s "
                     "(use a RelWithDebInfo build for symbols)")
     ap.add_argument("--keep", action="store_true", help="keep the work directories (logs, database)")
+    ap.add_argument("--modbus-only", action="store_true",
+                    help="the floor: poll the same simulator set-up with bench_modbus (libmodbus "
+                         "alone, one thread per endpoint, same pattern) instead of the gateway")
+    ap.add_argument("--modbus-request", default="4:0:76", metavar="FC:ADDRESS:COUNT",
+                    help="what bench_modbus reads per poll (default 4:0:76, the SDM120's fast request)")
     ap.add_argument("--gw-prefix", default="", metavar="CMD",
                     help="run the gateway under CMD, e.g. 'heaptrack' (its figures then include CMD)")
     args = ap.parse_args()
@@ -352,6 +403,14 @@ def main():
         model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
     print(f"# estate-gw poll benchmark: {os.cpu_count()} CPUs ({model}); driver {args.driver}; "
           f"window {args.duration:g} s after {args.warmup:g} s warm-up; build {args.build}")
+    if args.modbus_only:
+        print(f"# libmodbus alone (bench_modbus), request {args.modbus_request}")
+        print(MODBUS_HEADER)
+        print("|" + "---|" * (MODBUS_HEADER.count("|") - 1))
+        for meters, interval in runs:
+            print(modbus_row(run_modbus_only(args, meters, interval)))
+            sys.stdout.flush()
+        return
     print(HEADER)
     print(RULE)
     sys.stdout.flush()

@@ -19,3 +19,8 @@ if(ESTATE_BENCH_PYTHON)
   add_dependencies(bench_poll estate-gw estate-sim)
   add_dependencies(bench_poll_quick estate-gw estate-sim)
 endif()
+
+# The floor under it: libmodbus alone with the same polling pattern
+# (bench_poll.py --modbus-only runs it against the same simulator set-up).
+add_executable(bench_modbus ${CMAKE_CURRENT_LIST_DIR}/bench_modbus.c)
+target_link_libraries(bench_modbus PRIVATE PkgConfig::MODBUS Threads::Threads)
