@@ -186,6 +186,11 @@ int drv_quantity_from_name(const char *name);
 /* "open", "closed", "moving", "unknown" */
 const char *drv_valve_state_name(enum drv_valve_state s);
 
+/* Quantities the model reads from float32 registers at scale 1 (bit 1 << q
+ * each): for these, (double)(float)value gives back the register's float32
+ * exactly, for arithmetic in register steps (the rules' counter checks). */
+uint64_t drv_model_float32_quantities(const struct drv_model *model);
+
 /* --- pure decoders and encoders --- */
 /* Registers needed by a type: 1 or 2. */
 unsigned drv_type_regs(enum drv_type type);
