@@ -92,7 +92,9 @@ struct drv_point {
     uint16_t address;          /* 0-based wire address before options.address_base */
     enum drv_type type;
     enum drv_word_order order; /* datasheet order; a device may override it */
-    double scale;              /* value = raw * scale (e.g. 1000 for kW -> W) */
+    double scale;              /* value = raw * scale (e.g. 1000 for kW -> W); a power
+                                * of ten (0.01, 1000.0) is applied to the decimal
+                                * digits exactly: see drv_decode_value */
     enum drv_decode_hook hook;
     bool slow;                 /* read only every options.slow_every polls (serial) */
 };
@@ -186,15 +188,28 @@ int drv_quantity_from_name(const char *name);
 /* "open", "closed", "moving", "unknown" */
 const char *drv_valve_state_name(enum drv_valve_state s);
 
+/* Quantities the model reads from float32 registers at scale 1 (bit 1 << q
+ * each): for these, (double)(float)value gives back the register's float32
+ * exactly, for arithmetic in register steps (the rules' counter checks). */
+uint64_t drv_model_float32_quantities(const struct drv_model *model);
+
 /* --- pure decoders and encoders --- */
 /* Registers needed by a type: 1 or 2. */
 unsigned drv_type_regs(enum drv_type type);
 /* Decodes raw registers (as they came off the wire, one uint16 per register
- * in host order) into a number, applying scale. */
+ * in host order) into a number, applying scale, as the decimal the meter
+ * meant: a float32 gives the shortest decimal of at most 9 significant
+ * digits that converts back to the same float32 (0x43621999 -> 226.1, not
+ * 226.10000610351562), an integer with a power-of-ten scale raw / 10^k
+ * (1234 at 0.01 -> 12.34, not 12.340000000000001); the result is the double
+ * nearest to that decimal (the scale applied to its digits), which cJSON
+ * prints short at its first try. NaN and Inf stay as they are; 0, subnormal
+ * and float32 magnitudes outside 1e-12..1e22 are kept exactly. */
 double drv_decode_value(const uint16_t *regs, enum drv_type type, enum drv_word_order order,
                         double scale);
-/* Inverse of drv_decode_value (for the simulator and tests). Integers are
- * rounded and clamped to the type's range. Writes drv_type_regs() words. */
+/* Inverse of drv_decode_value (for the simulator and tests): encoding a
+ * decoded value gives back the same registers. Integers are rounded and
+ * clamped to the type's range. Writes drv_type_regs() words. */
 void drv_encode_value(double value, enum drv_type type, enum drv_word_order order, double scale,
                       uint16_t *regs);
 

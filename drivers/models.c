@@ -280,6 +280,17 @@ const struct drv_model *drv_model_at(size_t index)
     return index < COUNT_OF(models) ? &models[index] : NULL;
 }
 
+uint64_t drv_model_float32_quantities(const struct drv_model *model)
+{
+    uint64_t mask = 0;
+    for (size_t i = 0; model != NULL && i < model->npoints; i++) {
+        const struct drv_point *pt = &model->points[i];
+        if (pt->type == DRV_TYPE_F32 && pt->scale == 1.0 && pt->hook == DRV_HOOK_NONE)
+            mask |= UINT64_C(1) << pt->quantity;
+    }
+    return mask;
+}
+
 const char *drv_quantity_name(enum drv_quantity q)
 {
     if ((int)q < 0 || q >= DRV_Q__COUNT)

@@ -182,7 +182,25 @@ static bool has(const struct drv_reading *r, enum drv_quantity q)
     return (r->present & (UINT64_C(1) << q)) != 0;
 }
 
-static void to_rule_sample(const struct gw_sample *s, struct rule_meter_sample *rs)
+/* A value as the rules take it. The decoder gives a float32 register as its
+ * shortest decimal (226.1), which is what gets published and stored. The
+ * rules get the float32 itself back ((float) of that decimal is exactly the
+ * register, by construction): their counter checks work in float32 steps
+ * (noise below half a step, "at least one step" of export growth), and the
+ * difference of two neighbouring float32 values' decimals is anywhere from
+ * a third of a step up (70000.0078125 -> 70000.01, 70000.015625 ->
+ * 70000.016), which would shift those verdicts by a step. So the rules see
+ * exactly the values they saw before decoding went decimal; integer and
+ * scaled registers come as decoded (the double nearest to raw / 10^k, not
+ * further than one ulp from the former raw * 10^-k). */
+static double rule_value(const struct drv_reading *r, uint64_t float32, enum drv_quantity q)
+{
+    double v = r->value[q];
+    return (float32 & (UINT64_C(1) << q)) ? (double)(float)v : v;
+}
+
+static void to_rule_sample(const struct gw_sample *s, uint64_t float32,
+                           struct rule_meter_sample *rs)
 {
     const struct drv_reading *r = &s->reading;
     memset(rs, 0, sizeof *rs);
@@ -202,14 +220,15 @@ static void to_rule_sample(const struct gw_sample *s, struct rule_meter_sample *
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         if (has(r, map[i].q)) {
             rs->has |= map[i].bit;
-            memcpy((char *)rs + map[i].offset, &r->value[map[i].q], sizeof(double));
+            double v = rule_value(r, float32, map[i].q);
+            memcpy((char *)rs + map[i].offset, &v, sizeof v);
         }
     }
     if (has(r, DRV_Q_POWER_L1_W) && has(r, DRV_Q_POWER_L2_W) && has(r, DRV_Q_POWER_L3_W)) {
         rs->has |= RULE_HAS_PHASE_POWER;
-        rs->phase_power_w[0] = r->value[DRV_Q_POWER_L1_W];
-        rs->phase_power_w[1] = r->value[DRV_Q_POWER_L2_W];
-        rs->phase_power_w[2] = r->value[DRV_Q_POWER_L3_W];
+        rs->phase_power_w[0] = rule_value(r, float32, DRV_Q_POWER_L1_W);
+        rs->phase_power_w[1] = rule_value(r, float32, DRV_Q_POWER_L2_W);
+        rs->phase_power_w[2] = rule_value(r, float32, DRV_Q_POWER_L3_W);
     }
     if (has(r, DRV_Q_SERIAL)) {
         rs->has |= RULE_HAS_SERIAL;
@@ -277,7 +296,7 @@ static void handle_meter_sample(struct gw_core *core, const struct gw_sample *s,
     st->last_quality = s->quality;
 
     struct rule_meter_sample rs;
-    to_rule_sample(s, &rs);
+    to_rule_sample(s, drv_model_float32_quantities(m->model), &rs);
     core->feeding = s;
     rule_engine_feed_meter(core->rules, &rs);
     core->feeding = NULL;

@@ -1,12 +1,19 @@
 """Issue 2: every configured meter's readings reach MQTT with decoded values
 equal to what the simulator serves, for every driver and word order; the
-status topic is retained; estate-ctl shows inventory and readings."""
+status topic is retained; estate-ctl shows inventory and readings. Numbers
+are published as the meter's decimals (226.1, not 226.10000610351562)."""
 import json
-import math
+import re
 import time
 import unittest
 
 from harness import Stack, wait_for
+
+
+def significant_digits(text):
+    """Significant digits of a JSON number's text ("-0.00123e5" -> 3)."""
+    mantissa = re.split(r"[eE]", text)[0].replace("-", "").replace(".", "")
+    return len(mantissa.lstrip("0").rstrip("0")) or 1
 
 
 class ReadingsTest(unittest.TestCase):
@@ -60,11 +67,10 @@ class ReadingsTest(unittest.TestCase):
                     got = reading["values"].get(quantity)
                     if got is None:
                         continue  # e.g. a slow point not read on this poll
-                    if isinstance(value, str) or isinstance(got, str):
-                        self.assertEqual(got, value, f"{reading['meter']} {quantity}")
-                    else:
-                        self.assertTrue(math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-9),
-                                        f"{reading['meter']} {quantity}: gateway {got} simulator {value}")
+                    # Exactly equal: the gateway and the simulator's control
+                    # port both decode the served registers with
+                    # drv_decode_value and print the double with cJSON.
+                    self.assertEqual(got, value, f"{reading['meter']} {quantity}")
                     compared += 1
                 for key in ("meter", "kind", "category", "ts", "values", "quality"):
                     self.assertIn(key, reading)
@@ -75,6 +81,17 @@ class ReadingsTest(unittest.TestCase):
             checked = {r["meter"] for r in self.stack.readings(frozen_at) if r["quality"] == "good"}
             self.assertTrue({"E-1-202", "E-2-102", "E-2-202", "E-2-101"} <= checked)
             self.assertGreater(compared, 150)
+            # Every number is printed short: float32 registers as the shortest
+            # decimal that gives back the float32 (at most 9 significant
+            # digits), scaled integers as raw / 10^k (at most 10), never the
+            # 17 digits of a double's noise.
+            numbers = []
+            for ts, topic, payload, _ in self.stack.sub.snapshot():
+                if ts >= frozen_at and topic.endswith("/reading") and payload:
+                    json.loads(payload, parse_float=lambda t: numbers.append(t) or float(t))
+            self.assertGreater(len(numbers), 100)
+            for text in numbers:
+                self.assertLessEqual(significant_digits(text), 10, text)
         finally:
             self.stack.control.call(cmd="freeze", on=False)
 

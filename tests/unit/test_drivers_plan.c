@@ -355,10 +355,18 @@ static void round_trip(const struct drv_model *model, const struct drv_device_op
             assert_float_equal(reading.value[DRV_Q_BATTERY_LOW], 1, 0);
             continue;
         }
+        /* Exactly the decimal: a float32 gives back the sample value (none
+         * has more than 7 digits), an integer register its value rounded to
+         * the register's step (12.34 at 0.01; 0.123 A at 0.01 reads 0.12). */
         double expected = sample_value(point->quantity);
-        double tolerance = point->type == DRV_TYPE_F32 ? fabs(expected) * 1e-6 + 1e-9
-                                                       : fabs(point->scale) * 0.5;
-        assert_float_equal(reading.value[point->quantity], expected, tolerance);
+        if (point->type != DRV_TYPE_F32) {
+            double per_unit = 1.0 / point->scale; /* 100 for 0.01, exact */
+            expected = point->scale < 1.0 ? nearbyint(expected * per_unit) / per_unit
+                                          : nearbyint(expected / point->scale) * point->scale;
+        }
+        if (reading.value[point->quantity] != expected)
+            fail_msg("%s %s: decoded %.17g, expected %.17g", model->name,
+                     drv_quantity_name(point->quantity), reading.value[point->quantity], expected);
     }
 
     /* Skipped slow requests leave the serial absent; NaN counts as bad. */
