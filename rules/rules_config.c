@@ -143,7 +143,7 @@ static const struct rule_param params[] = {
         "below this parent increase per window (m3, or kWh for electricity) ..."),
     ROW(RULE_BALANCE_LOSS, balance_loss, low_flow_loss_pct, RULE_PARAM_DOUBLE, 0, 100,
         "... this tolerance applies instead, percent"),
-    ROW(RULE_BALANCE_LOSS, balance_loss, window_s, RULE_PARAM_INT, 60, MONTH_S,
+    ROW(RULE_BALANCE_LOSS, balance_loss, window_s, RULE_PARAM_INT, 30, MONTH_S,
         "window length; windows start at local midnight when they divide a day"),
 };
 

@@ -8,8 +8,8 @@ per condition while it persists; and that gateway restarts in the middle
 
 To stay within about three minutes every condition runs at once, each on its
 own device, in one stack that follows a fixed timeline (setUpClass); the test
-methods then judge what was recorded. balance_loss needs windows of at least
-60 s (rules.balance_loss.window_s has a 60 s minimum), and a gateway restart
+methods then judge what was recorded. balance_loss is judged on whole windows
+(60 s here, rules.balance_loss.window_s), and a gateway restart
 throws away the window in progress, so it runs in a second stack in parallel.
 
 Timeline of the main stack (rule windows shortened with --set):
