@@ -13,23 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#if defined(__GLIBC__) || defined(__linux__)
-#include <malloc.h>
-#endif
 
+#include "bench_heap.h"
 #include "config.h"
 
 #define BUSES 41 /* bench_poll.py at 10,000 meters: ceil(10000 / 247) endpoints */
-
-static size_t heap_in_use(void)
-{
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
-    struct mallinfo2 mi = mallinfo2();
-    return mi.uordblks + mi.hblkhd;
-#else
-    return 0;
-#endif
-}
 
 /* VmHWM of this process in bytes, 0 where unknown. */
 static size_t peak_rss(void)

@@ -198,6 +198,25 @@ def file_size(path):
         return 0
 
 
+def start_simulator(args, meters, nendpoints, workdir):
+    """estate-sim --generate on consecutive free ports, once all of them
+    listen; returns (Proc, first port)."""
+    base_port = consecutive_free_ports(nendpoints)
+    control_port = harness.free_port()
+    sim = Proc([find_binary(args.build, "estate-sim"), "--generate", str(meters),
+                "--endpoints", str(args.endpoints), "--base-port", str(base_port),
+                "--driver", args.driver, "--set", f"sim.control=127.0.0.1:{control_port}"],
+               os.path.join(workdir, "sim.log"))
+    try:
+        harness.wait_port(control_port, 30)
+        for p in range(base_port, base_port + nendpoints):
+            harness.wait_port(p, 30)
+    except Exception:
+        sim.stop()
+        raise
+    return sim, base_port
+
+
 def run_one(args, meters, interval_ms):
     nendpoints = endpoints_for(meters, args.endpoints)
     workdir = tempfile.mkdtemp(prefix="estate-bench-")
@@ -206,16 +225,8 @@ def run_one(args, meters, interval_ms):
     try:
         broker = harness.Broker(workdir)
         broker.start()
-        base_port = consecutive_free_ports(nendpoints)
-        control_port = harness.free_port()
-        sim = Proc([find_binary(args.build, "estate-sim"), "--generate", str(meters),
-                    "--endpoints", str(args.endpoints), "--base-port", str(base_port),
-                    "--driver", args.driver, "--set", f"sim.control=127.0.0.1:{control_port}"],
-                   os.path.join(workdir, "sim.log"))
+        sim, base_port = start_simulator(args, meters, nendpoints, workdir)
         procs.append(sim)
-        harness.wait_port(control_port, 30)
-        for p in range(base_port, base_port + nendpoints):
-            harness.wait_port(p, 30)
 
         # The light subscriber: one byte per reading into a file.
         sub_out = os.path.join(workdir, "sub.out")
@@ -304,15 +315,7 @@ def run_modbus_only(args, meters, interval_ms):
     workdir = tempfile.mkdtemp(prefix="estate-bench-")
     sim = None
     try:
-        base_port = consecutive_free_ports(nendpoints)
-        control_port = harness.free_port()
-        sim = Proc([find_binary(args.build, "estate-sim"), "--generate", str(meters),
-                    "--endpoints", str(args.endpoints), "--base-port", str(base_port),
-                    "--driver", args.driver, "--set", f"sim.control=127.0.0.1:{control_port}"],
-                   os.path.join(workdir, "sim.log"))
-        harness.wait_port(control_port, 30)
-        for p in range(base_port, base_port + nendpoints):
-            harness.wait_port(p, 30)
+        sim, base_port = start_simulator(args, meters, nendpoints, workdir)
         function, address, count = (int(x) for x in args.modbus_request.split(":"))
         sim0 = cpu_seconds(sim.pid)
         out = subprocess.run([find_binary(args.build, "bench_modbus"), str(base_port), str(nendpoints),

@@ -7,14 +7,12 @@
  * rule_engine_create and at the end of the run.
  * Usage: bench_rules [meters] [rounds]. A figure, not a pass/fail test. */
 #include <inttypes.h>
-#if defined(__GLIBC__) || defined(__linux__)
-#include <malloc.h>
-#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "bench_heap.h"
 #include "rules.h"
 
 #define T0_MS 1767225600000LL
@@ -50,17 +48,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Bytes of heap in use (small chunks plus mmapped ones); 0 where unknown. */
-static size_t heap_in_use(void)
-{
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
-    struct mallinfo2 mi = mallinfo2();
-    return mi.uordblks + mi.hblkhd;
-#else
-    return 0;
-#endif
 }
 
 static void on_event(void *ctx, const struct rule_event *ev)
