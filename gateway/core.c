@@ -918,7 +918,6 @@ static void tick(struct gw_core *core)
     gw_workorders_tick(core, now);
     if (in_txn && gw_store_commit(core->store) != EST_OK)
         gw_error("store: tick commit failed: %s", gw_store_errmsg(core->store));
-    gw_mqtt_poll(core->mqtt);
     handle_ctl_requests(core);
     if (!gw_mqtt_connected(core->mqtt))
         trim_outbox(core);

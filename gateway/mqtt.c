@@ -674,12 +674,6 @@ est_err gw_mqtt_start(struct gw_mqtt *m)
     return EST_OK;
 }
 
-void gw_mqtt_poll(struct gw_mqtt *m)
-{
-    /* Nothing to do: the publisher thread reconnects by itself. */
-    (void)m;
-}
-
 bool gw_mqtt_connected(const struct gw_mqtt *m) { return atomic_load(&m->connected); }
 
 uint64_t gw_mqtt_generation(const struct gw_mqtt *m) { return atomic_load(&m->generation); }

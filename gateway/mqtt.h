@@ -40,8 +40,6 @@ est_err gw_mqtt_create(const struct gw_mqtt_config *config, const char *prefix,
  * whenever not connected - at once after a loss, then backing off from
  * 0.5 s to 5 s with jitter. */
 est_err gw_mqtt_start(struct gw_mqtt *mqtt);
-/* Kept for callers that poll; the publisher thread needs no help. */
-void gw_mqtt_poll(struct gw_mqtt *mqtt);
 bool gw_mqtt_connected(const struct gw_mqtt *mqtt);
 /* Increments on every successful (re)connection. */
 uint64_t gw_mqtt_generation(const struct gw_mqtt *mqtt);

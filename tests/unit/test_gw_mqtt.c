@@ -24,7 +24,7 @@
  * what is queued, publishes the offline status and disconnects cleanly
  * (the broker keeps the offline status, not the will).
  *
- * Not covered any more: the stub's test of an acknowledgement arriving
+ * Not covered here: an acknowledgement arriving
  * before MQTTClient_publish returns its token (mqtt.c keeps such tokens in
  * early[] and register_pending matches them). Paho can do that when it
  * lets go of its lock during a large write, but real parts cannot be made
