@@ -289,6 +289,29 @@ est_err drv_link_read(struct drv_link *link, int slave, uint8_t function, uint16
 /* FC06 write of one holding register. */
 est_err drv_link_write(struct drv_link *link, int slave, uint16_t address, uint16_t value,
                        int *exception);
+/* One read of a pipelined batch (drv_link_read_many). */
+struct drv_link_read {
+    int slave;
+    uint8_t function;          /* DRV_FC_HOLDING or DRV_FC_INPUT */
+    uint16_t address;
+    uint16_t count;
+    uint16_t *dest;
+    est_err result;            /* out */
+    int exception;             /* out: the code when result is EST_ERR_EXCEPTION */
+};
+
+/* The most reads drv_link_read_many keeps in flight. */
+#define DRV_LINK_MAX_IN_FLIGHT 32
+
+/* Sends up to DRV_LINK_MAX_IN_FLIGHT reads back to back in one TCP segment,
+ * then takes the replies in order: a converter or meter that queues Modbus
+ * TCP requests answers them one after the other, so a burst of polls costs
+ * one round trip instead of one each. Each read gets its own result, as from
+ * drv_link_read. After a timeout or a reply that does not match its request
+ * the connection is reopened, and the reads after it get EST_ERR_STATE (not
+ * answered: read them again alone). On an RTU link, or for one read, the
+ * reads are done one at a time. */
+void drv_link_read_many(struct drv_link *link, struct drv_link_read *reads, size_t n);
 /* Transactions and failures since open (for statistics and benchmarks). */
 void drv_link_stats(const struct drv_link *link, uint64_t *transactions, uint64_t *failures);
 

@@ -1,15 +1,18 @@
 /* link.c - one Modbus bus (TCP, or RTU on a serial line) over libmodbus
  * 3.1.6: lazy connect, reconnect with exponential backoff and jitter, errno
  * -> est_err mapping, and the RTU timing libmodbus leaves to the caller
- * (3.5-character inter-frame silence, slave-switch delay, request gap).
- * Used by exactly one thread; never logs. */
+ * (3.5-character inter-frame silence, slave-switch delay, request gap);
+ * on TCP, pipelined batches of reads. Used by exactly one thread; never logs. */
 #include "drivers.h"
 
 #include <errno.h>
 #include <modbus.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define DEFAULT_TCP_TIMEOUT_MS 1000
@@ -18,6 +21,11 @@
 #define DEFAULT_RECONNECT_MAX_MS 30000
 #define RTU_MAX_FRAME_BYTES 256
 #define RTU_FAST_SILENCE_US 1750 /* Modbus over serial line v1.02, 2.5.1.1: above 19200 baud */
+#define MBAP_HEADER_BYTES 7
+#define MODBUS_EXCEPTION_FLAG 0x80
+#define MODBUS_LAST_EXCEPTION 0x0B /* gateway target device failed to respond */
+/* Room for the largest frame libmodbus receives (260 bytes), with margin. */
+#define REPLY_BUFFER_BYTES 512
 
 struct drv_link {
     struct drv_link_config config; /* host/device point into the copies below */
@@ -350,6 +358,167 @@ est_err drv_link_write(struct drv_link *link, int slave, uint16_t address, uint1
     if (link == NULL)
         return EST_ERR_INVALID;
     return transact(link, slave, OP_WRITE_SINGLE, address, 0, NULL, value, exception);
+}
+
+/* ---- pipelined reads (TCP) ---- */
+
+static bool read_valid(const struct drv_link_read *r)
+{
+    return r->dest != NULL && r->count > 0 && r->count <= DRV_MAX_READ_REGS &&
+           (uint32_t)r->address + r->count <= 65536u &&
+           (r->function == DRV_FC_HOLDING || r->function == DRV_FC_INPUT) && r->slave >= 0 &&
+           r->slave <= 255;
+}
+
+/* Holds back (or releases) the socket's small writes so that a batch of
+ * requests leaves as one segment. Failure only costs segments: ignored. */
+static void cork(modbus_t *ctx, int on)
+{
+    int fd = modbus_get_socket(ctx);
+    if (fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+}
+
+/* Checks one reply against its request. modbus_send_raw_request sends
+ * transaction id 0, so every reply must carry 0; with the protocol id, the
+ * MBAP length, the unit id, the function and the byte count, a reply that
+ * belongs to another request (or is garbage) does not pass. */
+static est_err parse_reply(const uint8_t *rsp, int len, struct drv_link_read *r)
+{
+    if (len < MBAP_HEADER_BYTES + 2)
+        return EST_ERR_PROTOCOL;
+    unsigned transaction = (unsigned)rsp[0] << 8 | rsp[1];
+    unsigned protocol = (unsigned)rsp[2] << 8 | rsp[3];
+    unsigned mbap_length = (unsigned)rsp[4] << 8 | rsp[5];
+    if (transaction != 0 || protocol != 0 || mbap_length != (unsigned)len - 6 ||
+        rsp[6] != (uint8_t)r->slave)
+        return EST_ERR_PROTOCOL;
+    uint8_t function = rsp[7];
+    if (function == (r->function | MODBUS_EXCEPTION_FLAG)) {
+        if (len != MBAP_HEADER_BYTES + 2 || rsp[8] == 0 || rsp[8] > MODBUS_LAST_EXCEPTION)
+            return EST_ERR_PROTOCOL;
+        r->exception = rsp[8];
+        return EST_ERR_EXCEPTION;
+    }
+    if (function != r->function || rsp[8] != 2 * r->count ||
+        len != MBAP_HEADER_BYTES + 2 + 2 * r->count)
+        return EST_ERR_PROTOCOL;
+    for (uint16_t i = 0; i < r->count; i++)
+        r->dest[i] = (uint16_t)(rsp[9 + 2 * i] << 8 | rsp[10 + 2 * i]);
+    return EST_OK;
+}
+
+/* A reply that is not read k's, with a well-formed header, from the unit
+ * and function of a later read: the device of read k never answered (a
+ * converter skips a silent device and answers the next request). */
+static bool reply_of_later_read(const uint8_t *rsp, int len, const struct drv_link_read *reads,
+                                const size_t *sent, size_t k, size_t nsent)
+{
+    if (len < MBAP_HEADER_BYTES + 2 || rsp[0] != 0 || rsp[1] != 0 || rsp[2] != 0 || rsp[3] != 0 ||
+        ((unsigned)rsp[4] << 8 | rsp[5]) != (unsigned)len - 6)
+        return false;
+    for (size_t j = k + 1; j < nsent; j++) {
+        const struct drv_link_read *later = &reads[sent[j]];
+        if (rsp[6] == (uint8_t)later->slave &&
+            (rsp[7] & ~MODBUS_EXCEPTION_FLAG) == later->function)
+            return true;
+    }
+    return false;
+}
+
+/* Sends up to DRV_LINK_MAX_IN_FLIGHT reads, then takes their replies in
+ * order. Reads left at EST_ERR_STATE were not answered. */
+static void read_in_flight(struct drv_link *link, struct drv_link_read *reads, size_t n)
+{
+    est_err err = ensure_connected(link);
+    if (err != EST_OK) {
+        for (size_t i = 0; i < n; i++)
+            reads[i].result = err;
+        link->failures += n;
+        return;
+    }
+    size_t sent[DRV_LINK_MAX_IN_FLIGHT];
+    size_t nsent = 0;
+    cork(link->ctx, 1);
+    for (size_t i = 0; i < n; i++) {
+        struct drv_link_read *r = &reads[i];
+        if (!read_valid(r)) {
+            r->result = EST_ERR_INVALID;
+            continue;
+        }
+        uint8_t request[6] = {(uint8_t)r->slave, r->function,
+                              (uint8_t)(r->address >> 8), (uint8_t)r->address,
+                              (uint8_t)(r->count >> 8), (uint8_t)r->count};
+        errno = 0;
+        if (modbus_send_raw_request(link->ctx, request, sizeof request) < 0) {
+            link->transactions++;
+            link->failures++;
+            r->result = classify_failure(link, errno, &r->exception);
+            if (link->ctx != NULL)
+                disconnect(link);
+            return;
+        }
+        sent[nsent++] = i;
+    }
+    cork(link->ctx, 0);
+    uint8_t rsp[REPLY_BUFFER_BYTES];
+    for (size_t k = 0; k < nsent; k++) {
+        struct drv_link_read *r = &reads[sent[k]];
+        errno = 0;
+        int len = modbus_receive_confirmation(link->ctx, rsp);
+        int saved_errno = errno;
+        link->transactions++;
+        link->last_end_us = mono_us();
+        link->last_slave = r->slave;
+        r->result = len < 0 ? classify_failure(link, saved_errno, &r->exception)
+                            : parse_reply(rsp, len, r);
+        if (r->result == EST_ERR_PROTOCOL && len > 0 &&
+            reply_of_later_read(rsp, len, reads, sent, k, nsent))
+            r->result = EST_ERR_TIMEOUT;
+        if (r->result == EST_OK) {
+            link->backoff_ms = link->config.reconnect_min_ms;
+            continue;
+        }
+        link->failures++;
+        if (r->result == EST_ERR_EXCEPTION)
+            continue;
+        /* Out of step with the replies still to come: start afresh. */
+        if (link->ctx != NULL)
+            disconnect(link);
+        return;
+    }
+}
+
+void drv_link_read_many(struct drv_link *link, struct drv_link_read *reads, size_t n)
+{
+    if (reads == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        reads[i].result = EST_ERR_STATE;
+        reads[i].exception = 0;
+    }
+    if (link == NULL) {
+        for (size_t i = 0; i < n; i++)
+            reads[i].result = EST_ERR_INVALID;
+        return;
+    }
+    /* Requests in flight cannot be paced, and a serial line carries one
+     * request at a time. */
+    bool paced = link->config.request_gap_ms > 0 || link->config.slave_switch_delay_ms > 0;
+    if (link->config.type != DRV_LINK_TCP || paced || n == 1) {
+        for (size_t i = 0; i < n; i++) {
+            struct drv_link_read *r = &reads[i];
+            r->result = drv_link_read(link, r->slave, r->function, r->address, r->count, r->dest,
+                                      &r->exception);
+        }
+        return;
+    }
+    for (size_t start = 0; start < n; start += DRV_LINK_MAX_IN_FLIGHT) {
+        size_t chunk = n - start < DRV_LINK_MAX_IN_FLIGHT ? n - start : DRV_LINK_MAX_IN_FLIGHT;
+        read_in_flight(link, reads + start, chunk);
+        if (reads[start + chunk - 1].result == EST_ERR_STATE)
+            return; /* this batch broke off: leave the rest for the caller */
+    }
 }
 
 void drv_link_stats(const struct drv_link *link, uint64_t *transactions, uint64_t *failures)

@@ -466,6 +466,8 @@ static char *cmd_stats(struct sim_world *world)
         cJSON_AddNumberToObject(e, "exceptions", (double)ep->stats.exceptions);
         cJSON_AddNumberToObject(e, "dropped", (double)ep->stats.dropped);
         cJSON_AddNumberToObject(e, "bad_frames", (double)ep->stats.bad_frames);
+        if (ep->type == SIM_EP_TCP)
+            cJSON_AddNumberToObject(e, "queued", (double)ep->stats.queued);
         if (ep->type != SIM_EP_TCP) {
             cJSON_AddNumberToObject(e, "rx_bytes", (double)ep->stats.rx_bytes);
             cJSON_AddNumberToObject(e, "tx_bytes", (double)ep->stats.tx_bytes);

@@ -268,6 +268,8 @@ static bool modbus_process(struct sim_loop *loop, struct modbus_conn *c, int64_t
             break;
         struct sim_reply reply;
         pthread_mutex_lock(&loop->world->lock);
+        if (off > 0)
+            loop->world->endpoints[c->endpoint].stats.queued++;
         sim_pdu_handle(loop->world, c->endpoint, f[6], f + MBAP_HEADER, len - 1, mono, &reply);
         pthread_mutex_unlock(&loop->world->lock);
         if (reply.delay_ms > 0 && reply.kind != SIM_REPLY_NONE) {

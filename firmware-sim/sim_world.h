@@ -32,6 +32,7 @@ struct sim_endpoint_stats {
     uint64_t exceptions; /* exception replies */
     uint64_t dropped;    /* no reply (silent fault, unknown slave, broadcast, bad CRC) */
     uint64_t bad_frames; /* framing or CRC errors */
+    uint64_t queued;     /* tcp: requests already waiting behind the one before (pipelined) */
     uint64_t rx_bytes;   /* rtu: bytes of request frames served (CRC checked) */
     uint64_t tx_bytes;   /* rtu: bytes of reply frames written */
 };

@@ -997,6 +997,7 @@ static const struct key_row bus_rows[] = {
     { KEY("poll_interval_ms", K_INT, BUS(poll_interval_ms)), .min = 100, .max = 86400000 },
     { KEY("slave_switch_delay_ms", K_INT, BUS(slave_switch_delay_ms)), .min = 0, .max = 10000 },
     { KEY("request_gap_ms", K_INT, BUS(request_gap_ms)), .min = 0, .max = 10000 },
+    { KEY("pipeline_depth", K_INT, BUS(pipeline_depth)), .min = 1, .max = DRV_LINK_MAX_IN_FLIGHT },
 };
 
 #define UNIT(field) offsetof(struct gw_unit_config, field)
@@ -1127,6 +1128,7 @@ static void bus_defaults(struct gw_bus_config *b)
     b->stop_bits = 1;
     b->retries = 1;
     b->poll_interval_ms = 1000;
+    b->pipeline_depth = 1;
 }
 
 static void meter_defaults(struct gw_meter_config *m)
@@ -1204,6 +1206,12 @@ static void parse_buses(struct loader *L, const config_setting_t *s)
             errf(L, &w, "bus %s: a tcp bus needs host", b->name);
         if (b->type == GW_BUS_RTU && !b->device)
             errf(L, &w, "bus %s: an rtu bus needs device", b->name);
+        if (b->pipeline_depth > 1 && b->type == GW_BUS_RTU)
+            errf(L, &w, "bus %s: pipeline_depth applies to tcp buses (a serial line carries one "
+                        "request at a time)", b->name);
+        if (b->pipeline_depth > 1 && (b->request_gap_ms > 0 || b->slave_switch_delay_ms > 0))
+            errf(L, &w, "bus %s: pipeline_depth needs request_gap_ms and slave_switch_delay_ms "
+                        "at 0 (requests in flight cannot be paced)", b->name);
     }
 }
 

@@ -58,6 +58,7 @@ struct gw_bus_config {
     int poll_interval_ms;   /* default 1000; devices may override */
     int slave_switch_delay_ms;
     int request_gap_ms;
+    int pipeline_depth;     /* tcp: reads in flight at once; default 1 */
     const char *file;       /* where it was defined (for messages): one of the
                              * config's file_names */
     int line;

@@ -1,5 +1,7 @@
 /* poller.c - the per-bus polling thread: due-time heap, read plans executed
- * over the bus's drv_link, decode, backoff for failing devices, valve writes. */
+ * over the bus's drv_link (on a pipelined TCP bus, the reads of a burst of
+ * healthy devices in flight together), decode, backoff for failing devices,
+ * valve writes. */
 #include "poller.h"
 
 #include <pthread.h>
@@ -29,6 +31,8 @@
  * polled together with the ones due now: on a busy bus the thread sleeps
  * once per burst of polls instead of once per device. */
 #define POLL_EARLY_MS 10
+/* On a pipelined bus a burst costs one round trip, so it gathers more. */
+#define PIPELINE_EARLY_MS 25
 
 struct poll_device {
     enum gw_device_type type;
@@ -53,6 +57,13 @@ struct plan_entry {
     const struct drv_model *model;
     const struct drv_device_options *options;
     struct drv_plan *plan;
+};
+
+/* A device in a burst: its reads are burst reads first_read onward. */
+struct burst_device {
+    struct poll_device *device;
+    size_t first_read;
+    bool slow_poll;
 };
 
 struct valve_request {
@@ -81,16 +92,21 @@ struct gw_poller {
     struct poll_device *devices;
     size_t ndevices;
     struct heap_entry *heap;       /* min-heap on due_ms */
+    size_t heap_len;               /* ndevices except during a burst */
     /* Read plans, one per distinct (model, options) on the bus: a site's
      * meters are mostly alike, and a plan per device cost about 0.5 KB. */
     struct plan_entry *plans;
     size_t nplans;
-    /* One device is polled at a time: its registers and request outcomes
-     * go here (sized for the largest plan on the bus). */
+    /* Registers and request outcomes of the devices being polled: one slot
+     * per device of a burst (pipeline_depth slots), each sized for the
+     * largest plan on the bus. */
     uint16_t *regs;
     bool *request_ok;
-    size_t regs_cap;
-    size_t requests_cap;
+    size_t regs_cap;               /* per slot */
+    size_t requests_cap;           /* per slot */
+    size_t depth;                  /* the bus's pipeline_depth: reads in flight */
+    struct drv_link_read *reads;   /* depth entries: a burst's reads */
+    struct burst_device *burst;    /* depth entries: a burst's devices */
     struct gw_sample *batch;       /* SAMPLE_BATCH samples not yet queued */
     size_t nbatch;
     pthread_mutex_t stats_lock;
@@ -123,6 +139,29 @@ static void heap_build(struct heap_entry *heap, size_t n)
         heap_sift_down(heap, n, i);
 }
 
+static struct poll_device *heap_pop(struct gw_poller *p)
+{
+    struct poll_device *d = p->heap[0].device;
+    p->heap[0] = p->heap[--p->heap_len];
+    heap_sift_down(p->heap, p->heap_len, 0);
+    return d;
+}
+
+static void heap_push(struct gw_poller *p, struct poll_device *d)
+{
+    size_t i = p->heap_len++;
+    p->heap[i] = (struct heap_entry){d->due_ms, d};
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (p->heap[parent].due_ms <= p->heap[i].due_ms)
+            return;
+        struct heap_entry t = p->heap[i];
+        p->heap[i] = p->heap[parent];
+        p->heap[parent] = t;
+        i = parent;
+    }
+}
+
 /* ---- setup ---- */
 
 /* The bus's plan for model and options, built on first use. Options are
@@ -149,14 +188,14 @@ static est_err plan_for(struct gw_poller *p, const struct drv_model *model,
     size_t nregs = drv_plan_register_count(plan) + 1;
     size_t nrequests = drv_plan_request_count(plan) + 1;
     if (nregs > p->regs_cap) {
-        uint16_t *regs = realloc(p->regs, nregs * sizeof *regs);
+        uint16_t *regs = realloc(p->regs, nregs * p->depth * sizeof *regs);
         if (regs == NULL)
             return EST_ERR_NOMEM;
         p->regs = regs;
         p->regs_cap = nregs;
     }
     if (nrequests > p->requests_cap) {
-        bool *ok = realloc(p->request_ok, nrequests * sizeof *ok);
+        bool *ok = realloc(p->request_ok, nrequests * p->depth * sizeof *ok);
         if (ok == NULL)
             return EST_ERR_NOMEM;
         p->request_ok = ok;
@@ -240,7 +279,8 @@ static void spread_first_polls(struct gw_poller *p)
         d->due_ms = now + (int64_t)((double)d->interval_ms * (double)i / (double)p->ndevices);
         p->heap[i] = (struct heap_entry){d->due_ms, d};
     }
-    heap_build(p->heap, p->ndevices);
+    p->heap_len = p->ndevices;
+    heap_build(p->heap, p->heap_len);
 }
 
 static void link_config_from_bus(const struct gw_bus_config *bus, struct drv_link_config *lc)
@@ -276,64 +316,104 @@ static const char *describe_error(est_err err, int exception, char *buf, size_t 
     return est_strerror(err);
 }
 
-/* Reads one request, retrying only while the device is healthy. */
+/* Reads one request into regs, up to attempts times. */
 static est_err read_request(struct gw_poller *p, struct poll_device *d, const struct drv_request *r,
-                            int *exception)
+                            uint16_t *regs, int attempts, int *exception)
 {
-    int attempts = d->consecutive_failures == 0 ? 1 + p->retries : 1;
     est_err err = EST_ERR_IO;
     for (int a = 0; a < attempts && !atomic_load(&p->stopping); a++) {
         *exception = 0;
         err = drv_link_read(p->link, d->slave, r->function, r->address, r->count,
-                            p->regs + r->reg_offset, exception);
+                            regs + r->reg_offset, exception);
         if (err == EST_OK || err == EST_ERR_EXCEPTION)
             break; /* an exception is an answer: retrying changes nothing */
     }
     return err;
 }
 
-static void poll_device(struct gw_poller *p, struct poll_device *d, struct gw_sample *sample)
+/* Retries are spent only while the device is healthy. */
+static int attempts_for(const struct gw_poller *p, const struct poll_device *d)
 {
-    bool slow_poll = d->polls % d->slow_every == 0 || d->consecutive_failures > 0;
-    size_t answered = 0, attempted = 0;
-    est_err first_error = EST_OK;
-    int first_exception = 0;
-    for (size_t i = 0; i < d->nrequests; i++) {
-        const struct drv_request *r = drv_plan_request(d->plan, i);
-        p->request_ok[i] = false;
-        if (r->slow && !slow_poll)
-            continue;
-        attempted++;
-        int exception = 0;
-        est_err err = read_request(p, d, r, &exception);
-        if (err == EST_OK) {
-            p->request_ok[i] = true;
-            answered++;
-            continue;
-        }
-        if (first_error == EST_OK) {
-            first_error = err;
-            first_exception = exception;
-        }
-        /* A device that does not answer at all costs one timeout per poll. */
-        if (err != EST_ERR_EXCEPTION && answered == 0)
-            break;
+    return d->consecutive_failures == 0 ? 1 + p->retries : 1;
+}
+
+static bool wants_slow_poll(const struct poll_device *d)
+{
+    return d->polls % d->slow_every == 0 || d->consecutive_failures > 0;
+}
+
+static uint16_t *slot_regs(const struct gw_poller *p, size_t slot)
+{
+    return p->regs + slot * p->regs_cap;
+}
+
+static bool *slot_request_ok(const struct gw_poller *p, size_t slot)
+{
+    return p->request_ok + slot * p->requests_cap;
+}
+
+/* How one poll's requests went. */
+struct poll_tally {
+    size_t answered, attempted;
+    est_err first_error;
+    int first_exception;
+};
+
+/* Counts one request's outcome; false when the poll should read no more
+ * (a device that does not answer at all costs one timeout per poll). */
+static bool tally_request(struct poll_tally *t, est_err err, int exception)
+{
+    t->attempted++;
+    if (err == EST_OK) {
+        t->answered++;
+        return true;
     }
+    if (t->first_error == EST_OK) {
+        t->first_error = err;
+        t->first_exception = exception;
+    }
+    return err == EST_ERR_EXCEPTION || t->answered > 0;
+}
+
+static void finish_sample(struct poll_device *d, const uint16_t *regs, const bool *request_ok,
+                          const struct poll_tally *t, struct gw_sample *sample)
+{
     memset(sample, 0, offsetof(struct gw_sample, reading));
     sample->item = GW_ITEM_SAMPLE;
     sample->device_type = d->type;
     sample->index = d->index;
     sample->ts_ms = est_now_ms();
-    sample->error = first_error;
-    sample->exception = first_exception;
+    sample->error = t->first_error;
+    sample->exception = t->first_exception;
     sample->reading.present = 0;
     sample->reading.nzones = 0;
-    if (answered > 0)
-        drv_decode(d->plan, p->regs, p->request_ok, &sample->reading, &sample->bad_values);
-    sample->quality = answered == 0 ? GW_QUALITY_ERROR
-                      : answered < attempted ? GW_QUALITY_STALE
-                                             : GW_QUALITY_GOOD;
+    if (t->answered > 0)
+        drv_decode(d->plan, regs, request_ok, &sample->reading, &sample->bad_values);
+    sample->quality = t->answered == 0 ? GW_QUALITY_ERROR
+                      : t->answered < t->attempted ? GW_QUALITY_STALE
+                                                   : GW_QUALITY_GOOD;
     d->polls++;
+}
+
+/* Polls one device on its own, request by request. */
+static void poll_device(struct gw_poller *p, struct poll_device *d, struct gw_sample *sample)
+{
+    uint16_t *regs = slot_regs(p, 0);
+    bool *request_ok = slot_request_ok(p, 0);
+    bool slow_poll = wants_slow_poll(d);
+    struct poll_tally t = {0};
+    for (size_t i = 0; i < d->nrequests; i++) {
+        const struct drv_request *r = drv_plan_request(d->plan, i);
+        request_ok[i] = false;
+        if (r->slow && !slow_poll)
+            continue;
+        int exception = 0;
+        est_err err = read_request(p, d, r, regs, attempts_for(p, d), &exception);
+        request_ok[i] = err == EST_OK;
+        if (!tally_request(&t, err, exception))
+            break;
+    }
+    finish_sample(d, regs, request_ok, &t, sample);
 }
 
 static void note_outcome(struct gw_poller *p, struct poll_device *d, const struct gw_sample *s)
@@ -473,10 +553,111 @@ static void handle_valve_request(struct gw_poller *p, const struct valve_request
     flush_batch(p);
 }
 
-static int64_t early_window_ms(const struct poll_device *d)
+static int64_t early_window_ms(const struct gw_poller *p, const struct poll_device *d)
 {
     int64_t tenth = d->interval_now_ms / 10;
-    return tenth < POLL_EARLY_MS ? tenth : POLL_EARLY_MS;
+    int64_t window = p->depth > 1 ? PIPELINE_EARLY_MS : POLL_EARLY_MS;
+    return tenth < window ? tenth : window;
+}
+
+/* Polls the device at the top of the heap on its own. */
+static void poll_top_alone(struct gw_poller *p)
+{
+    struct poll_device *d = p->heap[0].device;
+    struct gw_sample *sample = next_slot(p);
+    poll_device(p, d, sample);
+    note_outcome(p, d, sample);
+    p->nbatch++;
+    reschedule(d, est_mono_ms());
+    p->heap[0].due_ms = d->due_ms;
+    heap_sift_down(p->heap, p->heap_len, 0);
+}
+
+/* Turns a burst device's read results into its sample. A read the burst
+ * left unanswered is done again alone; a timeout or garbled reply gets the
+ * retries it would have had on its own. */
+static void finish_burst_device(struct gw_poller *p, size_t slot, struct gw_sample *sample)
+{
+    const struct burst_device *b = &p->burst[slot];
+    struct poll_device *d = b->device;
+    uint16_t *regs = slot_regs(p, slot);
+    bool *request_ok = slot_request_ok(p, slot);
+    struct poll_tally t = {0};
+    size_t next_read = b->first_read;
+    for (size_t i = 0; i < d->nrequests; i++) {
+        const struct drv_request *r = drv_plan_request(d->plan, i);
+        request_ok[i] = false;
+        if (r->slow && !b->slow_poll)
+            continue;
+        const struct drv_link_read *read = &p->reads[next_read++];
+        est_err err = read->result;
+        int exception = read->exception;
+        if (err == EST_ERR_STATE)
+            err = read_request(p, d, r, regs, 1 + p->retries, &exception);
+        else if ((err == EST_ERR_TIMEOUT || err == EST_ERR_PROTOCOL) && p->retries > 0)
+            err = read_request(p, d, r, regs, p->retries, &exception);
+        request_ok[i] = err == EST_OK;
+        if (!tally_request(&t, err, exception))
+            break;
+    }
+    finish_sample(d, regs, request_ok, &t, sample);
+}
+
+/* Reads the poll of device d would make now; false when its plan would not
+ * fit in the burst's remaining room. */
+static bool add_burst_reads(struct gw_poller *p, struct poll_device *d, size_t slot, size_t *nreads)
+{
+    bool slow_poll = wants_slow_poll(d);
+    size_t need = 0;
+    for (size_t i = 0; i < d->nrequests; i++)
+        need += !drv_plan_request(d->plan, i)->slow || slow_poll;
+    if (*nreads + need > p->depth)
+        return false;
+    p->burst[slot] = (struct burst_device){d, *nreads, slow_poll};
+    uint16_t *regs = slot_regs(p, slot);
+    for (size_t i = 0; i < d->nrequests; i++) {
+        const struct drv_request *r = drv_plan_request(d->plan, i);
+        if (r->slow && !slow_poll)
+            continue;
+        p->reads[(*nreads)++] = (struct drv_link_read){
+            .slave = d->slave, .function = r->function, .address = r->address,
+            .count = r->count, .dest = regs + r->reg_offset};
+    }
+    return true;
+}
+
+/* On a pipelined bus: takes the healthy devices due now off the heap, as
+ * many as fit in pipeline_depth reads, and polls them with their reads in
+ * flight together. A failing device is polled alone, as on any bus, so a
+ * dead meter costs its timeout without holding up a burst. */
+static void poll_burst(struct gw_poller *p)
+{
+    int64_t now = est_mono_ms();
+    size_t ndevices = 0, nreads = 0;
+    while (ndevices < p->depth && p->heap_len > 0) {
+        struct poll_device *d = p->heap[0].device;
+        if (d->due_ms > now + early_window_ms(p, d))
+            break;
+        if (d->consecutive_failures > 0 || !add_burst_reads(p, d, ndevices, &nreads)) {
+            if (ndevices == 0)
+                poll_top_alone(p);
+            break;
+        }
+        heap_pop(p);
+        ndevices++;
+    }
+    if (ndevices == 0)
+        return;
+    drv_link_read_many(p->link, p->reads, nreads);
+    for (size_t slot = 0; slot < ndevices; slot++) {
+        struct poll_device *d = p->burst[slot].device;
+        struct gw_sample *sample = next_slot(p);
+        finish_burst_device(p, slot, sample);
+        note_outcome(p, d, sample);
+        p->nbatch++;
+        reschedule(d, est_mono_ms());
+        heap_push(p, d);
+    }
 }
 
 static void *poller_thread(void *arg)
@@ -492,7 +673,7 @@ static void *poller_thread(void *arg)
         }
         int64_t now = est_mono_ms();
         struct poll_device *d = p->heap[0].device;
-        if (d->due_ms > now + early_window_ms(d)) {
+        if (d->due_ms > now + early_window_ms(p, d)) {
             flush_batch(p);
             int64_t wait = d->due_ms - now;
             /* Wake for valve requests at least every 50 ms. */
@@ -500,13 +681,10 @@ static void *poller_thread(void *arg)
                 handle_valve_request(p, &req);
             continue;
         }
-        struct gw_sample *sample = next_slot(p);
-        poll_device(p, d, sample);
-        note_outcome(p, d, sample);
-        p->nbatch++;
-        reschedule(d, est_mono_ms());
-        p->heap[0].due_ms = d->due_ms;
-        heap_sift_down(p->heap, p->ndevices, 0);
+        if (p->depth > 1)
+            poll_burst(p);
+        else
+            poll_top_alone(p);
     }
     flush_batch(p);
     return NULL;
@@ -521,6 +699,8 @@ static void poller_free(struct gw_poller *p)
     free(p->plans);
     free(p->regs);
     free(p->request_ok);
+    free(p->reads);
+    free(p->burst);
     free(p->devices);
     free(p->heap);
     free(p->batch);
@@ -550,7 +730,12 @@ est_err gw_poller_start(const struct gw_config *config, size_t bus, struct gw_qu
     p->heap = calloc(p->ndevices + 1, sizeof *p->heap);
     p->plans = calloc(p->ndevices + 1, sizeof *p->plans);
     p->batch = malloc(SAMPLE_BATCH * sizeof *p->batch);
-    est_err err = p->devices && p->heap && p->plans && p->batch ? EST_OK : EST_ERR_NOMEM;
+    p->depth = p->bus->pipeline_depth > 1 ? (size_t)p->bus->pipeline_depth : 1;
+    p->reads = calloc(p->depth, sizeof *p->reads);
+    p->burst = calloc(p->depth, sizeof *p->burst);
+    est_err err = p->devices && p->heap && p->plans && p->batch && p->reads && p->burst
+                      ? EST_OK
+                      : EST_ERR_NOMEM;
     if (err == EST_OK)
         err = gw_queue_create(sizeof(struct valve_request), VALVE_QUEUE_CAPACITY, &p->valve_requests);
     if (err == EST_OK)

@@ -117,7 +117,7 @@ def endpoints_for(meters, endpoints):
 
 
 def write_gateway_config(workdir, meters, nendpoints, base_port, interval_ms, driver,
-                         mqtt_port, http_port, timeout_ms):
+                         mqtt_port, http_port, timeout_ms, pipeline_depth):
     """One tcp bus per simulator endpoint, meters M00001.. as the simulator
     generates them (meter i on endpoint i % E, slave i / E + 1, serial
     30000001 + i), in a meters CSV."""
@@ -138,7 +138,8 @@ buses = (
         rows = []
         for e in range(nendpoints):
             rows.append(f'  {{ name = "gen{e}"; type = "tcp"; host = "127.0.0.1"; port = {base_port + e};'
-                        f' timeout_ms = {timeout_ms}; retries = 0; poll_interval_ms = {interval_ms}; }}')
+                        f' timeout_ms = {timeout_ms}; retries = 0; poll_interval_ms = {interval_ms};'
+                        f' pipeline_depth = {pipeline_depth}; }}')
         f.write(",\n".join(rows))
         f.write(f'\n);\nmeters_csv = "{csv_path}";\n')
     return conf
@@ -235,7 +236,8 @@ def run_one(args, meters, interval_ms):
                                 "-t", f"{PREFIX}/meters/+/reading", "-q", "0", "-N", "-F", "."],
                                stdout=sub_file, stderr=subprocess.DEVNULL)
         conf = write_gateway_config(workdir, meters, nendpoints, base_port, interval_ms, args.driver,
-                                    broker.port, harness.free_port(), args.timeout_ms)
+                                    broker.port, harness.free_port(), args.timeout_ms,
+                                    args.pipeline)
         gw = Proc(args.gw_prefix.split() + [find_binary(args.build, "estate-gw"), "-c", conf],
                   os.path.join(workdir, "gw.log"))
         procs.append(gw)
@@ -320,7 +322,7 @@ def run_modbus_only(args, meters, interval_ms):
         sim0 = cpu_seconds(sim.pid)
         out = subprocess.run([find_binary(args.build, "bench_modbus"), str(base_port), str(nendpoints),
                               str(meters), str(interval_ms), str(args.duration), str(function),
-                              str(address), str(count)],
+                              str(address), str(count), str(args.pipeline)],
                              check=True, capture_output=True, text=True).stdout
         sim_cpu = cpu_seconds(sim.pid) - sim0
         r = json.loads(out)
@@ -388,6 +390,8 @@ def main():
                          "alone, one thread per endpoint, same pattern) instead of the gateway")
     ap.add_argument("--modbus-request", default="4:0:76", metavar="FC:ADDRESS:COUNT",
                     help="what bench_modbus reads per poll (default 4:0:76, the SDM120's fast request)")
+    ap.add_argument("--pipeline", type=int, default=1, metavar="DEPTH",
+                    help="the buses' pipeline_depth: reads in flight per endpoint (default 1)")
     ap.add_argument("--gw-prefix", default="", metavar="CMD",
                     help="run the gateway under CMD, e.g. 'heaptrack' (its figures then include CMD)")
     args = ap.parse_args()

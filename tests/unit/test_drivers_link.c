@@ -1,6 +1,10 @@
 /* test_drivers_link.c - the Modbus TCP link against a tiny libmodbus server
  * thread on 127.0.0.1 (ephemeral port): reads, writes, exception mapping,
- * reconnect after a timeout, and fast failure during connect backoff. */
+ * reconnect after a timeout, and fast failure during connect backoff; and
+ * pipelined batches (drv_link_read_many): requests really in flight
+ * together, replies matched in order, exceptions, a silent or slow device,
+ * a reply from the wrong unit, invalid reads, batches larger than
+ * DRV_LINK_MAX_IN_FLIGHT, and the one-at-a-time fallback of a paced link. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,6 +28,8 @@
 #define ADDR_GATEWAY_TARGET 0x0BAD /* exception 0x0B */
 #define ADDR_SLOW 0x0510           /* replies after SLOW_REPLY_MS */
 #define SLOW_REPLY_MS 250
+#define ADDR_SILENT 0x0DEA     /* never replies */
+#define ADDR_WRONG_UNIT 0x0E01 /* replies as unit id + 1 */
 
 struct test_server {
     modbus_t *ctx;
@@ -32,6 +39,8 @@ struct test_server {
     pthread_t thread;
     atomic_bool stop;
     atomic_int connections;
+    atomic_int requests;
+    atomic_int queued;     /* requests that were already waiting when the one before was read */
 };
 
 /* A port nobody listens on right now: bind port 0, read it back, close. */
@@ -65,7 +74,15 @@ static void *serve(void *arg)
                 break;
             if (length == 0)
                 continue;
+            atomic_fetch_add(&server->requests, 1);
+            int waiting = 0;
+            if (ioctl(client, FIONREAD, &waiting) == 0 && waiting > 0)
+                atomic_fetch_add(&server->queued, 1);
             int address = query[header + 1] << 8 | query[header + 2];
+            if (address == ADDR_SILENT)
+                continue;
+            if (address == ADDR_WRONG_UNIT)
+                query[header - 1]++;
             if (address == ADDR_GATEWAY_TARGET) {
                 modbus_reply_exception(server->ctx, query, MODBUS_EXCEPTION_GATEWAY_TARGET);
                 continue;
@@ -116,15 +133,22 @@ static int server_teardown(void **state)
     return 0;
 }
 
-static struct drv_link *open_tcp(int port, int timeout_ms, int reconnect_min_ms)
+static struct drv_link *open_tcp_paced(int port, int timeout_ms, int reconnect_min_ms,
+                                       int request_gap_ms)
 {
     struct drv_link_config config = {.type = DRV_LINK_TCP, .host = "127.0.0.1", .port = port,
                                      .response_timeout_ms = timeout_ms,
                                      .reconnect_min_ms = reconnect_min_ms,
-                                     .reconnect_max_ms = reconnect_min_ms * 4};
+                                     .reconnect_max_ms = reconnect_min_ms * 4,
+                                     .request_gap_ms = request_gap_ms};
     struct drv_link *link = NULL;
     assert_int_equal(drv_link_open(&config, &link), EST_OK);
     return link;
+}
+
+static struct drv_link *open_tcp(int port, int timeout_ms, int reconnect_min_ms)
+{
+    return open_tcp_paced(port, timeout_ms, reconnect_min_ms, 0);
 }
 
 static void test_read_and_write(void **state)
@@ -226,6 +250,200 @@ static void test_invalid_config(void **state)
     drv_link_close(link);
 }
 
+/* ---- pipelined batches ---- */
+
+#define BATCH_REGS 125
+
+/* Read i of a test batch: slave, function, address and count all vary. */
+static struct drv_link_read batch_read(size_t i, uint16_t (*regs)[BATCH_REGS])
+{
+    return (struct drv_link_read){
+        .slave = (int)(1 + i % 7),
+        .function = i % 2 ? DRV_FC_INPUT : DRV_FC_HOLDING,
+        .address = (uint16_t)(0x0100 + 3 * i),
+        .count = (uint16_t)(1 + (i * 37) % BATCH_REGS),
+        .dest = regs[i]};
+}
+
+/* What the test server holds at a read's registers. */
+static void assert_batch_read_ok(const struct drv_link_read *r)
+{
+    assert_int_equal(r->result, EST_OK);
+    uint16_t base = r->function == DRV_FC_HOLDING ? 0x3000 : 0x4000;
+    for (uint16_t k = 0; k < r->count; k++)
+        assert_int_equal(r->dest[k], base + r->address + k);
+}
+
+static void test_pipelined_reads_in_flight_together(void **state)
+{
+    struct test_server *server = *state;
+    struct drv_link *link = open_tcp(server->port, 500, 100);
+    enum { N = 20 };
+    static uint16_t regs[N][BATCH_REGS];
+    struct drv_link_read reads[N];
+    for (size_t i = 0; i < N; i++)
+        reads[i] = batch_read(i, regs);
+    reads[5].address = ADDR_GATEWAY_TARGET; /* an exception is an answer */
+    reads[5].count = 2;
+    drv_link_read_many(link, reads, N);
+    for (size_t i = 0; i < N; i++) {
+        if (i == 5)
+            continue;
+        assert_batch_read_ok(&reads[i]);
+    }
+    assert_int_equal(reads[5].result, EST_ERR_EXCEPTION);
+    assert_int_equal(reads[5].exception, 0x0B);
+    /* The requests left as one segment: the server found the later ones
+     * already waiting. */
+    assert_int_equal(atomic_load(&server->requests), N);
+    assert_true(atomic_load(&server->queued) >= N - 2);
+    assert_int_equal(atomic_load(&server->connections), 1);
+    uint64_t transactions, failures;
+    drv_link_stats(link, &transactions, &failures);
+    assert_int_equal(transactions, N);
+    assert_int_equal(failures, 1);
+    /* The connection is still in step. */
+    uint16_t one[2];
+    assert_int_equal(drv_link_read(link, 3, DRV_FC_HOLDING, 0x0042, 2, one, NULL), EST_OK);
+    assert_int_equal(one[1], 0x3043);
+    drv_link_close(link);
+}
+
+static void test_pipelined_silent_device_leaves_rest_unanswered(void **state)
+{
+    struct test_server *server = *state;
+    struct drv_link *link = open_tcp(server->port, 150, 100);
+    static uint16_t regs[6][BATCH_REGS];
+    struct drv_link_read reads[6];
+    for (size_t i = 0; i < 6; i++)
+        reads[i] = batch_read(i, regs);
+    reads[2].address = ADDR_SILENT;
+    reads[2].count = 2;
+    int64_t start = est_mono_ms();
+    drv_link_read_many(link, reads, 6);
+    assert_true(est_mono_ms() - start < 1000);
+    assert_batch_read_ok(&reads[0]);
+    assert_batch_read_ok(&reads[1]);
+    /* The server skipped it and answered read 3: no reply of its own. */
+    assert_int_equal(reads[2].result, EST_ERR_TIMEOUT);
+    /* Read 3's reply came, but with every transaction id 0 the link does
+     * not take it on trust: 3..5 are left for the caller to read again. */
+    for (size_t i = 3; i < 6; i++)
+        assert_int_equal(reads[i].result, EST_ERR_STATE);
+    int before = atomic_load(&server->connections);
+    for (size_t i = 3; i < 6; i++) {
+        struct drv_link_read *r = &reads[i];
+        r->result = drv_link_read(link, r->slave, r->function, r->address, r->count, r->dest,
+                                  &r->exception);
+        assert_batch_read_ok(r);
+    }
+    assert_int_equal(atomic_load(&server->connections), before + 1);
+    drv_link_close(link);
+}
+
+static void test_pipelined_slow_reply_delays_the_rest(void **state)
+{
+    struct test_server *server = *state;
+    struct drv_link *link = open_tcp(server->port, 1000, 100);
+    static uint16_t regs[4][BATCH_REGS];
+    struct drv_link_read reads[4];
+    for (size_t i = 0; i < 4; i++)
+        reads[i] = batch_read(i, regs);
+    reads[1].address = ADDR_SLOW;
+    reads[1].count = 2;
+    drv_link_read_many(link, reads, 4);
+    assert_batch_read_ok(&reads[0]);
+    assert_int_equal(reads[1].result, EST_OK);
+    assert_int_equal(reads[1].dest[0], 0x4000 + ADDR_SLOW);
+    assert_batch_read_ok(&reads[2]);
+    assert_batch_read_ok(&reads[3]);
+    assert_int_equal(atomic_load(&server->connections), 1);
+    drv_link_close(link);
+}
+
+static void test_pipelined_wrong_unit_breaks_off(void **state)
+{
+    struct test_server *server = *state;
+    struct drv_link *link = open_tcp(server->port, 500, 100);
+    static uint16_t regs[5][BATCH_REGS];
+    struct drv_link_read reads[5];
+    for (size_t i = 0; i < 5; i++)
+        reads[i] = batch_read(i, regs);
+    reads[1].address = ADDR_WRONG_UNIT;
+    reads[1].count = 2;
+    regs[1][0] = 0xFFFF;
+    drv_link_read_many(link, reads, 5);
+    assert_batch_read_ok(&reads[0]);
+    assert_int_equal(reads[1].result, EST_ERR_PROTOCOL);
+    assert_int_equal(regs[1][0], 0xFFFF); /* nothing copied from a reply not its own */
+    for (size_t i = 2; i < 5; i++)
+        assert_int_equal(reads[i].result, EST_ERR_STATE);
+    /* A fresh connection for what comes next. */
+    drv_link_read_many(link, reads + 2, 3);
+    for (size_t i = 2; i < 5; i++)
+        assert_batch_read_ok(&reads[i]);
+    assert_int_equal(atomic_load(&server->connections), 2);
+    drv_link_close(link);
+}
+
+static void test_pipelined_invalid_and_large_batches(void **state)
+{
+    struct test_server *server = *state;
+    struct drv_link *link = open_tcp(server->port, 500, 100);
+    enum { N = DRV_LINK_MAX_IN_FLIGHT * 2 + 5 };
+    static uint16_t regs[N][BATCH_REGS];
+    static struct drv_link_read reads[N];
+    for (size_t i = 0; i < N; i++)
+        reads[i] = batch_read(i, regs);
+    reads[7].count = 0;       /* invalid: never sent */
+    reads[40].function = 5;   /* invalid: never sent */
+    drv_link_read_many(link, reads, N);
+    for (size_t i = 0; i < N; i++) {
+        if (i == 7 || i == 40)
+            assert_int_equal(reads[i].result, EST_ERR_INVALID);
+        else
+            assert_batch_read_ok(&reads[i]);
+    }
+    assert_int_equal(atomic_load(&server->requests), N - 2);
+    assert_int_equal(atomic_load(&server->connections), 1);
+    drv_link_close(link);
+}
+
+static void test_paced_link_reads_one_at_a_time(void **state)
+{
+    struct test_server *server = *state;
+    struct drv_link *link = open_tcp_paced(server->port, 500, 100, 20);
+    static uint16_t regs[5][BATCH_REGS];
+    struct drv_link_read reads[5];
+    for (size_t i = 0; i < 5; i++)
+        reads[i] = batch_read(i, regs);
+    int64_t start = est_mono_ms();
+    drv_link_read_many(link, reads, 5);
+    assert_true(est_mono_ms() - start >= 4 * 20); /* the gaps were kept */
+    for (size_t i = 0; i < 5; i++)
+        assert_batch_read_ok(&reads[i]);
+    assert_int_equal(atomic_load(&server->queued), 0);
+    drv_link_close(link);
+}
+
+static void test_pipelined_refused_link(void **state)
+{
+    (void)state;
+    struct drv_link *link = open_tcp(free_port(), 200, 2000);
+    static uint16_t regs[3][BATCH_REGS];
+    struct drv_link_read reads[3];
+    for (size_t i = 0; i < 3; i++)
+        reads[i] = batch_read(i, regs);
+    drv_link_read_many(link, reads, 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(reads[i].result, EST_ERR_IO);
+    uint64_t transactions, failures;
+    drv_link_stats(link, &transactions, &failures);
+    assert_int_equal(transactions, 0);
+    assert_int_equal(failures, 3);
+    drv_link_close(link);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +453,19 @@ int main(void)
                                         server_teardown),
         cmocka_unit_test(test_refused_then_backoff),
         cmocka_unit_test(test_invalid_config),
+        cmocka_unit_test_setup_teardown(test_pipelined_reads_in_flight_together, server_setup,
+                                        server_teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_silent_device_leaves_rest_unanswered,
+                                        server_setup, server_teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_slow_reply_delays_the_rest, server_setup,
+                                        server_teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_wrong_unit_breaks_off, server_setup,
+                                        server_teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_invalid_and_large_batches, server_setup,
+                                        server_teardown),
+        cmocka_unit_test_setup_teardown(test_paced_link_reads_one_at_a_time, server_setup,
+                                        server_teardown),
+        cmocka_unit_test(test_pipelined_refused_link),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

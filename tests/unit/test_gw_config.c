@@ -184,6 +184,13 @@ static const struct bad_case bad_cases[] = {
       "fire panel FP-1: zones = 200 but driver 'notifier-gw' lays out 159 zones; give zone 160 "
       "an address in zone_names" },
     { "rtu_no_device.conf", NULL, 3, "bus serial: an rtu bus needs device" },
+    { "pipeline_rtu.conf", NULL, 3,
+      "bus serial: pipeline_depth applies to tcp buses (a serial line carries one request at a "
+      "time)" },
+    { "pipeline_paced.conf", NULL, 3,
+      "bus conv: pipeline_depth needs request_gap_ms and slave_switch_delay_ms at 0 (requests in "
+      "flight cannot be paced)" },
+    { "pipeline_too_deep.conf", NULL, 3, "buses[0].pipeline_depth: 33 is out of range 1..32" },
 };
 
 /* Copies template to out with "{file}" replaced by file. */
