@@ -2,11 +2,15 @@
  * the gateway's polling pattern (one thread and one TCP connection per
  * endpoint, each slave read once per interval, polls spread evenly, those
  * due within 10 ms polled in one burst) and
- * nothing else: no decode, rules, store or publish. Prints transactions per
- * second and this process's CPU microseconds per transaction over a window.
- * bench_poll.py --modbus-only runs it against the same simulator set-up.
+ * nothing else: no decode, rules, store or publish. With DEPTH > 1, as a
+ * pipelined bus: those due within WINDOW_MS (default 25) go out as raw
+ * requests in one corked segment, up to DEPTH, and the replies are taken in
+ * order. Prints transactions per second and this process's CPU microseconds
+ * per transaction over a window. bench_poll.py --modbus-only runs it
+ * against the same simulator set-up.
  *
  * usage: bench_modbus BASE_PORT ENDPOINTS METERS INTERVAL_MS SECONDS FUNCTION ADDRESS COUNT
+ *        [DEPTH [WINDOW_MS]]
  * Meter i is on endpoint i % ENDPOINTS with slave id i / ENDPOINTS + 1 (as
  * estate-sim --generate lays them out). */
 #include <errno.h>
@@ -31,7 +35,7 @@ struct endpoint_poller {
 };
 
 static int interval_ms, function, address, count, depth = 1;
-static int64_t window_ns = 10000000;
+static int64_t window_ns = 10000000; /* the gateway's POLL_EARLY_MS */
 static atomic_bool stopping;
 static atomic_ullong transactions, failures;
 
@@ -68,12 +72,12 @@ static void *poll_endpoint(void *arg)
         return NULL;
     }
     uint16_t regs[128];
-    uint8_t rsp[MODBUS_TCP_MAX_ADU_LENGTH];
+    uint8_t reply[512];
     int64_t spacing = (int64_t)interval_ms * 1000000 / e->slaves;
     int64_t due = mono_ns();
     int fd = modbus_get_socket(ctx);
     for (int i = 0; !atomic_load(&stopping);) {
-        /* As the gateway: polls due within 10 ms go in one burst. */
+        /* As the gateway: polls due within the window go in one burst. */
         if (due > mono_ns() + window_ns)
             sleep_until_ns(due);
         if (depth <= 1) {
@@ -85,20 +89,20 @@ static void *poll_endpoint(void *arg)
             atomic_fetch_add(n == count ? &transactions : &failures, 1);
             continue;
         }
-        int sent = 0;
-        int one = 1, zero = 0;
-        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+        int sent = 0, on = 1, off = 0;
+        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
         do {
-            uint8_t raw[6] = {(uint8_t)(e->first_slave + i), (uint8_t)function, (uint8_t)(address >> 8),
-                              (uint8_t)address, (uint8_t)(count >> 8), (uint8_t)count};
-            modbus_send_raw_request(ctx, raw, 6);
+            uint8_t request[6] = {(uint8_t)(e->first_slave + i), (uint8_t)function,
+                                  (uint8_t)(address >> 8), (uint8_t)address,
+                                  (uint8_t)(count >> 8), (uint8_t)count};
+            modbus_send_raw_request(ctx, request, sizeof request);
             sent++;
             due += spacing;
             i = (i + 1) % e->slaves;
         } while (sent < depth && due <= mono_ns() + window_ns);
-        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof off);
         for (int k = 0; k < sent; k++) {
-            int n = modbus_receive_confirmation(ctx, rsp);
+            int n = modbus_receive_confirmation(ctx, reply);
             atomic_fetch_add(n == 9 + 2 * count ? &transactions : &failures, 1);
         }
     }
@@ -109,13 +113,15 @@ static void *poll_endpoint(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc == 10)
+    if (argc >= 10)
         depth = atoi(argv[9]);
-    if (getenv("WINDOW_MS"))
-        window_ns = atoll(getenv("WINDOW_MS")) * 1000000;
-    if (argc != 9 && argc != 10) {
+    if (depth > 1)
+        window_ns = 25000000; /* the gateway's PIPELINE_EARLY_MS */
+    if (argc >= 11)
+        window_ns = atoll(argv[10]) * 1000000;
+    if (argc < 9 || argc > 11 || depth < 1 || window_ns < 0) {
         fprintf(stderr, "usage: bench_modbus BASE_PORT ENDPOINTS METERS INTERVAL_MS SECONDS "
-                        "FUNCTION ADDRESS COUNT\n");
+                        "FUNCTION ADDRESS COUNT [DEPTH [WINDOW_MS]]\n");
         return 2;
     }
     int base_port = atoi(argv[1]), endpoints = atoi(argv[2]), meters = atoi(argv[3]);
