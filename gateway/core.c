@@ -31,6 +31,11 @@
 #define CALL_QUEUE_CAPACITY 64
 #define OUTBOX_WINDOW 100      /* QoS 1 messages in flight (DOMAIN: ~100 is the sweet spot) */
 #define OUTBOX_PEEK 200
+/* A reading that finds the publisher's ring full while connected waits up
+ * to this long for room (the broker is behind: Paho pauses 100 ms when its
+ * socket buffer is full) before it goes to the outbox. */
+#define RING_WAIT_MS 250
+#define RING_WAIT_STEP_MS 2
 #define TICK_MS 200
 #define MAINTENANCE_MS 60000
 #define STORE_PROBE_MS 5000    /* degraded mode: try writing again this often */
@@ -151,14 +156,34 @@ est_err gw_core_patrol(struct gw_core *core, const char *kind, const char *text,
     return err;
 }
 
+/* Hands a reading to the publisher, waiting up to RING_WAIT_MS for room
+ * while connected; false when it did not go. */
+static bool publish_reading_direct(struct gw_core *core, const char *topic, const char *payload,
+                                   size_t len)
+{
+    int64_t deadline = 0;
+    for (;;) {
+        if (gw_mqtt_publish(core->mqtt, topic, payload, len, core->config->mqtt.qos_readings,
+                            false, 0) == EST_OK)
+            return true;
+        int64_t now = est_mono_ms();
+        if (deadline == 0)
+            deadline = now + RING_WAIT_MS;
+        if (!gw_mqtt_connected(core->mqtt) || now >= deadline || atomic_load(&core->stopping))
+            return false;
+        est_sleep_ms(RING_WAIT_STEP_MS);
+    }
+}
+
 /* Readings go straight to the broker when it is up and nothing older waits;
- * otherwise into the outbox (bounded by the outbox limit). */
+ * otherwise into the outbox (bounded by the outbox limit). Once one reading
+ * went to the outbox, the later ones follow it there without waiting, until
+ * drain_outbox has caught up. */
 static void publish_reading(struct gw_core *core, const char *topic, const char *payload)
 {
     size_t len = strlen(payload);
     if (!core->outbox_has_readings && gw_mqtt_connected(core->mqtt) &&
-        gw_mqtt_publish(core->mqtt, topic, payload, len, core->config->mqtt.qos_readings, false, 0) ==
-            EST_OK) {
+        publish_reading_direct(core, topic, payload, len)) {
         core->readings_published++;
         return;
     }
@@ -443,30 +468,56 @@ struct drain_ctx {
     size_t sent;
     bool stop;                 /* Paho refused: try again next time */
     bool window_full;          /* OUTBOX_WINDOW messages in flight */
+    int64_t handed[OUTBOX_PEEK]; /* QoS 0 rows handed over: delete them */
+    size_t nhanded;
 };
 
-/* Hands one queued row to Paho. Every row goes at QoS 1 at least, whatever
- * QoS it was queued with (a QoS 0 reading that waited through an outage is
- * worth an acknowledgement), and stays in the outbox until the broker
- * acknowledges it: at-least-once, oldest first. */
+/* A QoS 0 reading queued while the current connection was up: it went to
+ * the outbox because the broker fell behind, not because it was away. */
+static bool queued_while_connected(const struct gw_core *core, const struct gw_store_outbox_msg *msg)
+{
+    return !msg->is_event && msg->qos == 0 && msg->created_ms >= core->connected_since_ms;
+}
+
+/* Hands one queued row to Paho. A row that waited through an outage goes at
+ * QoS 1 at least, whatever QoS it was queued with (a QoS 0 reading that
+ * waited through an outage is worth an acknowledgement), and stays in the
+ * outbox until the broker acknowledges it: at-least-once, oldest first. A
+ * QoS 0 reading queued while connected goes as it would have gone directly,
+ * at QoS 0 without the in-flight window, and leaves the outbox once handed
+ * over: so the outbox drains as fast as the broker takes messages and
+ * catches up with a high reading rate. */
 static bool drain_one(void *ctx, const struct gw_store_outbox_msg *msg)
 {
     struct drain_ctx *d = ctx;
     struct gw_core *core = d->core;
-    if (gw_mqtt_inflight(core->mqtt) >= OUTBOX_WINDOW) {
+    bool as_qos0 = queued_while_connected(core, msg);
+    if (!as_qos0 && gw_mqtt_inflight(core->mqtt) >= OUTBOX_WINDOW) {
         d->window_full = true;
         return false;
     }
-    int qos = msg->qos > 0 ? msg->qos : 1;
+    int qos = as_qos0 ? 0 : msg->qos > 0 ? msg->qos : 1;
     est_err err = gw_mqtt_publish(core->mqtt, msg->topic, msg->payload, msg->payload_len, qos,
-                                  msg->retain, (uint64_t)msg->seq);
+                                  msg->retain, as_qos0 ? 0 : (uint64_t)msg->seq);
     if (err != EST_OK) {
         d->stop = true;
         return false;
     }
+    if (as_qos0)
+        d->handed[d->nhanded++] = msg->seq;
     core->outbox_sent_upto = (uint64_t)msg->seq;
     d->sent++;
     return true;
+}
+
+static void delete_handed(struct gw_core *core, const struct drain_ctx *d)
+{
+    if (d->nhanded == 0)
+        return;
+    gw_store_begin(core->store);
+    for (size_t i = 0; i < d->nhanded; i++)
+        gw_store_outbox_delete(core->store, d->handed[i]);
+    gw_store_commit(core->store);
 }
 
 /* Tells what was dropped during the outage that just ended, once. */
@@ -506,6 +557,7 @@ static void drain_outbox(struct gw_core *core)
          * the oldest row still queued (at-least-once). */
         core->outbox_generation = generation;
         core->outbox_sent_upto = 0;
+        core->connected_since_ms = gw_core_now_ms(core);
         report_outage_drops(core);
     }
     bool caught_up = false;
@@ -513,6 +565,7 @@ static void drain_outbox(struct gw_core *core)
         struct drain_ctx d = {.core = core};
         est_err err = gw_store_outbox_peek(core->store, (int64_t)core->outbox_sent_upto,
                                            OUTBOX_PEEK, drain_one, &d);
+        delete_handed(core, &d);
         if (err != EST_OK || d.stop || d.window_full)
             break;
         if (d.sent < OUTBOX_PEEK) {

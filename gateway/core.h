@@ -87,6 +87,7 @@ struct gw_core {
     /* outbox drain state */
     uint64_t outbox_sent_upto;     /* highest seq handed to Paho this connection */
     uint64_t outbox_generation;    /* MQTT connection the above belongs to */
+    int64_t connected_since_ms;    /* clock_ms when that connection was first seen */
     bool outbox_has_readings;      /* readings waiting: new ones queue behind them */
     uint64_t readings_dropped;     /* dropped past the outbox limit, since start */
     uint64_t readings_dropped_outage; /* ... during the current outage (reported on reconnect) */
