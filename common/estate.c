@@ -41,18 +41,36 @@ int64_t est_now_ms(void) { return clock_ms(CLOCK_REALTIME); }
 
 int64_t est_mono_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
+/* "YYYY-MM-DDTHH:MM:SS" of the last second formatted on this thread:
+ * readings come many to a second, and gmtime_r plus snprintf was a third of
+ * a reading payload's cost. */
+#define TS_SECONDS_LEN 19
+static _Thread_local int64_t ts_cached_second = INT64_MIN;
+static _Thread_local char ts_cached_text[EST_TS_LEN];
+
 void est_format_ts(int64_t ms, char out[EST_TS_LEN])
 {
     time_t seconds = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-    int millis = (int)(ms - (int64_t)seconds * 1000);
-    struct tm tm;
-    gmtime_r(&seconds, &tm);
-    /* Years are clamped to four digits so the text always fits. */
-    unsigned year = (unsigned)(tm.tm_year + 1900) % 10000u;
-    snprintf(out, EST_TS_LEN, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", year,
-             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u,
-             (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
-             (unsigned)tm.tm_sec % 100u, (unsigned)millis % 1000u);
+    unsigned millis = (unsigned)(ms - (int64_t)seconds * 1000);
+    if ((int64_t)seconds != ts_cached_second) {
+        struct tm tm;
+        memset(&tm, 0, sizeof tm);
+        gmtime_r(&seconds, &tm);
+        /* Years are clamped to four digits so the text always fits. */
+        unsigned year = (unsigned)(tm.tm_year + 1900) % 10000u;
+        snprintf(ts_cached_text, sizeof ts_cached_text, "%04u-%02u-%02uT%02u:%02u:%02u", year,
+                 (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u,
+                 (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
+                 (unsigned)tm.tm_sec % 100u);
+        ts_cached_second = (int64_t)seconds;
+    }
+    memcpy(out, ts_cached_text, TS_SECONDS_LEN);
+    out[TS_SECONDS_LEN] = '.';
+    out[TS_SECONDS_LEN + 1] = (char)('0' + millis / 100);
+    out[TS_SECONDS_LEN + 2] = (char)('0' + millis / 10 % 10);
+    out[TS_SECONDS_LEN + 3] = (char)('0' + millis % 10);
+    out[TS_SECONDS_LEN + 4] = 'Z';
+    out[TS_SECONDS_LEN + 5] = '\0';
 }
 
 est_err est_parse_ts(const char *text, int64_t *ms)

@@ -31,8 +31,10 @@
  * polled together with the ones due now: on a busy bus the thread sleeps
  * once per burst of polls instead of once per device. */
 #define POLL_EARLY_MS 10
-/* On a pipelined bus a burst costs one round trip, so it gathers more. */
-#define PIPELINE_EARLY_MS 25
+/* On a pipelined bus a burst costs one round trip, so it gathers more: the
+ * devices due within a twentieth of the interval, up to 50 ms. */
+#define PIPELINE_EARLY_PARTS 20
+#define PIPELINE_EARLY_MAX_MS 50
 
 struct poll_device {
     enum gw_device_type type;
@@ -556,7 +558,13 @@ static void handle_valve_request(struct gw_poller *p, const struct valve_request
 static int64_t early_window_ms(const struct gw_poller *p, const struct poll_device *d)
 {
     int64_t tenth = d->interval_now_ms / 10;
-    int64_t window = p->depth > 1 ? PIPELINE_EARLY_MS : POLL_EARLY_MS;
+    int64_t window = POLL_EARLY_MS;
+    if (p->depth > 1) {
+        int64_t part = d->interval_now_ms / PIPELINE_EARLY_PARTS;
+        window = part > PIPELINE_EARLY_MAX_MS ? PIPELINE_EARLY_MAX_MS
+                 : part > POLL_EARLY_MS       ? part
+                                              : POLL_EARLY_MS;
+    }
     return tenth < window ? tenth : window;
 }
 

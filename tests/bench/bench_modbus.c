@@ -3,7 +3,8 @@
  * endpoint, each slave read once per interval, polls spread evenly, those
  * due within 10 ms polled in one burst) and
  * nothing else: no decode, rules, store or publish. With DEPTH > 1, as a
- * pipelined bus: those due within WINDOW_MS (default 25) go out as raw
+ * pipelined bus: those due within WINDOW_MS (default as the gateway's: a
+ * twentieth of the interval, 10 to 50 ms, at most a tenth) go out as raw
  * requests in one corked segment, up to DEPTH, and the replies are taken in
  * order. Prints transactions per second and this process's CPU microseconds
  * per transaction over a window. bench_poll.py --modbus-only runs it
@@ -113,13 +114,7 @@ static void *poll_endpoint(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc >= 10)
-        depth = atoi(argv[9]);
-    if (depth > 1)
-        window_ns = 25000000; /* the gateway's PIPELINE_EARLY_MS */
-    if (argc >= 11)
-        window_ns = atoll(argv[10]) * 1000000;
-    if (argc < 9 || argc > 11 || depth < 1 || window_ns < 0) {
+    if (argc < 9 || argc > 11) {
         fprintf(stderr, "usage: bench_modbus BASE_PORT ENDPOINTS METERS INTERVAL_MS SECONDS "
                         "FUNCTION ADDRESS COUNT [DEPTH [WINDOW_MS]]\n");
         return 2;
@@ -130,8 +125,18 @@ int main(int argc, char **argv)
     function = atoi(argv[6]);
     address = atoi(argv[7]);
     count = atoi(argv[8]);
+    if (argc >= 10)
+        depth = atoi(argv[9]);
+    if (depth > 1) { /* the gateway's early window on a pipelined bus */
+        int64_t part_ms = interval_ms / 20, tenth_ms = interval_ms / 10;
+        int64_t window_ms = part_ms > 50 ? 50 : part_ms > 10 ? part_ms : 10;
+        window_ns = (window_ms < tenth_ms ? window_ms : tenth_ms) * 1000000;
+    }
+    if (argc >= 11)
+        window_ns = atoll(argv[10]) * 1000000;
     if (endpoints < 1 || meters < endpoints || interval_ms < 1 || seconds <= 0 ||
-        (function != 3 && function != 4) || count < 1 || count > 125) {
+        (function != 3 && function != 4) || count < 1 || count > 125 || depth < 1 ||
+        window_ns < 0) {
         fprintf(stderr, "bench_modbus: bad arguments\n");
         return 2;
     }
