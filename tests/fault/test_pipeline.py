@@ -47,17 +47,21 @@ def meter_rows():
         yield f"P{i + 1:03d}", i + 1, driver, kind, options
 
 
+def device_rows(place):
+    """The meters as libconfig list entries; place is 'endpoint = "pipe"'
+    (simulator) or 'bus = "pipe"' (gateway)."""
+    return ",\n".join(
+        f'  {{ id = "{m}"; {place}; slave = {s}; driver = "{d}"; kind = "{k}"; '
+        f'category = "office"; location = "test"; {o}serial = {30000000 + s}; }}'
+        for m, s, d, k, o in meter_rows())
+
+
 def write_configs(workdir):
     sim_conf = os.path.join(workdir, "pipe-sim.conf")
     with open(sim_conf, "w") as f:
         f.write('sim = { seed = 7; control = "127.0.0.1:1"; };\n'
                 'endpoints = ( { name = "pipe"; type = "tcp"; listen = "127.0.0.1:1"; } );\n'
-                "devices = (\n")
-        f.write(",\n".join(
-            f'  {{ id = "{m}"; endpoint = "pipe"; slave = {s}; driver = "{d}"; kind = "{k}"; '
-            f'category = "office"; location = "test"; {o}serial = {30000000 + s}; }}'
-            for m, s, d, k, o in meter_rows()))
-        f.write("\n);\n")
+                "devices = (\n" + device_rows('endpoint = "pipe"') + "\n);\n")
     gw_conf = os.path.join(workdir, "pipe-gw.conf")
     with open(gw_conf, "w") as f:
         f.write('gateway = { id = "gw1"; site = "test"; data_dir = "/nonexistent"; '
@@ -66,12 +70,7 @@ def write_configs(workdir):
                 f'buses = ( {{ name = "pipe"; type = "tcp"; host = "127.0.0.1"; port = 1; '
                 f"timeout_ms = 300; retries = 0; poll_interval_ms = {INTERVAL_MS}; "
                 f"pipeline_depth = {DEPTH}; }} );\n"
-                "meters = (\n")
-        f.write(",\n".join(
-            f'  {{ id = "{m}"; bus = "pipe"; slave = {s}; driver = "{d}"; kind = "{k}"; '
-            f'category = "office"; location = "test"; {o}serial = {30000000 + s}; }}'
-            for m, s, d, k, o in meter_rows()))
-        f.write("\n);\n")
+                "meters = (\n" + device_rows('bus = "pipe"') + "\n);\n")
     return gw_conf, sim_conf
 
 

@@ -265,6 +265,18 @@ static struct drv_link_read batch_read(size_t i, uint16_t (*regs)[BATCH_REGS])
         .dest = regs[i]};
 }
 
+/* n batch reads; read odd (if < n) reads 2 registers at address instead. */
+static void fill_batch(struct drv_link_read *reads, uint16_t (*regs)[BATCH_REGS], size_t n,
+                       size_t odd, uint16_t address)
+{
+    for (size_t i = 0; i < n; i++)
+        reads[i] = batch_read(i, regs);
+    if (odd < n) {
+        reads[odd].address = address;
+        reads[odd].count = 2;
+    }
+}
+
 /* What the test server holds at a read's registers. */
 static void assert_batch_read_ok(const struct drv_link_read *r)
 {
@@ -281,10 +293,7 @@ static void test_pipelined_reads_in_flight_together(void **state)
     enum { N = 20 };
     static uint16_t regs[N][BATCH_REGS];
     struct drv_link_read reads[N];
-    for (size_t i = 0; i < N; i++)
-        reads[i] = batch_read(i, regs);
-    reads[5].address = ADDR_GATEWAY_TARGET; /* an exception is an answer */
-    reads[5].count = 2;
+    fill_batch(reads, regs, N, 5, ADDR_GATEWAY_TARGET); /* an exception is an answer */
     drv_link_read_many(link, reads, N);
     for (size_t i = 0; i < N; i++) {
         if (i == 5)
@@ -315,10 +324,7 @@ static void test_pipelined_silent_device_leaves_rest_unanswered(void **state)
     struct drv_link *link = open_tcp(server->port, 150, 100);
     static uint16_t regs[6][BATCH_REGS];
     struct drv_link_read reads[6];
-    for (size_t i = 0; i < 6; i++)
-        reads[i] = batch_read(i, regs);
-    reads[2].address = ADDR_SILENT;
-    reads[2].count = 2;
+    fill_batch(reads, regs, 6, 2, ADDR_SILENT);
     int64_t start = est_mono_ms();
     drv_link_read_many(link, reads, 6);
     assert_true(est_mono_ms() - start < 1000);
@@ -347,10 +353,7 @@ static void test_pipelined_slow_reply_delays_the_rest(void **state)
     struct drv_link *link = open_tcp(server->port, 1000, 100);
     static uint16_t regs[4][BATCH_REGS];
     struct drv_link_read reads[4];
-    for (size_t i = 0; i < 4; i++)
-        reads[i] = batch_read(i, regs);
-    reads[1].address = ADDR_SLOW;
-    reads[1].count = 2;
+    fill_batch(reads, regs, 4, 1, ADDR_SLOW);
     drv_link_read_many(link, reads, 4);
     assert_batch_read_ok(&reads[0]);
     assert_int_equal(reads[1].result, EST_OK);
@@ -367,10 +370,7 @@ static void test_pipelined_wrong_unit_breaks_off(void **state)
     struct drv_link *link = open_tcp(server->port, 500, 100);
     static uint16_t regs[5][BATCH_REGS];
     struct drv_link_read reads[5];
-    for (size_t i = 0; i < 5; i++)
-        reads[i] = batch_read(i, regs);
-    reads[1].address = ADDR_WRONG_UNIT;
-    reads[1].count = 2;
+    fill_batch(reads, regs, 5, 1, ADDR_WRONG_UNIT);
     regs[1][0] = 0xFFFF;
     drv_link_read_many(link, reads, 5);
     assert_batch_read_ok(&reads[0]);
@@ -393,8 +393,7 @@ static void test_pipelined_invalid_and_large_batches(void **state)
     enum { N = DRV_LINK_MAX_IN_FLIGHT * 2 + 5 };
     static uint16_t regs[N][BATCH_REGS];
     static struct drv_link_read reads[N];
-    for (size_t i = 0; i < N; i++)
-        reads[i] = batch_read(i, regs);
+    fill_batch(reads, regs, N, N, 0);
     reads[7].count = 0;       /* invalid: never sent */
     reads[40].function = 5;   /* invalid: never sent */
     drv_link_read_many(link, reads, N);
@@ -415,8 +414,7 @@ static void test_paced_link_reads_one_at_a_time(void **state)
     struct drv_link *link = open_tcp_paced(server->port, 500, 100, 20);
     static uint16_t regs[5][BATCH_REGS];
     struct drv_link_read reads[5];
-    for (size_t i = 0; i < 5; i++)
-        reads[i] = batch_read(i, regs);
+    fill_batch(reads, regs, 5, 5, 0);
     int64_t start = est_mono_ms();
     drv_link_read_many(link, reads, 5);
     assert_true(est_mono_ms() - start >= 4 * 20); /* the gaps were kept */
@@ -432,8 +430,7 @@ static void test_pipelined_refused_link(void **state)
     struct drv_link *link = open_tcp(free_port(), 200, 2000);
     static uint16_t regs[3][BATCH_REGS];
     struct drv_link_read reads[3];
-    for (size_t i = 0; i < 3; i++)
-        reads[i] = batch_read(i, regs);
+    fill_batch(reads, regs, 3, 3, 0);
     drv_link_read_many(link, reads, 3);
     for (size_t i = 0; i < 3; i++)
         assert_int_equal(reads[i].result, EST_ERR_IO);
