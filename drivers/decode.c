@@ -7,12 +7,11 @@
  * converts back to the same float32 (226.1, not 226.10000610351562), and a
  * power-of-ten scale is applied to that decimal's digits (raw / 100, not
  * raw * 0.01, which gives 12.340000000000001 for 1234). Both are computed
- * arithmetically (no printf/strtod). Why: every published number is printed
- * by cJSON, which tries "%1.15g", parses it back and prints "%1.17g" when
- * that does not give the same double; the nearest double to a decimal of
- * at most 15 digits always passes the first try, so a value costs two libc
- * calls instead of three and prints short (rows, MQTT payloads and every
- * consumer see "226.1"). The mapping loses nothing: distinct float32 values
+ * arithmetically (no printf/strtod). Why: the nearest double to a decimal of
+ * at most 15 digits prints short, both where the gateway prints meter
+ * numbers itself (gateway/payload.c) and where cJSON does ("%1.15g" reads
+ * back as the same double at the first try), so rows, MQTT payloads and
+ * every consumer see "226.1". The mapping loses nothing: distinct float32 values
  * give distinct decimals in the same order (each decimal lies in its float's
  * rounding interval), and the decimal converts back to the very float32, so
  * drv_encode_value(drv_decode_value(regs)) gives the same registers. */

@@ -202,8 +202,8 @@ unsigned drv_type_regs(enum drv_type type);
  * digits that converts back to the same float32 (0x43621999 -> 226.1, not
  * 226.10000610351562), an integer with a power-of-ten scale raw / 10^k
  * (1234 at 0.01 -> 12.34, not 12.340000000000001); the result is the double
- * nearest to that decimal (the scale applied to its digits), which cJSON
- * prints short at its first try. NaN and Inf stay as they are; 0, subnormal
+ * nearest to that decimal (the scale applied to its digits), which prints
+ * short. NaN and Inf stay as they are; 0, subnormal
  * and float32 magnitudes outside 1e-12..1e22 are kept exactly. */
 double drv_decode_value(const uint16_t *regs, enum drv_type type, enum drv_word_order order,
                         double scale);

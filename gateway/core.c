@@ -35,7 +35,6 @@
  * to this long for room (the broker is behind: Paho pauses 100 ms when its
  * socket buffer is full) before it goes to the outbox. */
 #define RING_WAIT_MS 250
-#define RING_WAIT_STEP_MS 2
 #define TICK_MS 200
 #define MAINTENANCE_MS 60000
 #define STORE_PROBE_MS 5000    /* degraded mode: try writing again this often */
@@ -156,25 +155,6 @@ est_err gw_core_patrol(struct gw_core *core, const char *kind, const char *text,
     return err;
 }
 
-/* Hands a reading to the publisher, waiting up to RING_WAIT_MS for room
- * while connected; false when it did not go. */
-static bool publish_reading_direct(struct gw_core *core, const char *topic, const char *payload,
-                                   size_t len)
-{
-    int64_t deadline = 0;
-    for (;;) {
-        if (gw_mqtt_publish(core->mqtt, topic, payload, len, core->config->mqtt.qos_readings,
-                            false, 0) == EST_OK)
-            return true;
-        int64_t now = est_mono_ms();
-        if (deadline == 0)
-            deadline = now + RING_WAIT_MS;
-        if (!gw_mqtt_connected(core->mqtt) || now >= deadline || atomic_load(&core->stopping))
-            return false;
-        est_sleep_ms(RING_WAIT_STEP_MS);
-    }
-}
-
 /* Readings go straight to the broker when it is up and nothing older waits;
  * otherwise into the outbox (bounded by the outbox limit). Once one reading
  * went to the outbox, the later ones follow it there without waiting, until
@@ -183,7 +163,8 @@ static void publish_reading(struct gw_core *core, const char *topic, const char 
 {
     size_t len = strlen(payload);
     if (!core->outbox_has_readings && gw_mqtt_connected(core->mqtt) &&
-        publish_reading_direct(core, topic, payload, len)) {
+        gw_mqtt_publish_wait(core->mqtt, topic, payload, len, core->config->mqtt.qos_readings,
+                             false, 0, RING_WAIT_MS) == EST_OK) {
         core->readings_published++;
         return;
     }
@@ -321,7 +302,7 @@ static void handle_meter_sample(struct gw_core *core, const struct gw_sample *s,
     st->last_quality = s->quality;
 
     struct rule_meter_sample rs;
-    to_rule_sample(s, drv_model_float32_quantities(m->model), &rs);
+    to_rule_sample(s, st->float32_quantities, &rs);
     core->feeding = s;
     rule_engine_feed_meter(core->rules, &rs);
     core->feeding = NULL;
@@ -928,6 +909,8 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
     est_err err = core->prefix && core->meters && core->panels && core->unit_vacant && core->pollers
                       ? EST_OK
                       : EST_ERR_NOMEM;
+    for (size_t i = 0; err == EST_OK && i < config->nmeters; i++)
+        core->meters[i].float32_quantities = drv_model_float32_quantities(config->meters[i].model);
     char reason[256] = "";
     if (err == EST_OK) {
         err = gw_store_open(config->gateway.data_dir, false, &core->store, reason, sizeof reason);

@@ -41,6 +41,7 @@ struct gw_meter_state {
     bool has_last;                 /* last_counters hold a good reading's */
     struct gw_last_counters last_counters;
     uint32_t last_serial;
+    uint64_t float32_quantities;   /* drv_model_float32_quantities of its model */
     int64_t store_rowid;           /* meter key in the store */
     int64_t snapshot_day;          /* local day (days since epoch + 1) whose snapshot is
                                     * stored; 0 = not yet asked this run */

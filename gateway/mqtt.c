@@ -29,6 +29,10 @@
  * (one is always accepted, or the outbox could stall on it for ever). */
 #define RING_INLINE_MAX ((size_t)64 << 10)
 #define HEAP_BUDGET ((size_t)16 << 20)
+/* The publisher gives back what it has sent at least this often, so that a
+ * producer waiting for room (gw_mqtt_publish_wait) goes on before a whole
+ * ring's worth has gone out. */
+#define RING_RELEASE_BYTES ((size_t)64 << 10)
 /* QoS >= 1 messages handed to Paho and not yet acknowledged. The core keeps
  * at most OUTBOX_WINDOW (100) tagged ones in flight; the rest leaves room
  * for the status, events published directly and QoS 1 readings. Paho's
@@ -82,6 +86,8 @@ struct gw_mqtt {
 
     pthread_mutex_t lock;  /* guards everything below (atomics are also read without it) */
     pthread_cond_t wake;   /* the publisher thread waits on it */
+    pthread_cond_t room;   /* producers waiting for room in the ring wait on it */
+    size_t room_waiters;
     atomic_bool connected; /* a session is up: publishes are accepted */
     atomic_uint_fast64_t generation;
     atomic_size_t inflight; /* tagged QoS >= 1 messages queued or sent, not acked or failed */
@@ -132,8 +138,8 @@ static char *read_secret_file(const char *path)
     return line;
 }
 
-/* Waits on m->wake (lock held) for at most ms milliseconds. */
-static void wait_ms(struct gw_mqtt *m, int64_t ms)
+/* Waits on cond (m->lock held) for at most ms milliseconds. */
+static void wait_on(struct gw_mqtt *m, pthread_cond_t *cond, int64_t ms)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -143,7 +149,19 @@ static void wait_ms(struct gw_mqtt *m, int64_t ms)
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
     }
-    pthread_cond_timedwait(&m->wake, &m->lock, &ts);
+    pthread_cond_timedwait(cond, &m->lock, &ts);
+}
+
+/* Waits on m->wake (lock held) for at most ms milliseconds. */
+static void wait_ms(struct gw_mqtt *m, int64_t ms) { wait_on(m, &m->wake, ms); }
+
+/* Gives the bytes before pos back to producers (lock held). */
+static void release_ring(struct gw_mqtt *m, uint64_t pos, size_t heap_freed)
+{
+    m->rpos = pos;
+    m->heap_bytes -= heap_freed;
+    if (m->room_waiters > 0)
+        pthread_cond_broadcast(&m->room);
 }
 
 /* ---------------------------------------------------------------- */
@@ -233,6 +251,8 @@ static void ring_purge(struct gw_mqtt *m)
         }
         m->rpos += size;
     }
+    if (m->room_waiters > 0)
+        pthread_cond_broadcast(&m->room); /* they see the loss */
 }
 
 /* ---------------------------------------------------------------- */
@@ -472,6 +492,7 @@ static void publish_queued(struct gw_mqtt *m)
 {
     uint64_t end = m->wpos;
     uint64_t pos = m->rpos;
+    uint64_t released = pos;
     size_t heap_freed = 0;
     pthread_mutex_unlock(&m->lock);
     bool broken = false;
@@ -486,8 +507,8 @@ static void publish_queued(struct gw_mqtt *m)
             pthread_mutex_lock(&m->lock);
             bool go = true;
             if (m->npending >= PAHO_WINDOW) {
-                m->rpos = pos; /* what was sent so far frees room for the core */
-                m->heap_bytes -= heap_freed;
+                release_ring(m, pos, heap_freed); /* what was sent so far */
+                released = pos;
                 heap_freed = 0;
                 while (m->npending >= PAHO_WINDOW && !m->lost && !m->stop) {
                     m->window_wait = true;
@@ -525,10 +546,16 @@ static void publish_queued(struct gw_mqtt *m)
         pos += size;
         if (broken)
             break;
+        if (pos - released >= RING_RELEASE_BYTES) {
+            pthread_mutex_lock(&m->lock);
+            release_ring(m, pos, heap_freed);
+            pthread_mutex_unlock(&m->lock);
+            released = pos;
+            heap_freed = 0;
+        }
     }
     pthread_mutex_lock(&m->lock);
-    m->rpos = pos;
-    m->heap_bytes -= heap_freed;
+    release_ring(m, pos, heap_freed);
     if (broken)
         m->lost = true;
 }
@@ -621,6 +648,7 @@ est_err gw_mqtt_create(const struct gw_mqtt_config *config, const char *prefix,
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&m->wake, &attr);
+    pthread_cond_init(&m->room, &attr);
     pthread_condattr_destroy(&attr);
     m->config = config;
     m->inbound = inbound;
@@ -692,6 +720,12 @@ void gw_mqtt_set_online_payload(struct gw_mqtt *m, const char *payload)
 est_err gw_mqtt_publish(struct gw_mqtt *m, const char *topic, const void *payload, size_t length,
                         int qos, bool retain, uint64_t tag)
 {
+    return gw_mqtt_publish_wait(m, topic, payload, length, qos, retain, tag, 0);
+}
+
+est_err gw_mqtt_publish_wait(struct gw_mqtt *m, const char *topic, const void *payload,
+                             size_t length, int qos, bool retain, uint64_t tag, int wait_ms)
+{
     if (!atomic_load(&m->connected))
         return EST_ERR_IO;
     if (qos < 0 || qos > 2 || length > INT_MAX)
@@ -708,10 +742,23 @@ est_err gw_mqtt_publish(struct gw_mqtt *m, const char *topic, const void *payloa
         if (length > 0)
             memcpy(heap + topic_len + 1, payload, length);
     }
+    int64_t deadline = wait_ms > 0 ? est_mono_ms() + wait_ms : 0;
     pthread_mutex_lock(&m->lock);
-    bool ok = atomic_load(&m->connected) && !m->stop &&
-              (heap == NULL || m->heap_bytes == 0 || m->heap_bytes + length <= HEAP_BUDGET) &&
-              ring_put(m, topic, topic_len, payload, length, qos, retain, tag, heap);
+    bool ok;
+    for (;;) {
+        bool up = atomic_load(&m->connected) && !m->stop;
+        ok = up &&
+             (heap == NULL || m->heap_bytes == 0 || m->heap_bytes + length <= HEAP_BUDGET) &&
+             ring_put(m, topic, topic_len, payload, length, qos, retain, tag, heap);
+        if (ok || !up || deadline == 0)
+            break;
+        int64_t left = deadline - est_mono_ms();
+        if (left <= 0)
+            break;
+        m->room_waiters++;
+        wait_on(m, &m->room, left);
+        m->room_waiters--;
+    }
     if (ok) {
         if (heap != NULL)
             m->heap_bytes += length;
@@ -790,6 +837,7 @@ void gw_mqtt_destroy(struct gw_mqtt *m, const char *offline_payload, int timeout
     }
     free(m->scratch);
     pthread_cond_destroy(&m->wake);
+    pthread_cond_destroy(&m->room);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }

@@ -52,6 +52,11 @@ void gw_mqtt_set_online_payload(struct gw_mqtt *mqtt, const char *payload);
  * when not connected or the queue is full. Messages go out in order. */
 est_err gw_mqtt_publish(struct gw_mqtt *mqtt, const char *topic, const void *payload,
                         size_t length, int qos, bool retain, uint64_t tag);
+/* As gw_mqtt_publish, but while connected waits up to wait_ms for room when
+ * the queue is full (the broker is behind): the publisher gives room back as
+ * it sends. */
+est_err gw_mqtt_publish_wait(struct gw_mqtt *mqtt, const char *topic, const void *payload,
+                             size_t length, int qos, bool retain, uint64_t tag, int wait_ms);
 /* Tags acknowledged since the last call (at most max). */
 size_t gw_mqtt_take_acked(struct gw_mqtt *mqtt, uint64_t *tags, size_t max);
 /* Tagged QoS>=1 messages queued or sent and not yet acknowledged or failed

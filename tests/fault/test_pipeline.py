@@ -56,7 +56,7 @@ def device_rows(place):
         for m, s, d, k, o in meter_rows())
 
 
-def write_configs(workdir):
+def write_configs(workdir, interval_ms=INTERVAL_MS):
     sim_conf = os.path.join(workdir, "pipe-sim.conf")
     with open(sim_conf, "w") as f:
         f.write('sim = { seed = 7; control = "127.0.0.1:1"; };\n'
@@ -68,7 +68,7 @@ def write_configs(workdir):
                 'log_level = "info"; language = "en"; };\n'
                 'mqtt = { uri = "tcp://127.0.0.1:1"; qos_readings = 0; qos_events = 1; };\n'
                 f'buses = ( {{ name = "pipe"; type = "tcp"; host = "127.0.0.1"; port = 1; '
-                f"timeout_ms = 300; retries = 0; poll_interval_ms = {INTERVAL_MS}; "
+                f"timeout_ms = 300; retries = 0; poll_interval_ms = {interval_ms}; "
                 f"pipeline_depth = {DEPTH}; }} );\n"
                 "meters = (\n" + device_rows('bus = "pipe"') + "\n);\n")
     return gw_conf, sim_conf

@@ -20,8 +20,7 @@ class PublishBacklogTest(FaultCase):
     def test_broker_stall_fills_ring_then_gateway_catches_up(self):
         confdir = tempfile.mkdtemp(prefix="estate-backlog-")
         self.addCleanup(shutil.rmtree, confdir, True)
-        test_pipeline.INTERVAL_MS = INTERVAL_MS
-        gw_conf, sim_conf = test_pipeline.write_configs(confdir)
+        gw_conf, sim_conf = test_pipeline.write_configs(confdir, INTERVAL_MS)
         stack = self.stack(gw_conf=gw_conf, sim_conf=sim_conf, endpoints=("pipe",)).start()
         meters = {m for m, *_ in test_pipeline.meter_rows()}
         wait_for(lambda: {r["meter"] for r in stack.readings()} >= meters, 15,

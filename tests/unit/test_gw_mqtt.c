@@ -17,7 +17,8 @@
  * drops QoS 0 messages for a subscriber 1000 packets behind, which this
  * test's observer may well be); with the broker stalled by SIGSTOP the
  * publisher thread blocks inside Paho, the ring fills and publish refuses
- * without blocking, and delivery resumes on SIGCONT; tags come back once
+ * without blocking (publish_wait after its wait), and delivery resumes on
+ * SIGCONT, publish_wait going on once room comes back; tags come back once
  * the broker acknowledges and not before; killing the broker fails the
  * tags in flight, and a broker restarted on the same port brings a new
  * generation; commands are queued with their size limits; destroy sends
@@ -948,8 +949,9 @@ static void test_order_and_content_across_wraps(void **state)
 
 /* The broker stalls (SIGSTOP: the connection stays up, the socket buffers
  * fill and the publisher thread blocks inside Paho's publish): publish
- * keeps returning at once, refusing once the ring is full; after SIGCONT
- * everything accepted arrives. */
+ * keeps returning at once, refusing once the ring is full, and
+ * publish_wait refuses after its wait; after SIGCONT a publish_wait goes
+ * as the publisher gives room back, and everything accepted arrives. */
 static void test_full_ring_refuses_without_blocking(void **state)
 {
     struct fixture *f = *state;
@@ -995,7 +997,18 @@ static void test_full_ring_refuses_without_blocking(void **state)
     assert_true(worst_us < CALL_MAX_US);
     printf("    (%llu messages accepted, then %zu refusals; the slowest call %lld us)\n",
            (unsigned long long)accepted, refusals, (long long)worst_us);
+    fill_message(f->buf, accepted + 1, accepted, length);
+    int64_t wait_start = est_mono_ms();
+    assert_int_equal(gw_mqtt_publish_wait(f->mqtt, f->stream_topic[0], f->buf, length, 0, false,
+                                          0, 200),
+                     EST_ERR_IO);
+    int64_t waited = est_mono_ms() - wait_start;
+    assert_true(waited >= 200 && waited < 2000);
     broker_resume(main_broker());
+    assert_int_equal(gw_mqtt_publish_wait(f->mqtt, f->stream_topic[0], f->buf, length, 0, false,
+                                          0, WAIT_MS),
+                     EST_OK);
+    accepted++;
     assert_int_equal(collector_wait_count(f->col, 0, accepted, WAIT_MS), accepted);
     collector_check(f->col, 0, accepted, accepted);
     f->last[0] = accepted;
