@@ -5,18 +5,18 @@
 # the libFuzzer targets:
 #   CC=clang cmake -S . -B build-fuzz -DESTATE_FUZZ=ON
 #   build-fuzz/tests/fuzz/fuzz_config tests/fuzz/corpus/config
-# The code under test (gateway/config.c, gateway/csv.c) is compiled into each
+# The code under test (gateway/config/config.c, gateway/config/csv.c) is compiled into each
 # harness rather than taken from estate_gateway: the harness does not depend
 # on the rest of the gateway, and instrumenting it for libFuzzer leaves the
 # shared library (and the programs linking it) untouched.
 set(estate_config_fuzzers config csv)
 set(estate_config_fuzz_dir ${CMAKE_CURRENT_LIST_DIR})
-set(estate_config_fuzz_sources ${ESTATE_SOURCE_DIR}/gateway/config.c
-    ${ESTATE_SOURCE_DIR}/gateway/csv.c)
+set(estate_config_fuzz_sources ${ESTATE_SOURCE_DIR}/gateway/config/config.c
+    ${ESTATE_SOURCE_DIR}/gateway/config/csv.c)
 
 function(estate_config_fuzz_target target harness)
   add_executable(${target} ${harness} ${estate_config_fuzz_sources} ${ARGN})
-  target_include_directories(${target} PRIVATE ${ESTATE_SOURCE_DIR}/gateway)
+  target_include_directories(${target} PRIVATE ${ESTATE_SOURCE_DIR}/gateway/config)
   target_link_libraries(${target} PRIVATE estate_drivers estate_rules estate_common
                         PkgConfig::LIBCONFIG m)
 endfunction()
