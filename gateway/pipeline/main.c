@@ -10,8 +10,8 @@
 #include "config.h"
 #include "core.h"
 #include "log.h"
-#if __has_include("http.h")
-#include "http.h"
+#if __has_include("console.h")
+#include "console.h"
 #define HAVE_HTTP 1
 #endif
 

@@ -1,4 +1,4 @@
-/* http.h - the front-desk console: a libmicrohttpd server on http.listen
+/* console.h - the front-desk console: a libmicrohttpd server on http.listen
  * serving the JSON API of SPEC ("Web console"), Server-Sent Events for live
  * changes and the console's static files.
  *
@@ -12,12 +12,12 @@
  * Lifetime: gw_http_start() after gw_core_create() and before
  * gw_core_run() (it registers the listener); gw_http_stop() after
  * gw_core_run() has returned and before gw_core_destroy(). */
-#ifndef GW_HTTP_H
-#define GW_HTTP_H
+#ifndef GW_CONSOLE_H
+#define GW_CONSOLE_H
 
-#include "core.h"
 #include "estate.h"
 
+struct gw_core;
 struct gw_http;
 
 /* Starts serving on core->config->http.listen. An empty listen address

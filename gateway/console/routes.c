@@ -1,0 +1,189 @@
+/* routes.c - the JSON API's routes table (method, path pattern, who may
+ * call, handler) and its dispatch: the security checks in the order of
+ * console_internal.h, then the route's handler. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "console_internal.h"
+
+#define CSRF_HEADER "X-Requested-With"
+#define CSRF_VALUE "estate-console"
+
+/* ------------------------------------------------------------------ */
+/* Routing                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Path patterns are segments after /api/; "*" matches one segment. */
+static const struct route {
+    const char *method;
+    const char *pattern;
+    route_fn handle;
+    bool anonymous;             /* login only */
+} routes[] = {
+    {"POST", "login", route_login, true},
+    {"POST", "logout", route_logout, false},
+    {"GET", "me", route_me, false},
+    {"GET", "alerts", route_alerts, false},
+    {"GET", "workorders", route_workorders, false},
+    {"POST", "workorders", route_workorder_create, false},
+    {"GET", "workorders/*", route_workorder, false},
+    {"POST", "workorders/*/*", route_workorder_action, false},
+    {"GET", "meters", route_meters, false},
+    {"GET", "meters/*/history", route_meter_history, false},
+    {"POST", "meters/*/valve", route_valve, false},
+    {"GET", "units", route_units, false},
+    {"POST", "units/*/occupancy", route_occupancy, false},
+    {"GET", "patrol", route_patrol, false},
+    {"GET", "patrol/verify", route_patrol_verify, false},
+    {"POST", "patrol/checkin", route_checkin, false},
+    {"GET", "handover", route_handover, false},
+    {"POST", "handover", route_handover_post, false},
+    {"GET", "events", route_events, false},
+};
+
+static bool pattern_matches(const char *pattern, const struct api_request *req)
+{
+    size_t n = 0;
+    const char *p = pattern;
+    while (*p) {
+        size_t len = strcspn(p, "/");
+        if (n >= req->nseg)
+            return false;
+        bool wildcard = len == 1 && p[0] == '*';
+        if (!wildcard && (strlen(req->seg[n]) != len || strncmp(p, req->seg[n], len) != 0))
+            return false;
+        n++;
+        p += len;
+        if (*p == '/')
+            p++;
+    }
+    return n == req->nseg;
+}
+
+/* Splits the path after "/api/" into segments; false when too many or
+ * too long (the route does not exist then). */
+static bool split_path(const char *path, struct api_request *req)
+{
+    req->nseg = 0;
+    while (*path) {
+        size_t len = strcspn(path, "/");
+        if (len == 0 || len > SEGMENT_MAX || req->nseg == SEGMENTS_MAX)
+            return false;
+        memcpy(req->seg[req->nseg], path, len);
+        req->seg[req->nseg][len] = '\0';
+        req->nseg++;
+        path += len;
+        if (*path == '/')
+            path++;
+    }
+    return req->nseg > 0;
+}
+
+/* Whether the Origin header, when present, names this server. */
+static bool origin_is_ours(struct MHD_Connection *conn)
+{
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    if (!origin)
+        return true;
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    if (!host)
+        return false;
+    const char *rest = strncmp(origin, "http://", 7) == 0    ? origin + 7
+                       : strncmp(origin, "https://", 8) == 0 ? origin + 8
+                                                             : NULL;
+    return rest && strcmp(rest, host) == 0;
+}
+
+/* Cross-site protection for a state-changing request (see
+ * console_internal.h). The sign-in itself carries no session, so only its
+ * Origin is checked (a foreign page cannot sign a browser in under another
+ * account). */
+static bool same_site_request(struct MHD_Connection *conn, bool signing_in)
+{
+    if (signing_in)
+        return origin_is_ours(conn);
+    const char *marker = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, CSRF_HEADER);
+    return marker && strcmp(marker, CSRF_VALUE) == 0 && origin_is_ours(conn);
+}
+
+enum MHD_Result handle_api(struct gw_http *http, struct MHD_Connection *conn,
+                                  const char *path, const char *method,
+                                  const struct request_body *body)
+{
+    struct api_request *req = calloc(1, sizeof *req);
+    if (!req)
+        return MHD_NO;
+    req->http = http;
+    req->conn = conn;
+    req->method = method;
+    req->body = body;
+    bool splits = split_path(path, req);
+    const struct route *match = NULL;
+    bool path_known = false;
+    for (size_t i = 0; splits && i < sizeof routes / sizeof routes[0]; i++) {
+        if (!pattern_matches(routes[i].pattern, req))
+            continue;
+        path_known = true;
+        if (strcmp(routes[i].method, method) == 0)
+            match = &routes[i];
+    }
+    enum MHD_Result ret;
+    bool anonymous = match && match->anonymous;
+    bool changes_state = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+    if (!anonymous && !authenticate(http, conn, &req->who))
+        ret = send_error(conn, MHD_HTTP_UNAUTHORIZED, "sign in first");
+    else if (!path_known)
+        ret = send_error(conn, MHD_HTTP_NOT_FOUND, "no such route");
+    else if (!match)
+        ret = send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed on this route");
+    else if (changes_state && (anonymous || req->who.by_cookie) && !same_site_request(conn, anonymous))
+        ret = send_error(conn, MHD_HTTP_FORBIDDEN,
+                         "cross-site request refused (send " CSRF_HEADER ": " CSRF_VALUE ")");
+    else if (body->too_large)
+        ret = send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body larger than %d bytes",
+                         BODY_MAX);
+    else
+        ret = match->handle(req);
+    OPENSSL_cleanse(req->who.token, sizeof req->who.token);
+    free(req);
+    return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* Request helpers for the handlers                                    */
+/* ------------------------------------------------------------------ */
+
+int64_t parse_id(const char *text)
+{
+    size_t len = strlen(text);
+    if (len == 0 || len > 15 || text[0] == '0')
+        return 0;
+    int64_t id = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!isdigit((unsigned char)text[i]))
+            return 0;
+        id = id * 10 + (text[i] - '0');
+    }
+    return id;
+}
+
+const char *query(const struct api_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+cJSON *parse_body_object(const struct api_request *req)
+{
+    if (req->body->len == 0)
+        return cJSON_CreateObject();
+    cJSON *json = cJSON_ParseWithLength(req->body->data, req->body->len);
+    if (!cJSON_IsObject(json)) {
+        cJSON_Delete(json);
+        return NULL;
+    }
+    return json;
+}
+
