@@ -162,7 +162,12 @@ void console_detach(struct gw_http *http);
 /* server.c: responses and connection details                          */
 /* ------------------------------------------------------------------ */
 
-void add_common_headers(struct MHD_Response *response);
+/* Adds the headers every answer carries, with its type and caching. */
+void add_common_headers(struct MHD_Response *response, const char *content_type,
+                        const char *cache_control);
+/* Queues response with status and drops our reference to it. */
+enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status,
+                               struct MHD_Response *response);
 /* Sends json (consumed) with status, plus one optional extra header. */
 enum MHD_Result send_json_with(struct MHD_Connection *conn, unsigned status, cJSON *json,
                                const char *extra_name, const char *extra_value);

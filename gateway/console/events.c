@@ -193,13 +193,9 @@ enum MHD_Result route_events(struct api_request *req)
         sse_free(stream);
         return MHD_NO;
     }
-    add_common_headers(response);
-    MHD_add_response_header(response, "Content-Type", "text/event-stream; charset=utf-8");
-    MHD_add_response_header(response, "Cache-Control", "no-store");
+    add_common_headers(response, "text/event-stream; charset=utf-8", "no-store");
     MHD_add_response_header(response, "X-Accel-Buffering", "no");
-    enum MHD_Result ret = MHD_queue_response(req->conn, MHD_HTTP_OK, response);
-    MHD_destroy_response(response);
-    return ret;
+    return queue_response(req->conn, MHD_HTTP_OK, response);
 }
 
 void events_wake_all(struct gw_http *http)

@@ -86,6 +86,12 @@ enum MHD_Result route_me(struct api_request *req)
 typedef unsigned (*read_fn)(struct api_request *req, struct gw_store *store, cJSON *result,
                             const char **message);
 
+/* The answer for a store read: 200, or 500 when the database failed. */
+static unsigned read_status(est_err err)
+{
+    return err == EST_OK ? MHD_HTTP_OK : MHD_HTTP_INTERNAL_SERVER_ERROR;
+}
+
 static enum MHD_Result with_store(struct api_request *req, read_fn fn)
 {
     size_t slot = 0;
@@ -146,9 +152,7 @@ static unsigned read_alerts(struct api_request *req, struct gw_store *store, cJS
         return MHD_HTTP_BAD_REQUEST;
     }
     cJSON *alerts = cJSON_AddArrayToObject(result, "alerts");
-    return gw_store_incidents_open(store, collect_incident, alerts) == EST_OK
-               ? MHD_HTTP_OK
-               : MHD_HTTP_INTERNAL_SERVER_ERROR;
+    return read_status(gw_store_incidents_open(store, collect_incident, alerts));
 }
 
 static const char *const workorder_states[] = {"open",      "dispatched", "on_site",
@@ -248,7 +252,7 @@ static unsigned read_workorder(struct api_request *req, struct gw_store *store, 
     return MHD_HTTP_OK;
 }
 
-static bool collect_meter(void *ctx, const struct gw_store_meter *m)
+static cJSON *meter_json(const struct gw_store_meter *m)
 {
     cJSON *json = cJSON_CreateObject();
     cJSON_AddStringToObject(json, "id", m->id);
@@ -267,7 +271,12 @@ static bool collect_meter(void *ctx, const struct gw_store_meter *m)
     gw_json_add_ts_if(json, "last_good", m->last_good_ms);
     add_raw_json(json, "values", m->last_values_json);
     cJSON_AddBoolToObject(json, "removed", m->removed);
-    cJSON_AddItemToArray(ctx, json);
+    return json;
+}
+
+static bool collect_meter(void *ctx, const struct gw_store_meter *m)
+{
+    cJSON_AddItemToArray(ctx, meter_json(m));
     return true;
 }
 
@@ -276,9 +285,7 @@ static unsigned read_meters(struct api_request *req, struct gw_store *store, cJS
 {
     cJSON *meters = cJSON_AddArrayToObject(result, "meters");
     gw_json_add_ts_if(result, "now", console_now_ms(req->http));
-    return gw_store_meters_list(store, collect_meter, meters) == EST_OK
-               ? MHD_HTTP_OK
-               : MHD_HTTP_INTERNAL_SERVER_ERROR;
+    return read_status(gw_store_meters_list(store, collect_meter, meters));
 }
 
 struct history_ctx {
@@ -340,10 +347,10 @@ static unsigned read_meter_history(struct api_request *req, struct gw_store *sto
     gw_json_add_ts_if(result, "until", until);
     thin_points(h.rows, h.count, cJSON_AddArrayToObject(result, "points"));
     cJSON_Delete(h.rows);
-    return err == EST_OK ? MHD_HTTP_OK : MHD_HTTP_INTERNAL_SERVER_ERROR;
+    return read_status(err);
 }
 
-static bool collect_unit(void *ctx, const struct gw_store_unit *u)
+static cJSON *unit_json(const struct gw_store_unit *u)
 {
     cJSON *json = cJSON_CreateObject();
     cJSON_AddStringToObject(json, "id", u->id);
@@ -352,7 +359,12 @@ static bool collect_unit(void *ctx, const struct gw_store_unit *u)
     gw_json_add_ts_if(json, "changed", u->occupancy_changed_ms);
     gw_json_add_string_if(json, "changed_by", u->occupancy_by);
     cJSON_AddBoolToObject(json, "removed", u->removed);
-    cJSON_AddItemToArray(ctx, json);
+    return json;
+}
+
+static bool collect_unit(void *ctx, const struct gw_store_unit *u)
+{
+    cJSON_AddItemToArray(ctx, unit_json(u));
     return true;
 }
 
@@ -360,9 +372,7 @@ static unsigned read_units(struct api_request *req, struct gw_store *store, cJSO
                            const char **message)
 {
     cJSON *units = cJSON_AddArrayToObject(result, "units");
-    return gw_store_units_list(store, collect_unit, units) == EST_OK
-               ? MHD_HTTP_OK
-               : MHD_HTTP_INTERNAL_SERVER_ERROR;
+    return read_status(gw_store_units_list(store, collect_unit, units));
 }
 
 struct patrol_ctx {
@@ -415,9 +425,7 @@ static unsigned read_patrol(struct api_request *req, struct gw_store *store, cJS
     struct patrol_ctx p = {cJSON_AddArrayToObject(result, "entries"),
                            needle && *needle ? needle : NULL};
     cJSON_AddNumberToObject(result, "head", (double)head);
-    return gw_store_patrol_list(store, since, (size_t)limit, collect_patrol, &p) == EST_OK
-               ? MHD_HTTP_OK
-               : MHD_HTTP_INTERNAL_SERVER_ERROR;
+    return read_status(gw_store_patrol_list(store, since, (size_t)limit, collect_patrol, &p));
 }
 
 static unsigned read_patrol_verify(struct api_request *req, struct gw_store *store, cJSON *result,

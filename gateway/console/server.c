@@ -29,11 +29,22 @@
 /* Responses                                                           */
 /* ------------------------------------------------------------------ */
 
-void add_common_headers(struct MHD_Response *response)
+void add_common_headers(struct MHD_Response *response, const char *content_type,
+                        const char *cache_control)
 {
     MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(response, "X-Frame-Options", "DENY");
     MHD_add_response_header(response, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(response, "Content-Type", content_type);
+    MHD_add_response_header(response, "Cache-Control", cache_control);
+}
+
+enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status,
+                               struct MHD_Response *response)
+{
+    enum MHD_Result ret = MHD_queue_response(conn, status, response);
+    MHD_destroy_response(response);
+    return ret;
 }
 
 static enum MHD_Result queue_text(struct MHD_Connection *conn, unsigned status, char *text,
@@ -46,14 +57,10 @@ static enum MHD_Result queue_text(struct MHD_Connection *conn, unsigned status, 
         free(text);
         return MHD_NO;
     }
-    add_common_headers(response);
-    MHD_add_response_header(response, "Content-Type", content_type);
-    MHD_add_response_header(response, "Cache-Control", "no-store");
+    add_common_headers(response, content_type, "no-store");
     if (extra_name)
         MHD_add_response_header(response, extra_name, extra_value);
-    enum MHD_Result ret = MHD_queue_response(conn, status, response);
-    MHD_destroy_response(response);
-    return ret;
+    return queue_response(conn, status, response);
 }
 
 enum MHD_Result send_json_with(struct MHD_Connection *conn, unsigned status, cJSON *json,
@@ -170,16 +177,12 @@ static enum MHD_Result serve_static(struct gw_http *http, struct MHD_Connection 
         close(fd);
         return MHD_NO;
     }
-    add_common_headers(response);
-    MHD_add_response_header(response, "Content-Type", type);
-    MHD_add_response_header(response, "Cache-Control", "no-cache");
+    add_common_headers(response, type, "no-cache");
     MHD_add_response_header(response, "Content-Security-Policy",
                             "default-src 'self'; img-src 'self' data:; style-src 'self'; "
                             "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
                             "base-uri 'none'; form-action 'self'");
-    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, response);
-    MHD_destroy_response(response);
-    return ret;
+    return queue_response(conn, MHD_HTTP_OK, response);
 }
 
 /* ------------------------------------------------------------------ */
