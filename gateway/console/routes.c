@@ -16,32 +16,39 @@
 /* Routing                                                             */
 /* ------------------------------------------------------------------ */
 
+/* Who may call a route. What a signed-in caller's role may do is decided
+ * per command by gw_commands_role_allows() in the action routes. */
+enum route_caller {
+    ROUTE_SIGNED_IN,            /* a valid session, else 401 */
+    ROUTE_ANYONE,               /* the sign-in only */
+};
+
 /* Path patterns are segments after /api/; "*" matches one segment. */
 static const struct route {
     const char *method;
     const char *pattern;
+    enum route_caller caller;
     route_fn handle;
-    bool anonymous;             /* login only */
 } routes[] = {
-    {"POST", "login", route_login, true},
-    {"POST", "logout", route_logout, false},
-    {"GET", "me", route_me, false},
-    {"GET", "alerts", route_alerts, false},
-    {"GET", "workorders", route_workorders, false},
-    {"POST", "workorders", route_workorder_create, false},
-    {"GET", "workorders/*", route_workorder, false},
-    {"POST", "workorders/*/*", route_workorder_action, false},
-    {"GET", "meters", route_meters, false},
-    {"GET", "meters/*/history", route_meter_history, false},
-    {"POST", "meters/*/valve", route_valve, false},
-    {"GET", "units", route_units, false},
-    {"POST", "units/*/occupancy", route_occupancy, false},
-    {"GET", "patrol", route_patrol, false},
-    {"GET", "patrol/verify", route_patrol_verify, false},
-    {"POST", "patrol/checkin", route_checkin, false},
-    {"GET", "handover", route_handover, false},
-    {"POST", "handover", route_handover_post, false},
-    {"GET", "events", route_events, false},
+    {"POST", "login",             ROUTE_ANYONE,    route_login},
+    {"POST", "logout",            ROUTE_SIGNED_IN, route_logout},
+    {"GET",  "me",                ROUTE_SIGNED_IN, route_me},
+    {"GET",  "alerts",            ROUTE_SIGNED_IN, route_alerts},
+    {"GET",  "workorders",        ROUTE_SIGNED_IN, route_workorders},
+    {"POST", "workorders",        ROUTE_SIGNED_IN, route_workorder_create},
+    {"GET",  "workorders/*",      ROUTE_SIGNED_IN, route_workorder},
+    {"POST", "workorders/*/*",    ROUTE_SIGNED_IN, route_workorder_action},
+    {"GET",  "meters",            ROUTE_SIGNED_IN, route_meters},
+    {"GET",  "meters/*/history",  ROUTE_SIGNED_IN, route_meter_history},
+    {"POST", "meters/*/valve",    ROUTE_SIGNED_IN, route_valve},
+    {"GET",  "units",             ROUTE_SIGNED_IN, route_units},
+    {"POST", "units/*/occupancy", ROUTE_SIGNED_IN, route_occupancy},
+    {"GET",  "patrol",            ROUTE_SIGNED_IN, route_patrol},
+    {"GET",  "patrol/verify",     ROUTE_SIGNED_IN, route_patrol_verify},
+    {"POST", "patrol/checkin",    ROUTE_SIGNED_IN, route_checkin},
+    {"GET",  "handover",          ROUTE_SIGNED_IN, route_handover},
+    {"POST", "handover",          ROUTE_SIGNED_IN, route_handover_post},
+    {"GET",  "events",            ROUTE_SIGNED_IN, route_events},
 };
 
 static bool pattern_matches(const char *pattern, const struct api_request *req)
@@ -109,9 +116,24 @@ static bool same_site_request(struct MHD_Connection *conn, bool signing_in)
     return marker && strcmp(marker, CSRF_VALUE) == 0 && origin_is_ours(conn);
 }
 
-enum MHD_Result handle_api(struct gw_http *http, struct MHD_Connection *conn,
-                                  const char *path, const char *method,
-                                  const struct request_body *body)
+/* The route for the request's path and method; NULL when none, with
+ * *path_known telling a known path (405) from an unknown one (404). */
+static const struct route *find_route(const struct api_request *req, bool *path_known)
+{
+    const struct route *match = NULL;
+    *path_known = false;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (!pattern_matches(routes[i].pattern, req))
+            continue;
+        *path_known = true;
+        if (strcmp(routes[i].method, req->method) == 0)
+            match = &routes[i];
+    }
+    return match;
+}
+
+enum MHD_Result handle_api(struct gw_http *http, struct MHD_Connection *conn, const char *path,
+                           const char *method, const struct request_body *body)
 {
     struct api_request *req = calloc(1, sizeof *req);
     if (!req)
@@ -120,18 +142,10 @@ enum MHD_Result handle_api(struct gw_http *http, struct MHD_Connection *conn,
     req->conn = conn;
     req->method = method;
     req->body = body;
-    bool splits = split_path(path, req);
-    const struct route *match = NULL;
     bool path_known = false;
-    for (size_t i = 0; splits && i < sizeof routes / sizeof routes[0]; i++) {
-        if (!pattern_matches(routes[i].pattern, req))
-            continue;
-        path_known = true;
-        if (strcmp(routes[i].method, method) == 0)
-            match = &routes[i];
-    }
+    const struct route *match = split_path(path, req) ? find_route(req, &path_known) : NULL;
     enum MHD_Result ret;
-    bool anonymous = match && match->anonymous;
+    bool anonymous = match && match->caller == ROUTE_ANYONE;
     bool changes_state = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
     if (!anonymous && !authenticate(http, conn, &req->who))
         ret = send_error(conn, MHD_HTTP_UNAUTHORIZED, "sign in first");
