@@ -1,6 +1,4 @@
-/* console_host.c - the console's only door to the gateway core: commands,
- * live events, the clock and the configuration go through these calls, so
- * no other console file needs the core's layout. */
+/* console_host.c - the console's only door to the core: commands, events, clock, config. */
 #include "console_internal.h"
 #include "core.h"
 

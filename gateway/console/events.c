@@ -1,6 +1,4 @@
-/* events.c - live changes for the console: a bounded ring of the core's
- * events, filled by a core listener, read by Server-Sent Event streams that
- * resume from Last-Event-ID. */
+/* events.c - live events: the ring the core listener fills, read by the SSE streams. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>

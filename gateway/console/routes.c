@@ -1,6 +1,4 @@
-/* routes.c - the JSON API's routes table (method, path pattern, who may
- * call, handler) and its dispatch: the security checks in the order of
- * console_internal.h, then the route's handler. */
+/* routes.c - the JSON API routes table (method, path pattern, caller, handler) and its dispatch. */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +130,8 @@ static const struct route *find_route(const struct api_request *req, bool *path_
     return match;
 }
 
+/* Runs the security checks in the order console_internal.h gives, then the
+ * route's handler. */
 enum MHD_Result handle_api(struct gw_http *http, struct MHD_Connection *conn, const char *path,
                            const char *method, const struct request_body *body)
 {

@@ -1,5 +1,4 @@
-/* routes_act.c - the API's POST routes: each checks the caller's role,
- * parses the body and hands the command to the core as the signed-in user. */
+/* routes_act.c - the API's POST routes: role check, body, then the command on the core. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

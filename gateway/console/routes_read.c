@@ -1,13 +1,11 @@
-/* routes_read.c - the API's GET routes: who is signed in, and alerts, work
- * orders, meters and their history, units, the patrol log and the handover
- * summary read from a read-only store connection. */
+/* routes_read.c - the API's GET routes, answered from a read-only store connection. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "console_internal.h"
 #include "handover.h"
-#include "commands.h"
 #include "payload.h"
 
 #define HISTORY_POINTS_MAX 240        /* history is thinned to this many points */
@@ -16,7 +14,7 @@
 #define PATROL_LIMIT_MAX 2000
 
 /* ------------------------------------------------------------------ */
-/* Who is signed in                                                    */
+/* JSON and query helpers                                              */
 /* ------------------------------------------------------------------ */
 
 /* Adds a stored JSON text as a parsed member (null when absent or broken). */
@@ -46,6 +44,10 @@ static bool parse_time_param(const char *text, int64_t *ms)
     }
     return est_parse_ts(text, ms) == EST_OK;
 }
+
+/* ------------------------------------------------------------------ */
+/* Who is signed in                                                    */
+/* ------------------------------------------------------------------ */
 
 /* What the role may do, for the console's buttons. */
 static cJSON *permissions_json(const char *role)

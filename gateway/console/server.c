@@ -1,5 +1,4 @@
-/* server.c - the console's HTTP server: the libmicrohttpd daemon, request
- * intake with bounded bodies, response helpers, static files, start and stop. */
+/* server.c - the HTTP server: libmicrohttpd daemon, request bodies, responses, static files. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,4 @@
-/* sessions.c - sign-in and sign-out, the session table, session tokens and
- * cookies, and login throttling per user name and client address. */
+/* sessions.c - sign-in, the session table, tokens and cookies, login throttling. */
 #include <ctype.h>
 #include <inttypes.h>
 #include <netinet/in.h>
