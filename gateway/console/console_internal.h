@@ -22,7 +22,8 @@
  * with 429 and Retry-After (the server thread never sleeps).
  *
  * Only console_host.c knows the core's layout; everything else holds
- * struct gw_core as an opaque pointer. */
+ * struct gw_core as an opaque pointer. Functions shared between the files
+ * are named console_*, the API's handlers route_*; the rest is static. */
 #ifndef GW_CONSOLE_INTERNAL_H
 #define GW_CONSOLE_INTERNAL_H
 
@@ -163,30 +164,30 @@ void console_detach(struct gw_http *http);
 /* ------------------------------------------------------------------ */
 
 /* Adds the headers every answer carries, with its type and caching. */
-void add_common_headers(struct MHD_Response *response, const char *content_type,
-                        const char *cache_control);
+void console_add_common_headers(struct MHD_Response *response, const char *content_type,
+                                const char *cache_control);
 /* Queues response with status and drops our reference to it. */
-enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status,
-                               struct MHD_Response *response);
+enum MHD_Result console_queue_response(struct MHD_Connection *conn, unsigned status,
+                                       struct MHD_Response *response);
 /* Sends json (consumed) with status, plus one optional extra header. */
-enum MHD_Result send_json_with(struct MHD_Connection *conn, unsigned status, cJSON *json,
-                               const char *extra_name, const char *extra_value);
-enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, cJSON *json);
+enum MHD_Result console_send_json_with(struct MHD_Connection *conn, unsigned status, cJSON *json,
+                                       const char *extra_name, const char *extra_value);
+enum MHD_Result console_send_json(struct MHD_Connection *conn, unsigned status, cJSON *json);
 /* Sends {"error": message} with status. */
-enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+enum MHD_Result console_send_error(struct MHD_Connection *conn, unsigned status, const char *fmt,
+                                   ...) __attribute__((format(printf, 3, 4)));
 /* The client's address as text ("?" when unknown). */
-void client_address(struct MHD_Connection *conn, char *out, size_t size);
+void console_client_address(struct MHD_Connection *conn, char *out, size_t size);
 
 /* ------------------------------------------------------------------ */
 /* store_pool.c: read-only store connections for the reads             */
 /* ------------------------------------------------------------------ */
 
 /* A read-only store connection for this thread's exclusive use until
- * store_release(); NULL when the database cannot be opened. */
-struct gw_store *store_acquire(struct gw_http *http, size_t *slot);
-void store_release(struct gw_http *http, size_t slot);
-void store_pool_close(struct gw_http *http);
+ * console_store_release(); NULL when the database cannot be opened. */
+struct gw_store *console_store_acquire(struct gw_http *http, size_t *slot);
+void console_store_release(struct gw_http *http, size_t slot);
+void console_store_pool_close(struct gw_http *http);
 
 /* ------------------------------------------------------------------ */
 /* sessions.c: sign-in, sessions, throttling                           */
@@ -195,11 +196,11 @@ void store_pool_close(struct gw_http *http);
 /* Fills who from the request's token; false when there is no valid
  * session or its user was disabled or removed since sign-in (the role is
  * looked up again, so a changed role applies at once). */
-bool authenticate(struct gw_http *http, struct MHD_Connection *conn, struct caller *who);
-bool session_still_valid(struct gw_http *http, const char *token);
+bool console_authenticate(struct gw_http *http, struct MHD_Connection *conn, struct caller *who);
+bool console_session_still_valid(struct gw_http *http, const char *token);
 /* The caller's user, role, expiry and the console language; with_token
  * the session token first. */
-cJSON *caller_json(const struct api_request *req, bool with_token);
+cJSON *console_caller_json(const struct api_request *req, bool with_token);
 /* POST /api/login and /api/logout. */
 enum MHD_Result route_login(struct api_request *req);
 enum MHD_Result route_logout(struct api_request *req);
@@ -209,10 +210,10 @@ enum MHD_Result route_logout(struct api_request *req);
 /* ------------------------------------------------------------------ */
 
 /* Core listener (core thread): copies the event into the ring. */
-void on_core_event(void *ctx, const char *kind, const char *payload);
+void console_on_core_event(void *ctx, const char *kind, const char *payload);
 /* Ends every waiting stream (http->stopping is set). */
-void events_wake_all(struct gw_http *http);
-void events_free(struct gw_http *http);
+void console_events_wake_all(struct gw_http *http);
+void console_events_free(struct gw_http *http);
 /* GET /api/events. */
 enum MHD_Result route_events(struct api_request *req);
 
@@ -221,14 +222,15 @@ enum MHD_Result route_events(struct api_request *req);
 /* ------------------------------------------------------------------ */
 
 /* Answers a request for /api/<path>. */
-enum MHD_Result handle_api(struct gw_http *http, struct MHD_Connection *conn, const char *path,
-                           const char *method, const struct request_body *body);
+enum MHD_Result console_handle_api(struct gw_http *http, struct MHD_Connection *conn,
+                                   const char *path, const char *method,
+                                   const struct request_body *body);
 /* The body as a JSON object (a new one when the body is empty); NULL
  * when malformed. */
-cJSON *parse_body_object(const struct api_request *req);
+cJSON *console_parse_body_object(const struct api_request *req);
 /* Parses a positive decimal id (at most 15 digits); 0 when malformed. */
-int64_t parse_id(const char *text);
-const char *query(const struct api_request *req, const char *name);
+int64_t console_parse_id(const char *text);
+const char *console_query(const struct api_request *req, const char *name);
 
 /* routes_read.c: GET routes answered from a read-only store. */
 enum MHD_Result route_me(struct api_request *req);

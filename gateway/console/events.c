@@ -28,7 +28,7 @@ static const char *event_name(const char *kind)
     return NULL;
 }
 
-void on_core_event(void *ctx, const char *kind, const char *payload)
+void console_on_core_event(void *ctx, const char *kind, const char *payload)
 {
     struct gw_http *http = ctx;
     const char *name = kind && payload ? event_name(kind) : NULL;
@@ -141,7 +141,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         stream->pending = NULL;
         stream->pending_len = stream->pending_off = 0;
         if (atomic_load(&stream->http->stopping) ||
-            !session_still_valid(stream->http, stream->token))
+            !console_session_still_valid(stream->http, stream->token))
             return MHD_CONTENT_READER_END_OF_STREAM;
         char *text = wait_for_stream_text(stream);
         if (!text)
@@ -191,19 +191,19 @@ enum MHD_Result route_events(struct api_request *req)
         sse_free(stream);
         return MHD_NO;
     }
-    add_common_headers(response, "text/event-stream; charset=utf-8", "no-store");
+    console_add_common_headers(response, "text/event-stream; charset=utf-8", "no-store");
     MHD_add_response_header(response, "X-Accel-Buffering", "no");
-    return queue_response(req->conn, MHD_HTTP_OK, response);
+    return console_queue_response(req->conn, MHD_HTTP_OK, response);
 }
 
-void events_wake_all(struct gw_http *http)
+void console_events_wake_all(struct gw_http *http)
 {
     pthread_mutex_lock(&http->events_lock);
     pthread_cond_broadcast(&http->events_cond);
     pthread_mutex_unlock(&http->events_lock);
 }
 
-void events_free(struct gw_http *http)
+void console_events_free(struct gw_http *http)
 {
     for (size_t i = 0; i < EVENT_RING; i++)
         free(http->events[i].data);

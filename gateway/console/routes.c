@@ -132,8 +132,9 @@ static const struct route *find_route(const struct api_request *req, bool *path_
 
 /* Runs the security checks in the order console_internal.h gives, then the
  * route's handler. */
-enum MHD_Result handle_api(struct gw_http *http, struct MHD_Connection *conn, const char *path,
-                           const char *method, const struct request_body *body)
+enum MHD_Result console_handle_api(struct gw_http *http, struct MHD_Connection *conn,
+                                   const char *path, const char *method,
+                                   const struct request_body *body)
 {
     struct api_request *req = calloc(1, sizeof *req);
     if (!req)
@@ -147,18 +148,20 @@ enum MHD_Result handle_api(struct gw_http *http, struct MHD_Connection *conn, co
     enum MHD_Result ret;
     bool anonymous = match && match->caller == ROUTE_ANYONE;
     bool changes_state = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
-    if (!anonymous && !authenticate(http, conn, &req->who))
-        ret = send_error(conn, MHD_HTTP_UNAUTHORIZED, "sign in first");
+    if (!anonymous && !console_authenticate(http, conn, &req->who))
+        ret = console_send_error(conn, MHD_HTTP_UNAUTHORIZED, "sign in first");
     else if (!path_known)
-        ret = send_error(conn, MHD_HTTP_NOT_FOUND, "no such route");
+        ret = console_send_error(conn, MHD_HTTP_NOT_FOUND, "no such route");
     else if (!match)
-        ret = send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed on this route");
+        ret = console_send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+                                 "method not allowed on this route");
     else if (changes_state && (anonymous || req->who.by_cookie) && !same_site_request(conn, anonymous))
-        ret = send_error(conn, MHD_HTTP_FORBIDDEN,
-                         "cross-site request refused (send " CSRF_HEADER ": " CSRF_VALUE ")");
+        ret = console_send_error(
+            conn, MHD_HTTP_FORBIDDEN,
+            "cross-site request refused (send " CSRF_HEADER ": " CSRF_VALUE ")");
     else if (body->too_large)
-        ret = send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body larger than %d bytes",
-                         BODY_MAX);
+        ret = console_send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE,
+                                 "request body larger than %d bytes", BODY_MAX);
     else
         ret = match->handle(req);
     OPENSSL_cleanse(req->who.token, sizeof req->who.token);
@@ -170,7 +173,7 @@ enum MHD_Result handle_api(struct gw_http *http, struct MHD_Connection *conn, co
 /* Request helpers for the handlers                                    */
 /* ------------------------------------------------------------------ */
 
-int64_t parse_id(const char *text)
+int64_t console_parse_id(const char *text)
 {
     size_t len = strlen(text);
     if (len == 0 || len > 15 || text[0] == '0')
@@ -184,12 +187,12 @@ int64_t parse_id(const char *text)
     return id;
 }
 
-const char *query(const struct api_request *req, const char *name)
+const char *console_query(const struct api_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-cJSON *parse_body_object(const struct api_request *req)
+cJSON *console_parse_body_object(const struct api_request *req)
 {
     if (req->body->len == 0)
         return cJSON_CreateObject();

@@ -33,19 +33,20 @@ static enum MHD_Result call_core(struct api_request *req, const char *verb, cJSO
     char *text = cJSON_PrintUnformatted(args);
     cJSON_Delete(args);
     if (!text)
-        return send_error(req->conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return console_send_error(req->conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     char *result_text = console_call_command(http, verb, text, req->who.user, req->who.role,
                                              CORE_CALL_TIMEOUT_MS);
     free(text);
     if (!result_text)
-        return send_error(req->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
-                          "the gateway did not answer in time; try again");
+        return console_send_error(req->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                  "the gateway did not answer in time; try again");
     cJSON *result = cJSON_Parse(result_text);
     free(result_text);
     if (!result)
-        return send_error(req->conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "bad result from the core");
+        return console_send_error(req->conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                  "bad result from the core");
     bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "ok"));
-    return send_json(req->conn, ok ? MHD_HTTP_OK : MHD_HTTP_CONFLICT, result);
+    return console_send_json(req->conn, ok ? MHD_HTTP_OK : MHD_HTTP_CONFLICT, result);
 }
 
 /* Role check, body parse, then the call. extra (consumed, may be NULL)
@@ -55,13 +56,14 @@ static enum MHD_Result act(struct api_request *req, const char *verb, const char
 {
     if (!gw_commands_role_allows(req->who.role, verb, action)) {
         cJSON_Delete(extra);
-        return send_error(req->conn, MHD_HTTP_FORBIDDEN, "role %s may not %s%s%s", req->who.role,
-                          verb, action ? " " : "", action ? action : "");
+        return console_send_error(req->conn, MHD_HTTP_FORBIDDEN, "role %s may not %s%s%s",
+                                  req->who.role, verb, action ? " " : "", action ? action : "");
     }
-    cJSON *args = parse_body_object(req);
+    cJSON *args = console_parse_body_object(req);
     if (!args) {
         cJSON_Delete(extra);
-        return send_error(req->conn, MHD_HTTP_BAD_REQUEST, "the body must be a JSON object");
+        return console_send_error(req->conn, MHD_HTTP_BAD_REQUEST,
+                                  "the body must be a JSON object");
     }
     if (action)
         set_member(args, "action", cJSON_CreateString(action));
@@ -80,13 +82,13 @@ static const char *const workorder_actions[] = {"dispatch", "arrive", "complete"
 
 enum MHD_Result route_workorder_action(struct api_request *req)
 {
-    int64_t id = parse_id(req->seg[1]);
+    int64_t id = console_parse_id(req->seg[1]);
     const char *action = NULL;
     for (size_t i = 0; i < sizeof workorder_actions / sizeof workorder_actions[0]; i++)
         if (strcmp(req->seg[2], workorder_actions[i]) == 0)
             action = workorder_actions[i];
     if (!id || !action)
-        return send_error(req->conn, MHD_HTTP_NOT_FOUND, "no such work order or action");
+        return console_send_error(req->conn, MHD_HTTP_NOT_FOUND, "no such work order or action");
     cJSON *extra = cJSON_CreateObject();
     cJSON_AddNumberToObject(extra, "id", (double)id);
     return act(req, "workorder", action, extra);

@@ -68,7 +68,7 @@ static cJSON *permissions_json(const char *role)
 enum MHD_Result route_me(struct api_request *req)
 {
     const struct gw_config *config = req->http->config;
-    cJSON *json = caller_json(req, false);
+    cJSON *json = console_caller_json(req, false);
     cJSON_AddStringToObject(json, "site", config->gateway.site);
     cJSON_AddStringToObject(json, "gateway", config->gateway.id);
     cJSON_AddStringToObject(json, "version", ESTATE_VERSION);
@@ -76,7 +76,7 @@ enum MHD_Result route_me(struct api_request *req)
     cJSON_AddNumberToObject(json, "resolve_within_s", config->workorders.resolve_within_s);
     gw_json_add_ts_if(json, "now", console_now_ms(req->http));
     cJSON_AddItemToObject(json, "permissions", permissions_json(req->who.role));
-    return send_json(req->conn, MHD_HTTP_OK, json);
+    return console_send_json(req->conn, MHD_HTTP_OK, json);
 }
 
 /* ------------------------------------------------------------------ */
@@ -97,18 +97,19 @@ static unsigned read_status(est_err err)
 static enum MHD_Result with_store(struct api_request *req, read_fn fn)
 {
     size_t slot = 0;
-    struct gw_store *store = store_acquire(req->http, &slot);
+    struct gw_store *store = console_store_acquire(req->http, &slot);
     if (!store)
-        return send_error(req->conn, MHD_HTTP_SERVICE_UNAVAILABLE, "the database is not available");
+        return console_send_error(req->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                  "the database is not available");
     cJSON *result = cJSON_CreateObject();
     const char *message = "the database failed";
     unsigned status = fn(req, store, result, &message);
-    store_release(req->http, slot);
+    console_store_release(req->http, slot);
     if (status != MHD_HTTP_OK) {
         cJSON_Delete(result);
-        return send_error(req->conn, status, "%s", message);
+        return console_send_error(req->conn, status, "%s", message);
     }
-    return send_json(req->conn, status, result);
+    return console_send_json(req->conn, status, result);
 }
 
 static cJSON *incident_json(const struct gw_store_incident *in)
@@ -148,7 +149,7 @@ static bool collect_incident(void *ctx, const struct gw_store_incident *in)
 static unsigned read_alerts(struct api_request *req, struct gw_store *store, cJSON *result,
                             const char **message)
 {
-    const char *state = query(req, "state");
+    const char *state = console_query(req, "state");
     if (state && strcmp(state, "active") != 0) {
         *message = "state must be \"active\"";
         return MHD_HTTP_BAD_REQUEST;
@@ -219,7 +220,7 @@ static unsigned read_workorders(struct api_request *req, struct gw_store *store,
 {
     const char *states[6];
     size_t nstates = 0;
-    if (!parse_state_filter(query(req, "state"), states, &nstates)) {
+    if (!parse_state_filter(console_query(req, "state"), states, &nstates)) {
         *message = "state must be active, all or a comma list of open, dispatched, on_site, "
                    "completed, verified, cancelled";
         return MHD_HTTP_BAD_REQUEST;
@@ -243,7 +244,7 @@ static unsigned read_workorders(struct api_request *req, struct gw_store *store,
 static unsigned read_workorder(struct api_request *req, struct gw_store *store, cJSON *result,
                                const char **message)
 {
-    int64_t id = parse_id(req->seg[1]);
+    int64_t id = console_parse_id(req->seg[1]);
     cJSON *wo = id ? gw_workorder_json(store, id) : NULL;
     if (!wo) {
         *message = "no such work order";
@@ -329,7 +330,7 @@ static unsigned read_meter_history(struct api_request *req, struct gw_store *sto
 {
     int64_t rid = 0, now = console_now_ms(req->http);
     int64_t since = now - 24 * 3600 * 1000LL, until = now + 60000;
-    const char *since_text = query(req, "since"), *until_text = query(req, "until");
+    const char *since_text = console_query(req, "since"), *until_text = console_query(req, "until");
     if ((since_text && !parse_time_param(since_text, &since)) ||
         (until_text && !parse_time_param(until_text, &until)) || since >= until) {
         *message = "since/until must be ms since the epoch or RFC 3339, since before until";
@@ -410,10 +411,11 @@ static unsigned read_patrol(struct api_request *req, struct gw_store *store, cJS
                             const char **message)
 {
     int64_t since = -1, limit = PATROL_LIMIT_DEFAULT;
-    const char *since_text = query(req, "since"), *limit_text = query(req, "limit");
-    if ((since_text && (since = strcmp(since_text, "0") == 0 ? 0 : parse_id(since_text)) == 0 &&
+    const char *since_text = console_query(req, "since"), *limit_text = console_query(req, "limit");
+    if ((since_text &&
+         (since = strcmp(since_text, "0") == 0 ? 0 : console_parse_id(since_text)) == 0 &&
          strcmp(since_text, "0") != 0) ||
-        (limit_text && ((limit = parse_id(limit_text)) == 0 || limit > PATROL_LIMIT_MAX))) {
+        (limit_text && ((limit = console_parse_id(limit_text)) == 0 || limit > PATROL_LIMIT_MAX))) {
         *message = "since must be a sequence number, limit 1..2000";
         return MHD_HTTP_BAD_REQUEST;
     }
@@ -423,7 +425,7 @@ static unsigned read_patrol(struct api_request *req, struct gw_store *store, cJS
         return MHD_HTTP_INTERNAL_SERVER_ERROR;
     if (since < 0) /* the newest entries by default */
         since = head > limit ? head - limit : 0;
-    const char *needle = query(req, "q");
+    const char *needle = console_query(req, "q");
     struct patrol_ctx p = {cJSON_AddArrayToObject(result, "entries"),
                            needle && *needle ? needle : NULL};
     cJSON_AddNumberToObject(result, "head", (double)head);

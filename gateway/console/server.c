@@ -28,8 +28,8 @@
 /* Responses                                                           */
 /* ------------------------------------------------------------------ */
 
-void add_common_headers(struct MHD_Response *response, const char *content_type,
-                        const char *cache_control)
+void console_add_common_headers(struct MHD_Response *response, const char *content_type,
+                                const char *cache_control)
 {
     MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(response, "X-Frame-Options", "DENY");
@@ -38,8 +38,8 @@ void add_common_headers(struct MHD_Response *response, const char *content_type,
     MHD_add_response_header(response, "Cache-Control", cache_control);
 }
 
-enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status,
-                               struct MHD_Response *response)
+enum MHD_Result console_queue_response(struct MHD_Connection *conn, unsigned status,
+                                       struct MHD_Response *response)
 {
     enum MHD_Result ret = MHD_queue_response(conn, status, response);
     MHD_destroy_response(response);
@@ -56,14 +56,14 @@ static enum MHD_Result queue_text(struct MHD_Connection *conn, unsigned status, 
         free(text);
         return MHD_NO;
     }
-    add_common_headers(response, content_type, "no-store");
+    console_add_common_headers(response, content_type, "no-store");
     if (extra_name)
         MHD_add_response_header(response, extra_name, extra_value);
-    return queue_response(conn, status, response);
+    return console_queue_response(conn, status, response);
 }
 
-enum MHD_Result send_json_with(struct MHD_Connection *conn, unsigned status, cJSON *json,
-                                      const char *extra_name, const char *extra_value)
+enum MHD_Result console_send_json_with(struct MHD_Connection *conn, unsigned status, cJSON *json,
+                                       const char *extra_name, const char *extra_value)
 {
     char *text = json ? cJSON_PrintUnformatted(json) : NULL;
     cJSON_Delete(json);
@@ -77,12 +77,13 @@ enum MHD_Result send_json_with(struct MHD_Connection *conn, unsigned status, cJS
                       extra_value);
 }
 
-enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, cJSON *json)
+enum MHD_Result console_send_json(struct MHD_Connection *conn, unsigned status, cJSON *json)
 {
-    return send_json_with(conn, status, json, NULL, NULL);
+    return console_send_json_with(conn, status, json, NULL, NULL);
 }
 
-enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
+enum MHD_Result console_send_error(struct MHD_Connection *conn, unsigned status, const char *fmt,
+                                   ...)
 {
     char message[256];
     va_list ap;
@@ -91,10 +92,10 @@ enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, const c
     va_end(ap);
     cJSON *json = cJSON_CreateObject();
     cJSON_AddStringToObject(json, "error", message);
-    return send_json(conn, status, json);
+    return console_send_json(conn, status, json);
 }
 
-void client_address(struct MHD_Connection *conn, char *out, size_t size)
+void console_client_address(struct MHD_Connection *conn, char *out, size_t size)
 {
     snprintf(out, size, "?");
     const union MHD_ConnectionInfo *info =
@@ -156,32 +157,32 @@ static enum MHD_Result serve_static(struct gw_http *http, struct MHD_Connection 
                                     const char *url, const char *method)
 {
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        return send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+        return console_send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
     const char *path = strcmp(url, "/") == 0 ? "/index.html" : url;
     const char *type = content_type_of(path);
     if (!static_path_safe(path) || !type)
-        return send_error(conn, MHD_HTTP_NOT_FOUND, "not found");
+        return console_send_error(conn, MHD_HTTP_NOT_FOUND, "not found");
     char full[PATH_MAX];
     if ((size_t)snprintf(full, sizeof full, "%s%s", http->static_dir, path) >= sizeof full)
-        return send_error(conn, MHD_HTTP_NOT_FOUND, "not found");
+        return console_send_error(conn, MHD_HTTP_NOT_FOUND, "not found");
     int fd = open(full, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (fd >= 0)
             close(fd);
-        return send_error(conn, MHD_HTTP_NOT_FOUND, "not found");
+        return console_send_error(conn, MHD_HTTP_NOT_FOUND, "not found");
     }
     struct MHD_Response *response = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
     if (!response) {
         close(fd);
         return MHD_NO;
     }
-    add_common_headers(response, type, "no-cache");
+    console_add_common_headers(response, type, "no-cache");
     MHD_add_response_header(response, "Content-Security-Policy",
                             "default-src 'self'; img-src 'self' data:; style-src 'self'; "
                             "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
                             "base-uri 'none'; form-action 'self'");
-    return queue_response(conn, MHD_HTTP_OK, response);
+    return console_queue_response(conn, MHD_HTTP_OK, response);
 }
 
 /* ------------------------------------------------------------------ */
@@ -235,9 +236,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return keep ? MHD_YES : MHD_NO;
     }
     if (strncmp(url, "/api/", 5) == 0)
-        return handle_api(http, conn, url + 5, method, body);
+        return console_handle_api(http, conn, url + 5, method, body);
     if (strcmp(url, "/api") == 0)
-        return handle_api(http, conn, "", method, body);
+        return console_handle_api(http, conn, "", method, body);
     return serve_static(http, conn, url, method);
 }
 
@@ -320,8 +321,8 @@ static char *pick_static_dir(const struct gw_config *config)
 
 static void http_free(struct gw_http *http)
 {
-    events_free(http);
-    store_pool_close(http);
+    console_events_free(http);
+    console_store_pool_close(http);
     pthread_mutex_destroy(&http->sessions_lock);
     pthread_mutex_destroy(&http->throttle_lock);
     pthread_mutex_destroy(&http->events_lock);
@@ -396,7 +397,7 @@ est_err gw_http_start(struct gw_core *core, struct gw_http **out)
         http_free(http);
         return EST_ERR_IO;
     }
-    est_err err = console_subscribe_events(http, on_core_event);
+    est_err err = console_subscribe_events(http, console_on_core_event);
     if (err) {
         gw_error("http: no listener slot left in the core for live events");
         MHD_stop_daemon(http->daemon);
@@ -416,7 +417,7 @@ void gw_http_stop(struct gw_http *http)
     if (!http)
         return;
     atomic_store(&http->stopping, true);
-    events_wake_all(http);
+    console_events_wake_all(http);
     MHD_stop_daemon(http->daemon);
     console_detach(http);
     http_free(http);

@@ -117,7 +117,7 @@ static const char *request_token(struct MHD_Connection *conn, bool *by_cookie)
     return MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, SESSION_COOKIE);
 }
 
-bool authenticate(struct gw_http *http, struct MHD_Connection *conn, struct caller *who)
+bool console_authenticate(struct gw_http *http, struct MHD_Connection *conn, struct caller *who)
 {
     bool by_cookie = false;
     const char *token = request_token(conn, &by_cookie);
@@ -132,7 +132,7 @@ bool authenticate(struct gw_http *http, struct MHD_Connection *conn, struct call
     return true;
 }
 
-bool session_still_valid(struct gw_http *http, const char *token)
+bool console_session_still_valid(struct gw_http *http, const char *token)
 {
     struct caller who;
     return session_find(http, token, &who);
@@ -240,7 +240,7 @@ static void throttle_success(struct gw_http *http, const char *user)
 /* Sign-in and sign-out                                                */
 /* ------------------------------------------------------------------ */
 
-cJSON *caller_json(const struct api_request *req, bool with_token)
+cJSON *console_caller_json(const struct api_request *req, bool with_token)
 {
     cJSON *json = cJSON_CreateObject();
     if (with_token)
@@ -256,11 +256,11 @@ cJSON *caller_json(const struct api_request *req, bool with_token)
 static enum MHD_Result send_session(struct api_request *req, unsigned status)
 {
     struct gw_http *http = req->http;
-    cJSON *json = caller_json(req, true);
+    cJSON *json = console_caller_json(req, true);
     char cookie[TOKEN_HEX + 128];
     snprintf(cookie, sizeof cookie, SESSION_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d",
              req->who.token, http->config->http.session_ttl_s);
-    return send_json_with(req->conn, status, json, "Set-Cookie", cookie);
+    return console_send_json_with(req->conn, status, json, "Set-Cookie", cookie);
 }
 
 /* Frees a sign-in body, wiping the password first. */
@@ -275,18 +275,18 @@ static void free_login_body(cJSON *body)
 enum MHD_Result route_login(struct api_request *req)
 {
     struct gw_http *http = req->http;
-    cJSON *body = parse_body_object(req);
+    cJSON *body = console_parse_body_object(req);
     const cJSON *user = cJSON_GetObjectItemCaseSensitive(body, "user");
     const cJSON *password = cJSON_GetObjectItemCaseSensitive(body, "password");
     if (!body || !cJSON_IsString(user) || !cJSON_IsString(password) ||
         strlen(user->valuestring) > GW_USERS_NAME_MAX ||
         strlen(password->valuestring) > GW_USERS_PASSWORD_MAX) {
         free_login_body(body);
-        return send_error(req->conn, MHD_HTTP_BAD_REQUEST,
-                          "expected {\"user\": string, \"password\": string}");
+        return console_send_error(req->conn, MHD_HTTP_BAD_REQUEST,
+                                  "expected {\"user\": string, \"password\": string}");
     }
     char address[INET6_ADDRSTRLEN + 8];
-    client_address(req->conn, address, sizeof address);
+    console_client_address(req->conn, address, sizeof address);
     char name[GW_USERS_NAME_MAX + 1]; /* throttling key; "?" for names that cannot exist */
     snprintf(name, sizeof name, "%s", gw_users_name_valid(user->valuestring) ? user->valuestring : "?");
     int64_t wait = throttle_wait_ms(http, name, address);
@@ -297,7 +297,8 @@ enum MHD_Result route_login(struct api_request *req)
         cJSON *json = cJSON_CreateObject();
         cJSON_AddStringToObject(json, "error", "too many failed sign-ins; try again later");
         cJSON_AddNumberToObject(json, "retry_after", (double)((wait + 999) / 1000));
-        return send_json_with(req->conn, MHD_HTTP_TOO_MANY_REQUESTS, json, "Retry-After", seconds);
+        return console_send_json_with(req->conn, MHD_HTTP_TOO_MANY_REQUESTS, json, "Retry-After",
+                                      seconds);
     }
     const char *role = NULL;
     bool ok = gw_users_name_valid(user->valuestring) &&
@@ -306,13 +307,13 @@ enum MHD_Result route_login(struct api_request *req)
         free_login_body(body);
         throttle_failure(http, name, address);
         gw_warn("http: failed sign-in for user \"%s\" from %s", name, address);
-        return send_error(req->conn, MHD_HTTP_UNAUTHORIZED, "wrong user name or password");
+        return console_send_error(req->conn, MHD_HTTP_UNAUTHORIZED, "wrong user name or password");
     }
     throttle_success(http, name);
     bool created = session_create(http, name, &req->who);
     free_login_body(body);
     if (!created)
-        return send_error(req->conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "no random source");
+        return console_send_error(req->conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "no random source");
     req->who.role = role;
     gw_info("http: %s (%s) signed in from %s", req->who.user, role, address);
     return send_session(req, MHD_HTTP_OK);
@@ -323,6 +324,6 @@ enum MHD_Result route_logout(struct api_request *req)
     session_delete(req->http, req->who.token);
     cJSON *json = cJSON_CreateObject();
     cJSON_AddTrueToObject(json, "ok");
-    return send_json_with(req->conn, MHD_HTTP_OK, json, "Set-Cookie",
-                          SESSION_COOKIE "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    return console_send_json_with(req->conn, MHD_HTTP_OK, json, "Set-Cookie",
+                                  SESSION_COOKIE "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
 }

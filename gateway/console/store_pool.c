@@ -4,7 +4,7 @@
 #include "console_internal.h"
 #include "log.h"
 
-struct gw_store *store_acquire(struct gw_http *http, size_t *slot)
+struct gw_store *console_store_acquire(struct gw_http *http, size_t *slot)
 {
     pthread_mutex_lock(&http->pool_lock);
     for (;;) {
@@ -29,7 +29,7 @@ struct gw_store *store_acquire(struct gw_http *http, size_t *slot)
     }
 }
 
-void store_release(struct gw_http *http, size_t slot)
+void console_store_release(struct gw_http *http, size_t slot)
 {
     pthread_mutex_lock(&http->pool_lock);
     http->pool_busy[slot] = false;
@@ -37,7 +37,7 @@ void store_release(struct gw_http *http, size_t slot)
     pthread_mutex_unlock(&http->pool_lock);
 }
 
-void store_pool_close(struct gw_http *http)
+void console_store_pool_close(struct gw_http *http)
 {
     for (size_t i = 0; i < STORE_POOL; i++)
         gw_store_close(http->pool[i]);
