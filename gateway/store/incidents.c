@@ -131,15 +131,11 @@ est_err gw_store_incident_open(struct gw_store *store, const struct gw_store_inc
 /* After an UPDATE ... AND state = 'open' changed nothing: why? */
 static est_err incident_not_open(struct gw_store *s, int64_t id)
 {
-    sqlite3_stmt *q = store__stmt(s, S_INCIDENT_STATE);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, id, &rc);
-    bool row;
-    est_err err = store__first_row(s, q, rc, &row);
+    sqlite3_stmt *q = store__stmt_int(s, S_INCIDENT_STATE, id, &rc);
+    est_err err = store__find_row(s, q, rc, "no incident %" PRId64, id);
     if (err != EST_OK)
         return err;
-    if (!row)
-        return store__fail(s, EST_ERR_NOTFOUND, "no incident %" PRId64, id);
     sqlite3_reset(q);
     return store__fail(s, EST_ERR_STATE, "incident %" PRId64 " is cleared", id);
 }
@@ -158,9 +154,8 @@ est_err gw_store_incident_update(struct gw_store *store, int64_t id, const char 
 {
     if (store == NULL)
         return EST_ERR_INVALID;
-    sqlite3_stmt *q = store__stmt(store, S_INCIDENT_UPDATE);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, id, &rc);
+    sqlite3_stmt *q = store__stmt_int(store, S_INCIDENT_UPDATE, id, &rc);
     store__bind_text(q, 2, severity, &rc);
     store__bind_text(q, 3, detail_json, &rc);
     store__bind_text(q, 4, text, &rc);
@@ -172,9 +167,8 @@ est_err gw_store_incident_clear(struct gw_store *store, int64_t id, int64_t clea
 {
     if (store == NULL)
         return EST_ERR_INVALID;
-    sqlite3_stmt *q = store__stmt(store, S_INCIDENT_CLEAR);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, id, &rc);
+    sqlite3_stmt *q = store__stmt_int(store, S_INCIDENT_CLEAR, id, &rc);
     store__bind_int(q, 2, cleared_ms, &rc);
     return update_open(store, q, rc, id);
 }
@@ -239,9 +233,8 @@ est_err gw_store_incident_get(struct gw_store *store, int64_t id, gw_store_incid
 {
     if (store == NULL || fn == NULL)
         return EST_ERR_INVALID;
-    sqlite3_stmt *q = store__stmt(store, S_INCIDENT_GET);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, id, &rc);
+    sqlite3_stmt *q = store__stmt_int(store, S_INCIDENT_GET, id, &rc);
     struct store__listing l = {.fn.incident = fn, .ctx = ctx};
     size_t n = 0;
     est_err err = store__each_row(store, q, rc, incident_row, &l, &n);

@@ -356,12 +356,9 @@ est_err gw_store_get_occupancy(struct gw_store *store, const char *unit_id, bool
     sqlite3_stmt *q = store__stmt(store, S_UNIT_GET_OCCUPANCY);
     int rc = SQLITE_OK;
     store__bind_text(q, 1, unit_id, &rc);
-    bool row;
-    est_err err = store__first_row(store, q, rc, &row);
+    est_err err = store__find_row(store, q, rc, "unknown unit %s", unit_id);
     if (err != EST_OK)
         return err;
-    if (!row)
-        return store__fail(store, EST_ERR_NOTFOUND, "unknown unit %s", unit_id);
     *vacant = occupancy_is_vacant(store__col_text(q, OCCUPANCY_COL));
     sqlite3_reset(q);
     return EST_OK;

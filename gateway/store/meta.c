@@ -21,12 +21,9 @@ est_err gw_store_meta_get(struct gw_store *store, const char *key, char **value)
     sqlite3_stmt *q = store__stmt(store, S_META_GET);
     int rc = SQLITE_OK;
     store__bind_text(q, 1, key, &rc);
-    bool row;
-    est_err err = store__first_row(store, q, rc, &row);
+    est_err err = store__find_row(store, q, rc, "no meta key %s", key);
     if (err != EST_OK)
         return err;
-    if (!row)
-        return store__fail(store, EST_ERR_NOTFOUND, "no meta key %s", key);
     if (!store__dup_col(q, META_COL_VALUE, value))
         err = store__fail(store, EST_ERR_NOMEM, "out of memory");
     sqlite3_reset(q);

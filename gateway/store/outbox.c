@@ -100,9 +100,8 @@ est_err gw_store_outbox_delete(struct gw_store *store, int64_t seq)
 {
     if (store == NULL)
         return EST_ERR_INVALID;
-    sqlite3_stmt *q = store__stmt(store, S_OUTBOX_DELETE);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, seq, &rc);
+    sqlite3_stmt *q = store__stmt_int(store, S_OUTBOX_DELETE, seq, &rc);
     return store__exec_one(store, q, rc, "outbox message %" PRId64 " is not queued", seq);
 }
 
@@ -166,9 +165,9 @@ est_err gw_store_outbox_trim_readings(struct gw_store *store, uint64_t limit_byt
         err = store__each_row(store, store__stmt(store, S_OUTBOX_OLDEST_READINGS), SQLITE_OK,
                               trim_row, &scan, NULL);
         if (err == EST_OK && scan.rows > 0) {
-            sqlite3_stmt *q = store__stmt(store, S_OUTBOX_DELETE_READINGS_UPTO);
             int rc = SQLITE_OK;
-            store__bind_int(q, 1, scan.last_seq, &rc);
+            sqlite3_stmt *q =
+                store__stmt_int(store, S_OUTBOX_DELETE_READINGS_UPTO, scan.last_seq, &rc);
             err = store__exec(store, q, rc);
         }
     }

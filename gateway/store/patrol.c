@@ -348,9 +348,8 @@ static est_err verify_walk(struct gw_store *s, struct gw_store_patrol_verify *r)
 /* Stored hash of entry seq: EST_ERR_NOTFOUND when there is no such entry. */
 static est_err patrol_hash_at(struct gw_store *s, int64_t seq, char hash[GW_STORE_HASH_LEN])
 {
-    sqlite3_stmt *q = store__stmt(s, S_PATROL_HASH_AT);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, seq, &rc);
+    sqlite3_stmt *q = store__stmt_int(s, S_PATROL_HASH_AT, seq, &rc);
     bool row;
     est_err err = store__first_row(s, q, rc, &row);
     if (err != EST_OK)

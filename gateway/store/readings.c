@@ -219,9 +219,8 @@ static est_err update_last_good(struct gw_store *s, const struct gw_store_readin
 /* Stores readings_indexed.upto. */
 static est_err set_indexed_upto(struct gw_store *s, int64_t upto)
 {
-    sqlite3_stmt *q = store__stmt(s, S_READINGS_INDEXED_SET);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, upto, &rc);
+    sqlite3_stmt *q = store__stmt_int(s, S_READINGS_INDEXED_SET, upto, &rc);
     return store__exec(s, q, rc);
 }
 
@@ -502,9 +501,8 @@ est_err gw_store_prune_readings(struct gw_store *store, int64_t older_than_ms, s
     if (err == EST_OK)
         err = store__each_row(store, q, rc, collect_rowid, &list, NULL);
     for (size_t i = 0; err == EST_OK && i < list.n; i++) {
-        sqlite3_stmt *del = store__stmt(store, S_PRUNE_DELETE);
         int brc = SQLITE_OK;
-        store__bind_int(del, 1, list.ids[i], &brc);
+        sqlite3_stmt *del = store__stmt_int(store, S_PRUNE_DELETE, list.ids[i], &brc);
         err = store__exec(store, del, brc);
     }
     err = store__tx_end(store, began, err);

@@ -47,9 +47,8 @@ est_err gw_store_ctl_submit(struct gw_store *store, const char *verb, const char
 static est_err ctl_next(struct gw_store *s, int64_t after_id, struct gw_store_ctl_request *req,
                         char **verb, char **args, bool *found)
 {
-    sqlite3_stmt *q = store__stmt(s, S_CTL_NEXT_PENDING);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, after_id, &rc);
+    sqlite3_stmt *q = store__stmt_int(s, S_CTL_NEXT_PENDING, after_id, &rc);
     est_err err = store__first_row(s, q, rc, found);
     if (err != EST_OK || !*found)
         return err;
@@ -87,9 +86,8 @@ est_err gw_store_ctl_finish(struct gw_store *store, int64_t id, const char *resu
 {
     if (store == NULL)
         return EST_ERR_INVALID;
-    sqlite3_stmt *q = store__stmt(store, S_CTL_FINISH);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, id, &rc);
+    sqlite3_stmt *q = store__stmt_int(store, S_CTL_FINISH, id, &rc);
     store__bind_text(q, 2, result_json, &rc);
     store__bind_int(q, 3, done_ms, &rc);
     return store__exec_one(store, q, rc, "no pending request %" PRId64, id);
@@ -101,15 +99,11 @@ est_err gw_store_ctl_result(struct gw_store *store, int64_t id, bool *done, char
         return EST_ERR_INVALID;
     *done = false;
     *result_json = NULL;
-    sqlite3_stmt *q = store__stmt(store, S_CTL_RESULT);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, id, &rc);
-    bool row;
-    est_err err = store__first_row(store, q, rc, &row);
+    sqlite3_stmt *q = store__stmt_int(store, S_CTL_RESULT, id, &rc);
+    est_err err = store__find_row(store, q, rc, "no request %" PRId64, id);
     if (err != EST_OK)
         return err;
-    if (!row)
-        return store__fail(store, EST_ERR_NOTFOUND, "no request %" PRId64, id);
     const char *state = store__col_text(q, RESULT_COL_STATE);
     *done = state != NULL && strcmp(state, "done") == 0;
     if (*done && !store__dup_col(q, RESULT_COL_RESULT_JSON, result_json))
@@ -122,8 +116,7 @@ est_err gw_store_ctl_prune(struct gw_store *store, int64_t done_before_ms)
 {
     if (store == NULL)
         return EST_ERR_INVALID;
-    sqlite3_stmt *q = store__stmt(store, S_CTL_PRUNE);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, done_before_ms, &rc);
+    sqlite3_stmt *q = store__stmt_int(store, S_CTL_PRUNE, done_before_ms, &rc);
     return store__exec(store, q, rc);
 }

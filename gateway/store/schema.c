@@ -17,6 +17,9 @@
 
 #define BUSY_TIMEOUT_MS 5000
 
+/* The one column a PRAGMA query returns. */
+enum { PRAGMA_COL_VALUE = 0 };
+
 /* ------------------------------------------------------------------ */
 /* Schema: migrations[i] takes the schema from version i to i + 1.     */
 /* Append new steps; never edit a released one.                       */
@@ -295,17 +298,22 @@ static est_err exec_script(struct gw_store *s, const char *sql)
     return err;
 }
 
+/* Runs a constant PRAGMA up to its one row; the caller reads *q and then
+ * finalizes it, whatever the outcome. */
+static est_err pragma_row(struct gw_store *s, const char *sql, sqlite3_stmt **q)
+{
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, q, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(*q);
+    return rc == SQLITE_ROW ? EST_OK : store__fail_db(s, rc);
+}
+
 static est_err user_version(struct gw_store *s, int *version)
 {
     sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &q, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(q);
-    est_err err = EST_OK;
-    if (rc == SQLITE_ROW)
-        *version = sqlite3_column_int(q, 0);
-    else
-        err = store__fail_db(s, rc);
+    est_err err = pragma_row(s, "PRAGMA user_version", &q);
+    if (err == EST_OK)
+        *version = sqlite3_column_int(q, PRAGMA_COL_VALUE);
     sqlite3_finalize(q);
     return err;
 }
@@ -353,13 +361,9 @@ static est_err check_version(struct gw_store *s)
 static est_err set_wal(struct gw_store *s)
 {
     sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &q, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(q);
-    est_err err = EST_OK;
-    if (rc != SQLITE_ROW)
-        err = store__fail_db(s, rc);
-    else if (sqlite3_stricmp(store__col_text(q, 0) ? store__col_text(q, 0) : "", "wal") != 0)
+    est_err err = pragma_row(s, "PRAGMA journal_mode = WAL", &q);
+    const char *mode = err == EST_OK ? store__col_text(q, PRAGMA_COL_VALUE) : NULL;
+    if (err == EST_OK && sqlite3_stricmp(mode != NULL ? mode : "", "wal") != 0)
         err = store__fail(s, EST_ERR_DB, "the file system does not support WAL mode");
     sqlite3_finalize(q);
     return err;

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The one column of a single-integer query (store__query_int). */
+enum { QUERY_INT_COL = 0 };
+
 est_err store__map_rc(int rc)
 {
     switch (rc & 0xff) {
@@ -92,6 +95,19 @@ est_err store__first_row(struct gw_store *s, sqlite3_stmt *q, int bind_rc, bool 
     return err;
 }
 
+est_err store__find_row(struct gw_store *s, sqlite3_stmt *q, int bind_rc, const char *fmt, ...)
+{
+    bool row;
+    est_err err = store__first_row(s, q, bind_rc, &row);
+    if (err == EST_OK && !row) {
+        va_list ap;
+        va_start(ap, fmt);
+        err = vfail(s, EST_ERR_NOTFOUND, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
 est_err store__query_int(struct gw_store *s, sqlite3_stmt *q, int bind_rc, int64_t *out)
 {
     bool row;
@@ -100,7 +116,7 @@ est_err store__query_int(struct gw_store *s, sqlite3_stmt *q, int bind_rc, int64
         return err;
     if (!row)
         return EST_ERR_NOTFOUND;
-    *out = sqlite3_column_int64(q, 0);
+    *out = sqlite3_column_int64(q, QUERY_INT_COL);
     sqlite3_reset(q);
     return EST_OK;
 }

@@ -201,6 +201,15 @@ static inline void store__bind_int(sqlite3_stmt *q, int i, int64_t v, int *rc)
         *rc = sqlite3_bind_int64(q, i, v);
 }
 
+/* Statement id ready, with v bound to ?1: for statements keyed by one id. */
+static inline sqlite3_stmt *store__stmt_int(struct gw_store *s, enum store__stmt id, int64_t v,
+                                            int *rc)
+{
+    sqlite3_stmt *q = store__stmt(s, id);
+    store__bind_int(q, 1, v, rc);
+    return q;
+}
+
 /* 0 means "none" for times and ids. */
 static inline void store__bind_opt(sqlite3_stmt *q, int i, int64_t v, int *rc)
 {
@@ -254,6 +263,12 @@ est_err store__exec(struct gw_store *s, sqlite3_stmt *q, int bind_rc);
 /* Steps to the first row. *row says whether there is one; the caller reads
  * columns and then resets q. */
 est_err store__first_row(struct gw_store *s, sqlite3_stmt *q, int bind_rc, bool *row);
+
+/* Steps to the first row like store__first_row, but a missing row is
+ * EST_ERR_NOTFOUND with the given message. */
+__attribute__((format(printf, 4, 5))) est_err store__find_row(struct gw_store *s,
+                                                             sqlite3_stmt *q, int bind_rc,
+                                                             const char *fmt, ...);
 
 /* Runs a single-integer query (e.g. RETURNING id). EST_ERR_NOTFOUND when it
  * returns no row. */

@@ -142,9 +142,8 @@ est_err gw_store_workorder_for_incident(struct gw_store *store, int64_t incident
 {
     if (store == NULL || id == NULL)
         return EST_ERR_INVALID;
-    sqlite3_stmt *q = store__stmt(store, S_WO_FIND_OPEN_BY_INCIDENT);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, incident, &rc);
+    sqlite3_stmt *q = store__stmt_int(store, S_WO_FIND_OPEN_BY_INCIDENT, incident, &rc);
     return store__query_int(store, q, rc, id);
 }
 
@@ -187,15 +186,11 @@ est_err gw_store_workorder_create(struct gw_store *store, const struct gw_store_
 /* After a guarded UPDATE changed nothing: missing or in another state? */
 static est_err wo_not_updated(struct gw_store *s, int64_t id, const char *expected)
 {
-    sqlite3_stmt *q = store__stmt(s, S_WO_STATE);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, id, &rc);
-    bool row;
-    est_err err = store__first_row(s, q, rc, &row);
+    sqlite3_stmt *q = store__stmt_int(s, S_WO_STATE, id, &rc);
+    est_err err = store__find_row(s, q, rc, "no work order %" PRId64, id);
     if (err != EST_OK)
         return err;
-    if (!row)
-        return store__fail(s, EST_ERR_NOTFOUND, "no work order %" PRId64, id);
     const char *state = store__col_text(q, WO_STATE_COL_STATE);
     err = store__fail(s, EST_ERR_STATE, "work order %" PRId64 " is %s, not %s", id,
                       state != NULL ? state : "?", expected);
@@ -206,9 +201,8 @@ static est_err wo_not_updated(struct gw_store *s, int64_t id, const char *expect
 static est_err wo_update_row(struct gw_store *s, const struct gw_store_workorder *wo,
                              const char *from_state)
 {
-    sqlite3_stmt *q = store__stmt(s, S_WO_UPDATE);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, wo->id, &rc);
+    sqlite3_stmt *q = store__stmt_int(s, S_WO_UPDATE, wo->id, &rc);
     store__bind_text(q, 2, wo->state, &rc);
     bind_progress(q, 3, wo, &rc);
     store__bind_int(q, 15, wo->updated_ms, &rc);
@@ -312,9 +306,8 @@ est_err gw_store_workorder_get(struct gw_store *store, int64_t id, gw_store_work
 {
     if (store == NULL || wo_fn == NULL)
         return EST_ERR_INVALID;
-    sqlite3_stmt *q = store__stmt(store, S_WO_GET);
     int rc = SQLITE_OK;
-    store__bind_int(q, 1, id, &rc);
+    sqlite3_stmt *q = store__stmt_int(store, S_WO_GET, id, &rc);
     struct workorder_cb cb = {wo_fn, history_fn, ctx, false};
     size_t n = 0;
     est_err err = store__each_row(store, q, rc, workorder_row, &cb, &n);
@@ -322,9 +315,8 @@ est_err gw_store_workorder_get(struct gw_store *store, int64_t id, gw_store_work
         return store__fail(store, EST_ERR_NOTFOUND, "no work order %" PRId64, id);
     if (err != EST_OK || history_fn == NULL || !cb.more)
         return err;
-    q = store__stmt(store, S_WO_HISTORY);
     rc = SQLITE_OK;
-    store__bind_int(q, 1, id, &rc);
+    q = store__stmt_int(store, S_WO_HISTORY, id, &rc);
     return store__each_row(store, q, rc, history_row, &cb, NULL);
 }
 
