@@ -415,7 +415,8 @@ est_err gw_store_patrol_check_anchor(struct gw_store *store, int64_t seq, const 
     if (err == EST_ERR_NOTFOUND)
         return store__fail(store, err, "patrol entry %" PRId64 " is missing", seq);
     if (err == EST_OK && strcmp(stored, hash) != 0)
-        return store__fail(store, EST_ERR_STATE, "patrol entry %" PRId64 " differs from the anchor", seq);
+        return store__fail(store, EST_ERR_STATE, "patrol entry %" PRId64 " differs from the anchor",
+                           seq);
     return err;
 }
 

@@ -162,6 +162,9 @@ static const char *const migrations[] = {migration_1, migration_2};
 _Static_assert(sizeof migrations / sizeof migrations[0] == GW_STORE_SCHEMA_VERSION,
                "one migration step per schema version");
 
+/* ------------------------------------------------------------------ */
+/* Prepared statements: this file's, and every table file's table      */
+/* ------------------------------------------------------------------ */
 
 static const struct store__sql transaction_sql[] = {
     {S_BEGIN, "BEGIN IMMEDIATE"},
@@ -258,7 +261,8 @@ static est_err make_dirs(struct gw_store *s, const char *dir)
             continue;
         *p = '\0';
         if (mkdir(path, 0700) != 0 && errno != EEXIST)
-            err = store__fail(s, EST_ERR_IO, "%s: cannot create directory: %s", path, strerror(errno));
+            err = store__fail(s, EST_ERR_IO, "%s: cannot create directory: %s", path,
+                              strerror(errno));
         if (end)
             break;
         *p = '/';
@@ -278,7 +282,8 @@ static est_err create_db_file(struct gw_store *s, const char *path)
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return errno == EEXIST ? EST_OK
-                               : store__fail(s, EST_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+                               : store__fail(s, EST_ERR_IO, "%s: cannot create: %s", path,
+                                             strerror(errno));
     est_err err = EST_OK;
     if (fchmod(fd, 0600) != 0)
         err = store__fail(s, EST_ERR_IO, "%s: cannot set mode 0600: %s", path, strerror(errno));
@@ -328,8 +333,9 @@ static est_err migrate(struct gw_store *s)
     int version = 0;
     err = user_version(s, &version);
     if (err == EST_OK && version > GW_STORE_SCHEMA_VERSION)
-        err = store__fail(s, EST_ERR_STATE, "database schema version %d is newer than this program's (%d)",
-                   version, GW_STORE_SCHEMA_VERSION);
+        err = store__fail(s, EST_ERR_STATE,
+                          "database schema version %d is newer than this program's (%d)", version,
+                          GW_STORE_SCHEMA_VERSION);
     for (int v = version; err == EST_OK && v < GW_STORE_SCHEMA_VERSION; v++)
         err = exec_script(s, migrations[v]);
     if (err == EST_OK && version < GW_STORE_SCHEMA_VERSION) {
@@ -353,8 +359,8 @@ static est_err check_version(struct gw_store *s)
     est_err err = user_version(s, &version);
     if (err == EST_OK && version != GW_STORE_SCHEMA_VERSION)
         err = store__fail(s, EST_ERR_STATE,
-                   "database schema version %d, this program needs %d (start the daemon to "
-                   "migrate)", version, GW_STORE_SCHEMA_VERSION);
+                          "database schema version %d, this program needs %d (start the daemon "
+                          "to migrate)", version, GW_STORE_SCHEMA_VERSION);
     return err;
 }
 

@@ -172,7 +172,7 @@ est_err store__fail_db(struct gw_store *s, int rc);
 
 /* Records a message of our own and returns err. */
 __attribute__((format(printf, 3, 4))) est_err store__fail(struct gw_store *s, est_err err,
-                                                         const char *fmt, ...);
+                                                          const char *fmt, ...);
 
 /* ------------------------------------------------------------------ */
 /* Binding and columns (inline: they sit on the per-reading path)      */
@@ -266,9 +266,8 @@ est_err store__first_row(struct gw_store *s, sqlite3_stmt *q, int bind_rc, bool 
 
 /* Steps to the first row like store__first_row, but a missing row is
  * EST_ERR_NOTFOUND with the given message. */
-__attribute__((format(printf, 4, 5))) est_err store__find_row(struct gw_store *s,
-                                                             sqlite3_stmt *q, int bind_rc,
-                                                             const char *fmt, ...);
+__attribute__((format(printf, 4, 5)))
+est_err store__find_row(struct gw_store *s, sqlite3_stmt *q, int bind_rc, const char *fmt, ...);
 
 /* Runs a single-integer query (e.g. RETURNING id). EST_ERR_NOTFOUND when it
  * returns no row. */
@@ -281,9 +280,8 @@ est_err store__each_row(struct gw_store *s, sqlite3_stmt *q, int bind_rc,
 
 /* Runs an UPDATE or DELETE and fails with EST_ERR_NOTFOUND and the given
  * message when it changed no row. */
-__attribute__((format(printf, 4, 5))) est_err store__exec_one(struct gw_store *s,
-                                                             sqlite3_stmt *q, int bind_rc,
-                                                             const char *fmt, ...);
+__attribute__((format(printf, 4, 5)))
+est_err store__exec_one(struct gw_store *s, sqlite3_stmt *q, int bind_rc, const char *fmt, ...);
 
 /* malloc'd copy of a text column (NULL stays NULL); false when out of memory. */
 bool store__dup_col(sqlite3_stmt *q, int i, char **out);
