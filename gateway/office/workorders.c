@@ -1,4 +1,4 @@
-/* workorders.c - repair work orders (issue 4): opened automatically for
+/* workorders.c - repair work orders: opened automatically for
  * major/critical incidents, moved through their lifecycle by the "workorder"
  * command, watched by SLA timers that escalate breaches; plus the
  * "patrol-checkin" and "handover" commands and the read-side views declared
@@ -10,6 +10,10 @@
  *     close (forced, supervisor): any state not closed -> cancelled
  *     dispatch again while dispatched = reassign (re-arms the arrival SLA)
  *     postpone, note, rating: history only, the state stays
+ * The actions are one table (transitions[]: from-states, to-state, the
+ * argument required, the role) applied by apply_transition; hooks say what
+ * a row cannot (the data check before verify, the postponement's limits,
+ * the arrival deadline a dispatch arms).
  * Every change appends a history record (who, when, note) through
  * gw_store_workorder_update - which refuses it when the stored state moved
  * meanwhile - a patrol-log entry for transitions, and republishes the order
@@ -27,6 +31,8 @@
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1195,143 +1201,180 @@ static bool condition_persists(struct gw_office *office, int64_t incident_id)
     return active;
 }
 
-/* Each action checks its state and arguments, then changes *wo and fills
- * the change record. NULL = accepted; otherwise the refusal. */
-static const char *act_dispatch(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                                struct wo_change *ch)
+/* ---- the transition table ---- */
+
+/* The argument an action requires; it is also what the action stores on
+ * the order (the note goes to the history only). */
+enum wo_field {
+    WO_FIELD_NONE,
+    WO_FIELD_ASSIGNEE,
+    WO_FIELD_VERIFIER,
+    WO_FIELD_NOTE,
+    WO_FIELD_UNTIL,
+    WO_FIELD_RATING,
+};
+
+#define WO_NO_STAMP SIZE_MAX
+
+/* What a table row cannot say: a check after the table's own (NULL =
+ * accepted, otherwise the refusal), and changes besides the table's. */
+typedef const char *(*wo_check_fn)(struct wo_action_ctx *x, const struct gw_store_workorder *wo);
+typedef void (*wo_apply_fn)(struct wo_action_ctx *x, struct gw_store_workorder *wo);
+
+/* One action: the states it starts from (NULL-terminated; NULL = any), how
+ * a refusal names them, the state it leads to (NULL = the state stays),
+ * the argument it requires and the refusal without it, the role it needs
+ * besides the verb's policy ("system" always may), the time it stamps, and
+ * whether it writes a patrol-log entry. Checked in this order: state,
+ * role, argument, check hook. */
+struct wo_transition {
+    const char *action;
+    const char *const *from;
+    const char *needs;
+    const char *to;
+    enum wo_field field;
+    const char *missing;
+    const char *role;
+    const char *role_refusal;
+    size_t stamp; /* offsetof an int64_t in struct gw_store_workorder, or WO_NO_STAMP */
+    bool patrol;
+    wo_check_fn check;
+    wo_apply_fn apply;
+};
+
+/* A verification is refused while the data still show the condition. */
+static const char *check_condition_cleared(struct wo_action_ctx *x,
+                                           const struct gw_store_workorder *wo)
 {
-    if (!streq(wo->state, "open") && !streq(wo->state, "dispatched"))
-        return state_error(x, wo, "open or dispatched");
-    if (!has_text(x->args->assignee))
-        return "dispatch needs an assignee";
-    if (!wo_set_string(&wo->assignee, x->args->assignee) || !wo_set_string(&wo->state, "dispatched"))
-        return "out of memory";
-    wo->dispatched_ms = x->now_ms;
-    wo->arrive_due_ms = x->now_ms + (int64_t)x->office->host.config->workorders.arrive_within_s * 1000;
-    wo->on_site_ms = 0;
-    ch->patrol = true;
-    return NULL;
+    if (!condition_persists(x->office, wo->incident))
+        return NULL;
+    snprintf(x->errbuf, x->errlen,
+             "work order %" PRId64 " cannot be verified: the data still show the condition "
+             "of incident #%" PRId64,
+             wo->id, wo->incident);
+    return x->errbuf;
 }
 
-static const char *act_arrive(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                              struct wo_change *ch)
+static const char *check_postpone_until(struct wo_action_ctx *x, const struct gw_store_workorder *wo)
 {
-    if (!streq(wo->state, "dispatched"))
-        return state_error(x, wo, "dispatched");
-    if (!wo_set_string(&wo->state, "on_site"))
-        return "out of memory";
-    wo->on_site_ms = x->now_ms;
-    ch->patrol = true;
-    return NULL;
-}
-
-static const char *act_complete(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                                struct wo_change *ch)
-{
-    if (!streq(wo->state, "on_site"))
-        return state_error(x, wo, "on_site");
-    if (!has_text(x->args->note))
-        return "complete needs a note on the work done";
-    if (!wo_set_string(&wo->state, "completed"))
-        return "out of memory";
-    wo->completed_ms = x->now_ms;
-    ch->patrol = true;
-    return NULL;
-}
-
-static const char *act_verify(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                              struct wo_change *ch)
-{
-    if (!streq(wo->state, "completed"))
-        return state_error(x, wo, "completed");
-    if (!has_text(x->args->verifier))
-        return "verify needs the verifier's name";
-    if (condition_persists(x->office, wo->incident)) {
-        snprintf(x->errbuf, x->errlen,
-                 "work order %" PRId64 " cannot be verified: the data still show the condition "
-                 "of incident #%" PRId64,
-                 wo->id, wo->incident);
-        return x->errbuf;
-    }
-    if (!wo_set_string(&wo->verifier, x->args->verifier) || !wo_set_string(&wo->state, "verified"))
-        return "out of memory";
-    wo->verified_ms = x->now_ms;
-    ch->patrol = true;
-    return NULL;
-}
-
-static const char *act_cancel(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                              struct wo_change *ch)
-{
-    bool forced = streq(x->args->action, "close");
-    if (gw_workorder_state_closed(wo->state) || (!forced && streq(wo->state, "completed")))
-        return state_error(x, wo, forced ? "a state that is not closed" : "open, dispatched or on_site");
-    if (forced && !role_is(x->actor, "supervisor") && !role_is(x->actor, "system"))
-        return "a forced close needs a supervisor";
-    if (!has_text(x->args->note))
-        return forced ? "close needs a reason (note)" : "cancel needs a reason (note)";
-    if (!wo_set_string(&wo->state, "cancelled"))
-        return "out of memory";
-    wo->cancelled_ms = x->now_ms;
-    ch->patrol = true;
-    return NULL;
-}
-
-static const char *act_postpone(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                                struct wo_change *ch)
-{
-    if (!state_in(wo->state, open_states, WO_FILTER_OPEN_STATES))
-        return state_error(x, wo, "open, dispatched or on_site");
-    if (x->args->until_ms <= 0)
-        return "postpone needs until (an RFC 3339 time)";
     if (x->args->until_ms <= x->now_ms)
         return "until must be in the future";
     if (x->args->until_ms > wo->resolve_due_ms && !role_is(x->actor, "supervisor") &&
         !role_is(x->actor, "system"))
         return "postponing past the resolution deadline needs a supervisor";
-    wo->postponed_until_ms = x->args->until_ms;
-    ch->patrol = true;
     return NULL;
 }
 
-static const char *act_note(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                            struct wo_change *ch)
+/* A (re)dispatch arms the arrival SLA and forgets an earlier arrival. */
+static void apply_dispatch(struct wo_action_ctx *x, struct gw_store_workorder *wo)
 {
-    (void)wo;
-    (void)ch;
-    if (!has_text(x->args->note))
-        return "note needs a note";
+    wo->arrive_due_ms =
+        x->now_ms + (int64_t)x->office->host.config->workorders.arrive_within_s * 1000;
+    wo->on_site_ms = 0;
+}
+
+static const char *const from_open_or_dispatched[] = {"open", "dispatched", NULL};
+static const char *const from_dispatched[] = {"dispatched", NULL};
+static const char *const from_on_site[] = {"on_site", NULL};
+static const char *const from_completed[] = {"completed", NULL};
+static const char *const from_not_done[] = {"open", "dispatched", "on_site", NULL};
+static const char *const from_not_closed[] = {"open", "dispatched", "on_site", "completed", NULL};
+static const char *const from_done[] = {"completed", "verified", NULL};
+
+#define STAMP(field) offsetof(struct gw_store_workorder, field)
+
+static const struct wo_transition transitions[] = {
+    {"dispatch", from_open_or_dispatched, "open or dispatched", "dispatched", WO_FIELD_ASSIGNEE,
+     "dispatch needs an assignee", NULL, NULL, STAMP(dispatched_ms), true, NULL, apply_dispatch},
+    {"arrive", from_dispatched, "dispatched", "on_site", WO_FIELD_NONE, NULL, NULL, NULL,
+     STAMP(on_site_ms), true, NULL, NULL},
+    {"complete", from_on_site, "on_site", "completed", WO_FIELD_NOTE,
+     "complete needs a note on the work done", NULL, NULL, STAMP(completed_ms), true, NULL, NULL},
+    {"verify", from_completed, "completed", "verified", WO_FIELD_VERIFIER,
+     "verify needs the verifier's name", NULL, NULL, STAMP(verified_ms), true,
+     check_condition_cleared, NULL},
+    {"cancel", from_not_done, "open, dispatched or on_site", "cancelled", WO_FIELD_NOTE,
+     "cancel needs a reason (note)", NULL, NULL, STAMP(cancelled_ms), true, NULL, NULL},
+    {"close", from_not_closed, "a state that is not closed", "cancelled", WO_FIELD_NOTE,
+     "close needs a reason (note)", "supervisor", "a forced close needs a supervisor",
+     STAMP(cancelled_ms), true, NULL, NULL},
+    {"postpone", from_not_done, "open, dispatched or on_site", NULL, WO_FIELD_UNTIL,
+     "postpone needs until (an RFC 3339 time)", NULL, NULL, WO_NO_STAMP, true,
+     check_postpone_until, NULL},
+    {"note", NULL, NULL, NULL, WO_FIELD_NOTE, "note needs a note", NULL, NULL, WO_NO_STAMP, false,
+     NULL, NULL},
+    {"rating", from_done, "completed or verified", NULL, WO_FIELD_RATING,
+     "rating needs rating (an integer from 1 to 5)", NULL, NULL, WO_NO_STAMP, true, NULL, NULL},
+};
+
+static const struct wo_transition *find_transition(const char *action)
+{
+    for (size_t i = 0; i < COUNT_OF(transitions); i++)
+        if (streq(action, transitions[i].action))
+            return &transitions[i];
     return NULL;
 }
 
-static const char *act_rating(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                              struct wo_change *ch)
+static bool starts_from(const struct wo_transition *t, const char *state)
 {
-    if (!streq(wo->state, "completed") && !streq(wo->state, "verified"))
-        return state_error(x, wo, "completed or verified");
-    if (x->args->rating < 1 || x->args->rating > 5)
-        return "rating needs rating (an integer from 1 to 5)";
-    wo->rating = (int)x->args->rating;
-    ch->patrol = true;
-    return NULL;
+    if (t->from == NULL)
+        return true;
+    for (size_t i = 0; t->from[i] != NULL; i++)
+        if (streq(state, t->from[i]))
+            return true;
+    return false;
 }
 
-typedef const char *(*wo_action_fn)(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                                    struct wo_change *ch);
-
-static wo_action_fn action_handler(const char *action)
+static bool field_given(const struct wo_args *a, enum wo_field field)
 {
-    static const struct {
-        const char *name;
-        wo_action_fn fn;
-    } table[] = {
-        {"dispatch", act_dispatch}, {"arrive", act_arrive},     {"complete", act_complete},
-        {"verify", act_verify},     {"cancel", act_cancel},     {"close", act_cancel},
-        {"postpone", act_postpone}, {"note", act_note},         {"rating", act_rating},
-    };
-    for (size_t i = 0; i < COUNT_OF(table); i++)
-        if (streq(action, table[i].name))
-            return table[i].fn;
+    switch (field) {
+    case WO_FIELD_ASSIGNEE: return has_text(a->assignee);
+    case WO_FIELD_VERIFIER: return has_text(a->verifier);
+    case WO_FIELD_NOTE: return has_text(a->note);
+    case WO_FIELD_UNTIL: return a->until_ms > 0;
+    case WO_FIELD_RATING: return a->rating >= 1 && a->rating <= 5;
+    case WO_FIELD_NONE: break;
+    }
+    return true;
+}
+
+/* Stores the required argument on the order; false when out of memory. */
+static bool store_field(struct gw_store_workorder *wo, const struct wo_args *a, enum wo_field field)
+{
+    switch (field) {
+    case WO_FIELD_ASSIGNEE: return wo_set_string(&wo->assignee, a->assignee);
+    case WO_FIELD_VERIFIER: return wo_set_string(&wo->verifier, a->verifier);
+    case WO_FIELD_UNTIL: wo->postponed_until_ms = a->until_ms; break;
+    case WO_FIELD_RATING: wo->rating = (int)a->rating; break;
+    case WO_FIELD_NOTE:
+    case WO_FIELD_NONE: break;
+    }
+    return true;
+}
+
+/* Checks an action against its row, then changes *wo and fills the change
+ * record. NULL = accepted; otherwise the refusal (nothing is written). */
+static const char *apply_transition(struct wo_action_ctx *x, const struct wo_transition *t,
+                                    struct gw_store_workorder *wo, struct wo_change *ch)
+{
+    if (t == NULL)
+        return "unknown action";
+    if (!starts_from(t, wo->state))
+        return state_error(x, wo, t->needs);
+    if (t->role != NULL && !role_is(x->actor, t->role) && !role_is(x->actor, "system"))
+        return t->role_refusal;
+    if (!field_given(x->args, t->field))
+        return t->missing;
+    const char *refusal = t->check != NULL ? t->check(x, wo) : NULL;
+    if (refusal != NULL)
+        return refusal;
+    if (!store_field(wo, x->args, t->field) || (t->to != NULL && !wo_set_string(&wo->state, t->to)))
+        return "out of memory";
+    if (t->stamp != WO_NO_STAMP)
+        memcpy((char *)wo + t->stamp, &x->now_ms, sizeof x->now_ms);
+    if (t->apply != NULL)
+        t->apply(x, wo);
+    ch->patrol = t->patrol;
     return NULL;
 }
 
@@ -1381,7 +1424,8 @@ static cJSON *run_action(struct gw_office *office, const cJSON *args, const stru
     char *from_state = dup_or_null(c.wo.state);
     struct wo_change ch = {.action = a->action, .from_state = from_state, .who = actor->user,
                            .now_ms = x.now_ms};
-    const char *refusal = from_state ? action_handler(a->action)(&x, &c.wo, &ch) : "out of memory";
+    const char *refusal = from_state ? apply_transition(&x, find_transition(a->action), &c.wo, &ch)
+                                     : "out of memory";
     cJSON *result;
     if (refusal != NULL) {
         result = gw_command_error(args, "%s", refusal);
