@@ -31,12 +31,12 @@ struct office_stub {
     char last_topic[128];
 };
 
-static int64_t office_stub_now(void *ctx)
+static inline int64_t office_stub_now(void *ctx)
 {
     return *((struct office_stub *)ctx)->clock_ms;
 }
 
-static est_err office_stub_publish(void *ctx, const char *topic_suffix, const char *payload,
+static inline est_err office_stub_publish(void *ctx, const char *topic_suffix, const char *payload,
                                    bool retain)
 {
     struct office_stub *stub = ctx;
@@ -52,7 +52,7 @@ static est_err office_stub_publish(void *ctx, const char *topic_suffix, const ch
     return gw_store_outbox_add(stub->store, &msg, NULL);
 }
 
-static est_err office_stub_patrol(void *ctx, const char *kind, const char *text, int64_t incident,
+static inline est_err office_stub_patrol(void *ctx, const char *kind, const char *text, int64_t incident,
                                   int64_t workorder, const char *author, const char *detail_json)
 {
     struct office_stub *stub = ctx;
@@ -74,7 +74,7 @@ static est_err office_stub_patrol(void *ctx, const char *kind, const char *text,
     return err;
 }
 
-static est_err office_stub_request_valve(void *ctx, uint32_t meter, bool close, const char *who)
+static inline est_err office_stub_request_valve(void *ctx, uint32_t meter, bool close, const char *who)
 {
     struct office_stub *stub = ctx;
     (void)who;
@@ -84,13 +84,13 @@ static est_err office_stub_request_valve(void *ctx, uint32_t meter, bool close, 
     return EST_OK;
 }
 
-static void office_stub_meter_event(void *ctx, const struct rule_event *event)
+static inline void office_stub_meter_event(void *ctx, const struct rule_event *event)
 {
     (void)event;
     ((struct office_stub *)ctx)->meter_events++;
 }
 
-static bool office_stub_set_unit_vacant(void *ctx, uint32_t unit, bool vacant)
+static inline bool office_stub_set_unit_vacant(void *ctx, uint32_t unit, bool vacant)
 {
     struct office_stub *stub = ctx;
     bool was = unit < 64 && stub->unit_vacant[unit];
@@ -102,7 +102,7 @@ static bool office_stub_set_unit_vacant(void *ctx, uint32_t unit, bool vacant)
 }
 
 /* (Re)creates the office over the stub's current store, as a restart would. */
-static est_err office_stub_start(struct office_stub *stub)
+static inline est_err office_stub_start(struct office_stub *stub)
 {
     gw_office_destroy(stub->office);
     stub->office = NULL;
@@ -115,10 +115,48 @@ static est_err office_stub_start(struct office_stub *stub)
     return gw_office_create(&host, &stub->office);
 }
 
-static void office_stub_stop(struct office_stub *stub)
+static inline void office_stub_stop(struct office_stub *stub)
 {
     gw_office_destroy(stub->office);
     stub->office = NULL;
+}
+
+/* The demo config (etc/demo, gateway.language=en) with its data in dir, a
+ * store there with the inventory synced, and the office started: the whole
+ * set-up of a test that needs no rule engine. EST_OK or the first error. */
+static inline est_err office_stub_open_demo(struct office_stub *stub, const char *dir,
+                                     const int64_t *clock_ms)
+{
+    const char *src = getenv("ESTATE_SOURCE_DIR");
+    char path[512], data_dir[256];
+    snprintf(path, sizeof path, "%s/etc/demo/estate-gw.conf", src ? src : ESTATE_SOURCE_DIR);
+    snprintf(data_dir, sizeof data_dir, "gateway.data_dir=%s", dir);
+    const char *overrides[] = {data_dir, "gateway.language=en"};
+    struct gw_config_errors errors = {0};
+    est_err err = gw_config_load(path, overrides, 2, &stub->config, &errors);
+    if (err != EST_OK) {
+        gw_config_errors_print(&errors, stderr);
+        gw_config_errors_free(&errors);
+        return err;
+    }
+    stub->clock_ms = clock_ms;
+    char reason[256];
+    err = gw_store_open(dir, false, &stub->store, reason, sizeof reason);
+    if (err == EST_OK)
+        err = gw_store_sync_inventory(stub->store, stub->config, *clock_ms, NULL);
+    if (err == EST_OK)
+        err = office_stub_start(stub);
+    return err;
+}
+
+/* Undoes office_stub_open_demo (and whatever rule engine the test added). */
+static inline void office_stub_close_demo(struct office_stub *stub)
+{
+    office_stub_stop(stub);
+    rule_engine_destroy(stub->rules);
+    gw_store_close(stub->store);
+    gw_config_free(stub->config);
+    memset(stub, 0, sizeof *stub);
 }
 
 #endif
