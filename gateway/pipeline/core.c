@@ -57,16 +57,6 @@ static int64_t default_clock(void) { return est_now_ms(); }
 
 int64_t gw_core_now_ms(const struct gw_core *core) { return core->clock_ms(); }
 
-bool gw_core_lang_zh(const struct gw_core *core)
-{
-    return core->config->gateway.language == GW_LANG_ZH_CN;
-}
-
-const char *gw_core_meter_id(const struct gw_core *core, uint32_t meter)
-{
-    return meter < core->config->nmeters ? core->config->meters[meter].id : "?";
-}
-
 /* ---------------------------------------------------------------- */
 /* Publishing                                                        */
 /* ---------------------------------------------------------------- */

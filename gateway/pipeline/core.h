@@ -142,9 +142,4 @@ int64_t gw_core_now_ms(const struct gw_core *core);
 /* A valve write finished: the office writes it to the patrol log. */
 void gw_incidents_on_valve_result(struct gw_core *core, const struct gw_sample *result);
 
-/* Human-readable language for texts. */
-bool gw_core_lang_zh(const struct gw_core *core);
-/* Subject names. */
-const char *gw_core_meter_id(const struct gw_core *core, uint32_t meter);
-
 #endif
