@@ -11,11 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
-#include "incidents.h"
 #include "log.h"
+#include "office.h"
 #include "payload.h"
-#include "workorders.h"
 
 /* Samples are ~600 bytes and the ring is touched all round, so its size is
  * resident memory: 2048 (1.2 MB) holds four of the core's batches, about
@@ -58,16 +56,6 @@ struct gw_core_call {
 static int64_t default_clock(void) { return est_now_ms(); }
 
 int64_t gw_core_now_ms(const struct gw_core *core) { return core->clock_ms(); }
-
-bool gw_core_lang_zh(const struct gw_core *core)
-{
-    return core->config->gateway.language == GW_LANG_ZH_CN;
-}
-
-const char *gw_core_meter_id(const struct gw_core *core, uint32_t meter)
-{
-    return meter < core->config->nmeters ? core->config->meters[meter].id : "?";
-}
 
 /* ---------------------------------------------------------------- */
 /* Publishing                                                        */
@@ -153,6 +141,132 @@ est_err gw_core_patrol(struct gw_core *core, const char *kind, const char *text,
     err = gw_core_publish_event(core, "patrol", json, false);
     free(json);
     return err;
+}
+
+/* ---------------------------------------------------------------- */
+/* The office's host (office.h)                                      */
+/* ---------------------------------------------------------------- */
+
+static int64_t host_now_ms(void *ctx) { return gw_core_now_ms(ctx); }
+
+static est_err host_publish_event(void *ctx, const char *topic_suffix, const char *payload,
+                                  bool retain)
+{
+    return gw_core_publish_event(ctx, topic_suffix, payload, retain);
+}
+
+static est_err host_patrol(void *ctx, const char *kind, const char *text, int64_t incident,
+                           int64_t workorder, const char *author, const char *detail_json)
+{
+    return gw_core_patrol(ctx, kind, text, incident, workorder, author, detail_json);
+}
+
+static est_err host_request_valve(void *ctx, uint32_t meter, bool close, const char *who)
+{
+    struct gw_core *core = ctx;
+    struct gw_poller *poller = core->pollers[core->config->meters[meter].bus];
+    return poller != NULL ? gw_poller_request_valve(poller, meter, close, who) : EST_ERR_STATE;
+}
+
+static double event_detail(const struct rule_event *e, const char *key)
+{
+    for (size_t i = 0; i < e->ndetail; i++)
+        if (strcmp(e->detail[i].key, key) == 0)
+            return e->detail[i].value;
+    return 0;
+}
+
+/* {"energy_import_kwh":..., ...} of the counters that were read. */
+static char *counters_json(const struct gw_last_counters *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    const struct { const char *key; double value; } rows[] = {
+        {"energy_import_kwh", c->energy_import_kwh}, {"energy_export_kwh", c->energy_export_kwh},
+        {"energy_total_kwh", c->energy_total_kwh},   {"volume_m3", c->volume_m3},
+        {"reverse_volume_m3", c->reverse_volume_m3},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        if (isfinite(rows[i].value))
+            cJSON_AddNumberToObject(o, rows[i].key, rows[i].value);
+    return gw_json_finish(o);
+}
+
+/* A meter incident was stored: the meter's state follows it (offline flag
+ * and status; a replacement records the old meter's last counters and the
+ * new one's first reading, the sample the rule engine is judging). */
+static void host_meter_event(void *ctx, const struct rule_event *e)
+{
+    struct gw_core *core = ctx;
+    struct gw_meter_state *st = &core->meters[e->subject.index];
+    const char *id = core->config->meters[e->subject.index].id;
+    if (e->rule == RULE_METER_OFFLINE) {
+        st->offline = e->transition != RULE_CLEARED;
+        gw_store_set_meter_status(core->store, id,
+                                  st->offline ? GW_STORE_METER_OFFLINE : GW_STORE_METER_OK);
+    } else if (e->rule == RULE_METER_REPLACED && e->transition == RULE_RAISED) {
+        char old_serial[24], new_serial[24];
+        snprintf(old_serial, sizeof old_serial, "%.0f", event_detail(e, "old_serial"));
+        snprintf(new_serial, sizeof new_serial, "%.0f", event_detail(e, "new_serial"));
+        char *last = st->has_last ? counters_json(&st->last_counters) : NULL;
+        char *first = NULL;
+        if (core->feeding != NULL && core->feeding->index == e->subject.index) {
+            cJSON *v = gw_payload_values(&core->feeding->reading);
+            first = v ? gw_json_finish(v) : NULL;
+        }
+        struct gw_store_replacement r = {
+            .meter_id = id, .ts_ms = e->ts_ms, .old_serial = old_serial,
+            .old_last_reading_json = last, .new_serial = new_serial,
+            .new_first_reading_json = first,
+        };
+        gw_store_record_replacement(core->store, &r);
+        free(last);
+        free(first);
+    }
+}
+
+static void host_meter_offline_resumed(void *ctx, uint32_t meter)
+{
+    struct gw_core *core = ctx;
+    core->meters[meter].offline = true;
+}
+
+static bool host_set_unit_vacant(void *ctx, uint32_t unit, bool vacant)
+{
+    struct gw_core *core = ctx;
+    bool was_vacant = core->unit_vacant[unit];
+    core->unit_vacant[unit] = vacant;
+    rule_engine_set_vacant(core->rules, unit, vacant);
+    return was_vacant;
+}
+
+static est_err create_office(struct gw_core *core)
+{
+    struct gw_office_host host = {
+        .ctx = core, .store = core->store, .config = core->config, .rules = core->rules,
+        .now_ms = host_now_ms, .publish_event = host_publish_event, .patrol = host_patrol,
+        .request_valve = host_request_valve, .meter_event = host_meter_event,
+        .meter_offline_resumed = host_meter_offline_resumed,
+        .set_unit_vacant = host_set_unit_vacant,
+    };
+    return gw_office_create(&host, &core->office);
+}
+
+/* The rule engine's callbacks go to the office. */
+static void on_rule_event(void *ctx, const struct rule_event *event)
+{
+    gw_office_on_rule_event(((struct gw_core *)ctx)->office, event);
+}
+
+static void on_rule_action(void *ctx, const struct rule_action *action)
+{
+    gw_office_on_rule_action(((struct gw_core *)ctx)->office, action);
+}
+
+void gw_incidents_on_valve_result(struct gw_core *core, const struct gw_sample *result)
+{
+    gw_office_on_valve_result(core->office, result);
 }
 
 /* Readings go straight to the broker when it is up and nothing older waits;
@@ -661,8 +775,8 @@ static void handle_mqtt_command(struct gw_core *core, const struct gw_mqtt_inbou
         /* An MQTT command names its user; the role comes from the users file. */
         const char *user = gw_command_string(args, "user", 63);
         struct gw_actor actor = {.user = user ? user : "", .role = NULL, .origin = "mqtt"};
-        actor.role = gw_commands_user_role(core, actor.user);
-        result = gw_commands_handle(core, verb, args, &actor);
+        actor.role = gw_commands_user_role(core->office, actor.user);
+        result = gw_commands_handle(core->office, verb, args, &actor);
     }
     if (result != NULL) {
         cJSON *ok = cJSON_GetObjectItemCaseSensitive(result, "ok");
@@ -696,7 +810,7 @@ static bool handle_ctl_request(void *ctx, const struct gw_store_ctl_request *req
         const char *user = gw_command_string(args, "user", 63);
         struct gw_actor actor = {.user = user ? user : "operator", .role = "supervisor",
                                  .origin = "ctl"};
-        result = gw_commands_handle(core, req->verb, args, &actor);
+        result = gw_commands_handle(core->office, req->verb, args, &actor);
     }
     cJSON_Delete(args);
     char *json = gw_json_finish(result);
@@ -742,7 +856,7 @@ static void handle_calls(struct gw_core *core)
         struct gw_actor actor = {.user = call->user, .role = call->role, .origin = "http"};
         bool in_txn = gw_store_begin(core->store) == EST_OK;
         cJSON *result = args && cJSON_IsObject(args)
-                            ? gw_commands_handle(core, call->verb, args, &actor)
+                            ? gw_commands_handle(core->office, call->verb, args, &actor)
                             : gw_command_error(NULL, "arguments are not a JSON object");
         if (in_txn)
             gw_store_commit(core->store);
@@ -862,8 +976,8 @@ static est_err build_rules(struct gw_core *core)
         .nmeters = c->nmeters, .meters = meters, .nunits = c->nunits,
         .unit_vacant = core->unit_vacant, .npanels = c->npanels, .panel_zones = zones,
     };
-    est_err err = rule_engine_create(&c->rules, &topology, gw_incidents_on_rule_event,
-                                     gw_incidents_on_rule_action, core, &core->rules);
+    est_err err = rule_engine_create(&c->rules, &topology, on_rule_event, on_rule_action, core,
+                                     &core->rules);
     free(meters);
     free(zones);
     free(serials);
@@ -922,7 +1036,9 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
     if (err == EST_OK)
         err = build_rules(core);
     if (err == EST_OK)
-        err = gw_incidents_restore(core);
+        err = create_office(core);
+    if (err == EST_OK)
+        err = gw_office_restore_incidents(core->office);
     if (err == EST_OK)
         err = gw_queue_create(sizeof(struct gw_sample), SAMPLE_QUEUE_CAPACITY, &core->samples);
     if (err == EST_OK)
@@ -951,7 +1067,7 @@ static void tick(struct gw_core *core)
     int64_t now = gw_core_now_ms(core);
     bool in_txn = gw_store_begin(core->store) == EST_OK;
     rule_engine_tick(core->rules, now);
-    gw_workorders_tick(core, now);
+    gw_office_tick(core->office, now);
     if (in_txn && gw_store_commit(core->store) != EST_OK)
         gw_error("store: tick commit failed: %s", gw_store_errmsg(core->store));
     handle_ctl_requests(core);
@@ -1136,6 +1252,7 @@ void gw_core_destroy(struct gw_core *core)
     gw_queue_destroy(core->calls);
     gw_queue_destroy(core->inbound);
     gw_queue_destroy(core->samples);
+    gw_office_destroy(core->office);
     rule_engine_destroy(core->rules);
     gw_store_close(core->store);
     free(core->pollers);
