@@ -21,8 +21,8 @@
  * with a growing lockout window; a locked-out login is answered at once
  * with 429 and Retry-After (the server thread never sleeps).
  *
- * Only console_host.c knows the core's layout; everything else holds
- * struct gw_core as an opaque pointer. Functions shared between the files
+ * The console never sees the core: the daemon hands it a struct
+ * gw_console_host, used only in console_host.c. Functions shared between the files
  * are named console_*, the API's handlers route_*; the rest is static. */
 #ifndef GW_CONSOLE_INTERNAL_H
 #define GW_CONSOLE_INTERNAL_H
@@ -80,7 +80,7 @@ struct live_event {
 };
 
 struct gw_http {
-    struct gw_core *core;       /* opaque here: only console_host.c looks inside */
+    struct gw_console_host host; /* the daemon, seen through console_host.c */
     const struct gw_config *config;
     struct MHD_Daemon *daemon;
     char *static_dir;
@@ -139,25 +139,15 @@ typedef enum MHD_Result (*route_fn)(struct api_request *req);
 /* console_host.c: the core, seen through a few calls                  */
 /* ------------------------------------------------------------------ */
 
-/* Gets every event the core publishes, on the core thread; kind is the
- * topic suffix ("alerts", "workorders/12", ...), payload JSON. */
-typedef void (*console_event_fn)(void *ctx, const char *kind, const char *payload);
-
-/* The gateway's configuration (lives as long as the core). */
-const struct gw_config *console_config(const struct gw_core *core);
 /* Runs verb with args_json (an object) on the core thread as user/role from
  * the console; the result JSON (malloc'd) or NULL when it did not answer
  * within timeout_ms. */
 char *console_call_command(struct gw_http *http, const char *verb, const char *args_json,
                            const char *user, const char *role, int timeout_ms);
-/* Registers fn(http, ...) for every core event; before the core runs. */
-est_err console_subscribe_events(struct gw_http *http, console_event_fn fn);
-/* The core's wall clock (replaceable in tests), ms since the epoch. */
+/* Registers fn(http, ...) for every daemon event; before the daemon runs. */
+est_err console_subscribe_events(struct gw_http *http, gw_console_event_fn fn);
+/* The daemon's wall clock (replaceable in tests), ms since the epoch. */
 int64_t console_now_ms(const struct gw_http *http);
-/* Tells the core the console is (console_attach) or is no longer
- * (console_detach) serving. */
-void console_attach(struct gw_http *http);
-void console_detach(struct gw_http *http);
 
 /* ------------------------------------------------------------------ */
 /* server.c: responses and connection details                          */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
+#include "office.h"
 #include "console_internal.h"
 
 #define CORE_CALL_TIMEOUT_MS 5000

@@ -3,9 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
+#include "office.h"
 #include "console_internal.h"
-#include "handover.h"
 #include "payload.h"
 
 #define HISTORY_POINTS_MAX 240        /* history is thinned to this many points */

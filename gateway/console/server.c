@@ -335,13 +335,13 @@ static void http_free(struct gw_http *http)
 }
 
 /* The server's state before it listens; NULL when out of memory. */
-static struct gw_http *http_create(struct gw_core *core, const struct gw_config *config)
+static struct gw_http *http_create(const struct gw_console_host *host)
 {
     struct gw_http *http = calloc(1, sizeof *http);
     if (!http)
         return NULL;
-    http->core = core;
-    http->config = config;
+    http->host = *host;
+    http->config = host->config;
     http->next_event_id = 1;
     pthread_mutex_init(&http->sessions_lock, NULL);
     pthread_mutex_init(&http->throttle_lock, NULL);
@@ -349,7 +349,7 @@ static struct gw_http *http_create(struct gw_core *core, const struct gw_config 
     pthread_cond_init(&http->events_cond, NULL);
     pthread_mutex_init(&http->pool_lock, NULL);
     pthread_cond_init(&http->pool_cond, NULL);
-    http->static_dir = pick_static_dir(config);
+    http->static_dir = pick_static_dir(host->config);
     if (!http->static_dir) {
         http_free(http);
         return NULL;
@@ -374,10 +374,10 @@ static struct MHD_Daemon *start_daemon(struct gw_http *http, struct sockaddr_sto
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, http, MHD_OPTION_END);
 }
 
-est_err gw_http_start(struct gw_core *core, struct gw_http **out)
+est_err gw_http_start(const struct gw_console_host *host, struct gw_http **out)
 {
     *out = NULL;
-    const struct gw_config *config = console_config(core);
+    const struct gw_config *config = host->config;
     if (!config->http.listen || !config->http.listen[0])
         return EST_OK;
     struct sockaddr_storage addr;
@@ -387,7 +387,7 @@ est_err gw_http_start(struct gw_core *core, struct gw_http **out)
         gw_error("http: listen address \"%s\" is not HOST:PORT", config->http.listen);
         return EST_ERR_INVALID;
     }
-    struct gw_http *http = http_create(core, config);
+    struct gw_http *http = http_create(host);
     if (!http)
         return EST_ERR_NOMEM;
     gw_users_set_diag(on_users_problem);
@@ -407,7 +407,6 @@ est_err gw_http_start(struct gw_core *core, struct gw_http **out)
     if (gw_users_enabled_count(config) == 0)
         gw_warn("http: nobody can sign in yet: add users with estate-ctl user add");
     gw_info("http: console on http://%s/ (files from %s)", config->http.listen, http->static_dir);
-    console_attach(http);
     *out = http;
     return EST_OK;
 }
@@ -419,6 +418,5 @@ void gw_http_stop(struct gw_http *http)
     atomic_store(&http->stopping, true);
     console_events_wake_all(http);
     MHD_stop_daemon(http->daemon);
-    console_detach(http);
     http_free(http);
 }

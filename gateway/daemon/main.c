@@ -8,14 +8,28 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "console.h"
 #include "core.h"
 #include "log.h"
-#if __has_include("console.h")
-#include "console.h"
-#define HAVE_HTTP 1
-#endif
 
 static struct gw_core *running_core;
+
+/* The console's view of the core (struct gw_console_host). */
+static char *console_call(void *ctx, const char *verb, const char *args_json,
+                          const struct gw_actor *actor, int timeout_ms)
+{
+    return gw_core_call(ctx, verb, args_json, actor, timeout_ms);
+}
+
+static est_err console_subscribe(void *ctx, gw_console_event_fn fn, void *fn_ctx)
+{
+    return gw_core_add_listener(ctx, fn, fn_ctx);
+}
+
+static int64_t console_now(void *ctx)
+{
+    return gw_core_now_ms(ctx);
+}
 
 static void on_stop_signal(int signo)
 {
@@ -95,16 +109,17 @@ int main(int argc, char **argv)
         gw_config_free(config);
         return 1;
     }
-#ifdef HAVE_HTTP
     struct gw_http *http = NULL;
+    const struct gw_console_host console_host = {
+        .ctx = core, .config = config, .call = console_call,
+        .subscribe = console_subscribe, .now_ms = console_now};
     if (config->http.listen != NULL && config->http.listen[0] != '\0' &&
-        gw_http_start(core, &http) != EST_OK) {
+        gw_http_start(&console_host, &http) != EST_OK) {
         gw_error("http: cannot serve the console on %s", config->http.listen);
         gw_core_destroy(core);
         gw_config_free(config);
         return 1;
     }
-#endif
     running_core = core;
     struct sigaction sa = {0};
     sa.sa_handler = on_stop_signal;
@@ -114,9 +129,7 @@ int main(int argc, char **argv)
     gw_info("estate-gw %s starting: site %s, gateway %s", ESTATE_VERSION, config->gateway.site,
             config->gateway.id);
     err = gw_core_run(core);
-#ifdef HAVE_HTTP
     gw_http_stop(http);
-#endif
     running_core = NULL;
     gw_core_destroy(core);
     gw_config_free(config);

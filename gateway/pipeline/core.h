@@ -108,7 +108,6 @@ struct gw_core {
     gw_core_listener_fn listeners[4];
     void *listener_ctx[4];
     size_t nlisteners;
-    void *http;                    /* the console server (http.h), NULL when off */
 };
 
 est_err gw_core_create(struct gw_config *config, struct gw_core **out);
