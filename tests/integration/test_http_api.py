@@ -84,22 +84,29 @@ def _json(data):
         return data
 
 
+def start_console_stack():
+    """A gateway alone (no broker, no simulator) with the demo users, its
+    console listening."""
+    stack = harness.Stack()
+    users = os.path.join(stack.workdir, "users.conf")
+    shutil.copy(DEMO_USERS, users)
+    os.chmod(users, 0o600)
+    stack.gw_argv += ["--set", f"http.users_file={users}"]
+    stack.gw = harness.Process(stack.gw_argv, os.path.join(stack.workdir, "gw.log"))
+    try:
+        stack.start(broker=False, sim=False, gw=True)
+        harness.wait_port(stack.http_port, 20)
+    except Exception:
+        stack.dump_logs()
+        stack.close()
+        raise
+    return stack
+
+
 class HttpApiTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.stack = harness.Stack()
-        users = os.path.join(cls.stack.workdir, "users.conf")
-        shutil.copy(DEMO_USERS, users)
-        os.chmod(users, 0o600)
-        cls.stack.gw_argv += ["--set", f"http.users_file={users}"]
-        cls.stack.gw = harness.Process(cls.stack.gw_argv, os.path.join(cls.stack.workdir, "gw.log"))
-        try:
-            cls.stack.start(broker=False, sim=False, gw=True)
-            harness.wait_port(cls.stack.http_port, 20)
-        except Exception:
-            cls.stack.dump_logs()
-            cls.stack.close()
-            raise
+        cls.stack = start_console_stack()
         cls.http = Client(f"http://127.0.0.1:{cls.stack.http_port}")
         cls.tokens = {user: cls.http.login(user) for user in PASSWORDS}
 
@@ -424,8 +431,17 @@ class HttpApiTest(unittest.TestCase):
             head += sock.recv(4096)
         return sock, head
 
-    def test_zz_login_throttled(self):
-        """Runs last (the address's counter stays)."""
+
+class LoginThrottleTest(unittest.TestCase):
+    """Its own gateway: the failed logins it makes stay counted against the
+    user and the address, and no other test's failures count here."""
+
+    def setUp(self):
+        self.stack = start_console_stack()
+        self.addCleanup(self.stack.close)
+        self.http = Client(f"http://127.0.0.1:{self.stack.http_port}")
+
+    def test_wrong_passwords_lock_that_user_out_for_a_while(self):
         for _ in range(5):
             status, _, _ = self.http.call("POST", "/api/login",
                                           {"user": "viewer", "password": "wrong"})
