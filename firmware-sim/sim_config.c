@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "est_alloc.h"
+#include "est_override.h"
+
 #define DEFAULT_TICK_MS 200
 #define LARGE_SITE_DEVICES 2000
 #define LARGE_SITE_TICK_MS 1000
@@ -182,112 +185,20 @@ static bool valid_host_port(const char *text)
 
 /* ------------------------------------------------------------ overrides */
 
-/* Finds the element of a list whose "name" or "id" is key. */
-static config_setting_t *list_find(config_setting_t *list, const char *key)
-{
-    int n = config_setting_length(list);
-    for (int i = 0; i < n; i++) {
-        config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
-        const char *name = NULL;
-        if (config_setting_is_group(e) && (config_setting_lookup_string(e, "name", &name) ||
-                                           config_setting_lookup_string(e, "id", &name)) &&
-            strcmp(name, key) == 0)
-            return e;
-    }
-    return NULL;
-}
-
-static bool parse_ll(const char *text, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(text, &end, 0);
-    if (errno != 0 || end == text || *end != '\0')
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_dbl(const char *text, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno != 0 || end == text || *end != '\0' || !isfinite(v))
-        return false;
-    *out = v;
-    return true;
-}
-
-/* Replaces (or adds) parent.name with value, typed like the old setting
- * when it was a string, otherwise inferred: integer, float, bool, string. */
-static bool set_scalar(config_setting_t *parent, const char *name, const char *value)
-{
-    config_setting_t *old = config_setting_get_member(parent, name);
-    bool keep_string = old != NULL && config_setting_type(old) == CONFIG_TYPE_STRING;
-    if (old != NULL) {
-        if (config_setting_is_aggregate(old))
-            return false;
-        config_setting_remove(parent, name);
-    }
-    long long ll;
-    double d;
-    config_setting_t *s;
-    if (!keep_string && parse_ll(value, &ll)) {
-        bool small = ll >= INT32_MIN && ll <= INT32_MAX;
-        s = config_setting_add(parent, name, small ? CONFIG_TYPE_INT : CONFIG_TYPE_INT64);
-        return s != NULL && (small ? config_setting_set_int(s, (int)ll)
-                                   : config_setting_set_int64(s, ll));
-    }
-    if (!keep_string && parse_dbl(value, &d)) {
-        s = config_setting_add(parent, name, CONFIG_TYPE_FLOAT);
-        return s != NULL && config_setting_set_float(s, d);
-    }
-    if (!keep_string && (strcmp(value, "true") == 0 || strcmp(value, "false") == 0)) {
-        s = config_setting_add(parent, name, CONFIG_TYPE_BOOL);
-        return s != NULL && config_setting_set_bool(s, value[0] == 't');
-    }
-    s = config_setting_add(parent, name, CONFIG_TYPE_STRING);
-    return s != NULL && config_setting_set_string(s, value);
-}
-
-/* Applies one "a.b.c=VALUE"; list elements are named by their name/id. */
+/* Applies one "PATH=VALUE" (est_override.h); created keys are typed from
+ * their text, since the getters check libconfig types. */
 static void apply_override(struct loader *ld, config_t *cfg, const char *text)
 {
-    const char *eq = strchr(text, '=');
-    if (eq == NULL || eq == text) {
-        error_at(ld, NULL, "--set %s: expected PATH=VALUE", text);
-        return;
+    struct est_override_result result;
+    est_err err = est_config_override(cfg, text, EST_OVERRIDE_NEW_INFERRED, NULL, &result);
+    if (err != EST_OK) {
+        char *line = est_asprintf("--set %s: %s", text,
+                                  result.message ? result.message : est_strerror(err));
+        if (line != NULL)
+            add_message(ld->errors, line);
+        free(line);
     }
-    char *path = strndup(text, (size_t)(eq - text));
-    if (path == NULL)
-        return;
-    config_setting_t *cur = config_root_setting(cfg);
-    char *save = NULL;
-    char *comp = strtok_r(path, ".", &save);
-    while (comp != NULL) {
-        char *next = strtok_r(NULL, ".", &save);
-        if (next == NULL) {
-            if (!config_setting_is_group(cur) || !set_scalar(cur, comp, eq + 1))
-                error_at(ld, NULL, "--set %s: cannot set %s here", text, comp);
-            break;
-        }
-        config_setting_t *child = NULL;
-        if (config_setting_is_list(cur))
-            child = list_find(cur, comp);
-        else if (config_setting_is_group(cur)) {
-            child = config_setting_get_member(cur, comp);
-            if (child == NULL)
-                child = config_setting_add(cur, comp, CONFIG_TYPE_GROUP);
-        }
-        if (child == NULL || (!config_setting_is_group(child) && !config_setting_is_list(child))) {
-            error_at(ld, NULL, "--set %s: no group or list element \"%s\"", text, comp);
-            break;
-        }
-        cur = child;
-        comp = next;
-    }
-    free(path);
+    free(result.message);
 }
 
 /* ------------------------------------------------------------------ sim */
