@@ -588,7 +588,7 @@ static bool incident_row(void *ctx, const struct gw_store_incident *in)
     cJSON_AddNumberToObject(row, "id", (double)in->id);
     gw_json_add_string_if(row, "rule", in->rule);
     gw_json_add_string_if(row, "severity", in->severity);
-    cJSON_AddStringToObject(row, "state", in->open ? "open" : "cleared");
+    cJSON_AddStringToObject(row, "state", in->open ? "active" : "cleared"); /* SPEC: state=active */
     gw_json_add_string_if(row, "subject_type", in->subject_type);
     gw_json_add_string_if(row, "subject", in->subject);
     if (in->zone >= 0)
