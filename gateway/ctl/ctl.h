@@ -74,6 +74,13 @@ void ctl_print_rows(const struct ctl *c, const cJSON *rows, const struct gw_tabl
 /* Adds a number unless it is NAN. */
 void ctl_add_num(cJSON *o, const char *key, double value);
 
+/* A new object appended to the array rows (a listing's row), or NULL when
+ * out of memory. */
+cJSON *ctl_add_row(cJSON *rows);
+
+/* Adds the JSON text stored for a record (NULL or unparsable: nothing). */
+void ctl_add_parsed(cJSON *o, const char *key, const char *json_text);
+
 /* The store in the config's data_dir, or NULL after printing why. */
 struct gw_store *ctl_open_store(const struct ctl *c, bool readonly);
 /* Prints the store's error about what, closes it; returns EST_EXIT_RUNTIME. */
@@ -83,5 +90,15 @@ int ctl_store_failure(struct gw_store *store, const char *what);
 int ctl_ask_daemon(const struct ctl *c, const char *verb, cJSON *args, cJSON **result);
 /* Prints a refusal and returns 1, or 0 when the result is ok. */
 int ctl_check_result(const struct ctl *c, const cJSON *result);
+/* ctl_ask_daemon, then ctl_check_result; frees args. 0 with *result to
+ * print and free, else the exit code (after printing why, *result NULL). */
+int ctl_request(const struct ctl *c, const char *verb, cJSON *args, cJSON **result);
+/* Prints item as JSON when --json was given; returns whether it did. */
+bool ctl_json_out(const struct ctl *c, const cJSON *item);
+/* The end of a listing verb: when the store failed (err) prints why and
+ * returns EST_EXIT_RUNTIME, else prints rows (ctl_print_rows) and returns 0.
+ * Closes the store and frees rows either way. */
+int ctl_list_done(const struct ctl *c, struct gw_store *store, est_err err, const char *what,
+                  cJSON *rows, const struct gw_table_column *cols, size_t ncols);
 
 #endif

@@ -1,13 +1,10 @@
 /* ctl_common.c - what every estate-ctl verb uses: its arguments (options,
  * positionals, times), output (JSON or table) and the store and daemon. */
-#include <cjson/cJSON.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ctl.h"
 
@@ -241,4 +238,54 @@ int ctl_check_result(const struct ctl *c, const cJSON *result)
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(result, "error");
     fprintf(stderr, "estate-ctl: refused: %s\n", cJSON_IsString(e) ? e->valuestring : "unknown error");
     return EST_EXIT_RUNTIME;
+}
+
+int ctl_request(const struct ctl *c, const char *verb, cJSON *args, cJSON **result)
+{
+    int rc = ctl_ask_daemon(c, verb, args, result);
+    cJSON_Delete(args);
+    if (rc == 0)
+        rc = ctl_check_result(c, *result);
+    if (rc != 0) {
+        cJSON_Delete(*result);
+        *result = NULL;
+    }
+    return rc;
+}
+
+bool ctl_json_out(const struct ctl *c, const cJSON *item)
+{
+    if (c->json)
+        ctl_print_json(item);
+    return c->json;
+}
+
+int ctl_list_done(const struct ctl *c, struct gw_store *store, est_err err, const char *what,
+                  cJSON *rows, const struct gw_table_column *cols, size_t ncols)
+{
+    if (err != EST_OK) {
+        cJSON_Delete(rows);
+        return ctl_store_failure(store, what);
+    }
+    gw_store_close(store);
+    ctl_print_rows(c, rows, cols, ncols);
+    cJSON_Delete(rows);
+    return 0;
+}
+
+cJSON *ctl_add_row(cJSON *rows)
+{
+    cJSON *row = cJSON_CreateObject();
+    if (row != NULL && !cJSON_AddItemToArray(rows, row)) {
+        cJSON_Delete(row);
+        row = NULL;
+    }
+    return row;
+}
+
+void ctl_add_parsed(cJSON *o, const char *key, const char *json_text)
+{
+    cJSON *value = json_text != NULL ? cJSON_Parse(json_text) : NULL;
+    if (value != NULL)
+        cJSON_AddItemToObject(o, key, value);
 }

@@ -1,22 +1,9 @@
 /* ctl_incidents.c - estate-ctl incidents: open ones, or all with --all. */
-#include <cjson/cJSON.h>
-#include <errno.h>
-#include <inttypes.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
 #include "ctl.h"
-
-/* ------------------------------------------------------------------ */
-/* incidents                                                           */
-/* ------------------------------------------------------------------ */
 
 static bool incident_row(void *ctx, const struct gw_store_incident *in)
 {
-    cJSON *row = cJSON_CreateObject();
+    cJSON *row = ctl_add_row(ctx);
     if (row == NULL)
         return false;
     cJSON_AddNumberToObject(row, "id", (double)in->id);
@@ -33,12 +20,7 @@ static bool incident_row(void *ctx, const struct gw_store_incident *in)
     gw_json_add_string_if(row, "text", in->text);
     gw_json_add_string_if(row, "confirmed_by", in->confirmed_by);
     gw_json_add_string_if(row, "disputed_by", in->disputed_by);
-    if (in->detail_json != NULL) {
-        cJSON *detail = cJSON_Parse(in->detail_json);
-        if (detail != NULL)
-            cJSON_AddItemToObject(row, "detail", detail);
-    }
-    cJSON_AddItemToArray(ctx, row);
+    ctl_add_parsed(row, "detail", in->detail_json);
     return true;
 }
 
@@ -54,17 +36,10 @@ int ctl_verb_incidents(struct ctl *c)
     cJSON *rows = cJSON_CreateArray();
     est_err err = all ? gw_store_incidents_between(store, 0, INT64_MAX, incident_row, rows)
                       : gw_store_incidents_open(store, incident_row, rows);
-    if (err != EST_OK) {
-        cJSON_Delete(rows);
-        return ctl_store_failure(store, "incidents");
-    }
-    gw_store_close(store);
     static const struct gw_table_column cols[] = {
         {"id", "id"}, {"rule", "rule"}, {"severity", "severity"}, {"state", "state"},
         {"subject", "subject"}, {"zone", "zone"}, {"raised", "raised"}, {"cleared", "cleared"},
         {"confirmed by", "confirmed_by"}, {"text", "text"},
     };
-    ctl_print_rows(c, rows, cols, COUNT_OF(cols));
-    cJSON_Delete(rows);
-    return 0;
+    return ctl_list_done(c, store, err, "incidents", rows, cols, COUNT_OF(cols));
 }

@@ -1,9 +1,6 @@
 /* ctl_inventory.c - estate-ctl inventory (list, import FILE.csv) and
  * readings. */
-#include <cjson/cJSON.h>
 #include <errno.h>
-#include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +31,7 @@ static void add_key_value(cJSON *row, const char *kind, const char *values_json)
 
 static bool inventory_row(void *ctx, const struct gw_store_meter *m)
 {
-    cJSON *row = cJSON_CreateObject();
+    cJSON *row = ctl_add_row(ctx);
     if (row == NULL)
         return false;
     gw_json_add_string_if(row, "id", m->id);
@@ -53,7 +50,6 @@ static bool inventory_row(void *ctx, const struct gw_store_meter *m)
     gw_json_add_string_if(row, "status", m->removed ? "removed" : m->status);
     gw_json_add_ts_if(row, "last_good", m->last_good_ms);
     add_key_value(row, m->kind, m->last_values_json);
-    cJSON_AddItemToArray(ctx, row);
     return true;
 }
 
@@ -63,11 +59,7 @@ static int verb_inventory_list(struct ctl *c)
     if (store == NULL)
         return EST_EXIT_RUNTIME;
     cJSON *rows = cJSON_CreateArray();
-    if (gw_store_meters_list(store, inventory_row, rows) != EST_OK) {
-        cJSON_Delete(rows);
-        return ctl_store_failure(store, "inventory");
-    }
-    gw_store_close(store);
+    est_err err = gw_store_meters_list(store, inventory_row, rows);
     static const struct gw_table_column cols[] = {
         {"id", "id"}, {"kind", "kind"}, {"category", "category"}, {"unit/location", "where"},
         {"driver", "driver"}, {"bus", "bus"}, {"slave", "slave"}, {"serial", "serial"},
@@ -81,11 +73,8 @@ static int verb_inventory_list(struct ctl *c)
         {"volume_m3", "volume_m3"},
     };
     if (c->csv)
-        ctl_print_rows(c, rows, csv_cols, COUNT_OF(csv_cols));
-    else
-        ctl_print_rows(c, rows, cols, COUNT_OF(cols));
-    cJSON_Delete(rows);
-    return 0;
+        return ctl_list_done(c, store, err, "inventory", rows, csv_cols, COUNT_OF(csv_cols));
+    return ctl_list_done(c, store, err, "inventory", rows, cols, COUNT_OF(cols));
 }
 
 /* Copies src over dst atomically (dst.new, fsync, rename). */
@@ -213,7 +202,7 @@ struct readings_ctx {
 static bool reading_row(void *ctx, const struct gw_store_reading_row *r)
 {
     struct readings_ctx *x = ctx;
-    cJSON *row = cJSON_CreateObject();
+    cJSON *row = ctl_add_row(x->rows);
     if (row == NULL)
         return false;
     gw_json_add_string_if(row, "meter", r->meter_id ? r->meter_id : x->meter_id);
@@ -224,12 +213,7 @@ static bool reading_row(void *ctx, const struct gw_store_reading_row *r)
     ctl_add_num(row, "power_w", r->values.power_w);
     ctl_add_num(row, "volume_m3", r->values.volume_m3);
     ctl_add_num(row, "flow_m3h", r->values.flow_m3h);
-    if (r->values_json != NULL) {
-        cJSON *values = cJSON_Parse(r->values_json);
-        if (values != NULL)
-            cJSON_AddItemToObject(row, "values", values);
-    }
-    cJSON_AddItemToArray(x->rows, row);
+    ctl_add_parsed(row, "values", r->values_json);
     return true;
 }
 
@@ -265,17 +249,10 @@ int ctl_verb_readings(struct ctl *c)
             err = gw_store_readings_history(store, rid, since_ms, INT64_MAX, (size_t)limit,
                                             reading_row, &x);
     }
-    if (err != EST_OK) {
-        cJSON_Delete(x.rows);
-        return ctl_store_failure(store, "readings");
-    }
-    gw_store_close(store);
     static const struct gw_table_column cols[] = {
         {"meter", "meter"}, {"ts", "ts"}, {"quality", "quality"},
         {"import kWh", "energy_import_kwh"}, {"export kWh", "energy_export_kwh"},
         {"power W", "power_w"}, {"volume m3", "volume_m3"}, {"flow m3/h", "flow_m3h"},
     };
-    ctl_print_rows(c, x.rows, cols, COUNT_OF(cols));
-    cJSON_Delete(x.rows);
-    return 0;
+    return ctl_list_done(c, store, err, "readings", x.rows, cols, COUNT_OF(cols));
 }

@@ -1,22 +1,13 @@
 /* ctl_patrol.c - estate-ctl patrol log, verify, anchor and checkin. */
-#include <cjson/cJSON.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ctl.h"
 
-/* ------------------------------------------------------------------ */
-/* patrol                                                              */
-/* ------------------------------------------------------------------ */
-
 static bool patrol_row(void *ctx, const struct gw_store_patrol_entry *e)
 {
-    cJSON *row = cJSON_CreateObject();
+    cJSON *row = ctl_add_row(ctx);
     if (row == NULL)
         return false;
     cJSON_AddNumberToObject(row, "seq", (double)e->seq);
@@ -34,7 +25,6 @@ static bool patrol_row(void *ctx, const struct gw_store_patrol_entry *e)
     char short_hash[13];
     snprintf(short_hash, sizeof short_hash, "%.12s", e->hash);
     cJSON_AddStringToObject(row, "hash12", short_hash);
-    cJSON_AddItemToArray(ctx, row);
     return true;
 }
 
@@ -57,11 +47,7 @@ static int patrol_log(struct ctl *c)
     if (store == NULL)
         return EST_EXIT_RUNTIME;
     cJSON *rows = cJSON_CreateArray();
-    if (gw_store_patrol_list(store, since, (size_t)limit, patrol_row, rows) != EST_OK) {
-        cJSON_Delete(rows);
-        return ctl_store_failure(store, "patrol log");
-    }
-    gw_store_close(store);
+    est_err err = gw_store_patrol_list(store, since, (size_t)limit, patrol_row, rows);
     static const struct gw_table_column cols[] = {
         {"seq", "seq"}, {"ts", "ts"}, {"kind", "kind"}, {"author", "author"},
         {"incident", "incident"}, {"workorder", "workorder"}, {"text", "text"}, {"hash", "hash12"},
@@ -72,11 +58,8 @@ static int patrol_log(struct ctl *c)
         {"detail", "detail"}, {"prev_hash", "prev_hash"}, {"hash", "hash"},
     };
     if (c->csv)
-        ctl_print_rows(c, rows, csv_cols, COUNT_OF(csv_cols));
-    else
-        ctl_print_rows(c, rows, cols, COUNT_OF(cols));
-    cJSON_Delete(rows);
-    return 0;
+        return ctl_list_done(c, store, err, "patrol log", rows, csv_cols, COUNT_OF(csv_cols));
+    return ctl_list_done(c, store, err, "patrol log", rows, cols, COUNT_OF(cols));
 }
 
 static int patrol_verify(struct ctl *c)
@@ -183,16 +166,9 @@ static int patrol_checkin(struct ctl *c)
     if (verdict != NULL)
         cJSON_AddStringToObject(args, "verdict", verdict);
     cJSON *result = NULL;
-    int rc = ctl_ask_daemon(c, "patrol-checkin", args, &result);
-    cJSON_Delete(args);
-    if (rc == 0)
-        rc = ctl_check_result(c, result);
-    if (rc == 0) {
-        if (c->json)
-            ctl_print_json(result);
-        else
-            printf("check-in recorded\n");
-    }
+    int rc = ctl_request(c, "patrol-checkin", args, &result);
+    if (rc == 0 && !ctl_json_out(c, result))
+        printf("check-in recorded\n");
     cJSON_Delete(result);
     return rc;
 }

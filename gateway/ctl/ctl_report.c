@@ -1,20 +1,10 @@
 /* ctl_report.c - estate-ctl report: consumption, balance, offline and
  * replaced meters over a range of days. */
-#include <cjson/cJSON.h>
-#include <errno.h>
-#include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ctl.h"
 #include "report.h"
-
-/* ------------------------------------------------------------------ */
-/* report                                                              */
-/* ------------------------------------------------------------------ */
 
 int ctl_verb_report(struct ctl *c)
 {

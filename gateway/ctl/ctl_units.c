@@ -1,12 +1,6 @@
 /* ctl_units.c - estate-ctl unit ID occupancy vacant|occupied. */
-#include <cjson/cJSON.h>
-#include <errno.h>
-#include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ctl.h"
 
@@ -27,16 +21,9 @@ int ctl_verb_unit(struct ctl *c)
     cJSON_AddStringToObject(args, "unit", unit);
     cJSON_AddStringToObject(args, "occupancy", value);
     cJSON *result = NULL;
-    int rc = ctl_ask_daemon(c, "occupancy", args, &result);
-    cJSON_Delete(args);
-    if (rc == 0)
-        rc = ctl_check_result(c, result);
-    if (rc == 0) {
-        if (c->json)
-            ctl_print_json(result);
-        else
-            printf("unit %s is now %s\n", unit, value);
-    }
+    int rc = ctl_request(c, "occupancy", args, &result);
+    if (rc == 0 && !ctl_json_out(c, result))
+        printf("unit %s is now %s\n", unit, value);
     cJSON_Delete(result);
     return rc;
 }

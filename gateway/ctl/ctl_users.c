@@ -1,12 +1,5 @@
 /* ctl_users.c - estate-ctl user ...: hands over to the users module. */
-#include <cjson/cJSON.h>
-#include <errno.h>
-#include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 #include "ctl.h"
 #if __has_include("users.h")

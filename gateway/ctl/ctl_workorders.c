@@ -1,13 +1,9 @@
 /* ctl_workorders.c - estate-ctl workorders, workorder ID [ACTION],
  * workorder create and handover. */
-#include <cjson/cJSON.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ctl.h"
 #include "handover.h"
@@ -24,7 +20,7 @@ struct orders_ctx {
 static bool order_row(void *ctx, const struct gw_store_workorder *wo)
 {
     struct orders_ctx *x = ctx;
-    cJSON *row = cJSON_CreateObject();
+    cJSON *row = ctl_add_row(x->rows);
     if (row == NULL)
         return false;
     cJSON_AddNumberToObject(row, "id", (double)wo->id);
@@ -46,7 +42,6 @@ static bool order_row(void *ctx, const struct gw_store_workorder *wo)
     cJSON_AddBoolToObject(row, "overdue", gw_workorder_overdue(wo, x->now_ms));
     cJSON_AddBoolToObject(row, "escalated", wo->escalated);
     gw_json_add_string_if(row, "description", wo->description);
-    cJSON_AddItemToArray(x->rows, row);
     return true;
 }
 
@@ -86,20 +81,13 @@ int ctl_verb_workorders(struct ctl *c)
     struct orders_ctx x = {.rows = cJSON_CreateArray(), .now_ms = est_now_ms()};
     est_err err = gw_store_workorders_list(store, states, nstates, order_row, &x);
     free(buf);
-    if (err != EST_OK) {
-        cJSON_Delete(x.rows);
-        return ctl_store_failure(store, "work orders");
-    }
-    gw_store_close(store);
     static const struct gw_table_column cols[] = {
         {"id", "id"}, {"state", "state"}, {"category", "category"}, {"unit/location", "where"},
         {"assignee", "assignee"}, {"opened", "opened"}, {"arrive due", "arrive_due"},
         {"resolve due", "resolve_due"}, {"overdue", "overdue"}, {"escalated", "escalated"},
         {"description", "description"},
     };
-    ctl_print_rows(c, x.rows, cols, COUNT_OF(cols));
-    cJSON_Delete(x.rows);
-    return 0;
+    return ctl_list_done(c, store, err, "work orders", x.rows, cols, COUNT_OF(cols));
 }
 
 static void print_order_text(const cJSON *o)
@@ -184,19 +172,14 @@ static int collect_workorder_options(struct ctl *c, cJSON *args)
     return ctl_leftover_arguments(c);
 }
 
+/* Sends the action in args to the daemon; frees args. */
 static int run_workorder_action(struct ctl *c, cJSON *args)
 {
     cJSON *result = NULL;
-    int rc = ctl_ask_daemon(c, "workorder", args, &result);
-    if (rc == 0)
-        rc = ctl_check_result(c, result);
-    if (rc == 0) {
-        const cJSON *o = cJSON_GetObjectItemCaseSensitive(result, "workorder");
-        if (c->json)
-            ctl_print_json(result);
-        else if (o != NULL)
-            print_order_text(o);
-    }
+    int rc = ctl_request(c, "workorder", args, &result);
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(result, "workorder");
+    if (rc == 0 && !ctl_json_out(c, result) && o != NULL)
+        print_order_text(o);
     cJSON_Delete(result);
     return rc;
 }
@@ -227,10 +210,11 @@ int ctl_verb_workorder(struct ctl *c)
         cJSON_AddStringToObject(args, "action", action);
         rc = collect_workorder_options(c, args);
     }
-    if (rc == 0)
-        rc = run_workorder_action(c, args);
-    cJSON_Delete(args);
-    return rc;
+    if (rc != 0) {
+        cJSON_Delete(args);
+        return rc;
+    }
+    return run_workorder_action(c, args);
 }
 
 /* ------------------------------------------------------------------ */
@@ -308,18 +292,11 @@ int ctl_verb_handover(struct ctl *c)
     if (note != NULL)
         cJSON_AddStringToObject(args, "note", note);
     cJSON *result = NULL;
-    int rc = ctl_ask_daemon(c, "handover", args, &result);
-    cJSON_Delete(args);
-    if (rc == 0)
-        rc = ctl_check_result(c, result);
-    if (rc == 0) {
-        const cJSON *text = cJSON_GetObjectItemCaseSensitive(result, "text");
-        if (c->json)
-            ctl_print_json(result);
-        else
-            print_handover(c, cJSON_GetObjectItemCaseSensitive(result, "handover"),
-                           cJSON_IsString(text) ? text->valuestring : NULL);
-    }
+    int rc = ctl_request(c, "handover", args, &result);
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(result, "text");
+    if (rc == 0 && !ctl_json_out(c, result))
+        print_handover(c, cJSON_GetObjectItemCaseSensitive(result, "handover"),
+                       cJSON_IsString(text) ? text->valuestring : NULL);
     cJSON_Delete(result);
     return rc;
 }
