@@ -1651,14 +1651,9 @@ static void csv_load(struct loader *L, const char *csv_path, struct gw_meter_con
     size_t ncolumns = e == EST_OK ? rec.nfields : 0;
     size_t cap = *nrows;
     while (e == EST_OK && (e = csv_reader_next(r, &rec)) == EST_OK) {
-        if (*nrows == cap) { /* grow geometrically, trimmed below */
-            cap = cap < 64 ? 64 : cap * 2;
-            struct gw_meter_config *grown = realloc(*rows, cap * sizeof *grown);
-            if (!grown) {
-                e = EST_ERR_NOMEM;
-                break;
-            }
-            *rows = grown;
+        if (EST_VEC_RESERVE(*rows, cap, *nrows + 1) != EST_OK) { /* trimmed below */
+            e = EST_ERR_NOMEM;
+            break;
         }
         csv_meter(L, &rec, csv_path, columns, ncolumns, &(*rows)[(*nrows)++]);
     }
