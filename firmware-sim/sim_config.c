@@ -26,7 +26,9 @@ struct loader {
     struct sim_setup *setup;
     struct sim_world *world;
     char **parent_ids;                /* per device: its parent's id, or NULL */
+    size_t parent_ids_cap;
     const config_setting_t **where;   /* per device: its setting (for messages) */
+    size_t where_cap;
     size_t ndevices;
     bool tick_set;                    /* sim.tick_ms given explicitly */
 };
@@ -35,10 +37,8 @@ struct loader {
 
 static void add_message(struct sim_config_errors *errors, const char *text)
 {
-    char **grown = realloc(errors->messages, (errors->count + 1) * sizeof *grown);
-    if (grown == NULL)
+    if (EST_VEC_RESERVE(errors->messages, errors->cap, errors->count + 1) != EST_OK)
         return;
-    errors->messages = grown;
     errors->messages[errors->count] = strdup(text);
     if (errors->messages[errors->count] != NULL)
         errors->count++;
@@ -71,7 +71,7 @@ void sim_config_errors_free(struct sim_config_errors *errors)
         free(errors->messages[i]);
     free(errors->messages);
     errors->messages = NULL;
-    errors->count = 0;
+    errors->count = errors->cap = 0;
 }
 
 /* -------------------------------------------------------------- getters */
@@ -491,13 +491,9 @@ static void load_device(struct loader *ld, const config_setting_t *g)
         "location", NULL};
     check_keys(ld, g, keys);
     struct sim_device *dev = sim_world_add_device(ld->world);
-    char **ids = realloc(ld->parent_ids, ld->world->ndevices * sizeof *ids);
-    if (ids != NULL)
-        ld->parent_ids = ids;
-    const config_setting_t **where = realloc(ld->where, ld->world->ndevices * sizeof *where);
-    if (where != NULL)
-        ld->where = where;
-    if (dev == NULL || ids == NULL || where == NULL) {
+    size_t n = ld->world->ndevices;
+    if (dev == NULL || EST_VEC_RESERVE(ld->parent_ids, ld->parent_ids_cap, n) != EST_OK ||
+        EST_VEC_RESERVE(ld->where, ld->where_cap, n) != EST_OK) {
         error_at(ld, g, "out of memory");
         return;
     }
@@ -603,11 +599,9 @@ static void load_step(struct loader *ld, const config_setting_t *g)
     if (ld->errors->count != before)
         return;
     struct sim_setup *setup = ld->setup;
-    struct sim_scenario_step *steps =
-        realloc(setup->scenario, (setup->nscenario + 1) * sizeof *steps);
-    if (steps == NULL)
+    if (EST_VEC_RESERVE(setup->scenario, setup->scenario_cap, setup->nscenario + 1) != EST_OK)
         return;
-    setup->scenario = steps;
+    struct sim_scenario_step *steps = setup->scenario;
     steps[setup->nscenario].at_ms = (int64_t)llround(at_s * 1000.0);
     steps[setup->nscenario].seq = setup->nscenario;
     steps[setup->nscenario].action = action;
@@ -750,7 +744,7 @@ static void load_tree(struct loader *ld, config_t *cfg, const struct sim_generat
         /* Steps were still checked; tests that drive events themselves turn them off. */
         free(ld->setup->scenario);
         ld->setup->scenario = NULL;
-        ld->setup->nscenario = 0;
+        ld->setup->nscenario = ld->setup->scenario_cap = 0;
     }
 }
 

@@ -94,12 +94,10 @@ static char *display_file(const struct loader *L, const char *file)
 
 static void errors_push(struct gw_config_errors *e, char *msg)
 {
-    char **p = realloc(e->messages, (e->count + 1) * sizeof *p);
-    if (!p) {
+    if (EST_VEC_RESERVE(e->messages, e->cap, e->count + 1) != EST_OK) {
         free(msg);
         return;
     }
-    e->messages = p;
     e->messages[e->count++] = msg;
 }
 
@@ -157,13 +155,10 @@ static const char *intern_file(struct loader *L, const char *name)
     for (size_t i = c->nfile_names; i-- > 0;) /* the latest is the likeliest */
         if (strcmp(c->file_names[i], name) == 0)
             return c->file_names[i];
-    char **grown = realloc(c->file_names, (c->nfile_names + 1) * sizeof *grown);
-    if (!grown)
+    if (EST_VEC_RESERVE(c->file_names, c->file_names_cap, c->nfile_names + 1) != EST_OK ||
+        !(c->file_names[c->nfile_names] = strdup(name)))
         return NULL;
-    c->file_names = grown;
-    if (!(grown[c->nfile_names] = strdup(name)))
-        return NULL;
-    return grown[c->nfile_names++];
+    return c->file_names[c->nfile_names++];
 }
 
 /* File name to store in a struct for a where (the config owns it). */
@@ -2179,7 +2174,7 @@ void gw_config_errors_free(struct gw_config_errors *errors)
         return;
     free_strings(errors->messages, errors->count);
     errors->messages = NULL;
-    errors->count = 0;
+    errors->count = errors->cap = 0;
 }
 
 void gw_config_errors_print(const struct gw_config_errors *errors, FILE *out)
