@@ -15,7 +15,6 @@
 /* Command-line helpers                                                */
 /* ------------------------------------------------------------------ */
 
-int ctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int ctl_usage_error(const char *fmt, ...)
 {
     va_list ap;

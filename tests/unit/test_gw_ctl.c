@@ -1,10 +1,11 @@
-/* test_gw_ctl.c - estate-ctl (gateway/ctl_main.c) run as a program against a
+/* test_gw_ctl.c - estate-ctl (gateway/ctl/) run as a program against a
  * store in a temporary directory, with this test playing the daemon's part
  * where a verb goes through the request queue; plus the consumption report
  * (gateway/report.c) on hand-made snapshots.
  * Covers: usage and config errors (exit 2), patrol verify naming an edited,
  * deleted or inserted entry (exit 1), a work-order action and a refusal
- * through the queue, "gateway not running" (exit 1), inventory import
+ * through the queue, "gateway not running" (exit 1), an open incident
+ * shown as "active" (text and --json), inventory import
  * (all or nothing, FILE:LINE), and report figures. */
 #include <setjmp.h>
 #include <stdarg.h>
