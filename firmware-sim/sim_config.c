@@ -49,20 +49,20 @@ static void error_at(struct loader *ld, const config_setting_t *s, const char *f
 
 static void error_at(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
 {
-    char msg[512], line[700];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    char *msg = est_vasprintf(fmt, ap);
     va_end(ap);
     const char *file = s ? config_setting_source_file(s) : NULL;
     unsigned lineno = s ? config_setting_source_line(s) : 0;
     if (file == NULL)
         file = lineno ? (ld->path ? ld->path : "(config)") : "--set";
-    if (lineno)
-        snprintf(line, sizeof line, "%s:%u: %s", file, lineno, msg);
-    else
-        snprintf(line, sizeof line, "%s: %s", file, msg);
-    add_message(ld->errors, line);
+    char *line = lineno ? est_asprintf("%s:%u: %s", file, lineno, msg ? msg : "out of memory")
+                        : est_asprintf("%s: %s", file, msg ? msg : "out of memory");
+    if (line != NULL)
+        add_message(ld->errors, line);
+    free(line);
+    free(msg);
 }
 
 void sim_config_errors_free(struct sim_config_errors *errors)
