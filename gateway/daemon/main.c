@@ -1,6 +1,5 @@
 /* main.c - estate-gw, the gateway daemon: loads the config, then runs the
  * core (pollers -> rules -> store -> MQTT) and the console until SIGTERM. */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +9,7 @@
 #include "config.h"
 #include "console.h"
 #include "core.h"
+#include "est_cli.h"
 #include "log.h"
 
 static struct gw_core *running_core;
@@ -52,40 +52,49 @@ static void usage(FILE *out)
             "Exit status: 0 ok, 1 runtime failure, 2 bad usage or bad config.\n");
 }
 
+/* Reads the command line into cli; returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, struct est_cli *cli, bool *check_only)
+{
+    for (int i = 1; i < argc; i++) {
+        enum est_cli_take taken = est_cli_take(cli, argc, argv, &i);
+        if (taken == EST_CLI_EXIT)
+            return cli->exit_code;
+        if (taken == EST_CLI_TAKEN)
+            continue;
+        if (taken == EST_CLI_NO_VALUE)
+            fprintf(stderr, "estate-gw: %s needs a value\n", argv[i]);
+        else if (strcmp(argv[i], "--check-config") == 0) {
+            *check_only = true;
+            continue;
+        } else if (argv[i][0] == '-')
+            fprintf(stderr, "estate-gw: unknown option '%s'\n", argv[i]);
+        else
+            fprintf(stderr, "estate-gw: unexpected argument\n");
+        usage(stderr);
+        return EST_EXIT_USAGE;
+    }
+    if (cli->config_path == NULL) {
+        fprintf(stderr, "estate-gw: -c FILE is required\n");
+        usage(stderr);
+        return EST_EXIT_USAGE;
+    }
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},   {"set", required_argument, NULL, 's'},
-        {"check-config", no_argument, NULL, 'k'},   {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
-    };
-    const char *config_path = NULL;
+    struct est_cli cli = {.program = "estate-gw", .usage = usage};
     bool check_only = false;
-    const char **overrides = calloc((size_t)argc + 1, sizeof *overrides);
-    size_t noverrides = 0;
-    if (overrides == NULL)
-        return 1;
-    int opt;
-    while ((opt = getopt_long(argc, argv, "c:hV", options, NULL)) != -1) {
-        switch (opt) {
-        case 'c': config_path = optarg; break;
-        case 's': overrides[noverrides++] = optarg; break;
-        case 'k': check_only = true; break;
-        case 'h': usage(stdout); free(overrides); return 0;
-        case 'V': printf("estate-gw %s\n", ESTATE_VERSION); free(overrides); return 0;
-        default: usage(stderr); free(overrides); return 2;
-        }
+    int code = parse_args(argc, argv, &cli, &check_only);
+    if (code >= 0) {
+        est_cli_free(&cli);
+        return code;
     }
-    if (config_path == NULL || optind != argc) {
-        fprintf(stderr, "estate-gw: %s\n", config_path == NULL ? "-c FILE is required" : "unexpected argument");
-        usage(stderr);
-        free(overrides);
-        return 2;
-    }
+    const char *config_path = cli.config_path;
     struct gw_config *config = NULL;
     struct gw_config_errors errors = {0};
-    est_err err = gw_config_load(config_path, overrides, noverrides, &config, &errors);
-    free(overrides);
+    est_err err = gw_config_load(config_path, cli.sets, cli.nsets, &config, &errors);
+    est_cli_free(&cli);
     if (err != EST_OK) {
         for (size_t i = 0; i < errors.count; i++)
             fprintf(stderr, "%s\n", errors.messages[i]);

@@ -1,10 +1,11 @@
-/* test_gw_ctl.c - estate-ctl (gateway/ctl_main.c) run as a program against a
+/* test_gw_ctl.c - estate-ctl (gateway/ctl/) run as a program against a
  * store in a temporary directory, with this test playing the daemon's part
  * where a verb goes through the request queue; plus the consumption report
  * (gateway/report.c) on hand-made snapshots.
  * Covers: usage and config errors (exit 2), patrol verify naming an edited,
  * deleted or inserted entry (exit 1), a work-order action and a refusal
- * through the queue, "gateway not running" (exit 1), inventory import
+ * through the queue, "gateway not running" (exit 1), an open incident
+ * shown as "active" (text and --json), inventory import
  * (all or nothing, FILE:LINE), and report figures. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -320,6 +321,37 @@ static void test_gateway_not_running(void **state)
     assert_non_null(strstr(r.err, "is estate-gw running"));
 }
 
+static void test_incident_state_reads_active(void **state)
+{
+    struct fixture *f = *state;
+    struct gw_store_incident in = {.rule = "reverse_energy", .subject_type = "meter",
+                                   .subject = "E-1-102", .zone = -1, .severity = "major",
+                                   .since_ms = fake_now_ms, .raised_ms = fake_now_ms, .text = "backwards"};
+    int64_t open_id = 0, cleared_id = 0;
+    assert_int_equal(gw_store_incident_open(f->core.store, &in, &open_id, NULL), EST_OK);
+    in.subject = "E-1-101";
+    assert_int_equal(gw_store_incident_open(f->core.store, &in, &cleared_id, NULL), EST_OK);
+    assert_int_equal(gw_store_incident_clear(f->core.store, cleared_id, fake_now_ms + 1000), EST_OK);
+
+    /* SPEC: an open incident's state is "active" (state=active, alerts/active/<id>) */
+    struct run r;
+    RUN(f, &r, "incidents", "--all", "--json");
+    assert_int_equal(r.status, 0);
+    cJSON *rows = cJSON_Parse(r.out);
+    assert_int_equal(cJSON_GetArraySize(rows), 2);
+    for (int i = 0; i < 2; i++) {
+        const cJSON *row = cJSON_GetArrayItem(rows, i);
+        int64_t id = (int64_t)cJSON_GetObjectItemCaseSensitive(row, "id")->valuedouble;
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(row, "state")->valuestring,
+                            id == open_id ? "active" : "cleared");
+    }
+    cJSON_Delete(rows);
+    RUN(f, &r, "incidents");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, " active "));
+    assert_null(strstr(r.out, " open "));
+}
+
 static void write_text(const char *path, const char *text)
 {
     FILE *out = fopen(path, "w");
@@ -443,6 +475,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_patrol_verify_names_deleted_and_inserted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workorder_action_through_the_daemon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gateway_not_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_incident_state_reads_active, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inventory_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_consumption_and_balance, setup, teardown),
     };
