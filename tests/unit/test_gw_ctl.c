@@ -328,10 +328,10 @@ static void test_incident_state_reads_active(void **state)
                                    .subject = "E-1-102", .zone = -1, .severity = "major",
                                    .since_ms = fake_now_ms, .raised_ms = fake_now_ms, .text = "backwards"};
     int64_t open_id = 0, cleared_id = 0;
-    assert_int_equal(gw_store_incident_open(f->core.store, &in, &open_id, NULL), EST_OK);
+    assert_int_equal(gw_store_incident_open(f->host.store, &in, &open_id, NULL), EST_OK);
     in.subject = "E-1-101";
-    assert_int_equal(gw_store_incident_open(f->core.store, &in, &cleared_id, NULL), EST_OK);
-    assert_int_equal(gw_store_incident_clear(f->core.store, cleared_id, fake_now_ms + 1000), EST_OK);
+    assert_int_equal(gw_store_incident_open(f->host.store, &in, &cleared_id, NULL), EST_OK);
+    assert_int_equal(gw_store_incident_clear(f->host.store, cleared_id, fake_now_ms + 1000), EST_OK);
 
     /* SPEC: an open incident's state is "active" (state=active, alerts/active/<id>) */
     struct run r;
