@@ -34,6 +34,15 @@ static const char *unit_id(const struct gw_config *config, int unit)
     return unit >= 0 && (size_t)unit < config->nunits ? config->units[unit].id : NULL;
 }
 
+/* The id of meter index value, or NULL when it is not a meter index. */
+static const char *meter_id_of_index(const struct gw_config *config, double value)
+{
+    if (config == NULL || !isfinite(value) || value < 0 || value != floor(value) ||
+        value >= (double)config->nmeters)
+        return NULL;
+    return config->meters[(size_t)value].id;
+}
+
 const char *gw_view_incident_state(const struct gw_store_incident *incident,
                                    enum gw_incident_transition transition)
 {
@@ -41,7 +50,7 @@ const char *gw_view_incident_state(const struct gw_store_incident *incident,
     case GW_INCIDENT_RAISED: return "raised";
     case GW_INCIDENT_UPDATED: return "updated";
     case GW_INCIDENT_CLEARED: return "cleared";
-    default: return incident->open ? "open" : "cleared";
+    default: return incident->open ? "active" : "cleared";
     }
 }
 
@@ -56,32 +65,45 @@ enum gw_incident_transition gw_view_transition_of(enum rule_transition transitio
 
 cJSON *gw_view_incident_detail(const struct gw_config *config, const struct rule_event *event)
 {
-    (void)config;
     cJSON *d = cJSON_CreateObject();
     if (d == NULL)
         return NULL;
     if (event->reason != NULL)
-        cJSON_AddStringToObject(d, "reason", event->reason);
+        gw_json_set_string(d, "reason", event->reason);
     for (size_t i = 0; i < event->ndetail && i < RULE_MAX_DETAIL; i++)
-        cJSON_AddNumberToObject(d, event->detail[i].key, event->detail[i].value);
+        gw_json_set_number(d, event->detail[i].key, event->detail[i].value);
+    gw_view_detail_meter_ids(config, d);
     return d;
+}
+
+void gw_view_detail_meter_ids(const struct gw_config *config, cJSON *detail)
+{
+    const cJSON *meter = cJSON_GetObjectItemCaseSensitive(detail, "meter");
+    const char *id = cJSON_IsNumber(meter) ? meter_id_of_index(config, meter->valuedouble) : NULL;
+    if (id != NULL)
+        gw_json_set_string(detail, "meter", id);
 }
 
 /* The stored detail object ({} when none or broken). */
 static cJSON *stored_detail(const struct gw_config *config, const char *detail_json)
 {
-    (void)config;
     cJSON *d = gw_json_parse_stored(detail_json);
     if (!cJSON_IsObject(d)) {
         cJSON_Delete(d);
         d = cJSON_CreateObject();
     }
+    gw_view_detail_meter_ids(config, d);
     return d;
 }
 
-/* The meter a unit's incident is about: the unit's water meter. */
-static const char *unit_meter(const struct gw_config *config, const char *unit)
+/* The meter a unit's incident is about: the one its detail names, else the
+ * unit's water meter. */
+static const char *unit_meter(const struct gw_config *config, const char *unit,
+                              const cJSON *detail)
 {
+    const cJSON *named = cJSON_GetObjectItemCaseSensitive(detail, "meter");
+    if (cJSON_IsString(named))
+        return named->valuestring;
     int u = config != NULL ? gw_config_unit_index(config, unit) : -1;
     if (u < 0)
         return NULL;
@@ -126,27 +148,20 @@ void gw_view_incident_location(const struct gw_config *config,
 static void add_subject(cJSON *o, const struct gw_config *config,
                         const struct gw_store_incident *in, const cJSON *detail)
 {
-    (void)detail;
     const char *subject = in->subject != NULL ? in->subject : "";
     if (streq(in->subject_type, "meter")) {
         const struct gw_meter_config *m = config_meter(config, subject);
-        cJSON_AddStringToObject(o, "meter", subject);
-        if (m != NULL && unit_id(config, m->unit) != NULL)
-            cJSON_AddStringToObject(o, "unit", unit_id(config, m->unit));
+        gw_json_set_string(o, "meter", subject);
+        if (m != NULL)
+            gw_json_add_string_if(o, "unit", unit_id(config, m->unit));
     } else if (streq(in->subject_type, "unit")) {
-        const char *meter = unit_meter(config, subject);
-        if (meter != NULL) {
-            const struct gw_meter_config *m = config_meter(config, meter);
-            cJSON_AddStringToObject(o, "meter", meter);
-            if (unit_id(config, m->unit) != NULL)
-                cJSON_AddStringToObject(o, "unit", unit_id(config, m->unit));
-        }
-        cJSON_AddStringToObject(o, "unit", subject);
+        gw_json_add_string_if(o, "meter", unit_meter(config, subject, detail));
+        gw_json_set_string(o, "unit", subject);
     } else {
-        cJSON_AddStringToObject(o, "panel", subject);
+        gw_json_set_string(o, "panel", subject);
     }
-    if (in->zone >= 0)
-        cJSON_AddNumberToObject(o, "zone", in->zone);
+    if (in->zone >= 0) /* stored 0-based; shown as the panel counts, from 1 */
+        gw_json_set_number(o, "zone", in->zone + 1);
 }
 
 cJSON *gw_view_incident(const struct gw_config *config, const struct gw_store_incident *in,

@@ -7,7 +7,6 @@
 
 cJSON *gw_view_patrol_entry(const struct gw_config *config, const struct gw_store_patrol_entry *e)
 {
-    (void)config;
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
         return NULL;
@@ -21,8 +20,11 @@ cJSON *gw_view_patrol_entry(const struct gw_config *config, const struct gw_stor
         gw_json_set_number(o, "workorder", (double)e->workorder);
     gw_json_set_string(o, "author", e->author);
     cJSON *detail = gw_json_parse_stored(e->detail_json);
-    if (cJSON_IsObject(detail))
+    if (cJSON_IsObject(detail)) {
+        if (e->kind != NULL && strcmp(e->kind, "incident") == 0)
+            gw_view_detail_meter_ids(config, detail);
         gw_json_set(o, "detail", detail);
+    }
     else
         cJSON_Delete(detail);
     gw_json_set_string(o, "hash", e->hash);

@@ -149,6 +149,10 @@ cJSON *gw_view_incident(const struct gw_config *config, const struct gw_store_in
  * NULL when out of memory. */
 cJSON *gw_view_incident_detail(const struct gw_config *config, const struct rule_event *event);
 
+/* Replaces a "meter" index in an incident's detail object (how rows stored
+ * before views named it) by that meter's id; anything else stays. */
+void gw_view_detail_meter_ids(const struct gw_config *config, cJSON *detail);
+
 /* The incident's place in words, as in "location" above, into out. */
 void gw_view_incident_location(const struct gw_config *config,
                                const struct gw_store_incident *incident, char *out, size_t len);
