@@ -124,7 +124,8 @@ char *gw_payload_status(bool online, int64_t ts_ms);
  * location: the meter's location, "unit X", "building X", the zone's name
  * or "<panel> zone N", or the panel's location, in the site's language.
  * detail: the stored detail object ({} when none); a "meter" in it is the
- * meter's id (an older row's meter index is turned into the id). */
+ * meter's id (a row stored before views kept the meter's index in the
+ * config: it is shown as the id of that index in today's config). */
 enum gw_incident_transition {
     GW_INCIDENT_STORED,
     GW_INCIDENT_RAISED,
