@@ -1,6 +1,6 @@
 /* commands.h - the gateway's command verbs, whatever the channel: MQTT
  * P/cmd/<verb>, estate-ctl (through the store's request queue) and the
- * console (through gw_core_call). Each part of the office registers its
+ * console (through its host's call(), which is gw_core_call). Each part of the office registers its
  * verbs at start-up; gw_commands_handle looks the verb up, checks the
  * actor's role against the one role policy table and runs it. Each verb
  * validates its arguments strictly (types, lengths, known ids), acts on the

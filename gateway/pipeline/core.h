@@ -6,8 +6,9 @@
  * The core is the office's host (office.h): it creates the office with
  * the store, config, rule engine and the callbacks the office needs, and
  * hands it rule transitions, valve results, commands and ticks. The office
- * never sees this header. The struct is visible to the pipeline and the
- * console; nothing outside gateway/ includes this header. */
+ * never sees this header, nor does the console (the daemon gives it a
+ * struct gw_console_host built on gw_core_call). The struct is visible to
+ * the pipeline and the daemon only. */
 #ifndef GW_CORE_H
 #define GW_CORE_H
 
