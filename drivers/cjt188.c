@@ -16,8 +16,8 @@ static const struct cn_layout cjt188_layout = {
 #define FUNCTION_MASK 0x3F /* C: D7 direction, D6 abnormal, D5..D0 function */
 #define READ_REPLY_LEN 22  /* 901F reply of a water meter (L = 16 hex) */
 
-/* Unit codes. L and m3 appear in the standard's examples; the energy and
- * flow codes are from vendor tables and are not volumes (m3_per_unit 0). */
+/* Unit codes. m3 and L are the ones water meters send; the energy and flow
+ * codes (unverified, from vendor tables) are not volumes (m3_per_unit 0). */
 static const struct cjt188_unit units[] = {
     {0x29, "L", 0.001},
     {0x2C, "m3", 1.0},

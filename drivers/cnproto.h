@@ -274,8 +274,8 @@ struct cjt188_options {
  * built-in units. */
 void cjt188_options_init(struct cjt188_options *options);
 
-/* The built-in unit table (0x29 L and 0x2C m3 are from the standard's
- * examples; the others are listed as unverified in docs/chinese-meters.md). */
+/* The built-in unit table: 0x2C m3 (in published frames) and 0x29 L; the
+ * others are unverified (docs/chinese-meters.md). */
 size_t cjt188_unit_count(void);
 const struct cjt188_unit *cjt188_unit_at(size_t index);
 /* The options' table (or the built-in one); NULL for an unknown code. */
