@@ -354,6 +354,17 @@ static void test_noise_before_frame(void **state)
     dlt645_scan(buf2, sizeof buf2, &frame, &scan);
     assert_int_equal(scan.result, CN_SCAN_FRAME);
     assert_int_equal(scan.consumed, sizeof buf2);
+    /* A broken header whose length (8) spans the start of the good frame:
+     * its 20 bytes fail the checks, and the good frame inside them is found. */
+    static const uint8_t spans[] = {0x68, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x68, 0x91, 0x08};
+    uint8_t buf3[sizeof spans + sizeof good_reply];
+    memcpy(buf3, spans, sizeof spans);
+    memcpy(buf3 + sizeof spans, good_reply, sizeof good_reply);
+    dlt645_scan(buf3, sizeof buf3, &frame, &scan);
+    assert_int_equal(scan.result, CN_SCAN_FRAME);
+    assert_int_equal(scan.consumed, sizeof buf3);
+    assert_int_equal(scan.bad_checksum + scan.bad_end, 1);
+    assert_memory_equal(frame.address, meter_123456, 6);
     /* Alone, the bogus header is kept while it could still be a frame. */
     dlt645_scan(bogus, sizeof bogus, &frame, &scan);
     assert_int_equal(scan.result, CN_SCAN_NEED_MORE);
