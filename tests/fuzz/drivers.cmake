@@ -4,7 +4,7 @@
 # ESTATE_FUZZ=ON and clang also builds the libFuzzer targets fuzz_<name>:
 #   CC=clang cmake -S . -B build-fuzz -DESTATE_FUZZ=ON
 #   build-fuzz/tests/fuzz/fuzz_decode tests/fuzz/corpus/decode
-set(estate_drivers_fuzzers decode plan)
+set(estate_drivers_fuzzers decode plan dlt645 cjt188)
 set(estate_drivers_fuzz_dir ${CMAKE_CURRENT_LIST_DIR})
 
 foreach(name ${estate_drivers_fuzzers})
