@@ -6,9 +6,12 @@
  * sign-in (and a wrong password), 401 without a session, 404 and 405,
  * a role refusal and a malformed body that never reach the host's call(),
  * an action that reaches call() as the signed-in user with origin "http"
- * (and the host's refusal or silence as 409 and 503), the alert and meter
- * reads from the store with the host's clock, and an event delivered
- * through the subscribed function arriving on the SSE stream. */
+ * (and the host's refusal or silence as 409 and 503), the cross-site check
+ * on cookie sessions, 413 for a large body, sign-out, a role changed in the
+ * users file applying at once, the alert and meter reads from the store
+ * with the host's clock, and events delivered through the subscribed
+ * function arriving on the SSE stream (resumed after Last-Event-ID; the
+ * stream ends with its session). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -358,6 +361,117 @@ static void test_host_refusal_is_409_and_silence_503(void **state)
     free(auth);
 }
 
+/* ---- cross-site protection, sizes, sign-out, changed accounts ---- */
+
+/* Signs in and returns the "Cookie: estate_session=..." header line. */
+static char *sign_in_cookie(struct fixture *f, const char *user, const char *password)
+{
+    char *bearer = sign_in(f, user, password);
+    char *header = malloc(128);
+    snprintf(header, 128, "Cookie: estate_session=%.64s\r\n", bearer + strlen("Authorization: Bearer "));
+    free(bearer);
+    return header;
+}
+
+static void test_cookie_post_needs_the_console_marker(void **state)
+{
+    struct fixture *f = *state;
+    char *cookie = sign_in_cookie(f, "desk", DESK_PASSWORD);
+    struct http_answer a = http_request(f->port, "POST", "/api/workorders", cookie, "{}");
+    assert_int_equal(a.status, 403);
+    http_answer_free(&a);
+    char headers[256];
+    snprintf(headers, sizeof headers, "%sX-Requested-With: estate-console\r\nOrigin: http://evil.example\r\n",
+             cookie);
+    a = http_request(f->port, "POST", "/api/workorders", headers, "{}");
+    assert_int_equal(a.status, 403);
+    http_answer_free(&a);
+    assert_int_equal(console_stub_calls(&f->stub), 0);
+
+    snprintf(headers, sizeof headers, "%sX-Requested-With: estate-console\r\n", cookie);
+    a = http_request(f->port, "POST", "/api/workorders", headers, "{}");
+    assert_int_equal(a.status, 200);
+    http_answer_free(&a);
+    assert_int_equal(console_stub_calls(&f->stub), 1);
+    assert_string_equal(f->stub.user, "desk");
+
+    /* a sign-in from another site's page is refused too */
+    a = http_request(f->port, "POST", "/api/login", "Origin: http://evil.example\r\n",
+                     "{\"user\":\"desk\",\"password\":\"" DESK_PASSWORD "\"}");
+    assert_int_equal(a.status, 403);
+    assert_null(strstr(a.head, "estate_session="));
+    http_answer_free(&a);
+    free(cookie);
+}
+
+static void test_oversized_body_is_413_without_a_call(void **state)
+{
+    struct fixture *f = *state;
+    char *auth = sign_in(f, "desk", DESK_PASSWORD);
+    size_t size = 70 * 1024;
+    char *body = malloc(size + 1);
+    memset(body, ' ', size);
+    body[0] = '{';
+    body[size - 1] = '}';
+    body[size] = '\0';
+    struct http_answer a = http_request(f->port, "POST", "/api/handover", auth, body);
+    assert_int_equal(a.status, 413);
+    http_answer_free(&a);
+    assert_int_equal(console_stub_calls(&f->stub), 0);
+    free(body);
+    free(auth);
+}
+
+static void test_sign_out_ends_the_session(void **state)
+{
+    struct fixture *f = *state;
+    char *auth = sign_in(f, "eng", ENG_PASSWORD);
+    struct http_answer a = http_request(f->port, "GET", "/api/me", auth, NULL);
+    assert_int_equal(a.status, 200);
+    http_answer_free(&a);
+    a = http_request(f->port, "POST", "/api/logout", auth, NULL);
+    assert_int_equal(a.status, 200);
+    assert_non_null(strstr(a.head, "Max-Age=0"));
+    http_answer_free(&a);
+    a = http_request(f->port, "GET", "/api/me", auth, NULL);
+    assert_int_equal(a.status, 401);
+    http_answer_free(&a);
+    free(auth);
+}
+
+static void test_changed_role_applies_at_once(void **state)
+{
+    struct fixture *f = *state;
+    char *auth = sign_in(f, "desk", DESK_PASSWORD);
+    /* desk becomes a viewer, eng is disabled, in a rewritten users file */
+    char path[128];
+    snprintf(path, sizeof path, "%s/users.conf", f->dir);
+    struct gw_users *users = NULL;
+    assert_int_equal(gw_users_create(path, &users), EST_OK);
+    assert_int_equal(gw_users_add(users, "desk", "viewer", DESK_PASSWORD), EST_OK);
+    assert_int_equal(gw_users_add(users, "eng", "engineer", ENG_PASSWORD), EST_OK);
+    assert_int_equal(gw_users_set_enabled(users, "eng", false), EST_OK);
+    char *eng = sign_in(f, "eng", ENG_PASSWORD); /* before the change is saved */
+    assert_int_equal(gw_users_save(users), EST_OK);
+    gw_users_free(users);
+
+    struct http_answer a = http_request(f->port, "GET", "/api/me", auth, NULL);
+    assert_int_equal(a.status, 200);
+    cJSON *json = parse_body(&a);
+    assert_string_equal(string_of(json, "role"), "viewer");
+    cJSON_Delete(json);
+    http_answer_free(&a);
+    a = http_request(f->port, "POST", "/api/workorders", auth, "{}");
+    assert_int_equal(a.status, 403);
+    http_answer_free(&a);
+    a = http_request(f->port, "GET", "/api/me", eng, NULL);
+    assert_int_equal(a.status, 401);
+    http_answer_free(&a);
+    assert_int_equal(console_stub_calls(&f->stub), 0);
+    free(eng);
+    free(auth);
+}
+
 /* ---- reads from the store ---- */
 
 static void test_alerts_come_from_the_store(void **state)
@@ -447,6 +561,51 @@ static void test_injected_event_arrives_on_the_stream(void **state)
     free(auth);
 }
 
+static void test_stream_resumes_after_last_event_id(void **state)
+{
+    struct fixture *f = *state;
+    char *auth = sign_in(f, "desk", DESK_PASSWORD);
+    console_stub_inject(&f->stub, "alerts", "{\"n\":1}");
+    console_stub_inject(&f->stub, "patrol", "{\"n\":2}");
+    console_stub_inject(&f->stub, "escalations", "{\"n\":3}");
+    char headers[256];
+    snprintf(headers, sizeof headers, "%sLast-Event-ID: 1\r\n", auth);
+    int fd = http_connect(f->port, 5000);
+    assert_true(fd >= 0);
+    assert_true(http_send_request(fd, "GET", "/api/events", headers, NULL));
+    char *seen = NULL;
+    if (!http_read_until(fd, "{\"n\":3}", &seen))
+        fail_msg("stream so far: %s", seen);
+    assert_null(strstr(seen, "{\"n\":1}"));
+    assert_non_null(strstr(seen, "id: 2\nevent: patrol\ndata: {\"n\":2}\n\n"));
+    assert_non_null(strstr(seen, "id: 3\nevent: escalation\ndata: {\"n\":3}\n\n"));
+    free(seen);
+    close(fd);
+    free(auth);
+}
+
+static void test_stream_ends_with_its_session(void **state)
+{
+    struct fixture *f = *state;
+    char *auth = sign_in(f, "desk", DESK_PASSWORD);
+    int fd = http_connect(f->port, 10000);
+    assert_true(fd >= 0);
+    assert_true(http_send_request(fd, "GET", "/api/events", auth, NULL));
+    char *seen = NULL;
+    assert_true(http_read_until(fd, "live events", &seen));
+    struct http_answer a = http_request(f->port, "POST", "/api/logout", auth, NULL);
+    assert_int_equal(a.status, 200);
+    http_answer_free(&a);
+    console_stub_inject(&f->stub, "alerts", "{\"after\":\"logout\"}"); /* wakes the stream */
+    /* the server closes the stream: reading reaches the end, not the timeout */
+    int64_t start = est_mono_ms();
+    assert_false(http_read_until(fd, "never sent", &seen));
+    assert_true(est_mono_ms() - start < 9000);
+    free(seen);
+    close(fd);
+    free(auth);
+}
+
 static void test_event_stream_needs_a_session(void **state)
 {
     struct fixture *f = *state;
@@ -469,10 +628,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_work_order_action_carries_id_and_action, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_host_refusal_is_409_and_silence_503, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cookie_post_needs_the_console_marker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_body_is_413_without_a_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sign_out_ends_the_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_changed_role_applies_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alerts_come_from_the_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_meters_come_from_the_store_with_the_host_clock, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_injected_event_arrives_on_the_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_resumes_after_last_event_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_ends_with_its_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_stream_needs_a_session, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
