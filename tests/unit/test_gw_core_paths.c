@@ -7,7 +7,9 @@
  * out; patrol entries chain and go out on patrol; a call to a core that is
  * not running gives up; a running core answers calls (refusals too), keeps
  * their events in the outbox, and takes a sample fed through its queue
- * through the stages into the store and the outbox. */
+ * through the stages into the store and the outbox; valve results reach the
+ * patrol log (called directly and fed through the queue) and a fed panel
+ * sample goes out as its retained state. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -54,7 +56,9 @@ static void write_config(const char *dir, const char *path, int broker_port)
             "            timeout_ms = 100; retries = 0; poll_interval_ms = 86400000; } );\n"
             "units = ( { id = \"1-101\"; building = \"1\"; occupancy = \"occupied\"; } );\n"
             "meters = ( { id = \"W-1\"; bus = \"bus_a\"; slave = 1; driver = \"xintai-water\";\n"
-            "             category = \"unit\"; unit = \"1-101\"; } );\n"
+            "             category = \"unit\"; unit = \"1-101\"; valve = true; } );\n"
+            "fire_panels = ( { id = \"FP-1\"; bus = \"bus_a\"; slave = 30; driver = \"notifier-gw\";\n"
+            "                  zones = 3; poll_interval_ms = 86400000; } );\n"
             "http = { listen = \"\"; };\n",
             dir, broker_port);
     assert_int_equal(fclose(out), 0);
@@ -408,6 +412,39 @@ static void test_running_core_answers_calls_and_keeps_events(void **state)
     assert_non_null(strstr(patrol->payload, "\"author\":\"desk\""));
 }
 
+static void test_valve_result_goes_to_the_patrol_log(void **state)
+{
+    struct fixture *f = *state;
+    struct listener_log log = {0};
+    assert_int_equal(gw_core_add_listener(f->core, record_event, &log), EST_OK);
+    struct gw_sample done = {.item = GW_ITEM_VALVE_RESULT, .device_type = GW_DEVICE_METER,
+                             .index = 0, .ts_ms = CLOCK_MS, .error = EST_OK, .valve_close = true};
+    snprintf(done.requested_by, sizeof done.requested_by, "eng");
+    gw_incidents_on_valve_result(f->core, &done);
+    struct gw_sample failed = done;
+    failed.error = EST_ERR_TIMEOUT;
+    failed.valve_close = false;
+    snprintf(failed.requested_by, sizeof failed.requested_by, "rule");
+    gw_incidents_on_valve_result(f->core, &failed);
+
+    assert_int_equal(log.count, 2);
+    assert_string_equal(log.events[0].kind, "patrol");
+    cJSON *first = cJSON_Parse(log.events[0].payload);
+    cJSON *second = cJSON_Parse(log.events[1].payload);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(first, "kind")->valuestring, "valve");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(first, "author")->valuestring, "eng");
+    const char *text = cJSON_GetObjectItemCaseSensitive(first, "text")->valuestring;
+    assert_non_null(strstr(text, "close"));
+    assert_non_null(strstr(text, "W-1"));
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(second, "author")->valuestring, "rule");
+    assert_non_null(strstr(cJSON_GetObjectItemCaseSensitive(second, "text")->valuestring, "failed"));
+    cJSON_Delete(first);
+    cJSON_Delete(second);
+    assert_true(find_patrol_kind(f, "valve", "eng"));
+    assert_true(find_patrol_kind(f, "valve", "rule"));
+    listener_log_free(&log);
+}
+
 struct meter_copy {
     int64_t last_good_ms;
     char values[512];
@@ -455,6 +492,56 @@ static void test_fed_sample_is_stored_and_queued(void **state)
     assert_non_null(strstr(reading->payload, "123.25"));
 }
 
+static void test_fed_panel_and_valve_result_take_their_stages(void **state)
+{
+    struct fixture *f = *state;
+    start_core(f);
+    struct gw_sample panel = {
+        .item = GW_ITEM_SAMPLE, .device_type = GW_DEVICE_PANEL, .index = 0,
+        .ts_ms = CLOCK_MS - 500, .quality = GW_QUALITY_GOOD, .error = EST_OK,
+    };
+    panel.reading.nzones = 3;
+    panel.reading.zones[1] = DRV_ZONE_ALARM;
+    struct gw_sample valve = {.item = GW_ITEM_VALVE_RESULT, .device_type = GW_DEVICE_METER,
+                              .index = 0, .ts_ms = CLOCK_MS, .error = EST_OK, .valve_close = true};
+    snprintf(valve.requested_by, sizeof valve.requested_by, "eng");
+    assert_int_equal(gw_queue_push(f->core->samples, &panel, 1000), EST_OK);
+    assert_int_equal(gw_queue_push(f->core->samples, &valve, 1000), EST_OK);
+    stop_core(f);
+
+    assert_true(find_patrol_kind(f, "valve", "eng"));
+    /* the panel's state goes out retained; the poller's own failed poll of
+     * the panel may have gone out too, so look for ours among them */
+    struct outbox_copy queued;
+    read_outbox(f, &queued);
+    bool ours = false;
+    for (size_t i = 0; i < queued.count; i++) {
+        const struct queued *q = &queued.msgs[i];
+        if (strcmp(q->topic, PREFIX "/panels/FP-1/state") != 0)
+            continue;
+        assert_true(q->retain);
+        assert_true(q->is_event);
+        cJSON *json = cJSON_Parse(q->payload);
+        assert_non_null(json);
+        const cJSON *zones = cJSON_GetObjectItemCaseSensitive(json, "zones");
+        if (cJSON_GetArraySize(zones) == 3) {
+            ours = true;
+            const cJSON *zone2 = cJSON_GetArrayItem(zones, 1);
+            assert_int_equal(cJSON_GetObjectItemCaseSensitive(zone2, "zone")->valueint, 2);
+            assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(zone2, "zone_alarm")));
+            assert_false(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetArrayItem(zones, 0), "zone_alarm")));
+        }
+        cJSON_Delete(json);
+    }
+    assert_true(ours);
+    /* and the zone in alarm raised an incident, queued on alerts */
+    const struct queued *alert = find_queued(&queued, PREFIX "/alerts");
+    assert_non_null(alert);
+    assert_true(alert->is_event);
+    assert_non_null(strstr(alert->payload, "FP-1"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -467,7 +554,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_call_to_a_stopped_core_gives_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_running_core_answers_calls_and_keeps_events, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_valve_result_goes_to_the_patrol_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fed_sample_is_stored_and_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fed_panel_and_valve_result_take_their_stages, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
