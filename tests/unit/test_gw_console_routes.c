@@ -3,15 +3,16 @@
  * port over the stub host of console_stub.h (no core, no pipeline), a small
  * config and users file written here and a store made with gw_store_open,
  * and spoken to with the plain-socket client of http_client.h. Covers:
- * sign-in (and a wrong password), 401 without a session, 404 and 405,
- * a role refusal and a malformed body that never reach the host's call(),
+ * sign-in (a wrong password, the lockout after repeated failures), 401
+ * without a session, 404 and 405, a role refusal and a malformed body that
+ * never reach the host's call(),
  * an action that reaches call() as the signed-in user with origin "http"
  * (and the host's refusal or silence as 409 and 503), the cross-site check
  * on cookie sessions, 413 for a large body, sign-out, a role changed in the
  * users file applying at once, the alert and meter reads from the store
  * with the host's clock, and events delivered through the subscribed
  * function arriving on the SSE stream (resumed after Last-Event-ID; the
- * stream ends with its session). */
+ * stream ends with its session, and with the server). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -213,6 +214,27 @@ static void test_wrong_password_is_refused(void **state)
     a = http_request(f->port, "POST", "/api/login", NULL, "{\"user\":\"eng\"}");
     assert_int_equal(a.status, 400);
     http_answer_free(&a);
+}
+
+static void test_repeated_failures_lock_the_user_out(void **state)
+{
+    struct fixture *f = *state;
+    const char *wrong = "{\"user\":\"desk\",\"password\":\"not-the-password\"}";
+    for (int i = 0; i < 5; i++) {
+        struct http_answer a = http_request(f->port, "POST", "/api/login", NULL, wrong);
+        assert_int_equal(a.status, 401);
+        http_answer_free(&a);
+    }
+    /* locked out now, even with the right password, answered at once */
+    struct http_answer a = http_request(f->port, "POST", "/api/login", NULL,
+                                        "{\"user\":\"desk\",\"password\":\"" DESK_PASSWORD "\"}");
+    assert_int_equal(a.status, 429);
+    assert_non_null(strstr(a.head, "Retry-After: "));
+    assert_null(strstr(a.head, "estate_session="));
+    http_answer_free(&a);
+    /* another user is not locked out by desk's failures */
+    char *auth = sign_in(f, "eng", ENG_PASSWORD);
+    free(auth);
 }
 
 static void test_no_session_is_401(void **state)
@@ -606,6 +628,25 @@ static void test_stream_ends_with_its_session(void **state)
     free(auth);
 }
 
+static void test_stop_ends_an_open_stream(void **state)
+{
+    struct fixture *f = *state;
+    char *auth = sign_in(f, "desk", DESK_PASSWORD);
+    int fd = http_connect(f->port, 10000);
+    assert_true(fd >= 0);
+    assert_true(http_send_request(fd, "GET", "/api/events", auth, NULL));
+    char *seen = NULL;
+    assert_true(http_read_until(fd, "live events", &seen));
+    int64_t start = est_mono_ms();
+    gw_http_stop(f->http); /* the client keeps its end open */
+    f->http = NULL;
+    assert_true(est_mono_ms() - start < 5000);
+    assert_false(http_read_until(fd, "never sent", &seen));
+    free(seen);
+    close(fd);
+    free(auth);
+}
+
 static void test_event_stream_needs_a_session(void **state)
 {
     struct fixture *f = *state;
@@ -619,6 +660,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sign_in_gives_a_session_and_a_cookie, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_password_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repeated_failures_lock_the_user_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_session_is_401, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_route_404_wrong_method_405, setup, teardown),
         cmocka_unit_test_setup_teardown(test_role_refusal_never_reaches_the_host, setup, teardown),
@@ -638,6 +680,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_injected_event_arrives_on_the_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_resumes_after_last_event_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_ends_with_its_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_ends_an_open_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_stream_needs_a_session, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
