@@ -27,6 +27,7 @@ struct console_stub {
     char role[32];
     char origin[32];
     int timeout_ms;
+    est_err subscribe_result;    /* what subscribe() answers (EST_OK keeps fn) */
     gw_console_event_fn event_fn; /* what subscribe() was given */
     void *event_ctx;
     int subscriptions;
@@ -53,11 +54,14 @@ static inline est_err console_stub_subscribe(void *ctx, gw_console_event_fn fn, 
 {
     struct console_stub *stub = ctx;
     pthread_mutex_lock(&stub->lock);
-    stub->event_fn = fn;
-    stub->event_ctx = fn_ctx;
-    stub->subscriptions++;
+    est_err result = stub->subscribe_result;
+    if (result == EST_OK) {
+        stub->event_fn = fn;
+        stub->event_ctx = fn_ctx;
+        stub->subscriptions++;
+    }
     pthread_mutex_unlock(&stub->lock);
-    return EST_OK;
+    return result;
 }
 
 static inline int64_t console_stub_now(void *ctx)

@@ -3,6 +3,7 @@
  * port over the stub host of console_stub.h (no core, no pipeline), a small
  * config and users file written here and a store made with gw_store_open,
  * and spoken to with the plain-socket client of http_client.h. Covers:
+ * starting (console off, port taken, no listener slot in the host),
  * sign-in (a wrong password, the lockout after repeated failures), 401
  * without a session, 404 and 405, a role refusal and a malformed body that
  * never reach the host's call(),
@@ -165,6 +166,62 @@ static char *sign_in(struct fixture *f, const char *user, const char *password)
     cJSON_Delete(json);
     http_answer_free(&a);
     return header;
+}
+
+/* ---- starting ---- */
+
+/* The fixture's config file again with one --set style override. */
+static struct gw_config *config_with(const struct fixture *f, const char *override)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/estate-gw.conf", f->dir);
+    struct gw_config *config = NULL;
+    struct gw_config_errors errors = {0};
+    const char *overrides[] = {override};
+    est_err err = gw_config_load(path, overrides, 1, &config, &errors);
+    if (err != EST_OK)
+        gw_config_errors_print(&errors, stderr);
+    gw_config_errors_free(&errors);
+    assert_int_equal(err, EST_OK);
+    return config;
+}
+
+static void test_start_refusals(void **state)
+{
+    struct fixture *f = *state;
+    struct console_stub stub;
+    console_stub_init(&stub, CLOCK_MS);
+    struct gw_http *http = (struct gw_http *)&stub; /* must be replaced by NULL */
+
+    /* an empty listen address: the console is off, nothing subscribed */
+    struct gw_config *off = config_with(f, "http.listen=");
+    struct gw_console_host host = console_stub_host(&stub, off);
+    assert_int_equal(gw_http_start(&host, &http), EST_OK);
+    assert_null(http);
+    assert_int_equal(stub.subscriptions, 0);
+    gw_config_free(off);
+
+    /* the fixture's console holds the port */
+    host.config = f->config;
+    http = (struct gw_http *)&stub;
+    assert_int_equal(gw_http_start(&host, &http), EST_ERR_IO);
+    assert_null(http);
+
+    /* no listener slot left in the host: refused, and the port is free again */
+    char listen[64];
+    snprintf(listen, sizeof listen, "http.listen=127.0.0.1:%d", http_free_port());
+    struct gw_config *other = config_with(f, listen);
+    host.config = other;
+    stub.subscribe_result = EST_ERR_FULL;
+    assert_int_equal(gw_http_start(&host, &http), EST_ERR_FULL);
+    assert_null(http);
+    stub.subscribe_result = EST_OK;
+    assert_int_equal(gw_http_start(&host, &http), EST_OK);
+    assert_non_null(http);
+    assert_int_equal(stub.subscriptions, 1);
+    gw_http_stop(http);
+    gw_config_free(other);
+    console_stub_destroy(&stub);
 }
 
 /* ---- sign-in and the order of the checks ---- */
@@ -658,6 +715,7 @@ static void test_event_stream_needs_a_session(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_start_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sign_in_gives_a_session_and_a_cookie, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_password_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repeated_failures_lock_the_user_out, setup, teardown),
