@@ -336,7 +336,7 @@ static void round_trip(const struct drv_model *model, const struct drv_device_op
         drv_point_effective(model, options, p, &function, &address, &order);
         long at = buffer_index(plan, function, address);
         assert_true(at >= 0 && (size_t)at + drv_type_regs(point->type) <= nregs);
-        if (point->hook == DRV_HOOK_XINTAI_VALVE_STATUS)
+        if (point->status != NULL)
             drv_encode_value(0x0001 | 0x0008, point->type, order, 1.0, &regs[at]);
         else
             drv_encode_value(sample_value(point->quantity), point->type, order, point->scale,
@@ -349,7 +349,7 @@ static void round_trip(const struct drv_model *model, const struct drv_device_op
     for (size_t p = 0; p < model->npoints; p++) {
         const struct drv_point *point = &model->points[p];
         assert_true(reading.present & (UINT64_C(1) << point->quantity));
-        if (point->hook == DRV_HOOK_XINTAI_VALVE_STATUS) {
+        if (point->status != NULL) {
             assert_float_equal(reading.value[DRV_Q_VALVE], DRV_VALVE_OPEN, 0);
             assert_float_equal(reading.value[DRV_Q_VALVE_FAULT], 0, 0);
             assert_float_equal(reading.value[DRV_Q_BATTERY_LOW], 1, 0);
