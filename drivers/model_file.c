@@ -572,7 +572,7 @@ static void parse_serial_number(struct parser *P, struct drv_point *pt, long lon
 }
 
 /* Quantity a point (or a flag of its status word) sets twice. */
-static void check_quantities(struct parser *P, const config_setting_t *list)
+static void check_quantities(struct parser *P, const config_setting_t *list, const bool *valid)
 {
     const struct drv_model *m = P->model;
     const config_setting_t *seen[DRV_Q__COUNT] = {0};
@@ -581,6 +581,8 @@ static void check_quantities(struct parser *P, const config_setting_t *list)
                                         ? config_setting_get_elem(list, (unsigned)i)
                                         : config_setting_get_member(P->root, "serial_number");
         const struct drv_point *pt = &m->points[i];
+        if (!valid[i])
+            continue;
         enum drv_quantity qs[1 + 16];
         size_t n = 0;
         qs[n++] = pt->quantity;
@@ -597,14 +599,18 @@ static void check_quantities(struct parser *P, const config_setting_t *list)
 }
 
 /* Two points reading the same register. */
-static void check_overlaps(struct parser *P, const config_setting_t *list)
+static void check_overlaps(struct parser *P, const config_setting_t *list, const bool *valid)
 {
     const struct drv_model *m = P->model;
     for (size_t i = 0; i < m->npoints; i++) {
         const struct drv_point *a = &m->points[i];
+        if (!valid[i])
+            continue;
         long a_end = (long)a->address + (long)drv_type_regs(a->type);
         for (size_t k = i + 1; k < m->npoints; k++) {
             const struct drv_point *b = &m->points[k];
+            if (!valid[k])
+                continue;
             long b_end = (long)b->address + (long)drv_type_regs(b->type);
             if (a->function != b->function || a->address >= b_end || b->address >= a_end)
                 continue;
@@ -635,26 +641,34 @@ static void parse_points(struct parser *P)
     if (n == 0)
         fail(P, list ? list : P->root, "a meter model needs at least one point in points");
     struct drv_point *points = alloc_zeroed(P, n + 1, sizeof *points);
-    if (points == NULL)
+    bool *valid = alloc_zeroed(P, n + 1, sizeof *valid);
+    if (points == NULL || valid == NULL) {
+        free(points);
+        free(valid);
         return;
+    }
     m->points = points;
     long long slow_every = 0;
     const config_setting_t *slow_at = NULL;
     for (size_t i = 0; i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        unsigned before = P->nerrors;
         if (!config_setting_is_group(e))
             fail(P, e, "points: each point is a group { quantity; function; address; type; }");
         else
             parse_point(P, e, &points[i], &slow_every, &slow_at);
+        valid[i] = P->nerrors == before;
     }
     m->npoints = n;
-    if (has_serial)
-        parse_serial_number(P, &points[m->npoints++], &slow_every, &slow_at);
-    m->slow_every = (unsigned)slow_every;
-    if (P->nerrors == 0) {
-        check_quantities(P, list);
-        check_overlaps(P, list);
+    if (has_serial) {
+        unsigned before = P->nerrors;
+        parse_serial_number(P, &points[m->npoints], &slow_every, &slow_at);
+        valid[m->npoints++] = P->nerrors == before;
     }
+    m->slow_every = (unsigned)slow_every;
+    check_quantities(P, list, valid);
+    check_overlaps(P, list, valid);
+    free(valid);
 }
 
 static bool reads_quantity(const struct drv_model *m, enum drv_quantity q)

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "core.h"
+#include "drivers.h"
 #include "log.h"
 #if __has_include("http.h")
 #include "http.h"
@@ -28,14 +29,35 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: estate-gw -c FILE [--set PATH=VALUE]... [--check-config]\n"
+            "       estate-gw --check-model FILE\n"
             "Monitoring gateway for residential property management: polls meters and fire\n"
             "panels over Modbus, detects anomalies, publishes over MQTT, keeps SQLite records.\n\n"
             "  -c, --config FILE     configuration file (libconfig)\n"
             "      --set PATH=VALUE  override one setting, e.g. --set mqtt.uri=tcp://127.0.0.1:1883\n"
             "      --check-config    validate the config and every file it names, print OK\n"
+            "      --check-model FILE  validate one device model file, print OK\n"
             "  -h, --help            this help\n"
             "  -V, --version         print the version\n\n"
             "Exit status: 0 ok, 1 runtime failure, 2 bad usage or bad config.\n");
+}
+
+/* --check-model: 0 and "OK" when the file is a valid model, else 2 and
+ * its errors ("FILE:LINE: message"). */
+static int check_model(const char *path)
+{
+    struct drv_model *model = NULL;
+    char *errors = NULL;
+    est_err err = drv_model_load_file(path, &model, &errors);
+    drv_model_free(model);
+    if (err == EST_OK) {
+        printf("OK\n");
+        return 0;
+    }
+    fputs(errors ? errors : est_strerror(err), stderr);
+    if (!errors)
+        fputc('\n', stderr);
+    free(errors);
+    return 2;
 }
 
 int main(int argc, char **argv)
@@ -43,8 +65,10 @@ int main(int argc, char **argv)
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},   {"set", required_argument, NULL, 's'},
         {"check-config", no_argument, NULL, 'k'},   {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, 'V'},        {"check-model", required_argument, NULL, 'm'},
+        {NULL, 0, NULL, 0},
     };
+    const char *model_path = NULL;
     const char *config_path = NULL;
     bool check_only = false;
     const char **overrides = calloc((size_t)argc + 1, sizeof *overrides);
@@ -57,10 +81,15 @@ int main(int argc, char **argv)
         case 'c': config_path = optarg; break;
         case 's': overrides[noverrides++] = optarg; break;
         case 'k': check_only = true; break;
+        case 'm': model_path = optarg; break;
         case 'h': usage(stdout); free(overrides); return 0;
         case 'V': printf("estate-gw %s\n", ESTATE_VERSION); free(overrides); return 0;
         default: usage(stderr); free(overrides); return 2;
         }
+    }
+    if (model_path != NULL && config_path == NULL && optind == argc) {
+        free(overrides);
+        return check_model(model_path);
     }
     if (config_path == NULL || optind != argc) {
         fprintf(stderr, "estate-gw: %s\n", config_path == NULL ? "-c FILE is required" : "unexpected argument");
