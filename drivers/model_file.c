@@ -73,6 +73,25 @@ __attribute__((format(printf, 3, 4))) static void fail(struct parser *P, const c
     va_end(ap);
 }
 
+#define SHOWN_MAX 48
+
+/* A file's text as it may appear in a one-line message: control
+ * characters become '?', and long text is cut with "...". */
+static const char *shown(const char *text, char out[SHOWN_MAX])
+{
+    size_t n = 0;
+    for (; text[n] != '\0' && n < SHOWN_MAX - 4; n++) {
+        unsigned char c = (unsigned char)text[n];
+        out[n] = c < 0x20 || c == 0x7F ? '?' : (char)c;
+    }
+    if (text[n] != '\0') {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+    return out;
+}
+
 static char *dup_text(struct parser *P, const char *text)
 {
     char *copy = text != NULL ? strdup(text) : NULL;
@@ -215,8 +234,9 @@ static int get_choice(struct parser *P, const config_setting_t *group, const cha
             strcat(list, ", ");
         strcat(list, names[i]);
     }
+    char buf[SHOWN_MAX];
     fail(P, config_setting_get_member(group, key), "%s: %s '%s' is not one of %s", what, key,
-         text, list);
+         shown(text, buf), list);
     free(list);
     return -1;
 }
@@ -255,9 +275,10 @@ static int quantity_of(struct parser *P, const config_setting_t *group, const ch
     if (!get_text(P, group, what, key, true, &name))
         return -1;
     int q = drv_quantity_from_name(name);
+    char buf[SHOWN_MAX];
     if (q < 0)
         fail(P, config_setting_get_member(group, key),
-             "%s: '%s' is not a quantity name (SPEC \"Quantity names\")", what, name);
+             "%s: '%s' is not a quantity name (SPEC \"Quantity names\")", what, shown(name, buf));
     return q;
 }
 
@@ -282,9 +303,10 @@ static void parse_identity(struct parser *P)
     struct drv_model *m = P->model;
     const char *text = NULL;
     if (get_text(P, P->root, "model file", "name", true, &text)) {
+        char buf[SHOWN_MAX];
         if (!name_ok(text))
             fail(P, config_setting_get_member(P->root, "name"),
-                 "name '%s' must be 1..64 of a-z 0-9 - _ .", text);
+                 "name '%s' must be 1..64 of a-z 0-9 - _ .", shown(text, buf));
         m->name = dup_text(P, text);
     }
     if (get_text(P, P->root, "model file", "vendor", true, &text))
@@ -409,15 +431,19 @@ static void parse_status_word(struct parser *P, const config_setting_t *g,
 {
     static const char *const keys[] = {"name", "states", "flags", NULL};
     check_keys(P, g, "status word", keys);
-    const char *name = NULL;
-    if (get_text(P, g, "status word", "name", true, &name))
-        w->name = dup_text(P, name);
+    const char *text = NULL;
+    char buf[SHOWN_MAX];
+    const char *name = "?";
+    if (get_text(P, g, "status word", "name", true, &text)) {
+        w->name = dup_text(P, text);
+        name = shown(text, buf);
+    }
     const config_setting_t *states = get_list(P, g, "status word", "states", false);
     const config_setting_t *flags = get_list(P, g, "status word", "flags", false);
     int nstates = states ? config_setting_length(states) : 0;
     int nflags = flags ? config_setting_length(flags) : 0;
     if (nstates + nflags == 0)
-        fail(P, g, "status word %s: needs states or flags", name ? name : "?");
+        fail(P, g, "status word %s: needs states or flags", name);
     struct drv_status_state *st = alloc_zeroed(P, (size_t)nstates, sizeof *st);
     struct drv_status_flag *fl = alloc_zeroed(P, (size_t)nflags, sizeof *fl);
     w->states = st;
@@ -429,16 +455,14 @@ static void parse_status_word(struct parser *P, const config_setting_t *g,
     for (int i = 0; i < nstates; i++) {
         const config_setting_t *e = config_setting_get_elem(states, (unsigned)i);
         if (!config_setting_is_group(e))
-            fail(P, e, "status word %s: each state is a group { mask; value; state; }",
-                 name ? name : "?");
+            fail(P, e, "status word %s: each state is a group { mask; value; state; }", name);
         else
             parse_status_state(P, e, "status word state", &st[i]);
     }
     for (int i = 0; i < nflags; i++) {
         const config_setting_t *e = config_setting_get_elem(flags, (unsigned)i);
         if (!config_setting_is_group(e))
-            fail(P, e, "status word %s: each flag is a group { quantity; mask; }",
-                 name ? name : "?");
+            fail(P, e, "status word %s: each flag is a group { quantity; mask; }", name);
         else
             parse_status_flag(P, e, "status word flag", &fl[i]);
     }
@@ -463,9 +487,10 @@ static void parse_status_words(struct parser *P)
             continue;
         }
         parse_status_word(P, e, &words[i]);
+        char buf[SHOWN_MAX];
         for (int k = 0; k < i && words[i].name != NULL; k++)
             if (words[k].name != NULL && strcmp(words[k].name, words[i].name) == 0)
-                fail(P, e, "status_words: '%s' is defined twice", words[i].name);
+                fail(P, e, "status_words: '%s' is defined twice", shown(words[i].name, buf));
     }
 }
 
@@ -546,11 +571,12 @@ static void parse_point(struct parser *P, const config_setting_t *g, struct drv_
     parse_register(P, g, what, pt, &every);
     note_every(P, g, what, pt, every, slow_every, slow_at);
     const char *status = NULL;
+    char buf[SHOWN_MAX];
     if (get_text(P, g, what, "status", false, &status)) {
         pt->status = status_by_name(P->model, status);
         if (pt->status == NULL)
             fail(P, config_setting_get_member(g, "status"), "%s: no status word named '%s'",
-                 what, status);
+                 what, shown(status, buf));
         else if (drv_type_regs(pt->type) != 1)
             fail(P, g, "%s: a status word is one register (uint16 or int16)", what);
     }
