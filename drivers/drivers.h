@@ -143,6 +143,7 @@ struct drv_panel_layout {
     uint16_t max_zones;
     const struct drv_zone_rule *rules;
     size_t nrules;
+    uint16_t enabled_bits;     /* shown by every point not disabled (simulator only) */
 };
 
 /* One device model, as loaded from its file (drv_model_load_file). */
@@ -249,7 +250,8 @@ const char *drv_models_shipped_errors(void);
 /* Zone bits of a fire panel point word under the layout's rules. */
 uint8_t drv_panel_zone_decode(const struct drv_panel_layout *layout, uint16_t reg);
 /* Register value showing zone bits: the values of the first rule for each
- * bit set, combined (for the simulator). */
+ * bit set, combined, plus enabled_bits unless disabled or unprogrammed (for
+ * the simulator). */
 uint16_t drv_panel_zone_encode(const struct drv_panel_layout *layout, uint8_t bits);
 /* Register value of a status word that decodes to state (the point's
  * quantity) and to the flags set in values[] (for the simulator). */

@@ -586,6 +586,8 @@ static void parse_serial_number(struct parser *P, struct drv_point *pt, long lon
                                 const config_setting_t **slow_at)
 {
     const config_setting_t *g = get_group(P, P->root, "model file", "serial_number", true);
+    if (g == NULL)
+        return;
     static const char *const keys[] = {"function", "address", "type", "word_order", "scale",
                                        "every_n_polls", NULL};
     check_keys(P, g, "serial_number", keys);
@@ -597,15 +599,22 @@ static void parse_serial_number(struct parser *P, struct drv_point *pt, long lon
     note_every(P, g, "serial_number", pt, every, slow_every, slow_at);
 }
 
+/* The setting point i came from: an element of points, or serial_number. */
+static const config_setting_t *point_setting(const struct parser *P, const config_setting_t *list,
+                                             size_t i)
+{
+    if (list != NULL && i < (size_t)config_setting_length(list))
+        return config_setting_get_elem(list, (unsigned)i);
+    return config_setting_get_member(P->root, "serial_number");
+}
+
 /* Quantity a point (or a flag of its status word) sets twice. */
 static void check_quantities(struct parser *P, const config_setting_t *list, const bool *valid)
 {
     const struct drv_model *m = P->model;
     const config_setting_t *seen[DRV_Q__COUNT] = {0};
     for (size_t i = 0; i < m->npoints; i++) {
-        const config_setting_t *g = list != NULL && i < (size_t)config_setting_length(list)
-                                        ? config_setting_get_elem(list, (unsigned)i)
-                                        : config_setting_get_member(P->root, "serial_number");
+        const config_setting_t *g = point_setting(P, list, i);
         const struct drv_point *pt = &m->points[i];
         if (!valid[i])
             continue;
@@ -640,13 +649,9 @@ static void check_overlaps(struct parser *P, const config_setting_t *list, const
             long b_end = (long)b->address + (long)drv_type_regs(b->type);
             if (a->function != b->function || a->address >= b_end || b->address >= a_end)
                 continue;
-            const config_setting_t *g = list != NULL && k < (size_t)config_setting_length(list)
-                                            ? config_setting_get_elem(list, (unsigned)k)
-                                            : config_setting_get_member(P->root, "serial_number");
-            const config_setting_t *first = config_setting_get_elem(list, (unsigned)i);
-            fail(P, g, "%s overlaps %s (line %u) at register 0x%04X",
+            fail(P, point_setting(P, list, k), "%s overlaps %s (line %u) at register 0x%04X",
                  drv_quantity_name(b->quantity), drv_quantity_name(a->quantity),
-                 first ? config_setting_source_line(first) : 0,
+                 config_setting_source_line(point_setting(P, list, i)),
                  (unsigned)(a->address > b->address ? a->address : b->address));
         }
     }
@@ -803,7 +808,8 @@ static void parse_fire_panel(struct parser *P)
         fail(P, g, "fire_panel: only a model of kind fire_panel has zones");
         return;
     }
-    static const char *const keys[] = {"first_address", "max_zones", "point_bits", NULL};
+    static const char *const keys[] = {"first_address", "max_zones", "enabled_bits",
+                                       "point_bits", NULL};
     check_keys(P, g, "fire_panel", keys);
     struct drv_panel_layout *layout = alloc_zeroed(P, 1, sizeof *layout);
     if (layout == NULL)
@@ -814,6 +820,8 @@ static void parse_fire_panel(struct parser *P)
         layout->first_point_address = (uint16_t)v;
     if (get_int(P, g, "fire_panel", "max_zones", 1, DRV_MAX_ZONES, true, &v))
         layout->max_zones = (uint16_t)v;
+    if (get_int(P, g, "fire_panel", "enabled_bits", 0, 0xFFFF, false, &v))
+        layout->enabled_bits = (uint16_t)v;
     if ((long)layout->first_point_address + layout->max_zones > 0x10000)
         fail(P, g, "fire_panel: %u zones from 0x%04X run past register 0xFFFF",
              layout->max_zones, layout->first_point_address);

@@ -413,6 +413,8 @@ uint16_t drv_panel_zone_encode(const struct drv_panel_layout *layout, uint8_t bi
             done |= r->bits;
         }
     }
+    if (layout != NULL && !(bits & (DRV_ZONE_DISABLED | DRV_ZONE_UNPROGRAMMED)))
+        reg |= layout->enabled_bits;
     return reg;
 }
 

@@ -395,7 +395,7 @@ static char *cmd_get(struct sim_world *world, const cJSON *req)
         cJSON *zones = cJSON_AddArrayToObject(reply, "zones");
         cJSON *names = cJSON_AddArrayToObject(reply, "zone_states");
         for (uint16_t z = 0; zones != NULL && names != NULL && z < dev->nzones; z++) {
-            uint16_t reg = sim_zone_register((enum sim_zone_state)dev->zones[z]);
+            uint16_t reg = sim_zone_register(dev->model->panel, (enum sim_zone_state)dev->zones[z]);
             uint8_t bits = dev->model->panel != NULL ? drv_panel_zone_decode(dev->model->panel, reg)
                                                      : drv_notifier_zone_decode(reg);
             cJSON_AddItemToArray(zones, cJSON_CreateNumber(bits));

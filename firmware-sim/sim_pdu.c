@@ -106,7 +106,8 @@ void sim_device_read_registers(const struct sim_device *dev, uint8_t function, u
         for (uint16_t z = 0; z < dev->nzones; z++) {
             uint16_t a = dev->zone_wire[z];
             if (a >= address && a < end)
-                regs[a - address] = sim_zone_register((enum sim_zone_state)dev->zones[z]);
+                regs[a - address] = sim_zone_register(dev->model->panel,
+                                                    (enum sim_zone_state)dev->zones[z]);
         }
     }
 }

@@ -200,6 +200,13 @@ static void test_fire_panel_rules_are_data(void **state)
         assert_int_equal(drv_panel_zone_decode(notifier->panel,
                                                drv_panel_zone_encode(notifier->panel, states[i])),
                          states[i]);
+    /* What estate-sim serves: the NOTIFIER words with bit 10 (enabled). */
+    assert_int_equal(drv_panel_zone_encode(notifier->panel, 0), 0x0400);
+    assert_int_equal(drv_panel_zone_encode(notifier->panel, DRV_ZONE_ALARM), 0x0C10);
+    assert_int_equal(drv_panel_zone_encode(notifier->panel, DRV_ZONE_SUPERVISORY), 0x0C30);
+    assert_int_equal(drv_panel_zone_encode(notifier->panel, DRV_ZONE_FAULT), 0x2400);
+    assert_int_equal(drv_panel_zone_encode(notifier->panel, DRV_ZONE_DISABLED), 0x0200);
+    assert_int_equal(drv_panel_zone_encode(notifier->panel, DRV_ZONE_UNPROGRAMMED), 0x00FF);
 }
 
 static void test_status_word_encode_decode(void **state)
