@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "est_alloc.h"
+#include "est_override.h"
+
 #define DEFAULT_TICK_MS 200
 #define LARGE_SITE_DEVICES 2000
 #define LARGE_SITE_TICK_MS 1000
@@ -23,7 +26,9 @@ struct loader {
     struct sim_setup *setup;
     struct sim_world *world;
     char **parent_ids;                /* per device: its parent's id, or NULL */
+    size_t parent_ids_cap;
     const config_setting_t **where;   /* per device: its setting (for messages) */
+    size_t where_cap;
     size_t ndevices;
     bool tick_set;                    /* sim.tick_ms given explicitly */
 };
@@ -32,10 +37,8 @@ struct loader {
 
 static void add_message(struct sim_config_errors *errors, const char *text)
 {
-    char **grown = realloc(errors->messages, (errors->count + 1) * sizeof *grown);
-    if (grown == NULL)
+    if (EST_VEC_RESERVE(errors->messages, errors->cap, errors->count + 1) != EST_OK)
         return;
-    errors->messages = grown;
     errors->messages[errors->count] = strdup(text);
     if (errors->messages[errors->count] != NULL)
         errors->count++;
@@ -46,20 +49,20 @@ static void error_at(struct loader *ld, const config_setting_t *s, const char *f
 
 static void error_at(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
 {
-    char msg[512], line[700];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    char *msg = est_vasprintf(fmt, ap);
     va_end(ap);
     const char *file = s ? config_setting_source_file(s) : NULL;
     unsigned lineno = s ? config_setting_source_line(s) : 0;
     if (file == NULL)
         file = lineno ? (ld->path ? ld->path : "(config)") : "--set";
-    if (lineno)
-        snprintf(line, sizeof line, "%s:%u: %s", file, lineno, msg);
-    else
-        snprintf(line, sizeof line, "%s: %s", file, msg);
-    add_message(ld->errors, line);
+    char *line = lineno ? est_asprintf("%s:%u: %s", file, lineno, msg ? msg : "out of memory")
+                        : est_asprintf("%s: %s", file, msg ? msg : "out of memory");
+    if (line != NULL)
+        add_message(ld->errors, line);
+    free(line);
+    free(msg);
 }
 
 void sim_config_errors_free(struct sim_config_errors *errors)
@@ -68,7 +71,7 @@ void sim_config_errors_free(struct sim_config_errors *errors)
         free(errors->messages[i]);
     free(errors->messages);
     errors->messages = NULL;
-    errors->count = 0;
+    errors->count = errors->cap = 0;
 }
 
 /* -------------------------------------------------------------- getters */
@@ -182,112 +185,20 @@ static bool valid_host_port(const char *text)
 
 /* ------------------------------------------------------------ overrides */
 
-/* Finds the element of a list whose "name" or "id" is key. */
-static config_setting_t *list_find(config_setting_t *list, const char *key)
-{
-    int n = config_setting_length(list);
-    for (int i = 0; i < n; i++) {
-        config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
-        const char *name = NULL;
-        if (config_setting_is_group(e) && (config_setting_lookup_string(e, "name", &name) ||
-                                           config_setting_lookup_string(e, "id", &name)) &&
-            strcmp(name, key) == 0)
-            return e;
-    }
-    return NULL;
-}
-
-static bool parse_ll(const char *text, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(text, &end, 0);
-    if (errno != 0 || end == text || *end != '\0')
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_dbl(const char *text, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno != 0 || end == text || *end != '\0' || !isfinite(v))
-        return false;
-    *out = v;
-    return true;
-}
-
-/* Replaces (or adds) parent.name with value, typed like the old setting
- * when it was a string, otherwise inferred: integer, float, bool, string. */
-static bool set_scalar(config_setting_t *parent, const char *name, const char *value)
-{
-    config_setting_t *old = config_setting_get_member(parent, name);
-    bool keep_string = old != NULL && config_setting_type(old) == CONFIG_TYPE_STRING;
-    if (old != NULL) {
-        if (config_setting_is_aggregate(old))
-            return false;
-        config_setting_remove(parent, name);
-    }
-    long long ll;
-    double d;
-    config_setting_t *s;
-    if (!keep_string && parse_ll(value, &ll)) {
-        bool small = ll >= INT32_MIN && ll <= INT32_MAX;
-        s = config_setting_add(parent, name, small ? CONFIG_TYPE_INT : CONFIG_TYPE_INT64);
-        return s != NULL && (small ? config_setting_set_int(s, (int)ll)
-                                   : config_setting_set_int64(s, ll));
-    }
-    if (!keep_string && parse_dbl(value, &d)) {
-        s = config_setting_add(parent, name, CONFIG_TYPE_FLOAT);
-        return s != NULL && config_setting_set_float(s, d);
-    }
-    if (!keep_string && (strcmp(value, "true") == 0 || strcmp(value, "false") == 0)) {
-        s = config_setting_add(parent, name, CONFIG_TYPE_BOOL);
-        return s != NULL && config_setting_set_bool(s, value[0] == 't');
-    }
-    s = config_setting_add(parent, name, CONFIG_TYPE_STRING);
-    return s != NULL && config_setting_set_string(s, value);
-}
-
-/* Applies one "a.b.c=VALUE"; list elements are named by their name/id. */
+/* Applies one "PATH=VALUE" (est_override.h); created keys are typed from
+ * their text, since the getters check libconfig types. */
 static void apply_override(struct loader *ld, config_t *cfg, const char *text)
 {
-    const char *eq = strchr(text, '=');
-    if (eq == NULL || eq == text) {
-        error_at(ld, NULL, "--set %s: expected PATH=VALUE", text);
-        return;
+    struct est_override_result result;
+    est_err err = est_config_override(cfg, text, EST_OVERRIDE_NEW_INFERRED, NULL, &result);
+    if (err != EST_OK) {
+        char *line = est_asprintf("--set %s: %s", text,
+                                  result.message ? result.message : est_strerror(err));
+        if (line != NULL)
+            add_message(ld->errors, line);
+        free(line);
     }
-    char *path = strndup(text, (size_t)(eq - text));
-    if (path == NULL)
-        return;
-    config_setting_t *cur = config_root_setting(cfg);
-    char *save = NULL;
-    char *comp = strtok_r(path, ".", &save);
-    while (comp != NULL) {
-        char *next = strtok_r(NULL, ".", &save);
-        if (next == NULL) {
-            if (!config_setting_is_group(cur) || !set_scalar(cur, comp, eq + 1))
-                error_at(ld, NULL, "--set %s: cannot set %s here", text, comp);
-            break;
-        }
-        config_setting_t *child = NULL;
-        if (config_setting_is_list(cur))
-            child = list_find(cur, comp);
-        else if (config_setting_is_group(cur)) {
-            child = config_setting_get_member(cur, comp);
-            if (child == NULL)
-                child = config_setting_add(cur, comp, CONFIG_TYPE_GROUP);
-        }
-        if (child == NULL || (!config_setting_is_group(child) && !config_setting_is_list(child))) {
-            error_at(ld, NULL, "--set %s: no group or list element \"%s\"", text, comp);
-            break;
-        }
-        cur = child;
-        comp = next;
-    }
-    free(path);
+    free(result.message);
 }
 
 /* ------------------------------------------------------------------ sim */
@@ -620,13 +531,9 @@ static void load_device(struct loader *ld, const config_setting_t *g)
         "location", NULL};
     check_keys(ld, g, keys);
     struct sim_device *dev = sim_world_add_device(ld->world);
-    char **ids = realloc(ld->parent_ids, ld->world->ndevices * sizeof *ids);
-    if (ids != NULL)
-        ld->parent_ids = ids;
-    const config_setting_t **where = realloc(ld->where, ld->world->ndevices * sizeof *where);
-    if (where != NULL)
-        ld->where = where;
-    if (dev == NULL || ids == NULL || where == NULL) {
+    size_t n = ld->world->ndevices;
+    if (dev == NULL || EST_VEC_RESERVE(ld->parent_ids, ld->parent_ids_cap, n) != EST_OK ||
+        EST_VEC_RESERVE(ld->where, ld->where_cap, n) != EST_OK) {
         error_at(ld, g, "out of memory");
         return;
     }
@@ -732,11 +639,9 @@ static void load_step(struct loader *ld, const config_setting_t *g)
     if (ld->errors->count != before)
         return;
     struct sim_setup *setup = ld->setup;
-    struct sim_scenario_step *steps =
-        realloc(setup->scenario, (setup->nscenario + 1) * sizeof *steps);
-    if (steps == NULL)
+    if (EST_VEC_RESERVE(setup->scenario, setup->scenario_cap, setup->nscenario + 1) != EST_OK)
         return;
-    setup->scenario = steps;
+    struct sim_scenario_step *steps = setup->scenario;
     steps[setup->nscenario].at_ms = (int64_t)llround(at_s * 1000.0);
     steps[setup->nscenario].seq = setup->nscenario;
     steps[setup->nscenario].action = action;
@@ -881,7 +786,7 @@ static void load_tree(struct loader *ld, config_t *cfg, const struct sim_generat
         /* Steps were still checked; tests that drive events themselves turn them off. */
         free(ld->setup->scenario);
         ld->setup->scenario = NULL;
-        ld->setup->nscenario = 0;
+        ld->setup->nscenario = ld->setup->scenario_cap = 0;
     }
 }
 

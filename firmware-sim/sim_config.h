@@ -37,13 +37,14 @@ struct sim_setup {
     char *control;                    /* "host:port" of the control socket; NULL = none */
     int tick_ms;                      /* physics/scenario tick, default 200 */
     struct sim_scenario_step *scenario; /* sorted by at_ms */
-    size_t nscenario;
+    size_t nscenario, scenario_cap;
     bool scenario_off;             /* sim.scenario = false: run no scripted steps */
 };
 
 struct sim_config_errors {
     char **messages;
     size_t count;
+    size_t cap;    /* room in messages */
 };
 
 /* Loads path (NULL: an empty configuration, e.g. with gen), applies the

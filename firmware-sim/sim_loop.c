@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "est_alloc.h"
 #include "sim_command.h"
 #include "sim_log.h"
 #include "sim_pdu.h"
@@ -388,18 +389,9 @@ static void control_close(struct sim_loop *loop, struct control_conn *c)
 
 static bool control_append(struct control_conn *c, const char *text, size_t n)
 {
-    if (c->out_len + n + 1 > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 4096;
-        while (cap < c->out_len + n + 1)
-            cap *= 2;
-        if (cap > CONTROL_OUT_LIMIT)
-            return false;
-        char *grown = realloc(c->out, cap);
-        if (grown == NULL)
-            return false;
-        c->out = grown;
-        c->out_cap = cap;
-    }
+    if (c->out_len + n + 1 > CONTROL_OUT_LIMIT ||
+        EST_VEC_RESERVE(c->out, c->out_cap, c->out_len + n + 1) != EST_OK)
+        return false;
     memcpy(c->out + c->out_len, text, n);
     c->out[c->out_len + n] = '\n';
     c->out_len += n + 1;
@@ -435,16 +427,11 @@ static bool control_lines(struct sim_loop *loop, struct control_conn *c, int64_t
 
 static bool control_read(struct control_conn *c)
 {
-    if (c->in_cap - c->in_len < 4096) {
-        size_t cap = c->in_cap ? c->in_cap * 2 : 8192;
-        if (cap > SIM_CONTROL_MAX_LINE + 8192)
-            cap = SIM_CONTROL_MAX_LINE + 8192;
-        char *grown = cap > c->in_cap ? realloc(c->in, cap) : c->in;
-        if (grown == NULL)
-            return false;
-        c->in = grown;
-        c->in_cap = cap;
-    }
+    size_t want = c->in_len + 4096;
+    if (want > SIM_CONTROL_MAX_LINE + 8192)
+        want = SIM_CONTROL_MAX_LINE + 8192;
+    if (EST_VEC_RESERVE(c->in, c->in_cap, want) != EST_OK)
+        return false;
     ssize_t n = recv(c->h.fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
     if (n > 0) {
         c->in_len += (size_t)n;

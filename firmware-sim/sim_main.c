@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "est_cli.h"
 #include "estate.h"
 #include "sim_config.h"
 #include "sim_log.h"
@@ -16,9 +17,7 @@
 #include "sim_rtu.h"
 
 struct cli {
-    const char *config;
-    const char **sets;
-    size_t nsets;
+    struct est_cli common; /* -c, --set, --help, --version */
     bool check;
     struct sim_generate gen;
 };
@@ -41,7 +40,7 @@ static void usage(FILE *out)
             "  --endpoints K       spread them over K TCP endpoints (at least ceil(N/247))\n"
             "  --base-port P       first port of the generated endpoints (default 16000)\n"
             "  --driver NAME       model of the generated meters (default sdm120)\n"
-            "  --help, --version\n");
+            "  -h, --help, -V, --version\n");
 }
 
 /* Parses a positive decimal number; false when it is not one. */
@@ -56,54 +55,58 @@ static bool parse_unsigned(const char *text, unsigned max, unsigned *out)
     return true;
 }
 
+/* The simulator's own option argv[*i] with its value argv[*i + 1]; false
+ * when it is unknown or its value is missing or bad (reported). */
+static bool take_own_option(struct cli *cli, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    bool ok;
+    if (strcmp(a, "--check-config") == 0) {
+        cli->check = true;
+        return true;
+    } else if (strcmp(a, "--generate") == 0) {
+        ok = parse_unsigned(v, 1000000, &cli->gen.meters) && cli->gen.meters > 0;
+    } else if (strcmp(a, "--endpoints") == 0) {
+        ok = parse_unsigned(v, 4096, &cli->gen.endpoints) && cli->gen.endpoints > 0;
+    } else if (strcmp(a, "--base-port") == 0) {
+        ok = parse_unsigned(v, 65535, &cli->gen.base_port) && cli->gen.base_port > 0;
+    } else if (strcmp(a, "--driver") == 0) {
+        cli->gen.driver = v;
+        ok = v != NULL;
+    } else {
+        fprintf(stderr, "estate-sim: unknown option %s (try --help)\n", a);
+        return false;
+    }
+    if (!ok)
+        fprintf(stderr, "estate-sim: %s needs a valid value (try --help)\n", a);
+    (*i)++;
+    return ok;
+}
+
 /* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, struct cli *cli)
 {
-    cli->sets = calloc((size_t)argc, sizeof *cli->sets);
-    if (cli->sets == NULL)
-        return 1;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool ok = true, takes = true;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(a, "--version") == 0) {
-            printf("estate-sim %s\n", ESTATE_VERSION);
-            return 0;
-        } else if (strcmp(a, "--check-config") == 0) {
-            cli->check = true;
-            takes = false;
-        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
-            cli->config = v;
-            ok = v != NULL;
-        } else if (strcmp(a, "--set") == 0) {
-            ok = v != NULL && strchr(v, '=') != NULL;
-            cli->sets[cli->nsets++] = v;
-        } else if (strcmp(a, "--generate") == 0) {
-            ok = parse_unsigned(v, 1000000, &cli->gen.meters) && cli->gen.meters > 0;
-        } else if (strcmp(a, "--endpoints") == 0) {
-            ok = parse_unsigned(v, 4096, &cli->gen.endpoints) && cli->gen.endpoints > 0;
-        } else if (strcmp(a, "--base-port") == 0) {
-            ok = parse_unsigned(v, 65535, &cli->gen.base_port) && cli->gen.base_port > 0;
-        } else if (strcmp(a, "--driver") == 0) {
-            cli->gen.driver = v;
-            ok = v != NULL;
-        } else {
-            fprintf(stderr, "estate-sim: unknown option %s (try --help)\n", a);
-            return 2;
+        enum est_cli_take taken = est_cli_take(&cli->common, argc, argv, &i);
+        if (taken == EST_CLI_EXIT)
+            return cli->common.exit_code;
+        if (taken == EST_CLI_NO_VALUE) {
+            fprintf(stderr, "estate-sim: %s needs a valid value (try --help)\n", argv[i]);
+            return EST_EXIT_USAGE;
         }
-        if (!ok) {
-            fprintf(stderr, "estate-sim: %s needs a valid value (try --help)\n", a);
-            return 2;
-        }
-        if (takes)
-            i++;
+        if (taken == EST_CLI_OTHER && !take_own_option(cli, argc, argv, &i))
+            return EST_EXIT_USAGE;
     }
-    if (cli->config == NULL && cli->gen.meters == 0) {
+    for (size_t k = 0; k < cli->common.nsets; k++) {
+        if (strchr(cli->common.sets[k], '=') == NULL) {
+            fprintf(stderr, "estate-sim: --set needs a valid value (try --help)\n");
+            return EST_EXIT_USAGE;
+        }
+    }
+    if (cli->common.config_path == NULL && cli->gen.meters == 0) {
         fprintf(stderr, "estate-sim: -c FILE is required (try --help)\n");
-        return 2;
+        return EST_EXIT_USAGE;
     }
     return -1;
 }
@@ -111,7 +114,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 static int load(const struct cli *cli, struct sim_setup **setup)
 {
     struct sim_config_errors errors = {0};
-    est_err rc = sim_config_load(cli->config, cli->sets, cli->nsets,
+    est_err rc = sim_config_load(cli->common.config_path, cli->common.sets, cli->common.nsets,
                                  cli->gen.meters ? &cli->gen : NULL, est_mono_ms(), setup,
                                  &errors);
     for (size_t i = 0; i < errors.count; i++)
@@ -121,7 +124,7 @@ static int load(const struct cli *cli, struct sim_setup **setup)
         return -1;
     if (rc == EST_ERR_NOMEM)
         fprintf(stderr, "estate-sim: out of memory\n");
-    return 2;
+    return EST_EXIT_USAGE;
 }
 
 /* Blocks SIGINT/SIGTERM in every thread (the loop reads them from a
@@ -171,7 +174,7 @@ static int run(struct sim_setup *setup)
 
 int main(int argc, char **argv)
 {
-    struct cli cli = {0};
+    struct cli cli = {.common = {.program = "estate-sim", .usage = usage}};
     int code = parse_args(argc, argv, &cli);
     struct sim_setup *setup = NULL;
     if (code < 0)
@@ -184,6 +187,6 @@ int main(int argc, char **argv)
         code = run(setup);
     }
     sim_setup_free(setup);
-    free(cli.sets);
+    est_cli_free(&cli.common);
     return code;
 }

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "est_alloc.h"
+
 #define Q_BIT(q) (1ull << (q))
 #define MAX_STEPS_PER_ADVANCE 120 /* integration steps per device per advance */
 
@@ -123,26 +125,24 @@ void sim_world_free(struct sim_world *world)
     free(world);
 }
 
-/* Grows an array of elements of size size by one zeroed element. */
-static void *grow_one(void *array, size_t *count, size_t size)
+/* Appends one zeroed element to an array of *count elements of size bytes
+ * with room for *cap; returns it, or NULL when out of memory. */
+static void *append_zeroed(void **array, size_t *count, size_t *cap, size_t size)
 {
-    void *bigger = realloc(array, (*count + 1) * size);
-    if (bigger == NULL)
+    if (est_vec_reserve(array, cap, *count + 1, size) != EST_OK)
         return NULL;
-    memset((char *)bigger + *count * size, 0, size);
+    char *item = (char *)*array + *count * size;
+    memset(item, 0, size);
     (*count)++;
-    return bigger;
+    return item;
 }
 
 struct sim_endpoint *sim_world_add_endpoint(struct sim_world *world)
 {
-    size_t n = world->nendpoints;
-    struct sim_endpoint *eps = grow_one(world->endpoints, &n, sizeof *eps);
-    if (eps == NULL)
+    struct sim_endpoint *ep = append_zeroed((void **)&world->endpoints, &world->nendpoints,
+                                            &world->endpoints_cap, sizeof *ep);
+    if (ep == NULL)
         return NULL;
-    world->endpoints = eps;
-    world->nendpoints = n;
-    struct sim_endpoint *ep = &eps[n - 1];
     for (size_t s = 0; s <= SIM_MAX_SLAVE; s++)
         ep->slave_device[s] = -1;
     ep->baud = 9600;
@@ -155,13 +155,10 @@ struct sim_endpoint *sim_world_add_endpoint(struct sim_world *world)
 
 struct sim_device *sim_world_add_device(struct sim_world *world)
 {
-    size_t n = world->ndevices;
-    struct sim_device *devs = grow_one(world->devices, &n, sizeof *devs);
-    if (devs == NULL)
+    struct sim_device *dev = append_zeroed((void **)&world->devices, &world->ndevices,
+                                           &world->devices_cap, sizeof *dev);
+    if (dev == NULL)
         return NULL;
-    world->devices = devs;
-    world->ndevices = n;
-    struct sim_device *dev = &devs[n - 1];
     dev->parent = -1;
     dev->options.word_order = -1;
     dev->valve = DRV_VALVE_OPEN;

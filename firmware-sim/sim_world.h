@@ -131,9 +131,9 @@ struct sim_world {
     struct sim_clock clock;
     int64_t last_advance_sim_ms;
     struct sim_endpoint *endpoints;
-    size_t nendpoints;
+    size_t nendpoints, endpoints_cap;
     struct sim_device *devices;
-    size_t ndevices;
+    size_t ndevices, devices_cap;
     size_t *order;         /* device indices, children before parents */
 };
 

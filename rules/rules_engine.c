@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "est_alloc.h"
 #include "rules_internal.h"
 
 /* --- topology validation --- */
@@ -345,10 +346,8 @@ static struct cond *add_extra(struct rule_engine *e, uint32_t meter, enum meter_
         e->conds = conds;
         e->conds_cap = cap;
     }
-    struct extra_cond *extras = realloc(e->extras, (nextras + 1) * sizeof *extras);
-    if (!extras)
+    if (EST_VEC_RESERVE(e->extras, e->extras_cap, nextras + 1) != EST_OK)
         return NULL;
-    e->extras = extras;
     e->extras[nextras] = (struct extra_cond){ meter, (uint32_t)slot };
     struct cond *c = &e->conds[e->nconds++];
     rules__cond_init(c, meter_rules[slot]);

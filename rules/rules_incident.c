@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "est_alloc.h"
 #include "rules_internal.h"
+
+#define INFOS_MIN_CAP 64
 
 /* --- the pool of cond_info --- */
 
@@ -20,19 +23,17 @@ est_err rules__reserve_infos(struct rule_engine *e, size_t n)
 {
     if (e->nfree >= n)
         return EST_OK;
-    size_t cap = e->ninfos * 2 > 64 ? e->ninfos * 2 : 64;
-    if (cap < e->ninfos + (n - e->nfree))
-        cap = e->ninfos + (n - e->nfree);
-    if (cap >= NO_INFO || cap > SIZE_MAX / sizeof *e->infos)
+    size_t need = e->ninfos + (n - e->nfree);
+    if (need < INFOS_MIN_CAP)
+        need = INFOS_MIN_CAP;
+    if (need >= NO_INFO)
         return EST_ERR_NOMEM;
-    struct cond_info *infos = realloc(e->infos, cap * sizeof *infos);
-    if (!infos)
+    /* infos and pending have ninfos elements each; both grow to cap (the
+     * larger infos stay if pending cannot follow: harmless) */
+    size_t cap = e->ninfos, pending_cap = e->ninfos;
+    if (EST_VEC_RESERVE(e->infos, cap, need) != EST_OK || cap >= NO_INFO ||
+        EST_VEC_RESERVE(e->pending, pending_cap, cap) != EST_OK)
         return EST_ERR_NOMEM;
-    e->infos = infos;
-    uint32_t *pending = realloc(e->pending, cap * sizeof *pending);
-    if (!pending)
-        return EST_ERR_NOMEM; /* the larger infos stay: harmless */
-    e->pending = pending;
     for (size_t i = cap; i-- > e->ninfos;) {
         e->infos[i].cond = e->free_info;
         e->free_info = (uint32_t)i;

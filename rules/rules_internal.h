@@ -184,6 +184,7 @@ struct rule_engine {
     struct cond *conds;        /* meters (applicable slots), units, panels, zones, extras */
     size_t unit_cond_base, panel_cond_base, zone_cond_base, extra_cond_base;
     struct extra_cond *extras; /* nconds - extra_cond_base entries */
+    size_t extras_cap;
 
     struct cond_info *infos;   /* pool of ninfos; the free ones chained from free_info */
     size_t ninfos, nfree;

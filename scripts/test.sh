@@ -27,7 +27,7 @@ echo "== tests under sanitizers"
 # broker outage, kill -9); the long scenario tests run once, in the plain build.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir "$root/build-asan" --output-on-failure -j"$test_jobs" \
-  -R '^(unit|fuzz)\.|^integration\.test_(readings|http_api)$|^fault\.test_(command_auth|broker_outage|crash_safety|pipeline)$'
+  -R '^(unit|process|fuzz)\.|^integration\.test_(readings|http_api)$|^fault\.test_(command_auth|broker_outage|crash_safety|pipeline)$'
 
 if command -v clang >/dev/null; then
   echo "== short fuzz run (libFuzzer, clang)"

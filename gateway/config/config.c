@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #include "csv.h"
+#include "est_alloc.h"
+#include "est_override.h"
 
 #define MAX_STRING 1024              /* longest string value accepted */
 #define MAX_ID 64                    /* longest id or name */
@@ -74,29 +76,6 @@ struct where {
     bool raw;
 };
 
-__attribute__((format(printf, 1, 0))) static char *vformat(const char *fmt, va_list ap)
-{
-    va_list ap2;
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
-    va_end(ap2);
-    if (n < 0)
-        return NULL;
-    char *s = malloc((size_t)n + 1);
-    if (s)
-        vsnprintf(s, (size_t)n + 1, fmt, ap);
-    return s;
-}
-
-__attribute__((format(printf, 1, 2))) static char *format(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = vformat(fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 static char *dup_or_null(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -110,17 +89,15 @@ static char *display_file(const struct loader *L, const char *file)
         return strdup(L->path);
     if (file[0] == '/' || strcmp(file, L->path) == 0 || strcmp(L->dir, ".") == 0)
         return strdup(file);
-    return format("%s/%s", L->dir, file);
+    return est_asprintf("%s/%s", L->dir, file);
 }
 
 static void errors_push(struct gw_config_errors *e, char *msg)
 {
-    char **p = realloc(e->messages, (e->count + 1) * sizeof *p);
-    if (!p) {
+    if (EST_VEC_RESERVE(e->messages, e->cap, e->count + 1) != EST_OK) {
         free(msg);
         return;
     }
-    e->messages = p;
     e->messages[e->count++] = msg;
 }
 
@@ -137,14 +114,14 @@ __attribute__((format(printf, 3, 4))) static void errf(struct loader *L, const s
 {
     va_list ap;
     va_start(ap, fmt);
-    char *msg = vformat(fmt, ap);
+    char *msg = est_vasprintf(fmt, ap);
     va_end(ap);
     char *file = w->raw ? display_file(L, w->file) : NULL;
     const char *shown = w->raw ? file : w->file;
     char *line = NULL;
     if (msg && shown)
-        line = w->line > 0 ? format("%s:%d: %s", shown, w->line, msg)
-                           : format("%s: %s", shown, msg);
+        line = w->line > 0 ? est_asprintf("%s:%d: %s", shown, w->line, msg)
+                           : est_asprintf("%s: %s", shown, msg);
     free(msg);
     free(file);
     if (!line) {
@@ -178,13 +155,10 @@ static const char *intern_file(struct loader *L, const char *name)
     for (size_t i = c->nfile_names; i-- > 0;) /* the latest is the likeliest */
         if (strcmp(c->file_names[i], name) == 0)
             return c->file_names[i];
-    char **grown = realloc(c->file_names, (c->nfile_names + 1) * sizeof *grown);
-    if (!grown)
+    if (EST_VEC_RESERVE(c->file_names, c->file_names_cap, c->nfile_names + 1) != EST_OK ||
+        !(c->file_names[c->nfile_names] = strdup(name)))
         return NULL;
-    c->file_names = grown;
-    if (!(grown[c->nfile_names] = strdup(name)))
-        return NULL;
-    return grown[c->nfile_names++];
+    return c->file_names[c->nfile_names++];
 }
 
 /* File name to store in a struct for a where (the config owns it). */
@@ -351,7 +325,7 @@ static char *resolve_path(const struct loader *L, const char *path)
 {
     if (path[0] == '/' || path[0] == '\0' || strcmp(L->dir, ".") == 0)
         return strdup(path);
-    return format("%s/%s", L->dir, path);
+    return est_asprintf("%s/%s", L->dir, path);
 }
 
 /* Checks a K_FILE/K_DIR path on disk; false with a message when unusable. */
@@ -1707,14 +1681,9 @@ static void csv_load(struct loader *L, const char *csv_path, struct gw_meter_con
     size_t ncolumns = e == EST_OK ? rec.nfields : 0;
     size_t cap = *nrows;
     while (e == EST_OK && (e = csv_reader_next(r, &rec)) == EST_OK) {
-        if (*nrows == cap) { /* grow geometrically, trimmed below */
-            cap = cap < 64 ? 64 : cap * 2;
-            struct gw_meter_config *grown = realloc(*rows, cap * sizeof *grown);
-            if (!grown) {
-                e = EST_ERR_NOMEM;
-                break;
-            }
-            *rows = grown;
+        if (EST_VEC_RESERVE(*rows, cap, *nrows + 1) != EST_OK) { /* trimmed below */
+            e = EST_ERR_NOMEM;
+            break;
         }
         csv_meter(L, &rec, csv_path, columns, ncolumns, &(*rows)[(*nrows)++]);
     }
@@ -1998,10 +1967,10 @@ static void check_all(struct loader *L)
 static void finish_defaults(struct loader *L)
 {
     struct gw_config *c = L->cfg;
-    if (!c->mqtt.client_id && !(c->mqtt.client_id = format("estate-gw-%s", c->gateway.id)))
+    if (!c->mqtt.client_id && !(c->mqtt.client_id = est_asprintf("estate-gw-%s", c->gateway.id)))
         oom(L);
     if (!c->mqtt.topic_prefix &&
-        !(c->mqtt.topic_prefix = format("estate/%s/%s", c->gateway.site, c->gateway.id)))
+        !(c->mqtt.topic_prefix = est_asprintf("estate/%s/%s", c->gateway.site, c->gateway.id)))
         oom(L);
 }
 
@@ -2009,213 +1978,19 @@ static void finish_defaults(struct loader *L)
 /* --set overrides                                                     */
 /* ------------------------------------------------------------------ */
 
-/* Next path token: "name", "[N]" or a bare "N". Splits the path in place. */
-static bool next_token(char **pp, char **token, bool *bracket)
-{
-    char *p = *pp;
-    *bracket = false;
-    if (*p == '[') {
-        char *close = strchr(p, ']');
-        if (!close || close == p + 1)
-            return false;
-        *close = '\0';
-        *token = p + 1;
-        *bracket = true;
-        p = close + 1;
-        if (*p == '.')
-            p++;
-        else if (*p && *p != '[')
-            return false;
-    } else {
-        size_t n = strcspn(p, ".[");
-        if (n == 0)
-            return false;
-        *token = p;
-        p += n;
-        if (*p == '.') {
-            *p++ = '\0';
-            if (!*p)
-                return false;
-        } else if (*p == '[') {
-            /* "buses[0]": end the name here; the '[' is read next time */
-            memmove(p + 1, p, strlen(p) + 1);
-            *p++ = '\0';
-        }
-    }
-    *pp = p;
-    return true;
-}
-
-static bool all_digits(const char *s)
-{
-    return *s && strspn(s, "0123456789") == strlen(s);
-}
-
-/* The element of a list or array by index or by its name/id member. */
-static config_setting_t *list_element(config_setting_t *list, const char *token, bool bracket)
-{
-    if (bracket || all_digits(token)) {
-        if (!all_digits(token) || strlen(token) > 6)
-            return NULL;
-        return config_setting_get_elem(list, (unsigned)atoi(token));
-    }
-    for (int i = 0; i < config_setting_length(list); i++) {
-        config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
-        const char *id = NULL;
-        if (config_setting_is_group(e) && (config_setting_lookup_string(e, "id", &id) ||
-                                           config_setting_lookup_string(e, "name", &id)) &&
-            strcmp(id, token) == 0)
-            return e;
-    }
-    return NULL;
-}
-
-/* An integer setting given a fractional value on the command line (e.g.
- * mqtt.outbox_limit_mb=0.25 over "= 16"): replaced by a created string
- * setting, so the key's own row types it (a number row takes it, an integer
- * row reports it). Only members of groups can be replaced by name. */
-static config_setting_t *retype_as_text(struct override *o, config_setting_t *s, const char *value)
-{
-    char *end;
-    double d = strtod(value, &end);
-    config_setting_t *parent = config_setting_parent(s);
-    const char *name = config_setting_name(s);
-    if (!*value || *end || !isfinite(d) || parent == NULL || name == NULL ||
-        !config_setting_is_group(parent))
-        return NULL;
-    char *copy = strdup(name);
-    if (copy == NULL)
-        return NULL;
-    config_setting_t *t = NULL;
-    if (config_setting_remove(parent, copy) == CONFIG_TRUE) {
-        t = config_setting_add(parent, copy, CONFIG_TYPE_STRING);
-        if (t != NULL && config_setting_set_string(t, value) == CONFIG_TRUE)
-            o->created = true;
-        else
-            t = NULL;
-    }
-    free(copy);
-    return t;
-}
-
-/* Sets an existing scalar from text, typed by the setting's own type; *sp
- * may be replaced (see retype_as_text). */
-static bool set_existing(struct loader *L, struct override *o, config_setting_t **sp,
-                         const char *value)
-{
-    struct where w = { o->label, 0, false };
-    config_setting_t *s = *sp;
-    char *end;
-    errno = 0;
-    switch (config_setting_type(s)) {
-    case CONFIG_TYPE_INT: {
-        long long i = strtoll(value, &end, 10);
-        if (*value && *end && (*sp = retype_as_text(o, s, value)) != NULL)
-            return true;
-        *sp = s;
-        if (!*value || *end || errno || i < INT_MIN || i > INT_MAX) {
-            errf(L, &w, "'%s' is not an integer", value);
-            return false;
-        }
-        return config_setting_set_int(s, (int)i);
-    }
-    case CONFIG_TYPE_INT64: {
-        long long i = strtoll(value, &end, 10);
-        if (!*value || *end || errno) {
-            errf(L, &w, "'%s' is not an integer", value);
-            return false;
-        }
-        return config_setting_set_int64(s, i);
-    }
-    case CONFIG_TYPE_FLOAT: {
-        double d = strtod(value, &end);
-        if (!*value || *end || !isfinite(d)) {
-            errf(L, &w, "'%s' is not a number", value);
-            return false;
-        }
-        return config_setting_set_float(s, d);
-    }
-    case CONFIG_TYPE_BOOL:
-        if (strcmp(value, "true") && strcmp(value, "false")) {
-            errf(L, &w, "'%s' is not true or false", value);
-            return false;
-        }
-        return config_setting_set_bool(s, strcmp(value, "true") == 0);
-    case CONFIG_TYPE_STRING:
-        return config_setting_set_string(s, value);
-    default:
-        errf(L, &w, "the path names a group or list, not a single setting");
-        return false;
-    }
-}
-
-/* Applies one "PATH=VALUE" to the tree. */
+/* Applies one "PATH=VALUE" to the tree (est_override.h); settings it made
+ * or changed carry o as their hook. */
 static void apply_override(struct loader *L, config_t *lc, struct override *o)
 {
     struct where w = { o->label, 0, false };
-    const char *eq = strchr(o->text, '=');
-    if (!eq || eq == o->text) {
-        errf(L, &w, "expected PATH=VALUE");
-        return;
-    }
-    size_t plen = (size_t)(eq - o->text);
-    char *path = malloc(plen * 2 + 2); /* room for next_token's splits */
-    if (!path) {
+    struct est_override_result result;
+    est_err err = est_config_override(lc, o->text, EST_OVERRIDE_NEW_AS_TEXT, o, &result);
+    o->created = result.created;
+    if (err == EST_ERR_NOMEM)
         oom(L);
-        return;
-    }
-    memcpy(path, o->text, plen);
-    path[plen] = '\0';
-    const char *value = eq + 1;
-    config_setting_t *cur = config_root_setting(lc);
-    char *p = path, *token;
-    bool bracket;
-    while (*p) {
-        if (!next_token(&p, &token, &bracket)) {
-            errf(L, &w, "malformed path");
-            goto out;
-        }
-        bool last = !*p;
-        config_setting_t *child;
-        if (config_setting_is_group(cur)) {
-            if (bracket) {
-                errf(L, &w, "'[%s]': '%s' is a group, not a list", token,
-                     config_setting_name(cur) ? config_setting_name(cur) : "(top)");
-                goto out;
-            }
-            child = config_setting_get_member(cur, token);
-            if (!child) {
-                int type = last ? CONFIG_TYPE_STRING : CONFIG_TYPE_GROUP;
-                child = config_setting_add(cur, token, type);
-                if (!child) {
-                    errf(L, &w, "cannot create setting '%s'", token);
-                    goto out;
-                }
-                o->created = true;
-                config_setting_set_hook(child, o);
-                if (last) {
-                    if (!config_setting_set_string(child, value))
-                        oom(L);
-                    goto out;
-                }
-            }
-        } else if (config_setting_is_aggregate(cur)) {
-            child = list_element(cur, token, bracket);
-            if (!child) {
-                errf(L, &w, "no element '%s' in %s", token,
-                     config_setting_name(cur) ? config_setting_name(cur) : "the list");
-                goto out;
-            }
-        } else {
-            errf(L, &w, "'%s' is not a group or list", config_setting_name(cur));
-            goto out;
-        }
-        cur = child;
-    }
-    if (set_existing(L, o, &cur, value))
-        config_setting_set_hook(cur, o);
-out:
-    free(path);
+    else if (err != EST_OK)
+        errf(L, &w, "%s", result.message);
+    free(result.message);
 }
 
 static void apply_overrides(struct loader *L, config_t *lc, const char *const *overrides,
@@ -2229,7 +2004,7 @@ static void apply_overrides(struct loader *L, config_t *lc, const char *const *o
     L->noverrides = n;
     for (size_t i = 0; i < n; i++) {
         L->overrides[i].text = overrides[i];
-        if (!(L->overrides[i].label = format("--set %s", overrides[i]))) {
+        if (!(L->overrides[i].label = est_asprintf("--set %s", overrides[i]))) {
             oom(L);
             return;
         }
@@ -2435,7 +2210,7 @@ void gw_config_errors_free(struct gw_config_errors *errors)
         return;
     free_strings(errors->messages, errors->count);
     errors->messages = NULL;
-    errors->count = 0;
+    errors->count = errors->cap = 0;
 }
 
 void gw_config_errors_print(const struct gw_config_errors *errors, FILE *out)

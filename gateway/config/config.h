@@ -168,13 +168,14 @@ struct gw_config {
      * meters CSVs, override labels), each once: the entries' file fields
      * point here. */
     char **file_names;
-    size_t nfile_names;
+    size_t nfile_names, file_names_cap;
 };
 
 /* Errors collected while loading: each one "FILE:LINE: message". */
 struct gw_config_errors {
     char **messages;
     size_t count;
+    size_t cap;    /* room in messages */
 };
 
 /* Loads path, applies overrides ("PATH=VALUE", e.g. "mqtt.uri=tcp://..."),

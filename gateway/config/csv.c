@@ -3,6 +3,8 @@
  * so no line or field length is assumed anywhere. */
 #include "csv.h"
 
+#include "est_alloc.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -77,14 +79,8 @@ static est_err buf_put(struct csv_reader *r, char c)
 {
     if (r->buf_len >= r->max_field)
         return fail(r, "field too long", r->line);
-    if (r->buf_len + 1 >= r->buf_cap) {
-        size_t cap = r->buf_cap ? r->buf_cap * 2 : 64;
-        char *p = realloc(r->buf, cap);
-        if (!p)
-            return EST_ERR_NOMEM;
-        r->buf = p;
-        r->buf_cap = cap;
-    }
+    if (EST_VEC_RESERVE(r->buf, r->buf_cap, r->buf_len + 2) != EST_OK)
+        return EST_ERR_NOMEM;
     r->buf[r->buf_len++] = c;
     return EST_OK;
 }
@@ -94,14 +90,8 @@ static est_err field_end(struct csv_reader *r, unsigned long record_line)
 {
     if (r->nfields >= r->max_fields)
         return fail(r, "too many fields", record_line);
-    if (r->nfields == r->fields_cap) {
-        size_t cap = r->fields_cap ? r->fields_cap * 2 : 16;
-        char **p = realloc(r->fields, cap * sizeof *p);
-        if (!p)
-            return EST_ERR_NOMEM;
-        r->fields = p;
-        r->fields_cap = cap;
-    }
+    if (EST_VEC_RESERVE(r->fields, r->fields_cap, r->nfields + 1) != EST_OK)
+        return EST_ERR_NOMEM;
     char *s = malloc(r->buf_len + 1);
     if (!s)
         return EST_ERR_NOMEM;
@@ -258,13 +248,10 @@ est_err csv_read_file(const char *path, size_t max_bytes, char **data, size_t *l
                 result = EST_ERR_FULL;
                 break;
             }
-            char *p = realloc(buf, cap * 2);
-            if (!p) {
+            if (EST_VEC_RESERVE(buf, cap, cap + 1) != EST_OK) {
                 result = EST_ERR_NOMEM;
                 break;
             }
-            buf = p;
-            cap *= 2;
         }
         size_t got = fread(buf + n, 1, cap - n - 1, f);
         n += got;

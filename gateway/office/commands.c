@@ -1,5 +1,5 @@
-/* commands.c - the command verbs' table, the role policy, argument helpers
- * and the verbs that belong to the core itself (occupancy, valve). */
+/* commands.c - the command registry, the role policy, argument helpers
+ * and the verbs that act on the site itself (occupancy, valve). */
 #include "commands.h"
 
 #include <stdarg.h>
@@ -10,11 +10,8 @@
 
 #include "incidents.h"
 #include "log.h"
-#include "workorders.h"
-#if __has_include("users.h")
+#include "office_parts.h"
 #include "users.h"
-#define HAVE_USERS 1
-#endif
 
 #define REQUEST_ID_MAX 64
 
@@ -25,7 +22,7 @@
  * A rule's automatic close (vacant_flow) is not limited: it only ever
  * closes, once per incident, and nothing reopens a valve automatically. */
 #define VALVE_METER_INTERVAL_MS 30000 /* one actuation per meter per 30 s */
-#define VALVE_SITE_PER_MINUTE 10      /* and at most 10 a minute over the site */
+/* and at most GW_VALVE_SITE_PER_MINUTE (10) a minute over the site */
 
 /* ---- results ---- */
 
@@ -129,48 +126,38 @@ bool gw_commands_role_allows(const char *role, const char *verb, const char *act
     return false;
 }
 
-#ifdef HAVE_USERS
 /* The users file, reloaded when it changes (core thread only). */
-static struct gw_users *users_cache;
-static struct timespec users_cache_mtime;
-
-static const struct gw_users *current_users(struct gw_core *core)
+static const struct gw_users *current_users(struct gw_office *office)
 {
-    char *path = gw_users_path(core->config);
+    struct gw_users_cache *cache = &office->users;
+    char *path = gw_users_path(office->host.config);
     struct stat st;
     if (path == NULL || stat(path, &st) != 0) {
         free(path);
-        return users_cache;
+        return cache->users;
     }
-    if (users_cache == NULL || st.st_mtim.tv_sec != users_cache_mtime.tv_sec ||
-        st.st_mtim.tv_nsec != users_cache_mtime.tv_nsec) {
+    if (cache->users == NULL || st.st_mtim.tv_sec != cache->mtime.tv_sec ||
+        st.st_mtim.tv_nsec != cache->mtime.tv_nsec) {
         struct gw_users *fresh = NULL;
         if (gw_users_load(path, NULL, NULL, &fresh) == EST_OK) {
-            gw_users_free(users_cache);
-            users_cache = fresh;
-            users_cache_mtime = st.st_mtim;
+            gw_users_free(cache->users);
+            cache->users = fresh;
+            cache->mtime = st.st_mtim;
         }
     }
     free(path);
-    return users_cache;
+    return cache->users;
 }
-#endif
 
-const char *gw_commands_user_role(struct gw_core *core, const char *user)
+const char *gw_commands_user_role(struct gw_office *office, const char *user)
 {
-#ifdef HAVE_USERS
-    const struct gw_users *users = current_users(core);
+    const struct gw_users *users = current_users(office);
     return users != NULL && user != NULL ? gw_users_role(users, user) : NULL;
-#else
-    (void)core;
-    (void)user;
-    return NULL;
-#endif
 }
 
 /* ---- occupancy ---- */
 
-static cJSON *occupancy_command(struct gw_core *core, const cJSON *args, const struct gw_actor *actor)
+static cJSON *occupancy_command(struct gw_office *office, const cJSON *args, const struct gw_actor *actor)
 {
     static const char *const allowed[] = {"request_id", "user", "unit", "occupancy", NULL};
     const char *unknown = unknown_argument(args, allowed);
@@ -182,22 +169,20 @@ static cJSON *occupancy_command(struct gw_core *core, const cJSON *args, const s
         return gw_command_error(args, "\"unit\" must be a unit id");
     if (occupancy == NULL || (strcmp(occupancy, "vacant") != 0 && strcmp(occupancy, "occupied") != 0))
         return gw_command_error(args, "\"occupancy\" must be \"vacant\" or \"occupied\"");
-    int index = gw_config_unit_index(core->config, unit);
+    int index = gw_config_unit_index(office->host.config, unit);
     if (index < 0)
         return gw_command_error(args, "unknown unit \"%s\"", unit);
     bool vacant = strcmp(occupancy, "vacant") == 0;
-    int64_t now = gw_core_now_ms(core);
-    if (gw_store_set_occupancy(core->store, unit, vacant, actor->user, now) != EST_OK)
-        return gw_command_error(args, "cannot store the change: %s", gw_store_errmsg(core->store));
-    bool was_vacant = core->unit_vacant[index];
-    core->unit_vacant[index] = vacant;
-    rule_engine_set_vacant(core->rules, (uint32_t)index, vacant);
+    int64_t now = gw_office_now_ms(office);
+    if (gw_store_set_occupancy(office->host.store, unit, vacant, actor->user, now) != EST_OK)
+        return gw_command_error(args, "cannot store the change: %s", gw_store_errmsg(office->host.store));
+    bool was_vacant = office->host.set_unit_vacant(office->host.ctx, (uint32_t)index, vacant);
     char text[256];
-    bool zh = gw_core_lang_zh(core);
+    bool zh = gw_office_lang_zh(office);
     snprintf(text, sizeof text, zh ? "%s 将 %s 室设为%s（原为%s）" : "%s set unit %s to %s (was %s)",
              actor->user, unit, zh ? (vacant ? "空置" : "入住") : occupancy,
              zh ? (was_vacant ? "空置" : "入住") : (was_vacant ? "vacant" : "occupied"));
-    gw_core_patrol(core, "occupancy", text, 0, 0, actor->user, NULL);
+    gw_office_patrol(office, "occupancy", text, 0, 0, actor->user, NULL);
     gw_info("occupancy: %s", text);
     cJSON *result = gw_command_ok(args);
     cJSON_AddStringToObject(result, "unit", unit);
@@ -207,32 +192,26 @@ static cJSON *occupancy_command(struct gw_core *core, const cJSON *args, const s
 
 /* ---- valve ---- */
 
-/* Rate limiter state (core thread only): the last actuation per meter and
- * the times of the last VALVE_SITE_PER_MINUTE actuations, monotonic ms. */
-static int64_t *valve_last_ms;     /* nmeters entries, 0 = never */
-static size_t valve_nmeters;
-static int64_t valve_recent_ms[VALVE_SITE_PER_MINUTE];
-static size_t valve_recent_next;   /* oldest entry, overwritten next */
-
 /* 0 when meter may be actuated now, else the seconds to wait; *why says
  * which limit. */
-static int valve_wait_s(const struct gw_core *core, size_t meter, int64_t now, const char **why)
+static int valve_wait_s(struct gw_valve_limiter *limiter, size_t nmeters, size_t meter, int64_t now,
+                        const char **why)
 {
-    if (valve_last_ms == NULL || valve_nmeters != core->config->nmeters) {
-        free(valve_last_ms);
-        valve_nmeters = core->config->nmeters;
-        valve_last_ms = calloc(valve_nmeters + 1, sizeof *valve_last_ms);
-        if (valve_last_ms == NULL) {
+    if (limiter->last_ms == NULL || limiter->nmeters != nmeters) {
+        free(limiter->last_ms);
+        limiter->nmeters = nmeters;
+        limiter->last_ms = calloc(nmeters + 1, sizeof *limiter->last_ms);
+        if (limiter->last_ms == NULL) {
             *why = "out of memory";
             return 1;
         }
     }
-    int64_t last = valve_last_ms[meter];
+    int64_t last = limiter->last_ms[meter];
     if (last != 0 && now - last < VALVE_METER_INTERVAL_MS) {
         *why = "at most one actuation per meter every 30 s";
         return (int)((last + VALVE_METER_INTERVAL_MS - now + 999) / 1000);
     }
-    int64_t oldest = valve_recent_ms[valve_recent_next];
+    int64_t oldest = limiter->recent_ms[limiter->recent_next];
     if (oldest != 0 && now - oldest < 60000) {
         *why = "at most 10 valve actuations a minute over the site";
         return (int)((oldest + 60000 - now + 999) / 1000);
@@ -240,15 +219,15 @@ static int valve_wait_s(const struct gw_core *core, size_t meter, int64_t now, c
     return 0;
 }
 
-static void valve_note(size_t meter, int64_t now)
+static void valve_note(struct gw_valve_limiter *limiter, size_t meter, int64_t now)
 {
-    if (valve_last_ms != NULL && meter < valve_nmeters)
-        valve_last_ms[meter] = now;
-    valve_recent_ms[valve_recent_next] = now;
-    valve_recent_next = (valve_recent_next + 1) % VALVE_SITE_PER_MINUTE;
+    if (limiter->last_ms != NULL && meter < limiter->nmeters)
+        limiter->last_ms[meter] = now;
+    limiter->recent_ms[limiter->recent_next] = now;
+    limiter->recent_next = (limiter->recent_next + 1) % GW_VALVE_SITE_PER_MINUTE;
 }
 
-static cJSON *valve_command(struct gw_core *core, const cJSON *args, const struct gw_actor *actor)
+static cJSON *valve_command(struct gw_office *office, const cJSON *args, const struct gw_actor *actor)
 {
     static const char *const allowed[] = {"request_id", "user", "meter", "action", NULL};
     const char *unknown = unknown_argument(args, allowed);
@@ -260,14 +239,15 @@ static cJSON *valve_command(struct gw_core *core, const cJSON *args, const struc
         return gw_command_error(args, "\"meter\" must be a meter id");
     if (action == NULL || (strcmp(action, "close") != 0 && strcmp(action, "open") != 0))
         return gw_command_error(args, "\"action\" must be \"close\" or \"open\"");
-    int index = gw_config_meter_index(core->config, meter);
+    int index = gw_config_meter_index(office->host.config, meter);
     if (index < 0)
         return gw_command_error(args, "unknown meter \"%s\"", meter);
-    if (!core->config->meters[index].valve)
+    if (!office->host.config->meters[index].valve)
         return gw_command_error(args, "meter \"%s\" has no valve", meter);
     int64_t now = est_mono_ms();
     const char *why = NULL;
-    int wait_s = valve_wait_s(core, (size_t)index, now, &why);
+    int wait_s = valve_wait_s(&office->valve, office->host.config->nmeters, (size_t)index, now,
+                              &why);
     if (wait_s > 0) {
         gw_warn("valve %s of meter %s asked by %s (%s): refused, rate limit: %s", action, meter,
                 actor->user, actor->origin ? actor->origin : "?", why);
@@ -277,10 +257,10 @@ static cJSON *valve_command(struct gw_core *core, const cJSON *args, const struc
             cJSON_AddNumberToObject(refused, "retry_after_s", wait_s);
         return refused;
     }
-    if (gw_incidents_request_valve(core, (uint32_t)index, strcmp(action, "close") == 0, actor->user) !=
+    if (gw_incidents_request_valve(office, (uint32_t)index, strcmp(action, "close") == 0, actor->user) !=
         EST_OK)
         return gw_command_error(args, "the bus of meter \"%s\" is busy; try again", meter);
-    valve_note((size_t)index, now);
+    valve_note(&office->valve, (size_t)index, now);
     cJSON *result = gw_command_ok(args);
     cJSON_AddStringToObject(result, "meter", meter);
     cJSON_AddStringToObject(result, "action", action);
@@ -288,23 +268,45 @@ static cJSON *valve_command(struct gw_core *core, const cJSON *args, const struc
     return result;
 }
 
-/* ---- dispatch ---- */
+/* ---- the registry ---- */
 
-typedef cJSON *(*verb_fn)(struct gw_core *, const cJSON *, const struct gw_actor *);
+est_err gw_command_register(struct gw_office *office, const char *verb, gw_command_fn handle,
+                            bool has_actions)
+{
+    for (size_t i = 0; i < office->nverbs; i++)
+        if (strcmp(office->verbs[i].verb, verb) == 0)
+            return EST_ERR_STATE;
+    if (office->nverbs >= GW_OFFICE_MAX_VERBS)
+        return EST_ERR_FULL;
+    office->verbs[office->nverbs++] = (struct gw_command_entry){verb, handle, has_actions};
+    return EST_OK;
+}
 
-static const struct {
-    const char *verb;
-    verb_fn handle;
-    bool has_actions; /* the role check needs args.action */
-} verbs[] = {
-    {"occupancy", occupancy_command, false},
-    {"valve", valve_command, false},
-    {"workorder", gw_workorders_command, true},
-    {"patrol-checkin", gw_patrol_checkin_command, false},
-    {"handover", gw_handover_command, false},
-};
+est_err gw_commands_init(struct gw_office *office)
+{
+    est_err err = gw_command_register(office, "occupancy", occupancy_command, false);
+    if (err == EST_OK)
+        err = gw_command_register(office, "valve", valve_command, false);
+    return err;
+}
 
-cJSON *gw_commands_handle(struct gw_core *core, const char *verb, const cJSON *args,
+void gw_commands_release(struct gw_office *office)
+{
+    gw_users_free(office->users.users);
+    office->users.users = NULL;
+    free(office->valve.last_ms);
+    office->valve.last_ms = NULL;
+}
+
+static const struct gw_command_entry *find_verb(const struct gw_office *office, const char *verb)
+{
+    for (size_t i = 0; i < office->nverbs; i++)
+        if (strcmp(office->verbs[i].verb, verb) == 0)
+            return &office->verbs[i];
+    return NULL;
+}
+
+cJSON *gw_commands_handle(struct gw_office *office, const char *verb, const cJSON *args,
                           const struct gw_actor *actor)
 {
     if (args == NULL || !cJSON_IsObject(args))
@@ -312,18 +314,16 @@ cJSON *gw_commands_handle(struct gw_core *core, const char *verb, const cJSON *a
     const cJSON *request_id = cJSON_GetObjectItemCaseSensitive(args, "request_id");
     if (request_id != NULL && (!cJSON_IsString(request_id) || strlen(request_id->valuestring) > REQUEST_ID_MAX))
         return gw_command_error(NULL, "\"request_id\" must be a string of at most %d bytes", REQUEST_ID_MAX);
-    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
-        if (strcmp(verbs[i].verb, verb) != 0)
-            continue;
-        if (actor->role == NULL)
-            return gw_command_error(args, "unknown or disabled user \"%s\"", actor->user);
-        const char *action = verbs[i].has_actions ? gw_command_string(args, "action", 32) : NULL;
-        if (verbs[i].has_actions && action == NULL)
-            return gw_command_error(args, "\"action\" is required");
-        if (!gw_commands_role_allows(actor->role, verb, action))
-            return gw_command_error(args, "role %s may not %s%s%s", actor->role, verb,
-                                    action ? " " : "", action ? action : "");
-        return verbs[i].handle(core, args, actor);
-    }
-    return gw_command_error(args, "unknown command \"%.32s\"", verb);
+    const struct gw_command_entry *entry = find_verb(office, verb);
+    if (entry == NULL)
+        return gw_command_error(args, "unknown command \"%.32s\"", verb);
+    if (actor->role == NULL)
+        return gw_command_error(args, "unknown or disabled user \"%s\"", actor->user);
+    const char *action = entry->has_actions ? gw_command_string(args, "action", 32) : NULL;
+    if (entry->has_actions && action == NULL)
+        return gw_command_error(args, "\"action\" is required");
+    if (!gw_commands_role_allows(actor->role, verb, action))
+        return gw_command_error(args, "role %s may not %s%s%s", actor->role, verb,
+                                action ? " " : "", action ? action : "");
+    return entry->handle(office, args, actor);
 }

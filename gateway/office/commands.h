@@ -1,7 +1,9 @@
 /* commands.h - the gateway's command verbs, whatever the channel: MQTT
  * P/cmd/<verb>, estate-ctl (through the store's request queue) and the
- * console (through gw_core_call). Each verb validates its arguments
- * strictly (types, lengths, known ids), checks the actor's role, acts on the
+ * console (through its host's call(), which is gw_core_call). Each part of the office registers its
+ * verbs at start-up; gw_commands_handle looks the verb up, checks the
+ * actor's role against the one role policy table and runs it. Each verb
+ * validates its arguments strictly (types, lengths, known ids), acts on the
  * core thread and returns a result object
  *     {"request_id":..., "ok":true, ...}  or  {"request_id":..., "ok":false, "error":"..."}
  * A refused command changes nothing. */
@@ -10,12 +12,22 @@
 
 #include <cjson/cJSON.h>
 
-#include "core.h"
+#include "office.h"
+
+/* A verb's implementation. */
+typedef cJSON *(*gw_command_fn)(struct gw_office *office, const cJSON *args,
+                                const struct gw_actor *actor);
+
+/* Adds a verb to the office's registry. has_actions: the role check needs
+ * args.action (e.g. "workorder"/"verify"). EST_ERR_FULL when the registry
+ * is full, EST_ERR_STATE when the verb is registered already. */
+est_err gw_command_register(struct gw_office *office, const char *verb, gw_command_fn handle,
+                            bool has_actions);
 
 /* Handles one command. args is the parsed JSON object (NULL when the payload
  * was not a JSON object: the result then says so). Never returns NULL unless
  * out of memory. */
-cJSON *gw_commands_handle(struct gw_core *core, const char *verb, const cJSON *args,
+cJSON *gw_commands_handle(struct gw_office *office, const char *verb, const cJSON *args,
                           const struct gw_actor *actor);
 
 /* Whether a role may run a verb/action at all (e.g. "workorder"/"verify").
@@ -24,7 +36,7 @@ bool gw_commands_role_allows(const char *role, const char *verb, const char *act
 
 /* Role of a named user (from the console's users file), or NULL when the
  * user is unknown or disabled: MQTT commands name their user this way. */
-const char *gw_commands_user_role(struct gw_core *core, const char *user);
+const char *gw_commands_user_role(struct gw_office *office, const char *user);
 
 /* Helpers for verb implementations in other files. */
 cJSON *gw_command_error(const cJSON *args, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

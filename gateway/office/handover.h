@@ -1,7 +1,7 @@
 /* handover.h - read-side views of the work-order module (workorders.c) for
  * the console, estate-ctl and tests: a work order as the JSON published on
  * P/workorders/<id>, the shift-handover summary, and the escalation event.
- * Declared here because workorders.h is the core's contract and stays small.
+ * Declared here because workorders.h is the office's inside and stays small.
  *
  * Escalation event (topic suffix "escalations", QoS events, not retained):
  *   {"workorder":12,"kind":"arrival"|"resolution","ts","due","state",
@@ -14,7 +14,7 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
-#include "core.h"
+#include "office.h"
 #include "store.h"
 
 /* The work order id with its history, as published on P/workorders/<id>:
@@ -43,7 +43,7 @@ bool gw_workorder_overdue(const struct gw_store_workorder *wo, int64_t now_ms);
  * Unconfirmed = open and neither confirmed nor disputed by a patrol within
  * config->workorders.unconfirmed_after_s of being raised. Reads only.
  * NULL on a store failure or out of memory. Caller frees. */
-cJSON *gw_handover_summary(struct gw_core *core, int64_t now_ms);
+cJSON *gw_handover_summary(struct gw_office *office, int64_t now_ms);
 
 /* Same, from a store and config directly (estate-ctl's read-only preview). */
 cJSON *gw_handover_summary_from(struct gw_store *store, const struct gw_config *config,
@@ -53,7 +53,7 @@ cJSON *gw_handover_summary_from(struct gw_store *store, const struct gw_config *
  * (or in Chinese when zh). malloc'd; caller frees. */
 char *gw_handover_text(const cJSON *summary, const char *from, const char *to, bool zh);
 
-/* Forces the SLA check on the next gw_workorders_tick (tests, restarts). */
-void gw_workorders_sla_reset(void);
+/* Forces the SLA check on the office's next tick (tests, restarts). */
+void gw_workorders_sla_reset(struct gw_office *office);
 
 #endif

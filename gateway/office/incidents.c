@@ -1,16 +1,16 @@
 /* incidents.c - rule transitions -> stored incidents, alerts on MQTT, patrol
- * entries and work orders; valve actions and their results. */
+ * entries and the incident subscribers (work orders); valve actions and
+ * their results. */
 #include "incidents.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "office_parts.h"
 #include "payload.h"
-#include "workorders.h"
 
 #define TEXT_MAX 512
 
@@ -24,9 +24,9 @@ static const char *subject_type_name(enum rule_subject_type t)
     }
 }
 
-static const char *subject_id(const struct gw_core *core, const struct rule_subject *s)
+static const char *subject_id(const struct gw_office *office, const struct rule_subject *s)
 {
-    const struct gw_config *c = core->config;
+    const struct gw_config *c = office->host.config;
     switch (s->type) {
     case RULE_SUBJECT_METER: return s->index < c->nmeters ? c->meters[s->index].id : "?";
     case RULE_SUBJECT_UNIT: return s->index < c->nunits ? c->units[s->index].id : "?";
@@ -34,10 +34,10 @@ static const char *subject_id(const struct gw_core *core, const struct rule_subj
     }
 }
 
-bool gw_incidents_subject(const struct gw_core *core, const char *subject_type, const char *subject,
-                          int zone, struct rule_subject *out)
+bool gw_incidents_subject(const struct gw_config *config, const char *subject_type,
+                          const char *subject, int zone, struct rule_subject *out)
 {
-    const struct gw_config *c = core->config;
+    const struct gw_config *c = config;
     int index = -1;
     out->zone = -1;
     if (strcmp(subject_type, "meter") == 0) {
@@ -62,13 +62,13 @@ bool gw_incidents_subject(const struct gw_core *core, const char *subject_type, 
 }
 
 /* The meter behind a subject (a unit's water meter for vacant_flow), or -1. */
-static int subject_meter(const struct gw_core *core, const struct rule_subject *s)
+static int subject_meter(const struct gw_office *office, const struct rule_subject *s)
 {
     if (s->type == RULE_SUBJECT_METER)
         return (int)s->index;
     if (s->type == RULE_SUBJECT_UNIT) {
-        for (size_t i = 0; i < core->config->nmeters; i++) {
-            const struct gw_meter_config *m = &core->config->meters[i];
+        for (size_t i = 0; i < office->host.config->nmeters; i++) {
+            const struct gw_meter_config *m = &office->host.config->meters[i];
             if (m->unit == (int)s->index && m->kind == DRV_KIND_WATER)
                 return (int)i;
         }
@@ -77,11 +77,11 @@ static int subject_meter(const struct gw_core *core, const struct rule_subject *
 }
 
 /* Human location: meter location, unit, building or zone name. */
-static void describe_location(const struct gw_core *core, const struct rule_subject *s, char *out,
+static void describe_location(const struct gw_office *office, const struct rule_subject *s, char *out,
                               size_t len)
 {
-    const struct gw_config *c = core->config;
-    bool zh = gw_core_lang_zh(core);
+    const struct gw_config *c = office->host.config;
+    bool zh = gw_office_lang_zh(office);
     if (s->type == RULE_SUBJECT_METER) {
         const struct gw_meter_config *m = &c->meters[s->index];
         if (m->location)
@@ -113,10 +113,10 @@ static double detail_value(const struct rule_event *e, const char *key, double f
     return fallback;
 }
 
-static void format_text(const struct gw_core *core, const struct rule_event *e, const char *subject,
+static void format_text(const struct gw_office *office, const struct rule_event *e, const char *subject,
                         const char *where, char *out, size_t len)
 {
-    bool zh = gw_core_lang_zh(core);
+    bool zh = gw_office_lang_zh(office);
     switch (e->rule) {
     case RULE_REVERSE_ENERGY:
         snprintf(out, len, zh ? "电表 %s（%s）反转：疑似窃电，请现场核查并上报"
@@ -186,7 +186,7 @@ static cJSON *detail_object(const struct rule_event *e)
     return d;
 }
 
-static char *alert_payload(const struct gw_core *core, const struct gw_store_incident *inc,
+static char *alert_payload(const struct gw_office *office, const struct gw_store_incident *inc,
                            const char *state, const char *where, int64_t ts_ms)
 {
     cJSON *o = cJSON_CreateObject();
@@ -197,16 +197,16 @@ static char *alert_payload(const struct gw_core *core, const struct gw_store_inc
     cJSON_AddStringToObject(o, "severity", inc->severity);
     cJSON_AddStringToObject(o, "state", state);
     struct rule_subject s;
-    if (gw_incidents_subject(core, inc->subject_type, inc->subject, inc->zone, &s)) {
-        int meter = subject_meter(core, &s);
+    if (gw_incidents_subject(office->host.config, inc->subject_type, inc->subject, inc->zone, &s)) {
+        int meter = subject_meter(office, &s);
         if (meter >= 0) {
-            const struct gw_meter_config *m = &core->config->meters[meter];
+            const struct gw_meter_config *m = &office->host.config->meters[meter];
             cJSON_AddStringToObject(o, "meter", m->id);
             if (m->unit >= 0)
-                cJSON_AddStringToObject(o, "unit", core->config->units[m->unit].id);
+                cJSON_AddStringToObject(o, "unit", office->host.config->units[m->unit].id);
         }
         if (s.type == RULE_SUBJECT_UNIT)
-            cJSON_AddStringToObject(o, "unit", core->config->units[s.index].id);
+            cJSON_AddStringToObject(o, "unit", office->host.config->units[s.index].id);
         if (s.type == RULE_SUBJECT_PANEL || s.type == RULE_SUBJECT_ZONE)
             cJSON_AddStringToObject(o, "panel", inc->subject);
         if (s.type == RULE_SUBJECT_ZONE)
@@ -221,16 +221,16 @@ static char *alert_payload(const struct gw_core *core, const struct gw_store_inc
     return gw_json_finish(o);
 }
 
-static void publish_alert(struct gw_core *core, const struct gw_store_incident *inc,
+static void publish_alert(struct gw_office *office, const struct gw_store_incident *inc,
                           const char *state, const char *where, int64_t ts_ms)
 {
-    char *payload = alert_payload(core, inc, state, where, ts_ms);
+    char *payload = alert_payload(office, inc, state, where, ts_ms);
     if (payload == NULL)
         return;
-    gw_core_publish_event(core, "alerts", payload, false);
+    gw_office_publish(office, "alerts", payload, false);
     char suffix[64];
     snprintf(suffix, sizeof suffix, "alerts/active/%lld", (long long)inc->id);
-    gw_core_publish_event(core, suffix, strcmp(state, "cleared") == 0 ? "" : payload, true);
+    gw_office_publish(office, suffix, strcmp(state, "cleared") == 0 ? "" : payload, true);
     free(payload);
 }
 
@@ -264,61 +264,30 @@ static bool copy_incident(void *ctx, const struct gw_store_incident *in)
     return false;
 }
 
-/* {"energy_import_kwh":..., ...} of the counters that were read. */
-static char *counters_json(const struct gw_last_counters *c)
+est_err gw_office_subscribe_incidents(struct gw_office *office, gw_incident_listener_fn fn,
+                                      void *ctx)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL)
-        return NULL;
-    const struct { const char *key; double value; } rows[] = {
-        {"energy_import_kwh", c->energy_import_kwh}, {"energy_export_kwh", c->energy_export_kwh},
-        {"energy_total_kwh", c->energy_total_kwh},   {"volume_m3", c->volume_m3},
-        {"reverse_volume_m3", c->reverse_volume_m3},
-    };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        if (isfinite(rows[i].value))
-            cJSON_AddNumberToObject(o, rows[i].key, rows[i].value);
-    return gw_json_finish(o);
+    if (office->nincident_listeners >= GW_OFFICE_MAX_INCIDENT_LISTENERS)
+        return EST_ERR_FULL;
+    office->incident_listeners[office->nincident_listeners++] =
+        (struct gw_incident_listener){fn, ctx};
+    return EST_OK;
 }
 
-static void on_meter_side_effects(struct gw_core *core, const struct rule_event *e)
+static void notify_subscribers(struct gw_office *office, const struct gw_store_incident *incident,
+                               enum rule_transition transition)
 {
-    if (e->subject.type != RULE_SUBJECT_METER)
-        return;
-    struct gw_meter_state *st = &core->meters[e->subject.index];
-    const char *id = core->config->meters[e->subject.index].id;
-    if (e->rule == RULE_METER_OFFLINE) {
-        st->offline = e->transition != RULE_CLEARED;
-        gw_store_set_meter_status(core->store, id,
-                                  st->offline ? GW_STORE_METER_OFFLINE : GW_STORE_METER_OK);
-    } else if (e->rule == RULE_METER_REPLACED && e->transition == RULE_RAISED) {
-        char old_serial[24], new_serial[24];
-        snprintf(old_serial, sizeof old_serial, "%.0f", detail_value(e, "old_serial", 0));
-        snprintf(new_serial, sizeof new_serial, "%.0f", detail_value(e, "new_serial", 0));
-        char *last = st->has_last ? counters_json(&st->last_counters) : NULL;
-        char *first = NULL;
-        if (core->feeding != NULL && core->feeding->index == e->subject.index) {
-            cJSON *v = gw_payload_values(&core->feeding->reading);
-            first = v ? gw_json_finish(v) : NULL;
-        }
-        struct gw_store_replacement r = {
-            .meter_id = id, .ts_ms = e->ts_ms, .old_serial = old_serial,
-            .old_last_reading_json = last, .new_serial = new_serial,
-            .new_first_reading_json = first,
-        };
-        gw_store_record_replacement(core->store, &r);
-        free(last);
-        free(first);
-    }
+    for (size_t i = 0; i < office->nincident_listeners; i++)
+        office->incident_listeners[i].fn(office->incident_listeners[i].ctx, incident, transition);
 }
 
-void gw_incidents_on_rule_event(void *ctx, const struct rule_event *e)
+void gw_office_on_rule_event(void *ctx, const struct rule_event *e)
 {
-    struct gw_core *core = ctx;
-    const char *subject = subject_id(core, &e->subject);
+    struct gw_office *office = ctx;
+    const char *subject = subject_id(office, &e->subject);
     char where[192], text[TEXT_MAX];
-    describe_location(core, &e->subject, where, sizeof where);
-    format_text(core, e, subject, where, text, sizeof text);
+    describe_location(office, &e->subject, where, sizeof where);
+    format_text(office, e, subject, where, text, sizeof text);
     cJSON *detail = detail_object(e);
     char *detail_json = detail ? gw_json_finish(detail) : NULL;
 
@@ -330,22 +299,22 @@ void gw_incidents_on_rule_event(void *ctx, const struct rule_event *e)
     };
     int64_t id = 0;
     bool existing = false;
-    est_err err = gw_store_incident_open(core->store, &key, &id, &existing);
+    est_err err = gw_store_incident_open(office->host.store, &key, &id, &existing);
     if (err != EST_OK) {
         gw_error("incident %s %s: cannot store: %s; publishing the alert without an id", key.rule,
-                 subject, gw_store_errmsg(core->store));
+                 subject, gw_store_errmsg(office->host.store));
         /* Disk full (degraded mode): nothing can be stored, but the alert
          * must still reach the broker (id 0: no incident row backs it). */
         struct gw_store_incident unstored = key;
         unstored.open = e->transition != RULE_CLEARED;
         unstored.updated_ms = e->ts_ms;
-        char *payload = alert_payload(core, &unstored,
+        char *payload = alert_payload(office, &unstored,
                                       e->transition == RULE_CLEARED   ? "cleared"
                                       : e->transition == RULE_UPDATED ? "updated"
                                                                       : "raised",
                                       where, e->ts_ms);
         if (payload != NULL)
-            gw_core_publish_event(core, "alerts", payload, false);
+            gw_office_publish(office, "alerts", payload, false);
         free(payload);
         free(detail_json);
         return;
@@ -355,43 +324,44 @@ void gw_incidents_on_rule_event(void *ctx, const struct rule_event *e)
         state = "raised"; /* resumed condition whose incident was lost: raise it again */
     } else if (e->transition == RULE_UPDATED || (e->transition == RULE_RAISED && existing)) {
         state = "updated";
-        gw_store_incident_update(core->store, id, key.severity, detail_json, text, e->ts_ms);
+        gw_store_incident_update(office->host.store, id, key.severity, detail_json, text, e->ts_ms);
     } else if (e->transition == RULE_CLEARED) {
         state = "cleared";
-        gw_store_incident_clear(core->store, id, e->ts_ms);
+        gw_store_incident_clear(office->host.store, id, e->ts_ms);
     }
     struct incident_copy stored = {0};
-    gw_store_incident_get(core->store, id, copy_incident, &stored);
+    gw_store_incident_get(office->host.store, id, copy_incident, &stored);
     if (stored.found) {
         const char *patrol_detail = detail_json;
         if (e->transition == RULE_CLEARED && stored.text[0] != '\0') {
             /* Describe the clear by what was raised: the event of an incident
              * resumed after a restart carries no reason or detail of its own
              * (e.g. "implausible reading ()", "exceeds ... by 0.0%"). */
-            bool zh = gw_core_lang_zh(core);
+            bool zh = gw_office_lang_zh(office);
             snprintf(text, sizeof text, "%.480s%s", stored.text, zh ? "（已恢复）" : " (cleared)");
             if (stored.detail_json != NULL)
                 patrol_detail = stored.detail_json;
         }
-        publish_alert(core, &stored.inc, state, where, e->ts_ms);
+        publish_alert(office, &stored.inc, state, where, e->ts_ms);
         gw_info("incident %lld %s: %s", (long long)id, state, text);
         if (e->transition != RULE_UPDATED || e->severity >= RULE_SEV_MAJOR)
-            gw_core_patrol(core, "incident", text, id, 0, "system", patrol_detail);
-        on_meter_side_effects(core, e);
-        gw_workorders_on_incident(core, &stored.inc, e->transition);
+            gw_office_patrol(office, "incident", text, id, 0, "system", patrol_detail);
+        if (e->subject.type == RULE_SUBJECT_METER && office->host.meter_event != NULL)
+            office->host.meter_event(office->host.ctx, e);
+        notify_subscribers(office, &stored.inc, e->transition);
     }
     free(stored.detail_json);
     free(detail_json);
 }
 
-est_err gw_incidents_request_valve(struct gw_core *core, uint32_t meter, bool close, const char *who)
+est_err gw_incidents_request_valve(struct gw_office *office, uint32_t meter, bool close, const char *who)
 {
-    if (meter >= core->config->nmeters || !core->config->meters[meter].valve)
+    if (meter >= office->host.config->nmeters || !office->host.config->meters[meter].valve)
         return EST_ERR_NOTFOUND;
-    const struct gw_meter_config *m = &core->config->meters[meter];
-    /* No poller while the core is not running (start-up, shutdown, tests). */
-    est_err err = core->pollers[m->bus] != NULL
-                      ? gw_poller_request_valve(core->pollers[m->bus], meter, close, who)
+    const struct gw_meter_config *m = &office->host.config->meters[meter];
+    /* No bus while the host is not running (start-up, shutdown, tests). */
+    est_err err = office->host.request_valve != NULL
+                      ? office->host.request_valve(office->host.ctx, meter, close, who)
                       : EST_ERR_STATE;
     if (err != EST_OK) {
         gw_warn("valve %s of meter %s asked by %s: cannot be queued: %s", close ? "close" : "open",
@@ -399,24 +369,24 @@ est_err gw_incidents_request_valve(struct gw_core *core, uint32_t meter, bool cl
         return err;
     }
     char text[TEXT_MAX];
-    bool zh = gw_core_lang_zh(core);
+    bool zh = gw_office_lang_zh(office);
     snprintf(text, sizeof text, zh ? "%s 请求%s水表 %s 的阀门" : "%s asked to %s the valve of water meter %s",
              who, zh ? (close ? "关闭" : "打开") : (close ? "close" : "open"), m->id);
-    gw_core_patrol(core, "valve", text, 0, 0, who, NULL);
+    gw_office_patrol(office, "valve", text, 0, 0, who, NULL);
     return EST_OK;
 }
 
-void gw_incidents_on_rule_action(void *ctx, const struct rule_action *action)
+void gw_office_on_rule_action(void *ctx, const struct rule_action *action)
 {
-    struct gw_core *core = ctx;
+    struct gw_office *office = ctx;
     if (action->type == RULE_ACTION_CLOSE_VALVE)
-        gw_incidents_request_valve(core, action->meter, true, "rule:vacant_flow");
+        gw_incidents_request_valve(office, action->meter, true, "rule:vacant_flow");
 }
 
-void gw_incidents_on_valve_result(struct gw_core *core, const struct gw_sample *r)
+void gw_office_on_valve_result(struct gw_office *office, const struct gw_sample *r)
 {
-    const char *id = gw_core_meter_id(core, r->index);
-    bool zh = gw_core_lang_zh(core);
+    const char *id = gw_office_meter_id(office, r->index);
+    bool zh = gw_office_lang_zh(office);
     char text[TEXT_MAX];
     if (r->error == EST_OK)
         snprintf(text, sizeof text, zh ? "水表 %s 阀门%s指令已执行，等待状态回读"
@@ -426,11 +396,11 @@ void gw_incidents_on_valve_result(struct gw_core *core, const struct gw_sample *
         snprintf(text, sizeof text, zh ? "水表 %s 阀门%s指令失败：%s" : "Valve %s command for water meter %s failed: %s",
                  zh ? id : (r->valve_close ? "close" : "open"), zh ? (r->valve_close ? "关闭" : "打开") : id,
                  est_strerror(r->error));
-    gw_core_patrol(core, "valve", text, 0, 0, r->requested_by, NULL);
+    gw_office_patrol(office, "valve", text, 0, 0, r->requested_by, NULL);
 }
 
 struct restore_ctx {
-    struct gw_core *core;
+    struct gw_office *office;
     size_t restored;
     size_t dropped;
 };
@@ -440,8 +410,8 @@ static bool restore_one(void *ctx, const struct gw_store_incident *inc)
     struct restore_ctx *r = ctx;
     int rule = rule_from_name(inc->rule);
     struct rule_subject s;
-    if (rule < 0 || !gw_incidents_subject(r->core, inc->subject_type, inc->subject, inc->zone, &s) ||
-        rule_engine_restore(r->core->rules, (enum rule_id)rule, &s, inc->since_ms) != EST_OK) {
+    if (rule < 0 || !gw_incidents_subject(r->office->host.config, inc->subject_type, inc->subject, inc->zone, &s) ||
+        rule_engine_restore(r->office->host.rules, (enum rule_id)rule, &s, inc->since_ms) != EST_OK) {
         /* Its meter or rule is gone from the config: nothing will clear it. */
         gw_warn("incident %lld (%s %s) cannot be resumed: its subject is no longer configured",
                 (long long)inc->id, inc->rule, inc->subject);
@@ -449,17 +419,18 @@ static bool restore_one(void *ctx, const struct gw_store_incident *inc)
         return true;
     }
     if (s.type == RULE_SUBJECT_METER && rule == RULE_METER_OFFLINE)
-        r->core->meters[s.index].offline = true;
+        if (r->office->host.meter_offline_resumed != NULL)
+            r->office->host.meter_offline_resumed(r->office->host.ctx, s.index);
     r->restored++;
     return true;
 }
 
-est_err gw_incidents_restore(struct gw_core *core)
+est_err gw_office_restore_incidents(struct gw_office *office)
 {
-    struct restore_ctx ctx = {core, 0, 0};
-    est_err err = gw_store_incidents_open(core->store, restore_one, &ctx);
+    struct restore_ctx ctx = {office, 0, 0};
+    est_err err = gw_store_incidents_open(office->host.store, restore_one, &ctx);
     if (err != EST_OK)
-        gw_error("store: cannot load open incidents: %s", gw_store_errmsg(core->store));
+        gw_error("store: cannot load open incidents: %s", gw_store_errmsg(office->host.store));
     else if (ctx.restored > 0)
         gw_info("resumed %zu open incidents", ctx.restored);
     return err;

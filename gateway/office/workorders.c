@@ -1,4 +1,4 @@
-/* workorders.c - repair work orders (issue 4): opened automatically for
+/* workorders.c - repair work orders: opened automatically for
  * major/critical incidents, moved through their lifecycle by the "workorder"
  * command, watched by SLA timers that escalate breaches; plus the
  * "patrol-checkin" and "handover" commands and the read-side views declared
@@ -10,6 +10,10 @@
  *     close (forced, supervisor): any state not closed -> cancelled
  *     dispatch again while dispatched = reassign (re-arms the arrival SLA)
  *     postpone, note, rating: history only, the state stays
+ * The actions are one table (transitions[]: from-states, to-state, the
+ * argument required, the role) applied by apply_transition; hooks say what
+ * a row cannot (the data check before verify, the postponement's limits,
+ * the arrival deadline a dispatch arms).
  * Every change appends a history record (who, when, note) through
  * gw_store_workorder_update - which refuses it when the stored state moved
  * meanwhile - a patrol-log entry for transitions, and republishes the order
@@ -27,6 +31,8 @@
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +40,7 @@
 #include "commands.h"
 #include "handover.h"
 #include "log.h"
+#include "office_parts.h"
 #include "payload.h"
 
 #define WO_SHORT_MAX 256        /* names, locations, categories */
@@ -363,35 +370,27 @@ cJSON *gw_workorder_json(struct gw_store *store, int64_t id)
 }
 
 /* Republishes the order retained on P/workorders/<id>. */
-static est_err publish_workorder(struct gw_core *core, int64_t id)
+static est_err publish_workorder(struct gw_office *office, int64_t id)
 {
-    cJSON *o = gw_workorder_json(core->store, id);
+    cJSON *o = gw_workorder_json(office->host.store, id);
     if (o == NULL)
         return EST_ERR_NOMEM;
     char *payload = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     char topic[48];
     snprintf(topic, sizeof topic, "workorders/%" PRId64, id);
-    est_err err = payload ? gw_core_publish_event(core, topic, payload, true) : EST_ERR_NOMEM;
+    est_err err = payload ? gw_office_publish(office, topic, payload, true) : EST_ERR_NOMEM;
     free(payload);
     return err;
 }
 
 /* ------------------------------------------------------------------ */
-/* SLA schedule (core thread only)                                      */
+/* SLA schedule (struct gw_sla_schedule in the office)                  */
 /* ------------------------------------------------------------------ */
 
-/* The next time the SLA scan must run; 0 = at the next tick. Every change
- * to an order resets it, so new deadlines are seen at once. */
-static struct {
-    const struct gw_core *core;
-    int64_t next_scan_ms;
-    int64_t last_scan_ms;
-} sla;
-
-void gw_workorders_sla_reset(void)
+void gw_workorders_sla_reset(struct gw_office *office)
 {
-    sla.next_scan_ms = 0;
+    office->sla.next_scan_ms = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -399,20 +398,20 @@ void gw_workorders_sla_reset(void)
 /* ------------------------------------------------------------------ */
 
 /* Begins our own transaction unless the caller has one open. */
-static bool txn_begin(struct gw_core *core)
+static bool txn_begin(struct gw_office *office)
 {
-    return gw_store_begin(core->store) == EST_OK;
+    return gw_store_begin(office->host.store) == EST_OK;
 }
 
-static est_err txn_end(struct gw_core *core, bool own, est_err err)
+static est_err txn_end(struct gw_office *office, bool own, est_err err)
 {
     if (!own)
         return err;
     if (err != EST_OK) {
-        gw_store_rollback(core->store);
+        gw_store_rollback(office->host.store);
         return err;
     }
-    return gw_store_commit(core->store);
+    return gw_store_commit(office->host.store);
 }
 
 /* One change to record: the history record and, for transitions and
@@ -465,14 +464,14 @@ static char *patrol_detail(const struct gw_store_workorder *wo, const struct wo_
     return s;
 }
 
-static est_err append_patrol(struct gw_core *core, const struct gw_store_workorder *wo,
+static est_err append_patrol(struct gw_office *office, const struct gw_store_workorder *wo,
                              const struct wo_change *ch)
 {
-    char *text = patrol_text(wo, ch, gw_core_lang_zh(core));
+    char *text = patrol_text(wo, ch, gw_office_lang_zh(office));
     char *detail = patrol_detail(wo, ch);
     est_err err = EST_ERR_NOMEM;
     if (text != NULL)
-        err = gw_core_patrol(core, "workorder", text, wo->incident, wo->id, ch->who, detail);
+        err = gw_office_patrol(office, "workorder", text, wo->incident, wo->id, ch->who, detail);
     free(text);
     free(detail);
     return err;
@@ -480,7 +479,7 @@ static est_err append_patrol(struct gw_core *core, const struct gw_store_workord
 
 /* Writes wo (already changed by the caller) with its history record, the
  * patrol entry and the retained publication, atomically when we can. */
-static est_err wo_record_change(struct gw_core *core, struct gw_store_workorder *wo,
+static est_err wo_record_change(struct gw_office *office, struct gw_store_workorder *wo,
                                 const struct wo_change *ch)
 {
     wo->updated_ms = ch->now_ms;
@@ -488,31 +487,31 @@ static est_err wo_record_change(struct gw_core *core, struct gw_store_workorder 
         .workorder = wo->id, .ts_ms = ch->now_ms, .action = ch->action,
         .from_state = ch->from_state, .to_state = wo->state, .who = ch->who, .note = ch->note,
     };
-    bool own = txn_begin(core);
-    est_err err = gw_store_workorder_update(core->store, wo, &h);
+    bool own = txn_begin(office);
+    est_err err = gw_store_workorder_update(office->host.store, wo, &h);
     if (err == EST_OK && ch->patrol)
-        err = append_patrol(core, wo, ch);
+        err = append_patrol(office, wo, ch);
     if (err == EST_OK)
-        err = publish_workorder(core, wo->id);
-    err = txn_end(core, own, err);
+        err = publish_workorder(office, wo->id);
+    err = txn_end(office, own, err);
     if (err != EST_OK)
         gw_error("work order %" PRId64 ": cannot record %s: %s", wo->id, ch->action,
-                 err == EST_ERR_DB ? gw_store_errmsg(core->store) : est_strerror(err));
-    sla.next_scan_ms = 0;
+                 err == EST_ERR_DB ? gw_store_errmsg(office->host.store) : est_strerror(err));
+    gw_workorders_sla_reset(office);
     return err;
 }
 
 /* A history-only note on an order (state unchanged, no patrol entry). */
-static est_err wo_add_note(struct gw_core *core, int64_t id, const char *action, const char *who,
+static est_err wo_add_note(struct gw_office *office, int64_t id, const char *action, const char *who,
                            const char *note, int64_t now_ms)
 {
     struct wo_copy c;
-    est_err err = wo_load(core->store, id, &c);
+    est_err err = wo_load(office->host.store, id, &c);
     if (err != EST_OK)
         return err;
     struct wo_change ch = {.action = action, .from_state = c.wo.state, .note = note, .who = who,
                            .now_ms = now_ms, .patrol = false};
-    err = wo_record_change(core, &c.wo, &ch);
+    err = wo_record_change(office, &c.wo, &ch);
     wo_copy_release(&c);
     return err;
 }
@@ -569,19 +568,19 @@ static bool same_condition(const struct incident_copy *a, const struct gw_store_
 /* The open work order handling an incident: its own, or one opened for an
  * earlier incident of the same condition (a recurrence links to it rather
  * than opening another). 0 when none. */
-static int64_t order_for_incident(struct gw_core *core, const struct gw_store_incident *in)
+static int64_t order_for_incident(struct gw_office *office, const struct gw_store_incident *in)
 {
     int64_t id = 0;
-    if (gw_store_workorder_for_incident(core->store, in->id, &id) == EST_OK)
+    if (gw_store_workorder_for_incident(office->host.store, in->id, &id) == EST_OK)
         return id;
     struct wo_list list;
-    if (wo_list_open(core->store, &list) != EST_OK)
+    if (wo_list_open(office->host.store, &list) != EST_OK)
         return 0;
     id = 0;
     for (size_t i = 0; i < list.count && id == 0; i++) {
         const struct gw_store_workorder *wo = &list.items[i].wo;
         struct incident_copy prev;
-        if (wo->incident <= 0 || incident_load(core->store, wo->incident, &prev) != EST_OK)
+        if (wo->incident <= 0 || incident_load(office->host.store, wo->incident, &prev) != EST_OK)
             continue;
         if (same_condition(&prev, in))
             id = wo->id;
@@ -681,54 +680,54 @@ static bool severity_opens_order(const char *severity)
 
 /* Opens the order for a raised (or newly major) incident, or links the
  * recurrence to the condition's open order. */
-static void open_for_incident(struct gw_core *core, const struct gw_store_incident *in,
+static void open_for_incident(struct gw_office *office, const struct gw_store_incident *in,
                               int64_t now_ms)
 {
-    int64_t linked = order_for_incident(core, in);
+    int64_t linked = order_for_incident(office, in);
     if (linked > 0) {
-        if (gw_store_workorder_for_incident(core->store, in->id, &(int64_t){0}) == EST_OK)
+        if (gw_store_workorder_for_incident(office->host.store, in->id, &(int64_t){0}) == EST_OK)
             return; /* its own order exists already */
-        char *note = gw_core_lang_zh(core)
+        char *note = gw_office_lang_zh(office)
                          ? format_alloc("同一异常再次出现（事件 #%" PRId64 "）：%s", in->id,
                                         in->text ? in->text : "")
                          : format_alloc("condition recurred as incident #%" PRId64 ": %s", in->id,
                                         in->text ? in->text : "");
         if (note != NULL)
-            wo_add_note(core, linked, "link", "system", note, now_ms);
+            wo_add_note(office, linked, "link", "system", note, now_ms);
         free(note);
         return;
     }
-    const struct gw_workorder_config *wc = &core->config->workorders;
-    struct wo_place place = incident_place(core->config, in);
+    const struct gw_workorder_config *wc = &office->host.config->workorders;
+    struct wo_place place = incident_place(office->host.config, in);
     struct gw_store_workorder wo = {
-        .incident = in->id, .category = incident_category(core->config, in),
+        .incident = in->id, .category = incident_category(office->host.config, in),
         .unit = place.unit, .building = place.building, .location = place.location,
         .description = in->text ? in->text : in->rule, .state = "open", .severity = in->severity,
         .opened_ms = now_ms, .resolve_due_ms = now_ms + (int64_t)wc->resolve_within_s * 1000,
     };
-    char *note = gw_core_lang_zh(core)
+    char *note = gw_office_lang_zh(office)
                      ? format_alloc("自动为事件 #%" PRId64 "（%s）开单", in->id,
                                     in->rule ? in->rule : "?")
                      : format_alloc("opened automatically for incident #%" PRId64 " (%s)", in->id,
                                     in->rule ? in->rule : "?");
-    bool own = txn_begin(core);
+    bool own = txn_begin(office);
     int64_t id = 0;
     bool existing = false;
-    est_err err = gw_store_workorder_create(core->store, &wo, "system", note, &id, &existing);
+    est_err err = gw_store_workorder_create(office->host.store, &wo, "system", note, &id, &existing);
     if (err == EST_OK && !existing) {
         wo.id = id;
         struct wo_change ch = {.action = "create", .from_state = NULL, .note = note,
                                .who = "system", .now_ms = now_ms, .patrol = true};
-        err = append_patrol(core, &wo, &ch);
+        err = append_patrol(office, &wo, &ch);
         if (err == EST_OK)
-            err = publish_workorder(core, id);
+            err = publish_workorder(office, id);
     }
-    err = txn_end(core, own, err);
+    err = txn_end(office, own, err);
     if (err != EST_OK)
         gw_error("incident %" PRId64 ": cannot open a work order: %s", in->id,
-                 err == EST_ERR_DB ? gw_store_errmsg(core->store) : est_strerror(err));
+                 err == EST_ERR_DB ? gw_store_errmsg(office->host.store) : est_strerror(err));
     free(note);
-    sla.next_scan_ms = 0;
+    gw_workorders_sla_reset(office);
 }
 
 /* Whether the order's last history record is an incident-update note made
@@ -775,41 +774,42 @@ static char *incident_note(const struct gw_store_incident *in, bool cleared, boo
               : format_alloc("incident #%" PRId64 " updated (%s): %s", in->id, severity, text);
 }
 
-static void note_incident_change(struct gw_core *core, int64_t order,
+static void note_incident_change(struct gw_office *office, int64_t order,
                                  const struct gw_store_incident *in, bool cleared, int64_t now_ms)
 {
-    if (!cleared && recently_noted_update(core->store, order, now_ms))
+    if (!cleared && recently_noted_update(office->host.store, order, now_ms))
         return;
-    char *note = incident_note(in, cleared, gw_core_lang_zh(core));
+    char *note = incident_note(in, cleared, gw_office_lang_zh(office));
     if (note != NULL)
-        wo_add_note(core, order, cleared ? "incident_cleared" : "incident_update", "system", note,
+        wo_add_note(office, order, cleared ? "incident_cleared" : "incident_update", "system", note,
                     now_ms);
     free(note);
 }
 
-void gw_workorders_on_incident(struct gw_core *core, const struct gw_store_incident *incident,
+void gw_workorders_on_incident(void *ctx, const struct gw_store_incident *incident,
                                enum rule_transition transition)
 {
-    if (core == NULL || incident == NULL || incident->id <= 0)
+    struct gw_office *office = ctx;
+    if (office == NULL || incident == NULL || incident->id <= 0)
         return;
-    int64_t now_ms = gw_core_now_ms(core);
+    int64_t now_ms = gw_office_now_ms(office);
     int64_t order = 0;
     switch (transition) {
     case RULE_RAISED:
         if (severity_opens_order(incident->severity))
-            open_for_incident(core, incident, now_ms);
+            open_for_incident(office, incident, now_ms);
         break;
     case RULE_UPDATED:
-        order = order_for_incident(core, incident);
+        order = order_for_incident(office, incident);
         if (order > 0)
-            note_incident_change(core, order, incident, false, now_ms);
+            note_incident_change(office, order, incident, false, now_ms);
         else if (incident->open && severity_opens_order(incident->severity))
-            open_for_incident(core, incident, now_ms);
+            open_for_incident(office, incident, now_ms);
         break;
     case RULE_CLEARED:
-        order = order_for_incident(core, incident);
+        order = order_for_incident(office, incident);
         if (order > 0)
-            note_incident_change(core, order, incident, true, now_ms);
+            note_incident_change(office, order, incident, true, now_ms);
         break;
     }
 }
@@ -888,10 +888,10 @@ static cJSON *string_array(char *const *items, size_t n)
     return a;
 }
 
-static est_err publish_escalation(struct gw_core *core, const struct gw_store_workorder *wo,
+static est_err publish_escalation(struct gw_office *office, const struct gw_store_workorder *wo,
                                   const char *kind, int64_t due_ms, int64_t now_ms)
 {
-    const struct gw_workorder_config *wc = &core->config->workorders;
+    const struct gw_workorder_config *wc = &office->host.config->workorders;
     cJSON *e = cJSON_CreateObject();
     if (e == NULL)
         return EST_ERR_NOMEM;
@@ -908,44 +908,44 @@ static est_err publish_escalation(struct gw_core *core, const struct gw_store_wo
                           string_array(wc->escalation_contacts, wc->nescalation_contacts));
     char *payload = cJSON_PrintUnformatted(e);
     cJSON_Delete(e);
-    est_err err = payload ? gw_core_publish_event(core, "escalations", payload, false) : EST_ERR_NOMEM;
+    est_err err = payload ? gw_office_publish(office, "escalations", payload, false) : EST_ERR_NOMEM;
     free(payload);
     return err;
 }
 
-static void escalate(struct gw_core *core, struct gw_store_workorder *wo, const char *kind,
+static void escalate(struct gw_office *office, struct gw_store_workorder *wo, const char *kind,
                      int64_t due_ms, int64_t now_ms)
 {
-    char *note = escalation_note(kind, due_ms, gw_core_lang_zh(core));
+    char *note = escalation_note(kind, due_ms, gw_office_lang_zh(office));
     if (note == NULL)
         return;
     wo->escalated = true;
     struct wo_change ch = {.action = "escalate", .from_state = wo->state, .note = note,
                            .who = "system", .now_ms = now_ms, .patrol = true};
-    bool own = txn_begin(core);
-    est_err err = wo_record_change(core, wo, &ch);
+    bool own = txn_begin(office);
+    est_err err = wo_record_change(office, wo, &ch);
     if (err == EST_OK)
-        err = publish_escalation(core, wo, kind, due_ms, now_ms);
-    txn_end(core, own, err);
+        err = publish_escalation(office, wo, kind, due_ms, now_ms);
+    txn_end(office, own, err);
     gw_warn("work order %" PRId64 ": %s", wo->id, note);
     free(note);
 }
 
 /* Escalates the breaches of one order not escalated yet. */
-static void check_breaches(struct gw_core *core, struct gw_store_workorder *wo, int64_t now_ms)
+static void check_breaches(struct gw_office *office, struct gw_store_workorder *wo, int64_t now_ms)
 {
     bool arrival = arrival_breached(wo, now_ms);
     bool resolution = resolution_breached(wo, now_ms);
     if (!arrival && !resolution)
         return;
     struct escalation_state done = {0};
-    if (gw_store_workorder_get(core->store, wo->id, ignore_workorder, scan_escalations, &done) !=
+    if (gw_store_workorder_get(office->host.store, wo->id, ignore_workorder, scan_escalations, &done) !=
         EST_OK)
         return;
     if (arrival && !done.arrival)
-        escalate(core, wo, "arrival", wo->arrive_due_ms, now_ms);
+        escalate(office, wo, "arrival", wo->arrive_due_ms, now_ms);
     if (resolution && !done.resolution)
-        escalate(core, wo, "resolution", gw_workorder_resolve_due_ms(wo), now_ms);
+        escalate(office, wo, "resolution", gw_workorder_resolve_due_ms(wo), now_ms);
 }
 
 /* The earliest deadline after now_ms among the order's running timers. */
@@ -959,25 +959,24 @@ static int64_t next_deadline(const struct gw_store_workorder *wo, int64_t now_ms
     return best;
 }
 
-void gw_workorders_tick(struct gw_core *core, int64_t now_ms)
+void gw_workorders_tick(struct gw_office *office, int64_t now_ms)
 {
-    if (sla.core == core && now_ms >= sla.last_scan_ms && now_ms < sla.next_scan_ms)
+    struct gw_sla_schedule *sla = &office->sla;
+    if (now_ms >= sla->last_scan_ms && now_ms < sla->next_scan_ms)
         return;
-    sla.core = core;
-    sla.last_scan_ms = now_ms;
-    sla.next_scan_ms = now_ms + WO_SCAN_INTERVAL_MS;
+    sla->last_scan_ms = now_ms;
+    sla->next_scan_ms = now_ms + WO_SCAN_INTERVAL_MS;
     struct wo_list list;
-    if (wo_list_open(core->store, &list) != EST_OK)
+    if (wo_list_open(office->host.store, &list) != EST_OK)
         return;
     int64_t next = now_ms + WO_SCAN_INTERVAL_MS;
     for (size_t i = 0; i < list.count; i++) {
-        check_breaches(core, &list.items[i].wo, now_ms);
+        check_breaches(office, &list.items[i].wo, now_ms);
         next = next_deadline(&list.items[i].wo, now_ms, next);
     }
     wo_list_release(&list);
-    sla.core = core;
-    sla.last_scan_ms = now_ms;
-    sla.next_scan_ms = next;
+    sla->last_scan_ms = now_ms;
+    sla->next_scan_ms = next;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1155,7 +1154,7 @@ static bool has_text(const char *s)
 /* ------------------------------------------------------------------ */
 
 struct wo_action_ctx {
-    struct gw_core *core;
+    struct gw_office *office;
     const struct gw_actor *actor;
     const struct wo_args *args;
     int64_t now_ms;
@@ -1172,173 +1171,210 @@ static const char *state_error(struct wo_action_ctx *x, const struct gw_store_wo
 }
 
 /* Whether the data still show the condition of the order's incident. */
-static bool condition_persists(struct gw_core *core, int64_t incident_id)
+static bool condition_persists(struct gw_office *office, int64_t incident_id)
 {
     struct incident_copy in;
-    if (incident_id <= 0 || incident_load(core->store, incident_id, &in) != EST_OK)
+    if (incident_id <= 0 || incident_load(office->host.store, incident_id, &in) != EST_OK)
         return false;
     bool active = in.open; /* without a rule engine the stored incident is the truth */
     int rule = rule_from_name(in.rule);
-    if (core->rules != NULL && rule >= 0) {
+    if (office->host.rules != NULL && rule >= 0) {
         struct rule_subject subject = {.zone = -1};
         int index = -1;
         if (streq(in.subject_type, "meter")) {
             subject.type = RULE_SUBJECT_METER;
-            index = gw_config_meter_index(core->config, in.subject);
+            index = gw_config_meter_index(office->host.config, in.subject);
         } else if (streq(in.subject_type, "unit")) {
             subject.type = RULE_SUBJECT_UNIT;
-            index = gw_config_unit_index(core->config, in.subject);
+            index = gw_config_unit_index(office->host.config, in.subject);
         } else if (streq(in.subject_type, "panel") || streq(in.subject_type, "zone")) {
             subject.type = streq(in.subject_type, "zone") ? RULE_SUBJECT_ZONE : RULE_SUBJECT_PANEL;
             subject.zone = subject.type == RULE_SUBJECT_ZONE ? in.zone : -1;
-            index = gw_config_panel_index(core->config, in.subject);
+            index = gw_config_panel_index(office->host.config, in.subject);
         }
         if (index >= 0) {
             subject.index = (uint32_t)index;
-            active = rule_engine_condition_active(core->rules, (enum rule_id)rule, &subject);
+            active = rule_engine_condition_active(office->host.rules, (enum rule_id)rule, &subject);
         }
     }
     incident_copy_release(&in);
     return active;
 }
 
-/* Each action checks its state and arguments, then changes *wo and fills
- * the change record. NULL = accepted; otherwise the refusal. */
-static const char *act_dispatch(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                                struct wo_change *ch)
+/* ---- the transition table ---- */
+
+/* The argument an action requires; it is also what the action stores on
+ * the order (the note goes to the history only). */
+enum wo_field {
+    WO_FIELD_NONE,
+    WO_FIELD_ASSIGNEE,
+    WO_FIELD_VERIFIER,
+    WO_FIELD_NOTE,
+    WO_FIELD_UNTIL,
+    WO_FIELD_RATING,
+};
+
+#define WO_NO_STAMP SIZE_MAX
+
+/* What a table row cannot say: a check after the table's own (NULL =
+ * accepted, otherwise the refusal), and changes besides the table's. */
+typedef const char *(*wo_check_fn)(struct wo_action_ctx *x, const struct gw_store_workorder *wo);
+typedef void (*wo_apply_fn)(struct wo_action_ctx *x, struct gw_store_workorder *wo);
+
+/* One action: the states it starts from (NULL-terminated; NULL = any), how
+ * a refusal names them, the state it leads to (NULL = the state stays),
+ * the argument it requires and the refusal without it, the role it needs
+ * besides the verb's policy ("system" always may), the time it stamps, and
+ * whether it writes a patrol-log entry. Checked in this order: state,
+ * role, argument, check hook. */
+struct wo_transition {
+    const char *action;
+    const char *const *from;
+    const char *needs;
+    const char *to;
+    enum wo_field field;
+    const char *missing;
+    const char *role;
+    const char *role_refusal;
+    size_t stamp; /* offsetof an int64_t in struct gw_store_workorder, or WO_NO_STAMP */
+    bool patrol;
+    wo_check_fn check;
+    wo_apply_fn apply;
+};
+
+/* A verification is refused while the data still show the condition. */
+static const char *check_condition_cleared(struct wo_action_ctx *x,
+                                           const struct gw_store_workorder *wo)
 {
-    if (!streq(wo->state, "open") && !streq(wo->state, "dispatched"))
-        return state_error(x, wo, "open or dispatched");
-    if (!has_text(x->args->assignee))
-        return "dispatch needs an assignee";
-    if (!wo_set_string(&wo->assignee, x->args->assignee) || !wo_set_string(&wo->state, "dispatched"))
-        return "out of memory";
-    wo->dispatched_ms = x->now_ms;
-    wo->arrive_due_ms = x->now_ms + (int64_t)x->core->config->workorders.arrive_within_s * 1000;
-    wo->on_site_ms = 0;
-    ch->patrol = true;
-    return NULL;
+    if (!condition_persists(x->office, wo->incident))
+        return NULL;
+    snprintf(x->errbuf, x->errlen,
+             "work order %" PRId64 " cannot be verified: the data still show the condition "
+             "of incident #%" PRId64,
+             wo->id, wo->incident);
+    return x->errbuf;
 }
 
-static const char *act_arrive(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                              struct wo_change *ch)
+static const char *check_postpone_until(struct wo_action_ctx *x, const struct gw_store_workorder *wo)
 {
-    if (!streq(wo->state, "dispatched"))
-        return state_error(x, wo, "dispatched");
-    if (!wo_set_string(&wo->state, "on_site"))
-        return "out of memory";
-    wo->on_site_ms = x->now_ms;
-    ch->patrol = true;
-    return NULL;
-}
-
-static const char *act_complete(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                                struct wo_change *ch)
-{
-    if (!streq(wo->state, "on_site"))
-        return state_error(x, wo, "on_site");
-    if (!has_text(x->args->note))
-        return "complete needs a note on the work done";
-    if (!wo_set_string(&wo->state, "completed"))
-        return "out of memory";
-    wo->completed_ms = x->now_ms;
-    ch->patrol = true;
-    return NULL;
-}
-
-static const char *act_verify(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                              struct wo_change *ch)
-{
-    if (!streq(wo->state, "completed"))
-        return state_error(x, wo, "completed");
-    if (!has_text(x->args->verifier))
-        return "verify needs the verifier's name";
-    if (condition_persists(x->core, wo->incident)) {
-        snprintf(x->errbuf, x->errlen,
-                 "work order %" PRId64 " cannot be verified: the data still show the condition "
-                 "of incident #%" PRId64,
-                 wo->id, wo->incident);
-        return x->errbuf;
-    }
-    if (!wo_set_string(&wo->verifier, x->args->verifier) || !wo_set_string(&wo->state, "verified"))
-        return "out of memory";
-    wo->verified_ms = x->now_ms;
-    ch->patrol = true;
-    return NULL;
-}
-
-static const char *act_cancel(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                              struct wo_change *ch)
-{
-    bool forced = streq(x->args->action, "close");
-    if (gw_workorder_state_closed(wo->state) || (!forced && streq(wo->state, "completed")))
-        return state_error(x, wo, forced ? "a state that is not closed" : "open, dispatched or on_site");
-    if (forced && !role_is(x->actor, "supervisor") && !role_is(x->actor, "system"))
-        return "a forced close needs a supervisor";
-    if (!has_text(x->args->note))
-        return forced ? "close needs a reason (note)" : "cancel needs a reason (note)";
-    if (!wo_set_string(&wo->state, "cancelled"))
-        return "out of memory";
-    wo->cancelled_ms = x->now_ms;
-    ch->patrol = true;
-    return NULL;
-}
-
-static const char *act_postpone(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                                struct wo_change *ch)
-{
-    if (!state_in(wo->state, open_states, WO_FILTER_OPEN_STATES))
-        return state_error(x, wo, "open, dispatched or on_site");
-    if (x->args->until_ms <= 0)
-        return "postpone needs until (an RFC 3339 time)";
     if (x->args->until_ms <= x->now_ms)
         return "until must be in the future";
     if (x->args->until_ms > wo->resolve_due_ms && !role_is(x->actor, "supervisor") &&
         !role_is(x->actor, "system"))
         return "postponing past the resolution deadline needs a supervisor";
-    wo->postponed_until_ms = x->args->until_ms;
-    ch->patrol = true;
     return NULL;
 }
 
-static const char *act_note(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                            struct wo_change *ch)
+/* A (re)dispatch arms the arrival SLA and forgets an earlier arrival. */
+static void apply_dispatch(struct wo_action_ctx *x, struct gw_store_workorder *wo)
 {
-    (void)wo;
-    (void)ch;
-    if (!has_text(x->args->note))
-        return "note needs a note";
+    wo->arrive_due_ms =
+        x->now_ms + (int64_t)x->office->host.config->workorders.arrive_within_s * 1000;
+    wo->on_site_ms = 0;
+}
+
+static const char *const from_open_or_dispatched[] = {"open", "dispatched", NULL};
+static const char *const from_dispatched[] = {"dispatched", NULL};
+static const char *const from_on_site[] = {"on_site", NULL};
+static const char *const from_completed[] = {"completed", NULL};
+static const char *const from_not_done[] = {"open", "dispatched", "on_site", NULL};
+static const char *const from_not_closed[] = {"open", "dispatched", "on_site", "completed", NULL};
+static const char *const from_done[] = {"completed", "verified", NULL};
+
+#define STAMP(field) offsetof(struct gw_store_workorder, field)
+
+static const struct wo_transition transitions[] = {
+    {"dispatch", from_open_or_dispatched, "open or dispatched", "dispatched", WO_FIELD_ASSIGNEE,
+     "dispatch needs an assignee", NULL, NULL, STAMP(dispatched_ms), true, NULL, apply_dispatch},
+    {"arrive", from_dispatched, "dispatched", "on_site", WO_FIELD_NONE, NULL, NULL, NULL,
+     STAMP(on_site_ms), true, NULL, NULL},
+    {"complete", from_on_site, "on_site", "completed", WO_FIELD_NOTE,
+     "complete needs a note on the work done", NULL, NULL, STAMP(completed_ms), true, NULL, NULL},
+    {"verify", from_completed, "completed", "verified", WO_FIELD_VERIFIER,
+     "verify needs the verifier's name", NULL, NULL, STAMP(verified_ms), true,
+     check_condition_cleared, NULL},
+    {"cancel", from_not_done, "open, dispatched or on_site", "cancelled", WO_FIELD_NOTE,
+     "cancel needs a reason (note)", NULL, NULL, STAMP(cancelled_ms), true, NULL, NULL},
+    {"close", from_not_closed, "a state that is not closed", "cancelled", WO_FIELD_NOTE,
+     "close needs a reason (note)", "supervisor", "a forced close needs a supervisor",
+     STAMP(cancelled_ms), true, NULL, NULL},
+    {"postpone", from_not_done, "open, dispatched or on_site", NULL, WO_FIELD_UNTIL,
+     "postpone needs until (an RFC 3339 time)", NULL, NULL, WO_NO_STAMP, true,
+     check_postpone_until, NULL},
+    {"note", NULL, NULL, NULL, WO_FIELD_NOTE, "note needs a note", NULL, NULL, WO_NO_STAMP, false,
+     NULL, NULL},
+    {"rating", from_done, "completed or verified", NULL, WO_FIELD_RATING,
+     "rating needs rating (an integer from 1 to 5)", NULL, NULL, WO_NO_STAMP, true, NULL, NULL},
+};
+
+static const struct wo_transition *find_transition(const char *action)
+{
+    for (size_t i = 0; i < COUNT_OF(transitions); i++)
+        if (streq(action, transitions[i].action))
+            return &transitions[i];
     return NULL;
 }
 
-static const char *act_rating(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                              struct wo_change *ch)
+static bool starts_from(const struct wo_transition *t, const char *state)
 {
-    if (!streq(wo->state, "completed") && !streq(wo->state, "verified"))
-        return state_error(x, wo, "completed or verified");
-    if (x->args->rating < 1 || x->args->rating > 5)
-        return "rating needs rating (an integer from 1 to 5)";
-    wo->rating = (int)x->args->rating;
-    ch->patrol = true;
-    return NULL;
+    if (t->from == NULL)
+        return true;
+    for (size_t i = 0; t->from[i] != NULL; i++)
+        if (streq(state, t->from[i]))
+            return true;
+    return false;
 }
 
-typedef const char *(*wo_action_fn)(struct wo_action_ctx *x, struct gw_store_workorder *wo,
-                                    struct wo_change *ch);
-
-static wo_action_fn action_handler(const char *action)
+static bool field_given(const struct wo_args *a, enum wo_field field)
 {
-    static const struct {
-        const char *name;
-        wo_action_fn fn;
-    } table[] = {
-        {"dispatch", act_dispatch}, {"arrive", act_arrive},     {"complete", act_complete},
-        {"verify", act_verify},     {"cancel", act_cancel},     {"close", act_cancel},
-        {"postpone", act_postpone}, {"note", act_note},         {"rating", act_rating},
-    };
-    for (size_t i = 0; i < COUNT_OF(table); i++)
-        if (streq(action, table[i].name))
-            return table[i].fn;
+    switch (field) {
+    case WO_FIELD_ASSIGNEE: return has_text(a->assignee);
+    case WO_FIELD_VERIFIER: return has_text(a->verifier);
+    case WO_FIELD_NOTE: return has_text(a->note);
+    case WO_FIELD_UNTIL: return a->until_ms > 0;
+    case WO_FIELD_RATING: return a->rating >= 1 && a->rating <= 5;
+    case WO_FIELD_NONE: break;
+    }
+    return true;
+}
+
+/* Stores the required argument on the order; false when out of memory. */
+static bool store_field(struct gw_store_workorder *wo, const struct wo_args *a, enum wo_field field)
+{
+    switch (field) {
+    case WO_FIELD_ASSIGNEE: return wo_set_string(&wo->assignee, a->assignee);
+    case WO_FIELD_VERIFIER: return wo_set_string(&wo->verifier, a->verifier);
+    case WO_FIELD_UNTIL: wo->postponed_until_ms = a->until_ms; break;
+    case WO_FIELD_RATING: wo->rating = (int)a->rating; break;
+    case WO_FIELD_NOTE:
+    case WO_FIELD_NONE: break;
+    }
+    return true;
+}
+
+/* Checks an action against its row, then changes *wo and fills the change
+ * record. NULL = accepted; otherwise the refusal (nothing is written). */
+static const char *apply_transition(struct wo_action_ctx *x, const struct wo_transition *t,
+                                    struct gw_store_workorder *wo, struct wo_change *ch)
+{
+    if (t == NULL)
+        return "unknown action";
+    if (!starts_from(t, wo->state))
+        return state_error(x, wo, t->needs);
+    if (t->role != NULL && !role_is(x->actor, t->role) && !role_is(x->actor, "system"))
+        return t->role_refusal;
+    if (!field_given(x->args, t->field))
+        return t->missing;
+    const char *refusal = t->check != NULL ? t->check(x, wo) : NULL;
+    if (refusal != NULL)
+        return refusal;
+    if (!store_field(wo, x->args, t->field) || (t->to != NULL && !wo_set_string(&wo->state, t->to)))
+        return "out of memory";
+    if (t->stamp != WO_NO_STAMP)
+        memcpy((char *)wo + t->stamp, &x->now_ms, sizeof x->now_ms);
+    if (t->apply != NULL)
+        t->apply(x, wo);
+    ch->patrol = t->patrol;
     return NULL;
 }
 
@@ -1360,10 +1396,10 @@ static char *default_note(const struct wo_args *a, const struct gw_store_workord
     return dup_or_null(a->note);
 }
 
-static cJSON *result_with_order(struct gw_core *core, const cJSON *args, int64_t id)
+static cJSON *result_with_order(struct gw_office *office, const cJSON *args, int64_t id)
 {
     cJSON *result = gw_command_ok(args);
-    cJSON *order = gw_workorder_json(core->store, id);
+    cJSON *order = gw_workorder_json(office->host.store, id);
     if (result != NULL && order != NULL)
         cJSON_AddItemToObject(result, "workorder", order);
     else
@@ -1371,31 +1407,32 @@ static cJSON *result_with_order(struct gw_core *core, const cJSON *args, int64_t
     return result;
 }
 
-static cJSON *run_action(struct gw_core *core, const cJSON *args, const struct wo_args *a,
+static cJSON *run_action(struct gw_office *office, const cJSON *args, const struct wo_args *a,
                          const struct gw_actor *actor)
 {
     struct wo_copy c;
-    est_err err = wo_load(core->store, a->id, &c);
+    est_err err = wo_load(office->host.store, a->id, &c);
     if (err == EST_ERR_NOTFOUND)
         return gw_command_error(args, "no work order %" PRId64, a->id);
     if (err != EST_OK)
         return gw_command_error(args, "cannot read work order %" PRId64 ": %s", a->id,
                                 est_strerror(err));
     char errbuf[320];
-    struct wo_action_ctx x = {.core = core, .actor = actor, .args = a,
-                              .now_ms = gw_core_now_ms(core), .errbuf = errbuf,
+    struct wo_action_ctx x = {.office = office, .actor = actor, .args = a,
+                              .now_ms = gw_office_now_ms(office), .errbuf = errbuf,
                               .errlen = sizeof errbuf};
     char *from_state = dup_or_null(c.wo.state);
     struct wo_change ch = {.action = a->action, .from_state = from_state, .who = actor->user,
                            .now_ms = x.now_ms};
-    const char *refusal = from_state ? action_handler(a->action)(&x, &c.wo, &ch) : "out of memory";
+    const char *refusal = from_state ? apply_transition(&x, find_transition(a->action), &c.wo, &ch)
+                                     : "out of memory";
     cJSON *result;
     if (refusal != NULL) {
         result = gw_command_error(args, "%s", refusal);
     } else {
-        char *note = default_note(a, &c.wo, gw_core_lang_zh(core));
+        char *note = default_note(a, &c.wo, gw_office_lang_zh(office));
         ch.note = note;
-        err = wo_record_change(core, &c.wo, &ch);
+        err = wo_record_change(office, &c.wo, &ch);
         free(note);
         if (err == EST_ERR_STATE)
             result = gw_command_error(args, "work order %" PRId64 " changed meanwhile; try again",
@@ -1403,7 +1440,7 @@ static cJSON *run_action(struct gw_core *core, const cJSON *args, const struct w
         else if (err != EST_OK)
             result = gw_command_error(args, "cannot record the change: %s", est_strerror(err));
         else
-            result = result_with_order(core, args, a->id);
+            result = result_with_order(office, args, a->id);
     }
     free(from_state);
     wo_copy_release(&c);
@@ -1429,7 +1466,7 @@ static bool find_duplicate(void *ctx, const struct gw_store_workorder *wo)
     return s->found == 0;
 }
 
-static cJSON *run_create(struct gw_core *core, const cJSON *args, const struct wo_args *a,
+static cJSON *run_create(struct gw_office *office, const cJSON *args, const struct wo_args *a,
                          const struct gw_actor *actor)
 {
     if (!in_list(a->category, known_categories, COUNT_OF(known_categories)))
@@ -1439,27 +1476,27 @@ static cJSON *run_create(struct gw_core *core, const cJSON *args, const struct w
         return gw_command_error(args, "create needs a description");
     const char *building = NULL;
     if (a->unit != NULL) {
-        int u = gw_config_unit_index(core->config, a->unit);
+        int u = gw_config_unit_index(office->host.config, a->unit);
         if (u < 0)
             return gw_command_error(args, "unknown unit '%s'", a->unit);
-        building = core->config->units[u].building;
+        building = office->host.config->units[u].building;
     } else if (!has_text(a->location)) {
         return gw_command_error(args, "create needs a unit or a location");
     }
-    int64_t now_ms = gw_core_now_ms(core);
+    int64_t now_ms = gw_office_now_ms(office);
     struct duplicate_search dup = {.a = a};
-    if (gw_store_workorders_list(core->store, open_states, WO_FILTER_OPEN_STATES, find_duplicate,
+    if (gw_store_workorders_list(office->host.store, open_states, WO_FILTER_OPEN_STATES, find_duplicate,
                                  &dup) == EST_OK &&
         dup.found > 0) {
-        char *note = format_alloc(gw_core_lang_zh(core) ? "重复报修已合并（报修人 %s）：%s"
+        char *note = format_alloc(gw_office_lang_zh(office) ? "重复报修已合并（报修人 %s）：%s"
                                                         : "duplicate report merged (reported by %s): %s",
                                   actor->user, a->description);
-        est_err err = note ? wo_add_note(core, dup.found, "merge", actor->user, note, now_ms)
+        est_err err = note ? wo_add_note(office, dup.found, "merge", actor->user, note, now_ms)
                            : EST_ERR_NOMEM;
         free(note);
         if (err != EST_OK)
             return gw_command_error(args, "cannot merge the report: %s", est_strerror(err));
-        cJSON *result = result_with_order(core, args, dup.found);
+        cJSON *result = result_with_order(office, args, dup.found);
         cJSON_AddBoolToObject(result, "merged", true);
         return result;
     }
@@ -1467,24 +1504,24 @@ static cJSON *run_create(struct gw_core *core, const cJSON *args, const struct w
         .category = a->category, .unit = a->unit, .building = building,
         .location = a->location ? a->location : a->unit, .description = a->description,
         .state = "open", .opened_ms = now_ms,
-        .resolve_due_ms = now_ms + (int64_t)core->config->workorders.resolve_within_s * 1000,
+        .resolve_due_ms = now_ms + (int64_t)office->host.config->workorders.resolve_within_s * 1000,
     };
-    bool own = txn_begin(core);
+    bool own = txn_begin(office);
     int64_t id = 0;
-    est_err err = gw_store_workorder_create(core->store, &wo, actor->user, a->note, &id, NULL);
+    est_err err = gw_store_workorder_create(office->host.store, &wo, actor->user, a->note, &id, NULL);
     if (err == EST_OK) {
         wo.id = id;
         struct wo_change ch = {.action = "create", .note = a->description, .who = actor->user,
                                .now_ms = now_ms, .patrol = true};
-        err = append_patrol(core, &wo, &ch);
+        err = append_patrol(office, &wo, &ch);
     }
     if (err == EST_OK)
-        err = publish_workorder(core, id);
-    err = txn_end(core, own, err);
-    sla.next_scan_ms = 0;
+        err = publish_workorder(office, id);
+    err = txn_end(office, own, err);
+    gw_workorders_sla_reset(office);
     if (err != EST_OK)
         return gw_command_error(args, "cannot create the work order: %s", est_strerror(err));
-    return result_with_order(core, args, id);
+    return result_with_order(office, args, id);
 }
 
 static cJSON *role_refusal(const cJSON *args, const struct gw_actor *actor, const char *verb,
@@ -1497,7 +1534,7 @@ static cJSON *role_refusal(const cJSON *args, const struct gw_actor *actor, cons
     return gw_command_error(args, "role %s may not %s", actor->role, action ? action : verb);
 }
 
-cJSON *gw_workorders_command(struct gw_core *core, const cJSON *args, const struct gw_actor *actor)
+cJSON *gw_workorders_command(struct gw_office *office, const cJSON *args, const struct gw_actor *actor)
 {
     if (args == NULL || !cJSON_IsObject(args))
         return gw_command_error(args, "arguments must be a JSON object");
@@ -1510,8 +1547,8 @@ cJSON *gw_workorders_command(struct gw_core *core, const cJSON *args, const stru
     if (refused != NULL)
         return refused;
     if (streq(a.action, "create"))
-        return run_create(core, args, &a, actor);
-    return run_action(core, args, &a, actor);
+        return run_create(office, args, &a, actor);
+    return run_action(office, args, &a, actor);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1541,13 +1578,13 @@ static char *checkin_text(const char *user, const char *location, const char *fo
     return format_alloc(zh ? "巡查 %s 在 %s：%s" : "Patrol %s at %s: %s", user, location, found);
 }
 
-static cJSON *record_checkin(struct gw_core *core, const cJSON *args, const struct gw_actor *actor,
+static cJSON *record_checkin(struct gw_office *office, const cJSON *args, const struct gw_actor *actor,
                              const char *location, const char *found, int64_t incident,
                              bool disputed)
 {
-    int64_t now_ms = gw_core_now_ms(core);
+    int64_t now_ms = gw_office_now_ms(office);
     char *text = checkin_text(actor->user, location, found, incident, disputed,
-                              gw_core_lang_zh(core));
+                              gw_office_lang_zh(office));
     cJSON *detail = cJSON_CreateObject();
     cJSON_AddStringToObject(detail, "location", location);
     cJSON_AddStringToObject(detail, "found", found);
@@ -1556,16 +1593,16 @@ static cJSON *record_checkin(struct gw_core *core, const cJSON *args, const stru
     char *detail_json = cJSON_PrintUnformatted(detail);
     cJSON_Delete(detail);
     int64_t order = 0;
-    bool own = txn_begin(core);
+    bool own = txn_begin(office);
     est_err err = text && detail_json ? EST_OK : EST_ERR_NOMEM;
     if (err == EST_OK && incident > 0)
-        err = gw_store_incident_confirm(core->store, incident, disputed, actor->user, now_ms);
+        err = gw_store_incident_confirm(office->host.store, incident, disputed, actor->user, now_ms);
     if (err == EST_OK && incident > 0 &&
-        gw_store_workorder_for_incident(core->store, incident, &order) == EST_OK)
-        err = wo_add_note(core, order, disputed ? "dispute" : "confirm", actor->user, text, now_ms);
+        gw_store_workorder_for_incident(office->host.store, incident, &order) == EST_OK)
+        err = wo_add_note(office, order, disputed ? "dispute" : "confirm", actor->user, text, now_ms);
     if (err == EST_OK)
-        err = gw_core_patrol(core, "checkin", text, incident, order, actor->user, detail_json);
-    err = txn_end(core, own, err);
+        err = gw_office_patrol(office, "checkin", text, incident, order, actor->user, detail_json);
+    err = txn_end(office, own, err);
     free(text);
     free(detail_json);
     if (err != EST_OK)
@@ -1576,7 +1613,7 @@ static cJSON *record_checkin(struct gw_core *core, const cJSON *args, const stru
     return result;
 }
 
-cJSON *gw_patrol_checkin_command(struct gw_core *core, const cJSON *args,
+cJSON *gw_patrol_checkin_command(struct gw_office *office, const cJSON *args,
                                  const struct gw_actor *actor)
 {
     if (args == NULL || !cJSON_IsObject(args))
@@ -1610,11 +1647,11 @@ cJSON *gw_patrol_checkin_command(struct gw_core *core, const cJSON *args,
         return gw_command_error(args, "a verdict needs the incident it is about");
     if (present) {
         bool exists = false;
-        if (gw_store_incident_get(core->store, incident, incident_exists, &exists) != EST_OK ||
+        if (gw_store_incident_get(office->host.store, incident, incident_exists, &exists) != EST_OK ||
             !exists)
             return gw_command_error(args, "no incident %" PRId64, incident);
     }
-    return record_checkin(core, args, actor, location, what, incident, streq(verdict, "dispute"));
+    return record_checkin(office, args, actor, location, what, incident, streq(verdict, "dispute"));
 }
 
 /* ------------------------------------------------------------------ */
@@ -1733,9 +1770,9 @@ cJSON *gw_handover_summary_from(struct gw_store *store, const struct gw_config *
     return s;
 }
 
-cJSON *gw_handover_summary(struct gw_core *core, int64_t now_ms)
+cJSON *gw_handover_summary(struct gw_office *office, int64_t now_ms)
 {
-    return gw_handover_summary_from(core->store, core->config, now_ms);
+    return gw_handover_summary_from(office->host.store, office->host.config, now_ms);
 }
 
 static int count_of(const cJSON *summary, const char *name)
@@ -1760,7 +1797,7 @@ char *gw_handover_text(const cJSON *summary, const char *from, const char *to, b
 
 static const char *const handover_members[] = {"request_id", "user", "from", "to", "note"};
 
-cJSON *gw_handover_command(struct gw_core *core, const cJSON *args, const struct gw_actor *actor)
+cJSON *gw_handover_command(struct gw_office *office, const cJSON *args, const struct gw_actor *actor)
 {
     if (args == NULL || !cJSON_IsObject(args))
         return gw_command_error(args, "arguments must be a JSON object");
@@ -1779,17 +1816,17 @@ cJSON *gw_handover_command(struct gw_core *core, const cJSON *args, const struct
         return gw_command_error(args, "note must be a string of at most 2000 bytes");
     if (!optional_string(args, "user", WO_SHORT_MAX, &user, &why))
         return gw_command_error(args, "user must be a string of at most 256 bytes");
-    int64_t now_ms = gw_core_now_ms(core);
-    cJSON *summary = gw_handover_summary(core, now_ms);
+    int64_t now_ms = gw_office_now_ms(office);
+    cJSON *summary = gw_handover_summary(office, now_ms);
     if (summary == NULL)
         return gw_command_error(args, "cannot read the store for the handover");
     cJSON_AddStringToObject(summary, "from", from);
     cJSON_AddStringToObject(summary, "to", to);
     if (note != NULL)
         cJSON_AddStringToObject(summary, "note", note);
-    char *text = gw_handover_text(summary, from, to, gw_core_lang_zh(core));
+    char *text = gw_handover_text(summary, from, to, gw_office_lang_zh(office));
     char *detail = cJSON_PrintUnformatted(summary);
-    est_err err = text && detail ? gw_core_patrol(core, "handover", text, 0, 0, actor->user, detail)
+    est_err err = text && detail ? gw_office_patrol(office, "handover", text, 0, 0, actor->user, detail)
                                  : EST_ERR_NOMEM;
     cJSON *result;
     if (err != EST_OK) {
@@ -1803,4 +1840,20 @@ cJSON *gw_handover_command(struct gw_core *core, const cJSON *args, const struct
     free(text);
     free(detail);
     return result;
+}
+
+/* ------------------------------------------------------------------ */
+/* Start-up                                                            */
+/* ------------------------------------------------------------------ */
+
+est_err gw_workorders_init(struct gw_office *office)
+{
+    est_err err = gw_office_subscribe_incidents(office, gw_workorders_on_incident, office);
+    if (err == EST_OK)
+        err = gw_command_register(office, "workorder", gw_workorders_command, true);
+    if (err == EST_OK)
+        err = gw_command_register(office, "patrol-checkin", gw_patrol_checkin_command, false);
+    if (err == EST_OK)
+        err = gw_command_register(office, "handover", gw_handover_command, false);
+    return err;
 }

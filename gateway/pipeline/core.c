@@ -11,11 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
-#include "incidents.h"
 #include "log.h"
+#include "office.h"
 #include "payload.h"
-#include "workorders.h"
 
 /* Samples are ~600 bytes and the ring is touched all round, so its size is
  * resident memory: 2048 (1.2 MB) holds four of the core's batches, about
@@ -58,16 +56,6 @@ struct gw_core_call {
 static int64_t default_clock(void) { return est_now_ms(); }
 
 int64_t gw_core_now_ms(const struct gw_core *core) { return core->clock_ms(); }
-
-bool gw_core_lang_zh(const struct gw_core *core)
-{
-    return core->config->gateway.language == GW_LANG_ZH_CN;
-}
-
-const char *gw_core_meter_id(const struct gw_core *core, uint32_t meter)
-{
-    return meter < core->config->nmeters ? core->config->meters[meter].id : "?";
-}
 
 /* ---------------------------------------------------------------- */
 /* Publishing                                                        */
@@ -155,28 +143,130 @@ est_err gw_core_patrol(struct gw_core *core, const char *kind, const char *text,
     return err;
 }
 
-/* Readings go straight to the broker when it is up and nothing older waits;
- * otherwise into the outbox (bounded by the outbox limit). Once one reading
- * went to the outbox, the later ones follow it there without waiting, until
- * drain_outbox has caught up. */
-static void publish_reading(struct gw_core *core, const char *topic, const char *payload)
+/* ---------------------------------------------------------------- */
+/* The office's host (office.h)                                      */
+/* ---------------------------------------------------------------- */
+
+static int64_t host_now_ms(void *ctx) { return gw_core_now_ms(ctx); }
+
+static est_err host_publish_event(void *ctx, const char *topic_suffix, const char *payload,
+                                  bool retain)
 {
-    size_t len = strlen(payload);
-    if (!core->outbox_has_readings && gw_mqtt_connected(core->mqtt) &&
-        gw_mqtt_publish_wait(core->mqtt, topic, payload, len, core->config->mqtt.qos_readings,
-                             false, 0, RING_WAIT_MS) == EST_OK) {
-        core->readings_published++;
-        return;
-    }
-    if (core->store_degraded)
-        return;
-    struct gw_store_outbox_msg msg = {
-        .topic = topic, .payload = payload, .payload_len = len,
-        .qos = core->config->mqtt.qos_readings, .retain = false, .is_event = false,
-        .created_ms = gw_core_now_ms(core),
+    return gw_core_publish_event(ctx, topic_suffix, payload, retain);
+}
+
+static est_err host_patrol(void *ctx, const char *kind, const char *text, int64_t incident,
+                           int64_t workorder, const char *author, const char *detail_json)
+{
+    return gw_core_patrol(ctx, kind, text, incident, workorder, author, detail_json);
+}
+
+static est_err host_request_valve(void *ctx, uint32_t meter, bool close, const char *who)
+{
+    struct gw_core *core = ctx;
+    struct gw_poller *poller = core->pollers[core->config->meters[meter].bus];
+    return poller != NULL ? gw_poller_request_valve(poller, meter, close, who) : EST_ERR_STATE;
+}
+
+static double event_detail(const struct rule_event *e, const char *key)
+{
+    for (size_t i = 0; i < e->ndetail; i++)
+        if (strcmp(e->detail[i].key, key) == 0)
+            return e->detail[i].value;
+    return 0;
+}
+
+/* {"energy_import_kwh":..., ...} of the counters that were read. */
+static char *counters_json(const struct gw_last_counters *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    const struct { const char *key; double value; } rows[] = {
+        {"energy_import_kwh", c->energy_import_kwh}, {"energy_export_kwh", c->energy_export_kwh},
+        {"energy_total_kwh", c->energy_total_kwh},   {"volume_m3", c->volume_m3},
+        {"reverse_volume_m3", c->reverse_volume_m3},
     };
-    if (gw_store_outbox_add(core->store, &msg, NULL) == EST_OK)
-        core->outbox_has_readings = true;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        if (isfinite(rows[i].value))
+            cJSON_AddNumberToObject(o, rows[i].key, rows[i].value);
+    return gw_json_finish(o);
+}
+
+/* A meter incident was stored: the meter's state follows it (offline flag
+ * and status; a replacement records the old meter's last counters and the
+ * new one's first reading, the sample the rule engine is judging). */
+static void host_meter_event(void *ctx, const struct rule_event *e)
+{
+    struct gw_core *core = ctx;
+    struct gw_meter_state *st = &core->meters[e->subject.index];
+    const char *id = core->config->meters[e->subject.index].id;
+    if (e->rule == RULE_METER_OFFLINE) {
+        st->offline = e->transition != RULE_CLEARED;
+        gw_store_set_meter_status(core->store, id,
+                                  st->offline ? GW_STORE_METER_OFFLINE : GW_STORE_METER_OK);
+    } else if (e->rule == RULE_METER_REPLACED && e->transition == RULE_RAISED) {
+        char old_serial[24], new_serial[24];
+        snprintf(old_serial, sizeof old_serial, "%.0f", event_detail(e, "old_serial"));
+        snprintf(new_serial, sizeof new_serial, "%.0f", event_detail(e, "new_serial"));
+        char *last = st->has_last ? counters_json(&st->last_counters) : NULL;
+        char *first = NULL;
+        if (core->feeding != NULL && core->feeding->index == e->subject.index) {
+            cJSON *v = gw_payload_values(&core->feeding->reading);
+            first = v ? gw_json_finish(v) : NULL;
+        }
+        struct gw_store_replacement r = {
+            .meter_id = id, .ts_ms = e->ts_ms, .old_serial = old_serial,
+            .old_last_reading_json = last, .new_serial = new_serial,
+            .new_first_reading_json = first,
+        };
+        gw_store_record_replacement(core->store, &r);
+        free(last);
+        free(first);
+    }
+}
+
+static void host_meter_offline_resumed(void *ctx, uint32_t meter)
+{
+    struct gw_core *core = ctx;
+    core->meters[meter].offline = true;
+}
+
+static bool host_set_unit_vacant(void *ctx, uint32_t unit, bool vacant)
+{
+    struct gw_core *core = ctx;
+    bool was_vacant = core->unit_vacant[unit];
+    core->unit_vacant[unit] = vacant;
+    rule_engine_set_vacant(core->rules, unit, vacant);
+    return was_vacant;
+}
+
+static est_err create_office(struct gw_core *core)
+{
+    struct gw_office_host host = {
+        .ctx = core, .store = core->store, .config = core->config, .rules = core->rules,
+        .now_ms = host_now_ms, .publish_event = host_publish_event, .patrol = host_patrol,
+        .request_valve = host_request_valve, .meter_event = host_meter_event,
+        .meter_offline_resumed = host_meter_offline_resumed,
+        .set_unit_vacant = host_set_unit_vacant,
+    };
+    return gw_office_create(&host, &core->office);
+}
+
+/* The rule engine's callbacks go to the office. */
+static void on_rule_event(void *ctx, const struct rule_event *event)
+{
+    gw_office_on_rule_event(((struct gw_core *)ctx)->office, event);
+}
+
+static void on_rule_action(void *ctx, const struct rule_action *action)
+{
+    gw_office_on_rule_action(((struct gw_core *)ctx)->office, action);
+}
+
+void gw_incidents_on_valve_result(struct gw_core *core, const struct gw_sample *result)
+{
+    gw_office_on_valve_result(core->office, result);
 }
 
 /* ---------------------------------------------------------------- */
@@ -273,11 +363,33 @@ static void local_day(const struct gw_core *core, int64_t ts_ms, char out[16])
     out[10] = '\0';
 }
 
-/* One batch being written to the store. */
+/* One meter reading of a batch, as the stages hand it on. */
+struct batch_reading {
+    const struct gw_sample *sample;
+    struct rule_meter_sample rule;  /* the reading as the rules take it */
+    char *values_json;              /* NULL: could not be printed (not stored, not sent) */
+    char *payload;
+    size_t payload_len;
+    bool printed_apart;             /* values_json and payload are malloc'd (too large
+                                     * for a slot of the batch's text) */
+};
+
+/* Room in the batch's text for one reading: its values and its payload. */
+#define BATCH_TEXT_PER_READING (GW_PAYLOAD_VALUES_MAX + GW_PAYLOAD_READING_MAX)
+
+/* The samples taken off the queue at once and what the stages make of them.
+ * Allocated once (gw_core_run): the text holds every reading's printed
+ * values and payload one after the other, so no reading allocates and only
+ * the part a batch uses becomes resident. */
 struct batch {
-    struct gw_store_reading *rows;
-    char **json;               /* values_json of each row, freed after the commit */
-    size_t n;
+    struct gw_sample *items;
+    size_t nitems;
+    struct batch_reading *readings; /* the meter samples among the items, in order */
+    size_t nreadings;
+    struct gw_store_reading *rows;  /* the printed readings, for the store */
+    size_t nrows;
+    char *text;
+    size_t text_used;
 };
 
 static double value_or_nan(const struct drv_reading *r, enum drv_quantity q)
@@ -294,78 +406,90 @@ static void remember_counters(struct gw_last_counters *c, const struct drv_readi
     c->reverse_volume_m3 = value_or_nan(r, DRV_Q_REVERSE_VOLUME_M3);
 }
 
-static void handle_meter_sample(struct gw_core *core, const struct gw_sample *s, struct batch *b)
+/* Prints a reading's values object and its payload once, for the store and
+ * MQTT alike: into the batch's text, or (values too large for a slot, never
+ * for the shipped models) into allocated strings. */
+static void print_reading(const struct gw_core *core, struct batch *b, struct batch_reading *r)
 {
+    const struct gw_sample *s = r->sample;
+    char *values = b->text + b->text_used;
+    size_t vlen = gw_payload_values_json(&s->reading, values, GW_PAYLOAD_VALUES_MAX);
+    char *payload = values + vlen + 1;
+    size_t plen = vlen > 0 ? gw_payload_reading_into(core->config, s, values, vlen, payload,
+                                                     GW_PAYLOAD_READING_MAX)
+                           : 0;
+    if (plen > 0) {
+        b->text_used += vlen + 1 + plen + 1;
+        r->values_json = values;
+        r->payload = payload;
+        r->payload_len = plen;
+        return;
+    }
+    char *slow_payload = gw_payload_reading(core->config, s);
+    cJSON *vo = gw_payload_values(&s->reading);
+    char *vtext = vo != NULL ? gw_json_finish(vo) : NULL;
+    if (slow_payload == NULL || vtext == NULL) {
+        free(slow_payload);
+        free(vtext);
+        return;
+    }
+    r->values_json = vtext;
+    r->payload = slow_payload;
+    r->payload_len = strlen(slow_payload);
+    r->printed_apart = true;
+}
+
+/* Decode stage: turns each meter sample into what the later stages take,
+ * the rule sample and the printed values and payload. Touches no state. */
+static void stage_decode(const struct gw_core *core, struct batch *b)
+{
+    b->nreadings = 0;
+    b->text_used = 0;
+    for (size_t i = 0; i < b->nitems; i++) {
+        const struct gw_sample *s = &b->items[i];
+        if (s->item == GW_ITEM_VALVE_RESULT || s->device_type != GW_DEVICE_METER)
+            continue;
+        struct batch_reading *r = &b->readings[b->nreadings++];
+        *r = (struct batch_reading){.sample = s};
+        to_rule_sample(s, core->meters[s->index].float32_quantities, &r->rule);
+        print_reading(core, b, r);
+    }
+}
+
+/* Runs the rules on one meter reading and keeps what the core remembers of
+ * the meter (the last good counters after the rules, which compare the new
+ * reading against the old ones). */
+static void judge_meter_reading(struct gw_core *core, const struct batch_reading *r)
+{
+    const struct gw_sample *s = r->sample;
     struct gw_meter_state *st = &core->meters[s->index];
-    const struct gw_meter_config *m = &core->config->meters[s->index];
     st->last_poll_ms = s->ts_ms;
     st->last_quality = s->quality;
-
-    struct rule_meter_sample rs;
-    to_rule_sample(s, st->float32_quantities, &rs);
     core->feeding = s;
-    rule_engine_feed_meter(core->rules, &rs);
+    rule_engine_feed_meter(core->rules, &r->rule);
     core->feeding = NULL;
-
-    /* The values object is written once, for the payload and the store. */
-    char values[GW_PAYLOAD_VALUES_MAX];
-    char payload[GW_PAYLOAD_READING_MAX];
-    size_t vlen = gw_payload_values_json(&s->reading, values, sizeof values);
-    size_t plen = vlen > 0 ? gw_payload_reading_into(core->config, s, values, vlen, payload,
-                                                     sizeof payload)
-                           : 0;
-    char *slow_payload = NULL;
-    if (plen == 0) {
-        /* Values too large for the stack buffers: print into allocated
-         * strings instead (never for the shipped models). */
-        slow_payload = gw_payload_reading(core->config, s);
-        cJSON *vo = gw_payload_values(&s->reading);
-        char *vtext = vo != NULL ? gw_json_finish(vo) : NULL;
-        if (slow_payload == NULL || vtext == NULL) {
-            free(slow_payload);
-            free(vtext);
-            return;
-        }
-        b->json[b->n] = vtext;
-    } else {
-        b->json[b->n] = malloc(vlen + 1);
-        if (b->json[b->n] == NULL)
-            return;
-        memcpy(b->json[b->n], values, vlen + 1);
-    }
-    char topic[GW_MQTT_TOPIC_MAX];
-    int tlen = snprintf(topic, sizeof topic, "%s/meters/%s/reading", core->prefix, m->id);
-    if (tlen > 0 && (size_t)tlen < sizeof topic)
-        publish_reading(core, topic, slow_payload != NULL ? slow_payload : payload);
-    free(slow_payload);
-
     if (s->quality != GW_QUALITY_ERROR) {
         st->last_good_ms = s->ts_ms;
         remember_counters(&st->last_counters, &s->reading);
         st->has_last = true;
     }
-    b->rows[b->n] = (struct gw_store_reading){
-        .meter_rid = st->store_rowid, .ts_ms = s->ts_ms,
-        .quality = (enum gw_store_quality)s->quality, .reading = &s->reading,
-        .values_json = b->json[b->n],
-    };
-    b->n++;
+}
 
-    /* The day's snapshot: one store call per meter per local day (the
-     * store ignores repeats, but asking on every reading costs a statement
-     * per reading). */
-    if (s->quality == GW_QUALITY_GOOD && !core->store_degraded) {
-        int64_t local_ms = s->ts_ms + (int64_t)core->config->gateway.utc_offset_min * 60000;
-        int64_t day_no = (local_ms >= 0 ? local_ms : local_ms - 86399999) / 86400000 + 1;
-        if (st->snapshot_day != day_no) {
-            char day[16];
-            local_day(core, s->ts_ms, day);
-            struct gw_store_values v = store_values(&s->reading);
-            if (gw_store_snapshot_if_needed(core->store, st->store_rowid, day, s->ts_ms, &v, NULL) ==
-                EST_OK)
-                st->snapshot_day = day_no;
-        }
-    }
+/* The day's snapshot: one store call per meter per local day (the store
+ * ignores repeats, but asking on every reading costs a statement per
+ * reading). */
+static void snapshot_if_new_day(struct gw_core *core, const struct gw_sample *s)
+{
+    struct gw_meter_state *st = &core->meters[s->index];
+    int64_t local_ms = s->ts_ms + (int64_t)core->config->gateway.utc_offset_min * 60000;
+    int64_t day_no = (local_ms >= 0 ? local_ms : local_ms - 86399999) / 86400000 + 1;
+    if (st->snapshot_day == day_no)
+        return;
+    char day[16];
+    local_day(core, s->ts_ms, day);
+    struct gw_store_values v = store_values(&s->reading);
+    if (gw_store_snapshot_if_needed(core->store, st->store_rowid, day, s->ts_ms, &v, NULL) == EST_OK)
+        st->snapshot_day = day_no;
 }
 
 static void handle_panel_sample(struct gw_core *core, const struct gw_sample *s)
@@ -402,42 +526,165 @@ static void handle_panel_sample(struct gw_core *core, const struct gw_sample *s)
     free(payload);
 }
 
-static void handle_batch(struct gw_core *core, struct gw_sample *items, size_t n, struct batch *b)
+/* Rules stage: every sample in the order it was polled. The events the rules
+ * raise (and panel states) go to the outbox in the batch's transaction. */
+static void stage_rules(struct gw_core *core, struct batch *b)
 {
-    b->n = 0;
-    bool in_txn = !core->store_degraded && gw_store_begin(core->store) == EST_OK;
-    for (size_t i = 0; i < n; i++) {
-        struct gw_sample *s = &items[i];
-        core->samples_handled++;
+    size_t next_reading = 0;
+    for (size_t i = 0; i < b->nitems; i++) {
+        const struct gw_sample *s = &b->items[i];
         if (s->item == GW_ITEM_VALVE_RESULT)
             gw_incidents_on_valve_result(core, s);
         else if (s->device_type == GW_DEVICE_METER)
-            handle_meter_sample(core, s, b);
+            judge_meter_reading(core, &b->readings[next_reading++]);
         else
             handle_panel_sample(core, s);
     }
-    est_err err = EST_OK;
-    if (!core->store_degraded && b->n > 0)
-        err = gw_store_add_readings(core->store, b->rows, b->n);
+}
+
+/* Degraded mode: the disk refused the batch, so readings are published
+ * without being stored until a probe finds it writable again. */
+static void enter_degraded_mode(struct gw_core *core)
+{
+    /* The batch was rolled back, snapshots taken in it too: ask again. */
+    for (size_t i = 0; i < core->config->nmeters; i++)
+        core->meters[i].snapshot_day = 0;
+    core->store_degraded = true;
+    core->next_store_probe_ms = est_mono_ms() + STORE_PROBE_MS;
+    gw_error("store: writes failing (%s): publishing without storing until the disk recovers",
+             gw_store_errmsg(core->store));
+}
+
+/* Store stage: the printed readings and the day's snapshots, then the
+ * commit of the batch's transaction (with the rules' events). A failure
+ * rolls all of it back and puts the core in degraded mode. */
+static void stage_store(struct gw_core *core, struct batch *b, bool in_txn)
+{
+    if (core->store_degraded)
+        return;
+    b->nrows = 0;
+    for (size_t i = 0; i < b->nreadings; i++) {
+        const struct batch_reading *r = &b->readings[i];
+        if (r->values_json == NULL)
+            continue;
+        const struct gw_sample *s = r->sample;
+        if (s->quality == GW_QUALITY_GOOD)
+            snapshot_if_new_day(core, s);
+        b->rows[b->nrows++] = (struct gw_store_reading){
+            .meter_rid = core->meters[s->index].store_rowid, .ts_ms = s->ts_ms,
+            .quality = (enum gw_store_quality)s->quality, .reading = &s->reading,
+            .values_json = r->values_json,
+        };
+    }
+    est_err err = b->nrows > 0 ? gw_store_add_readings(core->store, b->rows, b->nrows) : EST_OK;
     if (in_txn) {
         if (err == EST_OK)
             err = gw_store_commit(core->store);
         else
             gw_store_rollback(core->store);
     }
-    if (err == EST_OK && !core->store_degraded) {
-        core->readings_stored += b->n;
-    } else if (!core->store_degraded) {
-        /* The batch was rolled back, snapshots taken in it too: ask again. */
-        for (size_t i = 0; i < core->config->nmeters; i++)
-            core->meters[i].snapshot_day = 0;
-        core->store_degraded = true;
-        core->next_store_probe_ms = est_mono_ms() + STORE_PROBE_MS;
-        gw_error("store: writes failing (%s): publishing without storing until the disk recovers",
-                 gw_store_errmsg(core->store));
+    if (err == EST_OK)
+        core->readings_stored += b->nrows;
+    else
+        enter_degraded_mode(core);
+}
+
+/* A reading goes straight to the broker when it is up and nothing older
+ * waits (waiting a little for room in the publisher's ring). */
+static bool send_reading(struct gw_core *core, const char *topic, const struct batch_reading *r)
+{
+    if (core->outbox_has_readings || !gw_mqtt_connected(core->mqtt))
+        return false;
+    if (gw_mqtt_publish_wait(core->mqtt, topic, r->payload, r->payload_len,
+                             core->config->mqtt.qos_readings, false, 0, RING_WAIT_MS) != EST_OK)
+        return false;
+    core->readings_published++;
+    return true;
+}
+
+/* Otherwise it goes to the outbox (bounded by the outbox limit). Once one
+ * reading went there, the later ones follow it without trying the broker,
+ * until drain_outbox has caught up. */
+static void queue_reading(struct gw_core *core, const char *topic, const struct batch_reading *r)
+{
+    struct gw_store_outbox_msg msg = {
+        .topic = topic, .payload = r->payload, .payload_len = r->payload_len,
+        .qos = core->config->mqtt.qos_readings, .retain = false, .is_event = false,
+        .created_ms = gw_core_now_ms(core),
+    };
+    if (gw_store_outbox_add(core->store, &msg, NULL) == EST_OK)
+        core->outbox_has_readings = true;
+}
+
+/* Publish stage, after the commit: a reading leaves only once it is stored
+ * (or the store is degraded). The readings that go to the outbox share one
+ * transaction, opened at the first of them so that no write lock is held
+ * while a reading waits for room in the ring. If the daemon dies before
+ * this stage, its readings are stored but never sent: readings are QoS 0,
+ * and the events went to the outbox with the commit. */
+static void stage_publish(struct gw_core *core, const struct batch *b)
+{
+    bool in_txn = false;
+    for (size_t i = 0; i < b->nreadings; i++) {
+        const struct batch_reading *r = &b->readings[i];
+        if (r->values_json == NULL)
+            continue;
+        char topic[GW_MQTT_TOPIC_MAX];
+        int tlen = snprintf(topic, sizeof topic, "%s/meters/%s/reading", core->prefix,
+                            core->config->meters[r->sample->index].id);
+        if (tlen <= 0 || (size_t)tlen >= sizeof topic || send_reading(core, topic, r) ||
+            core->store_degraded)
+            continue;
+        if (!in_txn)
+            in_txn = gw_store_begin(core->store) == EST_OK;
+        queue_reading(core, topic, r);
     }
-    for (size_t i = 0; i < b->n; i++)
-        free(b->json[i]);
+    if (in_txn && gw_store_commit(core->store) != EST_OK)
+        gw_error("store: cannot queue readings in the outbox: %s", gw_store_errmsg(core->store));
+}
+
+static void release_batch(struct batch *b)
+{
+    for (size_t i = 0; i < b->nreadings; i++) {
+        struct batch_reading *r = &b->readings[i];
+        if (r->printed_apart) {
+            free(r->values_json);
+            free(r->payload);
+        }
+    }
+    b->nreadings = 0;
+}
+
+static bool batch_alloc(struct batch *b)
+{
+    *b = (struct batch){
+        .items = malloc(SAMPLE_BATCH * sizeof *b->items),
+        .readings = malloc(SAMPLE_BATCH * sizeof *b->readings),
+        .rows = malloc(SAMPLE_BATCH * sizeof *b->rows),
+        .text = malloc(SAMPLE_BATCH * BATCH_TEXT_PER_READING),
+    };
+    return b->items != NULL && b->readings != NULL && b->rows != NULL && b->text != NULL;
+}
+
+static void batch_free(struct batch *b)
+{
+    free(b->items);
+    free(b->readings);
+    free(b->rows);
+    free(b->text);
+}
+
+/* The data path over one batch: decode -> rules -> store (commit) ->
+ * publish. */
+static void handle_batch(struct gw_core *core, struct batch *b)
+{
+    core->samples_handled += b->nitems;
+    stage_decode(core, b);
+    bool in_txn = !core->store_degraded && gw_store_begin(core->store) == EST_OK;
+    stage_rules(core, b);
+    stage_store(core, b, in_txn);
+    stage_publish(core, b);
+    release_batch(b);
 }
 
 /* ---------------------------------------------------------------- */
@@ -661,8 +908,8 @@ static void handle_mqtt_command(struct gw_core *core, const struct gw_mqtt_inbou
         /* An MQTT command names its user; the role comes from the users file. */
         const char *user = gw_command_string(args, "user", 63);
         struct gw_actor actor = {.user = user ? user : "", .role = NULL, .origin = "mqtt"};
-        actor.role = gw_commands_user_role(core, actor.user);
-        result = gw_commands_handle(core, verb, args, &actor);
+        actor.role = gw_commands_user_role(core->office, actor.user);
+        result = gw_commands_handle(core->office, verb, args, &actor);
     }
     if (result != NULL) {
         cJSON *ok = cJSON_GetObjectItemCaseSensitive(result, "ok");
@@ -696,7 +943,7 @@ static bool handle_ctl_request(void *ctx, const struct gw_store_ctl_request *req
         const char *user = gw_command_string(args, "user", 63);
         struct gw_actor actor = {.user = user ? user : "operator", .role = "supervisor",
                                  .origin = "ctl"};
-        result = gw_commands_handle(core, req->verb, args, &actor);
+        result = gw_commands_handle(core->office, req->verb, args, &actor);
     }
     cJSON_Delete(args);
     char *json = gw_json_finish(result);
@@ -742,7 +989,7 @@ static void handle_calls(struct gw_core *core)
         struct gw_actor actor = {.user = call->user, .role = call->role, .origin = "http"};
         bool in_txn = gw_store_begin(core->store) == EST_OK;
         cJSON *result = args && cJSON_IsObject(args)
-                            ? gw_commands_handle(core, call->verb, args, &actor)
+                            ? gw_commands_handle(core->office, call->verb, args, &actor)
                             : gw_command_error(NULL, "arguments are not a JSON object");
         if (in_txn)
             gw_store_commit(core->store);
@@ -862,8 +1109,8 @@ static est_err build_rules(struct gw_core *core)
         .nmeters = c->nmeters, .meters = meters, .nunits = c->nunits,
         .unit_vacant = core->unit_vacant, .npanels = c->npanels, .panel_zones = zones,
     };
-    est_err err = rule_engine_create(&c->rules, &topology, gw_incidents_on_rule_event,
-                                     gw_incidents_on_rule_action, core, &core->rules);
+    est_err err = rule_engine_create(&c->rules, &topology, on_rule_event, on_rule_action, core,
+                                     &core->rules);
     free(meters);
     free(zones);
     free(serials);
@@ -922,7 +1169,9 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
     if (err == EST_OK)
         err = build_rules(core);
     if (err == EST_OK)
-        err = gw_incidents_restore(core);
+        err = create_office(core);
+    if (err == EST_OK)
+        err = gw_office_restore_incidents(core->office);
     if (err == EST_OK)
         err = gw_queue_create(sizeof(struct gw_sample), SAMPLE_QUEUE_CAPACITY, &core->samples);
     if (err == EST_OK)
@@ -951,7 +1200,7 @@ static void tick(struct gw_core *core)
     int64_t now = gw_core_now_ms(core);
     bool in_txn = gw_store_begin(core->store) == EST_OK;
     rule_engine_tick(core->rules, now);
-    gw_workorders_tick(core, now);
+    gw_office_tick(core->office, now);
     if (in_txn && gw_store_commit(core->store) != EST_OK)
         gw_error("store: tick commit failed: %s", gw_store_errmsg(core->store));
     handle_ctl_requests(core);
@@ -1041,16 +1290,11 @@ est_err gw_core_run(struct gw_core *core)
     est_err err = start_pollers(core);
     if (err != EST_OK)
         return err;
-    struct gw_sample *items = malloc(SAMPLE_BATCH * sizeof *items);
-    struct batch b = {
-        .rows = calloc(SAMPLE_BATCH, sizeof *b.rows),
-        .json = calloc(SAMPLE_BATCH, sizeof *b.json),
-    };
+    struct batch b;
+    bool have_batch = batch_alloc(&b);
     struct gw_mqtt_inbound *inbound = malloc(sizeof *inbound);
-    if (items == NULL || b.rows == NULL || b.json == NULL || inbound == NULL) {
-        free(items);
-        free(b.rows);
-        free(b.json);
+    if (!have_batch || inbound == NULL) {
+        batch_free(&b);
         free(inbound);
         return EST_ERR_NOMEM;
     }
@@ -1066,9 +1310,9 @@ est_err gw_core_run(struct gw_core *core)
     gw_info("core: running: %zu meters, %zu fire panels on %zu buses; prefix %s",
             core->config->nmeters, core->config->npanels, core->config->nbuses, core->prefix);
     while (!atomic_load(&core->stopping)) {
-        size_t n = gw_queue_pop_many(core->samples, items, SAMPLE_BATCH, 20);
+        size_t n = b.nitems = gw_queue_pop_many(core->samples, b.items, SAMPLE_BATCH, 20);
         if (n > 0)
-            handle_batch(core, items, n, &b);
+            handle_batch(core, &b);
         if (n > 0 && n < SAMPLE_GATHER_BELOW)
             est_sleep_ms(SAMPLE_GATHER_MS);
         while (gw_queue_pop_many(core->inbound, inbound, 1, 0) == 1)
@@ -1094,9 +1338,8 @@ est_err gw_core_run(struct gw_core *core)
         gw_poller_stop(core->pollers[i]);
         core->pollers[i] = NULL;
     }
-    size_t n;
-    while ((n = gw_queue_pop_many(core->samples, items, SAMPLE_BATCH, 0)) > 0)
-        handle_batch(core, items, n, &b);
+    while ((b.nitems = gw_queue_pop_many(core->samples, b.items, SAMPLE_BATCH, 0)) > 0)
+        handle_batch(core, &b);
     int64_t deadline = est_mono_ms() + 2000;
     while (gw_mqtt_connected(core->mqtt) && est_mono_ms() < deadline) {
         drain_outbox(core);
@@ -1107,9 +1350,7 @@ est_err gw_core_run(struct gw_core *core)
         est_sleep_ms(10);
     }
     drain_outbox(core); /* delete what was acknowledged meanwhile */
-    free(items);
-    free(b.rows);
-    free(b.json);
+    batch_free(&b);
     free(inbound);
     gw_info("core: stopped after %llu samples", (unsigned long long)core->samples_handled);
     return EST_OK;
@@ -1136,6 +1377,7 @@ void gw_core_destroy(struct gw_core *core)
     gw_queue_destroy(core->calls);
     gw_queue_destroy(core->inbound);
     gw_queue_destroy(core->samples);
+    gw_office_destroy(core->office);
     rule_engine_destroy(core->rules);
     gw_store_close(core->store);
     free(core->pollers);

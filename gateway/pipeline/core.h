@@ -3,9 +3,12 @@
  *     pollers -> sample queue -> rules -> store -> publish
  * on one thread. Bus threads and Paho callbacks only enqueue.
  *
- * The struct is visible to the gateway's own modules (incidents, commands,
- * work orders, patrol, console) that run on the core thread; nothing outside
- * gateway/ includes this header. */
+ * The core is the office's host (office.h): it creates the office with
+ * the store, config, rule engine and the callbacks the office needs, and
+ * hands it rule transitions, valve results, commands and ticks. The office
+ * never sees this header, nor does the console (the daemon gives it a
+ * struct gw_console_host built on gw_core_call). The struct is visible to
+ * the pipeline and the daemon only. */
 #ifndef GW_CORE_H
 #define GW_CORE_H
 
@@ -16,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "mqtt.h"
+#include "office.h"
 #include "poller.h"
 #include "queue.h"
 #include "rules.h"
@@ -54,14 +58,6 @@ struct gw_panel_state {
     bool published;
 };
 
-/* Who asks for an action: a signed-in console user, an estate-ctl operator
- * or an MQTT command's named user (its role looked up in the users file). */
-struct gw_actor {
-    const char *user;   /* never NULL */
-    const char *role;   /* "frontdesk", "engineer", "supervisor", "viewer", "system" */
-    const char *origin; /* "mqtt", "ctl", "http", "rule" */
-};
-
 /* Gets every event the core publishes (alerts, work orders, patrol entries,
  * panel states), on the core thread, for the console's live stream. It must
  * be quick and thread-safe (copy and return). kind is the topic suffix,
@@ -75,6 +71,7 @@ struct gw_core {
     struct gw_store *store;
     struct gw_mqtt *mqtt;
     struct rule_engine *rules;
+    struct gw_office *office;      /* incidents, work orders, commands */
     struct gw_queue *samples;      /* pollers -> core */
     struct gw_queue *inbound;      /* Paho -> core (commands) */
     struct gw_poller **pollers;    /* one per bus */
@@ -112,7 +109,6 @@ struct gw_core {
     gw_core_listener_fn listeners[4];
     void *listener_ctx[4];
     size_t nlisteners;
-    void *http;                    /* the console server (http.h), NULL when off */
 };
 
 est_err gw_core_create(struct gw_config *config, struct gw_core **out);
@@ -122,7 +118,7 @@ est_err gw_core_run(struct gw_core *core);
 void gw_core_request_stop(struct gw_core *core);
 void gw_core_destroy(struct gw_core *core);
 
-/* --- for the gateway's modules (core thread only) --- */
+/* --- for the pipeline and the console (core thread only) --- */
 
 /* Queues an event message (QoS events, durable): written to the outbox in
  * the current transaction and sent oldest first. topic_suffix is appended to
@@ -143,9 +139,7 @@ est_err gw_core_add_listener(struct gw_core *core, gw_core_listener_fn fn, void 
 /* Current wall clock of the core (replaceable in tests). */
 int64_t gw_core_now_ms(const struct gw_core *core);
 
-/* Human-readable language for texts. */
-bool gw_core_lang_zh(const struct gw_core *core);
-/* Subject names. */
-const char *gw_core_meter_id(const struct gw_core *core, uint32_t meter);
+/* A valve write finished: the office writes it to the patrol log. */
+void gw_incidents_on_valve_result(struct gw_core *core, const struct gw_sample *result);
 
 #endif

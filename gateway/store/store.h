@@ -23,7 +23,19 @@
  * function then still returns EST_OK). A callback may call other gw_store
  * functions that read, but must not call the listing function that is
  * calling it nor write to the table being listed (collect ids, act after the
- * listing returns) - gw_store_ctl_take_pending() is the one exception. */
+ * listing returns) - gw_store_ctl_take_pending() is the one exception.
+ *
+ * Files: the store owns the database file and every table in it, and no
+ * other part of the gateway sees SQL. schema.c opens and closes it (pragmas,
+ * schema migrations, preparing the statements) and runs transactions;
+ * sql.c holds the helpers that bind and step statements; each table or
+ * concern has its own file with its SQL, named result columns and row
+ * mappers: inventory.c (meters, units, occupancy, replacements), readings.c
+ * (readings and their index, retention, daily snapshots), incidents.c,
+ * outbox.c, patrol.c (the hash chain, anchors, verification), workorders.c
+ * (work orders and their history), requests.c (the estate-ctl request
+ * queue) and meta.c (key/value). store_internal.h is shared by those files
+ * only. */
 #ifndef GW_STORE_H
 #define GW_STORE_H
 

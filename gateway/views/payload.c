@@ -1,5 +1,5 @@
 /* payload.c - JSON payloads for readings, panel states and status. */
-#include "payload.h"
+#include "views.h"
 
 #include <limits.h>
 #include <math.h>
@@ -7,34 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-void gw_json_add_ts(cJSON *object, const char *key, int64_t ts_ms)
-{
-    char ts[EST_TS_LEN];
-    est_format_ts(ts_ms, ts);
-    cJSON_AddStringToObject(object, key, ts);
-}
-
-void gw_json_add_ts_if(cJSON *object, const char *key, int64_t ts_ms)
-{
-    if (ts_ms > 0)
-        gw_json_add_ts(object, key, ts_ms);
-}
-
-void gw_json_add_string_if(cJSON *object, const char *key, const char *value)
-{
-    if (value != NULL)
-        cJSON_AddStringToObject(object, key, value);
-}
-
-char *gw_json_finish(cJSON *object)
-{
-    if (object == NULL)
-        return NULL;
-    char *text = cJSON_PrintUnformatted(object);
-    cJSON_Delete(object);
-    return text;
-}
 
 const char *gw_quality_name(enum gw_quality q)
 {

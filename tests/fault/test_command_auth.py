@@ -7,10 +7,10 @@ role may not run them, an unknown user, malformed JSON, an oversize
 payload, wrong types, unknown arguments and an unknown verb each get
 {"ok":false,"error":...} on P/cmd/<verb>/result, and afterwards the units'
 occupancy is as before and the patrol log holds no occupancy or valve entry.
-Then a supervisor sets a unit vacant (ok, stored, in the patrol log), an
-engineer closes a valve (ok, in the patrol log) and the same valve asked
-again at once is refused by the rate limit. The data directory is 0700 and
-the database files 0600."""
+On a stack of its own, a supervisor sets a unit vacant (ok, stored, in the
+patrol log), an engineer closes a valve (ok, in the patrol log) and the same
+valve asked again at once is refused by the rate limit. The data directory
+is 0700 and the database files 0600. Each test starts its own stack."""
 import json
 import os
 import shutil
@@ -32,21 +32,18 @@ USERS = os.path.join(ROOT, "etc", "demo", "users.conf")
 
 
 class CommandAuthTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.stack = Stack(gw_sets=[f"http.users_file={USERS}"]).start()
+    """Each test has its own demo stack: none depends on what another did."""
+
+    def setUp(self):
+        self.stack = Stack(gw_sets=[f"http.users_file={USERS}"]).start()
+        self.addCleanup(self.stack.close)
         try:
             wait_for(lambda: any(s.get("state") == "online"
-                                 for s in cls.stack.sub.json_on("/status")), 20, what="online")
-            wait_for(lambda: cls.stack.readings(), 20, what="readings")
+                                 for s in self.stack.sub.json_on("/status")), 20, what="online")
+            wait_for(lambda: self.stack.readings(), 20, what="readings")
         except Exception:
-            cls.stack.dump_logs()
-            cls.stack.close()
+            self.stack.dump_logs()
             raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stack.close()
 
     def tearDown(self):
         if hasattr(self, "_outcome") and any(e for _, e in getattr(self._outcome, "errors", []) if e):
@@ -104,7 +101,7 @@ class CommandAuthTest(unittest.TestCase):
 
     # ---- tests ----
 
-    def test_1_refused_commands_change_nothing(self):
+    def test_refused_commands_change_nothing(self):
         time.sleep(1.5)  # the store has committed the start-up state
         before = self.occupancy()
         self.assertEqual(before["1-101"], "occupied")
@@ -158,7 +155,7 @@ class CommandAuthTest(unittest.TestCase):
                          new)
         self.assertTrue(self.stack.gw.alive())
 
-    def test_2_allowed_commands_act_and_are_logged(self):
+    def test_allowed_commands_act_and_are_logged(self):
         r = self.send("occupancy", {"user": "supervisor", "unit": "1-101", "occupancy": "vacant"})
         self.assertIs(r.get("ok"), True, r)
         wait_for(lambda: self.occupancy().get("1-101") == "vacant", 10, what="1-101 vacant stored")
@@ -182,7 +179,7 @@ class CommandAuthTest(unittest.TestCase):
         wait_for(lambda: self.stack.control.call(cmd="get", device="W-1-101").get("valve")
                  == "closed", 15, what="valve closed on the device")
 
-    def test_3_files_private(self):
+    def test_data_directory_and_database_files_private(self):
         mode = stat.S_IMODE(os.stat(self.stack.data_dir).st_mode)
         self.assertEqual(mode & 0o077, 0, oct(mode))
         for name in os.listdir(self.stack.data_dir):

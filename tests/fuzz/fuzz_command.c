@@ -71,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char hash[GW_STORE_HASH_LEN];
     gw_store_patrol_head(core->store, &seq_before, hash);
     gw_store_begin(core->store);
-    cJSON *result = gw_commands_handle(core, verb, args, &actor);
+    cJSON *result = gw_commands_handle(core->office, verb, args, &actor);
     gw_store_commit(core->store);
     gw_store_patrol_head(core->store, &seq_after, hash);
     if (result == NULL || !cJSON_IsObject(result))

@@ -84,22 +84,29 @@ def _json(data):
         return data
 
 
+def start_console_stack():
+    """A gateway alone (no broker, no simulator) with the demo users, its
+    console listening."""
+    stack = harness.Stack()
+    users = os.path.join(stack.workdir, "users.conf")
+    shutil.copy(DEMO_USERS, users)
+    os.chmod(users, 0o600)
+    stack.gw_argv += ["--set", f"http.users_file={users}"]
+    stack.gw = harness.Process(stack.gw_argv, os.path.join(stack.workdir, "gw.log"))
+    try:
+        stack.start(broker=False, sim=False, gw=True)
+        harness.wait_port(stack.http_port, 20)
+    except Exception:
+        stack.dump_logs()
+        stack.close()
+        raise
+    return stack
+
+
 class HttpApiTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.stack = harness.Stack()
-        users = os.path.join(cls.stack.workdir, "users.conf")
-        shutil.copy(DEMO_USERS, users)
-        os.chmod(users, 0o600)
-        cls.stack.gw_argv += ["--set", f"http.users_file={users}"]
-        cls.stack.gw = harness.Process(cls.stack.gw_argv, os.path.join(cls.stack.workdir, "gw.log"))
-        try:
-            cls.stack.start(broker=False, sim=False, gw=True)
-            harness.wait_port(cls.stack.http_port, 20)
-        except Exception:
-            cls.stack.dump_logs()
-            cls.stack.close()
-            raise
+        cls.stack = start_console_stack()
         cls.http = Client(f"http://127.0.0.1:{cls.stack.http_port}")
         cls.tokens = {user: cls.http.login(user) for user in PASSWORDS}
 
@@ -332,35 +339,109 @@ class HttpApiTest(unittest.TestCase):
         self.assertEqual(self.order(wo_id), before)
 
     def test_live_events(self):
-        sock = socket.create_connection(("127.0.0.1", self.stack.http_port), timeout=10)
+        sock, head = self.open_events()
         try:
-            sock.sendall((f"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                          f"Authorization: Bearer {self.tokens['viewer']}\r\n"
-                          f"Accept: text/event-stream\r\n\r\n").encode())
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += sock.recv(4096)
             self.assertIn(b"200", head.split(b"\r\n")[0])
             self.assertIn(b"text/event-stream", head)
             wo_id = self.create_order("live event")
-            seen = head
-            deadline = time.time() + 10
-            while time.time() < deadline and b'"id":%d' % wo_id not in seen:
-                sock.settimeout(max(0.1, deadline - time.time()))
-                try:
-                    chunk = sock.recv(65536)
-                except socket.timeout:
-                    break
-                if not chunk:
-                    break
-                seen += chunk
+            seen = read_until(sock, head, b'"id":%d' % wo_id)
             self.assertIn(b"event: workorder", seen)
             self.assertIn(b'"id":%d' % wo_id, seen)
         finally:
             sock.close()
 
-    def test_zz_login_throttled(self):
-        """Runs last (the address's counter stays)."""
+    def test_live_events_resume_from_last_event_id(self):
+        """A stream asking for Last-Event-ID 0 gets the events still in the
+        ring, so a client that reconnects sees what happened meanwhile."""
+        wo_id = self.create_order("before the stream")
+        sock, head = self.open_events("Last-Event-ID: 0\r\n")
+        try:
+            self.assertIn(b"200", head.split(b"\r\n")[0])
+            seen = read_until(sock, head, b'"id":%d' % wo_id)
+            self.assertIn(b"retry: 3000", seen)
+            self.assertIn(b"id: 1\n", seen)
+            self.assertIn(b"event: workorder", seen)
+            self.assertIn(b'"id":%d' % wo_id, seen)
+        finally:
+            sock.close()
+
+    def test_headers_every_answer_carries(self):
+        """JSON answers, errors, static files and the event stream all carry
+        the same protective headers, each with its own type and caching."""
+        answers = {
+            "json": self.as_("viewer", "GET", "/api/me"),
+            "error": self.http.call("GET", "/api/me"),
+            "not found": self.as_("viewer", "GET", "/api/nope"),
+        }
+        for name, (status, headers, _) in answers.items():
+            with self.subTest(answer=name):
+                self.assertEqual(headers["X-Content-Type-Options"], "nosniff")
+                self.assertEqual(headers["X-Frame-Options"], "DENY")
+                self.assertEqual(headers["Referrer-Policy"], "no-referrer")
+                self.assertEqual(headers["Content-Type"], "application/json; charset=utf-8")
+                self.assertEqual(headers["Cache-Control"], "no-store")
+        self.assertEqual(answers["error"][0], 401)
+        self.assertEqual(answers["not found"][0], 404)
+        status, headers, _ = self.http.call("GET", "/style.css")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["X-Content-Type-Options"], "nosniff")
+        self.assertEqual(headers["X-Frame-Options"], "DENY")
+        self.assertEqual(headers["Content-Type"], "text/css; charset=utf-8")
+        self.assertEqual(headers["Cache-Control"], "no-cache")
+        sock, head = self.open_events()
+        sock.close()
+        lines = head.decode().lower().split("\r\n")
+        for line in ("content-type: text/event-stream; charset=utf-8", "cache-control: no-store",
+                     "x-accel-buffering: no", "x-content-type-options: nosniff",
+                     "x-frame-options: deny", "referrer-policy: no-referrer"):
+            self.assertIn(line, lines)
+
+    def test_session_fields(self):
+        """The sign-in answer and /api/me describe the same session."""
+        status, headers, login = self.http.call("POST", "/api/login",
+                                                {"user": "frontdesk", "password": "front123"})
+        self.assertEqual(status, 200, login)
+        self.assertEqual(list(login), ["token", "user", "role", "expires", "language"])
+        self.assertEqual(headers["Set-Cookie"],
+                         f"estate_session={login['token']}; Path=/; HttpOnly; SameSite=Strict; "
+                         f"Max-Age={headers['Set-Cookie'].rsplit('=', 1)[1]}")
+        self.assertGreater(int(headers["Set-Cookie"].rsplit("=", 1)[1]), 0)
+        status, _, me = self.http.call("GET", "/api/me", token=login["token"])
+        self.assertEqual(status, 200, me)
+        self.assertEqual(list(me)[:4], ["user", "role", "expires", "language"])
+        for field in ("user", "role", "expires", "language"):
+            self.assertEqual(me[field], login[field], field)
+        self.assertNotIn("token", me)
+        for field in ("site", "gateway", "version", "arrive_within_s", "resolve_within_s", "now",
+                      "permissions"):
+            self.assertIn(field, me)
+        status, headers, _ = self.http.call("POST", "/api/logout", {}, token=login["token"])
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["Set-Cookie"],
+                         "estate_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+
+    def open_events(self, extra_headers=""):
+        """Opens /api/events as the viewer: the socket and the response head."""
+        sock = socket.create_connection(("127.0.0.1", self.stack.http_port), timeout=10)
+        sock.sendall((f"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      f"Authorization: Bearer {self.tokens['viewer']}\r\n"
+                      f"Accept: text/event-stream\r\n{extra_headers}\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        return sock, head
+
+
+class LoginThrottleTest(unittest.TestCase):
+    """Its own gateway: the failed logins it makes stay counted against the
+    user and the address, and no other test's failures count here."""
+
+    def setUp(self):
+        self.stack = start_console_stack()
+        self.addCleanup(self.stack.close)
+        self.http = Client(f"http://127.0.0.1:{self.stack.http_port}")
+
+    def test_wrong_passwords_lock_that_user_out_for_a_while(self):
         for _ in range(5):
             status, _, _ = self.http.call("POST", "/api/login",
                                           {"user": "viewer", "password": "wrong"})
@@ -378,6 +459,22 @@ class HttpApiTest(unittest.TestCase):
         time.sleep(int(headers["Retry-After"]) + 0.2)
         self.assertEqual(self.http.call("POST", "/api/login",
                                         {"user": "viewer", "password": "view123"})[0], 200)
+
+
+def read_until(sock, seen, needle, seconds=10):
+    """Reads from sock onto seen until needle arrives, the peer closes or
+    seconds pass; returns all seen."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and needle not in seen:
+        sock.settimeout(max(0.1, deadline - time.time()))
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
 
 
 def raw_get_status(port, path):

@@ -1,10 +1,11 @@
-/* test_gw_ctl.c - estate-ctl (gateway/ctl_main.c) run as a program against a
+/* test_gw_ctl.c - estate-ctl (gateway/ctl/) run as a program against a
  * store in a temporary directory, with this test playing the daemon's part
  * where a verb goes through the request queue; plus the consumption report
  * (gateway/report.c) on hand-made snapshots.
  * Covers: usage and config errors (exit 2), patrol verify naming an edited,
  * deleted or inserted entry (exit 1), a work-order action and a refusal
- * through the queue, "gateway not running" (exit 1), inventory import
+ * through the queue, "gateway not running" (exit 1), an open incident
+ * shown as "active" (text and --json), inventory import
  * (all or nothing, FILE:LINE), and report figures. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,21 +22,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "commands.h"
-#include "core.h"
-#include "handover.h"
-#include "report.h"
+#include "office.h"
+#include "office_stub.h"
 #include "workorders.h"
 
 static int64_t fake_now_ms;
-static int64_t fake_clock(void) { return fake_now_ms; }
 
 struct fixture {
     char dir[64];
     char conf[PATH_MAX];
     char data_set[128];
     struct gw_config *config;
-    struct gw_core core;
+    struct office_stub host;
 };
 
 static char ctl_path[PATH_MAX];
@@ -105,13 +103,13 @@ static void run_ctl(struct fixture *f, struct run *r, const char *const *args, s
 
 static bool answer_request(void *ctx, const struct gw_store_ctl_request *req)
 {
-    struct gw_core *core = ctx;
+    struct office_stub *host = ctx;
     cJSON *args = cJSON_Parse(req->args_json ? req->args_json : "{}");
     const char *user = gw_command_string(args, "user", 63);
     struct gw_actor actor = {.user = user ? user : "operator", .role = "supervisor", .origin = "ctl"};
-    cJSON *result = gw_commands_handle(core, req->verb, args, &actor);
+    cJSON *result = gw_commands_handle(host->office, req->verb, args, &actor);
     char *json = cJSON_PrintUnformatted(result);
-    gw_store_ctl_finish(core->store, req->id, json, fake_now_ms);
+    gw_store_ctl_finish(host->store, req->id, json, fake_now_ms);
     free(json);
     cJSON_Delete(result);
     cJSON_Delete(args);
@@ -122,7 +120,7 @@ static bool answer_request(void *ctx, const struct gw_store_ctl_request *req)
 static void serve_until_exit(struct fixture *f, pid_t pid, struct run *r)
 {
     for (int i = 0; i < 200; i++) {
-        assert_int_equal(gw_store_ctl_take_pending(f->core.store, answer_request, &f->core), EST_OK);
+        assert_int_equal(gw_store_ctl_take_pending(f->host.store, answer_request, &f->host), EST_OK);
         int status = 0;
         pid_t done = waitpid(pid, &status, WNOHANG);
         if (done == pid) {
@@ -153,13 +151,13 @@ static int setup(void **state)
     struct gw_config_errors errors = {0};
     assert_int_equal(gw_config_load(f->conf, overrides, 1, &f->config, &errors), EST_OK);
     fake_now_ms = est_now_ms();
-    f->core.config = f->config;
-    f->core.prefix = "estate/test/gw1";
-    f->core.clock_ms = fake_clock;
+    f->host.config = f->config;
+    f->host.clock_ms = &fake_now_ms;
     char err[256];
-    assert_int_equal(gw_store_open(f->dir, false, &f->core.store, err, sizeof err), EST_OK);
-    assert_int_equal(gw_store_sync_inventory(f->core.store, f->config, fake_now_ms, NULL), EST_OK);
-    gw_workorders_sla_reset();
+    assert_int_equal(gw_store_open(f->dir, false, &f->host.store, err, sizeof err), EST_OK);
+    assert_int_equal(gw_store_sync_inventory(f->host.store, f->config, fake_now_ms, NULL), EST_OK);
+    assert_int_equal(office_stub_start(&f->host), EST_OK);
+    gw_workorders_sla_reset(f->host.office);
     *state = f;
     return 0;
 }
@@ -167,7 +165,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    gw_store_close(f->core.store);
+    office_stub_stop(&f->host);
+    gw_store_close(f->host.store);
     gw_config_free(f->config);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
@@ -181,15 +180,15 @@ static void append_entries(struct fixture *f, int n)
     for (int i = 0; i < n; i++) {
         char text[64];
         snprintf(text, sizeof text, "round %d: all quiet", i + 1);
-        assert_int_equal(gw_core_patrol(&f->core, "checkin", text, 0, 0, "zhang", NULL), EST_OK);
+        assert_int_equal(office_stub_patrol(&f->host, "checkin", text, 0, 0, "zhang", NULL), EST_OK);
     }
 }
 
 /* Runs SQL on the database behind the store's back (the store closed). */
 static void tamper(struct fixture *f, const char *sql)
 {
-    assert_int_equal(gw_store_close(f->core.store), EST_OK);
-    f->core.store = NULL;
+    assert_int_equal(gw_store_close(f->host.store), EST_OK);
+    f->host.store = NULL;
     char path[128];
     snprintf(path, sizeof path, "%s/%s", f->dir, GW_STORE_DB_FILE);
     sqlite3 *db = NULL;
@@ -199,7 +198,8 @@ static void tamper(struct fixture *f, const char *sql)
         fail_msg("tamper: %s", msg);
     sqlite3_close(db);
     char err[256];
-    assert_int_equal(gw_store_open(f->dir, false, &f->core.store, err, sizeof err), EST_OK);
+    assert_int_equal(gw_store_open(f->dir, false, &f->host.store, err, sizeof err), EST_OK);
+    assert_int_equal(office_stub_start(&f->host), EST_OK);
 }
 
 /* ---- tests ---- */
@@ -275,9 +275,9 @@ static void test_workorder_action_through_the_daemon(void **state)
     struct gw_store_incident in = {.rule = "reverse_energy", .subject_type = "meter",
                                    .subject = "E-1-102", .zone = -1, .severity = "major",
                                    .since_ms = fake_now_ms, .raised_ms = fake_now_ms, .text = "backwards"};
-    assert_int_equal(gw_store_incident_open(f->core.store, &in, &in.id, NULL), EST_OK);
+    assert_int_equal(gw_store_incident_open(f->host.store, &in, &in.id, NULL), EST_OK);
     in.open = true;
-    gw_workorders_on_incident(&f->core, &in, RULE_RAISED);
+    gw_workorders_on_incident(f->host.office, &in, RULE_RAISED);
 
     struct run r;
     const char *dispatch[] = {"workorder", "1", "dispatch", "--assignee", "Li", "--user", "desk"};
@@ -285,7 +285,7 @@ static void test_workorder_action_through_the_daemon(void **state)
     if (r.status != 0)
         fail_msg("dispatch: %s", r.err);
     assert_non_null(strstr(r.out, "dispatched"));
-    cJSON *o = gw_workorder_json(f->core.store, 1);
+    cJSON *o = gw_workorder_json(f->host.store, 1);
     const cJSON *h = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "history"), 1);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(h, "who")->valuestring, "desk");
     cJSON_Delete(o);
@@ -319,6 +319,37 @@ static void test_gateway_not_running(void **state)
     RUN(f, &r, "unit", "1-101", "occupancy", "vacant");
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "is estate-gw running"));
+}
+
+static void test_incident_state_reads_active(void **state)
+{
+    struct fixture *f = *state;
+    struct gw_store_incident in = {.rule = "reverse_energy", .subject_type = "meter",
+                                   .subject = "E-1-102", .zone = -1, .severity = "major",
+                                   .since_ms = fake_now_ms, .raised_ms = fake_now_ms, .text = "backwards"};
+    int64_t open_id = 0, cleared_id = 0;
+    assert_int_equal(gw_store_incident_open(f->host.store, &in, &open_id, NULL), EST_OK);
+    in.subject = "E-1-101";
+    assert_int_equal(gw_store_incident_open(f->host.store, &in, &cleared_id, NULL), EST_OK);
+    assert_int_equal(gw_store_incident_clear(f->host.store, cleared_id, fake_now_ms + 1000), EST_OK);
+
+    /* SPEC: an open incident's state is "active" (state=active, alerts/active/<id>) */
+    struct run r;
+    RUN(f, &r, "incidents", "--all", "--json");
+    assert_int_equal(r.status, 0);
+    cJSON *rows = cJSON_Parse(r.out);
+    assert_int_equal(cJSON_GetArraySize(rows), 2);
+    for (int i = 0; i < 2; i++) {
+        const cJSON *row = cJSON_GetArrayItem(rows, i);
+        int64_t id = (int64_t)cJSON_GetObjectItemCaseSensitive(row, "id")->valuedouble;
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(row, "state")->valuestring,
+                            id == open_id ? "active" : "cleared");
+    }
+    cJSON_Delete(rows);
+    RUN(f, &r, "incidents");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, " active "));
+    assert_null(strstr(r.out, " open "));
 }
 
 static void write_text(const char *path, const char *text)
@@ -361,11 +392,11 @@ static void test_inventory_import(void **state)
 static void snapshot(struct fixture *f, const char *meter, const char *day, double volume)
 {
     int64_t rid = 0;
-    assert_int_equal(gw_store_meter_rowid(f->core.store, meter, &rid), EST_OK);
+    assert_int_equal(gw_store_meter_rowid(f->host.store, meter, &rid), EST_OK);
     struct gw_store_values v;
     gw_store_values_clear(&v);
     v.volume_m3 = volume;
-    assert_int_equal(gw_store_snapshot_if_needed(f->core.store, rid, day, fake_now_ms, &v, NULL), EST_OK);
+    assert_int_equal(gw_store_snapshot_if_needed(f->host.store, rid, day, fake_now_ms, &v, NULL), EST_OK);
 }
 
 static const cJSON *find_row(const cJSON *array, const char *key, const char *value)
@@ -400,7 +431,7 @@ static void test_report_consumption_and_balance(void **state)
         snapshot(f, "W-1-202", days[d], 40 + 1.0 * d);
     }
     char err[128];
-    cJSON *rep = gw_report_build(f->core.store, f->config, "2026-10-30", "2026-11-01", err, sizeof err);
+    cJSON *rep = gw_report_build(f->host.store, f->config, "2026-10-30", "2026-11-01", err, sizeof err);
     assert_non_null(rep);
     const cJSON *m = find_row(cJSON_GetObjectItemCaseSensitive(rep, "meters"), "meter", "W-1-101");
     assert_non_null(m);
@@ -419,7 +450,7 @@ static void test_report_consumption_and_balance(void **state)
     const cJSON *oct = find_row(months, "day", "2026-10-31");
     assert_non_null(oct);
     cJSON_Delete(rep);
-    assert_null(gw_report_build(f->core.store, f->config, "2026-11-02", "2026-11-01", err, sizeof err));
+    assert_null(gw_report_build(f->host.store, f->config, "2026-11-02", "2026-11-01", err, sizeof err));
 
     struct run r;
     RUN(f, &r, "report", "--from", "2026-10-30", "--to", "2026-11-01", "--csv");
@@ -444,6 +475,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_patrol_verify_names_deleted_and_inserted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workorder_action_through_the_daemon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gateway_not_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_incident_state_reads_active, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inventory_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_consumption_and_balance, setup, teardown),
     };

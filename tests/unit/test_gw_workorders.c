@@ -1,6 +1,7 @@
-/* test_gw_workorders.c - the work-order module (gateway/workorders.c) on a
- * real store in a temporary directory and a hand-built core (no threads, no
- * MQTT: events land in the store's outbox). Covers every transition, refused
+/* test_gw_workorders.c - the work-order module (gateway/office/workorders.c)
+ * on a real store in a temporary directory and the stub host of
+ * office_stub.h (no core, no threads, no MQTT: events land in the store's
+ * outbox). Covers every transition, refused
  * transitions (state, role, verification while the condition persists,
  * malformed arguments - which must change nothing), SLA breach and
  * escalation with a controllable clock, a restart in the middle of a
@@ -18,20 +19,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "commands.h"
-#include "core.h"
-#include "handover.h"
+#include "office.h"
+#include "office_stub.h"
 #include "workorders.h"
 
 #define T0_MS INT64_C(1790000000000)
 
 static int64_t fake_now_ms;
-static int64_t fake_clock(void) { return fake_now_ms; }
 
 struct fixture {
     char dir[64];
     struct gw_config *config;
-    struct gw_core core;
+    struct office_stub host;
     struct rule_engine *rules;
 };
 
@@ -95,8 +94,8 @@ static struct rule_engine *build_rules(struct gw_config *c)
 static void open_store(struct fixture *f)
 {
     char err[256];
-    assert_int_equal(gw_store_open(f->dir, false, &f->core.store, err, sizeof err), EST_OK);
-    assert_int_equal(gw_store_sync_inventory(f->core.store, f->config, fake_now_ms, NULL), EST_OK);
+    assert_int_equal(gw_store_open(f->dir, false, &f->host.store, err, sizeof err), EST_OK);
+    assert_int_equal(gw_store_sync_inventory(f->host.store, f->config, fake_now_ms, NULL), EST_OK);
 }
 
 static int setup(void **state)
@@ -111,12 +110,12 @@ static int setup(void **state)
     f->config->workorders.unconfirmed_after_s = 600;
     fake_now_ms = T0_MS;
     f->rules = build_rules(f->config);
-    f->core.config = f->config;
-    f->core.rules = f->rules;
-    f->core.prefix = "estate/test/gw1";
-    f->core.clock_ms = fake_clock;
+    f->host.config = f->config;
+    f->host.rules = f->rules;
+    f->host.clock_ms = &fake_now_ms;
     open_store(f);
-    gw_workorders_sla_reset();
+    assert_int_equal(office_stub_start(&f->host), EST_OK);
+    gw_workorders_sla_reset(f->host.office);
     *state = f;
     return 0;
 }
@@ -124,7 +123,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    gw_store_close(f->core.store);
+    office_stub_stop(&f->host);
+    gw_store_close(f->host.store);
     rule_engine_destroy(f->rules);
     gw_config_free(f->config);
     char cmd[128];
@@ -145,10 +145,10 @@ static int64_t raise_incident(struct fixture *f, const char *rule, const char *s
         .text = "E-1-102 runs backwards",
     };
     int64_t id = 0;
-    assert_int_equal(gw_store_incident_open(f->core.store, &in, &id, NULL), EST_OK);
+    assert_int_equal(gw_store_incident_open(f->host.store, &in, &id, NULL), EST_OK);
     in.id = id;
     in.open = true;
-    gw_workorders_on_incident(&f->core, &in, RULE_RAISED);
+    gw_workorders_on_incident(f->host.office, &in, RULE_RAISED);
     return id;
 }
 
@@ -171,11 +171,11 @@ static cJSON *run(struct fixture *f, const char *verb, const char *json, const c
     struct gw_actor actor = {.user = user, .role = role, .origin = "mqtt"};
     cJSON *result;
     if (strcmp(verb, "workorder") == 0)
-        result = gw_workorders_command(&f->core, args, &actor);
+        result = gw_workorders_command(f->host.office, args, &actor);
     else if (strcmp(verb, "patrol-checkin") == 0)
-        result = gw_patrol_checkin_command(&f->core, args, &actor);
+        result = gw_patrol_checkin_command(f->host.office, args, &actor);
     else
-        result = gw_handover_command(&f->core, args, &actor);
+        result = gw_handover_command(f->host.office, args, &actor);
     cJSON_Delete(args);
     assert_non_null(result);
     return result;
@@ -215,7 +215,7 @@ static void expect_refused(struct fixture *f, const char *verb, const char *json
 
 static char *order_state(struct fixture *f, int64_t id)
 {
-    cJSON *o = gw_workorder_json(f->core.store, id);
+    cJSON *o = gw_workorder_json(f->host.store, id);
     assert_non_null(o);
     char *state = strdup(cJSON_GetObjectItemCaseSensitive(o, "state")->valuestring);
     cJSON_Delete(o);
@@ -239,7 +239,7 @@ static bool count_order(void *ctx, const struct gw_store_workorder *wo)
 static int order_count(struct fixture *f)
 {
     int n = 0;
-    assert_int_equal(gw_store_workorders_list(f->core.store, NULL, 0, count_order, &n), EST_OK);
+    assert_int_equal(gw_store_workorders_list(f->host.store, NULL, 0, count_order, &n), EST_OK);
     return n;
 }
 
@@ -248,12 +248,12 @@ static char *store_fingerprint(struct fixture *f)
 {
     int64_t seq = 0;
     char hash[GW_STORE_HASH_LEN];
-    assert_int_equal(gw_store_patrol_head(f->core.store, &seq, hash), EST_OK);
+    assert_int_equal(gw_store_patrol_head(f->host.store, &seq, hash), EST_OK);
     struct gw_store_outbox_counts counts;
-    assert_int_equal(gw_store_outbox_counts(f->core.store, &counts), EST_OK);
+    assert_int_equal(gw_store_outbox_counts(f->host.store, &counts), EST_OK);
     cJSON *all = cJSON_CreateArray();
     for (int64_t id = 1; id <= 10; id++) {
-        cJSON *o = gw_workorder_json(f->core.store, id);
+        cJSON *o = gw_workorder_json(f->host.store, id);
         if (o != NULL)
             cJSON_AddItemToArray(all, o);
     }
@@ -290,7 +290,7 @@ static bool find_topic(void *ctx, const struct gw_store_outbox_msg *msg)
 static int outbox_count(struct fixture *f, const char *suffix, char **last)
 {
     struct outbox_search s = {.topic_suffix = suffix};
-    assert_int_equal(gw_store_outbox_peek(f->core.store, 0, 0, find_topic, &s), EST_OK);
+    assert_int_equal(gw_store_outbox_peek(f->host.store, 0, 0, find_topic, &s), EST_OK);
     if (last != NULL)
         *last = strdup(s.last_payload);
     return s.count;
@@ -312,13 +312,13 @@ static bool count_patrol(void *ctx, const struct gw_store_patrol_entry *e)
 static int patrol_count(struct fixture *f, const char *kind)
 {
     struct patrol_count p = {.kind = kind};
-    assert_int_equal(gw_store_patrol_list(f->core.store, 0, 0, count_patrol, &p), EST_OK);
+    assert_int_equal(gw_store_patrol_list(f->host.store, 0, 0, count_patrol, &p), EST_OK);
     return p.count;
 }
 
 static int history_count(struct fixture *f, int64_t id, const char *action)
 {
-    cJSON *o = gw_workorder_json(f->core.store, id);
+    cJSON *o = gw_workorder_json(f->host.store, id);
     assert_non_null(o);
     int n = 0;
     const cJSON *h;
@@ -339,7 +339,7 @@ static void test_major_incident_opens_one_order(void **state)
     struct fixture *f = *state;
     int64_t incident = raise_incident(f, "reverse_energy", "meter", "E-1-102", "major");
     assert_int_equal(order_count(f), 1);
-    cJSON *o = gw_workorder_json(f->core.store, 1);
+    cJSON *o = gw_workorder_json(f->host.store, 1);
     assert_non_null(o);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "state")->valuestring, "open");
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "category")->valuestring, "electricity");
@@ -355,9 +355,9 @@ static void test_major_incident_opens_one_order(void **state)
     struct gw_store_incident in = {.id = incident, .rule = "reverse_energy", .subject_type = "meter",
                                    .subject = "E-1-102", .zone = -1, .severity = "major",
                                    .open = true, .text = "still"};
-    gw_workorders_on_incident(&f->core, &in, RULE_RAISED);
-    gw_workorders_on_incident(&f->core, &in, RULE_UPDATED);
-    gw_workorders_on_incident(&f->core, &in, RULE_UPDATED); /* rate-limited */
+    gw_workorders_on_incident(f->host.office, &in, RULE_RAISED);
+    gw_workorders_on_incident(f->host.office, &in, RULE_UPDATED);
+    gw_workorders_on_incident(f->host.office, &in, RULE_UPDATED); /* rate-limited */
     raise_incident(f, "meter_offline", "meter", "E-OFFICE", "minor");
     assert_int_equal(order_count(f), 1);
     assert_int_equal(history_count(f, 1, "incident_update"), 1);
@@ -365,7 +365,7 @@ static void test_major_incident_opens_one_order(void **state)
     /* water rule on a unit meter and a fire zone: categories by rule */
     raise_incident(f, "vacant_flow", "meter", "W-1-102", "critical");
     assert_int_equal(order_count(f), 2);
-    cJSON *w = gw_workorder_json(f->core.store, 2);
+    cJSON *w = gw_workorder_json(f->host.store, 2);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(w, "category")->valuestring, "water");
     cJSON_Delete(w);
 }
@@ -374,10 +374,10 @@ static void test_recurring_condition_links_to_open_order(void **state)
 {
     struct fixture *f = *state;
     int64_t first = raise_incident(f, "reverse_energy", "meter", "E-1-102", "major");
-    assert_int_equal(gw_store_incident_clear(f->core.store, first, fake_now_ms + 1000), EST_OK);
+    assert_int_equal(gw_store_incident_clear(f->host.store, first, fake_now_ms + 1000), EST_OK);
     struct gw_store_incident in = {.id = first, .rule = "reverse_energy", .subject_type = "meter",
                                    .subject = "E-1-102", .zone = -1, .severity = "major"};
-    gw_workorders_on_incident(&f->core, &in, RULE_CLEARED);
+    gw_workorders_on_incident(f->host.office, &in, RULE_CLEARED);
     assert_int_equal(history_count(f, 1, "incident_cleared"), 1);
     fake_now_ms += 60000;
     raise_incident(f, "reverse_energy", "meter", "E-1-102", "major");
@@ -416,7 +416,7 @@ static void test_full_lifecycle(void **state)
     expect_ok(f, "workorder", "{\"id\":1,\"action\":\"rating\",\"rating\":5,\"comment\":\"quick\"}",
               "desk", "frontdesk");
 
-    cJSON *o = gw_workorder_json(f->core.store, 1);
+    cJSON *o = gw_workorder_json(f->host.store, 1);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "verifier")->valuestring, "Wang");
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "assignee")->valuestring, "Li");
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(o, "rating")->valueint, 5);
@@ -440,7 +440,7 @@ static void test_full_lifecycle(void **state)
     expect_refused(f, "workorder", "{\"id\":1,\"action\":\"cancel\",\"note\":\"x\"}", "supervisor",
                    "is verified");
     struct gw_store_patrol_verify v;
-    assert_int_equal(gw_store_patrol_verify(f->core.store, &v), EST_OK);
+    assert_int_equal(gw_store_patrol_verify(f->host.store, &v), EST_OK);
     assert_int_equal(v.first_bad_seq, 0);
 }
 
@@ -491,7 +491,7 @@ static void test_refused_transitions_change_nothing(void **state)
     char json[2300];
     snprintf(json, sizeof json, "{\"id\":1,\"action\":\"note\",\"note\":\"%s\"}", longnote);
     expect_refused(f, "workorder", json, "supervisor", "too long");
-    cJSON *r = gw_workorders_command(&f->core, NULL, &(struct gw_actor){"x", "supervisor", "mqtt"});
+    cJSON *r = gw_workorders_command(f->host.office, NULL, &(struct gw_actor){"x", "supervisor", "mqtt"});
     assert_false(result_ok(r));
     cJSON_Delete(r);
     expect_refused(f, "workorder", "{\"action\":\"create\",\"category\":\"plumbing\",\"description\":\"x\",\"unit\":\"1-101\"}",
@@ -546,7 +546,7 @@ static void test_cancel_close_postpone(void **state)
 
     expect_ok(f, "workorder", "{\"id\":3,\"action\":\"postpone\",\"until\":\"2030-10-01T00:00:00Z\",\"note\":\"parts\"}",
               "wang", "supervisor");
-    cJSON *o = gw_workorder_json(f->core.store, 3);
+    cJSON *o = gw_workorder_json(f->host.store, 3);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "resolve_due")->valuestring,
                         "2030-10-01T00:00:00.000Z");
     cJSON_Delete(o);
@@ -561,10 +561,10 @@ static void test_sla_escalation(void **state)
     expect_ok(f, "workorder", "{\"id\":1,\"action\":\"dispatch\",\"assignee\":\"Li\"}", "desk", "frontdesk");
     int64_t dispatched = fake_now_ms;
     fake_now_ms = dispatched + 599 * 1000;
-    gw_workorders_tick(&f->core, fake_now_ms);
+    gw_workorders_tick(f->host.office, fake_now_ms);
     assert_int_equal(history_count(f, 1, "escalate"), 0);
     fake_now_ms = dispatched + 601 * 1000;
-    gw_workorders_tick(&f->core, fake_now_ms);
+    gw_workorders_tick(f->host.office, fake_now_ms);
     assert_int_equal(history_count(f, 1, "escalate"), 1);
     char *payload = NULL;
     assert_int_equal(outbox_count(f, "/escalations", &payload), 1);
@@ -574,7 +574,7 @@ static void test_sla_escalation(void **state)
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(e, "workorder")->valueint, 1);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(e, "roles")), 1);
     cJSON_Delete(e);
-    cJSON *o = gw_workorder_json(f->core.store, 1);
+    cJSON *o = gw_workorder_json(f->host.store, 1);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "escalated")));
     cJSON_Delete(o);
     int patrols = patrol_count(f, "workorder");
@@ -582,21 +582,21 @@ static void test_sla_escalation(void **state)
     /* once per kind, even when the schedule is forced */
     for (int i = 0; i < 5; i++) {
         fake_now_ms += 20000;
-        gw_workorders_sla_reset();
-        gw_workorders_tick(&f->core, fake_now_ms);
+        gw_workorders_sla_reset(f->host.office);
+        gw_workorders_tick(f->host.office, fake_now_ms);
     }
     assert_int_equal(history_count(f, 1, "escalate"), 1);
     assert_int_equal(patrol_count(f, "workorder"), patrols);
 
     /* resolution deadline: one hour after opening */
     fake_now_ms = T0_MS + 3601 * 1000;
-    gw_workorders_tick(&f->core, fake_now_ms);
+    gw_workorders_tick(f->host.office, fake_now_ms);
     assert_int_equal(history_count(f, 1, "escalate"), 2);
     assert_int_equal(outbox_count(f, "/escalations", &payload), 2);
     assert_non_null(strstr(payload, "\"resolution\""));
     free(payload);
     fake_now_ms += 3600 * 1000;
-    gw_workorders_tick(&f->core, fake_now_ms);
+    gw_workorders_tick(f->host.office, fake_now_ms);
     assert_int_equal(history_count(f, 1, "escalate"), 2);
 
     /* a postponement re-arms the resolution timer */
@@ -606,10 +606,10 @@ static void test_sla_escalation(void **state)
     snprintf(json, sizeof json, "{\"id\":1,\"action\":\"postpone\",\"until\":\"%s\"}", until);
     expect_ok(f, "workorder", json, "wang", "supervisor");
     fake_now_ms += 300000;
-    gw_workorders_tick(&f->core, fake_now_ms);
+    gw_workorders_tick(f->host.office, fake_now_ms);
     assert_int_equal(history_count(f, 1, "escalate"), 2);
     fake_now_ms += 301000;
-    gw_workorders_tick(&f->core, fake_now_ms);
+    gw_workorders_tick(f->host.office, fake_now_ms);
     assert_int_equal(history_count(f, 1, "escalate"), 3);
 }
 
@@ -619,10 +619,10 @@ static void test_sla_tick_is_cheap_but_timely(void **state)
     raise_incident(f, "reverse_energy", "meter", "E-1-102", "major");
     f->config->workorders.arrive_within_s = 3;
     expect_ok(f, "workorder", "{\"id\":1,\"action\":\"dispatch\",\"assignee\":\"Li\"}", "desk", "frontdesk");
-    gw_workorders_tick(&f->core, fake_now_ms); /* schedules the next check at the deadline */
+    gw_workorders_tick(f->host.office, fake_now_ms); /* schedules the next check at the deadline */
     for (int s = 1; s <= 4; s++) {
         fake_now_ms += 1000;
-        gw_workorders_tick(&f->core, fake_now_ms);
+        gw_workorders_tick(f->host.office, fake_now_ms);
     }
     assert_int_equal(history_count(f, 1, "escalate"), 1);
 }
@@ -633,14 +633,15 @@ static void test_restart_mid_lifecycle(void **state)
     raise_incident(f, "reverse_energy", "meter", "E-1-102", "major");
     expect_ok(f, "workorder", "{\"id\":1,\"action\":\"dispatch\",\"assignee\":\"Li\"}", "desk", "frontdesk");
     expect_ok(f, "workorder", "{\"id\":1,\"action\":\"arrive\"}", "li", "engineer");
-    assert_int_equal(gw_store_close(f->core.store), EST_OK);
-    f->core.store = NULL;
+    assert_int_equal(gw_store_close(f->host.store), EST_OK);
+    f->host.store = NULL;
     fake_now_ms += 3600 * 1000 * 2;
     open_store(f);
-    gw_workorders_sla_reset();
+    assert_int_equal(office_stub_start(&f->host), EST_OK); /* the restarted daemon's office */
+    gw_workorders_sla_reset(f->host.office);
     assert_state(f, 1, "on_site");
     /* the resolution deadline passed while down: escalated once after restart */
-    gw_workorders_tick(&f->core, fake_now_ms);
+    gw_workorders_tick(f->host.office, fake_now_ms);
     assert_int_equal(history_count(f, 1, "escalate"), 1);
     expect_ok(f, "workorder", "{\"id\":1,\"action\":\"complete\",\"note\":\"fixed\"}", "li", "engineer");
     expect_ok(f, "workorder", "{\"id\":1,\"action\":\"verify\",\"verifier\":\"Wang\"}", "wang", "supervisor");
@@ -648,7 +649,7 @@ static void test_restart_mid_lifecycle(void **state)
     /* the same incident raised again after the restart does not duplicate */
     assert_int_equal(order_count(f), 1);
     struct gw_store_patrol_verify v;
-    assert_int_equal(gw_store_patrol_verify(f->core.store, &v), EST_OK);
+    assert_int_equal(gw_store_patrol_verify(f->host.store, &v), EST_OK);
     assert_int_equal(v.first_bad_seq, 0);
 }
 
@@ -670,13 +671,13 @@ static void test_checkin_and_handover(void **state)
     struct fixture *f = *state;
     int64_t a = raise_incident(f, "reverse_energy", "meter", "E-1-102", "major");
     int64_t b = raise_incident(f, "vacant_flow", "meter", "W-1-102", "major");
-    assert_int_equal(gw_store_set_meter_status(f->core.store, "E-OFFICE", GW_STORE_METER_OFFLINE), EST_OK);
+    assert_int_equal(gw_store_set_meter_status(f->host.store, "E-OFFICE", GW_STORE_METER_OFFLINE), EST_OK);
     expect_ok(f, "patrol-checkin", "{\"location\":\"1-102\",\"found\":\"meter display shows -0.8 kW\","
               "\"incident\":1,\"verdict\":\"confirm\"}", "zhang", "engineer");
     expect_ok(f, "patrol-checkin", "{\"location\":\"pump room\",\"text\":\"all normal\"}", "zhang",
               "engineer");
     struct confirmed c = {0};
-    assert_int_equal(gw_store_incident_get(f->core.store, a, read_confirmation, &c), EST_OK);
+    assert_int_equal(gw_store_incident_get(f->host.store, a, read_confirmation, &c), EST_OK);
     assert_string_equal(c.by, "zhang");
     assert_int_equal(history_count(f, 1, "confirm"), 1);
     assert_int_equal(patrol_count(f, "checkin"), 2);
@@ -702,7 +703,7 @@ static void test_checkin_and_handover(void **state)
     expect_ok(f, "patrol-checkin", "{\"location\":\"1-102\",\"found\":\"meter fine\","
               "\"incident\":2,\"verdict\":\"dispute\"}", "zhou", "engineer");
     memset(&c, 0, sizeof c);
-    assert_int_equal(gw_store_incident_get(f->core.store, b, read_confirmation, &c), EST_OK);
+    assert_int_equal(gw_store_incident_get(f->host.store, b, read_confirmation, &c), EST_OK);
     assert_string_equal(c.disputed_by, "zhou");
 }
 
@@ -725,7 +726,7 @@ static bool keep_last_patrol(void *ctx, const struct gw_store_patrol_entry *e)
 static char *last_patrol_text(struct fixture *f, const char *kind)
 {
     struct last_patrol p = {.kind = kind};
-    assert_int_equal(gw_store_patrol_list(f->core.store, 0, 0, keep_last_patrol, &p), EST_OK);
+    assert_int_equal(gw_store_patrol_list(f->host.store, 0, 0, keep_last_patrol, &p), EST_OK);
     assert_non_null(p.text);
     return p.text;
 }
@@ -741,7 +742,7 @@ static void assert_patrol_has(struct fixture *f, const char *kind, const char *n
 /* The last history note of an action on order id (caller frees). */
 static char *last_note(struct fixture *f, int64_t id, const char *action)
 {
-    cJSON *o = gw_workorder_json(f->core.store, id);
+    cJSON *o = gw_workorder_json(f->host.store, id);
     assert_non_null(o);
     char *note = NULL;
     const cJSON *h;
@@ -784,13 +785,13 @@ static void test_texts_follow_language(void **state)
 
     /* arrival escalation in Chinese, recognised as escalated in either language */
     fake_now_ms += 601 * 1000;
-    gw_workorders_tick(&f->core, fake_now_ms);
+    gw_workorders_tick(f->host.office, fake_now_ms);
     assert_int_equal(history_count(f, 1, "escalate"), 1);
     assert_note_has(f, 1, "escalate", "到场超时（应于 ");
     assert_patrol_has(f, "workorder", "system 超时升级：到场超时");
     f->config->gateway.language = GW_LANG_EN;
-    gw_workorders_sla_reset();
-    gw_workorders_tick(&f->core, fake_now_ms + 20000);
+    gw_workorders_sla_reset(f->host.office);
+    gw_workorders_tick(f->host.office, fake_now_ms + 20000);
     assert_int_equal(history_count(f, 1, "escalate"), 1);
     f->config->gateway.language = GW_LANG_ZH_CN;
 
@@ -808,7 +809,7 @@ static void test_texts_follow_language(void **state)
                         "未关闭工单 1 张（超时 1 张），离线表计 0 个");
     cJSON_Delete(r);
     /* the helper writes either language */
-    cJSON *summary = gw_handover_summary(&f->core, fake_now_ms);
+    cJSON *summary = gw_handover_summary(f->host.office, fake_now_ms);
     char *text = gw_handover_text(summary, "A", "B", false);
     assert_non_null(strstr(text, "A hands over to B: 1 open incidents"));
     free(text);

@@ -477,7 +477,7 @@ function renderAlerts() {
 function alertCard(a) {
   const acked = state.acked.has(a.id);
   const subject = a.meter || a.unit || a.panel || a.subject || '';
-  const zone = a.zone !== undefined && a.zone !== null ? ` / zone ${a.zone + 1}` : '';
+  const zone = a.zone !== undefined && a.zone !== null ? ` / zone ${a.zone}` : '';
   const card = el('div', { class: `card alert sev-${a.severity}${a.fresh ? ' fresh' : ''}${acked ? ' acked' : ''}${a.state === 'cleared' ? ' cleared' : ''}`, 'data-id': a.id, 'data-rule': a.rule },
     el('div', {},
       el('div', { class: 'title' }, el('span', { class: `sev ${a.severity}` }, t('sev_' + a.severity)), ' ', ruleName(a.rule), ' · ', subject, zone),

@@ -1,6 +1,5 @@
 /* main.c - estate-gw, the gateway daemon: loads the config, then runs the
  * core (pollers -> rules -> store -> MQTT) and the console until SIGTERM. */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,15 +7,30 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "console.h"
 #include "core.h"
 #include "drivers.h"
+#include "est_cli.h"
 #include "log.h"
-#if __has_include("http.h")
-#include "http.h"
-#define HAVE_HTTP 1
-#endif
 
 static struct gw_core *running_core;
+
+/* The console's view of the core (struct gw_console_host). */
+static char *console_call(void *ctx, const char *verb, const char *args_json,
+                          const struct gw_actor *actor, int timeout_ms)
+{
+    return gw_core_call(ctx, verb, args_json, actor, timeout_ms);
+}
+
+static est_err console_subscribe(void *ctx, gw_console_event_fn fn, void *fn_ctx)
+{
+    return gw_core_add_listener(ctx, fn, fn_ctx);
+}
+
+static int64_t console_now(void *ctx)
+{
+    return gw_core_now_ms(ctx);
+}
 
 static void on_stop_signal(int signo)
 {
@@ -60,47 +74,56 @@ static int check_model(const char *path)
     return 2;
 }
 
+/* Reads the command line into cli; returns -1 to go on, else the exit code
+ * (--check-model FILE alone is checked here). */
+static int parse_args(int argc, char **argv, struct est_cli *cli, bool *check_only)
+{
+    const char *model_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        enum est_cli_take taken = est_cli_take(cli, argc, argv, &i);
+        if (taken == EST_CLI_EXIT)
+            return cli->exit_code;
+        if (taken == EST_CLI_TAKEN)
+            continue;
+        if (taken == EST_CLI_NO_VALUE)
+            fprintf(stderr, "estate-gw: %s needs a value\n", argv[i]);
+        else if (strcmp(argv[i], "--check-config") == 0) {
+            *check_only = true;
+            continue;
+        } else if (strcmp(argv[i], "--check-model") == 0 && i + 1 < argc) {
+            model_path = argv[++i];
+            continue;
+        } else if (argv[i][0] == '-')
+            fprintf(stderr, "estate-gw: unknown option '%s'\n", argv[i]);
+        else
+            fprintf(stderr, "estate-gw: unexpected argument\n");
+        usage(stderr);
+        return EST_EXIT_USAGE;
+    }
+    if (model_path != NULL && cli->config_path == NULL && cli->nsets == 0 && !*check_only)
+        return check_model(model_path);
+    if (cli->config_path == NULL) {
+        fprintf(stderr, "estate-gw: -c FILE is required\n");
+        usage(stderr);
+        return EST_EXIT_USAGE;
+    }
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},   {"set", required_argument, NULL, 's'},
-        {"check-config", no_argument, NULL, 'k'},   {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},        {"check-model", required_argument, NULL, 'm'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *model_path = NULL;
-    const char *config_path = NULL;
+    struct est_cli cli = {.program = "estate-gw", .usage = usage};
     bool check_only = false;
-    const char **overrides = calloc((size_t)argc + 1, sizeof *overrides);
-    size_t noverrides = 0;
-    if (overrides == NULL)
-        return 1;
-    int opt;
-    while ((opt = getopt_long(argc, argv, "c:hV", options, NULL)) != -1) {
-        switch (opt) {
-        case 'c': config_path = optarg; break;
-        case 's': overrides[noverrides++] = optarg; break;
-        case 'k': check_only = true; break;
-        case 'm': model_path = optarg; break;
-        case 'h': usage(stdout); free(overrides); return 0;
-        case 'V': printf("estate-gw %s\n", ESTATE_VERSION); free(overrides); return 0;
-        default: usage(stderr); free(overrides); return 2;
-        }
+    int code = parse_args(argc, argv, &cli, &check_only);
+    if (code >= 0) {
+        est_cli_free(&cli);
+        return code;
     }
-    if (model_path != NULL && config_path == NULL && optind == argc) {
-        free(overrides);
-        return check_model(model_path);
-    }
-    if (config_path == NULL || optind != argc) {
-        fprintf(stderr, "estate-gw: %s\n", config_path == NULL ? "-c FILE is required" : "unexpected argument");
-        usage(stderr);
-        free(overrides);
-        return 2;
-    }
+    const char *config_path = cli.config_path;
     struct gw_config *config = NULL;
     struct gw_config_errors errors = {0};
-    est_err err = gw_config_load(config_path, overrides, noverrides, &config, &errors);
-    free(overrides);
+    est_err err = gw_config_load(config_path, cli.sets, cli.nsets, &config, &errors);
+    est_cli_free(&cli);
     if (err != EST_OK) {
         for (size_t i = 0; i < errors.count; i++)
             fprintf(stderr, "%s\n", errors.messages[i]);
@@ -124,16 +147,17 @@ int main(int argc, char **argv)
         gw_config_free(config);
         return 1;
     }
-#ifdef HAVE_HTTP
     struct gw_http *http = NULL;
+    const struct gw_console_host console_host = {
+        .ctx = core, .config = config, .call = console_call,
+        .subscribe = console_subscribe, .now_ms = console_now};
     if (config->http.listen != NULL && config->http.listen[0] != '\0' &&
-        gw_http_start(core, &http) != EST_OK) {
+        gw_http_start(&console_host, &http) != EST_OK) {
         gw_error("http: cannot serve the console on %s", config->http.listen);
         gw_core_destroy(core);
         gw_config_free(config);
         return 1;
     }
-#endif
     running_core = core;
     struct sigaction sa = {0};
     sa.sa_handler = on_stop_signal;
@@ -143,9 +167,7 @@ int main(int argc, char **argv)
     gw_info("estate-gw %s starting: site %s, gateway %s", ESTATE_VERSION, config->gateway.site,
             config->gateway.id);
     err = gw_core_run(core);
-#ifdef HAVE_HTTP
     gw_http_stop(http);
-#endif
     running_core = NULL;
     gw_core_destroy(core);
     gw_config_free(config);

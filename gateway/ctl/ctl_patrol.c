@@ -1,0 +1,190 @@
+/* ctl_patrol.c - estate-ctl patrol log, verify, anchor and checkin. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+
+static bool patrol_row(void *ctx, const struct gw_store_patrol_entry *e)
+{
+    cJSON *row = ctl_add_row(ctx);
+    if (row == NULL)
+        return false;
+    cJSON_AddNumberToObject(row, "seq", (double)e->seq);
+    gw_json_add_ts_if(row, "ts", e->ts_ms);
+    gw_json_add_string_if(row, "kind", e->kind);
+    gw_json_add_string_if(row, "author", e->author);
+    if (e->incident > 0)
+        cJSON_AddNumberToObject(row, "incident", (double)e->incident);
+    if (e->workorder > 0)
+        cJSON_AddNumberToObject(row, "workorder", (double)e->workorder);
+    gw_json_add_string_if(row, "text", e->text);
+    gw_json_add_string_if(row, "detail", e->detail_json);
+    cJSON_AddStringToObject(row, "prev_hash", e->prev_hash);
+    cJSON_AddStringToObject(row, "hash", e->hash);
+    char short_hash[13];
+    snprintf(short_hash, sizeof short_hash, "%.12s", e->hash);
+    cJSON_AddStringToObject(row, "hash12", short_hash);
+    return true;
+}
+
+static int patrol_log(struct ctl *c)
+{
+    bool missing = false;
+    const char *since_text = ctl_option_value(c, "--since", &missing);
+    const char *limit_text = ctl_option_value(c, "--limit", &missing);
+    if (missing)
+        return ctl_usage_error("patrol log: an option needs a value");
+    int bad = ctl_leftover_arguments(c);
+    if (bad)
+        return bad;
+    int64_t since = 0, limit = 0;
+    if (since_text != NULL && !ctl_parse_int64(since_text, 0, INT64_MAX, &since))
+        return ctl_usage_error("patrol log: --since '%s' must be a sequence number", since_text);
+    if (limit_text != NULL && !ctl_parse_int64(limit_text, 1, 100000000, &limit))
+        return ctl_usage_error("patrol log: --limit '%s' must be a positive number", limit_text);
+    struct gw_store *store = ctl_open_store(c, true);
+    if (store == NULL)
+        return EST_EXIT_RUNTIME;
+    cJSON *rows = cJSON_CreateArray();
+    est_err err = gw_store_patrol_list(store, since, (size_t)limit, patrol_row, rows);
+    static const struct gw_table_column cols[] = {
+        {"seq", "seq"}, {"ts", "ts"}, {"kind", "kind"}, {"author", "author"},
+        {"incident", "incident"}, {"workorder", "workorder"}, {"text", "text"}, {"hash", "hash12"},
+    };
+    static const struct gw_table_column csv_cols[] = {
+        {"seq", "seq"}, {"ts", "ts"}, {"kind", "kind"}, {"author", "author"},
+        {"incident", "incident"}, {"workorder", "workorder"}, {"text", "text"},
+        {"detail", "detail"}, {"prev_hash", "prev_hash"}, {"hash", "hash"},
+    };
+    if (c->csv)
+        return ctl_list_done(c, store, err, "patrol log", rows, csv_cols, COUNT_OF(csv_cols));
+    return ctl_list_done(c, store, err, "patrol log", rows, cols, COUNT_OF(cols));
+}
+
+static int patrol_verify(struct ctl *c)
+{
+    int bad = ctl_leftover_arguments(c);
+    if (bad)
+        return bad;
+    struct gw_store *store = ctl_open_store(c, true);
+    if (store == NULL)
+        return EST_EXIT_RUNTIME;
+    struct gw_store_patrol_verify v;
+    if (gw_store_patrol_verify(store, &v) != EST_OK)
+        return ctl_store_failure(store, "patrol verify");
+    gw_store_close(store);
+    if (c->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddBoolToObject(o, "ok", v.first_bad_seq == 0);
+        cJSON_AddNumberToObject(o, "count", (double)v.count);
+        cJSON_AddNumberToObject(o, "head_seq", (double)v.head_seq);
+        cJSON_AddStringToObject(o, "head_hash", v.head_hash);
+        cJSON_AddNumberToObject(o, "anchors", (double)v.anchors);
+        if (v.first_bad_seq != 0) {
+            cJSON_AddNumberToObject(o, "first_bad_seq", (double)v.first_bad_seq);
+            cJSON_AddStringToObject(o, "problem", v.problem ? v.problem : "broken");
+        }
+        ctl_print_json(o);
+        cJSON_Delete(o);
+    } else if (v.first_bad_seq == 0) {
+        printf("OK: %" PRId64 " entries, head %" PRId64 " %s, %" PRId64 " anchors checked\n",
+               v.count, v.head_seq, v.head_hash, v.anchors);
+    }
+    if (v.first_bad_seq != 0) {
+        fprintf(stderr, "BROKEN: patrol log entry %" PRId64 ": %s\n", v.first_bad_seq,
+                v.problem ? v.problem : "the chain breaks here");
+        return EST_EXIT_RUNTIME;
+    }
+    return 0;
+}
+
+static int patrol_anchor(struct ctl *c)
+{
+    bool missing = false;
+    const char *to = ctl_option_value(c, "--to", &missing);
+    if (missing)
+        return ctl_usage_error("patrol anchor: --to needs a value");
+    int bad = ctl_leftover_arguments(c);
+    if (bad)
+        return bad;
+    struct gw_store *store = ctl_open_store(c, false);
+    if (store == NULL)
+        return EST_EXIT_RUNTIME;
+    int64_t seq = 0;
+    char hash[GW_STORE_HASH_LEN];
+    int64_t now = est_now_ms();
+    if (gw_store_patrol_anchor(store, now, to ? to : "printed", &seq, hash) != EST_OK)
+        return ctl_store_failure(store, "patrol anchor");
+    gw_store_close(store);
+    char ts[EST_TS_LEN];
+    est_format_ts(now, ts);
+    if (c->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "site", c->config->gateway.site);
+        cJSON_AddStringToObject(o, "gateway", c->config->gateway.id);
+        cJSON_AddNumberToObject(o, "seq", (double)seq);
+        cJSON_AddStringToObject(o, "hash", hash);
+        cJSON_AddStringToObject(o, "ts", ts);
+        ctl_print_json(o);
+        cJSON_Delete(o);
+    } else {
+        printf("patrol log head of %s/%s at %s: seq %" PRId64 " hash %s\n",
+               c->config->gateway.site, c->config->gateway.id, ts, seq, hash);
+    }
+    return 0;
+}
+
+static int patrol_checkin(struct ctl *c)
+{
+    bool missing = false;
+    const char *location = ctl_option_value(c, "--location", &missing);
+    const char *text = ctl_option_value(c, "--text", &missing);
+    const char *incident = ctl_option_value(c, "--incident", &missing);
+    const char *verdict = ctl_option_value(c, "--verdict", &missing);
+    const char *user = ctl_option_value(c, "--user", &missing);
+    if (missing)
+        return ctl_usage_error("patrol checkin: an option needs a value");
+    int bad = ctl_leftover_arguments(c);
+    if (bad)
+        return bad;
+    if (location == NULL || text == NULL)
+        return ctl_usage_error("patrol checkin needs --location and --text");
+    if (user != NULL)
+        c->user = user;
+    cJSON *args = cJSON_CreateObject();
+    cJSON_AddStringToObject(args, "location", location);
+    cJSON_AddStringToObject(args, "text", text);
+    if (incident != NULL) {
+        int64_t id = 0;
+        if (!ctl_parse_int64(incident, 1, INT64_C(1) << 52, &id)) {
+            cJSON_Delete(args);
+            return ctl_usage_error("patrol checkin: --incident '%s' is not an id", incident);
+        }
+        cJSON_AddNumberToObject(args, "incident", (double)id);
+    }
+    if (verdict != NULL)
+        cJSON_AddStringToObject(args, "verdict", verdict);
+    cJSON *result = NULL;
+    int rc = ctl_request(c, "patrol-checkin", args, &result);
+    if (rc == 0 && !ctl_json_out(c, result))
+        printf("check-in recorded\n");
+    cJSON_Delete(result);
+    return rc;
+}
+
+int ctl_verb_patrol(struct ctl *c)
+{
+    const char *sub = ctl_positional(c, 0);
+    if (sub == NULL)
+        return ctl_usage_error("patrol needs log, verify, anchor or checkin");
+    if (strcmp(sub, "log") == 0)
+        return patrol_log(c);
+    if (strcmp(sub, "verify") == 0)
+        return patrol_verify(c);
+    if (strcmp(sub, "anchor") == 0)
+        return patrol_anchor(c);
+    if (strcmp(sub, "checkin") == 0)
+        return patrol_checkin(c);
+    return ctl_usage_error("patrol: unknown subcommand '%s'", sub);
+}
