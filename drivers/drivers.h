@@ -2,10 +2,11 @@
  * pure decoders and encoders, the read planner, and the Modbus link (TCP and
  * RTU) the pollers use. Nothing in drivers/ logs, exits or knows the gateway.
  *
- * Data path: a model (const table) + per-device options -> drv_plan (the
- * fewest merged requests) -> registers read over a drv_link -> drv_decode()
- * -> drv_reading (named quantities). estate-sim uses the same tables through
- * drv_encode_value() so drivers and simulator cannot drift apart. */
+ * Data path: a model (loaded from its file, etc/models/<name>.conf) +
+ * per-device options -> drv_plan (the fewest merged requests) -> registers
+ * read over a drv_link -> drv_decode() -> drv_reading (named quantities).
+ * estate-sim loads the same files and serves them through drv_encode_value()
+ * so drivers and simulator cannot drift apart. */
 #ifndef DRIVERS_H
 #define DRIVERS_H
 
@@ -79,11 +80,28 @@ enum drv_zone_bits {
     DRV_ZONE_UNPROGRAMMED = 1u << 7,
 };
 
-/* Special decodings a plain number cannot express; the table names one and
- * drivers.c implements it (the "few hooks" next to the table). */
-enum drv_decode_hook {
-    DRV_HOOK_NONE,
-    DRV_HOOK_XINTAI_VALVE_STATUS, /* bits -> valve, valve_fault, battery_low */
+/* A status word: one register whose bits say a state and some flags (a
+ * valve's position, its fault and battery bits). Decoding sets the point's
+ * quantity to the result of the first state whose (raw & mask) == value
+ * (absent when none matches) and each flag's quantity to 1 when
+ * (raw & mask) != 0, else 0. */
+struct drv_status_state {
+    uint16_t mask;
+    uint16_t value;
+    double result;             /* e.g. enum drv_valve_state */
+};
+
+struct drv_status_flag {
+    enum drv_quantity quantity;
+    uint16_t mask;
+};
+
+struct drv_status_word {
+    const char *name;
+    const struct drv_status_state *states;
+    size_t nstates;
+    const struct drv_status_flag *flags;
+    size_t nflags;
 };
 
 struct drv_point {
@@ -95,29 +113,46 @@ struct drv_point {
     double scale;              /* value = raw * scale (e.g. 1000 for kW -> W); a power
                                 * of ten (0.01, 1000.0) is applied to the decimal
                                 * digits exactly: see drv_decode_value */
-    enum drv_decode_hook hook;
-    bool slow;                 /* read only every options.slow_every polls (serial) */
+    const struct drv_status_word *status; /* NULL: a number; else decoded as status bits */
+    bool slow;                 /* read only every slow_every polls (serial) */
+    const char *unit;          /* the datasheet's unit, for people; may be NULL */
 };
 
-/* A writable register (valve control). */
+/* A writable register (valve control) and the quantity that shows the
+ * command took effect. */
 struct drv_write {
     uint16_t address;
     uint16_t open_value;
     uint16_t close_value;
+    enum drv_quantity read_back;
+};
+
+/* One rule of a fire panel's point word: when (reg & mask) == value the
+ * zone gets bits (enum drv_zone_bits). A matching DRV_ZONE_UNPROGRAMMED rule
+ * wins alone; otherwise the bits of every matching rule are combined. */
+struct drv_zone_rule {
+    uint16_t mask;
+    uint16_t value;
+    uint8_t bits;
 };
 
 /* Fire panel zone layout: one holding register per point; zone n (1-based)
- * defaults to first_point_address + (n-1). Decoded with zone_decode. */
+ * defaults to first_point_address + (n-1). Decoded by the rules. */
 struct drv_panel_layout {
     uint16_t first_point_address;
     uint16_t max_zones;
-    uint8_t (*zone_decode)(uint16_t reg); /* -> enum drv_zone_bits */
+    const struct drv_zone_rule *rules;
+    size_t nrules;
+    uint16_t enabled_bits;     /* shown by every point not disabled (simulator only) */
 };
 
-/* One device model: a const table. A new model is a new table. */
+/* One device model, as loaded from its file (drv_model_load_file). */
 struct drv_model {
     const char *name;          /* config name, e.g. "sdm120" */
+    const char *vendor;        /* e.g. "Eastron" */
+    const char *product;       /* the file's `model`, e.g. "SDM120" */
     const char *description;   /* human text, e.g. "Eastron SDM120 single-phase" */
+    const char *file;          /* the file it was loaded from */
     enum drv_kind kind;
     const struct drv_point *points;
     size_t npoints;
@@ -132,6 +167,10 @@ struct drv_model {
     int default_baud;
     char default_parity;       /* 'N', 'E', 'O' */
     int default_stop_bits;
+    int slave_switch_delay_ms; /* pause the model needs after another slave spoke */
+    unsigned slow_every;       /* polls between reads of slow points; 0 = 60 */
+    const struct drv_status_word *status_words; /* owned; points refer to them */
+    size_t nstatus_words;
 };
 
 /* Per-device overrides from the config (real sites need them). Start from
@@ -144,7 +183,7 @@ struct drv_device_options {
                                 * big-endian on the wire by Modbus definition */
     int address_base;          /* added to every table address (e.g. -1 or +1) */
     uint16_t max_read_regs;    /* 0 = model's */
-    unsigned slow_every;       /* read slow points every N polls; 0 = 60 */
+    unsigned slow_every;       /* read slow points every N polls; 0 = the model's */
     uint16_t nzones;           /* fire panels: zones configured (0 = the layout's
                                 * max_zones); must be 0 for meters */
     const uint16_t *zone_addresses; /* NULL = layout default (address_base applies);
@@ -178,10 +217,46 @@ struct drv_reading {
     uint8_t zones[DRV_MAX_ZONES];
 };
 
-/* --- models --- */
+/* --- model files --- */
+/* Parses one model file's text (file names it in messages). On failure
+ * returns EST_ERR_INVALID (or EST_ERR_NOMEM) and, when errors is not NULL,
+ * sets *errors to lines "FILE:LINE: message\n" (free() it). */
+est_err drv_model_parse(const char *text, size_t len, const char *file, struct drv_model **out,
+                        char **errors);
+/* Reads and parses path (EST_ERR_IO when it cannot be read). */
+est_err drv_model_load_file(const char *path, struct drv_model **out, char **errors);
+void drv_model_free(struct drv_model *model);
+
+/* --- the model registry ---
+ * Models are looked up by name in the site directories added with
+ * drv_models_add_dir (the latest first), then in the shipped directory:
+ * $ESTATE_GW_MODELS_DIR when set, else the first share/estate-gw/models
+ * found beside or above the executable (<exe>/../share/estate-gw/models for
+ * an installed program; a build tree has one at its top), else the install
+ * prefix's. The shipped directory is loaded on first use. Models stay
+ * loaded until the process ends: pointers to them never dangle. Call from
+ * one thread at a time while loading configuration. */
 const struct drv_model *drv_model_find(const char *name);
 size_t drv_model_count(void);
 const struct drv_model *drv_model_at(size_t index);
+/* Loads every *.conf in dir as site models; a directory already added is
+ * not read again. Errors as for drv_model_parse; no model of the directory
+ * is added when one file is wrong. */
+est_err drv_models_add_dir(const char *dir, char **errors);
+/* The shipped directory in use (NULL when none was found), and the errors
+ * of loading it (NULL when none). */
+const char *drv_models_shipped_dir(void);
+const char *drv_models_shipped_errors(void);
+/* Zone bits of a fire panel point word under the layout's rules. */
+uint8_t drv_panel_zone_decode(const struct drv_panel_layout *layout, uint16_t reg);
+/* Register value showing zone bits: the values of the first rule for each
+ * bit set, combined, plus enabled_bits unless disabled or unprogrammed (for
+ * the simulator). */
+uint16_t drv_panel_zone_encode(const struct drv_panel_layout *layout, uint8_t bits);
+/* Register value of a status word that decodes to state (the point's
+ * quantity) and to the flags set in values[] (for the simulator). */
+uint16_t drv_status_encode(const struct drv_status_word *word, double state,
+                           const double values[DRV_Q__COUNT]);
 const char *drv_quantity_name(enum drv_quantity q);
 /* -1 when name is not a quantity */
 int drv_quantity_from_name(const char *name);
@@ -247,12 +322,12 @@ unsigned drv_plan_slow_every(const struct drv_plan *plan);
  * it covers get DRV_ZONE_UNKNOWN). NaN/Inf decode as absent; *bad_values
  * (may be NULL) is set to how many there were in this poll. panel_alarm and
  * panel_fault are derived from the zones read (any alarm / any fault).
- * The Xintai valve hook maps status bits: open only -> open, closed only ->
- * closed, neither -> moving, both -> unknown. */
+ * Status-word points decode through their drv_status_word. */
 est_err drv_decode(const struct drv_plan *plan, const uint16_t *regs, const bool *request_ok,
                    struct drv_reading *out, unsigned *bad_values);
 
-/* Notifier-style point register -> zone bits (exposed for the simulator and tests). */
+/* NOTIFIER point register -> zone bits under the shipped notifier-gw
+ * model's rules (0 when that model is not loaded). */
 uint8_t drv_notifier_zone_decode(uint16_t reg);
 
 /* --- Modbus link: one per bus, used by exactly one thread --- */

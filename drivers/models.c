@@ -1,237 +1,302 @@
-/* models.c - the device models as const register tables (addresses, function
- * codes, types and word orders from the datasheets summarised in DOMAIN.md),
- * the model registry and the quantity / valve-state names.
+/* models.c - the model registry (the shipped model files, then the site's
+ * models_dir, looked up by name), the quantity and valve-state names, and the
+ * data-driven decoders of status words and fire panel point words.
  *
- * Serial numbers: SDM120 and SDM630 expose theirs at holding 0xFC00 (uint32
- * big-endian, datasheet). Xintai water meters and DDS238-2 document none; as
- * an estate-gw convention (ESTATE_SERIAL_CONVENTION_ADDR below) their serial
- * is a uint32 ABCD holding register pair at 0x0020, which estate-sim serves
- * and which real devices may answer with an exception (then the serial is
- * simply absent). DDSU666 and DTSU666 have no serial point. */
+ * The shipped models live in etc/models/<name>.conf (installed under
+ * share/estate-gw/models); drivers and estate-sim read the same files. */
 #include "drivers.h"
 
+#include <dirent.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-/* estate-gw convention, not a datasheet address: see the file comment. */
-#define ESTATE_SERIAL_CONVENTION_ADDR 0x0020
+#ifndef ESTATE_MODELS_INSTALL_DIR
+#define ESTATE_MODELS_INSTALL_DIR "/usr/local/share/estate-gw/models"
+#endif
+#define MODELS_SUBDIR "share/estate-gw/models"
+#define EXE_LEVELS_SEARCHED 4
 
-/* Shorthands that keep the tables one row per point. */
-#define FAST(q, fc, addr, type, order, scale) \
-    {(q), (fc), (addr), (type), (order), (scale), DRV_HOOK_NONE, false}
-#define SLOW(q, fc, addr, type, order, scale) \
-    {(q), (fc), (addr), (type), (order), (scale), DRV_HOOK_NONE, true}
-#define EASTRON_F32(q, addr) FAST((q), DRV_FC_INPUT, (addr), DRV_TYPE_F32, DRV_ORDER_ABCD, 1.0)
-#define CHINT_F32(q, addr, scale) \
-    FAST((q), DRV_FC_HOLDING, (addr), DRV_TYPE_F32, DRV_ORDER_ABCD, (scale))
-#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Eastron SDM120 / SDM230: FC04 float ABCD; total (0x0156) depends on the
- * meter's mode register and is published as energy_total_kwh only. It sits
- * far from the main block, so it is a slow point (read with the serial):
- * no rule uses it, and it would otherwise double each poll's transactions. */
-static const struct drv_point sdm120_points[] = {
-    EASTRON_F32(DRV_Q_VOLTAGE_V, 0x0000),
-    EASTRON_F32(DRV_Q_CURRENT_A, 0x0006),
-    EASTRON_F32(DRV_Q_POWER_W, 0x000C),
-    EASTRON_F32(DRV_Q_POWER_FACTOR, 0x001E),
-    EASTRON_F32(DRV_Q_FREQUENCY_HZ, 0x0046),
-    EASTRON_F32(DRV_Q_ENERGY_IMPORT_KWH, 0x0048),
-    EASTRON_F32(DRV_Q_ENERGY_EXPORT_KWH, 0x004A),
-    SLOW(DRV_Q_ENERGY_TOTAL_KWH, DRV_FC_INPUT, 0x0156, DRV_TYPE_F32, DRV_ORDER_ABCD, 1.0),
-    SLOW(DRV_Q_SERIAL, DRV_FC_HOLDING, 0xFC00, DRV_TYPE_U32, DRV_ORDER_ABCD, 1.0),
+/* The models of one directory, sorted by file name. */
+struct model_dir {
+    char *path;
+    struct drv_model **models;
+    size_t count;
 };
 
-/* Eastron SDM630: three phases, FC04 float ABCD; total as for the SDM120. */
-static const struct drv_point sdm630_points[] = {
-    EASTRON_F32(DRV_Q_VOLTAGE_L1_V, 0x0000),
-    EASTRON_F32(DRV_Q_VOLTAGE_L2_V, 0x0002),
-    EASTRON_F32(DRV_Q_VOLTAGE_L3_V, 0x0004),
-    EASTRON_F32(DRV_Q_CURRENT_L1_A, 0x0006),
-    EASTRON_F32(DRV_Q_CURRENT_L2_A, 0x0008),
-    EASTRON_F32(DRV_Q_CURRENT_L3_A, 0x000A),
-    EASTRON_F32(DRV_Q_POWER_L1_W, 0x000C),
-    EASTRON_F32(DRV_Q_POWER_L2_W, 0x000E),
-    EASTRON_F32(DRV_Q_POWER_L3_W, 0x0010),
-    EASTRON_F32(DRV_Q_POWER_W, 0x0034),
-    EASTRON_F32(DRV_Q_FREQUENCY_HZ, 0x0046),
-    EASTRON_F32(DRV_Q_ENERGY_IMPORT_KWH, 0x0048),
-    EASTRON_F32(DRV_Q_ENERGY_EXPORT_KWH, 0x004A),
-    SLOW(DRV_Q_ENERGY_TOTAL_KWH, DRV_FC_INPUT, 0x0156, DRV_TYPE_F32, DRV_ORDER_ABCD, 1.0),
-    SLOW(DRV_Q_SERIAL, DRV_FC_HOLDING, 0xFC00, DRV_TYPE_U32, DRV_ORDER_ABCD, 1.0),
-};
+static struct {
+    pthread_once_t once;
+    struct model_dir shipped;
+    char *shipped_errors;
+    struct model_dir *site;    /* in the order added; the latest is searched first */
+    size_t nsite;
+    const struct drv_model **view; /* every visible model: site (latest first), then shipped */
+    size_t nview;
+} registry = {.once = PTHREAD_ONCE_INIT};
 
-/* CHINT DDSU666: FC03 float ABCD; power in kW. No serial register. */
-static const struct drv_point ddsu666_points[] = {
-    CHINT_F32(DRV_Q_VOLTAGE_V, 0x2000, 1.0),
-    CHINT_F32(DRV_Q_CURRENT_A, 0x2002, 1.0),
-    CHINT_F32(DRV_Q_POWER_W, 0x2004, 1000.0),
-    CHINT_F32(DRV_Q_POWER_FACTOR, 0x200A, 1.0),
-    CHINT_F32(DRV_Q_FREQUENCY_HZ, 0x200E, 1.0),
-    CHINT_F32(DRV_Q_ENERGY_IMPORT_KWH, 0x4000, 1.0),
-    CHINT_F32(DRV_Q_ENERGY_EXPORT_KWH, 0x400A, 1.0),
-};
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
 
-/* CHINT DTSU666: FC03 floats holding scaled integers. No serial register. */
-static const struct drv_point dtsu666_points[] = {
-    CHINT_F32(DRV_Q_VOLTAGE_L1_V, 0x2006, 0.1),
-    CHINT_F32(DRV_Q_VOLTAGE_L2_V, 0x2008, 0.1),
-    CHINT_F32(DRV_Q_VOLTAGE_L3_V, 0x200A, 0.1),
-    CHINT_F32(DRV_Q_CURRENT_L1_A, 0x200C, 0.001),
-    CHINT_F32(DRV_Q_CURRENT_L2_A, 0x200E, 0.001),
-    CHINT_F32(DRV_Q_CURRENT_L3_A, 0x2010, 0.001),
-    CHINT_F32(DRV_Q_POWER_W, 0x2012, 0.1),
-    CHINT_F32(DRV_Q_POWER_L1_W, 0x2014, 0.1),
-    CHINT_F32(DRV_Q_POWER_L2_W, 0x2016, 0.1),
-    CHINT_F32(DRV_Q_POWER_L3_W, 0x2018, 0.1),
-    CHINT_F32(DRV_Q_FREQUENCY_HZ, 0x2044, 0.01),
-    CHINT_F32(DRV_Q_ENERGY_IMPORT_KWH, 0x101E, 1.0),
-    CHINT_F32(DRV_Q_ENERGY_EXPORT_KWH, 0x1028, 1.0),
-};
+static char *join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = malloc(n);
+    if (p != NULL)
+        snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
 
-/* Hiking DDS238-2: FC03 big-endian integers. */
-static const struct drv_point dds238_points[] = {
-    FAST(DRV_Q_ENERGY_TOTAL_KWH, DRV_FC_HOLDING, 0x0000, DRV_TYPE_U32, DRV_ORDER_ABCD, 0.01),
-    FAST(DRV_Q_ENERGY_EXPORT_KWH, DRV_FC_HOLDING, 0x0008, DRV_TYPE_U32, DRV_ORDER_ABCD, 0.01),
-    FAST(DRV_Q_ENERGY_IMPORT_KWH, DRV_FC_HOLDING, 0x000A, DRV_TYPE_U32, DRV_ORDER_ABCD, 0.01),
-    FAST(DRV_Q_VOLTAGE_V, DRV_FC_HOLDING, 0x000C, DRV_TYPE_U16, DRV_ORDER_ABCD, 0.1),
-    FAST(DRV_Q_CURRENT_A, DRV_FC_HOLDING, 0x000D, DRV_TYPE_U16, DRV_ORDER_ABCD, 0.01),
-    FAST(DRV_Q_POWER_W, DRV_FC_HOLDING, 0x000E, DRV_TYPE_I16, DRV_ORDER_ABCD, 1.0),
-    FAST(DRV_Q_FREQUENCY_HZ, DRV_FC_HOLDING, 0x0011, DRV_TYPE_U16, DRV_ORDER_ABCD, 0.01),
-    SLOW(DRV_Q_SERIAL, DRV_FC_HOLDING, ESTATE_SERIAL_CONVENTION_ADDR, DRV_TYPE_U32,
-         DRV_ORDER_ABCD, 1.0),
-};
+/* share/estate-gw/models in the executable's directory's parents. */
+static char *models_beside_executable(void)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return NULL;
+    exe[n] = '\0';
+    for (int level = 0; level < EXE_LEVELS_SEARCHED; level++) {
+        char *slash = strrchr(exe, '/');
+        if (slash == NULL)
+            return NULL;
+        *slash = '\0';
+        char *candidate = join(exe[0] != '\0' ? exe : "", MODELS_SUBDIR);
+        if (candidate != NULL && is_dir(candidate))
+            return candidate;
+        free(candidate);
+    }
+    return NULL;
+}
 
-/* Kaifeng Xintai valve water meter: FC03, floats DCBA, one 28-register block
- * from 0x0001; the valve status word goes through a hook. */
-static const struct drv_point xintai_points[] = {
-    FAST(DRV_Q_VOLUME_M3, DRV_FC_HOLDING, 0x0001, DRV_TYPE_F32, DRV_ORDER_DCBA, 1.0),
-    FAST(DRV_Q_REVERSE_VOLUME_M3, DRV_FC_HOLDING, 0x0003, DRV_TYPE_F32, DRV_ORDER_DCBA, 1.0),
-    FAST(DRV_Q_FLOW_M3H, DRV_FC_HOLDING, 0x0005, DRV_TYPE_F32, DRV_ORDER_DCBA, 1.0),
-    FAST(DRV_Q_BATTERY_V, DRV_FC_HOLDING, 0x001A, DRV_TYPE_F32, DRV_ORDER_DCBA, 1.0),
-    {DRV_Q_VALVE, DRV_FC_HOLDING, 0x001C, DRV_TYPE_U16, DRV_ORDER_ABCD, 1.0,
-     DRV_HOOK_XINTAI_VALVE_STATUS, false},
-    SLOW(DRV_Q_SERIAL, DRV_FC_HOLDING, ESTATE_SERIAL_CONVENTION_ADDR, DRV_TYPE_U32,
-         DRV_ORDER_ABCD, 1.0),
-};
+static char *find_shipped_dir(void)
+{
+    const char *env = getenv("ESTATE_GW_MODELS_DIR");
+    if (env != NULL && env[0] != '\0')
+        return strdup(env);
+    char *beside = models_beside_executable();
+    if (beside != NULL)
+        return beside;
+    return is_dir(ESTATE_MODELS_INSTALL_DIR) ? strdup(ESTATE_MODELS_INSTALL_DIR) : NULL;
+}
 
-static const struct drv_write xintai_valve = {.address = 0x001C, .open_value = 0x0001,
-                                              .close_value = 0x0002};
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
-/* NOTIFIER MODBUS-GW: loop 1 detectors from wire 0, 159 used points per loop. */
-static const struct drv_panel_layout notifier_layout = {
-    .first_point_address = 0x0000,
-    .max_zones = 159,
-    .zone_decode = drv_notifier_zone_decode,
-};
+static bool has_conf_suffix(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 5 && name[0] != '.' && strcmp(name + n - 5, ".conf") == 0;
+}
 
-static const struct drv_model models[] = {
-    {
-        .name = "sdm120",
-        .description = "Eastron SDM120/SDM230 single-phase meter",
-        .kind = DRV_KIND_ELECTRICITY,
-        .points = sdm120_points,
-        .npoints = COUNT_OF(sdm120_points),
-        .max_read_regs = 80,
-        .max_gap_regs = 40,
-        .export_expected = false,
-        .rated_power_w = 230.0 * 100.0, /* SDM230 family: 100 A max */
-        .resolution = 0.01,
-        .default_baud = 2400,
-        .default_parity = 'N',
-        .default_stop_bits = 1,
-    },
-    {
-        .name = "sdm630",
-        .description = "Eastron SDM630 three-phase meter",
-        .kind = DRV_KIND_ELECTRICITY,
-        .points = sdm630_points,
-        .npoints = COUNT_OF(sdm630_points),
-        .max_read_regs = 80,
-        .max_gap_regs = 40,
-        .export_expected = false,
-        .rated_power_w = 3.0 * 230.0 * 100.0,
-        .resolution = 0.01,
-        .default_baud = 9600,
-        .default_parity = 'N',
-        .default_stop_bits = 1,
-    },
-    {
-        .name = "ddsu666",
-        .description = "CHINT DDSU666 single-phase meter",
-        .kind = DRV_KIND_ELECTRICITY,
-        .points = ddsu666_points,
-        .npoints = COUNT_OF(ddsu666_points),
-        .max_read_regs = DRV_MAX_READ_REGS,
-        .max_gap_regs = 16,
-        .export_expected = false,
-        .rated_power_w = 230.0 * 80.0,
-        .resolution = 0.01,
-        .default_baud = 9600,
-        .default_parity = 'N',
-        .default_stop_bits = 1,
-    },
-    {
-        .name = "dtsu666",
-        .description = "CHINT DTSU666 three-phase meter",
-        .kind = DRV_KIND_ELECTRICITY,
-        .points = dtsu666_points,
-        .npoints = COUNT_OF(dtsu666_points),
-        .max_read_regs = DRV_MAX_READ_REGS,
-        .max_gap_regs = 16,
-        .export_expected = false,
-        .rated_power_w = 3.0 * 230.0 * 80.0,
-        .resolution = 0.01,
-        .default_baud = 9600,
-        .default_parity = 'N',
-        .default_stop_bits = 1, /* manual n.1; 8N2 seen in the field */
-    },
-    {
-        .name = "dds238",
-        .description = "Hiking DDS238-2 single-phase meter",
-        .kind = DRV_KIND_ELECTRICITY,
-        .points = dds238_points,
-        .npoints = COUNT_OF(dds238_points),
-        .max_read_regs = DRV_MAX_READ_REGS,
-        .max_gap_regs = 8,
-        .export_expected = false,
-        .rated_power_w = 230.0 * 65.0,
-        .counter_wrap = 4294967296.0 * 0.01,
-        .resolution = 0.01,
-        .default_baud = 9600,
-        .default_parity = 'N',
-        .default_stop_bits = 1,
-    },
-    {
-        .name = "xintai-water",
-        .description = "Kaifeng Xintai valve water meter (Modbus V1)",
-        .kind = DRV_KIND_WATER,
-        .points = xintai_points,
-        .npoints = COUNT_OF(xintai_points),
-        .max_read_regs = DRV_MAX_READ_REGS,
-        .max_gap_regs = 32,
-        .export_expected = false,
-        .rated_power_w = 0.0,
-        .resolution = 0.001,
-        .valve = &xintai_valve,
-        .default_baud = 9600,
-        .default_parity = 'N',
-        .default_stop_bits = 1,
-    },
-    {
-        .name = "notifier-gw",
-        .description = "NOTIFIER MODBUS-GW fire panel gateway",
-        .kind = DRV_KIND_FIRE_PANEL,
-        .points = NULL,
-        .npoints = 0,
-        .max_read_regs = DRV_MAX_READ_REGS,
-        .max_gap_regs = 8,
-        .export_expected = false,
-        .panel = &notifier_layout,
-        .default_baud = 9600,
-        .default_parity = 'N',
-        .default_stop_bits = 1,
-    },
-};
+static void append_text(char **errors, const char *text)
+{
+    size_t old = *errors != NULL ? strlen(*errors) : 0, add = strlen(text);
+    char *grown = realloc(*errors, old + add + 1);
+    if (grown == NULL)
+        return;
+    memcpy(grown + old, text, add + 1);
+    *errors = grown;
+}
+
+static void free_dir(struct model_dir *d)
+{
+    for (size_t i = 0; i < d->count; i++)
+        drv_model_free(d->models[i]);
+    free(d->models);
+    free(d->path);
+    *d = (struct model_dir){0};
+}
+
+/* The *.conf file names of dir, sorted; NULL with *n = 0 when empty. */
+static char **list_model_files(const char *dir, size_t *n, char **errors)
+{
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        char line[PATH_MAX + 64];
+        snprintf(line, sizeof line, "%s:1: cannot open the models directory\n", dir);
+        append_text(errors, line);
+        return NULL;
+    }
+    char **names = NULL;
+    size_t cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!has_conf_suffix(e->d_name))
+            continue;
+        if (*n == cap) {
+            char **grown = realloc(names, (cap = cap * 2 + 16) * sizeof *grown);
+            if (grown == NULL)
+                break;
+            names = grown;
+        }
+        if ((names[*n] = strdup(e->d_name)) != NULL)
+            (*n)++;
+    }
+    closedir(d);
+    if (*n > 0)
+        qsort(names, *n, sizeof *names, by_name);
+    return names;
+}
+
+/* Loads every model of dir into out; false (with errors) when any is wrong. */
+static bool load_dir(const char *dir, struct model_dir *out, char **errors)
+{
+    size_t nfiles = 0;
+    char **files = list_model_files(dir, &nfiles, errors);
+    bool ok = *errors == NULL;
+    *out = (struct model_dir){.path = strdup(dir)};
+    out->models = calloc(nfiles > 0 ? nfiles : 1, sizeof *out->models);
+    ok = ok && out->path != NULL && out->models != NULL;
+    for (size_t i = 0; i < nfiles; i++) {
+        char *path = join(dir, files[i]);
+        char *msg = NULL;
+        struct drv_model *model = NULL;
+        if (path == NULL || drv_model_load_file(path, &model, &msg) != EST_OK) {
+            ok = false;
+            append_text(errors, msg != NULL ? msg : "out of memory loading models\n");
+        } else if (out->models != NULL) {
+            for (size_t k = 0; k < out->count; k++) {
+                if (strcmp(out->models[k]->name, model->name) == 0) {
+                    char line[2 * PATH_MAX + 128];
+                    snprintf(line, sizeof line, "%s:1: model name '%s' is also used by %s\n", path,
+                             model->name, out->models[k]->file);
+                    append_text(errors, line);
+                    ok = false;
+                }
+            }
+            out->models[out->count++] = model;
+            model = NULL;
+        }
+        drv_model_free(model);
+        free(msg);
+        free(path);
+        free(files[i]);
+    }
+    free(files);
+    if (!ok)
+        free_dir(out);
+    return ok;
+}
+
+static bool name_taken(const struct drv_model *const *view, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(view[i]->name, name) == 0)
+            return true;
+    return false;
+}
+
+static void rebuild_view(void)
+{
+    size_t total = registry.shipped.count;
+    for (size_t d = 0; d < registry.nsite; d++)
+        total += registry.site[d].count;
+    const struct drv_model **view = calloc(total > 0 ? total : 1, sizeof *view);
+    if (view == NULL)
+        return;
+    size_t n = 0;
+    for (size_t d = registry.nsite; d-- > 0;)
+        for (size_t i = 0; i < registry.site[d].count; i++)
+            if (!name_taken(view, n, registry.site[d].models[i]->name))
+                view[n++] = registry.site[d].models[i];
+    for (size_t i = 0; i < registry.shipped.count; i++)
+        if (!name_taken(view, n, registry.shipped.models[i]->name))
+            view[n++] = registry.shipped.models[i];
+    free(registry.view);
+    registry.view = view;
+    registry.nview = n;
+}
+
+static void load_shipped(void)
+{
+    char *dir = find_shipped_dir();
+    if (dir == NULL) {
+        append_text(&registry.shipped_errors,
+                    "estate-gw: no shipped models directory (share/estate-gw/models beside the "
+                    "program, or ESTATE_GW_MODELS_DIR)\n");
+        return;
+    }
+    if (!load_dir(dir, &registry.shipped, &registry.shipped_errors))
+        registry.shipped.path = strdup(dir);
+    free(dir);
+    rebuild_view();
+}
+
+static void ensure_loaded(void) { pthread_once(&registry.once, load_shipped); }
+
+const char *drv_models_shipped_dir(void)
+{
+    ensure_loaded();
+    return registry.shipped.path;
+}
+
+const char *drv_models_shipped_errors(void)
+{
+    ensure_loaded();
+    return registry.shipped_errors;
+}
+
+est_err drv_models_add_dir(const char *dir, char **errors)
+{
+    if (errors != NULL)
+        *errors = NULL;
+    if (dir == NULL)
+        return EST_ERR_INVALID;
+    ensure_loaded();
+    for (size_t d = 0; d < registry.nsite; d++)
+        if (strcmp(registry.site[d].path, dir) == 0)
+            return EST_OK;
+    char *msg = NULL;
+    struct model_dir loaded;
+    if (!load_dir(dir, &loaded, &msg)) {
+        if (errors != NULL)
+            *errors = msg;
+        else
+            free(msg);
+        return EST_ERR_INVALID;
+    }
+    struct model_dir *grown = realloc(registry.site, (registry.nsite + 1) * sizeof *grown);
+    if (grown == NULL) {
+        free_dir(&loaded);
+        return EST_ERR_NOMEM;
+    }
+    registry.site = grown;
+    registry.site[registry.nsite++] = loaded;
+    rebuild_view();
+    return EST_OK;
+}
+
+const struct drv_model *drv_model_find(const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    ensure_loaded();
+    for (size_t i = 0; i < registry.nview; i++)
+        if (strcmp(registry.view[i]->name, name) == 0)
+            return registry.view[i];
+    return NULL;
+}
+
+size_t drv_model_count(void)
+{
+    ensure_loaded();
+    return registry.nview;
+}
+
+const struct drv_model *drv_model_at(size_t index)
+{
+    ensure_loaded();
+    return index < registry.nview ? registry.view[index] : NULL;
+}
 
 static const char *const quantity_names[DRV_Q__COUNT] = {
     [DRV_Q_ENERGY_IMPORT_KWH] = "energy_import_kwh",
@@ -263,29 +328,12 @@ static const char *const quantity_names[DRV_Q__COUNT] = {
     [DRV_Q_SERIAL] = "serial",
 };
 
-const struct drv_model *drv_model_find(const char *name)
-{
-    if (name == NULL)
-        return NULL;
-    for (size_t i = 0; i < COUNT_OF(models); i++)
-        if (strcmp(models[i].name, name) == 0)
-            return &models[i];
-    return NULL;
-}
-
-size_t drv_model_count(void) { return COUNT_OF(models); }
-
-const struct drv_model *drv_model_at(size_t index)
-{
-    return index < COUNT_OF(models) ? &models[index] : NULL;
-}
-
 uint64_t drv_model_float32_quantities(const struct drv_model *model)
 {
     uint64_t mask = 0;
     for (size_t i = 0; model != NULL && i < model->npoints; i++) {
         const struct drv_point *pt = &model->points[i];
-        if (pt->type == DRV_TYPE_F32 && pt->scale == 1.0 && pt->hook == DRV_HOOK_NONE)
+        if (pt->type == DRV_TYPE_F32 && pt->scale == 1.0 && pt->status == NULL)
             mask |= UINT64_C(1) << pt->quantity;
     }
     return mask;
@@ -323,24 +371,55 @@ const char *drv_valve_state_name(enum drv_valve_state s)
     }
 }
 
-/* NOTIFIER point word: bit 13 trouble, 11 active (low byte = event type),
- * 9 disabled; low byte 0xFF with bit 11 clear = point not programmed. */
+/* Status words and panel point words: the rules are data in the model. */
+uint16_t drv_status_encode(const struct drv_status_word *word, double state,
+                           const double values[DRV_Q__COUNT])
+{
+    uint16_t raw = 0;
+    for (size_t i = 0; word != NULL && i < word->nstates; i++) {
+        if (word->states[i].result == state) {
+            raw |= word->states[i].value;
+            break;
+        }
+    }
+    for (size_t i = 0; word != NULL && i < word->nflags; i++)
+        if (values[word->flags[i].quantity] != 0.0)
+            raw |= word->flags[i].mask;
+    return raw;
+}
+
+uint8_t drv_panel_zone_decode(const struct drv_panel_layout *layout, uint16_t reg)
+{
+    uint8_t bits = 0;
+    for (size_t i = 0; layout != NULL && i < layout->nrules; i++) {
+        const struct drv_zone_rule *r = &layout->rules[i];
+        if ((reg & r->mask) != r->value)
+            continue;
+        if (r->bits & DRV_ZONE_UNPROGRAMMED)
+            return DRV_ZONE_UNPROGRAMMED;
+        bits |= r->bits;
+    }
+    return bits;
+}
+
+uint16_t drv_panel_zone_encode(const struct drv_panel_layout *layout, uint8_t bits)
+{
+    uint16_t reg = 0;
+    uint8_t done = 0;
+    for (size_t i = 0; layout != NULL && i < layout->nrules; i++) {
+        const struct drv_zone_rule *r = &layout->rules[i];
+        if ((bits & r->bits) != 0 && (done & r->bits) == 0) {
+            reg |= r->value;
+            done |= r->bits;
+        }
+    }
+    if (layout != NULL && !(bits & (DRV_ZONE_DISABLED | DRV_ZONE_UNPROGRAMMED)))
+        reg |= layout->enabled_bits;
+    return reg;
+}
+
 uint8_t drv_notifier_zone_decode(uint16_t reg)
 {
-    const uint16_t trouble = 1u << 13, active = 1u << 11, disabled = 1u << 9;
-    unsigned event = reg & 0xFFu;
-    if (!(reg & active) && event == 0xFFu)
-        return DRV_ZONE_UNPROGRAMMED;
-    uint8_t bits = 0;
-    if (reg & active) {
-        if (event == 0x10u || event == 0x14u)
-            bits |= DRV_ZONE_ALARM;
-        else if (event == 0x30u || event == 0x40u)
-            bits |= DRV_ZONE_SUPERVISORY;
-    }
-    if (reg & trouble)
-        bits |= DRV_ZONE_FAULT;
-    if (reg & disabled)
-        bits |= DRV_ZONE_DISABLED;
-    return bits;
+    const struct drv_model *notifier = drv_model_find("notifier-gw");
+    return notifier != NULL ? drv_panel_zone_decode(notifier->panel, reg) : 0;
 }

@@ -237,7 +237,9 @@ est_err drv_plan_build(const struct drv_model *model, const struct drv_device_op
         return EST_ERR_NOMEM;
     plan->model = model;
     plan->nzones = nzones;
-    plan->slow_every = options->slow_every > 0 ? options->slow_every : DEFAULT_SLOW_EVERY;
+    plan->slow_every = options->slow_every > 0 ? options->slow_every
+                       : model->slow_every > 0 ? model->slow_every
+                                               : DEFAULT_SLOW_EVERY;
     plan->nitems = nitems;
     plan->items = calloc(nitems > 0 ? nitems : 1, sizeof *plan->items);
     plan->requests = calloc(nitems > 0 ? nitems : 1, sizeof *plan->requests);
@@ -286,25 +288,19 @@ static void set_value(struct drv_reading *out, enum drv_quantity q, double value
     out->value[q] = value;
 }
 
-/* The "few hooks" next to the tables: decodings a number cannot express. */
-static void decode_hook(enum drv_decode_hook hook, uint16_t raw, struct drv_reading *out)
+/* A status word: the point's quantity from the first matching state, and
+ * one 0/1 quantity per flag. */
+static void decode_status(const struct drv_status_word *word, enum drv_quantity quantity,
+                          uint16_t raw, struct drv_reading *out)
 {
-    switch (hook) {
-    case DRV_HOOK_XINTAI_VALVE_STATUS: {
-        bool open = raw & 0x01u, closed = raw & 0x02u;
-        enum drv_valve_state state = open && closed ? DRV_VALVE_UNKNOWN
-                                     : open         ? DRV_VALVE_OPEN
-                                     : closed       ? DRV_VALVE_CLOSED
-                                                    : DRV_VALVE_MOVING;
-        set_value(out, DRV_Q_VALVE, state);
-        set_value(out, DRV_Q_VALVE_FAULT, (raw & 0x04u) ? 1.0 : 0.0);
-        set_value(out, DRV_Q_BATTERY_LOW, (raw & 0x08u) ? 1.0 : 0.0);
-        break;
+    for (size_t i = 0; i < word->nstates; i++) {
+        if ((raw & word->states[i].mask) == word->states[i].value) {
+            set_value(out, quantity, word->states[i].result);
+            break;
+        }
     }
-    case DRV_HOOK_NONE:
-    default:
-        break;
-    }
+    for (size_t i = 0; i < word->nflags; i++)
+        set_value(out, word->flags[i].quantity, (raw & word->flags[i].mask) ? 1.0 : 0.0);
 }
 
 est_err drv_decode(const struct drv_plan *plan, const uint16_t *regs, const bool *request_ok,
@@ -327,7 +323,7 @@ est_err drv_decode(const struct drv_plan *plan, const uint16_t *regs, const bool
         if (item->is_zone) {
             uint8_t bits = DRV_ZONE_UNKNOWN;
             if (ok) {
-                bits = model->panel->zone_decode(regs[item->reg_index]);
+                bits = drv_panel_zone_decode(model->panel, regs[item->reg_index]);
                 any_zone_read = true;
                 alarm |= (bits & DRV_ZONE_ALARM) != 0;
                 fault |= (bits & DRV_ZONE_FAULT) != 0;
@@ -338,8 +334,8 @@ est_err drv_decode(const struct drv_plan *plan, const uint16_t *regs, const bool
         if (!ok)
             continue;
         const struct drv_point *point = &model->points[item->source];
-        if (point->hook != DRV_HOOK_NONE) {
-            decode_hook(point->hook, regs[item->reg_index], out);
+        if (point->status != NULL) {
+            decode_status(point->status, point->quantity, regs[item->reg_index], out);
             continue;
         }
         double value = drv_decode_value(&regs[item->reg_index], point->type, item->order,

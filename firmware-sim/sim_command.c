@@ -395,10 +395,9 @@ static char *cmd_get(struct sim_world *world, const cJSON *req)
         cJSON *zones = cJSON_AddArrayToObject(reply, "zones");
         cJSON *names = cJSON_AddArrayToObject(reply, "zone_states");
         for (uint16_t z = 0; zones != NULL && names != NULL && z < dev->nzones; z++) {
-            uint16_t reg = sim_zone_register((enum sim_zone_state)dev->zones[z]);
-            uint8_t bits = dev->model->panel != NULL && dev->model->panel->zone_decode != NULL
-                               ? dev->model->panel->zone_decode(reg)
-                               : drv_notifier_zone_decode(reg);
+            uint16_t reg = sim_zone_register(dev->model->panel, (enum sim_zone_state)dev->zones[z]);
+            uint8_t bits = dev->model->panel != NULL ? drv_panel_zone_decode(dev->model->panel, reg)
+                                                     : drv_notifier_zone_decode(reg);
             cJSON_AddItemToArray(zones, cJSON_CreateNumber(bits));
             cJSON_AddItemToArray(names, cJSON_CreateString(
                                             sim_zone_state_name((enum sim_zone_state)dev->zones[z])));

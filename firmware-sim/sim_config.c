@@ -219,11 +219,51 @@ static bool time_offset_min(const char *text, int *out)
     return true;
 }
 
+/* Each line of a model loader's report ("FILE:LINE: message") as an error. */
+static void model_errors(struct loader *ld, const char *text)
+{
+    for (const char *p = text; p != NULL && *p != '\0';) {
+        const char *end = strchr(p, '\n');
+        char *line = strndup(p, end != NULL ? (size_t)(end - p) : strlen(p));
+        if (line != NULL)
+            add_message(ld->errors, line);
+        free(line);
+        p = end != NULL ? end + 1 : NULL;
+    }
+}
+
+/* sim.models_dir: the site's device models, searched before the shipped
+ * ones (a relative path is taken from the config file's directory). */
+static void load_site_models(struct loader *ld, const config_setting_t *g)
+{
+    const char *dir = NULL;
+    if (get_string(ld, g, "models_dir", &dir) <= 0)
+        return;
+    const config_setting_t *s = config_setting_get_member(g, "models_dir");
+    const char *file = config_setting_source_file(s) ? config_setting_source_file(s) : ld->path;
+    const char *slash = file != NULL && dir[0] != '/' ? strrchr(file, '/') : NULL;
+    char *path = NULL;
+    if (slash != NULL) {
+        size_t n = (size_t)(slash - file) + 1 + strlen(dir) + 1;
+        if ((path = malloc(n)) != NULL)
+            snprintf(path, n, "%.*s/%s", (int)(slash - file), file, dir);
+    } else {
+        path = strdup(dir);
+    }
+    char *errors = NULL;
+    if (path == NULL || drv_models_add_dir(path, &errors) != EST_OK)
+        model_errors(ld, errors != NULL ? errors : "sim.models_dir: out of memory");
+    free(errors);
+    free(path);
+}
+
 static void load_sim(struct loader *ld, const config_setting_t *g, int64_t *start_ms)
 {
     static const char *const keys[] = {"seed", "time_scale", "control", "start_time",
-                                       "utc_offset_min", "tick_ms", "scenario", NULL};
+                                       "utc_offset_min", "tick_ms", "scenario", "models_dir",
+                                       NULL};
     check_keys(ld, g, keys);
+    load_site_models(ld, g);
     bool scenario = true;
     if (get_bool(ld, g, "scenario", &scenario) > 0)
         ld->setup->scenario_off = !scenario;
@@ -710,6 +750,8 @@ static void load_tree(struct loader *ld, config_t *cfg, const struct sim_generat
     static const char *const keys[] = {"sim", "endpoints", "devices", "scenario", "generate", NULL};
     const config_setting_t *root = config_root_setting(cfg);
     check_keys(ld, root, keys);
+    if (drv_models_shipped_errors() != NULL)
+        model_errors(ld, drv_models_shipped_errors());
     const config_setting_t *sim = config_setting_get_member(root, "sim");
     if (sim != NULL && config_setting_is_group(sim))
         load_sim(ld, sim, start_ms);

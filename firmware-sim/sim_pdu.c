@@ -34,28 +34,24 @@ static double wrap_counter(const struct drv_model *model, const struct drv_point
     return fmod(v, wrap);
 }
 
-/* Xintai valve status bits: 0x01 open, 0x02 closed (neither while moving),
- * 0x04 valve fault, 0x08 battery low. */
-static uint16_t xintai_status(const struct sim_device *dev)
+/* A status word as the model's file defines it: the valve position and
+ * the flags (valve fault, battery low) the device shows now. */
+static uint16_t status_word(const struct sim_device *dev, const struct drv_point *pt)
 {
-    uint16_t bits = 0;
-    if (dev->valve == DRV_VALVE_OPEN)
-        bits |= 0x01;
-    else if (dev->valve == DRV_VALVE_CLOSED)
-        bits |= 0x02;
-    if (dev->valve_fault)
-        bits |= 0x04;
-    if (dev->value[DRV_Q_BATTERY_LOW] != 0.0)
-        bits |= 0x08;
-    return bits;
+    double values[DRV_Q__COUNT];
+    memcpy(values, dev->value, sizeof values);
+    values[DRV_Q_VALVE] = (double)dev->valve;
+    values[DRV_Q_VALVE_FAULT] = dev->valve_fault ? 1.0 : 0.0;
+    double state = pt->quantity == DRV_Q_VALVE ? (double)dev->valve : dev->value[pt->quantity];
+    return drv_status_encode(pt->status, state, values);
 }
 
 static void encode_point(const struct sim_device *dev, size_t i, uint16_t regs[2])
 {
     const struct drv_point *pt = &dev->model->points[i];
     const struct sim_point *sp = &dev->points[i];
-    if (pt->hook == DRV_HOOK_XINTAI_VALVE_STATUS) {
-        drv_encode_value(xintai_status(dev), pt->type, sp->order, 1.0, regs);
+    if (pt->status != NULL) {
+        drv_encode_value(status_word(dev, pt), pt->type, sp->order, 1.0, regs);
         return;
     }
     double v = dev->value[pt->quantity];
@@ -67,7 +63,7 @@ static void encode_point(const struct sim_device *dev, size_t i, uint16_t regs[2
 bool sim_device_wire_value(const struct sim_device *dev, size_t i, double *value)
 {
     const struct drv_point *pt = &dev->model->points[i];
-    if (pt->hook != DRV_HOOK_NONE)
+    if (pt->status != NULL)
         return false;
     uint16_t words[2] = {0, 0};
     encode_point(dev, i, words);
@@ -110,7 +106,8 @@ void sim_device_read_registers(const struct sim_device *dev, uint8_t function, u
         for (uint16_t z = 0; z < dev->nzones; z++) {
             uint16_t a = dev->zone_wire[z];
             if (a >= address && a < end)
-                regs[a - address] = sim_zone_register((enum sim_zone_state)dev->zones[z]);
+                regs[a - address] = sim_zone_register(dev->model->panel,
+                                                    (enum sim_zone_state)dev->zones[z]);
         }
     }
 }

@@ -73,24 +73,19 @@ int sim_zone_state_from_name(const char *name)
     return name_index(zone_names, SIM_ZONE_SUPERVISORY + 1, name);
 }
 
-/* NOTIFIER MODBUS-GW point register (DOMAIN.md): bit 13 trouble, 11 active,
- * 10 enabled, 9 disabled; low byte = event type while active (0x10 fire
- * alarm, 0x30 supervisory). */
-uint16_t sim_zone_register(enum sim_zone_state s)
+/* The point word the panel model's file gives the zone state (for the
+ * NOTIFIER MODBUS-GW: normal 0x0400, alarm 0x0C10, supervisory 0x0C30,
+ * fault 0x2400, disabled 0x0200). */
+uint16_t sim_zone_register(const struct drv_panel_layout *panel, enum sim_zone_state s)
 {
-    switch (s) {
-    case SIM_ZONE_ALARM:
-        return 0x0400 | 0x0800 | 0x10;
-    case SIM_ZONE_SUPERVISORY:
-        return 0x0400 | 0x0800 | 0x30;
-    case SIM_ZONE_FAULT:
-        return 0x0400 | 0x2000;
-    case SIM_ZONE_DISABLED:
-        return 0x0200;
-    case SIM_ZONE_NORMAL:
-        break;
-    }
-    return 0x0400;
+    static const uint8_t bits[] = {
+        [SIM_ZONE_NORMAL] = 0,
+        [SIM_ZONE_ALARM] = DRV_ZONE_ALARM,
+        [SIM_ZONE_FAULT] = DRV_ZONE_FAULT,
+        [SIM_ZONE_DISABLED] = DRV_ZONE_DISABLED,
+        [SIM_ZONE_SUPERVISORY] = DRV_ZONE_SUPERVISORY,
+    };
+    return drv_panel_zone_encode(panel, (unsigned)s < sizeof bits ? bits[s] : 0);
 }
 
 /* ------------------------------------------------------------- building */

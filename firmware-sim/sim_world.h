@@ -218,7 +218,7 @@ int sim_fault_from_name(const char *name);   /* -1 unknown */
 const char *sim_zone_state_name(enum sim_zone_state s);
 int sim_zone_state_from_name(const char *name); /* -1 unknown */
 
-/* Register value a Notifier-style panel shows for a zone state. */
-uint16_t sim_zone_register(enum sim_zone_state s);
+/* Register value a panel shows for a zone state, from its model's point_bits. */
+uint16_t sim_zone_register(const struct drv_panel_layout *panel, enum sim_zone_state s);
 
 #endif

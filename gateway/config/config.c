@@ -934,6 +934,7 @@ static const struct key_row gateway_rows[] = {
     { KEY("id", K_IDENT, GW(id)) },
     { KEY("site", K_IDENT, GW(site)) },
     { KEY("data_dir", K_PATH, GW(data_dir)) },
+    { KEY("models_dir", K_DIR, GW(models_dir)) },
     { KEY("timezone", K_CUSTOM, GW(timezone)), .apply = apply_timezone },
     { KEY("log_level", K_ENUM, GW(log_level)), .names = log_level_names },
     { KEY("language", K_ENUM, GW(language)), .names = language_names },
@@ -1145,9 +1146,43 @@ static void *alloc_list(struct loader *L, size_t n, size_t size)
     return p;
 }
 
+/* Each "FILE:LINE: message" line of a model loader's report as an error. */
+static void model_errors(struct loader *L, const char *text)
+{
+    for (const char *p = text; p && *p;) {
+        const char *end = strchr(p, '\n');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char *line = strndup(p, n);
+        if (!line) {
+            oom(L);
+            return;
+        }
+        L->nerrors++;
+        errors_push(L->errors, line);
+        p = end ? end + 1 : NULL;
+    }
+}
+
+/* The site's models (gateway.models_dir) before any meter names a driver. */
+static void load_site_models(struct loader *L)
+{
+    if (drv_models_shipped_errors())
+        model_errors(L, drv_models_shipped_errors());
+    if (!L->cfg->gateway.models_dir)
+        return;
+    char *errors = NULL;
+    est_err err = drv_models_add_dir(L->cfg->gateway.models_dir, &errors);
+    if (errors)
+        model_errors(L, errors);
+    else if (err == EST_ERR_NOMEM)
+        oom(L);
+    free(errors);
+}
+
 static void parse_gateway(struct loader *L, const config_setting_t *s)
 {
     parse_group(L, s, gateway_rows, NROWS(gateway_rows), &L->cfg->gateway, "gateway");
+    load_site_models(L);
 }
 
 static void parse_mqtt(struct loader *L, const config_setting_t *s)
@@ -2127,6 +2162,7 @@ void gw_config_free(struct gw_config *c)
     free(c->gateway.id);
     free(c->gateway.site);
     free(c->gateway.data_dir);
+    free(c->gateway.models_dir);
     free(c->gateway.timezone);
     char **mqtt_strings[] = { &c->mqtt.uri, &c->mqtt.client_id, &c->mqtt.username,
                               &c->mqtt.password_file, &c->mqtt.ca_file, &c->mqtt.cert_file,

@@ -20,6 +20,7 @@ struct gw_gateway_config {
     char *id;          /* default "gw1" */
     char *site;        /* default "site" */
     char *data_dir;    /* default "/var/lib/estate-gw" */
+    char *models_dir;  /* site device models, searched before the shipped ones; NULL = none */
     char *timezone;    /* default "Asia/Shanghai" */
     enum gw_log_level log_level;
     enum gw_language language; /* default zh-CN */

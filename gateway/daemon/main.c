@@ -9,6 +9,7 @@
 #include "config.h"
 #include "console.h"
 #include "core.h"
+#include "drivers.h"
 #include "est_cli.h"
 #include "log.h"
 
@@ -42,19 +43,42 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: estate-gw -c FILE [--set PATH=VALUE]... [--check-config]\n"
+            "       estate-gw --check-model FILE\n"
             "Monitoring gateway for residential property management: polls meters and fire\n"
             "panels over Modbus, detects anomalies, publishes over MQTT, keeps SQLite records.\n\n"
             "  -c, --config FILE     configuration file (libconfig)\n"
             "      --set PATH=VALUE  override one setting, e.g. --set mqtt.uri=tcp://127.0.0.1:1883\n"
             "      --check-config    validate the config and every file it names, print OK\n"
+            "      --check-model FILE  validate one device model file, print OK\n"
             "  -h, --help            this help\n"
             "  -V, --version         print the version\n\n"
             "Exit status: 0 ok, 1 runtime failure, 2 bad usage or bad config.\n");
 }
 
-/* Reads the command line into cli; returns -1 to go on, else the exit code. */
+/* --check-model: 0 and "OK" when the file is a valid model, else 2 and
+ * its errors ("FILE:LINE: message"). */
+static int check_model(const char *path)
+{
+    struct drv_model *model = NULL;
+    char *errors = NULL;
+    est_err err = drv_model_load_file(path, &model, &errors);
+    drv_model_free(model);
+    if (err == EST_OK) {
+        printf("OK\n");
+        return 0;
+    }
+    fputs(errors ? errors : est_strerror(err), stderr);
+    if (!errors)
+        fputc('\n', stderr);
+    free(errors);
+    return 2;
+}
+
+/* Reads the command line into cli; returns -1 to go on, else the exit code
+ * (--check-model FILE alone is checked here). */
 static int parse_args(int argc, char **argv, struct est_cli *cli, bool *check_only)
 {
+    const char *model_path = NULL;
     for (int i = 1; i < argc; i++) {
         enum est_cli_take taken = est_cli_take(cli, argc, argv, &i);
         if (taken == EST_CLI_EXIT)
@@ -66,6 +90,9 @@ static int parse_args(int argc, char **argv, struct est_cli *cli, bool *check_on
         else if (strcmp(argv[i], "--check-config") == 0) {
             *check_only = true;
             continue;
+        } else if (strcmp(argv[i], "--check-model") == 0 && i + 1 < argc) {
+            model_path = argv[++i];
+            continue;
         } else if (argv[i][0] == '-')
             fprintf(stderr, "estate-gw: unknown option '%s'\n", argv[i]);
         else
@@ -73,6 +100,8 @@ static int parse_args(int argc, char **argv, struct est_cli *cli, bool *check_on
         usage(stderr);
         return EST_EXIT_USAGE;
     }
+    if (model_path != NULL && cli->config_path == NULL && cli->nsets == 0 && !*check_only)
+        return check_model(model_path);
     if (cli->config_path == NULL) {
         fprintf(stderr, "estate-gw: -c FILE is required\n");
         usage(stderr);

@@ -106,7 +106,7 @@ static int setup(struct model_bench *b)
             long at = buffer_index(b->plan, function, address);
             if (at < 0)
                 return -1;
-            if (pt->hook == DRV_HOOK_XINTAI_VALVE_STATUS)
+            if (pt->status != NULL)
                 drv_encode_value(0x0001, pt->type, order, 1.0, &b->regs[n][at]); /* open */
             else
                 drv_encode_value(typical_value(pt->quantity), pt->type, order, pt->scale,

@@ -1,6 +1,7 @@
-/* fuzz_replay_main.c - replays a fuzz corpus without libFuzzer: calls
- * LLVMFuzzerTestOneInput on every regular file of the directory argv[1], so
- * CTest runs the corpora in ordinary (gcc) builds. Exit 0 when all ran. */
+/* fuzz_replay_main.c - replays fuzz corpora without libFuzzer: calls
+ * LLVMFuzzerTestOneInput on every regular file of each directory argument, so
+ * CTest runs the corpora in ordinary (gcc) builds. Exit 0 when all ran and
+ * every directory held at least one input. */
 #include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,35 +43,31 @@ static uint8_t *read_file(const char *path, size_t *size)
     return data;
 }
 
-int main(int argc, char **argv)
+/* Runs every regular file of one directory; the count run, or -1. */
+static int replay_dir(const char *name)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
-        return 2;
-    }
-    DIR *dir = opendir(argv[1]);
+    DIR *dir = opendir(name);
     if (dir == NULL) {
-        perror(argv[1]);
-        return 1;
+        perror(name);
+        return -1;
     }
-    unsigned ran = 0;
-    int status = 0;
+    int ran = 0, status = 0;
     struct dirent *entry;
     while ((entry = readdir(dir)) != NULL) {
-        size_t length = strlen(argv[1]) + strlen(entry->d_name) + 2;
+        size_t length = strlen(name) + strlen(entry->d_name) + 2;
         char *path = malloc(length);
         if (path == NULL) {
-            status = 1;
+            status = -1;
             break;
         }
-        snprintf(path, length, "%s/%s", argv[1], entry->d_name);
+        snprintf(path, length, "%s/%s", name, entry->d_name);
         struct stat st;
         if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
             size_t size = 0;
             uint8_t *data = read_file(path, &size);
             if (data == NULL) {
                 fprintf(stderr, "%s: cannot read\n", path);
-                status = 1;
+                status = -1;
             } else {
                 LLVMFuzzerTestOneInput(data, size);
                 free(data);
@@ -80,6 +77,19 @@ int main(int argc, char **argv)
         free(path);
     }
     closedir(dir);
-    printf("replayed %u inputs from %s\n", ran, argv[1]);
-    return ran == 0 ? 1 : status;
+    printf("replayed %d inputs from %s\n", ran, name);
+    return status < 0 ? -1 : ran;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s CORPUS_DIR...\n", argv[0]);
+        return 2;
+    }
+    int status = 0;
+    for (int i = 1; i < argc; i++)
+        if (replay_dir(argv[i]) <= 0)
+            status = 1;
+    return status;
 }

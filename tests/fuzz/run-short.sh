@@ -17,6 +17,7 @@ for t in $targets; do
   [ -x "$exe" ] || { echo "fuzz: $t was not built" >&2; exit 1; }
   mkdir -p "$scratch/$name"
   cp -r "$here/corpus/$name/." "$scratch/$name/" 2>/dev/null || true
+  [ "$name" = model ] && cp "$here/../../etc/models/"*.conf "$scratch/$name/"
   log="$scratch/$name.log"
   if ! (cd "$scratch" && "$exe" -max_total_time="$seconds" -print_final_stats=1 \
         -artifact_prefix="$scratch/$name-" "$scratch/$name" >"$log" 2>&1); then

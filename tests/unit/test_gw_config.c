@@ -172,8 +172,8 @@ static const struct bad_case bad_cases[] = {
     { "duplicate_slave.conf", NULL, 5,
       "meter W-3: slave 7 on bus bus_a is already used by meter W-1 ({file}:3)" },
     { "unknown_driver.conf", NULL, 3,
-      "meters[0].driver: unknown driver 'sdm999' (known: sdm120, sdm630, ddsu666, dtsu666, "
-      "dds238, xintai-water, notifier-gw)" },
+      "meters[0].driver: unknown driver 'sdm999' (known: adl400, dds238, ddsu666, dtsu666, "
+      "notifier-gw, sdm120, sdm630, sdm72, tuf2000m, xintai-water)" },
     { "parent_loop.conf", NULL, 3, "meter W-A: parent chain loops: W-A -> W-B -> W-A" },
     { "unknown_unit.conf", NULL, 4, "meters[0].unit: no unit '9-999' in units" },
     { "kind_mismatch.conf", NULL, 3,

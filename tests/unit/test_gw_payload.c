@@ -295,7 +295,7 @@ static void decode_model(const char *name, const double *decimals, uint16_t valv
         enum drv_word_order order;
         drv_point_effective(model, NULL, p, &function, &address, &order);
         uint16_t *at = &regs[buffer_index(plan, function, address)];
-        if (pt->hook == DRV_HOOK_XINTAI_VALVE_STATUS)
+        if (pt->status != NULL)
             drv_encode_value(valve_status, pt->type, order, 1.0, at);
         else
             drv_encode_value(decimals[pt->quantity], pt->type, order, pt->scale, at);

@@ -79,7 +79,7 @@ static void check_points(void **state, const char *id)
     struct sim_world *w = world_of(state);
     for (size_t i = 0; i < dev->model->npoints; i++) {
         const struct drv_point *pt = &dev->model->points[i];
-        if (pt->hook != DRV_HOOK_NONE)
+        if (pt->status != NULL)
             continue;
         uint8_t fc;
         uint16_t addr;
