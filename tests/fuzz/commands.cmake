@@ -12,7 +12,9 @@ set_tests_properties(fuzz.replay_command PROPERTIES TIMEOUT 120
                      ENVIRONMENT "ESTATE_SOURCE_DIR=${ESTATE_SOURCE_DIR}")
 
 if(ESTATE_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
-  target_compile_options(estate_gateway PRIVATE -fsanitize=fuzzer-no-link)
+  foreach(part config store views office pipeline)
+    target_compile_options(estate_gw_${part} PRIVATE -fsanitize=fuzzer-no-link)
+  endforeach()
   add_executable(fuzz_command ${estate_commands_fuzz_dir}/fuzz_command.c)
   target_compile_options(fuzz_command PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_options(fuzz_command PRIVATE -fsanitize=fuzzer,address,undefined)
