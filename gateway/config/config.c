@@ -1053,6 +1053,7 @@ static const struct key_row http_rows[] = {
     { KEY("users_file", K_PATH, HTTP(users_file)) }, /* estate-ctl user add may create it */
     { KEY("static_dir", K_DIR, HTTP(static_dir)) },
     { KEY("session_ttl_s", K_INT, HTTP(session_ttl_s)), .min = 60, .max = 30 * 86400 },
+    { KEY("hosts", K_STR, HTTP(hosts)) },
 };
 
 #define RET(field) offsetof(struct gw_retention_config, field)
@@ -2165,6 +2166,7 @@ void gw_config_free(struct gw_config *c)
     free(c->http.listen);
     free(c->http.users_file);
     free(c->http.static_dir);
+    free(c->http.hosts);
     free(c);
 }
 
