@@ -350,6 +350,7 @@ static int on_message(void *context, char *topic, int topic_len, MQTTClient_mess
     if (in->length > 0)
         memcpy(in->payload, message->payload, in->length);
     in->payload[in->length] = '\0';
+    in->retained = message->retained != 0;
     if (gw_queue_push(m->inbound, in, 1000) != EST_OK)
         gw_warn("mqtt: command queue full, dropped a message on %s", in->topic);
     MQTTClient_freeMessage(&message);
