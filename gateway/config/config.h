@@ -140,6 +140,7 @@ struct gw_http_config {
     char *static_dir; /* console files; NULL = the http module's default
                        * (the installed console, else the source tree) */
     int session_ttl_s;/* default 43200 */
+    bool require_private_users_file; /* default true: a users file others may read is an error */
     char *hosts;      /* names the console answers for (comma-separated); NULL =
                        * the listen address and the loopback names */
 };
