@@ -688,12 +688,38 @@ static bool file_private(struct loader *L, const char *key, const char *path,
     return false;
 }
 
-static bool apply_password_file(struct loader *L, const struct key_row *row, const struct val *v,
-                                void *target, const struct where *w, const char *ctx)
+/* mqtt.password_file and mqtt.key_file: readable, and private. */
+static bool apply_secret_file(struct loader *L, const struct key_row *row, const struct val *v,
+                              void *target, const struct where *w, const char *ctx)
 {
     if (!apply_string(L, row, v, target, w, ctx))
         return false;
-    return file_private(L, "mqtt.password_file", *(char **)((char *)target + row->offset), w);
+    char key[64];
+    snprintf(key, sizeof key, "mqtt.%s", row->name);
+    return file_private(L, key, *(char **)((char *)target + row->offset), w);
+}
+
+/* mqtt.command_roles: a comma-separated list of console roles. */
+static bool apply_command_roles(struct loader *L, const struct key_row *row, const struct val *v,
+                                void *target, const struct where *w, const char *ctx)
+{
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    static const char *const roles[] = { "frontdesk", "engineer", "supervisor", "viewer" };
+    for (const char *p = v->s; *p;) {
+        size_t len = strcspn(p, ", ");
+        bool known = len == 0;
+        for (size_t k = 0; k < NROWS(roles) && !known; k++)
+            known = strlen(roles[k]) == len && strncmp(roles[k], p, len) == 0;
+        if (!known) {
+            errf(L, w, KEY_FMT ": '%.*s' is not a role (frontdesk, engineer, supervisor, viewer)",
+                 KEY_ARGS(ctx, row->name), (int)len, p);
+            return false;
+        }
+        p += len;
+        p += strspn(p, ", ");
+    }
+    return apply_string(L, row, v, target, w, ctx);
 }
 
 /* Stores the path; its mode is checked once the whole config is read
@@ -984,15 +1010,16 @@ static const struct key_row mqtt_rows[] = {
     { KEY("uri", K_CUSTOM, MQ(uri)), .apply = apply_uri },
     { KEY("client_id", K_STR, MQ(client_id)) },
     { KEY("username", K_STR, MQ(username)) },
-    { KEY("password_file", K_FILE, MQ(password_file)), .apply = apply_password_file },
+    { KEY("password_file", K_FILE, MQ(password_file)), .apply = apply_secret_file },
     { KEY("ca_file", K_FILE, MQ(ca_file)) },
     { KEY("cert_file", K_FILE, MQ(cert_file)) },
-    { KEY("key_file", K_FILE, MQ(key_file)) },
+    { KEY("key_file", K_FILE, MQ(key_file)), .apply = apply_secret_file },
     { KEY("topic_prefix", K_CUSTOM, MQ(topic_prefix)), .apply = apply_topic_prefix },
     { KEY("qos_readings", K_INT, MQ(qos_readings)), .min = 0, .max = 2 },
     { KEY("qos_events", K_INT, MQ(qos_events)), .min = 0, .max = 2 },
     { KEY("outbox_limit_mb", K_DOUBLE, MQ(outbox_limit_mb)), .min = 0, .max = 65536 },
     { KEY("keepalive_s", K_INT, MQ(keepalive_s)), .min = 5, .max = 3600 },
+    { KEY("command_roles", K_CUSTOM, MQ(command_roles)), .apply = apply_command_roles },
 };
 
 #define BUS(field) offsetof(struct gw_bus_config, field)
@@ -2192,7 +2219,7 @@ void gw_config_free(struct gw_config *c)
     free(c->gateway.timezone);
     char **mqtt_strings[] = { &c->mqtt.uri, &c->mqtt.client_id, &c->mqtt.username,
                               &c->mqtt.password_file, &c->mqtt.ca_file, &c->mqtt.cert_file,
-                              &c->mqtt.key_file, &c->mqtt.topic_prefix };
+                              &c->mqtt.key_file, &c->mqtt.topic_prefix, &c->mqtt.command_roles };
     for (size_t i = 0; i < NROWS(mqtt_strings); i++)
         free(*mqtt_strings[i]);
     for (size_t i = 0; i < c->nbuses; i++) {

@@ -39,6 +39,8 @@ struct gw_mqtt_config {
     int qos_events;      /* default 1 */
     double outbox_limit_mb; /* readings kept while offline, MB (fractions allowed); default 64 */
     int keepalive_s;     /* default 30 */
+    char *command_roles; /* roles whose users may send commands over MQTT (comma-separated);
+                          * NULL = every role */
 };
 
 enum gw_bus_type { GW_BUS_TCP, GW_BUS_RTU };

@@ -935,6 +935,24 @@ static cJSON *run_once(struct gw_core *core, const char *verb, const cJSON *args
     return result;
 }
 
+/* An MQTT command only names its user: mqtt.command_roles caps the roles
+ * it may claim (every role when unset). */
+static bool mqtt_role_allowed(const struct gw_core *core, const char *role)
+{
+    const char *list = core->config->mqtt.command_roles;
+    if (list == NULL)
+        return true;
+    size_t want = strlen(role);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ", ");
+        if (len == want && strncmp(p, role, len) == 0)
+            return true;
+        p += len;
+        p += strspn(p, ", ");
+    }
+    return false;
+}
+
 static void handle_mqtt_command(struct gw_core *core, const struct gw_mqtt_inbound *in)
 {
     const char *verb = command_verb(core, in->topic);
@@ -962,7 +980,11 @@ static void handle_mqtt_command(struct gw_core *core, const struct gw_mqtt_inbou
         const char *user = gw_command_string(args, "user", 63);
         struct gw_actor actor = {.user = user ? user : "", .role = NULL, .origin = "mqtt"};
         actor.role = gw_commands_user_role(core->office, actor.user);
-        result = run_once(core, verb, args, &actor);
+        if (actor.role != NULL && !mqtt_role_allowed(core, actor.role))
+            result = gw_command_error(args, "role %s may not send commands over MQTT "
+                                      "(mqtt.command_roles)", actor.role);
+        else
+            result = run_once(core, verb, args, &actor);
     }
     if (result != NULL) {
         cJSON *ok = cJSON_GetObjectItemCaseSensitive(result, "ok");

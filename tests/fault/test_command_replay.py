@@ -138,5 +138,37 @@ class CommandReplayTest(unittest.TestCase):
         self.assertIs(r.get("ok"), True, r)
 
 
+class CommandRolesTest(unittest.TestCase):
+    """mqtt.command_roles caps the roles an MQTT command may claim: with
+    "frontdesk,engineer" a command naming the supervisor is refused and
+    changes nothing; front desk still works."""
+
+    def setUp(self):
+        self.stack = Stack(gw_sets=[f"http.users_file={USERS}",
+                                    "mqtt.command_roles=frontdesk,engineer"])
+        self.addCleanup(self.stack.close)
+        self.stack.start()
+        wait_for(lambda: any(s.get("state") == "online"
+                             for s in self.stack.sub.json_on("/status")), 20, what="online")
+
+    def send(self, verb, payload):
+        since = time.time()
+        self.stack.sub.publish(f"{self.stack.prefix}/cmd/{verb}", json.dumps(payload))
+        return wait_for(lambda: next((r for r in self.stack.sub.json_on(f"/cmd/{verb}/result", since)
+                                      if r.get("request_id") == payload["request_id"]), None),
+                        15, what=f"result of {verb}")
+
+    def test_supervisor_refused_over_mqtt(self):
+        r = self.send("occupancy", {"request_id": "sup-1", "user": "supervisor", "unit": "1-101",
+                                    "occupancy": "vacant"})
+        self.assertIs(r.get("ok"), False, r)
+        self.assertIn("may not send commands over MQTT", r.get("error", ""))
+        r = self.send("patrol-checkin", {"request_id": "fd-1", "user": "frontdesk",
+                                         "location": "gate", "text": "ok"})
+        self.assertIs(r.get("ok"), True, r)
+        res = self.stack.ctl("--json", "patrol", "log", "--limit", "1000")
+        self.assertFalse([e for e in json.loads(res.stdout) if e.get("kind") == "occupancy"])
+
+
 if __name__ == "__main__":
     unittest.main()
