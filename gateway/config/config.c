@@ -66,6 +66,7 @@ struct loader {
     const config_setting_t *zone_names; /* fire panel being parsed: its zone_names */
     const config_setting_t *mqtt;  /* the mqtt and rules sections, for */
     const config_setting_t *rules; /*   messages about several keys */
+    struct where *users_file_at;   /* where http.users_file was set; NULL = not set */
 };
 
 /* Where a message points: file and line (line 0: no line). raw: file is a
@@ -419,6 +420,8 @@ static bool apply_enum(struct loader *L, const struct key_row *row, const struct
 static bool apply_value(struct loader *L, const struct key_row *row, const struct val *v,
                         void *target, const struct where *w, const char *ctx)
 {
+    if (row->apply) /* a typed key with a check of its own after the usual ones */
+        return row->apply(L, row, v, target, w, ctx);
     char *field = (char *)target + row->offset;
     switch (row->type) {
     case K_STR:
@@ -668,6 +671,69 @@ static bool apply_topic_prefix(struct loader *L, const struct key_row *row, cons
         return false;
     }
     return apply_string(L, row, v, target, w, ctx);
+}
+
+/* A file holding a secret (a password, password hashes) must be its
+ * owner's alone: false with a message when the group or others may read
+ * or write it. A missing file passes (other checks report it). */
+static bool file_private(struct loader *L, const char *key, const char *path,
+                         const struct where *w)
+{
+    struct stat st;
+    if (path == NULL || stat(path, &st) != 0 || (st.st_mode & 077) == 0)
+        return true;
+    errf(L, w, "%s: '%s' holds secrets but %s may %s it (mode %03o): chmod 600 it", key, path,
+         (st.st_mode & 007) ? "everyone" : "its group", (st.st_mode & 066) ? "read or write" : "open",
+         (unsigned)(st.st_mode & 0777));
+    return false;
+}
+
+/* mqtt.password_file and mqtt.key_file: readable, and private. */
+static bool apply_secret_file(struct loader *L, const struct key_row *row, const struct val *v,
+                              void *target, const struct where *w, const char *ctx)
+{
+    if (!apply_string(L, row, v, target, w, ctx))
+        return false;
+    char key[64];
+    snprintf(key, sizeof key, "mqtt.%s", row->name);
+    return file_private(L, key, *(char **)((char *)target + row->offset), w);
+}
+
+/* mqtt.command_roles: a comma-separated list of console roles. */
+static bool apply_command_roles(struct loader *L, const struct key_row *row, const struct val *v,
+                                void *target, const struct where *w, const char *ctx)
+{
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    static const char *const roles[] = { "frontdesk", "engineer", "supervisor", "viewer" };
+    for (const char *p = v->s; *p;) {
+        size_t len = strcspn(p, ", ");
+        bool known = len == 0;
+        for (size_t k = 0; k < NROWS(roles) && !known; k++)
+            known = strlen(roles[k]) == len && strncmp(roles[k], p, len) == 0;
+        if (!known) {
+            errf(L, w, KEY_FMT ": '%.*s' is not a role (frontdesk, engineer, supervisor, viewer)",
+                 KEY_ARGS(ctx, row->name), (int)len, p);
+            return false;
+        }
+        p += len;
+        p += strspn(p, ", ");
+    }
+    return apply_string(L, row, v, target, w, ctx);
+}
+
+/* Stores the path; its mode is checked once the whole config is read
+ * (http.require_private_users_file may come later, or the default path). */
+static bool apply_users_file(struct loader *L, const struct key_row *row, const struct val *v,
+                             void *target, const struct where *w, const char *ctx)
+{
+    if (!apply_string(L, row, v, target, w, ctx))
+        return false;
+    free(L->users_file_at);
+    L->users_file_at = malloc(sizeof *L->users_file_at);
+    if (L->users_file_at)
+        *L->users_file_at = *w;
+    return true;
 }
 
 static bool apply_listen(struct loader *L, const struct key_row *row, const struct val *v,
@@ -945,15 +1011,16 @@ static const struct key_row mqtt_rows[] = {
     { KEY("uri", K_CUSTOM, MQ(uri)), .apply = apply_uri },
     { KEY("client_id", K_STR, MQ(client_id)) },
     { KEY("username", K_STR, MQ(username)) },
-    { KEY("password_file", K_FILE, MQ(password_file)) },
+    { KEY("password_file", K_FILE, MQ(password_file)), .apply = apply_secret_file },
     { KEY("ca_file", K_FILE, MQ(ca_file)) },
     { KEY("cert_file", K_FILE, MQ(cert_file)) },
-    { KEY("key_file", K_FILE, MQ(key_file)) },
+    { KEY("key_file", K_FILE, MQ(key_file)), .apply = apply_secret_file },
     { KEY("topic_prefix", K_CUSTOM, MQ(topic_prefix)), .apply = apply_topic_prefix },
     { KEY("qos_readings", K_INT, MQ(qos_readings)), .min = 0, .max = 2 },
     { KEY("qos_events", K_INT, MQ(qos_events)), .min = 0, .max = 2 },
     { KEY("outbox_limit_mb", K_DOUBLE, MQ(outbox_limit_mb)), .min = 0, .max = 65536 },
     { KEY("keepalive_s", K_INT, MQ(keepalive_s)), .min = 5, .max = 3600 },
+    { KEY("command_roles", K_CUSTOM, MQ(command_roles)), .apply = apply_command_roles },
 };
 
 #define BUS(field) offsetof(struct gw_bus_config, field)
@@ -1051,9 +1118,11 @@ static const struct key_row workorder_rows[] = {
 #define HTTP(field) offsetof(struct gw_http_config, field)
 static const struct key_row http_rows[] = {
     { KEY("listen", K_CUSTOM, HTTP(listen)), .apply = apply_listen },
-    { KEY("users_file", K_PATH, HTTP(users_file)) }, /* estate-ctl user add may create it */
+    { KEY("users_file", K_PATH, HTTP(users_file)), .apply = apply_users_file }, /* estate-ctl user add may create it */
+    { KEY("require_private_users_file", K_BOOL, HTTP(require_private_users_file)) },
     { KEY("static_dir", K_DIR, HTTP(static_dir)) },
     { KEY("session_ttl_s", K_INT, HTTP(session_ttl_s)), .min = 60, .max = 30 * 86400 },
+    { KEY("hosts", K_STR, HTTP(hosts)) },
 };
 
 #define RET(field) offsetof(struct gw_retention_config, field)
@@ -1086,6 +1155,7 @@ static bool set_defaults(struct gw_config *c)
     c->workorders.unconfirmed_after_s = 3600;
     c->http.listen = strdup("127.0.0.1:8080");
     c->http.session_ttl_s = 43200;
+    c->http.require_private_users_file = true;
     c->retention.raw_readings_days = 30;
     c->retention.patrol_days = 730;
     return c->gateway.id && c->gateway.site && c->gateway.data_dir && c->gateway.timezone &&
@@ -1942,6 +2012,23 @@ static void check_rtu_ports(struct loader *L)
     }
 }
 
+/* The console's users file (http.users_file, else <data_dir>/users.conf)
+ * holds password hashes: refused when others may read it, unless the
+ * config says it may be shared (the demo's, checked out from git). */
+static void check_users_file(struct loader *L)
+{
+    struct gw_config *c = L->cfg;
+    if (!c->http.require_private_users_file)
+        return;
+    char *fallback = NULL;
+    const char *path = c->http.users_file;
+    if (!path || !path[0])
+        path = fallback = est_asprintf("%s/users.conf", c->gateway.data_dir ? c->gateway.data_dir : ".");
+    struct where w = L->users_file_at ? *L->users_file_at : (struct where){ L->path, 0, false };
+    file_private(L, "http.users_file", path, &w);
+    free(fallback);
+}
+
 static void check_all(struct loader *L)
 {
     struct gw_config *c = L->cfg;
@@ -1954,6 +2041,7 @@ static void check_all(struct loader *L)
         struct where w = L->mqtt ? where_of(L, L->mqtt) : (struct where){ L->path, 0, false };
         errf(L, &w, "mqtt.uri: ssl:// needs mqtt.ca_file");
     }
+    check_users_file(L);
     struct where rw = L->rules ? where_of(L, L->rules) : (struct where){ L->path, 0, false };
     const struct rule_config *r = &c->rules;
     if (r->continuous_flow.zero_flow_needed_s > r->continuous_flow.window_s)
@@ -2037,6 +2125,7 @@ static void loader_done(struct loader *L)
         free(L->overrides[i].label);
     free(L->overrides);
     free(L->dir);
+    free(L->users_file_at);
 }
 
 /* Reads the file into lc; false (reported) on I/O or syntax errors. */
@@ -2166,7 +2255,7 @@ void gw_config_free(struct gw_config *c)
     free(c->gateway.timezone);
     char **mqtt_strings[] = { &c->mqtt.uri, &c->mqtt.client_id, &c->mqtt.username,
                               &c->mqtt.password_file, &c->mqtt.ca_file, &c->mqtt.cert_file,
-                              &c->mqtt.key_file, &c->mqtt.topic_prefix };
+                              &c->mqtt.key_file, &c->mqtt.topic_prefix, &c->mqtt.command_roles };
     for (size_t i = 0; i < NROWS(mqtt_strings); i++)
         free(*mqtt_strings[i]);
     for (size_t i = 0; i < c->nbuses; i++) {
@@ -2201,6 +2290,7 @@ void gw_config_free(struct gw_config *c)
     free(c->http.listen);
     free(c->http.users_file);
     free(c->http.static_dir);
+    free(c->http.hosts);
     free(c);
 }
 

@@ -40,6 +40,8 @@ struct gw_mqtt_config {
     int qos_events;      /* default 1 */
     double outbox_limit_mb; /* readings kept while offline, MB (fractions allowed); default 64 */
     int keepalive_s;     /* default 30 */
+    char *command_roles; /* roles whose users may send commands over MQTT (comma-separated);
+                          * NULL = every role */
 };
 
 enum gw_bus_type { GW_BUS_TCP, GW_BUS_RTU };
@@ -141,6 +143,9 @@ struct gw_http_config {
     char *static_dir; /* console files; NULL = the http module's default
                        * (the installed console, else the source tree) */
     int session_ttl_s;/* default 43200 */
+    bool require_private_users_file; /* default true: a users file others may read is an error */
+    char *hosts;      /* names the console answers for (comma-separated); NULL =
+                       * the listen address and the loopback names */
 };
 
 struct gw_retention_config {

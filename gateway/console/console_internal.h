@@ -17,9 +17,15 @@
  *      403 when the role may not;
  *   6. JSON: malformed or not an object 400.
  * Only then is the action handed to the core, so a refused call never
- * changes state. Logins are throttled per user name and per client address
- * with a growing lockout window; a locked-out login is answered at once
- * with 429 and Retry-After (the server thread never sleeps).
+ * changes state. Logins are throttled per (user, client address) and per
+ * client address with a growing lockout window, so guessing cannot lock a
+ * user out of the other addresses they use; a locked-out login is answered
+ * at once with 429 and Retry-After (the server thread never sleeps).
+ *
+ * Before any of that (server.c): a Host the console does not answer for
+ * gets 421; connections are budgeted per address and in all, and a request
+ * whose head or body takes too long is cut off; each account's sessions
+ * and live streams are capped, so one account cannot push others out.
  *
  * The console never sees the core: the daemon hands it a struct
  * gw_console_host, used only in console_host.c. Functions shared between the files
@@ -35,6 +41,7 @@
 
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 
 #include "config.h"
 #include "console.h"
@@ -48,7 +55,23 @@
 #define SESSION_MAX 1024
 #define SESSION_COOKIE "estate_session"
 
-#define THROTTLE_SLOTS 256
+#define SESSIONS_PER_USER 32         /* a user's oldest session goes when they open one more */
+
+#define THROTTLE_SLOTS 512            /* per table: (user, address) pairs, addresses */
+
+/* Connection budgets (server.c): past them a new connection is refused,
+ * or, when the whole server is full, the oldest connection still waiting
+ * for its request head is closed to make room. */
+#define CONN_TRACK_MAX 256            /* libmicrohttpd's hard limit */
+#define CONN_BUDGET 128               /* connections kept open at once */
+#define CONN_PER_ADDRESS 16           /* connections from one address */
+#define HEAD_DEADLINE_MS 10000        /* a request's line and headers, whole */
+#define BODY_DEADLINE_MS 30000        /* a request's body, whole */
+
+/* Live event streams (events.c): a stream holds a connection for hours. */
+#define SSE_PER_SESSION 4
+#define SSE_PER_USER 8
+#define SSE_TOTAL 48                  /* well below CONN_BUDGET */
 
 #define EVENT_RING 512                /* live events kept for Last-Event-ID resume */
 
@@ -67,10 +90,30 @@ struct session {
 };
 
 struct throttle_slot {
-    char key[GW_USERS_NAME_MAX + 8]; /* "u:<name>" or "a:<address>"; "" = free */
+    char key[GW_USERS_NAME_MAX + INET6_ADDRSTRLEN + 16]; /* "<name>@<address>" or "<address>"; "" = free */
     unsigned failures;
     int64_t last_failure_ms;    /* monotonic */
     int64_t locked_until_ms;    /* monotonic */
+};
+
+/* Where a connection is in its request; deadlines apply to HEAD and BODY. */
+enum conn_phase { CONN_HEAD, CONN_BODY, CONN_BUSY };
+
+/* One open connection, as server.c tracks it (under conns_lock). */
+struct tracked_conn {
+    bool in_use;
+    int fd;
+    char address[INET6_ADDRSTRLEN + 8];
+    enum conn_phase phase;
+    int64_t phase_since_ms;     /* monotonic */
+    bool closing;               /* shut down by the server, not yet closed */
+};
+
+/* One open event stream, counted against its session and user. */
+struct stream_slot {
+    bool in_use;
+    char token[TOKEN_HEX + 1];
+    char user[GW_USERS_NAME_MAX + 1];
 };
 
 struct live_event {
@@ -91,7 +134,17 @@ struct gw_http {
     struct session sessions[SESSION_MAX];
 
     pthread_mutex_t throttle_lock;
-    struct throttle_slot throttle[THROTTLE_SLOTS];
+    struct throttle_slot throttle_pairs[THROTTLE_SLOTS];     /* "<name>@<address>" */
+    struct throttle_slot throttle_addresses[THROTTLE_SLOTS]; /* "<address>" */
+
+    pthread_mutex_t conns_lock;
+    struct tracked_conn conns[CONN_TRACK_MAX];
+    pthread_t watchdog;
+    bool watchdog_started;
+    char **hosts;               /* accepted Host names (without port); NULL = any */
+    size_t nhosts;
+
+    struct stream_slot streams[SSE_TOTAL]; /* under events_lock */
 
     pthread_mutex_t events_lock;
     pthread_cond_t events_cond;
@@ -110,6 +163,7 @@ struct request_body {
     size_t len;
     size_t seen;                /* bytes received, kept or not */
     bool too_large;
+    bool refused;               /* answered before the body (wrong Host) */
 };
 
 /* Who is calling (copied out of the session table). */

@@ -1,15 +1,18 @@
 /* events.c - live events: the ring the core listener fills, read by the SSE streams. */
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "console_internal.h"
 
 #define EVENT_PAYLOAD_MAX (256 * 1024)
 #define SSE_KEEPALIVE_MS 15000
+#define SSE_PEER_CHECK_MS 250         /* how soon a stream sees its client gone */
 
 /* The SSE event name for a core event kind; NULL = not streamed.
  * "alerts/active/<id>" mirrors "alerts" for retained MQTT and is skipped. */
@@ -52,6 +55,8 @@ void console_on_core_event(void *ctx, const char *kind, const char *payload)
 /* One event stream (one connection). */
 struct sse_stream {
     struct gw_http *http;
+    struct stream_slot *slot;   /* its place in http->streams */
+    int fd;                     /* the connection's socket, watched for the client leaving */
     char token[TOKEN_HEX + 1];  /* the stream ends with its session */
     uint64_t last_id;           /* last event id sent */
     char *pending;              /* formatted text not yet handed out */
@@ -102,7 +107,18 @@ static char *next_event_text(struct sse_stream *stream)
     return format_event(ev->id, ev->name, ev->data);
 }
 
-/* Waits (up to the keep-alive interval) for something to send. */
+/* True when the client has closed its end (or the socket failed). */
+static bool peer_gone(int fd)
+{
+    if (fd < 0)
+        return false;
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Waits (up to the keep-alive interval) for something to send; NULL when
+ * the client left meanwhile. */
 static char *wait_for_stream_text(struct sse_stream *stream)
 {
     struct gw_http *http = stream->http;
@@ -112,11 +128,15 @@ static char *wait_for_stream_text(struct sse_stream *stream)
         text = next_event_text(stream);
         if (text)
             break;
+        if (peer_gone(stream->fd))
+            break;
         int64_t wait = stream->last_send_ms + SSE_KEEPALIVE_MS - est_mono_ms();
         if (wait <= 0) {
             text = strdup(": keep-alive\n\n");
             break;
         }
+        if (wait > SSE_PEER_CHECK_MS)
+            wait = SSE_PEER_CHECK_MS;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += wait / 1000;
@@ -161,17 +181,69 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 static void sse_free(void *cls)
 {
     struct sse_stream *stream = cls;
+    if (stream->slot) {
+        pthread_mutex_lock(&stream->http->events_lock);
+        memset(stream->slot, 0, sizeof *stream->slot);
+        pthread_mutex_unlock(&stream->http->events_lock);
+    }
     free(stream->pending);
     free(stream);
+}
+
+/* A stream slot for the caller, or NULL with *why when their session, their
+ * user or the server has as many streams as it may. */
+static struct stream_slot *take_stream_slot(struct gw_http *http, const struct caller *who,
+                                            const char **why)
+{
+    struct stream_slot *free_slot = NULL;
+    size_t by_session = 0, by_user = 0;
+    pthread_mutex_lock(&http->events_lock);
+    for (size_t i = 0; i < SSE_TOTAL; i++) {
+        struct stream_slot *s = &http->streams[i];
+        if (!s->in_use) {
+            if (!free_slot)
+                free_slot = s;
+            continue;
+        }
+        by_session += strcmp(s->token, who->token) == 0;
+        by_user += strcmp(s->user, who->user) == 0;
+    }
+    *why = by_session >= SSE_PER_SESSION ? "this session has as many live streams as it may"
+           : by_user >= SSE_PER_USER     ? "this user has as many live streams as they may"
+           : !free_slot                  ? "the server has as many live streams as it may"
+                                         : NULL;
+    if (!*why) {
+        free_slot->in_use = true;
+        snprintf(free_slot->token, sizeof free_slot->token, "%s", who->token);
+        snprintf(free_slot->user, sizeof free_slot->user, "%s", who->user);
+    }
+    pthread_mutex_unlock(&http->events_lock);
+    return *why ? NULL : free_slot;
 }
 
 enum MHD_Result route_events(struct api_request *req)
 {
     struct gw_http *http = req->http;
+    const char *why = NULL;
+    struct stream_slot *slot = take_stream_slot(http, &req->who, &why);
+    if (!slot) {
+        cJSON *json = cJSON_CreateObject();
+        cJSON_AddStringToObject(json, "error", why);
+        return console_send_json_with(req->conn, MHD_HTTP_TOO_MANY_REQUESTS, json, "Retry-After",
+                                      "5");
+    }
     struct sse_stream *stream = calloc(1, sizeof *stream);
-    if (!stream)
+    if (!stream) {
+        pthread_mutex_lock(&http->events_lock);
+        memset(slot, 0, sizeof *slot);
+        pthread_mutex_unlock(&http->events_lock);
         return MHD_NO;
+    }
     stream->http = http;
+    stream->slot = slot;
+    const union MHD_ConnectionInfo *fd =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    stream->fd = fd ? fd->connect_fd : -1;
     snprintf(stream->token, sizeof stream->token, "%s", req->who.token);
     const char *resume = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Last-Event-ID");
     pthread_mutex_lock(&http->events_lock);

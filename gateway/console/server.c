@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -20,9 +22,9 @@
 #include "log.h"
 
 #define DRAIN_MAX (1024 * 1024)       /* beyond this an oversize body closes the connection */
-#define CONNECTION_LIMIT 64
-#define PER_IP_CONNECTION_LIMIT 24
-#define CONNECTION_TIMEOUT_S 60
+#define CONNECTION_TIMEOUT_S 60      /* inactivity of a response being sent */
+#define WATCHDOG_INTERVAL_MS 200
+#define SLOW_LOG_INTERVAL_MS 10000
 
 /* ------------------------------------------------------------------ */
 /* Responses                                                           */
@@ -186,6 +188,236 @@ static enum MHD_Result serve_static(struct gw_http *http, struct MHD_Connection 
 }
 
 /* ------------------------------------------------------------------ */
+/* Connection budgets and request deadlines                            */
+/* ------------------------------------------------------------------ */
+
+/* libmicrohttpd's own timeout counts inactivity, so a client trickling a
+ * header line now and then would hold its connection for ever. Every
+ * connection is tracked here from accept to close: a watchdog closes the
+ * ones whose request head or body takes longer than its deadline, and the
+ * accept policy keeps one address from taking more than its share. */
+
+static struct tracked_conn *tracked(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+static void set_phase(struct gw_http *http, struct MHD_Connection *conn, enum conn_phase phase)
+{
+    struct tracked_conn *t = tracked(conn);
+    if (!t)
+        return;
+    pthread_mutex_lock(&http->conns_lock);
+    t->phase = phase;
+    t->phase_since_ms = est_mono_ms();
+    pthread_mutex_unlock(&http->conns_lock);
+}
+
+static void address_text(const struct sockaddr *sa, socklen_t len, char *out, size_t size)
+{
+    if (getnameinfo(sa, len, out, (socklen_t)size, NULL, 0, NI_NUMERICHOST) != 0)
+        snprintf(out, size, "?");
+}
+
+/* Closes the connection under the server's feet: its thread sees the end of
+ * the stream and libmicrohttpd cleans up. Caller holds conns_lock. */
+static void close_tracked(struct tracked_conn *t)
+{
+    shutdown(t->fd, SHUT_RDWR);
+    t->closing = true;
+}
+
+/* libmicrohttpd's accept policy: refuses an address over its budget; when
+ * the server is full, makes room by closing the connection that has waited
+ * longest for its request head (an idle keep-alive or a slow client). */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addr_len)
+{
+    struct gw_http *http = cls;
+    char address[sizeof http->conns[0].address];
+    address_text(addr, addr_len, address, sizeof address);
+    bool accept = true;
+    size_t open = 0, from_address = 0, tracked_count = 0;
+    struct tracked_conn *oldest_waiting = NULL;
+    pthread_mutex_lock(&http->conns_lock);
+    for (size_t i = 0; i < CONN_TRACK_MAX; i++) {
+        struct tracked_conn *t = &http->conns[i];
+        if (!t->in_use)
+            continue;
+        tracked_count++;
+        if (t->closing)
+            continue;
+        open++;
+        if (strcmp(t->address, address) == 0)
+            from_address++;
+        if (t->phase == CONN_HEAD &&
+            (!oldest_waiting || t->phase_since_ms < oldest_waiting->phase_since_ms))
+            oldest_waiting = t;
+    }
+    if (tracked_count >= CONN_TRACK_MAX || from_address >= CONN_PER_ADDRESS)
+        accept = false;
+    else if (open >= CONN_BUDGET && oldest_waiting)
+        close_tracked(oldest_waiting);
+    else if (open >= CONN_BUDGET)
+        accept = false;
+    pthread_mutex_unlock(&http->conns_lock);
+    return accept ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct gw_http *http = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        struct tracked_conn *t = *socket_context;
+        if (t) {
+            pthread_mutex_lock(&http->conns_lock);
+            memset(t, 0, sizeof *t);
+            pthread_mutex_unlock(&http->conns_lock);
+            *socket_context = NULL;
+        }
+        return;
+    }
+    const union MHD_ConnectionInfo *fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char address[sizeof http->conns[0].address];
+    console_client_address(conn, address, sizeof address);
+    *socket_context = NULL;
+    if (!fd)
+        return;
+    pthread_mutex_lock(&http->conns_lock);
+    for (size_t i = 0; i < CONN_TRACK_MAX; i++) {
+        struct tracked_conn *t = &http->conns[i];
+        if (t->in_use)
+            continue;
+        *t = (struct tracked_conn){.in_use = true, .fd = fd->connect_fd, .phase = CONN_HEAD,
+                                   .phase_since_ms = est_mono_ms()};
+        snprintf(t->address, sizeof t->address, "%s", address);
+        *socket_context = t;
+        break;
+    }
+    pthread_mutex_unlock(&http->conns_lock);
+}
+
+/* Closes connections past their head or body deadline; the number closed. */
+static size_t close_late_connections(struct gw_http *http)
+{
+    int64_t now = est_mono_ms();
+    size_t closed = 0;
+    pthread_mutex_lock(&http->conns_lock);
+    for (size_t i = 0; i < CONN_TRACK_MAX; i++) {
+        struct tracked_conn *t = &http->conns[i];
+        if (!t->in_use || t->closing || t->phase == CONN_BUSY)
+            continue;
+        int64_t deadline = t->phase == CONN_HEAD ? HEAD_DEADLINE_MS : BODY_DEADLINE_MS;
+        if (now - t->phase_since_ms > deadline) {
+            close_tracked(t);
+            closed++;
+        }
+    }
+    pthread_mutex_unlock(&http->conns_lock);
+    return closed;
+}
+
+static void *watchdog_main(void *arg)
+{
+    struct gw_http *http = arg;
+    size_t closed = 0;
+    int64_t last_log = 0;
+    while (!atomic_load(&http->stopping)) {
+        struct timespec pause = {0, WATCHDOG_INTERVAL_MS * 1000000L};
+        nanosleep(&pause, NULL);
+        closed += close_late_connections(http);
+        int64_t now = est_mono_ms();
+        if (closed && now - last_log >= SLOW_LOG_INTERVAL_MS) {
+            gw_warn("http: closed %zu connection(s) that did not send their request within "
+                    "%d s (head) or %d s (body)", closed, HEAD_DEADLINE_MS / 1000,
+                    BODY_DEADLINE_MS / 1000);
+            closed = 0;
+            last_log = now;
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Host names                                                          */
+/* ------------------------------------------------------------------ */
+
+static bool add_host(struct gw_http *http, const char *name, size_t len)
+{
+    if (len == 0)
+        return true;
+    char **grown = realloc(http->hosts, (http->nhosts + 1) * sizeof *grown);
+    if (!grown)
+        return false;
+    http->hosts = grown;
+    http->hosts[http->nhosts] = strndup(name, len);
+    if (!http->hosts[http->nhosts])
+        return false;
+    http->nhosts++;
+    return true;
+}
+
+/* The host part of "host:port" or "[v6]:port" (or of a bare host). */
+static void host_part(const char *text, const char **start, size_t *len)
+{
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        *start = text + 1;
+        *len = close ? (size_t)(close - text - 1) : strlen(text + 1);
+        return;
+    }
+    const char *colon = strchr(text, ':');
+    if (colon && strchr(colon + 1, ':'))
+        colon = NULL; /* a bare IPv6 address */
+    *start = text;
+    *len = colon ? (size_t)(colon - text) : strlen(text);
+}
+
+/* The names a request's Host may carry: http.hosts, the listen address and
+ * the loopback names; none (any Host) when listening on every address
+ * without http.hosts. */
+static bool load_hosts(struct gw_http *http)
+{
+    const struct gw_config *config = http->config;
+    const char *listen_host;
+    size_t listen_len;
+    host_part(config->http.listen, &listen_host, &listen_len);
+    bool wildcard = listen_len == 0 || (listen_len == 7 && strncmp(listen_host, "0.0.0.0", 7) == 0) ||
+                    (listen_len == 2 && strncmp(listen_host, "::", 2) == 0);
+    const char *list = config->http.hosts ? config->http.hosts : "";
+    if (wildcard && !list[0])
+        return true;
+    bool ok = add_host(http, "127.0.0.1", 9) && add_host(http, "localhost", 9) &&
+              add_host(http, "::1", 3) && (wildcard || add_host(http, listen_host, listen_len));
+    for (const char *p = list; ok && *p;) {
+        size_t len = strcspn(p, ", \t");
+        ok = add_host(http, p, len);
+        p += len;
+        p += strspn(p, ", \t");
+    }
+    return ok;
+}
+
+/* True when the request's Host names this server (or any Host goes). */
+static bool host_allowed(const struct gw_http *http, struct MHD_Connection *conn)
+{
+    if (http->nhosts == 0)
+        return true;
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    if (!host)
+        return false;
+    const char *name;
+    size_t len;
+    host_part(host, &name, &len);
+    for (size_t i = 0; i < http->nhosts; i++)
+        if (strlen(http->hosts[i]) == len && strncasecmp(http->hosts[i], name, len) == 0)
+            return true;
+    return false;
+}
+
+/* ------------------------------------------------------------------ */
 /* libmicrohttpd glue                                                  */
 /* ------------------------------------------------------------------ */
 
@@ -228,6 +460,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (length && strtoull(length, NULL, 10) > BODY_MAX)
             body->too_large = true;
         *con_cls = body;
+        set_phase(http, conn, CONN_BODY);
+        if (!host_allowed(http, conn)) {
+            body->refused = true;
+            return console_send_error(conn, MHD_HTTP_MISDIRECTED_REQUEST,
+                                      "this server does not answer for that Host");
+        }
+        return MHD_YES;
+    }
+    if (body->refused) {
+        *upload_data_size = 0;
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -235,6 +477,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return keep ? MHD_YES : MHD_NO;
     }
+    set_phase(http, conn, CONN_BUSY);
     if (strncmp(url, "/api/", 5) == 0)
         return console_handle_api(http, conn, url + 5, method, body);
     if (strcmp(url, "/api") == 0)
@@ -245,9 +488,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode code)
 {
-    (void)cls;
-    (void)conn;
     (void)code;
+    set_phase(cls, conn, CONN_HEAD); /* a kept-alive connection waits for its next request */
     struct request_body *body = *con_cls;
     if (body) {
         if (body->data)
@@ -329,6 +571,10 @@ static void http_free(struct gw_http *http)
     pthread_cond_destroy(&http->events_cond);
     pthread_mutex_destroy(&http->pool_lock);
     pthread_cond_destroy(&http->pool_cond);
+    pthread_mutex_destroy(&http->conns_lock);
+    for (size_t i = 0; i < http->nhosts; i++)
+        free(http->hosts[i]);
+    free(http->hosts);
     OPENSSL_cleanse(http->sessions, sizeof http->sessions);
     free(http->static_dir);
     free(http);
@@ -349,8 +595,9 @@ static struct gw_http *http_create(const struct gw_console_host *host)
     pthread_cond_init(&http->events_cond, NULL);
     pthread_mutex_init(&http->pool_lock, NULL);
     pthread_cond_init(&http->pool_cond, NULL);
+    pthread_mutex_init(&http->conns_lock, NULL);
     http->static_dir = pick_static_dir(host->config);
-    if (!http->static_dir) {
+    if (!http->static_dir || !load_hosts(http)) {
         http_free(http);
         return NULL;
     }
@@ -366,10 +613,10 @@ static struct MHD_Daemon *start_daemon(struct gw_http *http, struct sockaddr_sto
     if (addr->ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     return MHD_start_daemon(
-        flags, port, NULL, NULL, on_request, http, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, http,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)addr,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)PER_IP_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+        flags, port, on_accept, http, on_request, http, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, http,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)addr, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)CONN_TRACK_MAX, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)CONN_PER_ADDRESS,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, http, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, http, MHD_OPTION_END);
 }
@@ -404,6 +651,12 @@ est_err gw_http_start(const struct gw_console_host *host, struct gw_http **out)
         http_free(http);
         return err;
     }
+    http->watchdog_started = pthread_create(&http->watchdog, NULL, watchdog_main, http) == 0;
+    if (!http->watchdog_started)
+        gw_warn("http: no watchdog thread: slow requests are not cut off");
+    if (http->nhosts == 0)
+        gw_warn("http: listening on every address without http.hosts: any Host header is "
+                "answered (set http.hosts to the names the console is reached by)");
     if (gw_users_enabled_count(config) == 0)
         gw_warn("http: nobody can sign in yet: add users with estate-ctl user add");
     gw_info("http: console on http://%s/ (files from %s)", config->http.listen, http->static_dir);
@@ -417,6 +670,8 @@ void gw_http_stop(struct gw_http *http)
         return;
     atomic_store(&http->stopping, true);
     console_events_wake_all(http);
+    if (http->watchdog_started)
+        pthread_join(http->watchdog, NULL);
     MHD_stop_daemon(http->daemon);
     http_free(http);
 }

@@ -14,7 +14,7 @@
 #include "log.h"
 #include "payload.h"
 
-#define THROTTLE_USER_FREE 5          /* failures per user before lockouts start */
+#define THROTTLE_USER_FREE 5          /* failures per user and address before lockouts start */
 #define THROTTLE_IP_FREE 20           /* failures per address before lockouts start */
 #define THROTTLE_MAX_LOCK_MS (15 * 60 * 1000)
 #define THROTTLE_FORGET_MS (15 * 60 * 1000)
@@ -33,6 +33,47 @@ static bool token_well_formed(const char *token)
     return true;
 }
 
+/* Where user's new session goes (caller holds sessions_lock): the user's
+ * oldest when they have SESSIONS_PER_USER already, else a free or expired
+ * slot, else (the table is full) the oldest session of whoever has the
+ * most. One account signing in again and again only replaces its own. */
+static struct session *session_slot_for(struct gw_http *http, const char *user, int64_t now)
+{
+    struct session *free_slot = NULL, *own_oldest = NULL;
+    size_t own = 0;
+    for (size_t i = 0; i < SESSION_MAX; i++) {
+        struct session *s = &http->sessions[i];
+        if (s->token[0] == '\0' || s->expires_ms <= now) {
+            if (!free_slot)
+                free_slot = s;
+            continue;
+        }
+        if (strcmp(s->user, user) == 0) {
+            own++;
+            if (!own_oldest || s->expires_ms < own_oldest->expires_ms)
+                own_oldest = s;
+        }
+    }
+    if (own >= SESSIONS_PER_USER || (!free_slot && own_oldest))
+        return own_oldest;
+    if (free_slot)
+        return free_slot;
+    /* Full, and user has none: the heaviest user gives up their oldest. */
+    struct session *victim = NULL;
+    size_t victim_count = 0;
+    for (size_t i = 0; i < SESSION_MAX; i++) {
+        struct session *s = &http->sessions[i];
+        size_t count = 0;
+        for (size_t j = 0; j < SESSION_MAX; j++)
+            count += strcmp(http->sessions[j].user, s->user) == 0;
+        if (count > victim_count || (count == victim_count && s->expires_ms < victim->expires_ms)) {
+            victim = s;
+            victim_count = count;
+        }
+    }
+    return victim;
+}
+
 /* Creates a session; false when the random source failed. */
 static bool session_create(struct gw_http *http, const char *user, struct caller *out)
 {
@@ -47,16 +88,7 @@ static bool session_create(struct gw_http *http, const char *user, struct caller
     int64_t expires = now + (int64_t)http->config->http.session_ttl_s * 1000;
 
     pthread_mutex_lock(&http->sessions_lock);
-    struct session *slot = NULL;
-    for (size_t i = 0; i < SESSION_MAX; i++) {
-        struct session *s = &http->sessions[i];
-        if (s->token[0] == '\0' || s->expires_ms <= now) {
-            slot = s;
-            break;
-        }
-        if (!slot || s->expires_ms < slot->expires_ms)
-            slot = s; /* table full: the session closest to expiry goes */
-    }
+    struct session *slot = session_slot_for(http, user, now);
     snprintf(slot->token, sizeof slot->token, "%s", token);
     snprintf(slot->user, sizeof slot->user, "%s", user);
     slot->expires_ms = expires;
@@ -142,54 +174,72 @@ bool console_session_still_valid(struct gw_http *http, const char *token)
 /* Login throttling                                                    */
 /* ------------------------------------------------------------------ */
 
-/* The slot for key, created when asked (evicting the stalest). Caller
+/* Two bounded tables: failures per (user, address) pair, so that nobody
+ * can lock a user out of the addresses they sign in from, and failures
+ * per address, which also count names that are not users. A full table
+ * never gives up a locked entry: a new key that finds no room goes
+ * unrecorded (its address is still counted), so a flood of junk names
+ * cannot flush the count of a user someone is guessing. */
+
+/* The entry for key in table, or NULL; forgets entries long quiet. Caller
  * holds throttle_lock. */
-static struct throttle_slot *throttle_slot(struct gw_http *http, const char *key, bool create,
+static struct throttle_slot *throttle_find(struct throttle_slot *table, const char *key,
                                            int64_t mono)
 {
-    struct throttle_slot *free_slot = NULL, *stalest = NULL;
     for (size_t i = 0; i < THROTTLE_SLOTS; i++) {
-        struct throttle_slot *t = &http->throttle[i];
+        struct throttle_slot *t = &table[i];
         if (t->key[0] && mono - t->last_failure_ms > THROTTLE_FORGET_MS &&
             mono >= t->locked_until_ms)
-            memset(t, 0, sizeof *t); /* forgotten */
+            memset(t, 0, sizeof *t);
         if (t->key[0] && strcmp(t->key, key) == 0)
             return t;
-        if (!t->key[0] && !free_slot)
-            free_slot = t;
-        if (t->key[0] && (!stalest || t->last_failure_ms < stalest->last_failure_ms))
-            stalest = t;
     }
-    if (!create)
-        return NULL;
-    struct throttle_slot *t = free_slot ? free_slot : stalest;
-    memset(t, 0, sizeof *t);
-    snprintf(t->key, sizeof t->key, "%s", key);
-    return t;
+    return NULL;
 }
 
-static void throttle_keys(const char *user, const char *address, char user_key[],
-                          char address_key[], size_t size)
+/* A new entry for key: a free slot, else the stalest unlocked one; NULL
+ * when every entry is locked. Caller holds throttle_lock. */
+static struct throttle_slot *throttle_add(struct throttle_slot *table, const char *key,
+                                          int64_t mono)
 {
-    snprintf(user_key, size, "u:%s", user);
-    snprintf(address_key, size, "a:%s", address);
+    struct throttle_slot *pick = NULL;
+    for (size_t i = 0; i < THROTTLE_SLOTS && (!pick || pick->key[0]); i++) {
+        struct throttle_slot *t = &table[i];
+        if (!t->key[0])
+            pick = t;
+        else if (mono >= t->locked_until_ms &&
+                 (!pick || t->last_failure_ms < pick->last_failure_ms))
+            pick = t;
+    }
+    if (!pick)
+        return NULL;
+    memset(pick, 0, sizeof *pick);
+    snprintf(pick->key, sizeof pick->key, "%s", key);
+    return pick;
 }
 
-/* Milliseconds until user or address may try again; 0 = now. */
+static void pair_key(const char *user, const char *address, char *out, size_t size)
+{
+    snprintf(out, size, "%s@%s", user, address);
+}
+
+static int64_t slot_wait_ms(const struct throttle_slot *t, int64_t mono)
+{
+    return t && t->locked_until_ms > mono ? t->locked_until_ms - mono : 0;
+}
+
+/* Milliseconds until user may try again from address; 0 = now. */
 static int64_t throttle_wait_ms(struct gw_http *http, const char *user, const char *address)
 {
-    char user_key[sizeof http->throttle[0].key], address_key[sizeof http->throttle[0].key];
-    throttle_keys(user, address, user_key, address_key, sizeof user_key);
-    int64_t mono = est_mono_ms(), wait = 0;
+    char key[sizeof http->throttle_pairs[0].key];
+    pair_key(user, address, key, sizeof key);
+    int64_t mono = est_mono_ms();
     pthread_mutex_lock(&http->throttle_lock);
-    const char *keys[2] = {user_key, address_key};
-    for (size_t k = 0; k < 2; k++) {
-        struct throttle_slot *t = throttle_slot(http, keys[k], false, mono);
-        if (t && t->locked_until_ms - mono > wait)
-            wait = t->locked_until_ms - mono;
-    }
+    int64_t pair_wait = slot_wait_ms(throttle_find(http->throttle_pairs, key, mono), mono);
+    int64_t address_wait =
+        slot_wait_ms(throttle_find(http->throttle_addresses, address, mono), mono);
     pthread_mutex_unlock(&http->throttle_lock);
-    return wait;
+    return pair_wait > address_wait ? pair_wait : address_wait;
 }
 
 /* The lockout after the n-th failure when free failures are allowed:
@@ -205,32 +255,42 @@ static int64_t lockout_ms(unsigned failures, unsigned free_failures)
     return ms < THROTTLE_MAX_LOCK_MS ? ms : THROTTLE_MAX_LOCK_MS;
 }
 
-static void throttle_failure(struct gw_http *http, const char *user, const char *address)
+static void count_failure(struct throttle_slot *table, const char *key, unsigned free_failures,
+                          int64_t mono)
 {
-    char user_key[sizeof http->throttle[0].key], address_key[sizeof http->throttle[0].key];
-    throttle_keys(user, address, user_key, address_key, sizeof user_key);
+    struct throttle_slot *t = throttle_find(table, key, mono);
+    if (!t)
+        t = throttle_add(table, key, mono);
+    if (!t)
+        return;
+    t->failures++;
+    t->last_failure_ms = mono;
+    int64_t lock = lockout_ms(t->failures, free_failures);
+    if (lock)
+        t->locked_until_ms = mono + lock;
+}
+
+/* A failed sign-in; the pair is counted only for a name that is a user. */
+static void throttle_failure(struct gw_http *http, const char *user, bool is_user,
+                             const char *address)
+{
+    char key[sizeof http->throttle_pairs[0].key];
+    pair_key(user, address, key, sizeof key);
     int64_t mono = est_mono_ms();
     pthread_mutex_lock(&http->throttle_lock);
-    const char *keys[2] = {user_key, address_key};
-    const unsigned free_failures[2] = {THROTTLE_USER_FREE, THROTTLE_IP_FREE};
-    for (size_t k = 0; k < 2; k++) {
-        struct throttle_slot *t = throttle_slot(http, keys[k], true, mono);
-        t->failures++;
-        t->last_failure_ms = mono;
-        int64_t lock = lockout_ms(t->failures, free_failures[k]);
-        if (lock)
-            t->locked_until_ms = mono + lock;
-    }
+    if (is_user)
+        count_failure(http->throttle_pairs, key, THROTTLE_USER_FREE, mono);
+    count_failure(http->throttle_addresses, address, THROTTLE_IP_FREE, mono);
     pthread_mutex_unlock(&http->throttle_lock);
 }
 
-/* A successful sign-in clears the user's count (not the address's). */
-static void throttle_success(struct gw_http *http, const char *user)
+/* A successful sign-in clears the pair's count (not the address's). */
+static void throttle_success(struct gw_http *http, const char *user, const char *address)
 {
-    char user_key[sizeof http->throttle[0].key], unused[sizeof http->throttle[0].key];
-    throttle_keys(user, "", user_key, unused, sizeof user_key);
+    char key[sizeof http->throttle_pairs[0].key];
+    pair_key(user, address, key, sizeof key);
     pthread_mutex_lock(&http->throttle_lock);
-    struct throttle_slot *t = throttle_slot(http, user_key, false, est_mono_ms());
+    struct throttle_slot *t = throttle_find(http->throttle_pairs, key, est_mono_ms());
     if (t)
         memset(t, 0, sizeof *t);
     pthread_mutex_unlock(&http->throttle_lock);
@@ -305,11 +365,11 @@ enum MHD_Result route_login(struct api_request *req)
               gw_users_login(http->config, user->valuestring, password->valuestring, &role);
     if (!ok) {
         free_login_body(body);
-        throttle_failure(http, name, address);
+        throttle_failure(http, name, gw_users_role_of(http->config, name) != NULL, address);
         gw_warn("http: failed sign-in for user \"%s\" from %s", name, address);
         return console_send_error(req->conn, MHD_HTTP_UNAUTHORIZED, "wrong user name or password");
     }
-    throttle_success(http, name);
+    throttle_success(http, name, address);
     bool created = session_create(http, name, &req->who);
     free_login_body(body);
     if (!created)

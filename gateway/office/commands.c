@@ -24,6 +24,12 @@
 #define VALVE_METER_INTERVAL_MS 30000 /* one actuation per meter per 30 s */
 /* and at most GW_VALVE_SITE_PER_MINUTE (10) a minute over the site */
 
+/* Commands from people over MQTT and the console, per account: a burst of
+ * COMMAND_BURST, then COMMAND_RATE a second. estate-ctl (run by the
+ * operator on the machine) and the rules are not limited. */
+#define COMMAND_BURST 30.0
+#define COMMAND_RATE 2.0
+
 /* ---- results ---- */
 
 static void add_request_id(cJSON *result, const cJSON *args)
@@ -268,6 +274,54 @@ static cJSON *valve_command(struct gw_office *office, const cJSON *args, const s
     return result;
 }
 
+/* ---- per-account rate limit ---- */
+
+static bool origin_limited(const struct gw_actor *actor)
+{
+    return actor->origin != NULL && (strcmp(actor->origin, "mqtt") == 0 ||
+                                     strcmp(actor->origin, "http") == 0);
+}
+
+/* The user's bucket, taking the least recently used one when new. */
+static struct gw_command_bucket *bucket_of(struct gw_office *office, const char *user, int64_t now)
+{
+    struct gw_command_bucket *pick = NULL;
+    for (size_t i = 0; i < GW_COMMAND_BUCKETS; i++) {
+        struct gw_command_bucket *b = &office->buckets[i];
+        if (b->user[0] && strcmp(b->user, user) == 0)
+            return b;
+        if (!pick || (pick->user[0] && (!b->user[0] || b->last_ms < pick->last_ms)))
+            pick = b;
+    }
+    snprintf(pick->user, sizeof pick->user, "%s", user);
+    pick->tokens = COMMAND_BURST;
+    pick->last_ms = now;
+    return pick;
+}
+
+/* Takes one command from the actor's bucket; false when it is empty. */
+static bool take_command_token(struct gw_office *office, const struct gw_actor *actor)
+{
+    if (!origin_limited(actor))
+        return true;
+    int64_t now = est_mono_ms();
+    struct gw_command_bucket *b = bucket_of(office, actor->user, now);
+    b->tokens += (double)(now - b->last_ms) * COMMAND_RATE / 1000.0;
+    if (b->tokens > COMMAND_BURST)
+        b->tokens = COMMAND_BURST;
+    b->last_ms = now;
+    if (b->tokens < 1.0) {
+        b->refused++;
+        if ((b->refused & (b->refused - 1)) == 0)
+            gw_warn("commands from %s (%s): %llu refused in a row, rate limited", actor->user,
+                    actor->origin, (unsigned long long)b->refused);
+        return false;
+    }
+    b->refused = 0;
+    b->tokens -= 1.0;
+    return true;
+}
+
 /* ---- the registry ---- */
 
 est_err gw_command_register(struct gw_office *office, const char *verb, gw_command_fn handle,
@@ -325,5 +379,12 @@ cJSON *gw_commands_handle(struct gw_office *office, const char *verb, const cJSO
     if (!gw_commands_role_allows(actor->role, verb, action))
         return gw_command_error(args, "role %s may not %s%s%s", actor->role, verb,
                                 action ? " " : "", action ? action : "");
+    if (!take_command_token(office, actor)) {
+        cJSON *refused = gw_command_error(args, "rate limited: at most %.0f commands at once, then "
+                                          "%.0f a second, per account", COMMAND_BURST, COMMAND_RATE);
+        if (refused != NULL)
+            cJSON_AddNumberToObject(refused, "retry_after_s", 1);
+        return refused;
+    }
     return entry->handle(office, args, actor);
 }

@@ -30,6 +30,17 @@ struct gw_valve_limiter {
     size_t recent_next; /* oldest entry, overwritten next */
 };
 
+/* Commands per account (commands.c): a token bucket per user name, so a
+ * stuck or hostile client cannot write hundreds of permanent records a
+ * second. A small table: the least recently used bucket gives way. */
+#define GW_COMMAND_BUCKETS 64
+struct gw_command_bucket {
+    char user[64];      /* "" = free */
+    double tokens;
+    int64_t last_ms;    /* monotonic */
+    uint64_t refused;   /* commands refused in a row (logged at 1, 2, 4, ...) */
+};
+
 /* The users file, reloaded when it changes (commands.c). */
 struct gw_users_cache {
     struct gw_users *users;
@@ -55,6 +66,7 @@ struct gw_office {
     struct gw_incident_listener incident_listeners[GW_OFFICE_MAX_INCIDENT_LISTENERS];
     size_t nincident_listeners;
     struct gw_valve_limiter valve;
+    struct gw_command_bucket buckets[GW_COMMAND_BUCKETS];
     struct gw_users_cache users;
     struct gw_sla_schedule sla;
 };

@@ -39,6 +39,8 @@
 #define FIRST_CONNECT_WAIT_MS 1000 /* see gw_core_run */
 #define PATROL_ANCHOR_EVERY_MS (15 * 60000)
 #define CTL_REQUEST_EXPIRY_MS 15000 /* estate-ctl waits 10 s for an answer */
+#define COMMAND_ID_WINDOW_MS (10 * 60 * 1000) /* an MQTT request_id runs once within this */
+#define COMMAND_ID_KEEP 10000                 /* request ids remembered at most */
 
 /* A command from another thread, answered through a condition variable. */
 struct gw_core_call {
@@ -888,6 +890,69 @@ static const char *command_verb(const struct gw_core *core, const char *topic)
     return verb;
 }
 
+/* A retained command would run again at every reconnect of the gateway:
+ * it is refused and cleared (an empty retained message on its topic). The
+ * broker strips the flag when it delivers a message to a client already
+ * subscribed, so a retained command sent while the gateway is connected
+ * runs once and is refused and cleared at the next connection. */
+static cJSON *refuse_retained(struct gw_core *core, const struct gw_mqtt_inbound *in,
+                              const cJSON *args)
+{
+    bool cleared = gw_mqtt_publish(core->mqtt, in->topic, "", 0, 1, true, 0) == EST_OK;
+    gw_warn("mqtt: retained command on %s refused%s", in->topic,
+            cleared ? " and cleared" : " (not cleared: not connected)");
+    return gw_command_error(args, "retained commands are not run: publish commands without the "
+                            "retain flag%s", cleared ? " (the retained one was cleared)" : "");
+}
+
+/* Runs the command, or answers a request_id seen within
+ * COMMAND_ID_WINDOW_MS with the result it had then (nothing runs again).
+ * Successful results are remembered; a refused command may be retried. */
+static cJSON *run_once(struct gw_core *core, const char *verb, const cJSON *args,
+                       const struct gw_actor *actor)
+{
+    const char *request_id = gw_command_string(args, "request_id", 64);
+    int64_t now = gw_core_now_ms(core);
+    char *earlier = NULL;
+    if (request_id != NULL)
+        gw_store_command_id_result(core->store, actor->user, verb, request_id,
+                                   now - COMMAND_ID_WINDOW_MS, &earlier);
+    cJSON *result = earlier != NULL ? cJSON_Parse(earlier) : NULL;
+    free(earlier);
+    if (result != NULL) {
+        gw_info("mqtt: %s request %s from %s already ran: answered with its result", verb,
+                request_id, actor->user);
+        return result;
+    }
+    result = gw_commands_handle(core->office, verb, args, actor);
+    if (request_id == NULL || !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "ok")))
+        return result;
+    char *text = cJSON_PrintUnformatted(result);
+    if (text != NULL &&
+        gw_store_command_id_put(core->store, actor->user, verb, request_id, text, now) == EST_OK)
+        gw_store_command_id_prune(core->store, now - COMMAND_ID_WINDOW_MS, COMMAND_ID_KEEP);
+    free(text);
+    return result;
+}
+
+/* An MQTT command only names its user: mqtt.command_roles caps the roles
+ * it may claim (every role when unset). */
+static bool mqtt_role_allowed(const struct gw_core *core, const char *role)
+{
+    const char *list = core->config->mqtt.command_roles;
+    if (list == NULL)
+        return true;
+    size_t want = strlen(role);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ", ");
+        if (len == want && strncmp(p, role, len) == 0)
+            return true;
+        p += len;
+        p += strspn(p, ", ");
+    }
+    return false;
+}
+
 static void handle_mqtt_command(struct gw_core *core, const struct gw_mqtt_inbound *in)
 {
     const char *verb = command_verb(core, in->topic);
@@ -897,24 +962,35 @@ static void handle_mqtt_command(struct gw_core *core, const struct gw_mqtt_inbou
         gw_warn("mqtt: command topic %s: unknown verb", in->topic);
         return;
     }
+    if (!in->too_large && in->length == 0)
+        return; /* a retained command being cleared: nothing to run or answer */
     bool in_txn = gw_store_begin(core->store) == EST_OK;
     cJSON *result;
     cJSON *args = in->too_large ? NULL : cJSON_ParseWithLength(in->payload, in->length);
     if (in->too_large) {
         result = gw_command_error(NULL, "payload larger than %d bytes", GW_MQTT_COMMAND_MAX);
+    } else if (in->retained) {
+        result = refuse_retained(core, in, cJSON_IsObject(args) ? args : NULL);
     } else if (args == NULL || !cJSON_IsObject(args)) {
         result = gw_command_error(NULL, "payload is not a JSON object");
     } else {
-        /* An MQTT command names its user; the role comes from the users file. */
+        /* An MQTT command names its user and nothing proves it: the broker's
+         * ACL decides who may publish here (binding broker accounts to users
+         * is the front-desk work). The role comes from the users file. */
         const char *user = gw_command_string(args, "user", 63);
         struct gw_actor actor = {.user = user ? user : "", .role = NULL, .origin = "mqtt"};
         actor.role = gw_commands_user_role(core->office, actor.user);
-        result = gw_commands_handle(core->office, verb, args, &actor);
+        if (actor.role != NULL && !mqtt_role_allowed(core, actor.role))
+            result = gw_command_error(args, "role %s may not send commands over MQTT "
+                                      "(mqtt.command_roles)", actor.role);
+        else
+            result = run_once(core, verb, args, &actor);
     }
     if (result != NULL) {
         cJSON *ok = cJSON_GetObjectItemCaseSensitive(result, "ok");
-        if (!cJSON_IsTrue(ok)) {
-            cJSON *error = cJSON_GetObjectItemCaseSensitive(result, "error");
+        cJSON *error = cJSON_GetObjectItemCaseSensitive(result, "error");
+        bool limited = cJSON_IsString(error) && strncmp(error->valuestring, "rate limited", 12) == 0;
+        if (!cJSON_IsTrue(ok) && !limited) { /* the limiter logs refusals itself, sparingly */
             gw_warn("mqtt: command on %s refused: %s", in->topic,
                     cJSON_IsString(error) ? error->valuestring : "?");
         }

@@ -7,7 +7,17 @@
 #include "mqtt.h"
 
 #include <MQTTClient.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -110,7 +120,7 @@ struct gw_mqtt {
     size_t nearly;
     uint64_t acked[ACKED_CAPACITY];
     size_t nacked;
-    char last_problem[256]; /* last connect/TLS failure logged */
+    char last_problem[640]; /* last connect/TLS failure logged */
     struct gw_mqtt *next_live; /* under live_lock */
 };
 
@@ -350,6 +360,7 @@ static int on_message(void *context, char *topic, int topic_len, MQTTClient_mess
     if (in->length > 0)
         memcpy(in->payload, message->payload, in->length);
     in->payload[in->length] = '\0';
+    in->retained = message->retained != 0;
     if (gw_queue_push(m->inbound, in, 1000) != EST_OK)
         gw_warn("mqtt: command queue full, dropped a message on %s", in->topic);
     MQTTClient_freeMessage(&message);
@@ -382,6 +393,112 @@ static int on_tls_error(const char *str, size_t len, void *context)
     snprintf(text, sizeof text, "TLS to %s: %.*s", m->config->uri, (int)(len < 200 ? len : 200), str);
     log_connect_problem(m, text);
     return 0;
+}
+
+/* A TCP connection to host:port within timeout_ms; -1 when none. */
+static int connect_within(const char *host, const char *port, int timeout_ms)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *found = NULL;
+    if (getaddrinfo(host, port, &hints, &found) != 0 || found == NULL)
+        return -1;
+    int fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) != 0) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int error = 0;
+        socklen_t len = sizeof error;
+        if (errno != EINPROGRESS || poll(&p, 1, timeout_ms) != 1 ||
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0 || error != 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(found);
+    if (fd >= 0) {
+        int flags = fcntl(fd, F_GETFL);
+        fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+        struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
+    return fd;
+}
+
+/* Splits "ssl://host:port" (or "ssl://[v6]:port"); false when malformed. */
+static bool split_uri(const char *uri, char *host, size_t host_size, char *port, size_t port_size)
+{
+    const char *start = strstr(uri, "://");
+    start = start ? start + 3 : uri;
+    const char *colon = strrchr(start, ':');
+    if (colon == NULL || colon == start)
+        return false;
+    const char *h = start;
+    size_t len = (size_t)(colon - start);
+    if (h[0] == '[' && len >= 2 && h[len - 1] == ']') {
+        h++;
+        len -= 2;
+    }
+    if (len >= host_size || strlen(colon + 1) >= port_size)
+        return false;
+    memcpy(host, h, len);
+    host[len] = '\0';
+    snprintf(port, port_size, "%s", colon + 1);
+    return true;
+}
+
+/* After a TLS connect failed: a handshake of our own, with the same CA,
+ * client certificate and name check, says why (Paho reports only "no
+ * connection" for a name mismatch, an unknown CA or an expired
+ * certificate). Writes the reason into out, or leaves it empty when the
+ * TLS side looks fine. */
+static void explain_tls_failure(const struct gw_mqtt_config *c, char *out, size_t size)
+{
+    out[0] = '\0';
+    char host[256], port[16];
+    if (!split_uri(c->uri, host, sizeof host, port, sizeof port))
+        return;
+    int fd = connect_within(host, port, 3000);
+    if (fd < 0)
+        return; /* nothing listens: Paho's message says enough */
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+    if (ctx != NULL) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); /* finish, then read the verdict */
+        if (c->ca_file != NULL)
+            SSL_CTX_load_verify_locations(ctx, c->ca_file, NULL);
+        if (c->cert_file != NULL && c->key_file != NULL) {
+            SSL_CTX_use_certificate_chain_file(ctx, c->cert_file);
+            SSL_CTX_use_PrivateKey_file(ctx, c->key_file, SSL_FILETYPE_PEM);
+        }
+        ssl = SSL_new(ctx);
+    }
+    if (ssl != NULL && SSL_set_fd(ssl, fd) == 1) {
+        unsigned char ip[16];
+        bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+        X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+        if (is_ip) {
+            X509_VERIFY_PARAM_set1_ip_asc(param, host);
+        } else {
+            SSL_set_tlsext_host_name(ssl, host);
+            X509_VERIFY_PARAM_set1_host(param, host, 0);
+        }
+        ERR_clear_error();
+        int rc = SSL_connect(ssl);
+        long verdict = SSL_get_verify_result(ssl);
+        X509 *peer = SSL_get1_peer_certificate(ssl);
+        if (peer != NULL && verdict != X509_V_OK)
+            snprintf(out, size, "the broker's certificate is not accepted for %.100s: %.120s", host,
+                     X509_verify_cert_error_string(verdict));
+        else if (rc != 1 && ERR_peek_error() != 0)
+            snprintf(out, size, "TLS handshake failed: %.200s",
+                     ERR_reason_error_string(ERR_peek_error()));
+        X509_free(peer);
+        SSL_shutdown(ssl);
+    }
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    close(fd);
 }
 
 static const char *connect_error_text(int rc)
@@ -439,9 +556,12 @@ static bool open_session(struct gw_mqtt *m)
     }
     int rc = MQTTClient_connect(m->client, &opts);
     if (rc != MQTTCLIENT_SUCCESS) {
-        char text[256];
-        snprintf(text, sizeof text, "cannot connect to %s (code %d: %s); retrying", c->uri, rc,
-                 connect_error_text(rc));
+        char why[400] = "";
+        if (opts.ssl != NULL && rc == MQTTCLIENT_FAILURE)
+            explain_tls_failure(c, why, sizeof why);
+        char text[640];
+        snprintf(text, sizeof text, "cannot connect to %s (code %d: %s%s%s); retrying", c->uri, rc,
+                 connect_error_text(rc), why[0] ? ": " : "", why);
         log_connect_problem(m, text);
         return false;
     }

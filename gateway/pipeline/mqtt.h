@@ -25,6 +25,7 @@ struct gw_mqtt_inbound {
     char topic[GW_MQTT_TOPIC_MAX];
     size_t length;           /* payload bytes stored */
     bool too_large;          /* the payload exceeded GW_MQTT_COMMAND_MAX or the topic overflowed */
+    bool retained;           /* the broker kept it: delivered again at every subscription */
     char payload[GW_MQTT_COMMAND_MAX + 1]; /* NUL-terminated copy */
 };
 

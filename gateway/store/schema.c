@@ -157,7 +157,17 @@ static const char migration_2[] =
     " DELETE FROM readings_index WHERE meter = OLD.meter AND ts_ms = OLD.ts_ms"
     "  AND row = OLD.rowid; END;";
 
-static const char *const migrations[] = {migration_1, migration_2};
+/* The request ids of MQTT commands already run, with their results: a
+ * command sent again with the same id (a retry, a replay) is answered
+ * from here and not run twice, also across a restart. */
+static const char migration_3[] =
+    "CREATE TABLE command_ids("
+    " user TEXT NOT NULL, verb TEXT NOT NULL, request_id TEXT NOT NULL,"
+    " result_json TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (user, verb, request_id)) WITHOUT ROWID;"
+    "CREATE INDEX command_ids_created ON command_ids(created_ms);";
+
+static const char *const migrations[] = {migration_1, migration_2, migration_3};
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == GW_STORE_SCHEMA_VERSION,
                "one migration step per schema version");
@@ -182,6 +192,7 @@ static const struct store__sql_table *const sql_tables[] = {
     &store__transaction_sql, &store__inventory_sql, &store__readings_sql,
     &store__incidents_sql,   &store__outbox_sql,    &store__patrol_sql,
     &store__workorders_sql,  &store__meta_sql,      &store__requests_sql,
+    &store__command_ids_sql,
 };
 
 /* ------------------------------------------------------------------ */

@@ -48,7 +48,7 @@
 #include "estate.h"
 
 /* Schema version this build writes (PRAGMA user_version). */
-#define GW_STORE_SCHEMA_VERSION 2
+#define GW_STORE_SCHEMA_VERSION 3
 
 /* File name of the database inside data_dir. */
 #define GW_STORE_DB_FILE "estate.db"
@@ -633,5 +633,20 @@ est_err gw_store_ctl_result(struct gw_store *store, int64_t id, bool *done, char
 
 /* Deletes finished requests done before done_before_ms. */
 est_err gw_store_ctl_prune(struct gw_store *store, int64_t done_before_ms);
+
+/* ------------------------------------------------------------------ */
+/* Command request ids already run (MQTT)                              */
+/* ------------------------------------------------------------------ */
+
+/* The result stored for (user, verb, request_id) at or after since_ms:
+ * *result_json a malloc'd copy the caller frees, NULL when none. */
+est_err gw_store_command_id_result(struct gw_store *store, const char *user, const char *verb,
+                                   const char *request_id, int64_t since_ms, char **result_json);
+/* Records the result of a command run now (replacing an older one). */
+est_err gw_store_command_id_put(struct gw_store *store, const char *user, const char *verb,
+                                const char *request_id, const char *result_json, int64_t now_ms);
+/* Forgets ids recorded before before_ms and keeps at most keep of the
+ * newest. */
+est_err gw_store_command_id_prune(struct gw_store *store, int64_t before_ms, int64_t keep);
 
 #endif

@@ -97,6 +97,10 @@ enum store__stmt {
     S_CTL_FINISH,
     S_CTL_RESULT,
     S_CTL_PRUNE,
+    /* command_ids.c */
+    S_CMD_ID_GET,
+    S_CMD_ID_PUT,
+    S_CMD_ID_PRUNE,
     S__COUNT
 };
 
@@ -123,6 +127,7 @@ extern const struct store__sql_table store__patrol_sql;
 extern const struct store__sql_table store__workorders_sql;
 extern const struct store__sql_table store__meta_sql;
 extern const struct store__sql_table store__requests_sql;
+extern const struct store__sql_table store__command_ids_sql;
 
 struct gw_store {
     sqlite3 *db;

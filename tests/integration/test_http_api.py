@@ -480,7 +480,7 @@ def read_until(sock, seen, needle, seconds=10):
 def raw_get_status(port, path):
     """GET without client-side path normalisation."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while True:
             chunk = s.recv(4096)

@@ -1072,7 +1072,7 @@ static void test_migration_2_indexes_existing_readings(void **state)
     char sql[512];
     snprintf(sql, sizeof sql,
              "DROP TRIGGER readings_unindex; DROP TABLE readings_index;"
-             " DROP TABLE readings_indexed;"
+             " DROP TABLE readings_indexed; DROP TABLE command_ids;"
              " CREATE INDEX readings_meter_ts ON readings(meter, ts_ms);"
              " INSERT INTO readings(meter, ts_ms, quality) VALUES (%lld, 2000, 0), (%lld, 1000, 0),"
              " (%lld, 1500, 0); PRAGMA user_version = 1;",
@@ -1093,6 +1093,38 @@ static void test_migration_2_indexes_existing_readings(void **state)
     assert_int_equal(seen.count, 2);
     assert_int_equal(seen.ts[0], 1000);
     assert_int_equal(seen.ts[1], 2000);
+}
+
+static void test_command_ids_answer_once_within_window(void **state)
+{
+    struct fixture *f = *state;
+    char *result = NULL;
+    assert_int_equal(gw_store_command_id_result(f->store, "li", "valve", "r1", 0, &result), EST_OK);
+    assert_null(result);
+    assert_int_equal(gw_store_command_id_put(f->store, "li", "valve", "r1", "{\"ok\":true}", 1000),
+                     EST_OK);
+    assert_int_equal(gw_store_command_id_result(f->store, "li", "valve", "r1", 500, &result), EST_OK);
+    assert_string_equal(result, "{\"ok\":true}");
+    free(result);
+    /* Another user, another verb, or outside the window: not the same request. */
+    assert_int_equal(gw_store_command_id_result(f->store, "wang", "valve", "r1", 0, &result), EST_OK);
+    assert_null(result);
+    assert_int_equal(gw_store_command_id_result(f->store, "li", "occupancy", "r1", 0, &result),
+                     EST_OK);
+    assert_null(result);
+    assert_int_equal(gw_store_command_id_result(f->store, "li", "valve", "r1", 1001, &result), EST_OK);
+    assert_null(result);
+    /* Pruning keeps the newest `keep` and nothing older than the cut-off. */
+    for (int i = 0; i < 5; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "n%d", i);
+        assert_int_equal(gw_store_command_id_put(f->store, "li", "patrol-checkin", id, "{}",
+                                                 2000 + i),
+                         EST_OK);
+    }
+    assert_int_equal(gw_store_command_id_prune(f->store, 1500, 3), EST_OK);
+    assert_int_equal(raw_count(f, "SELECT count(*) FROM command_ids"), 3);
+    assert_int_equal(raw_count(f, "SELECT min(created_ms) FROM command_ids"), 2002);
 }
 
 int main(void)
@@ -1117,6 +1149,7 @@ int main(void)
         T(test_truncation_below_anchor_detected),
         T(test_workorder_create_idempotent_with_history),
         T(test_meta_and_ctl_requests),
+        T(test_command_ids_answer_once_within_window),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
