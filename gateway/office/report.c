@@ -616,7 +616,7 @@ static size_t display_width(const char *s)
     return w;
 }
 
-/* A cell's text, malloc'd. */
+/* A cell's text, malloc'd: objects and arrays as compact JSON. */
 static char *cell_text(const cJSON *row, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, key);
@@ -633,6 +633,8 @@ static char *cell_text(const cJSON *row, const char *key)
             snprintf(buf, sizeof buf, "%.3f", d);
         return strdup(buf);
     }
+    if (cJSON_IsObject(v) || cJSON_IsArray(v))
+        return cJSON_PrintUnformatted(v);
     return strdup("");
 }
 
