@@ -24,6 +24,7 @@
 
 #include "office.h"
 #include "office_stub.h"
+#include "views.h"
 #include "workorders.h"
 
 static int64_t fake_now_ms;
@@ -285,7 +286,7 @@ static void test_workorder_action_through_the_daemon(void **state)
     if (r.status != 0)
         fail_msg("dispatch: %s", r.err);
     assert_non_null(strstr(r.out, "dispatched"));
-    cJSON *o = gw_workorder_json(f->host.store, 1);
+    cJSON *o = gw_view_workorder_get(f->host.store, 1, fake_now_ms);
     const cJSON *h = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "history"), 1);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(h, "who")->valuestring, "desk");
     cJSON_Delete(o);
