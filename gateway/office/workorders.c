@@ -198,15 +198,9 @@ struct wo_list {
 static bool collect_workorder(void *ctx, const struct gw_store_workorder *wo)
 {
     struct wo_list *list = ctx;
-    if (list->count == list->cap) {
-        size_t cap = list->cap ? list->cap * 2 : 16;
-        struct wo_copy *items = realloc(list->items, cap * sizeof *items);
-        if (items == NULL) {
-            list->nomem = true;
-            return false;
-        }
-        list->items = items;
-        list->cap = cap;
+    if (EST_VEC_RESERVE(list->items, list->cap, list->count + 1) != EST_OK) {
+        list->nomem = true;
+        return false;
     }
     struct wo_copy *c = &list->items[list->count++];
     memset(c, 0, sizeof *c);
