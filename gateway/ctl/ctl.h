@@ -11,9 +11,9 @@
 #include "config.h"
 #include "est_cli.h"
 #include "estate.h"
-#include "payload.h"
 #include "report.h" /* gw_table_column, gw_table_print */
 #include "store.h"
+#include "views.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 

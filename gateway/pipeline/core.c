@@ -13,7 +13,7 @@
 
 #include "log.h"
 #include "office.h"
-#include "payload.h"
+#include "views.h"
 
 /* Samples are ~600 bytes and the ring is touched all round, so its size is
  * resident memory: 2048 (1.2 MB) holds four of the core's batches, about
