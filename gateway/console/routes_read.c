@@ -5,7 +5,7 @@
 
 #include "office.h"
 #include "console_internal.h"
-#include "payload.h"
+#include "views.h"
 
 #define HISTORY_POINTS_MAX 240        /* history is thinned to this many points */
 #define HISTORY_ROWS_MAX 20000
@@ -15,19 +15,6 @@
 /* ------------------------------------------------------------------ */
 /* JSON and query helpers                                              */
 /* ------------------------------------------------------------------ */
-
-/* Adds a stored JSON text as a parsed member (null when absent or broken). */
-static void add_raw_json(cJSON *obj, const char *name, const char *json_text)
-{
-    cJSON *value = json_text ? cJSON_Parse(json_text) : NULL;
-    cJSON_AddItemToObject(obj, name, value ? value : cJSON_CreateNull());
-}
-
-static void add_number_if(cJSON *obj, const char *name, double value)
-{
-    if (value == value) /* not NAN */
-        cJSON_AddNumberToObject(obj, name, value);
-}
 
 /* A time query parameter: ms since the epoch or RFC 3339. */
 static bool parse_time_param(const char *text, int64_t *ms)
@@ -111,37 +98,17 @@ static enum MHD_Result with_store(struct api_request *req, read_fn fn)
     return console_send_json(req->conn, status, result);
 }
 
-static cJSON *incident_json(const struct gw_store_incident *in)
-{
-    cJSON *json = cJSON_CreateObject();
-    cJSON_AddNumberToObject(json, "id", (double)in->id);
-    cJSON_AddStringToObject(json, "rule", in->rule);
-    cJSON_AddStringToObject(json, "severity", in->severity);
-    cJSON_AddStringToObject(json, "state", in->open ? "active" : "cleared");
-    cJSON_AddStringToObject(json, "subject_type", in->subject_type);
-    cJSON_AddStringToObject(json, "subject", in->subject);
-    if (strcmp(in->subject_type, "meter") == 0 || strcmp(in->subject_type, "unit") == 0)
-        cJSON_AddStringToObject(json, in->subject_type, in->subject);
-    else
-        cJSON_AddStringToObject(json, "panel", in->subject);
-    if (in->zone >= 0)
-        cJSON_AddNumberToObject(json, "zone", in->zone);
-    gw_json_add_ts_if(json, "since", in->since_ms);
-    gw_json_add_ts_if(json, "raised", in->raised_ms);
-    gw_json_add_ts_if(json, "updated", in->updated_ms);
-    gw_json_add_ts_if(json, "cleared", in->cleared_ms);
-    gw_json_add_string_if(json, "text", in->text);
-    add_raw_json(json, "detail", in->detail_json);
-    gw_json_add_string_if(json, "confirmed_by", in->confirmed_by);
-    gw_json_add_ts_if(json, "confirmed", in->confirmed_ms);
-    gw_json_add_string_if(json, "disputed_by", in->disputed_by);
-    gw_json_add_ts_if(json, "disputed", in->disputed_ms);
-    return json;
-}
+struct incident_list {
+    const struct gw_config *config;
+    cJSON *alerts;
+};
 
 static bool collect_incident(void *ctx, const struct gw_store_incident *in)
 {
-    cJSON_InsertItemInArray(ctx, 0, incident_json(in)); /* newest first */
+    struct incident_list *list = ctx;
+    cJSON *json = gw_view_incident(list->config, in, GW_INCIDENT_STORED);
+    if (json)
+        cJSON_InsertItemInArray(list->alerts, 0, json); /* newest first */
     return true;
 }
 
@@ -153,8 +120,8 @@ static unsigned read_alerts(struct api_request *req, struct gw_store *store, cJS
         *message = "state must be \"active\"";
         return MHD_HTTP_BAD_REQUEST;
     }
-    cJSON *alerts = cJSON_AddArrayToObject(result, "alerts");
-    return read_status(gw_store_incidents_open(store, collect_incident, alerts));
+    struct incident_list list = {req->http->config, cJSON_AddArrayToObject(result, "alerts")};
+    return read_status(gw_store_incidents_open(store, collect_incident, &list));
 }
 
 static const char *const workorder_states[] = {"open",      "dispatched", "on_site",
@@ -230,13 +197,14 @@ static unsigned read_workorders(struct api_request *req, struct gw_store *store,
         return MHD_HTTP_INTERNAL_SERVER_ERROR;
     }
     cJSON *orders = cJSON_AddArrayToObject(result, "workorders");
+    int64_t now = console_now_ms(req->http);
     for (size_t i = list.count; i-- > 0;) { /* newest first */
-        cJSON *wo = gw_workorder_json(store, list.ids[i]);
+        cJSON *wo = gw_view_workorder_get(store, list.ids[i], now);
         if (wo)
             cJSON_AddItemToArray(orders, wo);
     }
     free(list.ids);
-    gw_json_add_ts_if(result, "now", console_now_ms(req->http));
+    gw_json_add_ts_if(result, "now", now);
     return MHD_HTTP_OK;
 }
 
@@ -244,41 +212,22 @@ static unsigned read_workorder(struct api_request *req, struct gw_store *store, 
                                const char **message)
 {
     int64_t id = console_parse_id(req->seg[1]);
-    cJSON *wo = id ? gw_workorder_json(store, id) : NULL;
+    int64_t now = console_now_ms(req->http);
+    cJSON *wo = id ? gw_view_workorder_get(store, id, now) : NULL;
     if (!wo) {
         *message = "no such work order";
         return MHD_HTTP_NOT_FOUND;
     }
     cJSON_AddItemToObject(result, "workorder", wo);
-    gw_json_add_ts_if(result, "now", console_now_ms(req->http));
+    gw_json_add_ts_if(result, "now", now);
     return MHD_HTTP_OK;
-}
-
-static cJSON *meter_json(const struct gw_store_meter *m)
-{
-    cJSON *json = cJSON_CreateObject();
-    cJSON_AddStringToObject(json, "id", m->id);
-    gw_json_add_string_if(json, "kind", m->kind);
-    gw_json_add_string_if(json, "category", m->category);
-    gw_json_add_string_if(json, "unit", m->unit);
-    gw_json_add_string_if(json, "building", m->building);
-    gw_json_add_string_if(json, "location", m->location);
-    gw_json_add_string_if(json, "driver", m->driver);
-    gw_json_add_string_if(json, "bus", m->bus);
-    cJSON_AddNumberToObject(json, "slave", m->slave);
-    gw_json_add_string_if(json, "serial", m->serial);
-    gw_json_add_string_if(json, "parent", m->parent);
-    cJSON_AddBoolToObject(json, "valve", m->valve);
-    gw_json_add_string_if(json, "status", m->status);
-    gw_json_add_ts_if(json, "last_good", m->last_good_ms);
-    add_raw_json(json, "values", m->last_values_json);
-    cJSON_AddBoolToObject(json, "removed", m->removed);
-    return json;
 }
 
 static bool collect_meter(void *ctx, const struct gw_store_meter *m)
 {
-    cJSON_AddItemToArray(ctx, meter_json(m));
+    cJSON *json = gw_view_meter(m);
+    if (json)
+        cJSON_AddItemToArray(ctx, json);
     return true;
 }
 
@@ -302,11 +251,11 @@ static bool collect_history(void *ctx, const struct gw_store_reading_row *row)
         return true;
     cJSON *point = cJSON_CreateObject();
     gw_json_add_ts_if(point, "ts", row->ts_ms);
-    add_number_if(point, "energy_import_kwh", row->values.energy_import_kwh);
-    add_number_if(point, "energy_export_kwh", row->values.energy_export_kwh);
-    add_number_if(point, "power_w", row->values.power_w);
-    add_number_if(point, "volume_m3", row->values.volume_m3);
-    add_number_if(point, "flow_m3h", row->values.flow_m3h);
+    gw_json_add_number_if(point, "energy_import_kwh", row->values.energy_import_kwh);
+    gw_json_add_number_if(point, "energy_export_kwh", row->values.energy_export_kwh);
+    gw_json_add_number_if(point, "power_w", row->values.power_w);
+    gw_json_add_number_if(point, "volume_m3", row->values.volume_m3);
+    gw_json_add_number_if(point, "flow_m3h", row->values.flow_m3h);
     cJSON_AddItemToArray(h->rows, point);
     h->count++;
     return true;
@@ -378,6 +327,7 @@ static unsigned read_units(struct api_request *req, struct gw_store *store, cJSO
 }
 
 struct patrol_ctx {
+    const struct gw_config *config;
     cJSON *entries;
     const char *needle;         /* ?q= filter, NULL = all */
 };
@@ -388,21 +338,9 @@ static bool collect_patrol(void *ctx, const struct gw_store_patrol_entry *e)
     if (p->needle && !strstr(e->text, p->needle) && !strstr(e->author, p->needle) &&
         !strstr(e->kind, p->needle))
         return true;
-    cJSON *json = cJSON_CreateObject();
-    cJSON_AddNumberToObject(json, "seq", (double)e->seq);
-    gw_json_add_ts_if(json, "ts", e->ts_ms);
-    cJSON_AddStringToObject(json, "kind", e->kind);
-    cJSON_AddStringToObject(json, "text", e->text);
-    if (e->incident)
-        cJSON_AddNumberToObject(json, "incident", (double)e->incident);
-    if (e->workorder)
-        cJSON_AddNumberToObject(json, "workorder", (double)e->workorder);
-    cJSON_AddStringToObject(json, "author", e->author);
-    if (e->detail_json)
-        add_raw_json(json, "detail", e->detail_json);
-    cJSON_AddStringToObject(json, "hash", e->hash);
-    cJSON_AddStringToObject(json, "prev_hash", e->prev_hash);
-    cJSON_AddItemToArray(p->entries, json);
+    cJSON *json = gw_view_patrol_entry(p->config, e);
+    if (json)
+        cJSON_AddItemToArray(p->entries, json);
     return true;
 }
 
@@ -425,7 +363,7 @@ static unsigned read_patrol(struct api_request *req, struct gw_store *store, cJS
     if (since < 0) /* the newest entries by default */
         since = head > limit ? head - limit : 0;
     const char *needle = console_query(req, "q");
-    struct patrol_ctx p = {cJSON_AddArrayToObject(result, "entries"),
+    struct patrol_ctx p = {req->http->config, cJSON_AddArrayToObject(result, "entries"),
                            needle && *needle ? needle : NULL};
     cJSON_AddNumberToObject(result, "head", (double)head);
     return read_status(gw_store_patrol_list(store, since, (size_t)limit, collect_patrol, &p));

@@ -12,7 +12,7 @@
 
 #include "console_internal.h"
 #include "log.h"
-#include "payload.h"
+#include "views.h"
 
 #define THROTTLE_USER_FREE 5          /* failures per user and address before lockouts start */
 #define THROTTLE_IP_FREE 20           /* failures per address before lockouts start */

@@ -11,9 +11,9 @@
 #include "config.h"
 #include "est_cli.h"
 #include "estate.h"
-#include "payload.h"
 #include "report.h" /* gw_table_column, gw_table_print */
 #include "store.h"
+#include "views.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -71,8 +71,6 @@ void ctl_print_json(const cJSON *item);
 /* Rows as JSON (--json), CSV (--csv) or an aligned table. */
 void ctl_print_rows(const struct ctl *c, const cJSON *rows, const struct gw_table_column *cols,
                     size_t ncols);
-/* Adds a number unless it is NAN. */
-void ctl_add_num(cJSON *o, const char *key, double value);
 
 /* A new object appended to the array rows (a listing's row), or NULL when
  * out of memory. */

@@ -156,12 +156,6 @@ void ctl_print_rows(const struct ctl *c, const cJSON *rows, const struct gw_tabl
 
 
 
-void ctl_add_num(cJSON *o, const char *key, double value)
-{
-    if (value == value) /* not NAN */
-        cJSON_AddNumberToObject(o, key, value);
-}
-
 /* ------------------------------------------------------------------ */
 /* Store access                                                        */
 /* ------------------------------------------------------------------ */

@@ -1,26 +1,18 @@
 /* ctl_incidents.c - estate-ctl incidents: open ones, or all with --all. */
 #include "ctl.h"
 
+struct incident_rows {
+    const struct gw_config *config;
+    cJSON *rows;
+};
+
 static bool incident_row(void *ctx, const struct gw_store_incident *in)
 {
-    cJSON *row = ctl_add_row(ctx);
+    struct incident_rows *x = ctx;
+    cJSON *row = gw_view_incident(x->config, in, GW_INCIDENT_STORED);
     if (row == NULL)
         return false;
-    cJSON_AddNumberToObject(row, "id", (double)in->id);
-    gw_json_add_string_if(row, "rule", in->rule);
-    gw_json_add_string_if(row, "severity", in->severity);
-    cJSON_AddStringToObject(row, "state", in->open ? "active" : "cleared"); /* SPEC: state=active */
-    gw_json_add_string_if(row, "subject_type", in->subject_type);
-    gw_json_add_string_if(row, "subject", in->subject);
-    if (in->zone >= 0)
-        cJSON_AddNumberToObject(row, "zone", in->zone + 1);
-    gw_json_add_ts_if(row, "since", in->since_ms);
-    gw_json_add_ts_if(row, "raised", in->raised_ms);
-    gw_json_add_ts_if(row, "cleared", in->cleared_ms);
-    gw_json_add_string_if(row, "text", in->text);
-    gw_json_add_string_if(row, "confirmed_by", in->confirmed_by);
-    gw_json_add_string_if(row, "disputed_by", in->disputed_by);
-    ctl_add_parsed(row, "detail", in->detail_json);
+    cJSON_AddItemToArray(x->rows, row);
     return true;
 }
 
@@ -33,13 +25,13 @@ int ctl_verb_incidents(struct ctl *c)
     struct gw_store *store = ctl_open_store(c, true);
     if (store == NULL)
         return EST_EXIT_RUNTIME;
-    cJSON *rows = cJSON_CreateArray();
-    est_err err = all ? gw_store_incidents_between(store, 0, INT64_MAX, incident_row, rows)
-                      : gw_store_incidents_open(store, incident_row, rows);
+    struct incident_rows x = {c->config, cJSON_CreateArray()};
+    est_err err = all ? gw_store_incidents_between(store, 0, INT64_MAX, incident_row, &x)
+                      : gw_store_incidents_open(store, incident_row, &x);
     static const struct gw_table_column cols[] = {
         {"id", "id"}, {"rule", "rule"}, {"severity", "severity"}, {"state", "state"},
         {"subject", "subject"}, {"zone", "zone"}, {"raised", "raised"}, {"cleared", "cleared"},
         {"confirmed by", "confirmed_by"}, {"text", "text"},
     };
-    return ctl_list_done(c, store, err, "incidents", rows, cols, COUNT_OF(cols));
+    return ctl_list_done(c, store, err, "incidents", x.rows, cols, COUNT_OF(cols));
 }

@@ -13,43 +13,12 @@
 /* inventory                                                           */
 /* ------------------------------------------------------------------ */
 
-/* The value that says most about a meter: import kWh or volume m3. */
-static void add_key_value(cJSON *row, const char *kind, const char *values_json)
-{
-    cJSON *values = values_json ? cJSON_Parse(values_json) : NULL;
-    const char *key = kind && strcmp(kind, "water") == 0 ? "volume_m3" : "energy_import_kwh";
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(values, key);
-    if (cJSON_IsNumber(v)) {
-        char text[64];
-        snprintf(text, sizeof text, "%.3f %s", v->valuedouble,
-                 strcmp(key, "volume_m3") == 0 ? "m3" : "kWh");
-        cJSON_AddStringToObject(row, "value", text);
-        cJSON_AddNumberToObject(row, key, v->valuedouble);
-    }
-    cJSON_Delete(values);
-}
-
 static bool inventory_row(void *ctx, const struct gw_store_meter *m)
 {
-    cJSON *row = ctl_add_row(ctx);
+    cJSON *row = gw_view_meter(m);
     if (row == NULL)
         return false;
-    gw_json_add_string_if(row, "id", m->id);
-    gw_json_add_string_if(row, "kind", m->kind);
-    gw_json_add_string_if(row, "category", m->category);
-    gw_json_add_string_if(row, "unit", m->unit);
-    gw_json_add_string_if(row, "building", m->building);
-    gw_json_add_string_if(row, "location", m->location);
-    gw_json_add_string_if(row, "where", m->unit ? m->unit : m->location ? m->location : m->building);
-    gw_json_add_string_if(row, "driver", m->driver);
-    gw_json_add_string_if(row, "bus", m->bus);
-    cJSON_AddNumberToObject(row, "slave", m->slave);
-    gw_json_add_string_if(row, "serial", m->serial);
-    gw_json_add_string_if(row, "parent", m->parent);
-    gw_json_add_ts_if(row, "installed", m->install_ms);
-    gw_json_add_string_if(row, "status", m->removed ? "removed" : m->status);
-    gw_json_add_ts_if(row, "last_good", m->last_good_ms);
-    add_key_value(row, m->kind, m->last_values_json);
+    cJSON_AddItemToArray(ctx, row);
     return true;
 }
 
@@ -208,11 +177,11 @@ static bool reading_row(void *ctx, const struct gw_store_reading_row *r)
     gw_json_add_string_if(row, "meter", r->meter_id ? r->meter_id : x->meter_id);
     gw_json_add_ts_if(row, "ts", r->ts_ms);
     cJSON_AddStringToObject(row, "quality", quality_name(r->quality));
-    ctl_add_num(row, "energy_import_kwh", r->values.energy_import_kwh);
-    ctl_add_num(row, "energy_export_kwh", r->values.energy_export_kwh);
-    ctl_add_num(row, "power_w", r->values.power_w);
-    ctl_add_num(row, "volume_m3", r->values.volume_m3);
-    ctl_add_num(row, "flow_m3h", r->values.flow_m3h);
+    gw_json_add_number_if(row, "energy_import_kwh", r->values.energy_import_kwh);
+    gw_json_add_number_if(row, "energy_export_kwh", r->values.energy_export_kwh);
+    gw_json_add_number_if(row, "power_w", r->values.power_w);
+    gw_json_add_number_if(row, "volume_m3", r->values.volume_m3);
+    gw_json_add_number_if(row, "flow_m3h", r->values.flow_m3h);
     ctl_add_parsed(row, "values", r->values_json);
     return true;
 }

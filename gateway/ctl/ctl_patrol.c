@@ -5,26 +5,18 @@
 
 #include "ctl.h"
 
+struct patrol_rows {
+    const struct gw_config *config;
+    cJSON *rows;
+};
+
 static bool patrol_row(void *ctx, const struct gw_store_patrol_entry *e)
 {
-    cJSON *row = ctl_add_row(ctx);
+    struct patrol_rows *x = ctx;
+    cJSON *row = gw_view_patrol_entry(x->config, e);
     if (row == NULL)
         return false;
-    cJSON_AddNumberToObject(row, "seq", (double)e->seq);
-    gw_json_add_ts_if(row, "ts", e->ts_ms);
-    gw_json_add_string_if(row, "kind", e->kind);
-    gw_json_add_string_if(row, "author", e->author);
-    if (e->incident > 0)
-        cJSON_AddNumberToObject(row, "incident", (double)e->incident);
-    if (e->workorder > 0)
-        cJSON_AddNumberToObject(row, "workorder", (double)e->workorder);
-    gw_json_add_string_if(row, "text", e->text);
-    gw_json_add_string_if(row, "detail", e->detail_json);
-    cJSON_AddStringToObject(row, "prev_hash", e->prev_hash);
-    cJSON_AddStringToObject(row, "hash", e->hash);
-    char short_hash[13];
-    snprintf(short_hash, sizeof short_hash, "%.12s", e->hash);
-    cJSON_AddStringToObject(row, "hash12", short_hash);
+    cJSON_AddItemToArray(x->rows, row);
     return true;
 }
 
@@ -46,8 +38,8 @@ static int patrol_log(struct ctl *c)
     struct gw_store *store = ctl_open_store(c, true);
     if (store == NULL)
         return EST_EXIT_RUNTIME;
-    cJSON *rows = cJSON_CreateArray();
-    est_err err = gw_store_patrol_list(store, since, (size_t)limit, patrol_row, rows);
+    struct patrol_rows x = {c->config, cJSON_CreateArray()};
+    est_err err = gw_store_patrol_list(store, since, (size_t)limit, patrol_row, &x);
     static const struct gw_table_column cols[] = {
         {"seq", "seq"}, {"ts", "ts"}, {"kind", "kind"}, {"author", "author"},
         {"incident", "incident"}, {"workorder", "workorder"}, {"text", "text"}, {"hash", "hash12"},
@@ -58,8 +50,8 @@ static int patrol_log(struct ctl *c)
         {"detail", "detail"}, {"prev_hash", "prev_hash"}, {"hash", "hash"},
     };
     if (c->csv)
-        return ctl_list_done(c, store, err, "patrol log", rows, csv_cols, COUNT_OF(csv_cols));
-    return ctl_list_done(c, store, err, "patrol log", rows, cols, COUNT_OF(cols));
+        return ctl_list_done(c, store, err, "patrol log", x.rows, csv_cols, COUNT_OF(csv_cols));
+    return ctl_list_done(c, store, err, "patrol log", x.rows, cols, COUNT_OF(cols));
 }
 
 static int patrol_verify(struct ctl *c)

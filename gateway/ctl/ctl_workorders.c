@@ -20,28 +20,10 @@ struct orders_ctx {
 static bool order_row(void *ctx, const struct gw_store_workorder *wo)
 {
     struct orders_ctx *x = ctx;
-    cJSON *row = ctl_add_row(x->rows);
+    cJSON *row = gw_view_workorder(wo, x->now_ms);
     if (row == NULL)
         return false;
-    cJSON_AddNumberToObject(row, "id", (double)wo->id);
-    if (wo->incident > 0)
-        cJSON_AddNumberToObject(row, "incident", (double)wo->incident);
-    gw_json_add_string_if(row, "state", wo->state);
-    gw_json_add_string_if(row, "category", wo->category);
-    gw_json_add_string_if(row, "unit", wo->unit);
-    gw_json_add_string_if(row, "location", wo->location);
-    gw_json_add_string_if(row, "where", wo->unit ? wo->unit : wo->location);
-    gw_json_add_string_if(row, "severity", wo->severity);
-    gw_json_add_string_if(row, "assignee", wo->assignee);
-    gw_json_add_ts_if(row, "opened", wo->opened_ms);
-    if (!gw_workorder_state_closed(wo->state) && strcmp(wo->state, "completed") != 0) {
-        if (strcmp(wo->state, "dispatched") == 0)
-            gw_json_add_ts_if(row, "arrive_due", wo->arrive_due_ms);
-        gw_json_add_ts_if(row, "resolve_due", gw_workorder_resolve_due_ms(wo));
-    }
-    cJSON_AddBoolToObject(row, "overdue", gw_workorder_overdue(wo, x->now_ms));
-    cJSON_AddBoolToObject(row, "escalated", wo->escalated);
-    gw_json_add_string_if(row, "description", wo->description);
+    cJSON_AddItemToArray(x->rows, row);
     return true;
 }
 
@@ -120,7 +102,7 @@ static int show_workorder(struct ctl *c, int64_t id)
     struct gw_store *store = ctl_open_store(c, true);
     if (store == NULL)
         return EST_EXIT_RUNTIME;
-    cJSON *o = gw_workorder_json(store, id);
+    cJSON *o = gw_view_workorder_get(store, id, est_now_ms());
     gw_store_close(store);
     if (o == NULL) {
         fprintf(stderr, "estate-ctl: no work order %" PRId64 "\n", id);

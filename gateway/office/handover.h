@@ -1,6 +1,6 @@
 /* handover.h - read-side views of the work-order module (workorders.c) for
- * the console, estate-ctl and tests: a work order as the JSON published on
- * P/workorders/<id>, the shift-handover summary, and the escalation event.
+ * the console, estate-ctl and tests: the shift-handover summary and the
+ * escalation event (a work order's JSON is gw_view_workorder_get, views.h).
  * Declared here because workorders.h is the office's inside and stays small.
  *
  * Escalation event (topic suffix "escalations", QoS events, not retained):
@@ -16,25 +16,6 @@
 
 #include "office.h"
 #include "store.h"
-
-/* The work order id with its history, as published on P/workorders/<id>:
- * {"id","incident"?,"state","category","unit"?,"building"?,"location",
- *  "description","severity"?,"opened","dispatched"?,"arrive_due"?,
- *  "resolve_due","postponed_until"?,"on_site"?,"completed"?,"verified"?,
- *  "cancelled"?,"escalated","assignee"?,"verifier"?,"rating"?,
- *  "history":[{"ts","action","from","to","who","note"}]}
- * NULL when there is no such order (or out of memory). Caller frees. */
-cJSON *gw_workorder_json(struct gw_store *store, int64_t id);
-
-/* The effective resolution deadline: the postponement when there is one. */
-int64_t gw_workorder_resolve_due_ms(const struct gw_store_workorder *wo);
-
-/* Whether a state is closed (verified, cancelled). */
-bool gw_workorder_state_closed(const char *state);
-
-/* Whether an order is overdue at now_ms: arrival (dispatched, not on site
- * by arrive_due) or resolution (not completed by the effective deadline). */
-bool gw_workorder_overdue(const struct gw_store_workorder *wo, int64_t now_ms);
 
 /* What the next shift must follow up, at now_ms:
  * {"ts","open_incidents":[...],"open_workorders":[...],

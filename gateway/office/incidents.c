@@ -3,14 +3,13 @@
  * their results. */
 #include "incidents.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "office_parts.h"
-#include "payload.h"
+#include "views.h"
 
 #define TEXT_MAX 512
 
@@ -59,50 +58,6 @@ bool gw_incidents_subject(const struct gw_config *config, const char *subject_ty
         return false;
     out->index = (uint32_t)index;
     return true;
-}
-
-/* The meter behind a subject (a unit's water meter for vacant_flow), or -1. */
-static int subject_meter(const struct gw_office *office, const struct rule_subject *s)
-{
-    if (s->type == RULE_SUBJECT_METER)
-        return (int)s->index;
-    if (s->type == RULE_SUBJECT_UNIT) {
-        for (size_t i = 0; i < office->host.config->nmeters; i++) {
-            const struct gw_meter_config *m = &office->host.config->meters[i];
-            if (m->unit == (int)s->index && m->kind == DRV_KIND_WATER)
-                return (int)i;
-        }
-    }
-    return -1;
-}
-
-/* Human location: meter location, unit, building or zone name. */
-static void describe_location(const struct gw_office *office, const struct rule_subject *s, char *out,
-                              size_t len)
-{
-    const struct gw_config *c = office->host.config;
-    bool zh = gw_office_lang_zh(office);
-    if (s->type == RULE_SUBJECT_METER) {
-        const struct gw_meter_config *m = &c->meters[s->index];
-        if (m->location)
-            snprintf(out, len, "%s", m->location);
-        else if (m->unit >= 0)
-            snprintf(out, len, zh ? "%s 室" : "unit %s", c->units[m->unit].id);
-        else if (m->building)
-            snprintf(out, len, zh ? "%s 号楼" : "building %s", m->building);
-        else
-            snprintf(out, len, "%s", m->id);
-    } else if (s->type == RULE_SUBJECT_UNIT) {
-        snprintf(out, len, zh ? "%s 室" : "unit %s", c->units[s->index].id);
-    } else {
-        const struct gw_panel_config *p = &c->panels[s->index];
-        if (s->type == RULE_SUBJECT_ZONE && p->zones && p->zones[s->zone].name)
-            snprintf(out, len, "%s", p->zones[s->zone].name);
-        else if (s->type == RULE_SUBJECT_ZONE)
-            snprintf(out, len, zh ? "%s 第%d防区" : "%s zone %d", p->id, s->zone + 1);
-        else
-            snprintf(out, len, "%s", p->location ? p->location : p->id);
-    }
 }
 
 static double detail_value(const struct rule_event *e, const char *key, double fallback)
@@ -174,71 +129,30 @@ static void format_text(const struct gw_office *office, const struct rule_event 
     }
 }
 
-static cJSON *detail_object(const struct rule_event *e)
-{
-    cJSON *d = cJSON_CreateObject();
-    if (d == NULL)
-        return NULL;
-    if (e->reason != NULL)
-        cJSON_AddStringToObject(d, "reason", e->reason);
-    for (size_t i = 0; i < e->ndetail && i < RULE_MAX_DETAIL; i++)
-        cJSON_AddNumberToObject(d, e->detail[i].key, e->detail[i].value);
-    return d;
-}
-
-static char *alert_payload(const struct gw_office *office, const struct gw_store_incident *inc,
-                           const char *state, const char *where, int64_t ts_ms)
-{
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL)
-        return NULL;
-    cJSON_AddNumberToObject(o, "id", (double)inc->id);
-    cJSON_AddStringToObject(o, "rule", inc->rule);
-    cJSON_AddStringToObject(o, "severity", inc->severity);
-    cJSON_AddStringToObject(o, "state", state);
-    struct rule_subject s;
-    if (gw_incidents_subject(office->host.config, inc->subject_type, inc->subject, inc->zone, &s)) {
-        int meter = subject_meter(office, &s);
-        if (meter >= 0) {
-            const struct gw_meter_config *m = &office->host.config->meters[meter];
-            cJSON_AddStringToObject(o, "meter", m->id);
-            if (m->unit >= 0)
-                cJSON_AddStringToObject(o, "unit", office->host.config->units[m->unit].id);
-        }
-        if (s.type == RULE_SUBJECT_UNIT)
-            cJSON_AddStringToObject(o, "unit", office->host.config->units[s.index].id);
-        if (s.type == RULE_SUBJECT_PANEL || s.type == RULE_SUBJECT_ZONE)
-            cJSON_AddStringToObject(o, "panel", inc->subject);
-        if (s.type == RULE_SUBJECT_ZONE)
-            cJSON_AddNumberToObject(o, "zone", s.zone + 1);
-    }
-    cJSON_AddStringToObject(o, "location", where);
-    gw_json_add_ts(o, "ts", ts_ms);
-    gw_json_add_ts(o, "since", inc->since_ms);
-    cJSON_AddStringToObject(o, "text", inc->text ? inc->text : "");
-    cJSON *detail = inc->detail_json ? cJSON_Parse(inc->detail_json) : NULL;
-    cJSON_AddItemToObject(o, "detail", detail ? detail : cJSON_CreateObject());
-    return gw_json_finish(o);
-}
-
+/* P/alerts gets the transition, the retained P/alerts/active/<id> the
+ * stored incident (emptied once it cleared). Both from the one view. */
 static void publish_alert(struct gw_office *office, const struct gw_store_incident *inc,
-                          const char *state, const char *where, int64_t ts_ms)
+                          enum gw_incident_transition transition)
 {
-    char *payload = alert_payload(office, inc, state, where, ts_ms);
+    const struct gw_config *config = office->host.config;
+    char *payload = gw_json_finish(gw_view_incident(config, inc, transition));
     if (payload == NULL)
         return;
     gw_office_publish(office, "alerts", payload, false);
+    free(payload);
     char suffix[64];
     snprintf(suffix, sizeof suffix, "alerts/active/%lld", (long long)inc->id);
-    gw_office_publish(office, suffix, strcmp(state, "cleared") == 0 ? "" : payload, true);
-    free(payload);
+    char *stored = inc->open ? gw_json_finish(gw_view_incident(config, inc, GW_INCIDENT_STORED)) : NULL;
+    if (!inc->open || stored != NULL)
+        gw_office_publish(office, suffix, stored != NULL ? stored : "", true);
+    free(stored);
 }
 
 /* Copies the stored incident (strings borrowed only during the callback). */
 struct incident_copy {
     struct gw_store_incident inc;
     char rule[48], subject_type[16], subject[128], severity[16], text[TEXT_MAX];
-    char *detail_json;
+    char *detail_json, *confirmed_by, *disputed_by;
     bool found;
 };
 
@@ -252,16 +166,25 @@ static bool copy_incident(void *ctx, const struct gw_store_incident *in)
     snprintf(c->severity, sizeof c->severity, "%s", in->severity);
     snprintf(c->text, sizeof c->text, "%s", in->text ? in->text : "");
     c->detail_json = in->detail_json ? strdup(in->detail_json) : NULL;
+    c->confirmed_by = in->confirmed_by ? strdup(in->confirmed_by) : NULL;
+    c->disputed_by = in->disputed_by ? strdup(in->disputed_by) : NULL;
     c->inc.rule = c->rule;
     c->inc.subject_type = c->subject_type;
     c->inc.subject = c->subject;
     c->inc.severity = c->severity;
     c->inc.text = c->text;
     c->inc.detail_json = c->detail_json;
-    c->inc.confirmed_by = NULL;
-    c->inc.disputed_by = NULL;
+    c->inc.confirmed_by = c->confirmed_by;
+    c->inc.disputed_by = c->disputed_by;
     c->found = true;
     return false;
+}
+
+static void free_incident_copy(struct incident_copy *c)
+{
+    free(c->detail_json);
+    free(c->confirmed_by);
+    free(c->disputed_by);
 }
 
 est_err gw_office_subscribe_incidents(struct gw_office *office, gw_incident_listener_fn fn,
@@ -284,19 +207,19 @@ static void notify_subscribers(struct gw_office *office, const struct gw_store_i
 void gw_office_on_rule_event(void *ctx, const struct rule_event *e)
 {
     struct gw_office *office = ctx;
+    const struct gw_config *config = office->host.config;
     const char *subject = subject_id(office, &e->subject);
-    char where[192], text[TEXT_MAX];
-    describe_location(office, &e->subject, where, sizeof where);
-    format_text(office, e, subject, where, text, sizeof text);
-    cJSON *detail = detail_object(e);
-    char *detail_json = detail ? gw_json_finish(detail) : NULL;
-
+    char *detail_json = gw_json_finish(gw_view_incident_detail(config, e));
+    char where[192], text[TEXT_MAX] = "";
     struct gw_store_incident key = {
         .rule = rule_name(e->rule), .subject_type = subject_type_name(e->subject.type),
         .subject = subject, .zone = e->subject.type == RULE_SUBJECT_ZONE ? e->subject.zone : -1,
         .severity = rule_severity_name(e->severity), .since_ms = e->since_ms,
         .raised_ms = e->ts_ms, .detail_json = detail_json, .text = text,
     };
+    gw_view_incident_location(config, &key, where, sizeof where);
+    format_text(office, e, subject, where, text, sizeof text);
+
     int64_t id = 0;
     bool existing = false;
     est_err err = gw_store_incident_open(office->host.store, &key, &id, &existing);
@@ -308,25 +231,24 @@ void gw_office_on_rule_event(void *ctx, const struct rule_event *e)
         struct gw_store_incident unstored = key;
         unstored.open = e->transition != RULE_CLEARED;
         unstored.updated_ms = e->ts_ms;
-        char *payload = alert_payload(office, &unstored,
-                                      e->transition == RULE_CLEARED   ? "cleared"
-                                      : e->transition == RULE_UPDATED ? "updated"
-                                                                      : "raised",
-                                      where, e->ts_ms);
+        if (e->transition == RULE_CLEARED)
+            unstored.cleared_ms = e->ts_ms;
+        char *payload = gw_json_finish(
+            gw_view_incident(config, &unstored, gw_view_transition_of(e->transition)));
         if (payload != NULL)
             gw_office_publish(office, "alerts", payload, false);
         free(payload);
         free(detail_json);
         return;
     }
-    const char *state = "raised";
+    enum gw_incident_transition transition = GW_INCIDENT_RAISED;
     if (e->transition == RULE_UPDATED && !existing) {
-        state = "raised"; /* resumed condition whose incident was lost: raise it again */
+        transition = GW_INCIDENT_RAISED; /* resumed condition whose incident was lost: raise it again */
     } else if (e->transition == RULE_UPDATED || (e->transition == RULE_RAISED && existing)) {
-        state = "updated";
+        transition = GW_INCIDENT_UPDATED;
         gw_store_incident_update(office->host.store, id, key.severity, detail_json, text, e->ts_ms);
     } else if (e->transition == RULE_CLEARED) {
-        state = "cleared";
+        transition = GW_INCIDENT_CLEARED;
         gw_store_incident_clear(office->host.store, id, e->ts_ms);
     }
     struct incident_copy stored = {0};
@@ -342,15 +264,16 @@ void gw_office_on_rule_event(void *ctx, const struct rule_event *e)
             if (stored.detail_json != NULL)
                 patrol_detail = stored.detail_json;
         }
-        publish_alert(office, &stored.inc, state, where, e->ts_ms);
-        gw_info("incident %lld %s: %s", (long long)id, state, text);
+        publish_alert(office, &stored.inc, transition);
+        gw_info("incident %lld %s: %s", (long long)id, gw_view_incident_state(&stored.inc, transition),
+                text);
         if (e->transition != RULE_UPDATED || e->severity >= RULE_SEV_MAJOR)
             gw_office_patrol(office, "incident", text, id, 0, "system", patrol_detail);
         if (e->subject.type == RULE_SUBJECT_METER && office->host.meter_event != NULL)
             office->host.meter_event(office->host.ctx, e);
         notify_subscribers(office, &stored.inc, e->transition);
     }
-    free(stored.detail_json);
+    free_incident_copy(&stored);
     free(detail_json);
 }
 

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "est_alloc.h"
+
 #define DAY_MS INT64_C(86400000)
 #define END_SEARCH_DAYS 7   /* how far past the period to look for the closing snapshot */
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -77,15 +79,9 @@ struct snaps {
 static bool collect_snapshot(void *ctx, const struct gw_store_snapshot *s)
 {
     struct snaps *list = ctx;
-    if (list->count == list->cap) {
-        size_t cap = list->cap ? list->cap * 2 : 256;
-        struct snap *items = realloc(list->items, cap * sizeof *items);
-        if (items == NULL) {
-            list->nomem = true;
-            return false;
-        }
-        list->items = items;
-        list->cap = cap;
+    if (EST_VEC_RESERVE(list->items, list->cap, list->count + 1) != EST_OK) {
+        list->nomem = true;
+        return false;
     }
     struct snap *out = &list->items[list->count];
     out->meter = strdup(s->meter_id ? s->meter_id : "");
@@ -616,7 +612,7 @@ static size_t display_width(const char *s)
     return w;
 }
 
-/* A cell's text, malloc'd. */
+/* A cell's text, malloc'd: objects and arrays as compact JSON. */
 static char *cell_text(const cJSON *row, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, key);
@@ -633,6 +629,8 @@ static char *cell_text(const cJSON *row, const char *key)
             snprintf(buf, sizeof buf, "%.3f", d);
         return strdup(buf);
     }
+    if (cJSON_IsObject(v) || cJSON_IsArray(v))
+        return cJSON_PrintUnformatted(v);
     return strdup("");
 }
 

@@ -21,6 +21,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "est_alloc.h"
+
 #define HASH_SCHEME "pbkdf2-sha256"
 #define SALT_BYTES 16
 #define DIGEST_BYTES 32
@@ -201,14 +203,8 @@ static void user_clear(struct gw_user *user)
 static est_err append_user(struct gw_users *users, const char *name, const char *role,
                            const char *hash, bool enabled)
 {
-    if (users->count == users->cap) {
-        size_t cap = users->cap ? users->cap * 2 : 8;
-        struct gw_user *items = realloc(users->items, cap * sizeof *items);
-        if (!items)
-            return EST_ERR_NOMEM;
-        users->items = items;
-        users->cap = cap;
-    }
+    if (EST_VEC_RESERVE(users->items, users->cap, users->count + 1) != EST_OK)
+        return EST_ERR_NOMEM;
     struct gw_user user = {strdup(name), strdup(role), strdup(hash), enabled};
     if (!user.name || !user.role || !user.hash) {
         user_clear(&user);

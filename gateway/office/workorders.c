@@ -30,7 +30,6 @@
 #include "workorders.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,10 +37,11 @@
 #include <string.h>
 
 #include "commands.h"
+#include "est_alloc.h"
 #include "handover.h"
 #include "log.h"
 #include "office_parts.h"
-#include "payload.h"
+#include "views.h"
 
 #define WO_SHORT_MAX 256        /* names, locations, categories */
 #define WO_TEXT_MAX 2000        /* notes and descriptions */
@@ -65,25 +65,6 @@ static bool streq(const char *a, const char *b)
 static char *dup_or_null(const char *s)
 {
     return s != NULL ? strdup(s) : NULL;
-}
-
-/* printf into a malloc'd string; NULL when out of memory. */
-static char *format_alloc(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *format_alloc(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (len < 0)
-        return NULL;
-    char *out = malloc((size_t)len + 1);
-    if (out == NULL)
-        return NULL;
-    va_start(ap, fmt);
-    vsnprintf(out, (size_t)len + 1, fmt, ap);
-    va_end(ap);
-    return out;
 }
 
 /* ------------------------------------------------------------------ */
@@ -128,41 +109,6 @@ static const char *human_word(const char *name, bool zh)
 static const char *note_sep(const char *note, bool zh)
 {
     return note == NULL ? "" : (zh ? "：" : ": ");
-}
-
-bool gw_workorder_state_closed(const char *state)
-{
-    return streq(state, "verified") || streq(state, "cancelled");
-}
-
-static bool state_in(const char *state, const char *const *states, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (streq(state, states[i]))
-            return true;
-    return false;
-}
-
-int64_t gw_workorder_resolve_due_ms(const struct gw_store_workorder *wo)
-{
-    return wo->postponed_until_ms > 0 ? wo->postponed_until_ms : wo->resolve_due_ms;
-}
-
-static bool arrival_breached(const struct gw_store_workorder *wo, int64_t now_ms)
-{
-    return streq(wo->state, "dispatched") && wo->arrive_due_ms > 0 && wo->on_site_ms == 0 &&
-           now_ms >= wo->arrive_due_ms;
-}
-
-static bool resolution_breached(const struct gw_store_workorder *wo, int64_t now_ms)
-{
-    int64_t due = gw_workorder_resolve_due_ms(wo);
-    return state_in(wo->state, open_states, WO_FILTER_OPEN_STATES) && due > 0 && now_ms >= due;
-}
-
-bool gw_workorder_overdue(const struct gw_store_workorder *wo, int64_t now_ms)
-{
-    return arrival_breached(wo, now_ms) || resolution_breached(wo, now_ms);
 }
 
 /* ------------------------------------------------------------------ */
@@ -252,15 +198,9 @@ struct wo_list {
 static bool collect_workorder(void *ctx, const struct gw_store_workorder *wo)
 {
     struct wo_list *list = ctx;
-    if (list->count == list->cap) {
-        size_t cap = list->cap ? list->cap * 2 : 16;
-        struct wo_copy *items = realloc(list->items, cap * sizeof *items);
-        if (items == NULL) {
-            list->nomem = true;
-            return false;
-        }
-        list->items = items;
-        list->cap = cap;
+    if (EST_VEC_RESERVE(list->items, list->cap, list->count + 1) != EST_OK) {
+        list->nomem = true;
+        return false;
     }
     struct wo_copy *c = &list->items[list->count++];
     memset(c, 0, sizeof *c);
@@ -294,89 +234,11 @@ static est_err wo_list_open(struct gw_store *store, struct wo_list *list)
 /* JSON view                                                           */
 /* ------------------------------------------------------------------ */
 
-struct wo_json_ctx {
-    cJSON *order;
-    cJSON *history;
-};
-
-static bool workorder_to_json(void *ctx, const struct gw_store_workorder *wo)
-{
-    struct wo_json_ctx *j = ctx;
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL)
-        return false;
-    cJSON_AddNumberToObject(o, "id", (double)wo->id);
-    if (wo->incident > 0)
-        cJSON_AddNumberToObject(o, "incident", (double)wo->incident);
-    gw_json_add_string_if(o, "state", wo->state);
-    gw_json_add_string_if(o, "category", wo->category);
-    gw_json_add_string_if(o, "unit", wo->unit);
-    gw_json_add_string_if(o, "building", wo->building);
-    cJSON_AddStringToObject(o, "location", wo->location ? wo->location : "");
-    cJSON_AddStringToObject(o, "description", wo->description ? wo->description : "");
-    gw_json_add_string_if(o, "severity", wo->severity);
-    gw_json_add_ts_if(o, "opened", wo->opened_ms);
-    gw_json_add_ts_if(o, "dispatched", wo->dispatched_ms);
-    gw_json_add_ts_if(o, "arrive_due", wo->arrive_due_ms);
-    gw_json_add_ts_if(o, "resolve_due", gw_workorder_resolve_due_ms(wo));
-    gw_json_add_ts_if(o, "postponed_until", wo->postponed_until_ms);
-    gw_json_add_ts_if(o, "on_site", wo->on_site_ms);
-    gw_json_add_ts_if(o, "completed", wo->completed_ms);
-    gw_json_add_ts_if(o, "verified", wo->verified_ms);
-    gw_json_add_ts_if(o, "cancelled", wo->cancelled_ms);
-    cJSON_AddBoolToObject(o, "escalated", wo->escalated);
-    gw_json_add_string_if(o, "assignee", wo->assignee);
-    gw_json_add_string_if(o, "verifier", wo->verifier);
-    if (wo->rating > 0)
-        cJSON_AddNumberToObject(o, "rating", wo->rating);
-    gw_json_add_ts_if(o, "updated", wo->updated_ms);
-    j->history = cJSON_AddArrayToObject(o, "history");
-    j->order = o;
-    return true; /* go on to the history */
-}
-
-static bool history_to_json(void *ctx, const struct gw_store_wo_history *h)
-{
-    struct wo_json_ctx *j = ctx;
-    if (j->history == NULL)
-        return false;
-    cJSON *e = cJSON_CreateObject();
-    if (e == NULL)
-        return false;
-    gw_json_add_ts_if(e, "ts", h->ts_ms);
-    cJSON_AddStringToObject(e, "action", h->action ? h->action : "");
-    if (h->from_state != NULL)
-        cJSON_AddStringToObject(e, "from", h->from_state);
-    else
-        cJSON_AddNullToObject(e, "from");
-    cJSON_AddStringToObject(e, "to", h->to_state ? h->to_state : "");
-    cJSON_AddStringToObject(e, "who", h->who ? h->who : "");
-    if (h->note != NULL)
-        cJSON_AddStringToObject(e, "note", h->note);
-    else
-        cJSON_AddNullToObject(e, "note");
-    cJSON_AddItemToArray(j->history, e);
-    return true;
-}
-
-cJSON *gw_workorder_json(struct gw_store *store, int64_t id)
-{
-    struct wo_json_ctx j = {0};
-    if (gw_store_workorder_get(store, id, workorder_to_json, history_to_json, &j) != EST_OK) {
-        cJSON_Delete(j.order);
-        return NULL;
-    }
-    return j.order;
-}
-
 /* Republishes the order retained on P/workorders/<id>. */
 static est_err publish_workorder(struct gw_office *office, int64_t id)
 {
-    cJSON *o = gw_workorder_json(office->host.store, id);
-    if (o == NULL)
-        return EST_ERR_NOMEM;
-    char *payload = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
+    char *payload = gw_json_finish(
+        gw_view_workorder_get(office->host.store, id, gw_office_now_ms(office)));
     char topic[48];
     snprintf(topic, sizeof topic, "workorders/%" PRId64, id);
     est_err err = payload ? gw_office_publish(office, topic, payload, true) : EST_ERR_NOMEM;
@@ -433,18 +295,18 @@ static char *patrol_text(const struct gw_store_workorder *wo, const struct wo_ch
     const char *from = ch->from_state ? human_word(ch->from_state, zh) : "new";
     const char *to = human_word(wo->state, zh);
     if (zh && streq(ch->from_state, wo->state))
-        return format_alloc("工单 #%" PRId64 "（%s，%s）：%s %s%s%s", wo->id, category, where,
+        return est_asprintf("工单 #%" PRId64 "（%s，%s）：%s %s%s%s", wo->id, category, where,
                             ch->who, human_word(ch->action, zh), sep, note);
     if (zh && ch->from_state == NULL)
-        return format_alloc("工单 #%" PRId64 "（%s，%s）：%s %s（%s）%s%s", wo->id, category,
+        return est_asprintf("工单 #%" PRId64 "（%s，%s）：%s %s（%s）%s%s", wo->id, category,
                             where, ch->who, human_word(ch->action, zh), to, sep, note);
     if (zh)
-        return format_alloc("工单 #%" PRId64 "（%s，%s）：%s %s（%s → %s）%s%s", wo->id, category,
+        return est_asprintf("工单 #%" PRId64 "（%s，%s）：%s %s（%s → %s）%s%s", wo->id, category,
                             where, ch->who, human_word(ch->action, zh), from, to, sep, note);
     if (streq(ch->from_state, wo->state))
-        return format_alloc("Work order #%" PRId64 " (%s, %s): %s by %s%s%s", wo->id, category,
+        return est_asprintf("Work order #%" PRId64 " (%s, %s): %s by %s%s%s", wo->id, category,
                             where, ch->action, ch->who, sep, note);
-    return format_alloc("Work order #%" PRId64 " (%s, %s): %s -> %s by %s%s%s", wo->id, category,
+    return est_asprintf("Work order #%" PRId64 " (%s, %s): %s -> %s by %s%s%s", wo->id, category,
                         where, from, to, ch->who, sep, note);
 }
 
@@ -688,9 +550,9 @@ static void open_for_incident(struct gw_office *office, const struct gw_store_in
         if (gw_store_workorder_for_incident(office->host.store, in->id, &(int64_t){0}) == EST_OK)
             return; /* its own order exists already */
         char *note = gw_office_lang_zh(office)
-                         ? format_alloc("同一异常再次出现（事件 #%" PRId64 "）：%s", in->id,
+                         ? est_asprintf("同一异常再次出现（事件 #%" PRId64 "）：%s", in->id,
                                         in->text ? in->text : "")
-                         : format_alloc("condition recurred as incident #%" PRId64 ": %s", in->id,
+                         : est_asprintf("condition recurred as incident #%" PRId64 ": %s", in->id,
                                         in->text ? in->text : "");
         if (note != NULL)
             wo_add_note(office, linked, "link", "system", note, now_ms);
@@ -706,9 +568,9 @@ static void open_for_incident(struct gw_office *office, const struct gw_store_in
         .opened_ms = now_ms, .resolve_due_ms = now_ms + (int64_t)wc->resolve_within_s * 1000,
     };
     char *note = gw_office_lang_zh(office)
-                     ? format_alloc("自动为事件 #%" PRId64 "（%s）开单", in->id,
+                     ? est_asprintf("自动为事件 #%" PRId64 "（%s）开单", in->id,
                                     in->rule ? in->rule : "?")
-                     : format_alloc("opened automatically for incident #%" PRId64 " (%s)", in->id,
+                     : est_asprintf("opened automatically for incident #%" PRId64 " (%s)", in->id,
                                     in->rule ? in->rule : "?");
     bool own = txn_begin(office);
     int64_t id = 0;
@@ -767,11 +629,11 @@ static char *incident_note(const struct gw_store_incident *in, bool cleared, boo
     const char *severity = human_word(in->severity ? in->severity : "?", zh);
     const char *text = in->text ? in->text : "";
     if (cleared)
-        return zh ? format_alloc("事件 #%" PRId64 " 已恢复：数据不再显示该异常", in->id)
-                  : format_alloc("incident #%" PRId64 " cleared: the data no longer show the condition",
+        return zh ? est_asprintf("事件 #%" PRId64 " 已恢复：数据不再显示该异常", in->id)
+                  : est_asprintf("incident #%" PRId64 " cleared: the data no longer show the condition",
                                  in->id);
-    return zh ? format_alloc("事件 #%" PRId64 " 更新（%s）：%s", in->id, severity, text)
-              : format_alloc("incident #%" PRId64 " updated (%s): %s", in->id, severity, text);
+    return zh ? est_asprintf("事件 #%" PRId64 " 更新（%s）：%s", in->id, severity, text)
+              : est_asprintf("incident #%" PRId64 " updated (%s): %s", in->id, severity, text);
 }
 
 static void note_incident_change(struct gw_office *office, int64_t order,
@@ -850,9 +712,9 @@ static char *escalation_note(const char *kind, int64_t due_ms, bool zh)
     est_format_ts(due_ms, due);
     size_t i = streq(kind, "arrival") ? 0 : 1;
     if (zh)
-        return format_alloc("%s（应于 %s 前%s）", escalation_notes[i].zh, due,
+        return est_asprintf("%s（应于 %s 前%s）", escalation_notes[i].zh, due,
                             i == 0 ? "到场" : "完成");
-    return format_alloc("%s (due %s)", escalation_notes[i].en, due);
+    return est_asprintf("%s (due %s)", escalation_notes[i].en, due);
 }
 
 /* Which breach kinds are already escalated, read from the history: an
@@ -934,8 +796,8 @@ static void escalate(struct gw_office *office, struct gw_store_workorder *wo, co
 /* Escalates the breaches of one order not escalated yet. */
 static void check_breaches(struct gw_office *office, struct gw_store_workorder *wo, int64_t now_ms)
 {
-    bool arrival = arrival_breached(wo, now_ms);
-    bool resolution = resolution_breached(wo, now_ms);
+    bool arrival = gw_view_workorder_arrival_breached(wo, now_ms);
+    bool resolution = gw_view_workorder_resolution_breached(wo, now_ms);
     if (!arrival && !resolution)
         return;
     struct escalation_state done = {0};
@@ -945,14 +807,14 @@ static void check_breaches(struct gw_office *office, struct gw_store_workorder *
     if (arrival && !done.arrival)
         escalate(office, wo, "arrival", wo->arrive_due_ms, now_ms);
     if (resolution && !done.resolution)
-        escalate(office, wo, "resolution", gw_workorder_resolve_due_ms(wo), now_ms);
+        escalate(office, wo, "resolution", gw_view_workorder_resolve_due_ms(wo), now_ms);
 }
 
 /* The earliest deadline after now_ms among the order's running timers. */
 static int64_t next_deadline(const struct gw_store_workorder *wo, int64_t now_ms, int64_t best)
 {
     int64_t dues[2] = {streq(wo->state, "dispatched") ? wo->arrive_due_ms : 0,
-                       gw_workorder_resolve_due_ms(wo)};
+                       gw_view_workorder_resolve_due_ms(wo)};
     for (size_t i = 0; i < 2; i++)
         if (dues[i] > now_ms && dues[i] < best)
             best = dues[i];
@@ -1383,23 +1245,23 @@ static char *default_note(const struct wo_args *a, const struct gw_store_workord
 {
     const char *sep = note_sep(a->note, zh), *note = a->note ? a->note : "";
     if (streq(a->action, "dispatch"))
-        return format_alloc(zh ? "派给 %s%s%s" : "to %s%s%s", wo->assignee, sep, note);
+        return est_asprintf(zh ? "派给 %s%s%s" : "to %s%s%s", wo->assignee, sep, note);
     if (streq(a->action, "verify"))
-        return format_alloc(zh ? "由 %s 验收%s%s" : "verified by %s%s%s", wo->verifier, sep, note);
+        return est_asprintf(zh ? "由 %s 验收%s%s" : "verified by %s%s%s", wo->verifier, sep, note);
     if (streq(a->action, "postpone")) {
         char until[EST_TS_LEN];
         est_format_ts(wo->postponed_until_ms, until);
-        return format_alloc(zh ? "延期至 %s%s%s" : "until %s%s%s", until, sep, note);
+        return est_asprintf(zh ? "延期至 %s%s%s" : "until %s%s%s", until, sep, note);
     }
     if (streq(a->action, "rating"))
-        return format_alloc(zh ? "回访 %d/5%s%s" : "return visit %d/5%s%s", wo->rating, sep, note);
+        return est_asprintf(zh ? "回访 %d/5%s%s" : "return visit %d/5%s%s", wo->rating, sep, note);
     return dup_or_null(a->note);
 }
 
 static cJSON *result_with_order(struct gw_office *office, const cJSON *args, int64_t id)
 {
     cJSON *result = gw_command_ok(args);
-    cJSON *order = gw_workorder_json(office->host.store, id);
+    cJSON *order = gw_view_workorder_get(office->host.store, id, gw_office_now_ms(office));
     if (result != NULL && order != NULL)
         cJSON_AddItemToObject(result, "workorder", order);
     else
@@ -1488,7 +1350,7 @@ static cJSON *run_create(struct gw_office *office, const cJSON *args, const stru
     if (gw_store_workorders_list(office->host.store, open_states, WO_FILTER_OPEN_STATES, find_duplicate,
                                  &dup) == EST_OK &&
         dup.found > 0) {
-        char *note = format_alloc(gw_office_lang_zh(office) ? "重复报修已合并（报修人 %s）：%s"
+        char *note = est_asprintf(gw_office_lang_zh(office) ? "重复报修已合并（报修人 %s）：%s"
                                                         : "duplicate report merged (reported by %s): %s",
                                   actor->user, a->description);
         est_err err = note ? wo_add_note(office, dup.found, "merge", actor->user, note, now_ms)
@@ -1570,12 +1432,12 @@ static char *checkin_text(const char *user, const char *location, const char *fo
                           int64_t incident, bool disputed, bool zh)
 {
     if (incident > 0 && zh)
-        return format_alloc("巡查 %s 在 %s %s事件 #%" PRId64 "：%s", user, location,
+        return est_asprintf("巡查 %s 在 %s %s事件 #%" PRId64 "：%s", user, location,
                             disputed ? "否认" : "确认", incident, found);
     if (incident > 0)
-        return format_alloc("Patrol %s at %s %s incident #%" PRId64 ": %s", user, location,
+        return est_asprintf("Patrol %s at %s %s incident #%" PRId64 ": %s", user, location,
                             disputed ? "disputes" : "confirms", incident, found);
-    return format_alloc(zh ? "巡查 %s 在 %s：%s" : "Patrol %s at %s: %s", user, location, found);
+    return est_asprintf(zh ? "巡查 %s 在 %s：%s" : "Patrol %s at %s: %s", user, location, found);
 }
 
 static cJSON *record_checkin(struct gw_office *office, const cJSON *args, const struct gw_actor *actor,
@@ -1667,20 +1529,9 @@ struct handover_ctx {
 static bool add_open_incident(void *ctx, const struct gw_store_incident *in)
 {
     struct handover_ctx *h = ctx;
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = gw_view_incident(h->config, in, GW_INCIDENT_STORED);
     if (o == NULL)
         return false;
-    cJSON_AddNumberToObject(o, "id", (double)in->id);
-    gw_json_add_string_if(o, "rule", in->rule);
-    gw_json_add_string_if(o, "severity", in->severity);
-    gw_json_add_string_if(o, "subject", in->subject);
-    if (in->zone >= 0)
-        cJSON_AddNumberToObject(o, "zone", in->zone + 1);
-    gw_json_add_ts_if(o, "since", in->since_ms);
-    gw_json_add_ts_if(o, "raised", in->raised_ms);
-    gw_json_add_string_if(o, "text", in->text);
-    gw_json_add_string_if(o, "confirmed_by", in->confirmed_by);
-    gw_json_add_string_if(o, "disputed_by", in->disputed_by);
     cJSON_AddItemToArray(h->incidents, o);
     int64_t after_ms = (int64_t)h->config->workorders.unconfirmed_after_s * 1000;
     if (in->confirmed_ms == 0 && in->disputed_ms == 0 && h->now_ms - in->raised_ms >= after_ms)
@@ -1691,26 +1542,11 @@ static bool add_open_incident(void *ctx, const struct gw_store_incident *in)
 static bool add_open_order(void *ctx, const struct gw_store_workorder *wo)
 {
     struct handover_ctx *h = ctx;
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = gw_view_workorder(wo, h->now_ms);
     if (o == NULL)
         return false;
-    bool overdue = gw_workorder_overdue(wo, h->now_ms);
-    cJSON_AddNumberToObject(o, "id", (double)wo->id);
-    if (wo->incident > 0)
-        cJSON_AddNumberToObject(o, "incident", (double)wo->incident);
-    gw_json_add_string_if(o, "state", wo->state);
-    gw_json_add_string_if(o, "category", wo->category);
-    gw_json_add_string_if(o, "unit", wo->unit);
-    gw_json_add_string_if(o, "location", wo->location);
-    gw_json_add_string_if(o, "description", wo->description);
-    gw_json_add_string_if(o, "assignee", wo->assignee);
-    if (streq(wo->state, "dispatched"))
-        gw_json_add_ts_if(o, "arrive_due", wo->arrive_due_ms);
-    gw_json_add_ts_if(o, "resolve_due", gw_workorder_resolve_due_ms(wo));
-    cJSON_AddBoolToObject(o, "overdue", overdue);
-    cJSON_AddBoolToObject(o, "escalated", wo->escalated);
     cJSON_AddItemToArray(h->orders, o);
-    if (overdue)
+    if (gw_view_workorder_overdue(wo, h->now_ms))
         cJSON_AddItemToArray(h->overdue, cJSON_CreateNumber((double)wo->id));
     return true;
 }
@@ -1720,14 +1556,9 @@ static bool add_offline_meter(void *ctx, const struct gw_store_meter *m)
     struct handover_ctx *h = ctx;
     if (m->removed || (!streq(m->status, "offline") && !streq(m->status, "damaged")))
         return true;
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = gw_view_meter(m);
     if (o == NULL)
         return false;
-    gw_json_add_string_if(o, "id", m->id);
-    gw_json_add_string_if(o, "status", m->status);
-    gw_json_add_string_if(o, "unit", m->unit);
-    gw_json_add_string_if(o, "location", m->location);
-    gw_json_add_ts_if(o, "last_good", m->last_good_ms);
     cJSON_AddItemToArray(h->offline, o);
     return true;
 }
@@ -1784,7 +1615,7 @@ static int count_of(const cJSON *summary, const char *name)
 
 char *gw_handover_text(const cJSON *summary, const char *from, const char *to, bool zh)
 {
-    return format_alloc(zh ? "%s 交班给 %s：未关闭事件 %d 起（%d 起未经巡查确认），"
+    return est_asprintf(zh ? "%s 交班给 %s：未关闭事件 %d 起（%d 起未经巡查确认），"
                              "未关闭工单 %d 张（超时 %d 张），离线表计 %d 个"
                            : "%s hands over to %s: %d open incidents (%d not confirmed by a patrol), "
                              "%d open work orders (%d overdue), %d meters offline",

@@ -13,7 +13,7 @@
 
 #include "log.h"
 #include "office.h"
-#include "payload.h"
+#include "views.h"
 
 /* Samples are ~600 bytes and the ring is touched all round, so its size is
  * resident memory: 2048 (1.2 MB) holds four of the core's batches, about
@@ -101,30 +101,6 @@ est_err gw_core_publish_event(struct gw_core *core, const char *topic_suffix, co
     return err;
 }
 
-static char *patrol_entry_json(const struct gw_store_patrol_entry *e)
-{
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL)
-        return NULL;
-    cJSON_AddNumberToObject(o, "seq", (double)e->seq);
-    gw_json_add_ts(o, "ts", e->ts_ms);
-    cJSON_AddStringToObject(o, "kind", e->kind);
-    cJSON_AddStringToObject(o, "text", e->text);
-    if (e->incident > 0)
-        cJSON_AddNumberToObject(o, "incident", (double)e->incident);
-    if (e->workorder > 0)
-        cJSON_AddNumberToObject(o, "workorder", (double)e->workorder);
-    cJSON_AddStringToObject(o, "author", e->author);
-    if (e->detail_json != NULL) {
-        cJSON *detail = cJSON_Parse(e->detail_json);
-        if (detail != NULL)
-            cJSON_AddItemToObject(o, "detail", detail);
-    }
-    cJSON_AddStringToObject(o, "hash", e->hash);
-    cJSON_AddStringToObject(o, "prev_hash", e->prev_hash);
-    return gw_json_finish(o);
-}
-
 est_err gw_core_patrol(struct gw_core *core, const char *kind, const char *text, int64_t incident,
                        int64_t workorder, const char *author, const char *detail_json)
 {
@@ -137,7 +113,7 @@ est_err gw_core_patrol(struct gw_core *core, const char *kind, const char *text,
         gw_error("patrol log: cannot append (%s): %s", kind, gw_store_errmsg(core->store));
         return err;
     }
-    char *json = patrol_entry_json(&e);
+    char *json = gw_json_finish(gw_view_patrol_entry(core->config, &e));
     if (json == NULL)
         return EST_ERR_NOMEM;
     err = gw_core_publish_event(core, "patrol", json, false);

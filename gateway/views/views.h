@@ -167,6 +167,10 @@ void gw_view_incident_location(const struct gw_config *config,
 bool gw_view_workorder_closed(const char *state);            /* verified, cancelled */
 int64_t gw_view_workorder_resolve_due_ms(const struct gw_store_workorder *wo);
 bool gw_view_workorder_overdue(const struct gw_store_workorder *wo, int64_t now_ms);
+/* The two ways to be overdue (escalated each on its own): dispatched and
+ * not on site by arrive_due; not completed by the effective deadline. */
+bool gw_view_workorder_arrival_breached(const struct gw_store_workorder *wo, int64_t now_ms);
+bool gw_view_workorder_resolution_breached(const struct gw_store_workorder *wo, int64_t now_ms);
 
 /* A work order as retained on P/workorders/<id>, listed by GET
  * /api/workorders and estate-ctl workorders, shown by estate-ctl workorder

@@ -21,14 +21,14 @@ int64_t gw_view_workorder_resolve_due_ms(const struct gw_store_workorder *wo)
 }
 
 /* Dispatched, not on site by arrive_due. */
-static bool arrival_breached(const struct gw_store_workorder *wo, int64_t now_ms)
+bool gw_view_workorder_arrival_breached(const struct gw_store_workorder *wo, int64_t now_ms)
 {
     return streq(wo->state, "dispatched") && wo->arrive_due_ms > 0 && wo->on_site_ms == 0 &&
            now_ms >= wo->arrive_due_ms;
 }
 
 /* Not completed (open, dispatched, on site) by the effective deadline. */
-static bool resolution_breached(const struct gw_store_workorder *wo, int64_t now_ms)
+bool gw_view_workorder_resolution_breached(const struct gw_store_workorder *wo, int64_t now_ms)
 {
     int64_t due = gw_view_workorder_resolve_due_ms(wo);
     bool working = streq(wo->state, "open") || streq(wo->state, "dispatched") ||
@@ -38,7 +38,8 @@ static bool resolution_breached(const struct gw_store_workorder *wo, int64_t now
 
 bool gw_view_workorder_overdue(const struct gw_store_workorder *wo, int64_t now_ms)
 {
-    return arrival_breached(wo, now_ms) || resolution_breached(wo, now_ms);
+    return gw_view_workorder_arrival_breached(wo, now_ms) ||
+           gw_view_workorder_resolution_breached(wo, now_ms);
 }
 
 cJSON *gw_view_workorder(const struct gw_store_workorder *wo, int64_t now_ms)

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "payload.h"
+#include "views.h"
 
 #define READINGS 256
 #define MAX_REGS 256

@@ -2,7 +2,8 @@
  * store in a temporary directory, with this test playing the daemon's part
  * where a verb goes through the request queue; plus the consumption report
  * (gateway/report.c) on hand-made snapshots.
- * Covers: usage and config errors (exit 2), patrol verify naming an edited,
+ * Covers: usage and config errors (exit 2), patrol log --csv keeping an
+ * entry's detail, patrol verify naming an edited,
  * deleted or inserted entry (exit 1), a work-order action and a refusal
  * through the queue, "gateway not running" (exit 1), an open incident
  * shown as "active" (text and --json), inventory import
@@ -24,6 +25,7 @@
 
 #include "office.h"
 #include "office_stub.h"
+#include "views.h"
 #include "workorders.h"
 
 static int64_t fake_now_ms;
@@ -247,6 +249,29 @@ static void test_patrol_verify_names_tampered_entry(void **state)
     assert_non_null(strstr(r.err, "entry 3"));
 }
 
+/* patrol log --csv keeps an entry's detail: the object as compact JSON in
+ * its column (CSV-quoted), not an empty cell. */
+static void test_patrol_log_csv_keeps_detail(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(office_stub_patrol(&f->host, "checkin", "lobby: door open", 0, 0, "zhang",
+                                        "{\"reason\":\"door\",\"count\":2}"),
+                     EST_OK);
+    struct run r;
+    RUN(f, &r, "patrol", "log", "--csv");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "lobby: door open"));
+    assert_non_null(strstr(r.out, "\"{\"\"reason\"\":\"\"door\"\",\"\"count\"\":2}\""));
+    RUN(f, &r, "patrol", "log", "--json");
+    assert_int_equal(r.status, 0);
+    cJSON *rows = cJSON_Parse(r.out);
+    assert_non_null(rows);
+    const cJSON *detail = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rows, 0), "detail");
+    assert_true(cJSON_IsObject(detail));
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(detail, "reason")->valuestring, "door");
+    cJSON_Delete(rows);
+}
+
 static void test_patrol_verify_names_deleted_and_inserted(void **state)
 {
     struct fixture *f = *state;
@@ -285,7 +310,7 @@ static void test_workorder_action_through_the_daemon(void **state)
     if (r.status != 0)
         fail_msg("dispatch: %s", r.err);
     assert_non_null(strstr(r.out, "dispatched"));
-    cJSON *o = gw_workorder_json(f->host.store, 1);
+    cJSON *o = gw_view_workorder_get(f->host.store, 1, fake_now_ms);
     const cJSON *h = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "history"), 1);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(h, "who")->valuestring, "desk");
     cJSON_Delete(o);
@@ -473,6 +498,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_and_config_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patrol_verify_names_tampered_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patrol_verify_names_deleted_and_inserted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_patrol_log_csv_keeps_detail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workorder_action_through_the_daemon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gateway_not_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incident_state_reads_active, setup, teardown),

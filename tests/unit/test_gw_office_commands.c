@@ -19,6 +19,7 @@
 
 #include "office.h"
 #include "office_stub.h"
+#include "views.h"
 
 #define T0_MS INT64_C(1790000000000)
 
@@ -95,7 +96,7 @@ static void fingerprint(struct fixture *f, char *out, size_t len)
     assert_int_equal(gw_store_outbox_counts(f->host.store, &counts), EST_OK);
     bool vacant = false;
     est_err occupancy = gw_store_get_occupancy(f->host.store, "1-102", &vacant);
-    cJSON *order = gw_workorder_json(f->host.store, 1);
+    cJSON *order = gw_view_workorder_get(f->host.store, 1, now_ms);
     char *order_json = order ? cJSON_PrintUnformatted(order) : NULL;
     cJSON_Delete(order);
     snprintf(out, len, "%lld|%s|%llu|%d:%d|%d|%d|%d|%s", (long long)seq, hash,

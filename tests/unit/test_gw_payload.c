@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "payload.h"
+#include "views.h"
 
 /* ---- reference: the cJSON form ---- */
 

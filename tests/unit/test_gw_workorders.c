@@ -21,6 +21,7 @@
 
 #include "office.h"
 #include "office_stub.h"
+#include "views.h"
 #include "workorders.h"
 
 #define T0_MS INT64_C(1790000000000)
@@ -215,7 +216,7 @@ static void expect_refused(struct fixture *f, const char *verb, const char *json
 
 static char *order_state(struct fixture *f, int64_t id)
 {
-    cJSON *o = gw_workorder_json(f->host.store, id);
+    cJSON *o = gw_view_workorder_get(f->host.store, id, fake_now_ms);
     assert_non_null(o);
     char *state = strdup(cJSON_GetObjectItemCaseSensitive(o, "state")->valuestring);
     cJSON_Delete(o);
@@ -253,7 +254,7 @@ static char *store_fingerprint(struct fixture *f)
     assert_int_equal(gw_store_outbox_counts(f->host.store, &counts), EST_OK);
     cJSON *all = cJSON_CreateArray();
     for (int64_t id = 1; id <= 10; id++) {
-        cJSON *o = gw_workorder_json(f->host.store, id);
+        cJSON *o = gw_view_workorder_get(f->host.store, id, fake_now_ms);
         if (o != NULL)
             cJSON_AddItemToArray(all, o);
     }
@@ -318,7 +319,7 @@ static int patrol_count(struct fixture *f, const char *kind)
 
 static int history_count(struct fixture *f, int64_t id, const char *action)
 {
-    cJSON *o = gw_workorder_json(f->host.store, id);
+    cJSON *o = gw_view_workorder_get(f->host.store, id, fake_now_ms);
     assert_non_null(o);
     int n = 0;
     const cJSON *h;
@@ -339,7 +340,7 @@ static void test_major_incident_opens_one_order(void **state)
     struct fixture *f = *state;
     int64_t incident = raise_incident(f, "reverse_energy", "meter", "E-1-102", "major");
     assert_int_equal(order_count(f), 1);
-    cJSON *o = gw_workorder_json(f->host.store, 1);
+    cJSON *o = gw_view_workorder_get(f->host.store, 1, fake_now_ms);
     assert_non_null(o);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "state")->valuestring, "open");
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "category")->valuestring, "electricity");
@@ -365,7 +366,7 @@ static void test_major_incident_opens_one_order(void **state)
     /* water rule on a unit meter and a fire zone: categories by rule */
     raise_incident(f, "vacant_flow", "meter", "W-1-102", "critical");
     assert_int_equal(order_count(f), 2);
-    cJSON *w = gw_workorder_json(f->host.store, 2);
+    cJSON *w = gw_view_workorder_get(f->host.store, 2, fake_now_ms);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(w, "category")->valuestring, "water");
     cJSON_Delete(w);
 }
@@ -416,7 +417,7 @@ static void test_full_lifecycle(void **state)
     expect_ok(f, "workorder", "{\"id\":1,\"action\":\"rating\",\"rating\":5,\"comment\":\"quick\"}",
               "desk", "frontdesk");
 
-    cJSON *o = gw_workorder_json(f->host.store, 1);
+    cJSON *o = gw_view_workorder_get(f->host.store, 1, fake_now_ms);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "verifier")->valuestring, "Wang");
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "assignee")->valuestring, "Li");
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(o, "rating")->valueint, 5);
@@ -546,7 +547,7 @@ static void test_cancel_close_postpone(void **state)
 
     expect_ok(f, "workorder", "{\"id\":3,\"action\":\"postpone\",\"until\":\"2030-10-01T00:00:00Z\",\"note\":\"parts\"}",
               "wang", "supervisor");
-    cJSON *o = gw_workorder_json(f->host.store, 3);
+    cJSON *o = gw_view_workorder_get(f->host.store, 3, fake_now_ms);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "resolve_due")->valuestring,
                         "2030-10-01T00:00:00.000Z");
     cJSON_Delete(o);
@@ -574,7 +575,7 @@ static void test_sla_escalation(void **state)
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(e, "workorder")->valueint, 1);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(e, "roles")), 1);
     cJSON_Delete(e);
-    cJSON *o = gw_workorder_json(f->host.store, 1);
+    cJSON *o = gw_view_workorder_get(f->host.store, 1, fake_now_ms);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "escalated")));
     cJSON_Delete(o);
     int patrols = patrol_count(f, "workorder");
@@ -742,7 +743,7 @@ static void assert_patrol_has(struct fixture *f, const char *kind, const char *n
 /* The last history note of an action on order id (caller frees). */
 static char *last_note(struct fixture *f, int64_t id, const char *action)
 {
-    cJSON *o = gw_workorder_json(f->host.store, id);
+    cJSON *o = gw_view_workorder_get(f->host.store, id, fake_now_ms);
     assert_non_null(o);
     char *note = NULL;
     const cJSON *h;

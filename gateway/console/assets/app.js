@@ -330,12 +330,12 @@ function setLive(on) {
 function onAlertEvent(a) {
   const known = state.alerts.get(a.id);
   if (a.state === 'cleared') {
-    if (known) { known.state = 'cleared'; known.cleared = a.ts; }
+    if (known) { known.state = 'cleared'; known.cleared = a.cleared || a.ts; }
     renderAlerts();
     setTimeout(() => { state.alerts.delete(a.id); renderAlerts(); }, 30000);
     return;
   }
-  const merged = Object.assign({}, known || {}, a, { state: 'active', raised: (known && known.raised) || a.ts });
+  const merged = Object.assign({}, known || {}, a, { state: 'active', raised: a.raised || (known && known.raised) || a.ts });
   merged.fresh = !known;
   state.alerts.set(a.id, merged);
   if (!known && (a.severity === 'major' || a.severity === 'critical')) {
@@ -474,13 +474,19 @@ function renderAlerts() {
   $('count-alerts').textContent = unacked ? String(unacked) : '';
 }
 
-function alertCard(a) {
-  const acked = state.acked.has(a.id);
+/* What an incident is about, as every list shows it: "FP-1 / zone 3". Zones
+ * arrive 1-based (as the panel counts them) from the API and the live events. */
+function incidentSubject(a) {
   const subject = a.meter || a.unit || a.panel || a.subject || '';
   const zone = a.zone !== undefined && a.zone !== null ? ` / zone ${a.zone}` : '';
+  return subject + zone;
+}
+
+function alertCard(a) {
+  const acked = state.acked.has(a.id);
   const card = el('div', { class: `card alert sev-${a.severity}${a.fresh ? ' fresh' : ''}${acked ? ' acked' : ''}${a.state === 'cleared' ? ' cleared' : ''}`, 'data-id': a.id, 'data-rule': a.rule },
     el('div', {},
-      el('div', { class: 'title' }, el('span', { class: `sev ${a.severity}` }, t('sev_' + a.severity)), ' ', ruleName(a.rule), ' · ', subject, zone),
+      el('div', { class: 'title' }, el('span', { class: `sev ${a.severity}` }, t('sev_' + a.severity)), ' ', ruleName(a.rule), ' · ', incidentSubject(a)),
       el('div', {}, a.text || ''),
       el('div', { class: 'meta' }, `#${a.id} · ${t('since')} ${fmtTime(a.since || a.raised)}`, a.state === 'cleared' ? ` · ${t('cleared')}` : '')),
     el('div', {}, acked ? el('span', { class: 'meta' }, t('acknowledged'))
@@ -792,7 +798,7 @@ function renderHandover(h) {
 
 function describeAny(x) {
   if (typeof x !== 'object' || x === null) return String(x);
-  if (x.rule) return `#${x.id} ${ruleName(x.rule)} · ${x.meter || x.unit || x.panel || x.subject || ''} ${x.text || ''}`;
+  if (x.rule) return `#${x.id} ${ruleName(x.rule)} · ${incidentSubject(x)} ${x.text || ''}`;
   if (x.state) return `#${x.id} ${t('st_' + x.state)} · ${[x.unit, x.location].filter(Boolean).join(' · ')} ${x.description || ''}`;
   return x.id || x.meter || JSON.stringify(x);
 }
