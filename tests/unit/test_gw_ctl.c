@@ -6,7 +6,8 @@
  * deleted or inserted entry (exit 1), a work-order action and a refusal
  * through the queue, "gateway not running" (exit 1), an open incident
  * shown as "active" (text and --json), inventory import
- * (all or nothing, FILE:LINE), and report figures. */
+ * (all or nothing, FILE:LINE), an inventory export that imports again as
+ * it is, and report figures. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -389,6 +390,28 @@ static void test_inventory_import(void **state)
     assert_non_null(strstr(after.out, "\"removed\""));
 }
 
+/* What `inventory --csv` prints imports again as it is: the report columns
+ * (installed, status, last_good, the last values) are accepted and not
+ * applied, and the meter list comes back unchanged. */
+static void test_inventory_export_imports_again(void **state)
+{
+    struct fixture *f = *state;
+    char exported[128];
+    snprintf(exported, sizeof exported, "%s/exported.csv", f->dir);
+    struct run before, r, after;
+    RUN(f, &before, "inventory", "--csv");
+    assert_int_equal(before.status, 0);
+    assert_non_null(strstr(before.out, "installed"));
+    assert_non_null(strstr(before.out, "status"));
+    write_text(exported, before.out);
+    RUN(f, &r, "inventory", "import", exported);
+    if (r.status != 0)
+        fail_msg("import of the export: %s", r.err);
+    RUN(f, &after, "inventory", "--csv");
+    assert_int_equal(after.status, 0);
+    assert_string_equal(before.out, after.out);
+}
+
 static void snapshot(struct fixture *f, const char *meter, const char *day, double volume)
 {
     int64_t rid = 0;
@@ -477,6 +500,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gateway_not_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incident_state_reads_active, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inventory_import, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inventory_export_imports_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_consumption_and_balance, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
