@@ -552,7 +552,7 @@ static const char *const category_names[] = { "master", "building", "unit", "ame
 static const char *const kind_names[] = { "electricity", "water", NULL };
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
 static const char *const language_names[] = { "zh-CN", "en", NULL };
-static const char *const bus_type_names[] = { "tcp", "rtu", NULL };
+static const char *const bus_type_names[] = { "tcp", "rtu", "rtu_over_tcp", NULL };
 static const char *const word_order_names[] = { "ABCD", "CDAB", "BADC", "DCBA", NULL };
 static const char *const role_names[] = { "frontdesk", "engineer", "supervisor", "viewer", NULL };
 
@@ -1178,9 +1178,11 @@ static void parse_buses(struct loader *L, const config_setting_t *s)
             continue;
         if (b->type == GW_BUS_TCP && !b->host)
             errf(L, &w, "bus %s: a tcp bus needs host", b->name);
+        if (b->type == GW_BUS_RTU_OVER_TCP && !b->host)
+            errf(L, &w, "bus %s: an rtu_over_tcp bus needs host (the converter)", b->name);
         if (b->type == GW_BUS_RTU && !b->device)
             errf(L, &w, "bus %s: an rtu bus needs device", b->name);
-        if (b->pipeline_depth > 1 && b->type == GW_BUS_RTU)
+        if (b->pipeline_depth > 1 && (b->type == GW_BUS_RTU || b->type == GW_BUS_RTU_OVER_TCP))
             errf(L, &w, "bus %s: pipeline_depth applies to tcp buses (a serial line carries one "
                         "request at a time)", b->name);
         if (b->pipeline_depth > 1 && (b->request_gap_ms > 0 || b->slave_switch_delay_ms > 0))
