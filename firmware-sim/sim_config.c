@@ -280,11 +280,14 @@ static void load_endpoint(struct loader *ld, const config_setting_t *g)
         return;
     }
     ep->name = dup_or_fail(ld, g, name);
-    if (type == NULL || (strcmp(type, "tcp") != 0 && strcmp(type, "rtu") != 0)) {
-        error_at(ld, g, "endpoint %s: type must be \"tcp\" or \"rtu\"", name);
+    if (type == NULL || (strcmp(type, "tcp") != 0 && strcmp(type, "rtu") != 0 &&
+                         strcmp(type, "rtu_over_tcp") != 0)) {
+        error_at(ld, g, "endpoint %s: type must be \"tcp\", \"rtu\" or \"rtu_over_tcp\"", name);
         return;
     }
-    ep->type = strcmp(type, "tcp") == 0 ? SIM_EP_TCP : SIM_EP_RTU;
+    ep->type = strcmp(type, "tcp") == 0   ? SIM_EP_TCP
+               : strcmp(type, "rtu") == 0 ? SIM_EP_RTU
+                                          : SIM_EP_RTU_OVER_TCP;
     ep->unknown_slave = ep->type == SIM_EP_TCP ? SIM_UNKNOWN_EXCEPTION : SIM_UNKNOWN_SILENT;
     if (get_string(ld, g, "unknown_slave", &unknown) > 0) {
         if (strcmp(unknown, "exception") == 0)
@@ -295,17 +298,18 @@ static void load_endpoint(struct loader *ld, const config_setting_t *g)
             error_at(ld, config_setting_get_member(g, "unknown_slave"),
                      "unknown_slave must be \"exception\" or \"silent\"");
     }
-    if (ep->type == SIM_EP_TCP) {
+    if (ep->type != SIM_EP_RTU) {
         if (get_string(ld, g, "listen", &listen) <= 0 || !valid_host_port(listen))
             error_at(ld, g, "endpoint %s: listen must be \"host:port\"", name);
         else
             ep->listen = dup_or_fail(ld, g, listen);
-        return;
-    }
-    if (get_string(ld, g, "link", &link) <= 0 || link[0] == '\0')
+        if (ep->type == SIM_EP_TCP)
+            return;
+    } else if (get_string(ld, g, "link", &link) <= 0 || link[0] == '\0') {
         error_at(ld, g, "endpoint %s: rtu needs link (path of the pty symlink)", name);
-    else
+    } else {
         ep->link = dup_or_fail(ld, g, link);
+    }
     long long baud = 9600, data_bits = 8, stop_bits = 1, turnaround = 2;
     get_int(ld, g, "baud", 300, 921600, &baud);
     get_int(ld, g, "data_bits", 7, 8, &data_bits);

@@ -21,7 +21,10 @@
 #define SIM_MAX_SLAVE 247
 #define SIM_VALVE_TRAVEL_MS 2000 /* a valve is "moving" this long after a write */
 
-enum sim_endpoint_type { SIM_EP_TCP, SIM_EP_RTU };
+/* SIM_EP_RTU_OVER_TCP: RTU frames (with CRC) on a TCP listener, the way a
+ * serial-to-Ethernet converter in transparent mode passes a bus through;
+ * served like an rtu endpoint, with the wire timing of its serial side. */
+enum sim_endpoint_type { SIM_EP_TCP, SIM_EP_RTU, SIM_EP_RTU_OVER_TCP };
 
 /* What an endpoint does with a request for a slave id it does not have. */
 enum sim_unknown_slave { SIM_UNKNOWN_EXCEPTION, SIM_UNKNOWN_SILENT };
@@ -40,9 +43,9 @@ struct sim_endpoint_stats {
 struct sim_endpoint {
     char *name;
     enum sim_endpoint_type type;
-    char *listen;        /* tcp: "host:port" */
+    char *listen;        /* tcp, rtu_over_tcp: "host:port" */
     char *link;          /* rtu: path of the symlink to the pty slave */
-    int baud;            /* rtu */
+    int baud;            /* rtu, rtu_over_tcp */
     char parity;         /* 'N', 'E', 'O' */
     int data_bits;
     int stop_bits;
