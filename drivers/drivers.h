@@ -360,4 +360,49 @@ void drv_rtu_find_reply(const uint8_t request[DRV_RTU_REQUEST_BYTES], const uint
 /* The registers of a read reply frame (as found: frame[0] is the slave). */
 void drv_rtu_reply_registers(const uint8_t *frame, uint16_t count, uint16_t *dest);
 
+/* --- commissioning scan: which requests identify a device, how to judge
+ * the replies (pure; estate-ctl scan does the I/O) --- */
+#define DRV_SCAN_MAX_PROBES 48
+#define DRV_SCAN_MAX_REGS 2        /* a probe reads one point: 1 or 2 registers */
+
+/* One identifying read: a model's signature point (voltage, frequency,
+ * volume, battery), the same read shared by the models that have it. */
+struct drv_scan_probe {
+    uint8_t function;
+    uint16_t address;
+    uint16_t count;
+};
+
+/* What one probe got: result as from drv_link_read, regs when EST_OK. */
+struct drv_scan_answer {
+    est_err result;
+    uint16_t regs[DRV_SCAN_MAX_REGS];
+};
+
+/* The distinct probes over every meter model's signature points, in model
+ * order (the first one is a good presence check). Returns how many were
+ * written (at most max). */
+size_t drv_scan_probes(struct drv_scan_probe *probes, size_t max);
+
+/* The model a device's answers fit best: every signature point of the
+ * model plausible (voltages 180-260 V, frequency 45-65 Hz, volume 0 to 1e8
+ * m3, battery 2-15 V) in one word order, the most points winning (an
+ * SDM630 also fits the SDM120's two). word_order is -1 when the model's
+ * own order fits, else the enum drv_word_order that does; voltage_v or
+ * volume_m3 (NAN when the model has none) the first such value read. */
+struct drv_scan_match {
+    const struct drv_model *model; /* NULL: no model fits */
+    int word_order;
+    unsigned points;               /* signature points that fit */
+    double voltage_v;
+    double volume_m3;
+};
+void drv_scan_identify(const struct drv_scan_probe *probes, const struct drv_scan_answer *answers,
+                       size_t nprobes, struct drv_scan_match *out);
+
+/* Where a model keeps its serial number (the read, its type and datasheet
+ * order); false when it has none. */
+bool drv_scan_serial_point(const struct drv_model *model, struct drv_scan_probe *probe,
+                           enum drv_type *type, enum drv_word_order *order);
+
 #endif

@@ -384,10 +384,15 @@ static bool load_identity(struct loader *ld, const config_setting_t *g, struct s
     }
     dev->slave = (uint8_t)slave;
     struct sim_endpoint *e = &ld->world->endpoints[ep];
-    if (e->slave_device[slave] >= 0)
+    get_bool(ld, g, "shares_slave", &dev->shares_slave);
+    int32_t index = (int32_t)(dev - ld->world->devices);
+    if (e->slave_device[slave] >= 0 && dev->shares_slave && e->slave_twin[slave] < 0)
+        e->slave_twin[slave] = index;
+    else if (e->slave_device[slave] >= 0)
         error_at(ld, g, "device %s: slave %lld on %s is already %s", id, slave, e->name,
                  ld->world->devices[e->slave_device[slave]].id);
-    e->slave_device[slave] = (int32_t)(dev - ld->world->devices);
+    else
+        e->slave_device[slave] = index;
     if (get_string(ld, g, "driver", &driver) <= 0 || (dev->model = drv_model_find(driver)) == NULL) {
         error_at(ld, g, "device %s: driver must name a known model", id);
         return false;
@@ -492,7 +497,7 @@ static void load_device(struct loader *ld, const config_setting_t *g)
         "id", "endpoint", "slave", "driver", "kind", "category", "profile", "serial", "parent",
         "occupied", "word_order", "function", "address_base", "zones", "zone_addresses",
         "import_kwh", "export_kwh", "volume_m3", "loss_pct", "valve", "unit", "building",
-        "location", NULL};
+        "location", "shares_slave", NULL};
     check_keys(ld, g, keys);
     struct sim_device *dev = sim_world_add_device(ld->world);
     size_t n = ld->world->ndevices;
