@@ -4,14 +4,18 @@ one of them in a non-default word order and two of them answering one slave
 id. The scan finds every id, names each model, reports the word order, the
 serials, the doubly-used id and how the line differs from the config's
 inventory (a meter not in the config, a configured meter that does not
-answer, a changed serial); its --csv imports cleanly as meters_csv. A scan
-of a bus the running gateway polls is refused."""
+answer, a changed serial); its --csv imports cleanly as meters_csv. Ctrl-C
+stops it with what it found so far (exit 130). A scan of a bus the running
+gateway polls is refused."""
 import csv
 import io
+import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import unittest
 
 from harness import Process, Stack, binary, free_port, wait_for, wait_port
@@ -115,7 +119,6 @@ class ScanTest(unittest.TestCase):
 
     def rows(self):
         if ScanTest.json_rows is None:
-            import json
             res = self.scan("--json")
             self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
             ScanTest.json_rows = json.loads(res.stdout)
@@ -176,6 +179,21 @@ class ScanTest(unittest.TestCase):
         check = subprocess.run([binary("estate-gw"), "-c", conf, "--check-config"],
                                capture_output=True, text=True, timeout=60)
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+
+    def test_ctrl_c_prints_what_was_found(self):
+        argv = [binary("estate-ctl"), "-c", self.gw_conf, "scan", "--bus", "line", "--ids",
+                "1-247", "--json"]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        self.assertEqual(proc.returncode, 130, err)
+        self.assertIn("interrupted", err)
+        found = [r["slave"] for r in json.loads(out) if "model" in r]
+        self.assertTrue(found, "what was found before the stop is printed")
+        self.assertLess(len(found), NDEVICES - 2, "the scan stopped early")
+        # ids are probed in order: every id up to the last one found was scanned
+        self.assertEqual(found, [i for i in range(1, max(found) + 1) if i != TWIN_SLAVE])
 
     def test_refuses_a_bus_the_gateway_polls(self):
         stack = Stack(gw_conf=self.gw_conf, sim_conf=self.sim_conf, endpoints=(),
