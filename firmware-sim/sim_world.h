@@ -52,7 +52,7 @@ struct sim_endpoint {
     int turnaround_ms;   /* rtu: slave's think time before replying */
     enum sim_unknown_slave unknown_slave;
     int32_t slave_device[SIM_MAX_SLAVE + 1]; /* device index per slave id, -1 none */
-    int32_t slave_twin[SIM_MAX_SLAVE + 1];   /* a second device on that id (shares_slave), -1 none */
+    int32_t slave_twin[SIM_MAX_SLAVE + 1];   /* a second device on the id (shares_slave), -1 none */
     struct sim_endpoint_stats stats;
 };
 
