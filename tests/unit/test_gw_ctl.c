@@ -2,7 +2,7 @@
  * store in a temporary directory, with this test playing the daemon's part
  * where a verb goes through the request queue; plus the consumption report
  * (gateway/report.c) on hand-made snapshots.
- * Covers: usage and config errors (exit 2), patrol verify naming an edited,
+ * Covers: usage and config errors (exit 2), scan's usage errors, patrol verify naming an edited,
  * deleted or inserted entry (exit 1), a work-order action and a refusal
  * through the queue, "gateway not running" (exit 1), an open incident
  * shown as "active" (text and --json), inventory import
@@ -224,6 +224,27 @@ static void test_usage_and_config_errors(void **state)
     assert_non_null(strstr(r.err, "qos_events"));
     RUN(f, &r, "incidents");
     assert_int_equal(r.status, 0);
+}
+
+/* scan's usage errors, and a port that cannot be opened. */
+static void test_scan_usage(void **state)
+{
+    struct fixture *f = *state;
+    struct run r;
+    RUN(f, &r, "scan");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "exactly one of --bus"));
+    RUN(f, &r, "scan", "--bus", "no_such_bus");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "no bus named 'no_such_bus'"));
+    RUN(f, &r, "scan", "--device", "/dev/null", "--ids", "0-300");
+    assert_int_equal(r.status, 2);
+    RUN(f, &r, "scan", "--host", "127.0.0.1", "--try-settings");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "serial line"));
+    RUN(f, &r, "scan", "--device", "/nonexistent/tty", "--ids", "1-5");
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "cannot open /nonexistent/tty"));
 }
 
 static void test_patrol_verify_names_tampered_entry(void **state)
@@ -494,6 +515,7 @@ int main(void)
     snprintf(ctl_path, sizeof ctl_path, "%s/../../gateway/estate-ctl", dirname(self));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_usage_and_config_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patrol_verify_names_tampered_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patrol_verify_names_deleted_and_inserted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workorder_action_through_the_daemon, setup, teardown),
