@@ -1,10 +1,10 @@
-# drivers.cmake - the drivers' fuzz harnesses (decoders, read planner).
+# drivers.cmake - the drivers' fuzz harnesses (decoders, read planner, RTU framing).
 # include()d from tests/fuzz/CMakeLists.txt. Always builds replay executables
 # that run each seed corpus under CTest (fuzz.replay_<name>); with
 # ESTATE_FUZZ=ON and clang also builds the libFuzzer targets fuzz_<name>:
 #   CC=clang cmake -S . -B build-fuzz -DESTATE_FUZZ=ON
 #   build-fuzz/tests/fuzz/fuzz_decode tests/fuzz/corpus/decode
-set(estate_drivers_fuzzers decode plan)
+set(estate_drivers_fuzzers decode plan rtu_frame)
 set(estate_drivers_fuzz_dir ${CMAKE_CURRENT_LIST_DIR})
 
 foreach(name ${estate_drivers_fuzzers})
