@@ -331,7 +331,11 @@ est_err drv_decode(const struct drv_plan *plan, const uint16_t *regs, const bool
 uint8_t drv_notifier_zone_decode(uint16_t reg);
 
 /* --- Modbus link: one per bus, used by exactly one thread --- */
-enum drv_link_type { DRV_LINK_TCP, DRV_LINK_RTU };
+/* DRV_LINK_RTU_OVER_TCP: RTU frames (slave, PDU, CRC-16) over a TCP
+ * stream, for serial-to-Ethernet converters in transparent mode: host and
+ * port as for TCP, baud/parity/data_bits/stop_bits as for RTU (they set the
+ * derived timeouts and the inter-frame silence); one request at a time. */
+enum drv_link_type { DRV_LINK_TCP, DRV_LINK_RTU, DRV_LINK_RTU_OVER_TCP };
 
 struct drv_link_config {
     enum drv_link_type type;
@@ -389,5 +393,97 @@ struct drv_link_read {
 void drv_link_read_many(struct drv_link *link, struct drv_link_read *reads, size_t n);
 /* Transactions and failures since open (for statistics and benchmarks). */
 void drv_link_stats(const struct drv_link *link, uint64_t *transactions, uint64_t *failures);
+
+/* --- RTU framing (the RTU-over-TCP link, the commissioning scan) --- */
+#define DRV_RTU_MAX_ADU 256        /* slave + PDU (253) + CRC */
+#define DRV_RTU_REQUEST_BYTES 8    /* an FC03/FC04 read or FC06 write request */
+
+/* Modbus RTU CRC-16 (polynomial 0xA001, initial 0xFFFF); the low byte goes
+ * first on the wire. */
+uint16_t drv_rtu_crc16(const uint8_t *data, size_t len);
+/* The request ADU of an FC03/FC04 read of count registers. */
+void drv_rtu_read_request(uint8_t slave, uint8_t function, uint16_t address, uint16_t count,
+                          uint8_t out[DRV_RTU_REQUEST_BYTES]);
+/* The request ADU of an FC06 write of one holding register. */
+void drv_rtu_write_request(uint8_t slave, uint16_t address, uint16_t value,
+                           uint8_t out[DRV_RTU_REQUEST_BYTES]);
+
+enum drv_rtu_found {
+    DRV_RTU_NOTHING,   /* no reply to the request in the bytes yet: read more */
+    DRV_RTU_REPLY,     /* the normal reply, at [start, end) */
+    DRV_RTU_EXCEPTION, /* an exception reply from the slave, at [start, end) */
+    DRV_RTU_MISMATCH,  /* a frame from the slave (CRC good) that does not answer the
+                        * request: another function, byte count or write echo */
+};
+
+/* What drv_rtu_find_reply saw in a stream of received bytes. */
+struct drv_rtu_scan {
+    enum drv_rtu_found found;
+    size_t start, end;        /* the frame found */
+    int exception;            /* DRV_RTU_EXCEPTION: its code */
+    unsigned bad_crc;         /* frames that looked like replies but failed the CRC */
+    unsigned other_slave;     /* well-formed replies from other slaves (skipped) */
+};
+
+/* Looks for the reply to request (an ADU from drv_rtu_read_request or
+ * drv_rtu_write_request) in buf[0..len): bytes before it (garbage, the rest
+ * of an earlier frame) and complete frames from other slaves are skipped, a
+ * candidate whose CRC fails is counted and skipped. A frame split over
+ * several reads is found once all of it is in buf. Pure. */
+void drv_rtu_find_reply(const uint8_t request[DRV_RTU_REQUEST_BYTES], const uint8_t *buf,
+                        size_t len, struct drv_rtu_scan *out);
+/* The registers of a read reply frame (as found: frame[0] is the slave). */
+void drv_rtu_reply_registers(const uint8_t *frame, uint16_t count, uint16_t *dest);
+
+/* --- commissioning scan: which requests identify a device, how to judge
+ * the replies (pure; estate-ctl scan does the I/O) --- */
+#define DRV_SCAN_MAX_PROBES 48
+#define DRV_SCAN_MAX_REGS 2        /* a probe reads one point: 1 or 2 registers */
+
+/* One identifying read: a model's signature point (voltage, frequency,
+ * volume, battery), the same read shared by the models that have it. */
+struct drv_scan_probe {
+    uint8_t function;
+    uint16_t address;
+    uint16_t count;
+};
+
+/* What one probe got: result as from drv_link_read, regs when EST_OK. */
+struct drv_scan_answer {
+    est_err result;
+    uint16_t regs[DRV_SCAN_MAX_REGS];
+};
+
+/* The distinct probes over every meter model's signature points, in model
+ * order (the first one is a good presence check). Returns how many were
+ * written (at most max). */
+size_t drv_scan_probes(struct drv_scan_probe *probes, size_t max);
+
+/* The model a device's answers fit best: every signature point of the
+ * model plausible (voltages 180-260 V, frequency 45-65 Hz, volume 0 to 1e8
+ * m3, battery 2-15 V) in one word order, the most points winning (an
+ * SDM630 also fits the SDM120's two). word_order is -1 when the model's
+ * own order fits, else the enum drv_word_order that does; voltage_v or
+ * volume_m3 (NAN when the model has none) the first such value read. */
+struct drv_scan_match {
+    const struct drv_model *model; /* NULL: no model fits */
+    int word_order;
+    unsigned points;               /* signature points that fit */
+    /* Other models that fit the same answers as well (same register map,
+     * e.g. SDM630 and SDM72): a scan cannot tell them apart. */
+    const struct drv_model *alternatives[4];
+    size_t nalternatives;
+    double voltage_v;
+    double volume_m3;
+};
+void drv_scan_identify(const struct drv_scan_probe *probes, const struct drv_scan_answer *answers,
+                       size_t nprobes, struct drv_scan_match *out);
+/* Whether model is the match or one of its equally good alternatives. */
+bool drv_scan_match_fits(const struct drv_scan_match *match, const struct drv_model *model);
+
+/* Where a model keeps its serial number (the read, its type and datasheet
+ * order); false when it has none. */
+bool drv_scan_serial_point(const struct drv_model *model, struct drv_scan_probe *probe,
+                           enum drv_type *type, enum drv_word_order *order);
 
 #endif

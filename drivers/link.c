@@ -1,5 +1,6 @@
 /* link.c - one Modbus bus (TCP, or RTU on a serial line) over libmodbus
- * 3.1.6: lazy connect, reconnect with exponential backoff and jitter, errno
+ * 3.1.6, or RTU frames over TCP (rtu_tcp.c, which libmodbus cannot do):
+ * lazy connect, reconnect with exponential backoff and jitter, errno
  * -> est_err mapping, and the RTU timing libmodbus leaves to the caller
  * (3.5-character inter-frame silence, slave-switch delay, request gap);
  * on TCP, pipelined batches of reads. Used by exactly one thread; never logs. */
@@ -14,6 +15,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "rtu_tcp.h"
 
 #define DEFAULT_TCP_TIMEOUT_MS 1000
 #define DEFAULT_TCP_BYTE_TIMEOUT_MS 500
@@ -26,12 +30,21 @@
 #define MODBUS_LAST_EXCEPTION 0x0B /* gateway target device failed to respond */
 /* Room for the largest frame libmodbus receives (260 bytes), with margin. */
 #define REPLY_BUFFER_BYTES 512
+/* RTU over TCP: what the network and the converter add to the wire time,
+ * the least silence that ends a frame (a converter may split a frame into
+ * segments some milliseconds apart), and how many timeouts in a row make
+ * the connection suspect (a converter that lost it without a reset). */
+#define RTU_TCP_NETWORK_MARGIN_US 200000
+#define RTU_TCP_MIN_FRAME_GAP_US 50000
+#define RTU_TCP_TIMEOUTS_BEFORE_RECONNECT 3
 
 struct drv_link {
     struct drv_link_config config; /* host/device point into the copies below */
     char *host;
     char *device;
-    modbus_t *ctx;                 /* NULL while disconnected */
+    modbus_t *ctx;                 /* NULL while disconnected (TCP, RTU) */
+    int fd;                        /* RTU over TCP: the socket, -1 while disconnected */
+    int timeouts_in_row;           /* RTU over TCP */
     int64_t response_timeout_us;
     int64_t byte_timeout_us;
     int64_t silence_us;            /* RTU inter-frame gap; 0 on TCP */
@@ -79,6 +92,20 @@ static int64_t rtu_char_us(const struct drv_link_config *c)
 static void derive_timing(struct drv_link *link)
 {
     const struct drv_link_config *c = &link->config;
+    if (c->type == DRV_LINK_RTU_OVER_TCP) {
+        int64_t char_us = rtu_char_us(c);
+        link->response_timeout_us = c->response_timeout_ms > 0
+                                        ? (int64_t)c->response_timeout_ms * 1000
+                                        : 100000 + 2 * RTU_MAX_FRAME_BYTES * char_us +
+                                              RTU_TCP_NETWORK_MARGIN_US;
+        int64_t five_chars = 5 * char_us;
+        link->byte_timeout_us =
+            c->byte_timeout_ms > 0 ? (int64_t)c->byte_timeout_ms * 1000
+            : five_chars > RTU_TCP_MIN_FRAME_GAP_US ? five_chars
+                                                    : RTU_TCP_MIN_FRAME_GAP_US;
+        link->silence_us = c->baud > 19200 ? RTU_FAST_SILENCE_US : (7 * char_us + 1) / 2;
+        return;
+    }
     if (c->type == DRV_LINK_TCP) {
         link->response_timeout_us =
             (int64_t)(c->response_timeout_ms > 0 ? c->response_timeout_ms
@@ -101,15 +128,28 @@ static void derive_timing(struct drv_link *link)
     link->silence_us = c->baud > 19200 ? RTU_FAST_SILENCE_US : (7 * char_us + 1) / 2;
 }
 
+static bool serial_settings_valid(const struct drv_link_config *c)
+{
+    return c->baud > 0 && (c->parity == 'N' || c->parity == 'E' || c->parity == 'O') &&
+           c->data_bits >= 5 && c->data_bits <= 8 && (c->stop_bits == 1 || c->stop_bits == 2);
+}
+
 static bool config_valid(const struct drv_link_config *c)
 {
+    bool host_ok = c->host != NULL && c->host[0] != '\0' && c->port > 0 && c->port <= 65535;
     if (c->type == DRV_LINK_TCP)
-        return c->host != NULL && c->host[0] != '\0' && c->port > 0 && c->port <= 65535;
+        return host_ok;
+    if (c->type == DRV_LINK_RTU_OVER_TCP)
+        return host_ok && serial_settings_valid(c);
     if (c->type != DRV_LINK_RTU)
         return false;
-    return c->device != NULL && c->device[0] != '\0' && c->baud > 0 &&
-           (c->parity == 'N' || c->parity == 'E' || c->parity == 'O') && c->data_bits >= 5 &&
-           c->data_bits <= 8 && (c->stop_bits == 1 || c->stop_bits == 2);
+    return c->device != NULL && c->device[0] != '\0' && serial_settings_valid(c);
+}
+
+/* The link talks to a host (TCP, RTU over TCP) rather than a serial device. */
+static bool uses_host(enum drv_link_type type)
+{
+    return type == DRV_LINK_TCP || type == DRV_LINK_RTU_OVER_TCP;
 }
 
 est_err drv_link_open(const struct drv_link_config *config, struct drv_link **out)
@@ -125,13 +165,14 @@ est_err drv_link_open(const struct drv_link_config *config, struct drv_link **ou
     if (link == NULL)
         return EST_ERR_NOMEM;
     link->config = *config;
-    const char *name = config->type == DRV_LINK_TCP ? config->host : config->device;
+    const char *name = uses_host(config->type) ? config->host : config->device;
     char *copy = strdup(name);
     if (copy == NULL) {
         free(link);
         return EST_ERR_NOMEM;
     }
-    if (config->type == DRV_LINK_TCP) {
+    link->fd = -1;
+    if (uses_host(config->type)) {
         link->host = copy;
         link->config.host = copy;
         link->config.device = NULL;
@@ -158,6 +199,12 @@ est_err drv_link_open(const struct drv_link_config *config, struct drv_link **ou
 
 static void disconnect(struct drv_link *link)
 {
+    if (link->fd >= 0) {
+        close(link->fd);
+        link->fd = -1;
+        link->last_slave = -1;
+        link->timeouts_in_row = 0;
+    }
     if (link->ctx == NULL)
         return;
     modbus_close(link->ctx);
@@ -197,8 +244,28 @@ static void set_timeout(modbus_t *ctx, int64_t us,
     setter(ctx, (uint32_t)(us / 1000000), (uint32_t)(us % 1000000));
 }
 
+static est_err ensure_connected_rtu_tcp(struct drv_link *link)
+{
+    if (link->fd >= 0)
+        return EST_OK;
+    if (link->retry_at_us != 0 && mono_us() < link->retry_at_us)
+        return EST_ERR_IO;
+    int fd = drv_rtutcp_connect(link->config.host, link->config.port, link->response_timeout_us);
+    if (fd < 0) {
+        fail_connection(link);
+        return EST_ERR_IO;
+    }
+    link->fd = fd;
+    link->retry_at_us = 0;
+    link->last_slave = -1;
+    link->timeouts_in_row = 0;
+    return EST_OK;
+}
+
 static est_err ensure_connected(struct drv_link *link)
 {
+    if (link->config.type == DRV_LINK_RTU_OVER_TCP)
+        return ensure_connected_rtu_tcp(link);
     if (link->ctx != NULL)
         return EST_OK;
     if (link->retry_at_us != 0 && mono_us() < link->retry_at_us)
@@ -285,6 +352,47 @@ static est_err classify_failure(struct drv_link *link, int e, int *exception)
 
 enum link_op { OP_READ_HOLDING, OP_READ_INPUT, OP_WRITE_SINGLE };
 
+/* One RTU-over-TCP exchange, connected and paced: a stray late reply
+ * waiting on the socket is thrown away first; after a garbled reply the
+ * rest of it is drained; timeouts in a row reconnect (the converter may
+ * have lost the connection), an I/O failure backs off. */
+static est_err transact_rtu_tcp(struct drv_link *link, int slave, enum link_op op,
+                                uint16_t address, uint16_t count, uint16_t *dest, uint16_t value,
+                                int *exception)
+{
+    uint8_t request[DRV_RTU_REQUEST_BYTES];
+    if (op == OP_WRITE_SINGLE)
+        drv_rtu_write_request((uint8_t)slave, address, value, request);
+    else
+        drv_rtu_read_request((uint8_t)slave, op == OP_READ_HOLDING ? DRV_FC_HOLDING : DRV_FC_INPUT,
+                             address, count, request);
+    if (!drv_rtutcp_discard(link->fd)) {
+        fail_connection(link);
+        return EST_ERR_IO;
+    }
+    struct drv_rtutcp_timing timing = {.response_us = link->response_timeout_us,
+                                       .frame_gap_us = link->byte_timeout_us};
+    int code = 0;
+    bool garbled = false;
+    est_err err = drv_rtutcp_transact(link->fd, request, &timing,
+                                      op == OP_WRITE_SINGLE ? NULL : dest,
+                                      op == OP_WRITE_SINGLE ? 0 : count, &code, &garbled);
+    if (err == EST_ERR_EXCEPTION && exception != NULL)
+        *exception = code;
+    if (err == EST_ERR_IO) {
+        fail_connection(link);
+        return err;
+    }
+    link->timeouts_in_row = err == EST_ERR_TIMEOUT ? link->timeouts_in_row + 1 : 0;
+    if (link->timeouts_in_row >= RTU_TCP_TIMEOUTS_BEFORE_RECONNECT) {
+        disconnect(link); /* reconnect at once on the next request */
+        return err;
+    }
+    if (garbled && !drv_rtutcp_drain(link->fd, link->byte_timeout_us, link->response_timeout_us))
+        fail_connection(link);
+    return err;
+}
+
 static est_err transact(struct drv_link *link, int slave, enum link_op op, uint16_t address,
                         uint16_t count, uint16_t *dest, uint16_t value, int *exception)
 {
@@ -299,6 +407,18 @@ static est_err transact(struct drv_link *link, int slave, enum link_op op, uint1
     est_err err = ensure_connected(link);
     if (err != EST_OK) {
         link->failures++;
+        return err;
+    }
+    if (link->config.type == DRV_LINK_RTU_OVER_TCP) {
+        pace_request(link, slave);
+        err = transact_rtu_tcp(link, slave, op, address, count, dest, value, exception);
+        link->transactions++;
+        link->last_end_us = mono_us();
+        link->last_slave = slave;
+        if (err == EST_OK)
+            link->backoff_ms = link->config.reconnect_min_ms;
+        else
+            link->failures++;
         return err;
     }
     if (modbus_set_slave(link->ctx, slave) != 0) {

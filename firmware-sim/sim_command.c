@@ -459,7 +459,9 @@ static char *cmd_stats(struct sim_world *world)
         if (e == NULL)
             break;
         cJSON_AddStringToObject(e, "name", ep->name);
-        cJSON_AddStringToObject(e, "type", ep->type == SIM_EP_TCP ? "tcp" : "rtu");
+        cJSON_AddStringToObject(e, "type", ep->type == SIM_EP_TCP   ? "tcp"
+                                           : ep->type == SIM_EP_RTU ? "rtu"
+                                                                    : "rtu_over_tcp");
         cJSON_AddNumberToObject(e, "requests", (double)ep->stats.requests);
         cJSON_AddNumberToObject(e, "replies", (double)ep->stats.replies);
         cJSON_AddNumberToObject(e, "exceptions", (double)ep->stats.exceptions);

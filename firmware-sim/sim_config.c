@@ -320,11 +320,14 @@ static void load_endpoint(struct loader *ld, const config_setting_t *g)
         return;
     }
     ep->name = dup_or_fail(ld, g, name);
-    if (type == NULL || (strcmp(type, "tcp") != 0 && strcmp(type, "rtu") != 0)) {
-        error_at(ld, g, "endpoint %s: type must be \"tcp\" or \"rtu\"", name);
+    if (type == NULL || (strcmp(type, "tcp") != 0 && strcmp(type, "rtu") != 0 &&
+                         strcmp(type, "rtu_over_tcp") != 0)) {
+        error_at(ld, g, "endpoint %s: type must be \"tcp\", \"rtu\" or \"rtu_over_tcp\"", name);
         return;
     }
-    ep->type = strcmp(type, "tcp") == 0 ? SIM_EP_TCP : SIM_EP_RTU;
+    ep->type = strcmp(type, "tcp") == 0   ? SIM_EP_TCP
+               : strcmp(type, "rtu") == 0 ? SIM_EP_RTU
+                                          : SIM_EP_RTU_OVER_TCP;
     ep->unknown_slave = ep->type == SIM_EP_TCP ? SIM_UNKNOWN_EXCEPTION : SIM_UNKNOWN_SILENT;
     if (get_string(ld, g, "unknown_slave", &unknown) > 0) {
         if (strcmp(unknown, "exception") == 0)
@@ -335,17 +338,18 @@ static void load_endpoint(struct loader *ld, const config_setting_t *g)
             error_at(ld, config_setting_get_member(g, "unknown_slave"),
                      "unknown_slave must be \"exception\" or \"silent\"");
     }
-    if (ep->type == SIM_EP_TCP) {
+    if (ep->type != SIM_EP_RTU) {
         if (get_string(ld, g, "listen", &listen) <= 0 || !valid_host_port(listen))
             error_at(ld, g, "endpoint %s: listen must be \"host:port\"", name);
         else
             ep->listen = dup_or_fail(ld, g, listen);
-        return;
-    }
-    if (get_string(ld, g, "link", &link) <= 0 || link[0] == '\0')
+        if (ep->type == SIM_EP_TCP)
+            return;
+    } else if (get_string(ld, g, "link", &link) <= 0 || link[0] == '\0') {
         error_at(ld, g, "endpoint %s: rtu needs link (path of the pty symlink)", name);
-    else
+    } else {
         ep->link = dup_or_fail(ld, g, link);
+    }
     long long baud = 9600, data_bits = 8, stop_bits = 1, turnaround = 2;
     get_int(ld, g, "baud", 300, 921600, &baud);
     get_int(ld, g, "data_bits", 7, 8, &data_bits);
@@ -420,10 +424,15 @@ static bool load_identity(struct loader *ld, const config_setting_t *g, struct s
     }
     dev->slave = (uint8_t)slave;
     struct sim_endpoint *e = &ld->world->endpoints[ep];
-    if (e->slave_device[slave] >= 0)
+    get_bool(ld, g, "shares_slave", &dev->shares_slave);
+    int32_t index = (int32_t)(dev - ld->world->devices);
+    if (e->slave_device[slave] >= 0 && dev->shares_slave && e->slave_twin[slave] < 0)
+        e->slave_twin[slave] = index;
+    else if (e->slave_device[slave] >= 0)
         error_at(ld, g, "device %s: slave %lld on %s is already %s", id, slave, e->name,
                  ld->world->devices[e->slave_device[slave]].id);
-    e->slave_device[slave] = (int32_t)(dev - ld->world->devices);
+    else
+        e->slave_device[slave] = index;
     if (get_string(ld, g, "driver", &driver) <= 0 || (dev->model = drv_model_find(driver)) == NULL) {
         error_at(ld, g, "device %s: driver must name a known model", id);
         return false;
@@ -528,7 +537,7 @@ static void load_device(struct loader *ld, const config_setting_t *g)
         "id", "endpoint", "slave", "driver", "kind", "category", "profile", "serial", "parent",
         "occupied", "word_order", "function", "address_base", "zones", "zone_addresses",
         "import_kwh", "export_kwh", "volume_m3", "loss_pct", "valve", "unit", "building",
-        "location", NULL};
+        "location", "shares_slave", NULL};
     check_keys(ld, g, keys);
     struct sim_device *dev = sim_world_add_device(ld->world);
     size_t n = ld->world->ndevices;

@@ -151,7 +151,7 @@ static int run(struct sim_setup *setup)
         code = 1;
     }
     for (size_t i = 0; code == 0 && i < world->nendpoints; i++) {
-        if (world->endpoints[i].type == SIM_EP_RTU &&
+        if (world->endpoints[i].type != SIM_EP_TCP &&
             sim_rtu_start(world, i, &rtus[i], err, sizeof err) != EST_OK) {
             fprintf(stderr, "estate-sim: %s\n", err);
             code = 1;

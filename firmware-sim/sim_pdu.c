@@ -312,11 +312,21 @@ void sim_pdu_handle(struct sim_world *world, size_t endpoint, uint8_t slave, con
         count_reply(ep, out);
         return;
     }
+    struct sim_device *twin = sim_world_slave_twin(world, endpoint, slave);
+    if (twin != NULL && dev->fault == SIM_FAULT_SILENT)
+        dev = twin; /* the other one answers alone */
+    else if (twin != NULL && twin->fault != SIM_FAULT_SILENT)
+        twin->requests++;
+    else
+        twin = NULL;
     dev->requests++;
     sim_device_valve_tick(dev, mono_ms);
     if (dev->fault != SIM_FAULT_SILENT && dev->fault != SIM_FAULT_EXCEPTION)
         device_reply(dev, req, len, mono_ms, out);
     apply_fault(dev, req, out);
+    /* Two devices answering at once: their frames collide on the line. */
+    if (twin != NULL && dev != twin && out->kind == SIM_REPLY_PDU)
+        out->kind = SIM_REPLY_CORRUPT;
     count_reply(ep, out);
 }
 

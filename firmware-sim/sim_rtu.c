@@ -1,5 +1,6 @@
-/* sim_rtu.c - Modbus RTU on a pseudo-terminal, one thread per endpoint,
- * with wire-accurate reply timing. See sim_rtu.h. */
+/* sim_rtu.c - Modbus RTU on a pseudo-terminal or on a TCP listener (RTU
+ * over TCP, as through a converter in transparent mode), one thread per
+ * endpoint, with wire-accurate reply timing. See sim_rtu.h. */
 #include "sim_rtu.h"
 
 #include <errno.h>
@@ -11,12 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "sim_log.h"
+#include "sim_loop.h"
 #include "sim_pdu.h"
 
 #define RTU_MAX_FRAME 256
@@ -27,6 +30,9 @@ struct sim_rtu {
     struct sim_world *world;
     size_t endpoint;
     int master, slave;        /* pty sides; slave kept open so the master never sees EIO */
+    int listen_fd;            /* rtu_over_tcp: the listener, -1 for a pty */
+    int io;                   /* where frames come and go: the pty master or the
+                               * accepted connection; -1 while none is connected */
     char *link;
     char slave_path[PATH_MAX];
     pthread_t thread;
@@ -40,6 +46,12 @@ struct sim_rtu {
     uint8_t buf[RTU_BUF];
     size_t len;
     int64_t first_byte_us;    /* arrival of the current frame's first byte */
+    int64_t last_byte_us;     /* arrival of the latest byte */
+    /* A slow fault's reply waits here while later frames are served, as a
+     * late slave answers while the master has moved on. */
+    uint8_t late[RTU_MAX_FRAME + 8];
+    size_t late_len;          /* 0 = none */
+    int64_t late_due_us;
 };
 
 static int64_t mono_us(void)
@@ -59,12 +71,13 @@ static void sleep_until_us(int64_t due_us)
 static void write_all(struct sim_rtu *rtu, const uint8_t *data, size_t n)
 {
     size_t done = 0;
-    while (done < n && !atomic_load(&rtu->stop)) {
-        ssize_t w = write(rtu->master, data + done, n - done);
+    while (done < n && !atomic_load(&rtu->stop) && rtu->io >= 0) {
+        ssize_t w = rtu->listen_fd >= 0 ? send(rtu->io, data + done, n - done, MSG_NOSIGNAL)
+                                        : write(rtu->io, data + done, n - done);
         if (w > 0) {
             done += (size_t)w;
         } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-            struct pollfd p = {.fd = rtu->master, .events = POLLOUT};
+            struct pollfd p = {.fd = rtu->io, .events = POLLOUT};
             poll(&p, 1, IDLE_POLL_MS);
         } else {
             return;
@@ -102,6 +115,17 @@ static size_t build_frame(struct sim_rtu *rtu, uint8_t slave, const struct sim_r
     return n;
 }
 
+/* Writes the waiting late reply once it is due (or, with wait, after
+ * waiting for it). */
+static void send_late_reply(struct sim_rtu *rtu, bool wait)
+{
+    if (rtu->late_len == 0 || (!wait && mono_us() < rtu->late_due_us))
+        return;
+    sleep_until_us(rtu->late_due_us);
+    write_all(rtu, rtu->late, rtu->late_len);
+    rtu->late_len = 0;
+}
+
 static void count_bad_frame(struct sim_rtu *rtu)
 {
     pthread_mutex_lock(&rtu->world->lock);
@@ -130,6 +154,13 @@ static void serve_frame(struct sim_rtu *rtu, const uint8_t *frame, size_t n, int
         return;
     int64_t due = arrived_us + sim_wire_time_us(n + m, rtu->bits_per_char, rtu->baud) +
                   (int64_t)rtu->turnaround_ms * 1000 + (int64_t)reply.delay_ms * 1000;
+    if (reply.delay_ms > 0) {
+        send_late_reply(rtu, true); /* one late reply at a time */
+        memcpy(rtu->late, out, m);
+        rtu->late_len = m;
+        rtu->late_due_us = due;
+        return;
+    }
     sleep_until_us(due);
     write_all(rtu, out, m);
 }
@@ -154,32 +185,77 @@ static void serve_by_length(struct sim_rtu *rtu)
     }
 }
 
+/* rtu_over_tcp: takes a new client; it replaces the one before (a
+ * converter in transparent mode serves one master). */
+static void accept_client(struct sim_rtu *rtu)
+{
+    int fd = accept(rtu->listen_fd, NULL, NULL);
+    if (fd < 0)
+        return;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (rtu->io >= 0)
+        close(rtu->io);
+    rtu->io = fd;
+    rtu->len = 0;
+    rtu->late_len = 0;
+}
+
+static void drop_client(struct sim_rtu *rtu)
+{
+    close(rtu->io);
+    rtu->io = -1;
+    rtu->len = 0;
+    rtu->late_len = 0;
+}
+
+static int poll_timeout_ms(const struct sim_rtu *rtu)
+{
+    int64_t timeout_us = rtu->len == 0 ? IDLE_POLL_MS * 1000 : rtu->t35_us;
+    if (rtu->late_len > 0) {
+        int64_t until_late = rtu->late_due_us - mono_us();
+        if (until_late < timeout_us)
+            timeout_us = until_late > 0 ? until_late : 0;
+    }
+    return (int)((timeout_us + 999) / 1000);
+}
+
 static void *rtu_thread(void *arg)
 {
     struct sim_rtu *rtu = arg;
     while (!atomic_load(&rtu->stop)) {
-        int timeout_ms = rtu->len == 0 ? IDLE_POLL_MS : (int)((rtu->t35_us + 999) / 1000);
-        struct pollfd p = {.fd = rtu->master, .events = POLLIN};
-        int r = poll(&p, 1, timeout_ms);
+        struct pollfd p[2] = {{.fd = rtu->io, .events = POLLIN},
+                              {.fd = rtu->listen_fd, .events = POLLIN}};
+        int r = poll(p, rtu->listen_fd >= 0 ? 2 : 1, poll_timeout_ms(rtu));
         if (r < 0 && errno != EINTR)
             break;
-        if (r > 0 && (p.revents & POLLIN)) {
+        send_late_reply(rtu, false);
+        if (r > 0 && rtu->listen_fd >= 0 && (p[1].revents & POLLIN))
+            accept_client(rtu);
+        if (r > 0 && rtu->io >= 0 && p[0].fd == rtu->io && (p[0].revents & POLLIN)) {
             if (rtu->len == RTU_BUF)
                 rtu->len = 0; /* a stream with no silence and no frame: resync */
-            ssize_t n = read(rtu->master, rtu->buf + rtu->len, RTU_BUF - rtu->len);
+            ssize_t n = read(rtu->io, rtu->buf + rtu->len, RTU_BUF - rtu->len);
             if (n > 0) {
                 if (rtu->len == 0)
                     rtu->first_byte_us = mono_us();
                 rtu->len += (size_t)n;
+                rtu->last_byte_us = mono_us();
                 serve_by_length(rtu);
+            } else if (rtu->listen_fd >= 0 && (n == 0 || (errno != EAGAIN && errno != EINTR))) {
+                drop_client(rtu);
             }
             continue;
         }
-        if (r > 0 && (p.revents & (POLLHUP | POLLERR))) {
-            est_sleep_ms(10);
+        if (r > 0 && p[0].fd >= 0 && (p[0].revents & (POLLHUP | POLLERR))) {
+            if (rtu->listen_fd >= 0 && p[0].fd == rtu->io)
+                drop_client(rtu);
+            else
+                est_sleep_ms(10);
             continue;
         }
-        if (rtu->len > 0) { /* the silence ends the frame */
+        if (rtu->len > 0 && mono_us() - rtu->last_byte_us >= rtu->t35_us) {
+            /* the silence ends the frame */
             serve_frame(rtu, rtu->buf, rtu->len, rtu->first_byte_us);
             rtu->len = 0;
         }
@@ -247,7 +323,7 @@ est_err sim_rtu_start(struct sim_world *world, size_t endpoint, struct sim_rtu *
         return EST_ERR_NOMEM;
     rtu->world = world;
     rtu->endpoint = endpoint;
-    rtu->master = rtu->slave = -1;
+    rtu->master = rtu->slave = rtu->listen_fd = rtu->io = -1;
     rtu->baud = ep->baud;
     rtu->bits_per_char = sim_bits_per_char(ep->data_bits, ep->parity, ep->stop_bits);
     /* 3.5 characters; the spec fixes 1.75 ms above 19200 baud */
@@ -255,11 +331,22 @@ est_err sim_rtu_start(struct sim_world *world, size_t endpoint, struct sim_rtu *
     rtu->turnaround_ms = ep->turnaround_ms;
     rtu->rng = world->seed * 6364136223846793005ull + endpoint + 1442695040888963407ull;
     atomic_init(&rtu->stop, false);
-    rtu->link = strdup(ep->link);
-    if (rtu->link == NULL || !open_pty(rtu, ep, err, errlen) ||
-        !make_link(rtu->link, rtu->slave_path, err, errlen)) {
-        sim_rtu_stop(rtu);
-        return EST_ERR_IO;
+    if (ep->type == SIM_EP_RTU_OVER_TCP) {
+        char what[128];
+        snprintf(what, sizeof what, "endpoint %s (rtu_over_tcp)", ep->name);
+        rtu->listen_fd = sim_listen_tcp(ep->listen, what, err, errlen);
+        if (rtu->listen_fd < 0) {
+            sim_rtu_stop(rtu);
+            return EST_ERR_IO;
+        }
+    } else {
+        rtu->link = strdup(ep->link);
+        if (rtu->link == NULL || !open_pty(rtu, ep, err, errlen) ||
+            !make_link(rtu->link, rtu->slave_path, err, errlen)) {
+            sim_rtu_stop(rtu);
+            return EST_ERR_IO;
+        }
+        rtu->io = rtu->master;
     }
     if (pthread_create(&rtu->thread, NULL, rtu_thread, rtu) != 0) {
         snprintf(err, errlen, "endpoint %s: cannot start thread", ep->name);
@@ -267,8 +354,12 @@ est_err sim_rtu_start(struct sim_world *world, size_t endpoint, struct sim_rtu *
         return EST_ERR_IO;
     }
     rtu->started = true;
-    sim_log("endpoint %s: rtu %d %d%c%d on %s -> %s", ep->name, ep->baud, ep->data_bits,
-            ep->parity, ep->stop_bits, rtu->link, rtu->slave_path);
+    if (rtu->listen_fd >= 0)
+        sim_log("endpoint %s: rtu over tcp %d %d%c%d on %s", ep->name, ep->baud, ep->data_bits,
+                ep->parity, ep->stop_bits, ep->listen);
+    else
+        sim_log("endpoint %s: rtu %d %d%c%d on %s -> %s", ep->name, ep->baud, ep->data_bits,
+                ep->parity, ep->stop_bits, rtu->link, rtu->slave_path);
     *out = rtu;
     return EST_OK;
 }
@@ -288,6 +379,11 @@ void sim_rtu_stop(struct sim_rtu *rtu)
             if (strcmp(target, rtu->slave_path) == 0)
                 unlink(rtu->link);
         }
+    }
+    if (rtu->listen_fd >= 0) {
+        if (rtu->io >= 0)
+            close(rtu->io);
+        close(rtu->listen_fd);
     }
     if (rtu->master >= 0)
         close(rtu->master);

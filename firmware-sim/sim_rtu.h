@@ -1,6 +1,9 @@
-/* sim_rtu.h - estate-sim's Modbus RTU front end: one pseudo-terminal and
- * one thread per rtu endpoint. The pty's slave side is symlinked to the
- * endpoint's `link` path for the gateway to open. Frames end at the
+/* sim_rtu.h - estate-sim's Modbus RTU front end: one pseudo-terminal (rtu)
+ * or one TCP listener (rtu_over_tcp: RTU frames over TCP, one client at a
+ * time, a new one replacing the old) and one thread per endpoint. The pty's
+ * slave side is symlinked to the endpoint's `link` path for the gateway to
+ * open. A slow fault's reply is sent late while later frames are served.
+ * Frames end at the
  * 3.5-character silence (or, for FC01-06/15/16 requests, at their known
  * length); a bad CRC gets no reply; replies go out only after the time the
  * request and reply would take on the wire plus the turnaround. */

@@ -144,7 +144,7 @@ struct sim_endpoint *sim_world_add_endpoint(struct sim_world *world)
     if (ep == NULL)
         return NULL;
     for (size_t s = 0; s <= SIM_MAX_SLAVE; s++)
-        ep->slave_device[s] = -1;
+        ep->slave_device[s] = ep->slave_twin[s] = -1;
     ep->baud = 9600;
     ep->parity = 'N';
     ep->data_bits = 8;
@@ -264,12 +264,17 @@ est_err sim_world_finish(struct sim_world *world, int64_t start_sim_ms, int64_t 
     for (size_t i = 0; i < world->ndevices; i++) {
         struct sim_device *dev = &world->devices[i];
         struct sim_endpoint *ep = &world->endpoints[dev->endpoint];
+        int32_t *twin = &ep->slave_twin[dev->slave];
         if (ep->slave_device[dev->slave] >= 0 && ep->slave_device[dev->slave] != (int32_t)i) {
-            snprintf(err, errlen, "device %s: slave %u on endpoint %s is already %s", dev->id,
-                     dev->slave, ep->name, world->devices[ep->slave_device[dev->slave]].id);
-            return EST_ERR_INVALID;
+            if (!dev->shares_slave || (*twin >= 0 && *twin != (int32_t)i)) {
+                snprintf(err, errlen, "device %s: slave %u on endpoint %s is already %s", dev->id,
+                         dev->slave, ep->name, world->devices[ep->slave_device[dev->slave]].id);
+                return EST_ERR_INVALID;
+            }
+            *twin = (int32_t)i;
+        } else {
+            ep->slave_device[dev->slave] = (int32_t)i;
         }
-        ep->slave_device[dev->slave] = (int32_t)i;
         dev->key = sim_mix64(world->seed ^ sim_mix64(i + 1));
         if (build_points(dev) != EST_OK) {
             snprintf(err, errlen, "out of memory");
@@ -322,6 +327,14 @@ struct sim_device *sim_world_slave(struct sim_world *world, size_t endpoint, uns
     if (endpoint >= world->nendpoints || slave > SIM_MAX_SLAVE)
         return NULL;
     int32_t index = world->endpoints[endpoint].slave_device[slave];
+    return index >= 0 ? &world->devices[index] : NULL;
+}
+
+struct sim_device *sim_world_slave_twin(struct sim_world *world, size_t endpoint, unsigned slave)
+{
+    if (endpoint >= world->nendpoints || slave > SIM_MAX_SLAVE)
+        return NULL;
+    int32_t index = world->endpoints[endpoint].slave_twin[slave];
     return index >= 0 ? &world->devices[index] : NULL;
 }
 

@@ -21,7 +21,10 @@
 #define SIM_MAX_SLAVE 247
 #define SIM_VALVE_TRAVEL_MS 2000 /* a valve is "moving" this long after a write */
 
-enum sim_endpoint_type { SIM_EP_TCP, SIM_EP_RTU };
+/* SIM_EP_RTU_OVER_TCP: RTU frames (with CRC) on a TCP listener, the way a
+ * serial-to-Ethernet converter in transparent mode passes a bus through;
+ * served like an rtu endpoint, with the wire timing of its serial side. */
+enum sim_endpoint_type { SIM_EP_TCP, SIM_EP_RTU, SIM_EP_RTU_OVER_TCP };
 
 /* What an endpoint does with a request for a slave id it does not have. */
 enum sim_unknown_slave { SIM_UNKNOWN_EXCEPTION, SIM_UNKNOWN_SILENT };
@@ -40,15 +43,16 @@ struct sim_endpoint_stats {
 struct sim_endpoint {
     char *name;
     enum sim_endpoint_type type;
-    char *listen;        /* tcp: "host:port" */
+    char *listen;        /* tcp, rtu_over_tcp: "host:port" */
     char *link;          /* rtu: path of the symlink to the pty slave */
-    int baud;            /* rtu */
+    int baud;            /* rtu, rtu_over_tcp */
     char parity;         /* 'N', 'E', 'O' */
     int data_bits;
     int stop_bits;
     int turnaround_ms;   /* rtu: slave's think time before replying */
     enum sim_unknown_slave unknown_slave;
     int32_t slave_device[SIM_MAX_SLAVE + 1]; /* device index per slave id, -1 none */
+    int32_t slave_twin[SIM_MAX_SLAVE + 1];   /* a second device on the id (shares_slave), -1 none */
     struct sim_endpoint_stats stats;
 };
 
@@ -78,6 +82,8 @@ struct sim_device {
     bool occupied;
     bool has_valve;
     bool three_phase;             /* model shows per-phase values */
+    bool shares_slave;            /* set to the slave id of another device on purpose (a
+                                   * commissioning mistake): both answer, replies collide */
     int parent;                   /* device index, -1 none */
     int depth;                    /* 0 for leaves; parents are deeper */
     uint64_t key;                 /* noise key (seed mixed with the id) */
@@ -156,6 +162,8 @@ int sim_world_device_index(const struct sim_world *world, const char *id); /* -1
 int sim_world_endpoint_index(const struct sim_world *world, const char *name);
 /* Device serving (endpoint, slave), or NULL. O(1). */
 struct sim_device *sim_world_slave(struct sim_world *world, size_t endpoint, unsigned slave);
+/* The second device answering (endpoint, slave) (shares_slave), or NULL. */
+struct sim_device *sim_world_slave_twin(struct sim_world *world, size_t endpoint, unsigned slave);
 
 /* --- clock --- */
 int64_t sim_clock_now(const struct sim_clock *clock, int64_t mono_ms);

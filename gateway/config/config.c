@@ -555,7 +555,7 @@ static const char *const category_names[] = { "master", "building", "unit", "ame
 static const char *const kind_names[] = { "electricity", "water", NULL };
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
 static const char *const language_names[] = { "zh-CN", "en", NULL };
-static const char *const bus_type_names[] = { "tcp", "rtu", NULL };
+static const char *const bus_type_names[] = { "tcp", "rtu", "rtu_over_tcp", NULL };
 static const char *const word_order_names[] = { "ABCD", "CDAB", "BADC", "DCBA", NULL };
 static const char *const role_names[] = { "frontdesk", "engineer", "supervisor", "viewer", NULL };
 
@@ -1283,9 +1283,11 @@ static void parse_buses(struct loader *L, const config_setting_t *s)
             continue;
         if (b->type == GW_BUS_TCP && !b->host)
             errf(L, &w, "bus %s: a tcp bus needs host", b->name);
+        if (b->type == GW_BUS_RTU_OVER_TCP && !b->host)
+            errf(L, &w, "bus %s: an rtu_over_tcp bus needs host (the converter)", b->name);
         if (b->type == GW_BUS_RTU && !b->device)
             errf(L, &w, "bus %s: an rtu bus needs device", b->name);
-        if (b->pipeline_depth > 1 && b->type == GW_BUS_RTU)
+        if (b->pipeline_depth > 1 && (b->type == GW_BUS_RTU || b->type == GW_BUS_RTU_OVER_TCP))
             errf(L, &w, "bus %s: pipeline_depth applies to tcp buses (a serial line carries one "
                         "request at a time)", b->name);
         if (b->pipeline_depth > 1 && (b->request_gap_ms > 0 || b->slave_switch_delay_ms > 0))
@@ -1661,7 +1663,26 @@ static void parse_root(struct loader *L, const config_setting_t *root)
 /* Meters CSV                                                          */
 /* ------------------------------------------------------------------ */
 
-/* Maps the header's columns to meter rows; false (reported) on errors. */
+/* Columns of `estate-ctl inventory --csv` that describe the meter's state
+ * in the database rather than its configuration: accepted so that an export
+ * imports as it is, and not applied. A "status" of "removed" drops the row
+ * (the meter is not part of the list). */
+static const char *const csv_report_columns[] = {
+    "installed", "last_good", "energy_import_kwh", "volume_m3", NULL
+};
+#define CSV_COLUMN_IGNORED SIZE_MAX
+#define CSV_COLUMN_STATUS (SIZE_MAX - 1)
+
+static bool csv_report_column(const char *name)
+{
+    for (const char *const *n = csv_report_columns; *n; n++)
+        if (strcmp(*n, name) == 0)
+            return true;
+    return false;
+}
+
+/* Maps the header's columns to meter rows (or CSV_COLUMN_IGNORED /
+ * CSV_COLUMN_STATUS); false (reported) on errors. */
 static bool csv_header(struct loader *L, const struct csv_record *rec, const char *file,
                        size_t *columns)
 {
@@ -1670,7 +1691,15 @@ static bool csv_header(struct loader *L, const struct csv_record *rec, const cha
     bool ok = true;
     for (size_t c = 0; c < rec->nfields; c++) {
         size_t r = find_row(meter_rows, NROWS(meter_rows), rec->fields[c]);
-        if (r == NROWS(meter_rows)) {
+        bool status = strcmp(rec->fields[c], "status") == 0;
+        if (r == NROWS(meter_rows) && (status || csv_report_column(rec->fields[c]))) {
+            for (size_t k = 0; k < c; k++)
+                if (strcmp(rec->fields[k], rec->fields[c]) == 0) {
+                    errf(L, &w, "column '%s' appears twice", rec->fields[c]);
+                    ok = false;
+                }
+            columns[c] = status ? CSV_COLUMN_STATUS : CSV_COLUMN_IGNORED;
+        } else if (r == NROWS(meter_rows)) {
             errf(L, &w, "unknown column '%s'", rec->fields[c]);
             ok = false;
         } else if (seen & (1ull << r)) {
@@ -1691,23 +1720,35 @@ static bool csv_header(struct loader *L, const struct csv_record *rec, const cha
     return ok;
 }
 
-/* One record -> one meter, checked on its own. */
-static void csv_meter(struct loader *L, const struct csv_record *rec, const char *file,
+/* An exported row of a meter the inventory lists as removed. */
+static bool csv_row_removed(const struct csv_record *rec, const size_t *columns, size_t ncolumns)
+{
+    for (size_t c = 0; c < ncolumns && c < rec->nfields; c++)
+        if (columns[c] == CSV_COLUMN_STATUS && strcmp(rec->fields[c], "removed") == 0)
+            return true;
+    return false;
+}
+
+/* One record -> one meter, checked on its own. false when the record is
+ * not a meter of the list (an exported row of a removed meter). */
+static bool csv_meter(struct loader *L, const struct csv_record *rec, const char *file,
                       const size_t *columns, size_t ncolumns, struct gw_meter_config *m)
 {
     struct where w = { file, (int)rec->line, false };
     meter_defaults(m);
+    if (rec->nfields == ncolumns && csv_row_removed(rec, columns, ncolumns))
+        return false;
     if (!(m->file = intern_file(L, file)))
         oom(L);
     m->line = (int)rec->line;
     if (rec->nfields != ncolumns) {
         errf(L, &w, "%zu fields but the header names %zu columns", rec->nfields, ncolumns);
-        return;
+        return true;
     }
     uint64_t seen = 0;
     for (size_t c = 0; c < ncolumns; c++) {
-        if (!rec->fields[c][0])
-            continue; /* empty cell: key not given */
+        if (!rec->fields[c][0] || columns[c] >= NROWS(meter_rows))
+            continue; /* empty cell: key not given; or a report column */
         const struct key_row *row = &meter_rows[columns[c]];
         struct val v;
         val_from_text(rec->fields[c], row->type, &v);
@@ -1715,6 +1756,7 @@ static void csv_meter(struct loader *L, const struct csv_record *rec, const char
         seen |= 1ull << columns[c];
     }
     meter_finish(L, m, seen, &w, "");
+    return true;
 }
 
 /* Reads csv_path into *rows (appended, *nrows updated); errors collected. */
@@ -1755,7 +1797,8 @@ static void csv_load(struct loader *L, const char *csv_path, struct gw_meter_con
             e = EST_ERR_NOMEM;
             break;
         }
-        csv_meter(L, &rec, csv_path, columns, ncolumns, &(*rows)[(*nrows)++]);
+        if (csv_meter(L, &rec, csv_path, columns, ncolumns, &(*rows)[*nrows]))
+            (*nrows)++;
     }
     if (*nrows > 0 && *nrows < cap) {
         struct gw_meter_config *trimmed = realloc(*rows, *nrows * sizeof *trimmed);

@@ -44,15 +44,17 @@ struct gw_mqtt_config {
                           * NULL = every role */
 };
 
-enum gw_bus_type { GW_BUS_TCP, GW_BUS_RTU };
+/* GW_BUS_RTU_OVER_TCP: RTU frames through a serial-to-Ethernet converter in
+ * transparent mode (host, port; the serial settings set the timing). */
+enum gw_bus_type { GW_BUS_TCP, GW_BUS_RTU, GW_BUS_RTU_OVER_TCP };
 
 struct gw_bus_config {
     char *name;
     enum gw_bus_type type;
-    char *host;             /* tcp */
-    int port;               /* tcp, default 502 */
+    char *host;             /* tcp, rtu_over_tcp */
+    int port;               /* tcp, rtu_over_tcp, default 502 */
     char *device;           /* rtu */
-    int baud;               /* rtu, default 9600 */
+    int baud;               /* rtu, rtu_over_tcp, default 9600 */
     char parity;            /* 'N','E','O' default 'N' */
     int data_bits;          /* default 8 */
     int stop_bits;          /* default 1 */

@@ -46,6 +46,11 @@ static const struct ctl_verb verbs[] = {
      "  report [--from DAY] [--to DAY] [--csv]  consumption, balance, offline/replaced meters\n"},
     {"unit", ctl_verb_unit, "  unit ID occupancy vacant|occupied\n"},
     {"user", ctl_verb_user, "  user add|passwd|disable|enable|list ...\n"},
+    {"scan", ctl_verb_scan,
+     "  scan (--bus NAME | --device PATH | --host H [--port P] [--rtu-over-tcp])\n"
+     "       [--baud N] [--parity N|E|O] [--stop-bits 1|2] [--ids 1-247] [--try-settings]\n"
+     "       [--timeout-ms N] [--bus-name NAME] [--force-offline-bus] [--csv|--json]\n"
+     "                                         find, identify and check the devices of a bus\n"},
 };
 
 static void usage(FILE *out)

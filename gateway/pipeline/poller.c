@@ -288,7 +288,9 @@ static void spread_first_polls(struct gw_poller *p)
 static void link_config_from_bus(const struct gw_bus_config *bus, struct drv_link_config *lc)
 {
     memset(lc, 0, sizeof *lc);
-    lc->type = bus->type == GW_BUS_TCP ? DRV_LINK_TCP : DRV_LINK_RTU;
+    lc->type = bus->type == GW_BUS_TCP            ? DRV_LINK_TCP
+               : bus->type == GW_BUS_RTU_OVER_TCP ? DRV_LINK_RTU_OVER_TCP
+                                                  : DRV_LINK_RTU;
     lc->host = bus->host;
     lc->port = bus->port;
     lc->device = bus->device;
@@ -430,7 +432,7 @@ static void note_outcome(struct gw_poller *p, struct poll_device *d, const struc
          * the bus, at growing intervals, rather than one per device. */
         d->consecutive_failures++;
         if (gw_log_limiter_fail(&p->link_limiter)) {
-            if (p->bus->type == GW_BUS_TCP)
+            if (p->bus->type != GW_BUS_RTU)
                 gw_warn("bus %s: cannot reach %s:%d: %s (%llu failed polls)", p->bus->name,
                         p->bus->host, p->bus->port, est_strerror(s->error),
                         (unsigned long long)p->link_limiter.failures);

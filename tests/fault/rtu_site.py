@@ -1,7 +1,10 @@
-"""rtu_site.py - a generated RS-485 site for the RTU fault test and the RTU
+"""rtu_site.py - a generated RS-485 site for the RTU fault tests and the RTU
 benchmark: one estate-sim RTU endpoint on a pseudo-terminal (its link in a
 temp dir) and an estate-gw config with a matching rtu bus, N meters cycling
-through the drivers. Used with harness.Stack (tests/integration)."""
+through the drivers; or (transport="rtu_over_tcp") the same bus behind a
+simulated serial-to-Ethernet converter in transparent mode: an rtu_over_tcp
+endpoint and bus on a loopback port. Used with harness.Stack
+(tests/integration)."""
 import os
 import sys
 
@@ -28,9 +31,11 @@ def bits_per_char(parity, data_bits=8, stop_bits=1):
 
 
 def write_site(workdir, nmeters, baud=9600, parity="N", stop_bits=1, poll_interval_ms=1000,
-               turnaround_ms=2, drivers=DRIVERS, timeout_ms=0):
+               turnaround_ms=2, drivers=DRIVERS, timeout_ms=0, transport="rtu"):
     """Writes gw.conf and sim.conf into workdir; returns (gw_conf, sim_conf,
-    link, meters) where meters is a list of (id, slave, driver)."""
+    link, meters) where meters is a list of (id, slave, driver). With
+    transport="rtu_over_tcp" the link is None and the port is a placeholder
+    that harness.Stack replaces (endpoint and bus share the name)."""
     link = os.path.join(workdir, "tty", "rtu0")
     meters = []
     units = []
@@ -60,13 +65,21 @@ def write_site(workdir, nmeters, baud=9600, parity="N", stop_bits=1, poll_interv
     meters_text = ",\n".join(gw_meters)
     devices_text = ",\n".join(sim_devices)
     timeout = f" timeout_ms = {timeout_ms};" if timeout_ms else ""
+    if transport == "rtu_over_tcp":
+        gw_where = 'type = "rtu_over_tcp"; host = "127.0.0.1"; port = 502;'
+        sim_where = 'type = "rtu_over_tcp"; listen = "127.0.0.1:0";'
+        link = None
+    else:
+        gw_where = f'type = "rtu"; device = "{link}";'
+        sim_where = f'type = "rtu"; link = "{link}";'
+
     gw_conf = os.path.join(workdir, "gw.conf")
     with open(gw_conf, "w") as f:
         f.write(f"""gateway = {{ id = "gw1"; site = "rtu"; data_dir = "{workdir}/gw-default";
   log_level = "info"; language = "en"; }};
 mqtt = {{ uri = "tcp://127.0.0.1:1883"; }};
 buses = (
-  {{ name = "{BUS}"; type = "rtu"; device = "{link}"; baud = {baud}; parity = "{parity}";
+  {{ name = "{BUS}"; {gw_where} baud = {baud}; parity = "{parity}";
     data_bits = 8; stop_bits = {stop_bits}; retries = 0; poll_interval_ms = {poll_interval_ms};{timeout} }}
 );
 units = (
@@ -81,7 +94,7 @@ http = {{ listen = ""; }};
     with open(sim_conf, "w") as f:
         f.write(f"""sim = {{ seed = 7; control = "127.0.0.1:0"; }};
 endpoints = (
-  {{ name = "{BUS}"; type = "rtu"; link = "{link}"; baud = {baud}; parity = "{parity}";
+  {{ name = "{BUS}"; {sim_where} baud = {baud}; parity = "{parity}";
     data_bits = 8; stop_bits = {stop_bits}; turnaround_ms = {turnaround_ms}; unknown_slave = "silent"; }}
 );
 devices = (
@@ -97,7 +110,7 @@ def rtu_stack(workdir, nmeters, gw_sets=(), **site):
     workdir. Call .start(); the gateway finds the link once the simulator
     made it (the link reconnects with backoff)."""
     gw_conf, sim_conf, link, meters = write_site(workdir, nmeters, **site)
-    stack = Stack(gw_conf=gw_conf, sim_conf=sim_conf, endpoints=(),
+    stack = Stack(gw_conf=gw_conf, sim_conf=sim_conf, endpoints=() if link else (BUS,),
                   gw_sets=("http.listen=",) + tuple(gw_sets))
     stack.rtu_link = link
     stack.rtu_meters = meters
@@ -107,7 +120,8 @@ def rtu_stack(workdir, nmeters, gw_sets=(), **site):
 def start_rtu_stack(stack):
     """Starts broker and simulator, waits for the pty link, then the gateway."""
     stack.start(gw=False)
-    wait_for(lambda: os.path.exists(stack.rtu_link), 10, what=f"pty link {stack.rtu_link}")
+    if stack.rtu_link is not None:
+        wait_for(lambda: os.path.exists(stack.rtu_link), 10, what=f"pty link {stack.rtu_link}")
     stack.gw.start()
     return stack
 

@@ -1,12 +1,12 @@
-# drivers.cmake - the drivers' fuzz harnesses (decoders, read planner, DL/T 645
-# and CJ/T 188 receivers, model file loader). The model loader's corpus is
-# corpus/model (broken files) and every shipped model in etc/models.
+# drivers.cmake - the drivers' fuzz harnesses (decoders, read planner, RTU
+# framing, DL/T 645 and CJ/T 188 receivers, model file loader). The model
+# loader's corpus is corpus/model (broken files) and every shipped model in etc/models.
 # include()d from tests/fuzz/CMakeLists.txt. Always builds replay executables
 # that run each seed corpus under CTest (fuzz.replay_<name>); with
 # ESTATE_FUZZ=ON and clang also builds the libFuzzer targets fuzz_<name>:
 #   CC=clang cmake -S . -B build-fuzz -DESTATE_FUZZ=ON
 #   build-fuzz/tests/fuzz/fuzz_decode tests/fuzz/corpus/decode
-set(estate_drivers_fuzzers decode plan dlt645 cjt188 model)
+set(estate_drivers_fuzzers decode plan rtu_frame dlt645 cjt188 model)
 set(estate_drivers_fuzz_extra_model ${ESTATE_SOURCE_DIR}/etc/models)
 set(estate_drivers_fuzz_dir ${CMAKE_CURRENT_LIST_DIR})
 

@@ -191,6 +191,11 @@ static const struct bad_case bad_cases[] = {
       "bus conv: pipeline_depth needs request_gap_ms and slave_switch_delay_ms at 0 (requests in "
       "flight cannot be paced)" },
     { "pipeline_too_deep.conf", NULL, 3, "buses[0].pipeline_depth: 33 is out of range 1..32" },
+    { "pipeline_rtu_over_tcp.conf", NULL, 3,
+      "bus conv: pipeline_depth applies to tcp buses (a serial line carries one request at a "
+      "time)" },
+    { "rtu_over_tcp_no_host.conf", NULL, 3,
+      "bus conv: an rtu_over_tcp bus needs host (the converter)" },
 };
 
 /* Copies template to out with "{file}" replaced by file. */
@@ -201,6 +206,29 @@ static void expand(char *out, size_t size, const char *template, const char *fil
         snprintf(out, size, "%s", template);
     else
         snprintf(out, size, "%.*s%s%s", (int)(mark - template), template, file, mark + 6);
+}
+
+/* An RTU-over-TCP bus: host and port of the converter, the serial settings
+ * and pacing of an RTU bus. */
+static void test_rtu_over_tcp_bus_loads(void **state)
+{
+    (void)state;
+    struct gw_config *c = NULL;
+    struct gw_config_errors errors = { 0 };
+    est_err e = gw_config_load(fixture("rtu_over_tcp.conf"), NULL, 0, &c, &errors);
+    dump(&errors);
+    assert_int_equal(e, EST_OK);
+    assert_int_equal(c->nbuses, 1);
+    assert_int_equal(c->buses[0].type, GW_BUS_RTU_OVER_TCP);
+    assert_string_equal(c->buses[0].host, "10.0.0.9");
+    assert_int_equal(c->buses[0].port, 8899);
+    assert_int_equal(c->buses[0].baud, 4800);
+    assert_int_equal(c->buses[0].parity, 'E');
+    assert_int_equal(c->buses[0].slave_switch_delay_ms, 200);
+    assert_int_equal(c->buses[0].request_gap_ms, 20);
+    assert_int_equal(c->buses[0].pipeline_depth, 1);
+    assert_int_equal(c->nmeters, 1);
+    gw_config_free(c);
 }
 
 static void test_bad_fixtures(void **state)
@@ -521,6 +549,7 @@ int main(void)
         cmocka_unit_test(test_demo_config_loads),
         cmocka_unit_test(test_reference_config_loads),
         cmocka_unit_test(test_bad_fixtures),
+        cmocka_unit_test(test_rtu_over_tcp_bus_loads),
         cmocka_unit_test(test_all_errors_reported),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_set_overrides),

@@ -2,12 +2,13 @@
  * store in a temporary directory, with this test playing the daemon's part
  * where a verb goes through the request queue; plus the consumption report
  * (gateway/report.c) on hand-made snapshots.
- * Covers: usage and config errors (exit 2), patrol log --csv keeping an
- * entry's detail, patrol verify naming an edited,
+ * Covers: usage and config errors (exit 2), scan's usage errors, patrol log
+ * --csv keeping an entry's detail, patrol verify naming an edited,
  * deleted or inserted entry (exit 1), a work-order action and a refusal
  * through the queue, "gateway not running" (exit 1), an open incident
  * shown as "active" (text and --json), inventory import
- * (all or nothing, FILE:LINE), and report figures. */
+ * (all or nothing, FILE:LINE), an inventory export that imports again as
+ * it is, and report figures. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -227,6 +228,27 @@ static void test_usage_and_config_errors(void **state)
     assert_int_equal(r.status, 0);
 }
 
+/* scan's usage errors, and a port that cannot be opened. */
+static void test_scan_usage(void **state)
+{
+    struct fixture *f = *state;
+    struct run r;
+    RUN(f, &r, "scan");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "exactly one of --bus"));
+    RUN(f, &r, "scan", "--bus", "no_such_bus");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "no bus named 'no_such_bus'"));
+    RUN(f, &r, "scan", "--device", "/dev/null", "--ids", "0-300");
+    assert_int_equal(r.status, 2);
+    RUN(f, &r, "scan", "--host", "127.0.0.1", "--try-settings");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "serial line"));
+    RUN(f, &r, "scan", "--device", "/nonexistent/tty", "--ids", "1-5");
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "cannot open /nonexistent/tty"));
+}
+
 static void test_patrol_verify_names_tampered_entry(void **state)
 {
     struct fixture *f = *state;
@@ -414,6 +436,28 @@ static void test_inventory_import(void **state)
     assert_non_null(strstr(after.out, "\"removed\""));
 }
 
+/* What `inventory --csv` prints imports again as it is: the report columns
+ * (installed, status, last_good, the last values) are accepted and not
+ * applied, and the meter list comes back unchanged. */
+static void test_inventory_export_imports_again(void **state)
+{
+    struct fixture *f = *state;
+    char exported[128];
+    snprintf(exported, sizeof exported, "%s/exported.csv", f->dir);
+    struct run before, r, after;
+    RUN(f, &before, "inventory", "--csv");
+    assert_int_equal(before.status, 0);
+    assert_non_null(strstr(before.out, "installed"));
+    assert_non_null(strstr(before.out, "status"));
+    write_text(exported, before.out);
+    RUN(f, &r, "inventory", "import", exported);
+    if (r.status != 0)
+        fail_msg("import of the export: %s", r.err);
+    RUN(f, &after, "inventory", "--csv");
+    assert_int_equal(after.status, 0);
+    assert_string_equal(before.out, after.out);
+}
+
 static void snapshot(struct fixture *f, const char *meter, const char *day, double volume)
 {
     int64_t rid = 0;
@@ -496,6 +540,7 @@ int main(void)
     snprintf(ctl_path, sizeof ctl_path, "%s/../../gateway/estate-ctl", dirname(self));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_usage_and_config_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patrol_verify_names_tampered_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patrol_verify_names_deleted_and_inserted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patrol_log_csv_keeps_detail, setup, teardown),
@@ -503,6 +548,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gateway_not_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incident_state_reads_active, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inventory_import, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inventory_export_imports_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_consumption_and_balance, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

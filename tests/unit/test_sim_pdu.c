@@ -309,9 +309,64 @@ static void test_crc_and_lengths(void **state)
     assert_int_equal(sim_wire_time_us(8, 10, 9600), 8333);
 }
 
+/* Two devices set to one slave id on purpose (shares_slave): both answer
+ * and their replies collide; with one silent the other answers alone. The
+ * endpoint is an rtu_over_tcp one (RTU frames on a TCP listener). A second
+ * device on an id without shares_slave stays a config error. */
+static const char *const shared_site =
+    "sim = { seed = 7; };\n"
+    "endpoints = ( { name = \"c\"; type = \"rtu_over_tcp\"; listen = \"127.0.0.1:0\";\n"
+    "                baud = 19200; } );\n"
+    "devices = (\n"
+    "  { id = \"A\"; endpoint = \"c\"; slave = 3; driver = \"sdm120\"; },\n"
+    "  { id = \"B\"; endpoint = \"c\"; slave = 3; driver = \"dds238\"; shares_slave = true; }\n"
+    ");\n";
+
+static void test_shared_slave_replies_collide(void **state)
+{
+    (void)state;
+    struct sim_setup *setup = sim_fixture_load(shared_site, 1000);
+    struct sim_world *w = setup->world;
+    assert_int_equal(w->endpoints[0].type, SIM_EP_RTU_OVER_TCP);
+    assert_int_equal(w->endpoints[0].baud, 19200);
+    static const uint8_t read_voltage[5] = {DRV_FC_INPUT, 0, 0, 0, 2};
+    struct sim_reply r;
+    request(w, 0, 3, read_voltage, sizeof read_voltage, 1000, &r);
+    assert_int_equal(r.kind, SIM_REPLY_CORRUPT);
+    int a = sim_world_device_index(w, "A"), b = sim_world_device_index(w, "B");
+    assert_int_equal(w->devices[a].requests, 1);
+    assert_int_equal(w->devices[b].requests, 1);
+    sim_device_set_fault(&w->devices[a], SIM_FAULT_SILENT, 0, 0);
+    static const uint8_t read_dds238_voltage[5] = {DRV_FC_HOLDING, 0, 0x0C, 0, 1};
+    request(w, 0, 3, read_dds238_voltage, sizeof read_dds238_voltage, 1000, &r);
+    assert_int_equal(r.kind, SIM_REPLY_PDU);
+    assert_int_equal(r.pdu[0], DRV_FC_HOLDING);
+    assert_int_equal(w->devices[b].requests, 2);
+    sim_setup_free(setup);
+
+    char path[] = "/tmp/test_sim_shared_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text =
+        "endpoints = ( { name = \"c\"; type = \"tcp\"; listen = \"127.0.0.1:0\"; } );\n"
+        "devices = ( { id = \"A\"; endpoint = \"c\"; slave = 3; driver = \"sdm120\"; },\n"
+        "  { id = \"B\"; endpoint = \"c\"; slave = 3; driver = \"sdm120\"; } );\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct sim_config_errors errors = {0};
+    setup = NULL;
+    assert_int_equal(sim_config_load(path, NULL, 0, NULL, 1000, &setup, &errors),
+                     EST_ERR_INVALID);
+    unlink(path);
+    assert_true(errors.count >= 1);
+    assert_non_null(strstr(errors.messages[0], "slave 3 on c is already A"));
+    sim_config_errors_free(&errors);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shared_slave_replies_collide),
         cmocka_unit_test_setup_teardown(test_reads_serve_tables, setup_site, teardown_site),
         cmocka_unit_test_setup_teardown(test_word_order_override, setup_site, teardown_site),
         cmocka_unit_test_setup_teardown(test_function_override_and_zero_fill, setup_site,
