@@ -304,15 +304,21 @@ struct drv_link_read {
 #define DRV_LINK_MAX_IN_FLIGHT 32
 
 /* Sends up to DRV_LINK_MAX_IN_FLIGHT reads back to back in one TCP segment,
- * then takes the replies in order: a converter or meter that queues Modbus
+ * each with its own transaction id, then takes the replies, matched by
+ * transaction id and unit id: a converter or meter that queues Modbus
  * TCP requests answers them one after the other, so a burst of polls costs
  * one round trip instead of one each. Each read gets its own result, as from
- * drv_link_read. After a timeout or a reply that does not match its request
- * the connection is reopened, and the reads after it get EST_ERR_STATE (not
- * answered: read them again alone). On an RTU link, or for one read, the
+ * drv_link_read. Stray and duplicated frames are skipped; a read another
+ * read's reply overtook gets EST_ERR_TIMEOUT. After a timeout or a frame
+ * that breaks the stream (a bad header, a length other than the reply's)
+ * the connection is reopened, and the reads not answered get EST_ERR_STATE
+ * (read them again alone). On an RTU link, or for one read, the
  * reads are done one at a time. */
 void drv_link_read_many(struct drv_link *link, struct drv_link_read *reads, size_t n);
 /* Transactions and failures since open (for statistics and benchmarks). */
 void drv_link_stats(const struct drv_link *link, uint64_t *transactions, uint64_t *failures);
+/* TCP frames skipped since open: replies to no outstanding request (late,
+ * duplicated or stray) and bytes that arrived while none was outstanding. */
+uint64_t drv_link_stray_frames(const struct drv_link *link);
 
 #endif
