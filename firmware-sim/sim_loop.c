@@ -210,9 +210,12 @@ static size_t build_frame(struct sim_loop *loop, const uint8_t *request,
     if (reply->kind == SIM_REPLY_CORRUPT)
         dst[0] ^= 0x80;                        /* a wrong transaction id */
     dst[2] = dst[3] = 0;
-    dst[4] = (uint8_t)((reply->len + 1) >> 8);
-    dst[5] = (uint8_t)((reply->len + 1) & 0xFF);
+    size_t mbap_length = reply->len + 1 + (reply->kind == SIM_REPLY_BAD_LENGTH ? 6 : 0);
+    dst[4] = (uint8_t)(mbap_length >> 8);
+    dst[5] = (uint8_t)(mbap_length & 0xFF);
     dst[6] = request[6];                       /* unit id */
+    if (reply->kind == SIM_REPLY_WRONG_UNIT)
+        dst[6] = (uint8_t)(request[6] + 1);
     memcpy(dst + MBAP_HEADER, reply->pdu, reply->len);
     return n;
 }
@@ -286,6 +289,8 @@ static bool modbus_process(struct sim_loop *loop, struct modbus_conn *c, int64_t
             uint8_t frame[MBAP_MAX];
             size_t n = build_frame(loop, f, &reply, frame);
             if (n > 0)
+                queue_output(c, frame, n);
+            if (n > 0 && reply.kind == SIM_REPLY_DUPLICATE && out_room(c) >= n)
                 queue_output(c, frame, n);
         }
         off += 6 + len;

@@ -284,6 +284,15 @@ static void apply_fault(const struct sim_device *dev, const uint8_t *req, struct
         out->kind = SIM_REPLY_NONE;
         out->len = 0;
         break;
+    case SIM_FAULT_DUPLICATE:
+        out->kind = SIM_REPLY_DUPLICATE;
+        break;
+    case SIM_FAULT_BAD_LENGTH:
+        out->kind = SIM_REPLY_BAD_LENGTH;
+        break;
+    case SIM_FAULT_WRONG_UNIT:
+        out->kind = SIM_REPLY_WRONG_UNIT;
+        break;
     case SIM_FAULT_NONE:
         break;
     }
@@ -320,6 +329,8 @@ void sim_pdu_handle(struct sim_world *world, size_t endpoint, uint8_t slave, con
     if (dev->fault != SIM_FAULT_SILENT && dev->fault != SIM_FAULT_EXCEPTION)
         device_reply(dev, req, len, mono_ms, out);
     apply_fault(dev, req, out);
+    if (dev->fault_replies_left > 0 && --dev->fault_replies_left == 0)
+        sim_device_set_fault(dev, SIM_FAULT_NONE, 0, 0);
     count_reply(ep, out);
 }
 

@@ -52,8 +52,13 @@ struct sim_endpoint {
     struct sim_endpoint_stats stats;
 };
 
+/* duplicate: every reply frame sent twice; bad_length: the MBAP length
+ * claims more bytes than the frame has (TCP); wrong_unit: the reply carries
+ * the next unit id. */
 enum sim_fault { SIM_FAULT_NONE, SIM_FAULT_SILENT, SIM_FAULT_SLOW, SIM_FAULT_EXCEPTION,
-                 SIM_FAULT_GARBAGE, SIM_FAULT_CRC };
+                 SIM_FAULT_GARBAGE, SIM_FAULT_CRC, SIM_FAULT_DUPLICATE, SIM_FAULT_BAD_LENGTH,
+                 SIM_FAULT_WRONG_UNIT };
+#define SIM_FAULT_LAST SIM_FAULT_WRONG_UNIT
 
 enum sim_zone_state { SIM_ZONE_NORMAL, SIM_ZONE_ALARM, SIM_ZONE_FAULT, SIM_ZONE_DISABLED,
                       SIM_ZONE_SUPERVISORY };
@@ -111,6 +116,7 @@ struct sim_device {
     enum sim_fault fault;
     uint32_t fault_delay_ms;
     uint8_t fault_code;
+    uint32_t fault_replies_left;  /* the fault ends after this many replies; 0 = never */
 
     /* what the device shows now, in quantity units (W, kWh, m3 ...) */
     double value[DRV_Q__COUNT];
@@ -206,6 +212,8 @@ void sim_device_set_fault(struct sim_device *dev, enum sim_fault fault, uint32_t
                           uint8_t code);
 /* Valve control write: value open_value or close_value of the model. false
  * when the value is neither. The valve moves for SIM_VALVE_TRAVEL_MS. */
+/* The fault set last ends by itself after count requests (0: stays). */
+void sim_device_limit_fault(struct sim_device *dev, uint32_t count);
 bool sim_device_valve_write(struct sim_device *dev, uint16_t value, int64_t mono_ms);
 /* Panel reset (status register write 1): alarms and supervisory back to normal. */
 void sim_device_panel_reset(struct sim_device *dev);
