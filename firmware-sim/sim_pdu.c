@@ -286,6 +286,7 @@ static void apply_fault(const struct sim_device *dev, const uint8_t *req, struct
         break;
     case SIM_FAULT_DUPLICATE:
         out->kind = SIM_REPLY_DUPLICATE;
+        out->delay_ms = dev->fault_delay_ms;
         break;
     case SIM_FAULT_BAD_LENGTH:
         out->kind = SIM_REPLY_BAD_LENGTH;

@@ -631,7 +631,7 @@ void sim_device_set_fault(struct sim_device *dev, enum sim_fault fault, uint32_t
                           uint8_t code)
 {
     dev->fault = fault;
-    dev->fault_delay_ms = fault == SIM_FAULT_SLOW ? delay_ms : 0;
+    dev->fault_delay_ms = fault == SIM_FAULT_SLOW || fault == SIM_FAULT_DUPLICATE ? delay_ms : 0;
     dev->fault_code = fault == SIM_FAULT_EXCEPTION ? (code ? code : 0x04) : 0;
     dev->fault_replies_left = 0;
 }

@@ -52,9 +52,9 @@ struct sim_endpoint {
     struct sim_endpoint_stats stats;
 };
 
-/* duplicate: every reply frame sent twice; bad_length: the MBAP length
- * claims more bytes than the frame has (TCP); wrong_unit: the reply carries
- * the next unit id. */
+/* duplicate: every reply frame sent twice (after delay_ms, if given); bad_length: an MBAP length that
+ * disagrees with the PDU (6 padding bytes follow it, TCP); wrong_unit: the
+ * reply carries the next unit id. */
 enum sim_fault { SIM_FAULT_NONE, SIM_FAULT_SILENT, SIM_FAULT_SLOW, SIM_FAULT_EXCEPTION,
                  SIM_FAULT_GARBAGE, SIM_FAULT_CRC, SIM_FAULT_DUPLICATE, SIM_FAULT_BAD_LENGTH,
                  SIM_FAULT_WRONG_UNIT };
@@ -207,7 +207,7 @@ est_err sim_device_apply_event(struct sim_world *world, struct sim_device *dev,
 /* Checks that an event fits the device without applying it. */
 est_err sim_device_check_event(const struct sim_device *dev, const struct sim_event *ev,
                                char *err, size_t errlen);
-/* Sets the device's fault (delay_ms for slow, code for exception). */
+/* Sets the device's fault (delay_ms for slow and duplicate, code for exception). */
 void sim_device_set_fault(struct sim_device *dev, enum sim_fault fault, uint32_t delay_ms,
                           uint8_t code);
 /* Valve control write: value open_value or close_value of the model. false

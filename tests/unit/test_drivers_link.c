@@ -33,7 +33,7 @@
 #define ADDR_SILENT 0x0DEA     /* never replies */
 #define ADDR_WRONG_UNIT 0x0E01 /* replies as unit id + 1 */
 #define ADDR_DUPLICATE 0x0D00  /* replies twice */
-#define ADDR_LYING_LENGTH 0x0E10 /* the MBAP length claims 6 bytes more than sent */
+#define ADDR_LYING_LENGTH 0x0E10 /* 6 bytes of padding behind the PDU, in the MBAP length */
 #define ADDR_STRAY_FIRST 0x0E20  /* a frame with another transaction id, then the reply */
 
 struct test_server {
@@ -63,7 +63,8 @@ static int free_port(void)
 }
 
 /* Sends the reply to a read (FC03/FC04) by hand: transaction id xor
- * tid_flip, MBAP length plus extra_length, registers from the map (plus
+ * tid_flip, extra_length zero bytes behind the PDU (counted in the MBAP
+ * length, not in the byte count), registers from the map (plus
  * value_offset). */
 static void send_raw_reply(struct test_server *server, int client, const uint8_t *query,
                            unsigned tid_flip, unsigned extra_length, uint16_t value_offset)
@@ -90,7 +91,9 @@ static void send_raw_reply(struct test_server *server, int client, const uint8_t
         frame[9 + 2 * i] = (uint8_t)(v >> 8);
         frame[10 + 2 * i] = (uint8_t)v;
     }
-    assert_true(send(client, frame, 9 + 2 * (size_t)count, MSG_NOSIGNAL) > 0);
+    size_t n = 9 + 2 * (size_t)count;
+    memset(frame + n, 0, extra_length);
+    assert_true(send(client, frame, n + extra_length, MSG_NOSIGNAL) > 0);
 }
 
 static void *serve(void *arg)
