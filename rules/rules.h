@@ -26,6 +26,7 @@ enum rule_id {
     RULE_IMPLAUSIBLE_READING,
     RULE_METER_REPLACED,
     RULE_BALANCE_LOSS,
+    RULE_FIRE_SUPERVISORY,
     RULE__COUNT
 };
 
@@ -43,6 +44,9 @@ enum rule_id {
  *                  min_flow_m3h or a volume rise) for window_s; not on master or
  *                  building meters; clears once such a stretch is seen.
  * meter_offline    `failures` consecutive failed polls (meters and panels).
+ * fire_supervisory a zone's supervisory bit (e.g. a sprinkler valve tampered);
+ *                  clears when the zone no longer reports it. Pre-alarms are
+ *                  not raised.
  * implausible_reading  NaN/Inf/negative values, a jump beyond rated power (or
  *                  max flow) x interval x jump_margin, a rollback that is not an
  *                  integer wrap, or a counter frozen for freeze_s while power or
@@ -94,6 +98,7 @@ struct rule_config {
         int window_s;                 /* ... within this window (86400) */
     } continuous_flow;
     struct { struct rule_common c; } fire_alarm, fire_fault, fire_disabled;
+    struct { struct rule_common c; } fire_supervisory; /* a zone reports supervisory */
     struct {
         struct rule_common c;
         int failures;                 /* consecutive failed polls: 3 */

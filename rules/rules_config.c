@@ -18,6 +18,7 @@ static const char *const rule_names[RULE__COUNT] = {
     [RULE_IMPLAUSIBLE_READING] = "implausible_reading",
     [RULE_METER_REPLACED] = "meter_replaced",
     [RULE_BALANCE_LOSS] = "balance_loss",
+    [RULE_FIRE_SUPERVISORY] = "fire_supervisory",
 };
 
 static const char *const severity_names[] = { "info", "minor", "major", "critical" };
@@ -55,6 +56,7 @@ void rule_config_defaults(struct rule_config *config)
     set_common(&config->fire_alarm.c, RULE_SEV_CRITICAL, 0, 0);
     set_common(&config->fire_fault.c, RULE_SEV_MAJOR, 0, 60);
     set_common(&config->fire_disabled.c, RULE_SEV_MINOR, 0, 0);
+    set_common(&config->fire_supervisory.c, RULE_SEV_MAJOR, 0, 0);
 
     set_common(&config->meter_offline.c, RULE_SEV_MINOR, 0, 0);
     config->meter_offline.failures = 3;
@@ -121,6 +123,7 @@ static const struct rule_param params[] = {
     COMMON_ROWS(RULE_FIRE_ALARM, fire_alarm),
     COMMON_ROWS(RULE_FIRE_FAULT, fire_fault),
     COMMON_ROWS(RULE_FIRE_DISABLED, fire_disabled),
+    COMMON_ROWS(RULE_FIRE_SUPERVISORY, fire_supervisory),
 
     COMMON_ROWS(RULE_METER_OFFLINE, meter_offline),
     ROW(RULE_METER_OFFLINE, meter_offline, failures, RULE_PARAM_INT, 1, 1000,

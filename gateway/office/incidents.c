@@ -142,6 +142,9 @@ static void format_text(const struct gw_office *office, const struct rule_event 
     case RULE_FIRE_DISABLED:
         snprintf(out, len, zh ? "消防屏蔽：%s" : "Fire zone disabled: %s", where);
         break;
+    case RULE_FIRE_SUPERVISORY:
+        snprintf(out, len, zh ? "消防监管：%s" : "Fire supervisory: %s", where);
+        break;
     case RULE_METER_OFFLINE:
         if (e->subject.type == RULE_SUBJECT_PANEL)
             snprintf(out, len, zh ? "消防主机 %s（%s）通信中断：连续无应答"
