@@ -75,6 +75,7 @@ enum drv_zone_bits {
     DRV_ZONE_FAULT = 1u << 1,
     DRV_ZONE_DISABLED = 1u << 2,
     DRV_ZONE_SUPERVISORY = 1u << 3,
+    DRV_ZONE_PREALARM = 1u << 4,     /* shown in the panel state, never raised */
     DRV_ZONE_UNKNOWN = 1u << 6,      /* the zone's register was not read this poll */
     DRV_ZONE_UNPROGRAMMED = 1u << 7,
 };
@@ -173,6 +174,8 @@ struct drv_plan;
  * quantity read; value[q] holds it. Zones only for fire panels. */
 struct drv_reading {
     uint64_t present;
+    uint64_t bad;              /* quantities whose registers held NaN or Inf this poll
+                                * (bit 1 << q each): not in present */
     double value[DRV_Q__COUNT];
     uint16_t nzones;
     uint8_t zones[DRV_MAX_ZONES];
@@ -244,8 +247,9 @@ unsigned drv_plan_slow_every(const struct drv_plan *plan);
 /* Decodes one poll. regs holds every request's registers at its reg_offset;
  * request_ok[i] says whether request i was read this poll (a slow request
  * skipped, or a failed one, is false and its quantities stay absent; zones
- * it covers get DRV_ZONE_UNKNOWN). NaN/Inf decode as absent; *bad_values
- * (may be NULL) is set to how many there were in this poll. panel_alarm and
+ * it covers get DRV_ZONE_UNKNOWN). NaN/Inf decode as absent, with their
+ * quantity's bit set in out->bad; *bad_values (may be NULL) is set to how
+ * many there were in this poll. panel_alarm and
  * panel_fault are derived from the zones read (any alarm / any fault).
  * The Xintai valve hook maps status bits: open only -> open, closed only ->
  * closed, neither -> moving, both -> unknown. */

@@ -161,8 +161,13 @@ static est_err parse_event_params(const cJSON *obj, struct sim_event *ev, char *
     if (cJSON_GetObjectItemCaseSensitive(obj, "valve_fault") != NULL)
         vfault = valve_fault ? 1 : 0;
     const cJSON *value = cJSON_GetObjectItemCaseSensitive(obj, "value");
+    const char *special = cJSON_IsString(value) ? value->valuestring : NULL;
     if (value != NULL && cJSON_IsNull(value))
         ev->clear = true;
+    else if (special != NULL && strcmp(special, "nan") == 0)
+        ev->value = NAN; /* what a meter with a broken register sends */
+    else if (special != NULL && (strcmp(special, "inf") == 0 || strcmp(special, "-inf") == 0))
+        ev->value = special[0] == '-' ? -INFINITY : INFINITY;
     else if (!opt_number(obj, "value", &ev->value, err, errlen))
         return EST_ERR_INVALID;
     ev->zone = (int)zone;
@@ -183,7 +188,7 @@ static est_err check_event(const cJSON *obj, const struct sim_event *ev, char *e
         return fail(err, errlen, EST_ERR_INVALID, "%s needs \"quantity\"", "set");
     if (ev->type == SIM_EV_SET && !ev->clear &&
         cJSON_GetObjectItemCaseSensitive(obj, "value") == NULL)
-        return fail(err, errlen, EST_ERR_INVALID, "%s needs \"value\" (null clears)", "set");
+        return fail(err, errlen, EST_ERR_INVALID, "%s needs \"value\" (null clears; \"nan\", \"inf\", \"-inf\")", "set");
     if (ev->type == SIM_EV_ZONE && ev->zone < 1)
         return fail(err, errlen, EST_ERR_INVALID, "%s needs \"zone\" (1-based)", "zone");
     if (ev->type == SIM_EV_ZONE && cJSON_GetObjectItemCaseSensitive(obj, "state") == NULL)
