@@ -39,7 +39,11 @@ enum rule_id {
  *                  import register is implausible_reading instead.
  * vacant_flow      per unit: confirm_reads reads each rising, total beyond
  *                  max(min_increase_m3, resolution); absent after window_s
- *                  without a rise. Valve: closed once, checked valve_check_s later.
+ *                  without a rise. Valve: closed, checked valve_check_s later;
+ *                  while it has not closed (or water still flows) closed again
+ *                  up to valve_retries times, each check waiting twice as long
+ *                  as the one before; then the incident goes critical with
+ *                  valve_failed.
  * continuous_flow  no zero_flow_needed_s stretch without flow (flow_m3h >
  *                  min_flow_m3h or a volume rise) for window_s; not on master or
  *                  building meters; clears once such a stretch is seen.
@@ -90,6 +94,7 @@ struct rule_config {
         int window_s;
         bool auto_close_valve;        /* off by default */
         int valve_check_s;            /* after closing: flow must stop within */
+        int valve_retries;            /* closes sent again before escalating: 3 */
     } vacant_flow;
     struct {
         struct rule_common c;

@@ -47,6 +47,7 @@ void rule_config_defaults(struct rule_config *config)
     config->vacant_flow.window_s = 600;
     config->vacant_flow.auto_close_valve = false;
     config->vacant_flow.valve_check_s = 60;
+    config->vacant_flow.valve_retries = 3;
 
     set_common(&config->continuous_flow.c, RULE_SEV_MAJOR, 0, 0);
     config->continuous_flow.min_flow_m3h = 0.001;
@@ -111,6 +112,9 @@ static const struct rule_param params[] = {
         "close the meter's valve when raised (meters with a valve)"),
     ROW(RULE_VACANT_FLOW, vacant_flow, valve_check_s, RULE_PARAM_INT, 1, 3600,
         "seconds after closing when the valve must report closed and the flow must have stopped"),
+    ROW(RULE_VACANT_FLOW, vacant_flow, valve_retries, RULE_PARAM_INT, 0, 10,
+        "closes sent again to a valve that did not close (each check waits twice as long) before "
+        "the incident goes critical"),
 
     COMMON_ROWS(RULE_CONTINUOUS_FLOW, continuous_flow),
     ROW(RULE_CONTINUOUS_FLOW, continuous_flow, min_flow_m3h, RULE_PARAM_DOUBLE, 0, 100,

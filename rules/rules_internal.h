@@ -88,6 +88,7 @@ struct water_state {
     int vacant_increasing_reads;
     uint8_t vacant_present;
     uint8_t valve_checked;
+    uint8_t valve_closes;      /* close commands sent for the current incident */
 
     /* continuous_flow: clock that runs outside the quiet window only */
     uint8_t continuous_started;
