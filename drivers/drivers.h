@@ -76,6 +76,7 @@ enum drv_zone_bits {
     DRV_ZONE_FAULT = 1u << 1,
     DRV_ZONE_DISABLED = 1u << 2,
     DRV_ZONE_SUPERVISORY = 1u << 3,
+    DRV_ZONE_PREALARM = 1u << 4,     /* shown in the panel state, never raised */
     DRV_ZONE_UNKNOWN = 1u << 6,      /* the zone's register was not read this poll */
     DRV_ZONE_UNPROGRAMMED = 1u << 7,
 };
@@ -212,6 +213,8 @@ struct drv_plan;
  * quantity read; value[q] holds it. Zones only for fire panels. */
 struct drv_reading {
     uint64_t present;
+    uint64_t bad;              /* quantities whose registers held NaN or Inf this poll
+                                * (bit 1 << q each): not in present */
     double value[DRV_Q__COUNT];
     uint16_t nzones;
     uint8_t zones[DRV_MAX_ZONES];
@@ -319,8 +322,9 @@ unsigned drv_plan_slow_every(const struct drv_plan *plan);
 /* Decodes one poll. regs holds every request's registers at its reg_offset;
  * request_ok[i] says whether request i was read this poll (a slow request
  * skipped, or a failed one, is false and its quantities stay absent; zones
- * it covers get DRV_ZONE_UNKNOWN). NaN/Inf decode as absent; *bad_values
- * (may be NULL) is set to how many there were in this poll. panel_alarm and
+ * it covers get DRV_ZONE_UNKNOWN). NaN/Inf decode as absent, with their
+ * quantity's bit set in out->bad; *bad_values (may be NULL) is set to how
+ * many there were in this poll. panel_alarm and
  * panel_fault are derived from the zones read (any alarm / any fault).
  * Status-word points decode through their drv_status_word. */
 est_err drv_decode(const struct drv_plan *plan, const uint16_t *regs, const bool *request_ok,
@@ -383,16 +387,22 @@ struct drv_link_read {
 #define DRV_LINK_MAX_IN_FLIGHT 32
 
 /* Sends up to DRV_LINK_MAX_IN_FLIGHT reads back to back in one TCP segment,
- * then takes the replies in order: a converter or meter that queues Modbus
+ * each with its own transaction id, then takes the replies, matched by
+ * transaction id and unit id: a converter or meter that queues Modbus
  * TCP requests answers them one after the other, so a burst of polls costs
  * one round trip instead of one each. Each read gets its own result, as from
- * drv_link_read. After a timeout or a reply that does not match its request
- * the connection is reopened, and the reads after it get EST_ERR_STATE (not
- * answered: read them again alone). On an RTU link, or for one read, the
+ * drv_link_read. Stray and duplicated frames are skipped; a read another
+ * read's reply overtook gets EST_ERR_TIMEOUT. After a timeout or a frame
+ * that breaks the stream (a bad header, a length other than the reply's)
+ * the connection is reopened, and the reads not answered get EST_ERR_STATE
+ * (read them again alone). On an RTU link, or for one read, the
  * reads are done one at a time. */
 void drv_link_read_many(struct drv_link *link, struct drv_link_read *reads, size_t n);
 /* Transactions and failures since open (for statistics and benchmarks). */
 void drv_link_stats(const struct drv_link *link, uint64_t *transactions, uint64_t *failures);
+/* TCP frames skipped since open: replies to no outstanding request (late,
+ * duplicated or stray) and bytes that arrived while none was outstanding. */
+uint64_t drv_link_stray_frames(const struct drv_link *link);
 
 /* --- RTU framing (the RTU-over-TCP link, the commissioning scan) --- */
 #define DRV_RTU_MAX_ADU 256        /* slave + PDU (253) + CRC */

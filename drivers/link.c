@@ -1,19 +1,27 @@
-/* link.c - one Modbus bus (TCP, or RTU on a serial line) over libmodbus
- * 3.1.6, or RTU frames over TCP (rtu_tcp.c, which libmodbus cannot do):
- * lazy connect, reconnect with exponential backoff and jitter, errno
- * -> est_err mapping, and the RTU timing libmodbus leaves to the caller
- * (3.5-character inter-frame silence, slave-switch delay, request gap);
- * on TCP, pipelined batches of reads. Used by exactly one thread; never logs. */
+/* link.c - one Modbus bus (TCP, RTU on a serial line, or RTU frames over
+ * TCP through rtu_tcp.c, which libmodbus cannot do): libmodbus 3.1.6
+ * connects and, on RTU, frames; on TCP the MBAP framing is our own, because
+ * libmodbus checks neither the unit id nor the MBAP length of a reply: every
+ * request carries its own transaction id, a reply is taken only for the
+ * transaction id and unit it answers, stray and duplicated frames are
+ * skipped, and a length that cannot be true reopens the connection instead
+ * of being read past. Also lazy connect, reconnect with exponential backoff
+ * and jitter, errno -> est_err mapping, the RTU timing libmodbus leaves to
+ * the caller (3.5-character inter-frame silence, slave-switch delay,
+ * request gap) and pipelined batches of reads on TCP. Used by exactly one
+ * thread; never logs. */
 #include "drivers.h"
 
 #include <errno.h>
 #include <modbus.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,8 +36,12 @@
 #define MBAP_HEADER_BYTES 7
 #define MODBUS_EXCEPTION_FLAG 0x80
 #define MODBUS_LAST_EXCEPTION 0x0B /* gateway target device failed to respond */
-/* Room for the largest frame libmodbus receives (260 bytes), with margin. */
-#define REPLY_BUFFER_BYTES 512
+#define MODBUS_FC_WRITE_SINGLE 0x06
+/* The MBAP length counts the unit id and the PDU: 2..254 (a PDU is at most
+ * 253 bytes, and at least a function code and one byte). */
+#define MBAP_LENGTH_MIN 2
+#define MBAP_LENGTH_MAX 254
+#define TCP_FRAME_MAX (6 + MBAP_LENGTH_MAX)
 /* RTU over TCP: what the network and the converter add to the wire time,
  * the least silence that ends a frame (a converter may split a frame into
  * segments some milliseconds apart), and how many timeouts in a row make
@@ -53,8 +65,10 @@ struct drv_link {
     int64_t retry_at_us;           /* no connect attempt before this */
     int backoff_ms;                /* next backoff before jitter */
     uint32_t jitter_state;         /* xorshift32 */
+    uint16_t next_transaction;     /* TCP: the id the next request carries */
     uint64_t transactions;
     uint64_t failures;
+    uint64_t stray_frames;         /* TCP replies skipped: no request of ours, or a duplicate */
 };
 
 static int64_t mono_us(void)
@@ -192,6 +206,7 @@ est_err drv_link_open(const struct drv_link_config *config, struct drv_link **ou
     link->jitter_state = (uint32_t)mono_us() ^ (uint32_t)(uintptr_t)link ^ 0x9E3779B9u;
     if (link->jitter_state == 0)
         link->jitter_state = 1;
+    link->next_transaction = (uint16_t)next_random(link);
     derive_timing(link);
     *out = link;
     return EST_OK;
@@ -350,7 +365,325 @@ static est_err classify_failure(struct drv_link *link, int e, int *exception)
     return EST_ERR_IO;
 }
 
+/* ---- Modbus TCP framing ---- */
+
+/* One request on a TCP link and what became of it. */
+struct tcp_call {
+    uint16_t transaction;
+    int slave;
+    uint8_t function;          /* DRV_FC_HOLDING, DRV_FC_INPUT or MODBUS_FC_WRITE_SINGLE */
+    uint16_t address;
+    uint16_t count;            /* registers read; 1 for a write */
+    uint16_t value;            /* the value written */
+    uint16_t *dest;            /* reads */
+    bool answered;
+    est_err result;
+    int exception;
+};
+
+/* Holds back (or releases) the socket's small writes so that a batch of
+ * requests leaves as one segment. Failure only costs segments: ignored. */
+static void cork(int fd, int on)
+{
+    if (fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+}
+
+/* Waits for the socket to become readable or writable by the deadline. */
+static est_err wait_socket(int fd, short events, int64_t deadline_us)
+{
+    for (;;) {
+        int64_t left_us = deadline_us - mono_us();
+        if (left_us <= 0)
+            return EST_ERR_TIMEOUT;
+        struct pollfd pfd = {.fd = fd, .events = events};
+        int rc = poll(&pfd, 1, (int)((left_us + 999) / 1000));
+        if (rc > 0)
+            return EST_OK;
+        if (rc == 0)
+            return EST_ERR_TIMEOUT;
+        if (errno != EINTR)
+            return EST_ERR_IO;
+    }
+}
+
+/* Reads exactly n bytes by the deadline (libmodbus leaves the socket
+ * non-blocking). EST_ERR_IO when the peer closed or the socket failed. */
+static est_err read_exact(int fd, uint8_t *buf, size_t n, int64_t deadline_us)
+{
+    size_t got = 0;
+    while (got < n) {
+        est_err err = wait_socket(fd, POLLIN, deadline_us);
+        if (err != EST_OK)
+            return err;
+        ssize_t r = recv(fd, buf + got, n - got, 0);
+        if (r > 0)
+            got += (size_t)r;
+        else if (r == 0)
+            return EST_ERR_IO;
+        else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            return EST_ERR_IO;
+    }
+    return EST_OK;
+}
+
+static est_err write_all(int fd, const uint8_t *buf, size_t n, int64_t deadline_us)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = send(fd, buf + done, n - done, MSG_NOSIGNAL);
+        if (w > 0) {
+            done += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            est_err err = wait_socket(fd, POLLOUT, deadline_us);
+            if (err != EST_OK)
+                return err == EST_ERR_TIMEOUT ? EST_ERR_IO : err;
+            continue;
+        }
+        return EST_ERR_IO;
+    }
+    return EST_OK;
+}
+
+/* Throws away whatever arrived while no request was outstanding: late
+ * replies, duplicated frames, garbage. false when the peer has closed. */
+static bool discard_pending(struct drv_link *link, int fd)
+{
+    uint8_t junk[256];
+    for (;;) {
+        ssize_t r = recv(fd, junk, sizeof junk, MSG_DONTWAIT);
+        if (r > 0) {
+            link->stray_frames++;
+            continue;
+        }
+        if (r == 0)
+            return false;
+        if (errno == EINTR)
+            continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK;
+    }
+}
+
+static est_err send_call(struct drv_link *link, int fd, struct tcp_call *c)
+{
+    c->transaction = link->next_transaction++;
+    uint16_t word = c->function == MODBUS_FC_WRITE_SINGLE ? c->value : c->count;
+    uint8_t frame[MBAP_HEADER_BYTES + 5] = {
+        (uint8_t)(c->transaction >> 8), (uint8_t)c->transaction, 0, 0, 0, 6,
+        (uint8_t)c->slave, c->function, (uint8_t)(c->address >> 8), (uint8_t)c->address,
+        (uint8_t)(word >> 8), (uint8_t)word};
+    return write_all(fd, frame, sizeof frame, mono_us() + link->response_timeout_us);
+}
+
+/* The PDU length of a normal reply to c: function, byte count and the
+ * registers for a read; the echo of address and value for a write. */
+static size_t reply_pdu_length(const struct tcp_call *c)
+{
+    return c->function == MODBUS_FC_WRITE_SINGLE ? 5 : 2 + 2 * (size_t)c->count;
+}
+
+#define EXCEPTION_PDU_LENGTH 2
+
+/* Checks a reply PDU (of the length expected) against its request and
+ * takes its registers. */
+static est_err check_reply(struct tcp_call *c, const uint8_t *pdu, size_t len)
+{
+    if (pdu[0] == (c->function | MODBUS_EXCEPTION_FLAG)) {
+        if (len != EXCEPTION_PDU_LENGTH || pdu[1] == 0 || pdu[1] > MODBUS_LAST_EXCEPTION)
+            return EST_ERR_PROTOCOL;
+        c->exception = pdu[1];
+        return EST_ERR_EXCEPTION;
+    }
+    if (pdu[0] != c->function || len != reply_pdu_length(c))
+        return EST_ERR_PROTOCOL;
+    if (c->function == MODBUS_FC_WRITE_SINGLE) {
+        uint16_t address = (uint16_t)(pdu[1] << 8 | pdu[2]);
+        uint16_t value = (uint16_t)(pdu[3] << 8 | pdu[4]);
+        return address == c->address && value == c->value ? EST_OK : EST_ERR_PROTOCOL;
+    }
+    if (pdu[1] != 2 * c->count)
+        return EST_ERR_PROTOCOL;
+    for (uint16_t i = 0; i < c->count; i++)
+        c->dest[i] = (uint16_t)(pdu[2 + 2 * i] << 8 | pdu[3 + 2 * i]);
+    return EST_OK;
+}
+
+static struct tcp_call *call_for(struct tcp_call *calls, size_t n, unsigned transaction)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!calls[i].answered && calls[i].transaction == transaction)
+            return &calls[i];
+    return NULL;
+}
+
+/* Takes one frame off the stream. A frame for none of the calls (a stray
+ * or duplicated reply) is skipped whole; a frame for a call is checked
+ * against it, unit id included. EST_OK while the stream is still in step;
+ * otherwise the connection must be reopened: EST_ERR_TIMEOUT (nothing, or
+ * not all of a frame, by the deadline), EST_ERR_PROTOCOL (a header no
+ * Modbus TCP peer sends, or a length that is not the one the reply must
+ * have: never read past), EST_ERR_IO. *current is the call the frame
+ * answered, if any. */
+static est_err receive_frame(struct drv_link *link, int fd, struct tcp_call *calls, size_t n,
+                             int64_t deadline_us, struct tcp_call **current)
+{
+    *current = NULL;
+    uint8_t header[MBAP_HEADER_BYTES];
+    est_err err = read_exact(fd, header, sizeof header, deadline_us);
+    if (err != EST_OK)
+        return err;
+    unsigned transaction = (unsigned)header[0] << 8 | header[1];
+    unsigned protocol = (unsigned)header[2] << 8 | header[3];
+    unsigned length = (unsigned)header[4] << 8 | header[5];
+    if (protocol != 0 || length < MBAP_LENGTH_MIN || length > MBAP_LENGTH_MAX)
+        return EST_ERR_PROTOCOL;
+    size_t pdu_len = length - 1;
+    uint8_t pdu[MBAP_LENGTH_MAX];
+    int64_t body_deadline = mono_us() + link->byte_timeout_us;
+    if (body_deadline > deadline_us)
+        body_deadline = deadline_us;
+    struct tcp_call *c = call_for(calls, n, transaction);
+    if (c == NULL) {
+        err = read_exact(fd, pdu, pdu_len, body_deadline);
+        if (err == EST_OK)
+            link->stray_frames++;
+        return err;
+    }
+    *current = c;
+    c->answered = true;
+    if (pdu_len != reply_pdu_length(c) && pdu_len != EXCEPTION_PDU_LENGTH) {
+        c->result = EST_ERR_PROTOCOL;
+        return EST_ERR_PROTOCOL;
+    }
+    err = read_exact(fd, pdu, pdu_len, body_deadline);
+    if (err != EST_OK) {
+        c->result = err == EST_ERR_IO ? EST_ERR_IO : EST_ERR_PROTOCOL;
+        return err;
+    }
+    c->result = header[6] != (uint8_t)c->slave ? EST_ERR_PROTOCOL : check_reply(c, pdu, pdu_len);
+    return EST_OK;
+}
+
+/* After the stream broke off with err: the calls still unanswered that a
+ * later call's reply overtook were skipped by the converter (timeout); the
+ * first one after the last answer gets err (when no frame decided it); the
+ * rest were not answered (EST_ERR_STATE: read them again alone). */
+static void settle_unanswered(struct tcp_call *calls, size_t n, est_err err, bool err_taken)
+{
+    size_t last_answered = n;
+    for (size_t i = n; i-- > 0;)
+        if (calls[i].answered) {
+            last_answered = i;
+            break;
+        }
+    bool given = err_taken;
+    for (size_t i = 0; i < n; i++) {
+        struct tcp_call *c = &calls[i];
+        if (c->answered)
+            continue;
+        if (last_answered != n && i < last_answered) {
+            c->result = EST_ERR_TIMEOUT;
+        } else if (!given) {
+            c->result = err;
+            given = true;
+        }
+    }
+}
+
+/* Sends the calls back to back and takes their replies, matched by
+ * transaction id and unit. Each call waits at most one response timeout
+ * counted from the previous reply. */
+static void tcp_exchange(struct drv_link *link, struct tcp_call *calls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        calls[i].answered = false;
+        calls[i].result = EST_ERR_STATE;
+        calls[i].exception = 0;
+    }
+    if (link->ctx != NULL && !discard_pending(link, modbus_get_socket(link->ctx)))
+        disconnect(link); /* the peer closed while idle: reconnect now */
+    est_err err = ensure_connected(link);
+    if (err != EST_OK) {
+        for (size_t i = 0; i < n; i++)
+            calls[i].result = err;
+        link->failures += n;
+        return;
+    }
+    int fd = modbus_get_socket(link->ctx);
+    size_t nsent = 0;
+    if (n > 1)
+        cork(fd, 1);
+    for (; nsent < n && err == EST_OK; nsent++)
+        err = send_call(link, fd, &calls[nsent]);
+    if (n > 1)
+        cork(fd, 0);
+    bool err_taken = false;
+    if (err == EST_OK) {
+        size_t left = n;
+        int64_t deadline_us = mono_us() + link->response_timeout_us;
+        while (left > 0) {
+            struct tcp_call *current = NULL;
+            err = receive_frame(link, fd, calls, n, deadline_us, &current);
+            if (current != NULL) {
+                left--;
+                deadline_us = mono_us() + link->response_timeout_us;
+            }
+            if (err != EST_OK) {
+                err_taken = current != NULL;
+                break;
+            }
+        }
+    } else {
+        nsent--;
+        calls[nsent].answered = true;
+        calls[nsent].result = err;
+        err_taken = true;
+    }
+    if (err != EST_OK)
+        settle_unanswered(calls, nsent, err, err_taken);
+    link->last_end_us = mono_us();
+    link->last_slave = calls[n - 1].slave;
+    for (size_t i = 0; i < n; i++) {
+        if (calls[i].result == EST_ERR_STATE)
+            continue;
+        link->transactions++;
+        if (calls[i].result == EST_OK)
+            link->backoff_ms = link->config.reconnect_min_ms;
+        else
+            link->failures++;
+    }
+    if (err == EST_ERR_IO)
+        fail_connection(link);
+    else if (err != EST_OK)
+        disconnect(link); /* out of step, or a late reply may follow: start afresh */
+}
+
+/* ---- single transactions ---- */
+
 enum link_op { OP_READ_HOLDING, OP_READ_INPUT, OP_WRITE_SINGLE };
+
+static est_err tcp_transact(struct drv_link *link, int slave, enum link_op op, uint16_t address,
+                            uint16_t count, uint16_t *dest, uint16_t value, int *exception)
+{
+    struct tcp_call call = {
+        .slave = slave,
+        .function = op == OP_READ_HOLDING  ? DRV_FC_HOLDING
+                    : op == OP_READ_INPUT ? DRV_FC_INPUT
+                                          : MODBUS_FC_WRITE_SINGLE,
+        .address = address,
+        .count = op == OP_WRITE_SINGLE ? 1 : count,
+        .value = value,
+        .dest = dest};
+    pace_request(link, slave);
+    tcp_exchange(link, &call, 1);
+    if (exception != NULL)
+        *exception = call.exception;
+    return call.result;
+}
 
 /* One RTU-over-TCP exchange, connected and paced: a stray late reply
  * waiting on the socket is thrown away first; after a garbled reply the
@@ -404,6 +737,8 @@ static est_err transact(struct drv_link *link, int slave, enum link_op op, uint1
                                                       : slave >= 1 && slave <= 247;
     if (!slave_ok)
         return EST_ERR_INVALID;
+    if (link->config.type == DRV_LINK_TCP)
+        return tcp_transact(link, slave, op, address, count, dest, value, exception);
     est_err err = ensure_connected(link);
     if (err != EST_OK) {
         link->failures++;
@@ -490,122 +825,30 @@ static bool read_valid(const struct drv_link_read *r)
            r->slave <= 255;
 }
 
-/* Holds back (or releases) the socket's small writes so that a batch of
- * requests leaves as one segment. Failure only costs segments: ignored. */
-static void cork(modbus_t *ctx, int on)
-{
-    int fd = modbus_get_socket(ctx);
-    if (fd >= 0)
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
-}
-
-/* Checks one reply against its request. modbus_send_raw_request sends
- * transaction id 0, so every reply must carry 0; with the protocol id, the
- * MBAP length, the unit id, the function and the byte count, a reply that
- * belongs to another request (or is garbage) does not pass. */
-static est_err parse_reply(const uint8_t *rsp, int len, struct drv_link_read *r)
-{
-    if (len < MBAP_HEADER_BYTES + 2)
-        return EST_ERR_PROTOCOL;
-    unsigned transaction = (unsigned)rsp[0] << 8 | rsp[1];
-    unsigned protocol = (unsigned)rsp[2] << 8 | rsp[3];
-    unsigned mbap_length = (unsigned)rsp[4] << 8 | rsp[5];
-    if (transaction != 0 || protocol != 0 || mbap_length != (unsigned)len - 6 ||
-        rsp[6] != (uint8_t)r->slave)
-        return EST_ERR_PROTOCOL;
-    uint8_t function = rsp[7];
-    if (function == (r->function | MODBUS_EXCEPTION_FLAG)) {
-        if (len != MBAP_HEADER_BYTES + 2 || rsp[8] == 0 || rsp[8] > MODBUS_LAST_EXCEPTION)
-            return EST_ERR_PROTOCOL;
-        r->exception = rsp[8];
-        return EST_ERR_EXCEPTION;
-    }
-    if (function != r->function || rsp[8] != 2 * r->count ||
-        len != MBAP_HEADER_BYTES + 2 + 2 * r->count)
-        return EST_ERR_PROTOCOL;
-    for (uint16_t i = 0; i < r->count; i++)
-        r->dest[i] = (uint16_t)(rsp[9 + 2 * i] << 8 | rsp[10 + 2 * i]);
-    return EST_OK;
-}
-
-/* A reply that is not read k's, with a well-formed header, from the unit
- * and function of a later read: the device of read k never answered (a
- * converter skips a silent device and answers the next request). */
-static bool reply_of_later_read(const uint8_t *rsp, int len, const struct drv_link_read *reads,
-                                const size_t *sent, size_t k, size_t nsent)
-{
-    if (len < MBAP_HEADER_BYTES + 2 || rsp[0] != 0 || rsp[1] != 0 || rsp[2] != 0 || rsp[3] != 0 ||
-        ((unsigned)rsp[4] << 8 | rsp[5]) != (unsigned)len - 6)
-        return false;
-    for (size_t j = k + 1; j < nsent; j++) {
-        const struct drv_link_read *later = &reads[sent[j]];
-        if (rsp[6] == (uint8_t)later->slave &&
-            (rsp[7] & ~MODBUS_EXCEPTION_FLAG) == later->function)
-            return true;
-    }
-    return false;
-}
-
-/* Sends up to DRV_LINK_MAX_IN_FLIGHT reads, then takes their replies in
- * order. Reads left at EST_ERR_STATE were not answered. */
+/* Sends up to DRV_LINK_MAX_IN_FLIGHT reads, then takes their replies.
+ * Reads left at EST_ERR_STATE were not answered. */
 static void read_in_flight(struct drv_link *link, struct drv_link_read *reads, size_t n)
 {
-    est_err err = ensure_connected(link);
-    if (err != EST_OK) {
-        for (size_t i = 0; i < n; i++)
-            reads[i].result = err;
-        link->failures += n;
-        return;
-    }
-    size_t sent[DRV_LINK_MAX_IN_FLIGHT];
-    size_t nsent = 0;
-    cork(link->ctx, 1);
+    struct tcp_call calls[DRV_LINK_MAX_IN_FLIGHT];
+    size_t index[DRV_LINK_MAX_IN_FLIGHT];
+    size_t ncalls = 0;
     for (size_t i = 0; i < n; i++) {
         struct drv_link_read *r = &reads[i];
         if (!read_valid(r)) {
             r->result = EST_ERR_INVALID;
             continue;
         }
-        uint8_t request[6] = {(uint8_t)r->slave, r->function,
-                              (uint8_t)(r->address >> 8), (uint8_t)r->address,
-                              (uint8_t)(r->count >> 8), (uint8_t)r->count};
-        errno = 0;
-        if (modbus_send_raw_request(link->ctx, request, sizeof request) < 0) {
-            link->transactions++;
-            link->failures++;
-            r->result = classify_failure(link, errno, &r->exception);
-            if (link->ctx != NULL)
-                disconnect(link);
-            return;
-        }
-        sent[nsent++] = i;
+        calls[ncalls] = (struct tcp_call){.slave = r->slave, .function = r->function,
+                                          .address = r->address, .count = r->count,
+                                          .dest = r->dest};
+        index[ncalls++] = i;
     }
-    cork(link->ctx, 0);
-    uint8_t rsp[REPLY_BUFFER_BYTES];
-    for (size_t k = 0; k < nsent; k++) {
-        struct drv_link_read *r = &reads[sent[k]];
-        errno = 0;
-        int len = modbus_receive_confirmation(link->ctx, rsp);
-        int saved_errno = errno;
-        link->transactions++;
-        link->last_end_us = mono_us();
-        link->last_slave = r->slave;
-        r->result = len < 0 ? classify_failure(link, saved_errno, &r->exception)
-                            : parse_reply(rsp, len, r);
-        if (r->result == EST_ERR_PROTOCOL && len > 0 &&
-            reply_of_later_read(rsp, len, reads, sent, k, nsent))
-            r->result = EST_ERR_TIMEOUT;
-        if (r->result == EST_OK) {
-            link->backoff_ms = link->config.reconnect_min_ms;
-            continue;
-        }
-        link->failures++;
-        if (r->result == EST_ERR_EXCEPTION)
-            continue;
-        /* Out of step with the replies still to come: start afresh. */
-        if (link->ctx != NULL)
-            disconnect(link);
+    if (ncalls == 0)
         return;
+    tcp_exchange(link, calls, ncalls);
+    for (size_t k = 0; k < ncalls; k++) {
+        reads[index[k]].result = calls[k].result;
+        reads[index[k]].exception = calls[k].exception;
     }
 }
 
@@ -647,4 +890,9 @@ void drv_link_stats(const struct drv_link *link, uint64_t *transactions, uint64_
         *transactions = link != NULL ? link->transactions : 0;
     if (failures != NULL)
         *failures = link != NULL ? link->failures : 0;
+}
+
+uint64_t drv_link_stray_frames(const struct drv_link *link)
+{
+    return link != NULL ? link->stray_frames : 0;
 }

@@ -781,9 +781,10 @@ static void parse_zone_rule(struct parser *P, const config_setting_t *g, struct 
 {
     static const char *const keys[] = {"mask", "value", "state", NULL};
     static const char *const states[] = {"alarm", "fault", "disabled", "supervisory",
-                                         "unprogrammed", NULL};
+                                         "unprogrammed", "pre_alarm", NULL};
     static const uint8_t bits[] = {DRV_ZONE_ALARM, DRV_ZONE_FAULT, DRV_ZONE_DISABLED,
-                                   DRV_ZONE_SUPERVISORY, DRV_ZONE_UNPROGRAMMED};
+                                   DRV_ZONE_SUPERVISORY, DRV_ZONE_UNPROGRAMMED,
+                                   DRV_ZONE_PREALARM};
     check_keys(P, g, "point_bits", keys);
     long long v;
     if (get_int(P, g, "point_bits", "mask", 1, 0xFFFF, true, &v))

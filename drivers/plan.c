@@ -310,6 +310,7 @@ est_err drv_decode(const struct drv_plan *plan, const uint16_t *regs, const bool
         return EST_ERR_INVALID;
     unsigned bad = 0;
     out->present = 0;
+    out->bad = 0;
     for (size_t q = 0; q < DRV_Q__COUNT; q++)
         out->value[q] = 0.0;
     out->nzones = plan->nzones;
@@ -342,6 +343,7 @@ est_err drv_decode(const struct drv_plan *plan, const uint16_t *regs, const bool
                                         point->scale);
         if (!isfinite(value)) {
             bad++;
+            out->bad |= UINT64_C(1) << point->quantity;
             continue;
         }
         set_value(out, point->quantity, value);

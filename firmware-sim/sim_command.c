@@ -13,7 +13,7 @@
 /* Keys an action object may hold. */
 static const char *const action_keys[] = {
     "device", "event", "fault", "delay_ms", "code", "on", "power_w", "flow_m3h", "zone",
-    "state", "serial", "delta", "pct", "quantity", "value", "clear", "valve_fault", NULL,
+    "state", "serial", "delta", "pct", "quantity", "value", "clear", "valve_fault", "count", NULL,
 };
 
 static bool key_in(const char *key, const char *const *keys)
@@ -99,10 +99,13 @@ static est_err parse_fault(const cJSON *obj, const char *name, struct sim_action
     int f = sim_fault_from_name(name);
     if (f < 0)
         return fail(err, errlen, EST_ERR_INVALID,
-                    "unknown fault \"%s\" (silent, slow, exception, garbage, crc, none)", name);
-    double delay = 0, code = 0;
+                    "unknown fault \"%s\" (silent, slow, exception, garbage, crc, duplicate, "
+                    "bad_length, wrong_unit, none)",
+                    name);
+    double delay = 0, code = 0, count = 0;
     if (!opt_int(obj, "delay_ms", 0, 600000, &delay, err, errlen) ||
-        !opt_int(obj, "code", 0, 255, &code, err, errlen))
+        !opt_int(obj, "code", 0, 255, &code, err, errlen) ||
+        !opt_int(obj, "count", 0, 1000000, &count, err, errlen))
         return EST_ERR_INVALID;
     if (f == SIM_FAULT_SLOW && delay == 0)
         delay = 300;
@@ -110,6 +113,7 @@ static est_err parse_fault(const cJSON *obj, const char *name, struct sim_action
     out->fault = (enum sim_fault)f;
     out->delay_ms = (uint32_t)delay;
     out->code = (uint8_t)code;
+    out->count = (uint32_t)count;
     return EST_OK;
 }
 
@@ -157,8 +161,13 @@ static est_err parse_event_params(const cJSON *obj, struct sim_event *ev, char *
     if (cJSON_GetObjectItemCaseSensitive(obj, "valve_fault") != NULL)
         vfault = valve_fault ? 1 : 0;
     const cJSON *value = cJSON_GetObjectItemCaseSensitive(obj, "value");
+    const char *special = cJSON_IsString(value) ? value->valuestring : NULL;
     if (value != NULL && cJSON_IsNull(value))
         ev->clear = true;
+    else if (special != NULL && strcmp(special, "nan") == 0)
+        ev->value = NAN; /* what a meter with a broken register sends */
+    else if (special != NULL && (strcmp(special, "inf") == 0 || strcmp(special, "-inf") == 0))
+        ev->value = special[0] == '-' ? -INFINITY : INFINITY;
     else if (!opt_number(obj, "value", &ev->value, err, errlen))
         return EST_ERR_INVALID;
     ev->zone = (int)zone;
@@ -179,7 +188,7 @@ static est_err check_event(const cJSON *obj, const struct sim_event *ev, char *e
         return fail(err, errlen, EST_ERR_INVALID, "%s needs \"quantity\"", "set");
     if (ev->type == SIM_EV_SET && !ev->clear &&
         cJSON_GetObjectItemCaseSensitive(obj, "value") == NULL)
-        return fail(err, errlen, EST_ERR_INVALID, "%s needs \"value\" (null clears)", "set");
+        return fail(err, errlen, EST_ERR_INVALID, "%s needs \"value\" (null clears; \"nan\", \"inf\", \"-inf\")", "set");
     if (ev->type == SIM_EV_ZONE && ev->zone < 1)
         return fail(err, errlen, EST_ERR_INVALID, "%s needs \"zone\" (1-based)", "zone");
     if (ev->type == SIM_EV_ZONE && cJSON_GetObjectItemCaseSensitive(obj, "state") == NULL)
@@ -250,6 +259,7 @@ est_err sim_action_apply(struct sim_world *world, const struct sim_action *actio
     struct sim_device *dev = &world->devices[action->device];
     if (action->is_fault) {
         sim_device_set_fault(dev, action->fault, action->delay_ms, action->code);
+        sim_device_limit_fault(dev, action->count);
         return EST_OK;
     }
     return sim_device_apply_event(world, dev, &action->ev, mono_ms, err, errlen);

@@ -23,6 +23,7 @@ struct sim_action {
     enum sim_fault fault;
     uint32_t delay_ms;
     uint8_t code;
+    uint32_t count;       /* fault: requests it lasts for; 0 = until changed */
     struct sim_event ev;
 };
 

@@ -56,6 +56,7 @@ struct modbus_conn {
     int64_t due_ms;
     uint8_t pending[MBAP_MAX];
     size_t pending_len;
+    bool pending_twice;            /* the pending reply is sent twice (duplicate fault) */
     struct modbus_conn *next_delayed, *prev_delayed;
 };
 
@@ -201,6 +202,10 @@ static size_t build_frame(struct sim_loop *loop, const uint8_t *request,
     if (reply->kind == SIM_REPLY_NONE || reply->len == 0)
         return 0;
     size_t n = MBAP_HEADER + reply->len;
+    /* bad_length: 6 bytes of padding behind the PDU, counted in the length. */
+    size_t padding = 0;
+    if (reply->kind == SIM_REPLY_BAD_LENGTH)
+        padding = SIM_PDU_MAX - reply->len < 6 ? SIM_PDU_MAX - reply->len : 6;
     if (reply->kind == SIM_REPLY_GARBAGE) {
         for (size_t i = 0; i < n; i++)
             dst[i] = (uint8_t)next_random(loop);
@@ -210,11 +215,15 @@ static size_t build_frame(struct sim_loop *loop, const uint8_t *request,
     if (reply->kind == SIM_REPLY_CORRUPT)
         dst[0] ^= 0x80;                        /* a wrong transaction id */
     dst[2] = dst[3] = 0;
-    dst[4] = (uint8_t)((reply->len + 1) >> 8);
-    dst[5] = (uint8_t)((reply->len + 1) & 0xFF);
+    size_t mbap_length = reply->len + 1 + padding;
+    dst[4] = (uint8_t)(mbap_length >> 8);
+    dst[5] = (uint8_t)(mbap_length & 0xFF);
     dst[6] = request[6];                       /* unit id */
+    if (reply->kind == SIM_REPLY_WRONG_UNIT)
+        dst[6] = (uint8_t)(request[6] + 1);
     memcpy(dst + MBAP_HEADER, reply->pdu, reply->len);
-    return n;
+    memset(dst + n, 0, padding);
+    return n + padding;
 }
 
 static void modbus_flush(struct sim_loop *loop, struct modbus_conn *c, bool *dead)
@@ -275,6 +284,7 @@ static bool modbus_process(struct sim_loop *loop, struct modbus_conn *c, int64_t
         pthread_mutex_unlock(&loop->world->lock);
         if (reply.delay_ms > 0 && reply.kind != SIM_REPLY_NONE) {
             c->pending_len = build_frame(loop, f, &reply, c->pending);
+            c->pending_twice = reply.kind == SIM_REPLY_DUPLICATE;
             c->delayed = true;
             c->due_ms = mono + reply.delay_ms;
             c->next_delayed = loop->delayed;
@@ -286,6 +296,8 @@ static bool modbus_process(struct sim_loop *loop, struct modbus_conn *c, int64_t
             uint8_t frame[MBAP_MAX];
             size_t n = build_frame(loop, f, &reply, frame);
             if (n > 0)
+                queue_output(c, frame, n);
+            if (n > 0 && reply.kind == SIM_REPLY_DUPLICATE && out_room(c) >= n)
                 queue_output(c, frame, n);
         }
         off += 6 + len;
@@ -368,7 +380,10 @@ static void run_delayed(struct sim_loop *loop, int64_t mono)
             delayed_unlink(loop, c);
             if (c->pending_len > 0 && out_room(c) >= c->pending_len)
                 queue_output(c, c->pending, c->pending_len);
+            if (c->pending_twice && c->pending_len > 0 && out_room(c) >= c->pending_len)
+                queue_output(c, c->pending, c->pending_len);
             c->pending_len = 0;
+            c->pending_twice = false;
             modbus_event(loop, c, 0, mono); /* process what queued up meanwhile */
         }
         c = next;

@@ -281,6 +281,16 @@ static void apply_fault(const struct sim_device *dev, const uint8_t *req, struct
         out->kind = SIM_REPLY_NONE;
         out->len = 0;
         break;
+    case SIM_FAULT_DUPLICATE:
+        out->kind = SIM_REPLY_DUPLICATE;
+        out->delay_ms = dev->fault_delay_ms;
+        break;
+    case SIM_FAULT_BAD_LENGTH:
+        out->kind = SIM_REPLY_BAD_LENGTH;
+        break;
+    case SIM_FAULT_WRONG_UNIT:
+        out->kind = SIM_REPLY_WRONG_UNIT;
+        break;
     case SIM_FAULT_NONE:
         break;
     }
@@ -327,6 +337,8 @@ void sim_pdu_handle(struct sim_world *world, size_t endpoint, uint8_t slave, con
     /* Two devices answering at once: their frames collide on the line. */
     if (twin != NULL && dev != twin && out->kind == SIM_REPLY_PDU)
         out->kind = SIM_REPLY_CORRUPT;
+    if (dev->fault_replies_left > 0 && --dev->fault_replies_left == 0)
+        sim_device_set_fault(dev, SIM_FAULT_NONE, 0, 0);
     count_reply(ep, out);
 }
 

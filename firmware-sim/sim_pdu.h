@@ -28,6 +28,10 @@ enum sim_reply_kind {
     SIM_REPLY_NONE,    /* send nothing */
     SIM_REPLY_GARBAGE, /* send len random bytes instead of a frame */
     SIM_REPLY_CORRUPT, /* send pdu but break the framing (RTU CRC, TCP transaction id) */
+    SIM_REPLY_DUPLICATE,  /* send the pdu's frame twice (TCP; once on RTU) */
+    SIM_REPLY_BAD_LENGTH, /* TCP: 6 zero bytes behind the PDU, counted in the MBAP length
+                           * (the PDU's own byte count disagrees); RTU: as PDU */
+    SIM_REPLY_WRONG_UNIT, /* send the pdu from the next unit (slave) id */
 };
 
 struct sim_reply {

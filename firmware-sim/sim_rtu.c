@@ -105,7 +105,7 @@ static size_t build_frame(struct sim_rtu *rtu, uint8_t slave, const struct sim_r
             dst[i] = (uint8_t)next_random(rtu);
         return n;
     }
-    dst[0] = slave;
+    dst[0] = reply->kind == SIM_REPLY_WRONG_UNIT ? (uint8_t)(slave % 247 + 1) : slave;
     memcpy(dst + 1, reply->pdu, reply->len);
     uint16_t crc = sim_crc16(dst, reply->len + 1);
     if (reply->kind == SIM_REPLY_CORRUPT)

@@ -25,6 +25,8 @@ static const char *const fault_names[] = {
     [SIM_FAULT_NONE] = "none",           [SIM_FAULT_SILENT] = "silent",
     [SIM_FAULT_SLOW] = "slow",           [SIM_FAULT_EXCEPTION] = "exception",
     [SIM_FAULT_GARBAGE] = "garbage",     [SIM_FAULT_CRC] = "crc",
+    [SIM_FAULT_DUPLICATE] = "duplicate", [SIM_FAULT_BAD_LENGTH] = "bad_length",
+    [SIM_FAULT_WRONG_UNIT] = "wrong_unit",
 };
 
 static const char *const zone_names[] = {
@@ -55,12 +57,12 @@ int sim_event_from_name(const char *name)
 
 const char *sim_fault_name(enum sim_fault f)
 {
-    return (unsigned)f <= SIM_FAULT_CRC ? fault_names[f] : "unknown";
+    return (unsigned)f <= SIM_FAULT_LAST ? fault_names[f] : "unknown";
 }
 
 int sim_fault_from_name(const char *name)
 {
-    return name_index(fault_names, SIM_FAULT_CRC + 1, name);
+    return name_index(fault_names, SIM_FAULT_LAST + 1, name);
 }
 
 const char *sim_zone_state_name(enum sim_zone_state s)
@@ -637,8 +639,14 @@ void sim_device_set_fault(struct sim_device *dev, enum sim_fault fault, uint32_t
                           uint8_t code)
 {
     dev->fault = fault;
-    dev->fault_delay_ms = fault == SIM_FAULT_SLOW ? delay_ms : 0;
+    dev->fault_delay_ms = fault == SIM_FAULT_SLOW || fault == SIM_FAULT_DUPLICATE ? delay_ms : 0;
     dev->fault_code = fault == SIM_FAULT_EXCEPTION ? (code ? code : 0x04) : 0;
+    dev->fault_replies_left = 0;
+}
+
+void sim_device_limit_fault(struct sim_device *dev, uint32_t count)
+{
+    dev->fault_replies_left = dev->fault == SIM_FAULT_NONE ? 0 : count;
 }
 
 bool sim_device_valve_write(struct sim_device *dev, uint16_t value, int64_t mono_ms)

@@ -56,8 +56,13 @@ struct sim_endpoint {
     struct sim_endpoint_stats stats;
 };
 
+/* duplicate: every reply frame sent twice (after delay_ms, if given); bad_length: an MBAP length that
+ * disagrees with the PDU (6 padding bytes follow it, TCP); wrong_unit: the
+ * reply carries the next unit id. */
 enum sim_fault { SIM_FAULT_NONE, SIM_FAULT_SILENT, SIM_FAULT_SLOW, SIM_FAULT_EXCEPTION,
-                 SIM_FAULT_GARBAGE, SIM_FAULT_CRC };
+                 SIM_FAULT_GARBAGE, SIM_FAULT_CRC, SIM_FAULT_DUPLICATE, SIM_FAULT_BAD_LENGTH,
+                 SIM_FAULT_WRONG_UNIT };
+#define SIM_FAULT_LAST SIM_FAULT_WRONG_UNIT
 
 enum sim_zone_state { SIM_ZONE_NORMAL, SIM_ZONE_ALARM, SIM_ZONE_FAULT, SIM_ZONE_DISABLED,
                       SIM_ZONE_SUPERVISORY };
@@ -117,6 +122,7 @@ struct sim_device {
     enum sim_fault fault;
     uint32_t fault_delay_ms;
     uint8_t fault_code;
+    uint32_t fault_replies_left;  /* the fault ends after this many replies; 0 = never */
 
     /* what the device shows now, in quantity units (W, kWh, m3 ...) */
     double value[DRV_Q__COUNT];
@@ -209,11 +215,13 @@ est_err sim_device_apply_event(struct sim_world *world, struct sim_device *dev,
 /* Checks that an event fits the device without applying it. */
 est_err sim_device_check_event(const struct sim_device *dev, const struct sim_event *ev,
                                char *err, size_t errlen);
-/* Sets the device's fault (delay_ms for slow, code for exception). */
+/* Sets the device's fault (delay_ms for slow and duplicate, code for exception). */
 void sim_device_set_fault(struct sim_device *dev, enum sim_fault fault, uint32_t delay_ms,
                           uint8_t code);
 /* Valve control write: value open_value or close_value of the model. false
  * when the value is neither. The valve moves for SIM_VALVE_TRAVEL_MS. */
+/* The fault set last ends by itself after count requests (0: stays). */
+void sim_device_limit_fault(struct sim_device *dev, uint32_t count);
 bool sim_device_valve_write(struct sim_device *dev, uint16_t value, int64_t mono_ms);
 /* Panel reset (status register write 1): alarms and supervisory back to normal. */
 void sim_device_panel_reset(struct sim_device *dev);

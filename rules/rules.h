@@ -26,6 +26,7 @@ enum rule_id {
     RULE_IMPLAUSIBLE_READING,
     RULE_METER_REPLACED,
     RULE_BALANCE_LOSS,
+    RULE_FIRE_SUPERVISORY,
     RULE__COUNT
 };
 
@@ -38,11 +39,18 @@ enum rule_id {
  *                  import register is implausible_reading instead.
  * vacant_flow      per unit: confirm_reads reads each rising, total beyond
  *                  max(min_increase_m3, resolution); absent after window_s
- *                  without a rise. Valve: closed once, checked valve_check_s later.
+ *                  without a rise. Valve: closed, checked valve_check_s later;
+ *                  while it has not closed (or water still flows) closed again
+ *                  up to valve_retries times, each check waiting twice as long
+ *                  as the one before; then the incident goes critical with
+ *                  valve_failed.
  * continuous_flow  no zero_flow_needed_s stretch without flow (flow_m3h >
  *                  min_flow_m3h or a volume rise) for window_s; not on master or
  *                  building meters; clears once such a stretch is seen.
  * meter_offline    `failures` consecutive failed polls (meters and panels).
+ * fire_supervisory a zone's supervisory bit (e.g. a sprinkler valve tampered);
+ *                  clears when the zone no longer reports it. Pre-alarms are
+ *                  not raised.
  * implausible_reading  NaN/Inf/negative values, a jump beyond rated power (or
  *                  max flow) x interval x jump_margin, a rollback that is not an
  *                  integer wrap, or a counter frozen for freeze_s while power or
@@ -86,6 +94,7 @@ struct rule_config {
         int window_s;
         bool auto_close_valve;        /* off by default */
         int valve_check_s;            /* after closing: flow must stop within */
+        int valve_retries;            /* closes sent again before escalating: 3 */
     } vacant_flow;
     struct {
         struct rule_common c;
@@ -94,6 +103,7 @@ struct rule_config {
         int window_s;                 /* ... within this window (86400) */
     } continuous_flow;
     struct { struct rule_common c; } fire_alarm, fire_fault, fire_disabled;
+    struct { struct rule_common c; } fire_supervisory; /* a zone reports supervisory */
     struct {
         struct rule_common c;
         int failures;                 /* consecutive failed polls: 3 */

@@ -18,6 +18,7 @@ static const char *const rule_names[RULE__COUNT] = {
     [RULE_IMPLAUSIBLE_READING] = "implausible_reading",
     [RULE_METER_REPLACED] = "meter_replaced",
     [RULE_BALANCE_LOSS] = "balance_loss",
+    [RULE_FIRE_SUPERVISORY] = "fire_supervisory",
 };
 
 static const char *const severity_names[] = { "info", "minor", "major", "critical" };
@@ -46,6 +47,7 @@ void rule_config_defaults(struct rule_config *config)
     config->vacant_flow.window_s = 600;
     config->vacant_flow.auto_close_valve = false;
     config->vacant_flow.valve_check_s = 60;
+    config->vacant_flow.valve_retries = 3;
 
     set_common(&config->continuous_flow.c, RULE_SEV_MAJOR, 0, 0);
     config->continuous_flow.min_flow_m3h = 0.001;
@@ -55,6 +57,7 @@ void rule_config_defaults(struct rule_config *config)
     set_common(&config->fire_alarm.c, RULE_SEV_CRITICAL, 0, 0);
     set_common(&config->fire_fault.c, RULE_SEV_MAJOR, 0, 60);
     set_common(&config->fire_disabled.c, RULE_SEV_MINOR, 0, 0);
+    set_common(&config->fire_supervisory.c, RULE_SEV_MAJOR, 0, 0);
 
     set_common(&config->meter_offline.c, RULE_SEV_MINOR, 0, 0);
     config->meter_offline.failures = 3;
@@ -109,6 +112,9 @@ static const struct rule_param params[] = {
         "close the meter's valve when raised (meters with a valve)"),
     ROW(RULE_VACANT_FLOW, vacant_flow, valve_check_s, RULE_PARAM_INT, 1, 3600,
         "seconds after closing when the valve must report closed and the flow must have stopped"),
+    ROW(RULE_VACANT_FLOW, vacant_flow, valve_retries, RULE_PARAM_INT, 0, 10,
+        "closes sent again to a valve that did not close (each check waits twice as long) before "
+        "the incident goes critical"),
 
     COMMON_ROWS(RULE_CONTINUOUS_FLOW, continuous_flow),
     ROW(RULE_CONTINUOUS_FLOW, continuous_flow, min_flow_m3h, RULE_PARAM_DOUBLE, 0, 100,
@@ -121,6 +127,7 @@ static const struct rule_param params[] = {
     COMMON_ROWS(RULE_FIRE_ALARM, fire_alarm),
     COMMON_ROWS(RULE_FIRE_FAULT, fire_fault),
     COMMON_ROWS(RULE_FIRE_DISABLED, fire_disabled),
+    COMMON_ROWS(RULE_FIRE_SUPERVISORY, fire_supervisory),
 
     COMMON_ROWS(RULE_METER_OFFLINE, meter_offline),
     ROW(RULE_METER_OFFLINE, meter_offline, failures, RULE_PARAM_INT, 1, 1000,

@@ -86,6 +86,7 @@ static void set_rule_tables(struct rule_engine *e)
     e->common[RULE_FIRE_ALARM] = &c->fire_alarm.c;
     e->common[RULE_FIRE_FAULT] = &c->fire_fault.c;
     e->common[RULE_FIRE_DISABLED] = &c->fire_disabled.c;
+    e->common[RULE_FIRE_SUPERVISORY] = &c->fire_supervisory.c;
     e->common[RULE_METER_OFFLINE] = &c->meter_offline.c;
     e->common[RULE_IMPLAUSIBLE_READING] = &c->implausible_reading.c;
     e->common[RULE_METER_REPLACED] = &c->meter_replaced.c;
@@ -168,7 +169,7 @@ static void init_conds(struct rule_engine *e)
 {
     static const enum rule_id zone_rules[ZONE_SLOTS] = {
         [ZONE_SLOT_ALARM] = RULE_FIRE_ALARM, [ZONE_SLOT_FAULT] = RULE_FIRE_FAULT,
-        [ZONE_SLOT_DISABLED] = RULE_FIRE_DISABLED,
+        [ZONE_SLOT_DISABLED] = RULE_FIRE_DISABLED, [ZONE_SLOT_SUPERVISORY] = RULE_FIRE_SUPERVISORY,
     };
     for (uint32_t m = 0; m < e->nmeters; m++)
         for (int s = 0; s < METER_SLOTS; s++)
@@ -295,7 +296,8 @@ static bool rule_allows_subject(enum rule_id rule, enum rule_subject_type type)
     switch (rule) {
     case RULE_VACANT_FLOW: return type == RULE_SUBJECT_UNIT;
     case RULE_FIRE_ALARM:
-    case RULE_FIRE_DISABLED: return type == RULE_SUBJECT_ZONE;
+    case RULE_FIRE_DISABLED:
+    case RULE_FIRE_SUPERVISORY: return type == RULE_SUBJECT_ZONE;
     case RULE_FIRE_FAULT: return type == RULE_SUBJECT_ZONE || type == RULE_SUBJECT_PANEL;
     case RULE_METER_OFFLINE: return type == RULE_SUBJECT_METER || type == RULE_SUBJECT_PANEL;
     default: return type == RULE_SUBJECT_METER;
@@ -316,9 +318,12 @@ static enum meter_slot meter_slot_of(enum rule_id rule)
 
 static enum zone_slot zone_slot_of(enum rule_id rule)
 {
-    if (rule == RULE_FIRE_ALARM)
-        return ZONE_SLOT_ALARM;
-    return rule == RULE_FIRE_FAULT ? ZONE_SLOT_FAULT : ZONE_SLOT_DISABLED;
+    switch (rule) {
+    case RULE_FIRE_ALARM: return ZONE_SLOT_ALARM;
+    case RULE_FIRE_FAULT: return ZONE_SLOT_FAULT;
+    case RULE_FIRE_SUPERVISORY: return ZONE_SLOT_SUPERVISORY;
+    default: return ZONE_SLOT_DISABLED;
+    }
 }
 
 /* The restored condition of a meter rule that cannot apply to the meter,

@@ -1,11 +1,13 @@
-/* rules_fire.c - fire panel samples: fire_alarm, fire_fault and
- * fire_disabled per zone, fire_fault for the panel itself, and
- * meter_offline for a panel that stops answering. */
+/* rules_fire.c - fire panel samples: fire_alarm, fire_fault,
+ * fire_disabled and fire_supervisory per zone, fire_fault for the panel
+ * itself, and meter_offline for a panel that stops answering. Pre-alarms
+ * are shown in the panel state, never raised. */
 #include "rules_internal.h"
 
 #define ZONE_BIT_ALARM 1u
 #define ZONE_BIT_FAULT 2u
 #define ZONE_BIT_DISABLED 4u
+#define ZONE_BIT_SUPERVISORY 8u
 
 static void observe_flag(struct rule_engine *e, struct cond *c, bool enabled, bool on, const char *reason,
                          int64_t ts_ms)
@@ -54,6 +56,9 @@ est_err rules__feed_panel(struct rule_engine *e, const struct rule_panel_sample 
                      bits & ZONE_BIT_FAULT, "zone_fault", s->ts_ms);
         observe_flag(e, rules__zone_cond(e, s->panel, z, ZONE_SLOT_DISABLED), cfg->fire_disabled.c.enabled,
                      bits & ZONE_BIT_DISABLED, "zone_disabled", s->ts_ms);
+        observe_flag(e, rules__zone_cond(e, s->panel, z, ZONE_SLOT_SUPERVISORY),
+                     cfg->fire_supervisory.c.enabled, bits & ZONE_BIT_SUPERVISORY, "supervisory",
+                     s->ts_ms);
     }
     return EST_OK;
 }

@@ -20,7 +20,8 @@ enum meter_slot {
     METER_SLOTS
 };
 enum panel_slot { PANEL_SLOT_FAULT, PANEL_SLOT_OFFLINE, PANEL_SLOTS };
-enum zone_slot { ZONE_SLOT_ALARM, ZONE_SLOT_FAULT, ZONE_SLOT_DISABLED, ZONE_SLOTS };
+enum zone_slot { ZONE_SLOT_ALARM, ZONE_SLOT_FAULT, ZONE_SLOT_DISABLED, ZONE_SLOT_SUPERVISORY,
+                 ZONE_SLOTS };
 
 /* What one evaluation of a rule says about its condition. UNKNOWN (not
  * enough data) leaves the stretch timers as they are. */
@@ -87,6 +88,7 @@ struct water_state {
     int vacant_increasing_reads;
     uint8_t vacant_present;
     uint8_t valve_checked;
+    uint8_t valve_closes;      /* close commands sent for the current incident */
 
     /* continuous_flow: clock that runs outside the quiet window only */
     uint8_t continuous_started;

@@ -73,12 +73,38 @@ static void describe_vacant(struct rule_engine *e, struct cond *c, uint32_t mete
     rules__cond_add_detail(e, c, "volume_m3", volume_m3);
     rules__cond_add_detail(e, c, "meter", meter);
     rules__cond_add_detail(e, c, "valve_failed", u->valve_failed);
+    if (e->meter_states[meter].water.valve_closes > 0)
+        rules__cond_add_detail(e, c, "valve_closes", e->meter_states[meter].water.valve_closes);
     rules__cond_want_severity(e, c, u->valve_failed ? RULE_SEV_CRITICAL : e->config.vacant_flow.c.severity);
 }
 
+static void send_close(struct rule_engine *e, uint32_t id, struct water_state *st, int64_t ts_ms)
+{
+    st->valve_closed_ms = ts_ms;
+    st->valve_checked = 0;
+    if (st->valve_closes < UINT8_MAX)
+        st->valve_closes++;
+    if (e->on_action) {
+        struct rule_action action = { .type = RULE_ACTION_CLOSE_VALVE, .meter = id, .ts_ms = ts_ms };
+        e->on_action(e->ctx, &action);
+    }
+}
+
+/* How long after the n-th close (1-based) the valve is checked:
+ * valve_check_s, doubled for every close sent before it. */
+static int64_t check_after_ms(const struct rule_engine *e, unsigned closes)
+{
+    int64_t ms = (int64_t)e->config.vacant_flow.valve_check_s * 1000;
+    for (unsigned i = 1; i < closes && i < 16; i++)
+        ms *= 2;
+    return ms;
+}
+
 /* With auto_close_valve: close the flowing meter's valve once per incident,
- * then on the first read valve_check_s later, escalate to critical if the
- * valve reports a fault, is not closed, or water still flows. */
+ * then check it on the first read valve_check_s later: a valve that reports
+ * a fault, is not closed, or lets water still flow is closed again, up to
+ * valve_retries times with the wait doubling each time; after that the
+ * incident goes critical with valve_failed. */
 static void check_valve(struct rule_engine *e, uint32_t id, const struct rule_meter_sample *s,
                         const struct water_input *in, struct cond *c, double volume_m3)
 {
@@ -91,16 +117,12 @@ static void check_valve(struct rule_engine *e, uint32_t id, const struct rule_me
         if (!st->vacant_present)
             return;
         u->valve_handled = 1;
-        st->valve_closed_ms = s->ts_ms;
-        st->valve_checked = 0;
-        if (e->on_action) {
-            struct rule_action action = { .type = RULE_ACTION_CLOSE_VALVE, .meter = id, .ts_ms = s->ts_ms };
-            e->on_action(e->ctx, &action);
-        }
+        st->valve_closes = 0;
+        send_close(e, id, st, s->ts_ms);
         return;
     }
     if (st->valve_closed_ms == TIME_NEVER || st->valve_checked ||
-        s->ts_ms - st->valve_closed_ms < (int64_t)e->config.vacant_flow.valve_check_s * 1000)
+        s->ts_ms - st->valve_closed_ms < check_after_ms(e, st->valve_closes))
         return;
     st->valve_checked = 1;
     bool not_closed = (s->has & RULE_HAS_VALVE) && s->valve != RULE_VALVE_CLOSED;
@@ -108,6 +130,10 @@ static void check_valve(struct rule_engine *e, uint32_t id, const struct rule_me
                          (in->have_increase && in->increase_m3 > 0.0);
     if (!s->valve_fault && !not_closed && !still_flowing)
         return;
+    if (st->valve_closes <= (unsigned)e->config.vacant_flow.valve_retries) {
+        send_close(e, id, st, s->ts_ms); /* it acknowledged but did not move: again */
+        return;
+    }
     u->valve_failed = 1;
     describe_vacant(e, c, id, u, volume_m3);
     rules__cond_refresh(e, c, s->ts_ms);
@@ -162,6 +188,7 @@ void rules__vacant_changed(struct rule_engine *e, uint32_t unit, bool vacant)
         st->vacant_last_increase_ms = TIME_NEVER;
         st->valve_closed_ms = TIME_NEVER;
         st->valve_checked = 0;
+        st->valve_closes = 0;
     }
     e->units[unit].flowing_meters = 0;
     reset_unit_valve(e, unit);

@@ -79,9 +79,15 @@ static void format_text(const struct gw_office *office, const struct rule_event 
                  subject, where);
         break;
     case RULE_VACANT_FLOW:
-        snprintf(out, len, zh ? "空置房 %s 水表在走水：有漏水风险，请关阀并核查"
-                              : "Water flowing in vacant unit %s: flood risk, close the valve and check",
-                 subject);
+        if (detail_value(e, "valve_failed", 0) != 0)
+            snprintf(out, len, zh ? "空置房 %s 水表在走水：阀门关闭失败（已发送 %.0f 次关阀指令仍未关闭），请立即到场手动关断供水"
+                                  : "Water flowing in vacant unit %s: the valve failed to close (%.0f close "
+                                    "commands sent, still not closed); shut off the supply on site now",
+                     subject, detail_value(e, "valve_closes", 1));
+        else
+            snprintf(out, len, zh ? "空置房 %s 水表在走水：有漏水风险，请关阀并核查"
+                                  : "Water flowing in vacant unit %s: flood risk, close the valve and check",
+                     subject);
         break;
     case RULE_CONTINUOUS_FLOW:
         snprintf(out, len, zh ? "水表 %s（%s）持续走水不停：疑似漏水"
@@ -96,6 +102,9 @@ static void format_text(const struct gw_office *office, const struct rule_event 
         break;
     case RULE_FIRE_DISABLED:
         snprintf(out, len, zh ? "消防屏蔽：%s" : "Fire zone disabled: %s", where);
+        break;
+    case RULE_FIRE_SUPERVISORY:
+        snprintf(out, len, zh ? "消防监管：%s" : "Fire supervisory: %s", where);
         break;
     case RULE_METER_OFFLINE:
         if (e->subject.type == RULE_SUBJECT_PANEL)

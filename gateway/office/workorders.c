@@ -648,6 +648,39 @@ static void note_incident_change(struct gw_office *office, int64_t order,
     free(note);
 }
 
+static int severity_rank(const char *severity)
+{
+    static const char *const order[] = {"info", "minor", "major", "critical"};
+    for (int i = 0; i < 4; i++)
+        if (streq(severity, order[i]))
+            return i;
+    return -1;
+}
+
+/* An incident that got worse (a valve that would not close) makes its order
+ * as severe, with the incident's new text as its description. */
+static void raise_order_severity(struct gw_office *office, int64_t order,
+                                 const struct gw_store_incident *in, int64_t now_ms)
+{
+    struct wo_copy c;
+    if (in->severity == NULL || wo_load(office->host.store, order, &c) != EST_OK)
+        return;
+    if (severity_rank(in->severity) > severity_rank(c.wo.severity)) {
+        char *old_severity = (char *)c.wo.severity, *old_description = (char *)c.wo.description;
+        c.wo.severity = in->severity;
+        if (in->text != NULL)
+            c.wo.description = in->text;
+        char *note = incident_note(in, false, gw_office_lang_zh(office));
+        struct wo_change ch = {.action = "severity", .from_state = c.wo.state, .note = note,
+                               .who = "system", .now_ms = now_ms, .patrol = false};
+        wo_record_change(office, &c.wo, &ch);
+        free(note);
+        c.wo.severity = old_severity;
+        c.wo.description = old_description;
+    }
+    wo_copy_release(&c);
+}
+
 void gw_workorders_on_incident(void *ctx, const struct gw_store_incident *incident,
                                enum rule_transition transition)
 {
@@ -663,6 +696,8 @@ void gw_workorders_on_incident(void *ctx, const struct gw_store_incident *incide
         break;
     case RULE_UPDATED:
         order = order_for_incident(office, incident);
+        if (order > 0)
+            raise_order_severity(office, order, incident, now_ms);
         if (order > 0)
             note_incident_change(office, order, incident, false, now_ms);
         else if (incident->open && severity_opens_order(incident->severity))

@@ -47,6 +47,8 @@ struct poll_device {
     const struct drv_device_options *options;
     bool has_valve;                /* valve control configured */
     size_t nrequests;
+    bool has_slow;                 /* the plan has slow requests (the model has a serial) */
+    bool serial_due;               /* back from offline: read the serial on the next poll */
     unsigned slow_every;
     uint64_t polls;
     unsigned consecutive_failures;
@@ -226,6 +228,8 @@ static est_err device_init(struct gw_poller *p, struct poll_device *d, enum gw_d
         return err;
     d->slow_every = drv_plan_slow_every(d->plan);
     d->nrequests = drv_plan_request_count(d->plan);
+    for (size_t i = 0; i < d->nrequests; i++)
+        d->has_slow |= drv_plan_request(d->plan, i)->slow;
     return EST_OK;
 }
 
@@ -341,9 +345,24 @@ static int attempts_for(const struct gw_poller *p, const struct poll_device *d)
     return d->consecutive_failures == 0 ? 1 + p->retries : 1;
 }
 
+/* The slow points (the serial) are read every slow_every polls, and once
+ * more when the device answers again after being offline (it may have been
+ * swapped meanwhile). A poll that merely failed forces no extra read: on a
+ * bus that loses one request in three that would lose more polls. */
 static bool wants_slow_poll(const struct poll_device *d)
 {
-    return d->polls % d->slow_every == 0 || d->consecutive_failures > 0;
+    return d->has_slow && (d->polls % d->slow_every == 0 || d->serial_due);
+}
+
+/* Clears serial_due once the slow requests of a poll were all read. */
+static void note_slow_read(struct poll_device *d, const bool *request_ok)
+{
+    if (!d->serial_due)
+        return;
+    for (size_t i = 0; i < d->nrequests; i++)
+        if (drv_plan_request(d->plan, i)->slow && !request_ok[i])
+            return;
+    d->serial_due = false;
 }
 
 static uint16_t *slot_regs(const struct gw_poller *p, size_t slot)
@@ -390,12 +409,17 @@ static void finish_sample(struct poll_device *d, const uint16_t *regs, const boo
     sample->error = t->first_error;
     sample->exception = t->first_exception;
     sample->reading.present = 0;
+    sample->reading.bad = 0;
     sample->reading.nzones = 0;
     if (t->answered > 0)
         drv_decode(d->plan, regs, request_ok, &sample->reading, &sample->bad_values);
+    /* A value the meter sent as NaN or Inf is not a good reading: stale,
+     * with the quantity named in the payload. */
     sample->quality = t->answered == 0 ? GW_QUALITY_ERROR
-                      : t->answered < t->attempted ? GW_QUALITY_STALE
-                                                   : GW_QUALITY_GOOD;
+                      : t->answered < t->attempted || sample->reading.bad != 0 ? GW_QUALITY_STALE
+                                                                             : GW_QUALITY_GOOD;
+    if (t->answered > 0 && d->has_slow)
+        note_slow_read(d, request_ok);
     d->polls++;
 }
 
@@ -431,6 +455,8 @@ static void note_outcome(struct gw_poller *p, struct poll_device *d, const struc
         /* The link is down (connection refused, port gone): one line for
          * the bus, at growing intervals, rather than one per device. */
         d->consecutive_failures++;
+        if (d->consecutive_failures >= p->offline_after)
+            d->serial_due = d->has_slow;
         if (gw_log_limiter_fail(&p->link_limiter)) {
             if (p->bus->type != GW_BUS_RTU)
                 gw_warn("bus %s: cannot reach %s:%d: %s (%llu failed polls)", p->bus->name,
@@ -445,6 +471,8 @@ static void note_outcome(struct gw_poller *p, struct poll_device *d, const struc
     }
     if (s->quality == GW_QUALITY_ERROR) {
         d->consecutive_failures++;
+        if (d->consecutive_failures >= p->offline_after)
+            d->serial_due = d->has_slow;
         if (gw_log_limiter_fail(&d->limiter)) {
             char buf[96];
             gw_warn("bus %s: device %s (slave %d): poll failed: %s (%llu in a row)", p->bus->name,
@@ -531,6 +559,7 @@ static void handle_valve_request(struct gw_poller *p, const struct valve_request
     sample->valve_close = req->close;
     snprintf(sample->requested_by, sizeof sample->requested_by, "%s", req->requested_by);
     sample->reading.present = 0;
+    sample->reading.bad = 0;
     sample->reading.nzones = 0;
     uint16_t address = 0, value = 0;
     if (d == NULL || !d->has_valve ||

@@ -570,7 +570,8 @@ est_err gw_store_workorder_create(struct gw_store *store, const struct gw_store_
                                   const char *who, const char *note, int64_t *id, bool *existing);
 
 /* Writes the mutable fields of wo (state, every time, escalated, assignee,
- * verifier, rating, postponed_until_ms, updated_ms, description, location)
+ * verifier, rating, postponed_until_ms, updated_ms, description, location,
+ * and severity unless NULL)
  * and appends the history record h, in one transaction - but only when the
  * stored state still equals h->from_state (or h->from_state is NULL):
  * EST_ERR_STATE otherwise, EST_ERR_NOTFOUND when there is no such order. */

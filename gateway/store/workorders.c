@@ -72,7 +72,8 @@ static const struct store__sql workorders_sql[] = {
      "UPDATE workorders SET state = ?2, dispatched_ms = ?3, arrive_due_ms = ?4,"
      " resolve_due_ms = ?5, on_site_ms = ?6, completed_ms = ?7, verified_ms = ?8,"
      " cancelled_ms = ?9, escalated = ?10, assignee = ?11, verifier = ?12, rating = ?13,"
-     " postponed_until_ms = ?14, updated_ms = ?15, description = ?16, location = ?17"
+     " postponed_until_ms = ?14, updated_ms = ?15, description = ?16, location = ?17,"
+     " severity = COALESCE(?19, severity)"
      " WHERE id = ?1 AND (?18 IS NULL OR state = ?18)"},
     {S_WO_STATE, "SELECT state FROM workorders WHERE id = ?1"},
     {S_WO_HISTORY_INSERT,
@@ -209,6 +210,7 @@ static est_err wo_update_row(struct gw_store *s, const struct gw_store_workorder
     store__bind_text(q, 16, wo->description, &rc);
     store__bind_text(q, 17, wo->location, &rc);
     store__bind_text(q, 18, from_state, &rc);
+    store__bind_text(q, 19, wo->severity, &rc);
     est_err err = store__exec(s, q, rc);
     if (err == EST_OK && store__changes(s) == 0)
         err = wo_not_updated(s, wo->id, from_state != NULL ? from_state : "?");

@@ -1,4 +1,15 @@
-/* payload.c - JSON payloads for readings, panel states and status. */
+/* payload.c - JSON payloads for readings, panel states and status.
+ *
+ * A reading's "error" names the first failure of its poll, or, when the
+ * meter answered with NaN or Inf, the quantities concerned ("bad value:
+ * power_w"); such a reading is "stale".
+ *
+ * A panel's state: "state" is "alarm", "fault", "supervisory", "pre_alarm"
+ * or "normal" from the zones read (the first that applies), and "unknown" when the panel could not be read (quality
+ * "error"): then panel_alarm and panel_fault are null and the zones are not
+ * listed, because an unreachable panel tells nothing, least of all "no
+ * alarm". Each zone shows alarm, fault, disabled, supervisory and
+ * pre_alarm (a pre-alarm is shown here, never raised). */
 #include "views.h"
 
 #include <limits.h>
@@ -96,8 +107,31 @@ cJSON *gw_payload_values(const struct drv_reading *reading)
     return values_object(reading, false);
 }
 
+/* "bad value: power_w, voltage_v" for the quantities read as NaN/Inf. */
+static void add_bad_values(cJSON *object, uint64_t bad)
+{
+    char text[256] = "bad value: ";
+    size_t used = strlen(text);
+    bool first = true;
+    for (int q = 0; q < DRV_Q__COUNT; q++) {
+        if (!(bad & (UINT64_C(1) << q)))
+            continue;
+        int n = snprintf(text + used, sizeof text - used, "%s%s", first ? "" : ", ",
+                         drv_quantity_name((enum drv_quantity)q));
+        if (n < 0 || (size_t)n >= sizeof text - used)
+            break;
+        used += (size_t)n;
+        first = false;
+    }
+    cJSON_AddStringToObject(object, "error", text);
+}
+
 static void add_error(cJSON *object, const struct gw_sample *sample)
 {
+    if (sample->error == EST_OK && sample->reading.bad != 0) {
+        add_bad_values(object, sample->reading.bad);
+        return;
+    }
     if (sample->error == EST_OK)
         return;
     if (sample->error == EST_ERR_EXCEPTION) {
@@ -192,13 +226,30 @@ char *gw_payload_panel_state(const struct gw_config *config, const struct gw_sam
     gw_json_add_ts(o, "ts", sample->ts_ms);
     cJSON_AddStringToObject(o, "quality", gw_quality_name(sample->quality));
     add_error(o, sample);
-    bool ok = sample->quality != GW_QUALITY_ERROR;
-    cJSON_AddBoolToObject(o, "panel_alarm", ok && r->value[DRV_Q_PANEL_ALARM] != 0 &&
-                                                (r->present & (UINT64_C(1) << DRV_Q_PANEL_ALARM)));
-    cJSON_AddBoolToObject(o, "panel_fault", ok && r->value[DRV_Q_PANEL_FAULT] != 0 &&
-                                                (r->present & (UINT64_C(1) << DRV_Q_PANEL_FAULT)));
+    bool known = sample->quality != GW_QUALITY_ERROR &&
+                 (r->present & (UINT64_C(1) << DRV_Q_PANEL_ALARM)) &&
+                 (r->present & (UINT64_C(1) << DRV_Q_PANEL_FAULT));
+    if (!known) {
+        cJSON_AddStringToObject(o, "state", "unknown");
+        cJSON_AddNullToObject(o, "panel_alarm");
+        cJSON_AddNullToObject(o, "panel_fault");
+        return gw_json_finish(o);
+    }
+    bool alarm = r->value[DRV_Q_PANEL_ALARM] != 0, fault = r->value[DRV_Q_PANEL_FAULT] != 0;
+    bool supervisory = false, pre_alarm = false;
+    for (uint16_t z = 0; z < r->nzones && z < p->nzones; z++) {
+        supervisory |= (r->zones[z] & DRV_ZONE_SUPERVISORY) != 0;
+        pre_alarm |= (r->zones[z] & DRV_ZONE_PREALARM) != 0;
+    }
+    cJSON_AddStringToObject(o, "state", alarm         ? "alarm"
+                                        : fault       ? "fault"
+                                        : supervisory ? "supervisory"
+                                        : pre_alarm   ? "pre_alarm"
+                                                      : "normal");
+    cJSON_AddBoolToObject(o, "panel_alarm", alarm);
+    cJSON_AddBoolToObject(o, "panel_fault", fault);
     cJSON *zones = cJSON_AddArrayToObject(o, "zones");
-    for (uint16_t z = 0; ok && z < r->nzones && z < p->nzones; z++) {
+    for (uint16_t z = 0; z < r->nzones && z < p->nzones; z++) {
         cJSON *zone = cJSON_CreateObject();
         uint8_t bits = r->zones[z];
         cJSON_AddNumberToObject(zone, "zone", z + 1);
@@ -210,6 +261,9 @@ char *gw_payload_panel_state(const struct gw_config *config, const struct gw_sam
         cJSON_AddBoolToObject(zone, "zone_fault", (bits & DRV_ZONE_FAULT) != 0);
         cJSON_AddBoolToObject(zone, "zone_disabled", (bits & DRV_ZONE_DISABLED) != 0);
         cJSON_AddBoolToObject(zone, "supervisory", (bits & DRV_ZONE_SUPERVISORY) != 0);
+        cJSON_AddBoolToObject(zone, "pre_alarm", (bits & DRV_ZONE_PREALARM) != 0);
+        if (bits & DRV_ZONE_UNKNOWN)
+            cJSON_AddBoolToObject(zone, "unknown", true);
         cJSON_AddItemToArray(zones, zone);
     }
     return gw_json_finish(o);

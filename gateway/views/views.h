@@ -88,7 +88,10 @@ size_t gw_payload_values_json(const struct drv_reading *reading, char *buf, size
 size_t gw_payload_reading_into(const struct gw_config *config, const struct gw_sample *sample,
                                const char *values_json, size_t values_len, char *buf, size_t cap);
 
-/* {"panel","ts","quality","panel_alarm","panel_fault","zones":[{"zone","name","alarm","fault","disabled","supervisory"}...]} */
+/* {"panel","ts","quality","error"?,"state":"alarm"|"fault"|"supervisory"|"pre_alarm"|"normal"|"unknown",
+ *  "panel_alarm","panel_fault","zones":[{"zone","name","zone_alarm","zone_fault","zone_disabled",
+ *  "supervisory","pre_alarm","unknown"?}...]}; state "unknown" (the panel could not be read):
+ *  panel_alarm and panel_fault null, no zones. */
 char *gw_payload_panel_state(const struct gw_config *config, const struct gw_sample *sample);
 
 /* {"state":"online"|"offline","version","ts"} */

@@ -16,8 +16,9 @@ Timeline of the main stack (rule windows shortened with --set):
   A  reverse E-1-102, flow in vacant units 1-102, 1-202 and 2-201 (the last
      one also the continuous_flow leak), FP-1 zone 1 alarm, zone 2 fault,
      zone 4 disabled, E-OFFICE silent; then E-2-201 jumps and E-1-201 is
-     replaced (a short comm gap first, so the gateway re-reads the serial
-     in the same poll that sees the counters reset, as after a real swap)
+     replaced (off the bus long enough to count as offline first, so the
+     gateway re-reads the serial in the same poll that sees the counters
+     reset, as after a real swap)
   B  gateway restart with SIGTERM, C  restart with SIGKILL
   D  every condition removed; 1-202 cleared by `estate-ctl unit 1-202
      occupancy occupied` through the running daemon (its flow goes on)
@@ -270,11 +271,12 @@ class RulesTest(unittest.TestCase):
 
         rec["phase"]["A2"] = time.time()
         sim.call(cmd="event", device="E-2-201", event="jump", delta=5000.0)
-        # A meter swap: the device is off the bus for a moment, the gateway's
-        # next good poll after a failure reads the slow points (serial) too.
+        # A meter swap: the device is off the bus until it counts as offline
+        # (3 failed polls); the gateway's first good poll after that reads
+        # the slow points (serial) too.
         sim.call(cmd="fault", device="E-1-201", fault="exception", code=4)
-        soft_wait(lambda: any(r["meter"] == "E-1-201" and r["quality"] == "error"
-                              for r in s.readings(rec["phase"]["A2"])), 5, 0.05)
+        soft_wait(lambda: sum(r["meter"] == "E-1-201" and r["quality"] == "error"
+                              for r in s.readings(rec["phase"]["A2"])) >= 3, 8, 0.05)
         sim.call(cmd="event", device="E-1-201", event="replace", serial=20269999)
         sim.call(cmd="fault", device="E-1-201", fault="none")
         cls.wait_states(FIRST + LATE, "raised", 30)

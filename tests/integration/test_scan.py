@@ -28,7 +28,7 @@ CDAB_SLAVE = 5             # sdm630 wired with word order CDAB
 UNCONFIGURED_SLAVE = 20    # answers, not in the config
 MISSING_SLAVE = 35         # configured, nobody answers
 SERIAL_CHANGED_SLAVE = 7   # the config has an older serial
-SERIAL_MODELS = {"sdm120", "sdm630", "dds238", "xintai-water"}  # the tables with a serial
+SERIAL_MODELS = {"sdm120", "sdm630"}  # the models with a serial point
 SCAN_IDS = "1-36"
 
 

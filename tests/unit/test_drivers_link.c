@@ -2,9 +2,11 @@
  * thread on 127.0.0.1 (ephemeral port): reads, writes, exception mapping,
  * reconnect after a timeout, and fast failure during connect backoff; and
  * pipelined batches (drv_link_read_many): requests really in flight
- * together, replies matched in order, exceptions, a silent or slow device,
- * a reply from the wrong unit, invalid reads, batches larger than
- * DRV_LINK_MAX_IN_FLIGHT, and the one-at-a-time fallback of a paced link. */
+ * together, replies matched by transaction id, exceptions, a silent or slow
+ * device, a reply from the wrong unit, invalid reads, batches larger than
+ * DRV_LINK_MAX_IN_FLIGHT, and the one-at-a-time fallback of a paced link;
+ * and the TCP framing on both paths: a duplicated reply, a stray frame
+ * before the reply, a reply whose MBAP length lies, a wrong unit id. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +32,9 @@
 #define SLOW_REPLY_MS 250
 #define ADDR_SILENT 0x0DEA     /* never replies */
 #define ADDR_WRONG_UNIT 0x0E01 /* replies as unit id + 1 */
+#define ADDR_DUPLICATE 0x0D00  /* replies twice */
+#define ADDR_LYING_LENGTH 0x0E10 /* 6 bytes of padding behind the PDU, in the MBAP length */
+#define ADDR_STRAY_FIRST 0x0E20  /* a frame with another transaction id, then the reply */
 
 struct test_server {
     modbus_t *ctx;
@@ -55,6 +60,40 @@ static int free_port(void)
     assert_int_equal(getsockname(s, (struct sockaddr *)&addr, &len), 0);
     close(s);
     return ntohs(addr.sin_port);
+}
+
+/* Sends the reply to a read (FC03/FC04) by hand: transaction id xor
+ * tid_flip, extra_length zero bytes behind the PDU (counted in the MBAP
+ * length, not in the byte count), registers from the map (plus
+ * value_offset). */
+static void send_raw_reply(struct test_server *server, int client, const uint8_t *query,
+                           unsigned tid_flip, unsigned extra_length, uint16_t value_offset)
+{
+    int header = modbus_get_header_length(server->ctx);
+    uint8_t function = query[header];
+    int address = query[header + 1] << 8 | query[header + 2];
+    int count = query[header + 3] << 8 | query[header + 4];
+    const uint16_t *table = function == 3 ? server->map->tab_registers
+                                          : server->map->tab_input_registers;
+    uint8_t frame[MODBUS_TCP_MAX_ADU_LENGTH];
+    unsigned length = 3 + 2 * (unsigned)count + extra_length;
+    unsigned tid = ((unsigned)query[0] << 8 | query[1]) ^ tid_flip;
+    frame[0] = (uint8_t)(tid >> 8);
+    frame[1] = (uint8_t)tid;
+    frame[2] = frame[3] = 0;
+    frame[4] = (uint8_t)(length >> 8);
+    frame[5] = (uint8_t)length;
+    frame[6] = query[6];
+    frame[7] = function;
+    frame[8] = (uint8_t)(2 * count);
+    for (int i = 0; i < count; i++) {
+        uint16_t v = (uint16_t)(table[address + i] + value_offset);
+        frame[9 + 2 * i] = (uint8_t)(v >> 8);
+        frame[10 + 2 * i] = (uint8_t)v;
+    }
+    size_t n = 9 + 2 * (size_t)count;
+    memset(frame + n, 0, extra_length);
+    assert_true(send(client, frame, n + extra_length, MSG_NOSIGNAL) > 0);
 }
 
 static void *serve(void *arg)
@@ -89,7 +128,15 @@ static void *serve(void *arg)
             }
             if (address == ADDR_SLOW)
                 usleep(SLOW_REPLY_MS * 1000);
+            if (address == ADDR_LYING_LENGTH) {
+                send_raw_reply(server, client, query, 0, 6, 0);
+                continue;
+            }
+            if (address == ADDR_STRAY_FIRST)
+                send_raw_reply(server, client, query, 0x5A5A, 0, 0x0111);
             modbus_reply(server->ctx, query, length, server->map);
+            if (address == ADDR_DUPLICATE)
+                modbus_reply(server->ctx, query, length, server->map);
         }
         close(client);
     }
@@ -332,10 +379,11 @@ static void test_pipelined_silent_device_leaves_rest_unanswered(void **state)
     assert_batch_read_ok(&reads[1]);
     /* The server skipped it and answered read 3: no reply of its own. */
     assert_int_equal(reads[2].result, EST_ERR_TIMEOUT);
-    /* Read 3's reply came, but with every transaction id 0 the link does
-     * not take it on trust: 3..5 are left for the caller to read again. */
+    /* The replies after it carry their own transaction ids: taken. */
     for (size_t i = 3; i < 6; i++)
-        assert_int_equal(reads[i].result, EST_ERR_STATE);
+        assert_batch_read_ok(&reads[i]);
+    /* After the timeout the connection is reopened (a late reply would be
+     * skipped anyway, but the converter may still be busy with it). */
     int before = atomic_load(&server->connections);
     for (size_t i = 3; i < 6; i++) {
         struct drv_link_read *r = &reads[i];
@@ -364,7 +412,7 @@ static void test_pipelined_slow_reply_delays_the_rest(void **state)
     drv_link_close(link);
 }
 
-static void test_pipelined_wrong_unit_breaks_off(void **state)
+static void test_pipelined_wrong_unit_is_refused(void **state)
 {
     struct test_server *server = *state;
     struct drv_link *link = open_tcp(server->port, 500, 100);
@@ -376,13 +424,100 @@ static void test_pipelined_wrong_unit_breaks_off(void **state)
     assert_batch_read_ok(&reads[0]);
     assert_int_equal(reads[1].result, EST_ERR_PROTOCOL);
     assert_int_equal(regs[1][0], 0xFFFF); /* nothing copied from a reply not its own */
+    /* The frame was whole and the stream stays in step. */
     for (size_t i = 2; i < 5; i++)
-        assert_int_equal(reads[i].result, EST_ERR_STATE);
-    /* A fresh connection for what comes next. */
+        assert_batch_read_ok(&reads[i]);
     drv_link_read_many(link, reads + 2, 3);
     for (size_t i = 2; i < 5; i++)
         assert_batch_read_ok(&reads[i]);
+    assert_int_equal(atomic_load(&server->connections), 1);
+    drv_link_close(link);
+}
+
+static void test_duplicated_reply_is_skipped(void **state)
+{
+    struct test_server *server = *state;
+    struct drv_link *link = open_tcp(server->port, 500, 100);
+    uint16_t regs[4];
+    assert_int_equal(drv_link_read(link, 1, DRV_FC_HOLDING, ADDR_DUPLICATE, 2, regs, NULL),
+                     EST_OK);
+    assert_int_equal(regs[0], 0x3000 + ADDR_DUPLICATE);
+    /* The second copy is not taken for the next replies. */
+    for (uint16_t i = 0; i < 5; i++) {
+        assert_int_equal(drv_link_read(link, 1, DRV_FC_INPUT, 0x0100 + i, 4, regs, NULL), EST_OK);
+        assert_int_equal(regs[0], 0x4100 + i);
+        assert_int_equal(regs[3], 0x4103 + i);
+    }
+    /* In a batch too. */
+    static uint16_t batch_regs[6][BATCH_REGS];
+    struct drv_link_read reads[6];
+    fill_batch(reads, batch_regs, 6, 2, ADDR_DUPLICATE);
+    drv_link_read_many(link, reads, 6);
+    for (size_t i = 0; i < 6; i++)
+        assert_batch_read_ok(&reads[i]);
+    drv_link_read_many(link, reads, 6);
+    for (size_t i = 0; i < 6; i++)
+        assert_batch_read_ok(&reads[i]);
+    assert_int_equal(atomic_load(&server->connections), 1);
+    assert_true(drv_link_stray_frames(link) >= 2);
+    drv_link_close(link);
+}
+
+static void test_stray_frame_before_reply_is_skipped(void **state)
+{
+    struct test_server *server = *state;
+    struct drv_link *link = open_tcp(server->port, 500, 100);
+    uint16_t regs[2];
+    assert_int_equal(drv_link_read(link, 1, DRV_FC_HOLDING, ADDR_STRAY_FIRST, 2, regs, NULL),
+                     EST_OK);
+    assert_int_equal(regs[0], 0x3000 + ADDR_STRAY_FIRST); /* not the stray's 0x0111 more */
+    assert_int_equal(drv_link_stray_frames(link), 1);
+    assert_int_equal(atomic_load(&server->connections), 1);
+    drv_link_close(link);
+}
+
+static void test_lying_length_is_not_read_past(void **state)
+{
+    struct test_server *server = *state;
+    struct drv_link *link = open_tcp(server->port, 1000, 100);
+    uint16_t regs[2] = {0xFFFF, 0xFFFF};
+    int64_t start = est_mono_ms();
+    assert_int_equal(drv_link_read(link, 1, DRV_FC_HOLDING, ADDR_LYING_LENGTH, 2, regs, NULL),
+                     EST_ERR_PROTOCOL);
+    /* Refused on the header: no waiting for bytes that never come. */
+    assert_true(est_mono_ms() - start < 500);
+    assert_int_equal(regs[0], 0xFFFF);
+    /* The stream is reopened, and the next read is good. */
+    assert_int_equal(drv_link_read(link, 1, DRV_FC_HOLDING, 0x0020, 2, regs, NULL), EST_OK);
+    assert_int_equal(regs[1], 0x3021);
     assert_int_equal(atomic_load(&server->connections), 2);
+    /* In a batch: the lying read fails, the ones after it are left to read
+     * again alone (never taken from the bytes behind the lie). */
+    static uint16_t batch_regs[5][BATCH_REGS];
+    struct drv_link_read reads[5];
+    fill_batch(reads, batch_regs, 5, 1, ADDR_LYING_LENGTH);
+    drv_link_read_many(link, reads, 5);
+    assert_batch_read_ok(&reads[0]);
+    assert_int_equal(reads[1].result, EST_ERR_PROTOCOL);
+    for (size_t i = 2; i < 5; i++)
+        assert_int_equal(reads[i].result, EST_ERR_STATE);
+    drv_link_read_many(link, reads + 2, 3);
+    for (size_t i = 2; i < 5; i++)
+        assert_batch_read_ok(&reads[i]);
+    drv_link_close(link);
+}
+
+static void test_wrong_unit_single_read_is_refused(void **state)
+{
+    struct test_server *server = *state;
+    struct drv_link *link = open_tcp(server->port, 500, 100);
+    uint16_t regs[2] = {0xFFFF, 0xFFFF};
+    assert_int_equal(drv_link_read(link, 7, DRV_FC_HOLDING, ADDR_WRONG_UNIT, 2, regs, NULL),
+                     EST_ERR_PROTOCOL);
+    assert_int_equal(regs[0], 0xFFFF);
+    assert_int_equal(drv_link_read(link, 7, DRV_FC_HOLDING, 0x0001, 2, regs, NULL), EST_OK);
+    assert_int_equal(regs[0], 0x3001);
+    assert_int_equal(atomic_load(&server->connections), 1);
     drv_link_close(link);
 }
 
@@ -456,7 +591,15 @@ int main(void)
                                         server_setup, server_teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_slow_reply_delays_the_rest, server_setup,
                                         server_teardown),
-        cmocka_unit_test_setup_teardown(test_pipelined_wrong_unit_breaks_off, server_setup,
+        cmocka_unit_test_setup_teardown(test_pipelined_wrong_unit_is_refused, server_setup,
+                                        server_teardown),
+        cmocka_unit_test_setup_teardown(test_duplicated_reply_is_skipped, server_setup,
+                                        server_teardown),
+        cmocka_unit_test_setup_teardown(test_stray_frame_before_reply_is_skipped, server_setup,
+                                        server_teardown),
+        cmocka_unit_test_setup_teardown(test_lying_length_is_not_read_past, server_setup,
+                                        server_teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_unit_single_read_is_refused, server_setup,
                                         server_teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_invalid_and_large_batches, server_setup,
                                         server_teardown),

@@ -81,8 +81,10 @@ static void test_every_shipped_model_loads(void **state)
 static void test_serial_point_only_where_the_model_has_one(void **state)
 {
     (void)state;
-    static const char *const with[] = {"sdm120", "sdm630", "sdm72", "dds238", "xintai-water"};
-    static const char *const without[] = {"ddsu666", "dtsu666", "adl400", "tuf2000m"};
+    static const char *const with[] = {"sdm120", "sdm630", "sdm72"};
+    /* DDS238-2 and Xintai datasheets give no serial number register */
+    static const char *const without[] = {"ddsu666", "dtsu666", "adl400", "tuf2000m", "dds238",
+                                          "xintai-water"};
     for (size_t i = 0; i < sizeof with / sizeof with[0]; i++) {
         const struct drv_model *m = drv_model_find(with[i]);
         const struct drv_point *last = &m->points[m->npoints - 1];

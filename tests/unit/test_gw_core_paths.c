@@ -502,6 +502,9 @@ static void test_fed_panel_and_valve_result_take_their_stages(void **state)
     };
     panel.reading.nzones = 3;
     panel.reading.zones[1] = DRV_ZONE_ALARM;
+    /* a panel read whole: its flags are known (an unread panel is "unknown") */
+    panel.reading.present |= (UINT64_C(1) << DRV_Q_PANEL_ALARM) | (UINT64_C(1) << DRV_Q_PANEL_FAULT);
+    panel.reading.value[DRV_Q_PANEL_ALARM] = 1;
     struct gw_sample valve = {.item = GW_ITEM_VALVE_RESULT, .device_type = GW_DEVICE_METER,
                               .index = 0, .ts_ms = CLOCK_MS, .error = EST_OK, .valve_close = true};
     snprintf(valve.requested_by, sizeof valve.requested_by, "eng");

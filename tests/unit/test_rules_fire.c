@@ -1,4 +1,5 @@
-/* test_rules_fire.c - fire_alarm, fire_fault and fire_disabled per zone,
+/* test_rules_fire.c - fire_alarm, fire_fault, fire_disabled and
+ * fire_supervisory per zone,
  * panel-level fire_fault, panel offline, and failed polls that must change
  * no fire state. */
 #include "test_rules_fixture.h"
@@ -152,6 +153,43 @@ static void test_bad_panel_input(void **state)
     rule_engine_destroy(e);
 }
 
+static void test_supervisory_zone_raises_fire_supervisory(void **state)
+{
+    (void)state;
+    const uint16_t zones[1] = { 3 };
+    struct rule_engine *e = make_engine(&cfg, NULL, 0, NULL, 0, zones, 1, &rec);
+    uint8_t z[3] = { 0, 0, 0 };
+    feed_panel(e, 0, T0, z, 3, false);
+    z[2] = 8; /* zone 2: supervisory (a sprinkler valve tampered) */
+    for (int i = 1; i <= 4; i++)
+        feed_panel(e, 0, T0 + i * SEC, z, 3, false);
+    assert_int_equal(count_events(&rec, RULE_FIRE_SUPERVISORY, RULE_RAISED), 1);
+    const struct rule_event *ev = last_event(&rec, RULE_FIRE_SUPERVISORY);
+    assert_int_equal(ev->severity, RULE_SEV_MAJOR);
+    assert_int_equal(ev->subject.type, RULE_SUBJECT_ZONE);
+    assert_int_equal(ev->subject.zone, 2);
+    assert_string_equal(ev->reason, "supervisory");
+    assert_string_equal(rule_name(RULE_FIRE_SUPERVISORY), "fire_supervisory");
+    struct rule_subject zone = { RULE_SUBJECT_ZONE, 0, 2 };
+    assert_true(rule_engine_condition_active(e, RULE_FIRE_SUPERVISORY, &zone));
+    /* Supervisory is neither an alarm nor a fault. */
+    assert_int_equal(count_rule(&rec, RULE_FIRE_ALARM) + count_rule(&rec, RULE_FIRE_FAULT), 0);
+    z[2] = 0;
+    feed_panel(e, 0, T0 + 10 * SEC, z, 3, false);
+    assert_int_equal(count_events(&rec, RULE_FIRE_SUPERVISORY, RULE_CLEARED), 1);
+    assert_false(rule_engine_condition_active(e, RULE_FIRE_SUPERVISORY, &zone));
+    rule_engine_destroy(e);
+
+    /* Disabled by config: nothing. */
+    cfg.fire_supervisory.c.enabled = false;
+    e = make_engine(&cfg, NULL, 0, NULL, 0, zones, 1, &rec);
+    z[1] = 8;
+    for (int i = 0; i < 3; i++)
+        feed_panel(e, 0, T0 + i * SEC, z, 3, false);
+    assert_int_equal(count_rule(&rec, RULE_FIRE_SUPERVISORY), 0);
+    rule_engine_destroy(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -160,6 +198,7 @@ int main(void)
         cmocka_unit_test_setup(test_panel_fault_is_its_own_subject, setup),
         cmocka_unit_test_setup(test_failed_poll_changes_nothing_but_offline, setup),
         cmocka_unit_test_setup(test_bad_panel_input, setup),
+        cmocka_unit_test_setup(test_supervisory_zone_raises_fire_supervisory, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

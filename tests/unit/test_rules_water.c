@@ -151,6 +151,7 @@ static void test_valve_fault_escalates_to_critical(void **state)
 {
     (void)state;
     cfg.vacant_flow.auto_close_valve = true;
+    cfg.vacant_flow.valve_retries = 0; /* the first failed check escalates */
     struct rule_meter m = water_meter(0);
     bool vacant[1] = { true };
     struct rule_engine *e = make_engine(&cfg, &m, 1, vacant, 1, NULL, 0, &rec);
@@ -168,6 +169,7 @@ static void test_flow_not_stopping_escalates(void **state)
 {
     (void)state;
     cfg.vacant_flow.auto_close_valve = true;
+    cfg.vacant_flow.valve_retries = 0; /* the first failed check escalates */
     struct rule_meter m = water_meter(0);
     bool vacant[1] = { true };
     struct rule_engine *e = make_engine(&cfg, &m, 1, vacant, 1, NULL, 0, &rec);
@@ -179,6 +181,50 @@ static void test_flow_not_stopping_escalates(void **state)
             rec.events[i].severity == RULE_SEV_CRITICAL)
             critical = true;
     assert_true(critical);
+    rule_engine_destroy(e);
+}
+
+/* A valve that acknowledges every close but never moves: closed again
+ * valve_retries (3) times, each check waiting twice as long, then critical. */
+static void test_unmoved_valve_is_closed_again_then_escalates(void **state)
+{
+    (void)state;
+    cfg.vacant_flow.auto_close_valve = true;
+    assert_int_equal(cfg.vacant_flow.valve_retries, 3); /* the default */
+    struct rule_meter m = water_meter(0);
+    bool vacant[1] = { true };
+    struct rule_engine *e = make_engine(&cfg, &m, 1, vacant, 1, NULL, 0, &rec);
+    double v = run_water(e, 0, T0, T0 + 30 * SEC, 10 * SEC, 1.0, 0.002);
+    assert_int_equal(rec.nactions, 1);
+    int64_t action_ts[8] = {rec.actions[0].ts_ms};
+    bool critical_early = false;
+    for (int64_t t = T0 + 30 * SEC; t <= T0 + 30 * SEC + 20 * MIN; t += 10 * SEC) {
+        struct rule_meter_sample s = water_sample(0, t, v, 0.5);
+        s.has |= RULE_HAS_VALVE;
+        s.valve = RULE_VALVE_OPEN;
+        size_t before = rec.nactions;
+        feed(e, s);
+        rule_engine_tick(e, t);
+        if (rec.nactions > before && rec.nactions <= 8)
+            action_ts[rec.nactions - 1] = rec.actions[rec.nactions - 1].ts_ms;
+        if (rec.nactions < 4 && last_event(&rec, RULE_VACANT_FLOW)->severity == RULE_SEV_CRITICAL)
+            critical_early = true;
+        v += 0.002;
+    }
+    assert_false(critical_early);
+    assert_int_equal(rec.nactions, 4); /* the close and 3 more */
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(rec.actions[i].type, RULE_ACTION_CLOSE_VALVE);
+    /* Checks after 60 s, 120 s, 240 s (the next read at or after). */
+    assert_true(action_ts[1] - action_ts[0] >= 60 * SEC && action_ts[1] - action_ts[0] < 70 * SEC);
+    assert_true(action_ts[2] - action_ts[1] >= 120 * SEC && action_ts[2] - action_ts[1] < 130 * SEC);
+    assert_true(action_ts[3] - action_ts[2] >= 240 * SEC && action_ts[3] - action_ts[2] < 250 * SEC);
+    const struct rule_event *ev = last_event(&rec, RULE_VACANT_FLOW);
+    assert_int_equal(ev->transition, RULE_UPDATED);
+    assert_int_equal(ev->severity, RULE_SEV_CRITICAL);
+    assert_true(detail_of(ev, "valve_failed") == 1.0);
+    assert_true(detail_of(ev, "valve_closes") == 4.0);
+    assert_true(ev->ts_ms - action_ts[3] >= 480 * SEC);
     rule_engine_destroy(e);
 }
 
@@ -432,6 +478,7 @@ int main(void)
         cmocka_unit_test_setup(test_occupancy_change_clears_and_rearms, setup),
         cmocka_unit_test_setup(test_valve_closes_and_stops_flow, setup),
         cmocka_unit_test_setup(test_valve_fault_escalates_to_critical, setup),
+        cmocka_unit_test_setup(test_unmoved_valve_is_closed_again_then_escalates, setup),
         cmocka_unit_test_setup(test_flow_not_stopping_escalates, setup),
         cmocka_unit_test_setup(test_restored_vacant_flow_is_not_raised_or_closed_again, setup),
         cmocka_unit_test_setup(test_leak_without_zero_hour_in_a_day, setup),
