@@ -89,6 +89,28 @@ bad=$(find /var/lib/estate-gw -mindepth 1 ! -user _estate-gw)
 kill -TERM "$gw_pid"
 wait "$gw_pid" || fail "estate-gw did not exit cleanly on SIGTERM (log: $run/gw.log)"
 
+step "journald: with stderr on the journal's stream, <N> prefixes and no timestamp"
+# JOURNAL_STREAM names stderr's device:inode, as systemd sets it for the journal.
+journal_log="$run/journal.log"
+(
+  exec 2>"$journal_log"
+  JOURNAL_STREAM=$(stat -L -c '%d:%i' /proc/self/fd/2) \
+    timeout -s TERM 2 /usr/sbin/estate-gw -c "$run/conf/estate-gw.conf" \
+      --set "gateway.data_dir=$run/journal-data" --set "mqtt.uri=tcp://127.0.0.1:$mqtt_port" \
+      --set "http.listen=127.0.0.1:$(free_port)" || true
+)
+grep -q '^<6>info estate-gw .* starting' "$journal_log" || { cat "$journal_log"; fail "no <6> prefix in the journal format"; }
+if grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T' "$journal_log"; then fail "timestamps in the journal format"; fi
+grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T.* info estate-gw .* starting' "$run/gw.log" ||
+  fail "plain stderr lost its timestamps"
+
+step "upgrade (reinstall) keeps the edited config and the data"
+echo "# edited by the package test" >> /etc/estate-gw/estate-gw.conf
+db_before=$(find /var/lib/estate-gw -type f | sort)
+dpkg -i "$gw_deb" "$sim_deb" > "$work/upgrade.log" 2>&1 < /dev/null || { cat "$work/upgrade.log"; fail "reinstall"; }
+grep -q "edited by the package test" /etc/estate-gw/estate-gw.conf || fail "the upgrade replaced the edited config"
+[ "$(find /var/lib/estate-gw -type f | sort)" = "$db_before" ] || fail "the upgrade changed /var/lib/estate-gw"
+
 step "remove keeps config and data; purge removes them"
 dpkg --remove estate-sim estate-gw > "$work/remove.log" 2>&1 || { cat "$work/remove.log"; fail "dpkg --remove"; }
 [ -f /etc/estate-gw/estate-gw.conf ] || fail "remove dropped the conffile"
