@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""test_notify.py - estate-gw speaks the service manager's notify protocol:
-READY=1 once the core runs, WATCHDOG=1 from the core's ticks at a third of
-WATCHDOG_USEC, STOPPING=1 on SIGTERM. A datagram socket stands in for
-systemd's NOTIFY_SOCKET; no broker is needed (the core ticks without one).
+"""test_notify.py - estate-gw under a service manager: it speaks the notify
+protocol (READY=1 once the core runs, WATCHDOG=1 from the core's ticks at a
+third of WATCHDOG_USEC, STOPPING=1 on SIGTERM; a datagram socket stands in
+for systemd's NOTIFY_SOCKET), and its log lines carry "<N>" priorities and no
+timestamp when stderr is the journal (JOURNAL_STREAM names stderr's device
+and inode). No broker is needed: the core ticks without one.
 
 Usage: test_notify.py ESTATE_GW DEMO_CONFIG"""
 import os
@@ -64,6 +66,40 @@ class NotifyTest(unittest.TestCase):
                     gw.kill()
                     gw.wait()
                 sock.close()
+
+
+class JournalFormatTest(unittest.TestCase):
+    def run_gw(self, tmp, journal):
+        log_path = os.path.join(tmp, "journal.log" if journal else "plain.log")
+        with open(log_path, "w") as log:
+            st = os.fstat(log.fileno())
+            env = dict(os.environ)
+            env.pop("JOURNAL_STREAM", None)
+            if journal:
+                env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+            gw = subprocess.Popen(
+                [EXE, "-c", CONFIG, "--set", f"gateway.data_dir={tmp}/data",
+                 "--set", "mqtt.uri=tcp://127.0.0.1:1", "--set", f"http.listen=127.0.0.1:{free_port()}"],
+                env=env, stdout=subprocess.DEVNULL, stderr=log)
+            time.sleep(1.5)
+            gw.send_signal(signal.SIGTERM)
+            self.assertEqual(gw.wait(timeout=15), 0)
+        with open(log_path, encoding="utf-8") as f:
+            return f.read().splitlines()
+
+    def test_journal_lines_have_priorities_and_no_timestamps(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            lines = self.run_gw(tmp, journal=True)
+            self.assertTrue(any(l.startswith("<6>info estate-gw ") for l in lines), lines)
+            for line in lines:
+                self.assertRegex(line, r"^<[3467]>(error|warn|info|debug) ")
+
+    def test_other_stderr_keeps_timestamps(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            lines = self.run_gw(tmp, journal=False)
+            self.assertTrue(lines)
+            for line in lines:
+                self.assertRegex(line, r"^\d{4}-\d{2}-\d{2}T\S+Z (error|warn|info|debug) ")
 
 
 if __name__ == "__main__":
