@@ -35,10 +35,11 @@ class NotifyTest(unittest.TestCase):
             sock.settimeout(0.2)
             env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC=str(WATCHDOG_USEC))
             env.pop("WATCHDOG_PID", None)
+            log = open(os.path.join(tmp, "gw.log"), "w")
             gw = subprocess.Popen(
                 [EXE, "-c", CONFIG, "--set", f"gateway.data_dir={tmp}/data",
                  "--set", "mqtt.uri=tcp://127.0.0.1:1", "--set", f"http.listen=127.0.0.1:{free_port()}"],
-                env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "gw.log"), "w"))
+                env=env, stdout=subprocess.DEVNULL, stderr=log)
             messages = []
             try:
                 deadline = time.monotonic() + 10
@@ -66,6 +67,7 @@ class NotifyTest(unittest.TestCase):
                     gw.kill()
                     gw.wait()
                 sock.close()
+                log.close()
 
 
 class JournalFormatTest(unittest.TestCase):
