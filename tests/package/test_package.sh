@@ -80,7 +80,9 @@ pids+=($gw_pid)
 wait "$sub_pid" || { tail -20 "$run/gw.log"; fail "no readings on MQTT within 30 s"; }
 [ "$(wc -l < "$run/readings.txt")" -ge 3 ] || fail "fewer than 3 readings"
 echo "readings: $(cut -c1-100 "$run/readings.txt" | head -1) ..."
-curl -fsS "http://127.0.0.1:$http_port/" | grep -qi "<html" ||
+curl -fsS -o "$run/index.html" "http://127.0.0.1:$http_port/" ||
+  fail "the console does not answer on 127.0.0.1:$http_port"
+cmp -s "$run/index.html" /usr/share/estate-gw/console/index.html ||
   fail "the console is not served from /usr/share/estate-gw/console"
 ls /var/lib/estate-gw/*.db >/dev/null 2>&1 || ls /var/lib/estate-gw | grep -q . ||
   fail "nothing in /var/lib/estate-gw"
