@@ -9,7 +9,10 @@ packages=(
   libcjson-dev libmicrohttpd-dev libssl-dev libcmocka-dev
   mosquitto mosquitto-clients socat openssl
   python3 python3-paho-mqtt
+  libsystemd-dev scdoc
 )
+# Debian packaging (debian/, tests/package/test_package.sh).
+packages+=(debhelper dpkg-dev fakeroot lintian systemd adduser curl)
 # Browser tests of the console: Debian's chromium, CJK fonts for the Chinese
 # pages, and Node.js/npm (playwright-core comes from the npm registry).
 if [ "${ESTATE_BROWSER_TESTS:-1}" = 1 ]; then

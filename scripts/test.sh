@@ -18,6 +18,9 @@ echo "== build (RelWithDebInfo, -Werror)"
 echo "== tests"
 ctest --test-dir "$root/build" --output-on-failure -j"$test_jobs" -LE bench
 
+echo "== Debian package: build, install, run as _estate-gw, purge"
+"$root/tests/package/test_package.sh"
+
 echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer)"
 "$root/scripts/build.sh" "$root/build-asan" -DESTATE_SANITIZE=ON -DESTATE_BENCH=OFF \
   -DESTATE_BROWSER_TESTS=OFF -DCMAKE_BUILD_TYPE=Debug

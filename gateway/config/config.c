@@ -2372,3 +2372,95 @@ int gw_config_panel_index(const struct gw_config *config, const char *id)
             return (int)i;
     return -1;
 }
+
+/* ------------------------------------------------------------------ */
+/* Key listing (estate-gw --print-config-keys, the man page's keys)    */
+/* ------------------------------------------------------------------ */
+
+/* What a row's value may be, in words for the manual. */
+static void print_value_words(FILE *out, const struct key_row *row)
+{
+    switch (row->type) {
+    case K_INT:
+    case K_U16:
+    case K_UINT:
+        if (row->min > INT_MIN || row->max < INT_MAX)
+            fprintf(out, "integer %.0f..%.0f", row->min, row->max);
+        else
+            fputs("integer", out);
+        return;
+    case K_DOUBLE:
+        if (row->min > -1e300 || row->max < 1e300)
+            fprintf(out, "number %g..%g", row->min, row->max);
+        else
+            fputs("number", out);
+        return;
+    case K_BOOL:
+        fputs("true or false", out);
+        return;
+    case K_ENUM:
+        fputs("one of", out);
+        for (size_t k = 0; row->names[k]; k++)
+            fprintf(out, "%s %s", k ? "," : "", row->names[k]);
+        return;
+    case K_PARITY:
+        fputs("one of N, E, O", out);
+        return;
+    case K_IDENT:
+        fputs("identifier", out);
+        return;
+    case K_PATH:
+        fputs("path (relative to the config file)", out);
+        return;
+    case K_FILE:
+        fputs("readable file (relative to the config file)", out);
+        return;
+    case K_DIR:
+        fputs("directory (relative to the config file)", out);
+        return;
+    case K_STR:
+    case K_CUSTOM:
+        fputs("string", out);
+        return;
+    case K_SETTING:
+        fputs("group or list", out);
+        return;
+    }
+}
+
+static void print_rows(FILE *out, const char *prefix, const struct key_row *rows, size_t nrows)
+{
+    for (size_t r = 0; r < nrows; r++) {
+        fprintf(out, "%s.%s\t", prefix, rows[r].name);
+        print_value_words(out, &rows[r]);
+        fputc('\n', out);
+    }
+}
+
+void gw_config_print_keys(FILE *out)
+{
+    print_rows(out, "gateway", gateway_rows, NROWS(gateway_rows));
+    print_rows(out, "mqtt", mqtt_rows, NROWS(mqtt_rows));
+    print_rows(out, "buses[]", bus_rows, NROWS(bus_rows));
+    print_rows(out, "units[]", unit_rows, NROWS(unit_rows));
+    print_rows(out, "meters[]", meter_rows, NROWS(meter_rows));
+    fputs("meters_csv\tpath (relative to the config file)\n", out);
+    print_rows(out, "fire_panels[]", panel_rows, NROWS(panel_rows));
+    print_rows(out, "fire_panels[].zone_names[]", zone_rows, NROWS(zone_rows));
+    size_t nparams;
+    const struct rule_param *params = rule_params(&nparams);
+    for (size_t k = 0; k < nparams; k++) {
+        struct key_row row = rule_param_row(&params[k]);
+        fprintf(out, "rules.%s.%s\t", rule_name(params[k].rule), params[k].name);
+        if (params[k].type == RULE_PARAM_SEVERITY)
+            fputs("one of info, minor, major, critical", out);
+        else
+            print_value_words(out, &row);
+        fputc('\n', out);
+    }
+    print_rows(out, "workorders", workorder_rows, NROWS(workorder_rows));
+    fputs("workorders.escalation.roles\tlist of frontdesk, engineer, supervisor, viewer\n", out);
+    fputs("workorders.escalation.contacts\tlist of strings\n", out);
+    print_rows(out, "http", http_rows, NROWS(http_rows));
+    print_rows(out, "retention", retention_rows, NROWS(retention_rows));
+}

@@ -210,6 +210,9 @@ void gw_config_free(struct gw_config *config);
 void gw_config_clear_meters(struct gw_config *config);
 void gw_config_errors_free(struct gw_config_errors *errors);
 /* Writes each message on its own line to out. */
+/* Every key the loader accepts, one "path<TAB>value words" line each, in
+ * file order (list entries as "buses[].name"): the manual's key list. */
+void gw_config_print_keys(FILE *out);
 void gw_config_errors_print(const struct gw_config_errors *errors, FILE *out);
 
 /* Lookups: index or -1. */

@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 
 #include "console_internal.h"
+#include "est_alloc.h"
 #include "log.h"
 
 #define DRAIN_MAX (1024 * 1024)       /* beyond this an oversize body closes the connection */
@@ -549,16 +550,44 @@ static est_err parse_listen(const char *listen, struct sockaddr_storage *addr, s
     return EST_OK;
 }
 
-/* The console's files: http.static_dir, else the installed console when it
- * exists, else the source tree's. */
+/* The console's files: http.static_dir, else share/estate-gw/console beside
+ * the executable (<exe>/../share/..., as installed; the build tree links it
+ * to the source's assets), else the configured install location. */
+#define CONSOLE_SUBDIR "share/estate-gw/console"
+#define CONSOLE_EXE_LEVELS_SEARCHED 4
+
+static char *console_dir_beside_executable(void)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return NULL;
+    exe[n] = '\0';
+    for (int level = 0; level < CONSOLE_EXE_LEVELS_SEARCHED; level++) {
+        char *slash = strrchr(exe, '/');
+        if (slash == NULL)
+            return NULL;
+        *slash = '\0';
+        char *candidate = est_asprintf("%s/" CONSOLE_SUBDIR, exe);
+        char *index = candidate ? est_asprintf("%s/index.html", candidate) : NULL;
+        struct stat st;
+        bool found = index != NULL && stat(index, &st) == 0;
+        free(index);
+        if (found)
+            return candidate;
+        free(candidate);
+    }
+    return NULL;
+}
+
 static char *pick_static_dir(const struct gw_config *config)
 {
     if (config->http.static_dir && config->http.static_dir[0])
         return strdup(config->http.static_dir);
-    struct stat st;
-    if (stat(ESTATE_CONSOLE_DIR "/index.html", &st) == 0)
-        return strdup(ESTATE_CONSOLE_DIR);
-    return strdup(ESTATE_CONSOLE_SRC_DIR);
+    char *beside = console_dir_beside_executable();
+    if (beside != NULL)
+        return beside;
+    return strdup(ESTATE_CONSOLE_DIR);
 }
 
 static void http_free(struct gw_http *http)

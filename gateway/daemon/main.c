@@ -1,10 +1,15 @@
 /* main.c - estate-gw, the gateway daemon: loads the config, then runs the
- * core (pollers -> rules -> store -> MQTT) and the console until SIGTERM. */
+ * core (pollers -> rules -> store -> MQTT) and the console until SIGTERM.
+ * Under systemd (Type=notify) it reports READY=1 once the core ticks and
+ * WATCHDOG=1 from the core's ticks, so a stuck core loop gets restarted. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef ESTATE_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "config.h"
 #include "console.h"
@@ -32,6 +37,51 @@ static int64_t console_now(void *ctx)
     return gw_core_now_ms(ctx);
 }
 
+/* The service manager's view of the daemon: ready after the first tick,
+ * then a watchdog ping at a third of the watchdog interval. */
+struct service_notify {
+    bool ready_sent;
+    uint64_t watchdog_usec; /* 0 = no watchdog asked for */
+    int64_t next_ping_ms;
+};
+
+static void notify_init(struct service_notify *notify)
+{
+    *notify = (struct service_notify){0};
+#ifdef ESTATE_HAVE_SYSTEMD
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) > 0)
+        notify->watchdog_usec = usec;
+#endif
+}
+
+static void notify_on_tick(void *ctx)
+{
+#ifdef ESTATE_HAVE_SYSTEMD
+    struct service_notify *notify = ctx;
+    if (!notify->ready_sent) {
+        notify->ready_sent = true;
+        sd_notify(0, "READY=1\nSTATUS=running");
+    }
+    if (notify->watchdog_usec == 0)
+        return;
+    int64_t now = est_mono_ms();
+    if (now < notify->next_ping_ms)
+        return;
+    notify->next_ping_ms = now + (int64_t)(notify->watchdog_usec / 3000);
+    sd_notify(0, "WATCHDOG=1");
+#else
+    (void)ctx;
+#endif
+}
+
+static void notify_stopping(void)
+{
+#ifdef ESTATE_HAVE_SYSTEMD
+    sd_notify(0, "STOPPING=1");
+#endif
+}
+
 static void on_stop_signal(int signo)
 {
     (void)signo;
@@ -50,6 +100,7 @@ static void usage(FILE *out)
             "      --set PATH=VALUE  override one setting, e.g. --set mqtt.uri=tcp://127.0.0.1:1883\n"
             "      --check-config    validate the config and every file it names, print OK\n"
             "      --check-model FILE  validate one device model file, print OK\n"
+            "      --print-config-keys  list every configuration key and its values\n"
             "  -h, --help            this help\n"
             "  -V, --version         print the version\n\n"
             "Exit status: 0 ok, 1 runtime failure, 2 bad usage or bad config.\n");
@@ -90,6 +141,9 @@ static int parse_args(int argc, char **argv, struct est_cli *cli, bool *check_on
         else if (strcmp(argv[i], "--check-config") == 0) {
             *check_only = true;
             continue;
+        } else if (strcmp(argv[i], "--print-config-keys") == 0) {
+            gw_config_print_keys(stdout);
+            return 0;
         } else if (strcmp(argv[i], "--check-model") == 0 && i + 1 < argc) {
             model_path = argv[++i];
             continue;
@@ -159,6 +213,10 @@ int main(int argc, char **argv)
         return 1;
     }
     running_core = core;
+    struct service_notify notify;
+    notify_init(&notify);
+    core->on_tick = notify_on_tick;
+    core->on_tick_ctx = &notify;
     struct sigaction sa = {0};
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
@@ -167,6 +225,7 @@ int main(int argc, char **argv)
     gw_info("estate-gw %s starting: site %s, gateway %s", ESTATE_VERSION, config->gateway.site,
             config->gateway.id);
     err = gw_core_run(core);
+    notify_stopping();
     gw_http_stop(http);
     running_core = NULL;
     gw_core_destroy(core);

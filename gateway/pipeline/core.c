@@ -1258,6 +1258,8 @@ static void tick(struct gw_core *core)
     handle_ctl_requests(core);
     if (!gw_mqtt_connected(core->mqtt))
         trim_outbox(core);
+    if (core->on_tick != NULL)
+        core->on_tick(core->on_tick_ctx);
 }
 
 /* Publishes the patrol log's chain head (retained on P/patrol/head) and

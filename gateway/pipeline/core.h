@@ -109,6 +109,11 @@ struct gw_core {
     gw_core_listener_fn listeners[4];
     void *listener_ctx[4];
     size_t nlisteners;
+    /* Called on the core thread after every tick (every TICK_MS while the
+     * loop runs): the daemon's liveness signal (service manager watchdog).
+     * NULL = none. Set before gw_core_run. */
+    void (*on_tick)(void *ctx);
+    void *on_tick_ctx;
 };
 
 est_err gw_core_create(struct gw_config *config, struct gw_core **out);

@@ -1,0 +1,27 @@
+# config_page.cmake - builds estate-gw.conf(5): the page's scdoc text with
+# @CONFIG_KEYS@ replaced by the keys estate-gw --print-config-keys lists
+# (the loader's own tables), then scdoc. Run with cmake -P.
+execute_process(COMMAND ${ESTATE_GW} --print-config-keys OUTPUT_VARIABLE listing
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "estate-gw --print-config-keys failed (${rc})")
+endif()
+string(REPLACE "\n" ";" lines "${listing}")
+set(CONFIG_KEYS "")
+foreach(line IN LISTS lines)
+  if(line STREQUAL "")
+    continue()
+  endif()
+  string(REPLACE "\t" ";" fields "${line}")
+  list(GET fields 0 key)
+  list(GET fields 1 words)
+  string(REPLACE "_" "\\_" key "${key}")
+  string(REPLACE "*" "\\*" words "${words}")
+  string(REPLACE "_" "\\_" words "${words}")
+  string(APPEND CONFIG_KEYS "*${key}*\n\t${words}\n\n")
+endforeach()
+configure_file(${IN} ${OUT}.scd @ONLY)
+execute_process(COMMAND ${SCDOC} INPUT_FILE ${OUT}.scd OUTPUT_FILE ${OUT} RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "scdoc failed on ${OUT}.scd")
+endif()
