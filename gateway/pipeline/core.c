@@ -197,48 +197,51 @@ static char *gateway_alert_json(const struct gw_core *core, int64_t id, const ch
     return gw_json_finish(o);
 }
 
-/* A critical incident about the gateway itself: stored when the store takes
- * it (one open incident per rule), published on P/alerts in any case (id 0
- * when it could not be stored). Returns the incident's id or 0. */
-static int64_t raise_gateway_incident(struct gw_core *core, const char *rule, const char *text)
+/* {"rule":...}: the detail of a gateway incident's patrol entry. */
+static char *gateway_incident_detail(const char *rule, const char *state)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "rule", rule);
+    cJSON_AddStringToObject(o, "state", state);
+    return gw_json_finish(o);
+}
+
+/* Records a gateway incident's transition in the patrol log (the incidents
+ * table holds the rules' subjects only) and publishes it on P/alerts. */
+static void gateway_incident(struct gw_core *core, const char *rule, const char *state,
+                             const char *text)
 {
     int64_t now = gw_core_now_ms(core);
-    struct gw_store_incident key = {
-        .rule = rule, .subject_type = "gateway", .subject = core->config->gateway.id, .zone = -1,
-        .severity = "critical", .since_ms = now, .raised_ms = now, .text = text,
-    };
-    int64_t id = 0;
-    bool existing = false;
-    if (core->store_degraded || gw_store_incident_open(core->store, &key, &id, &existing) != EST_OK)
-        id = 0;
-    char *json = gateway_alert_json(core, id, rule, existing ? "updated" : "raised", text, now);
+    if (!core->store_degraded) {
+        char *detail = gateway_incident_detail(rule, state);
+        gw_core_patrol(core, "incident", text, 0, 0, "system", detail);
+        free(detail);
+    }
+    char *json = gateway_alert_json(core, 0, rule, state, text, now);
     if (json != NULL)
         gw_core_publish_event(core, "alerts", json, false);
     free(json);
-    return id;
 }
 
-/* The storage failure is over: it is recorded as an incident raised when it
- * began and cleared now. */
+/* A critical incident about the gateway itself: published on P/alerts in
+ * any case (held in memory while storage fails), in the patrol log when the
+ * store takes it. */
+static void raise_gateway_incident(struct gw_core *core, const char *rule, const char *text)
+{
+    gateway_incident(core, rule, "raised", text);
+}
+
+/* The storage failure is over: the patrol log records it, and the alert
+ * clears. */
 static void record_storage_recovered(struct gw_core *core)
 {
     int64_t now = gw_core_now_ms(core);
     char text[512];
     snprintf(text, sizeof text, "storage was failing (%.200s) for %lld s; storing resumed",
              core->storage_failure, (long long)((now - core->storage_failing_since_ms) / 1000));
-    struct gw_store_incident key = {
-        .rule = "storage_failing", .subject_type = "gateway", .subject = core->config->gateway.id,
-        .zone = -1, .severity = "critical", .since_ms = core->storage_failing_since_ms,
-        .raised_ms = core->storage_failing_since_ms, .text = text,
-    };
-    int64_t id = 0;
-    bool existing = false;
-    if (gw_store_incident_open(core->store, &key, &id, &existing) == EST_OK)
-        gw_store_incident_clear(core->store, id, now);
-    char *json = gateway_alert_json(core, id, "storage_failing", "cleared", text, now);
-    if (json != NULL)
-        gw_core_publish_event(core, "alerts", json, false);
-    free(json);
+    gateway_incident(core, "storage_failing", "cleared", text);
     core->storage_failing_since_ms = 0;
 }
 
