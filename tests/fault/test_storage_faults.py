@@ -69,6 +69,13 @@ def retained(stack, suffix, timeout=5):
         sub.close()
 
 
+def verify_against_broker(stack):
+    """`estate-ctl patrol verify --broker` with the stack's broker and prefix."""
+    return stack.ctl("--set", f"mqtt.uri=tcp://127.0.0.1:{stack.broker.port}",
+                     "--set", f"mqtt.topic_prefix={stack.prefix}", "patrol", "verify", "--broker",
+                     check=False)
+
+
 def patrol_hash(prev, seq, ts, kind, text, incident, workorder, author, detail):
     """The chain's hash, as store.h documents it (an attacker can compute it)."""
     def text_field(v):
@@ -182,9 +189,16 @@ class StorageFaultTest(FaultCase):
         for i in range(5):
             stack.ctl("patrol", "checkin", "--location", "lobby", "--text", f"round {i}")
         head = wait_for(lambda: _head_at_least(stack, 5), 20, what="the retained patrol head")
+        res = verify_against_broker(stack)
+        self.assertEqual(res.returncode, 0, "the genuine chain holds the broker's head: "
+                         + res.stdout + res.stderr)
+        self.assertIn("retained head is in the chain", res.stdout)
         return stack, head
 
     def restart_and_expect_mismatch(self, stack, genuine):
+        res = verify_against_broker(stack)
+        self.assertNotEqual(res.returncode, 0, "estate-ctl sees the broker's head is missing")
+        self.assertIn("not in the local chain", res.stderr)
         t0 = time.time()
         stack.gw = Process(stack.gw_argv, os.path.join(stack.workdir, "gw.log"))
         stack.gw.start()
