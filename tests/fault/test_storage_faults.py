@@ -258,6 +258,7 @@ class StorageFaultTest(FaultCase):
 
     def test_damaged_patrol_page_reported_at_start(self):
         stack = self.stack()
+        with_users(stack)
         stack.start(sim=False)
         for i in range(40):
             stack.ctl("patrol", "checkin", "--location", "lobby", "--text", f"round {i} " + "x" * 200)
@@ -280,6 +281,17 @@ class StorageFaultTest(FaultCase):
         wait_for(lambda: [a for a in stack.alerts(t0) if a.get("rule") == "storage_damaged"
                           and a.get("severity") == "critical"], 15,
                  what="a critical storage_damaged alert")
+        wait_for(lambda: _port_open(stack.http_port), 10, what="the console")
+        status, body = http_call(stack, "POST", "/api/login",
+                                 {"user": "viewer", "password": "view123"})
+        self.assertEqual(status, 200, body)
+        status, body = http_call(stack, "GET", "/api/patrol/verify", token=body["token"])
+        self.assertEqual(status, 200, f"a verdict, not a server error: {status} {body}")
+        self.assertFalse(body["intact"], body)
+        self.assertIn("damaged", body.get("problem", ""), body)
+        res = stack.ctl("patrol", "verify", check=False)
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("damaged", res.stderr)
 
 
 def _port_open(port):
