@@ -1488,14 +1488,35 @@ static void check_damage(struct gw_core *core, char **damage)
              *damage, core->config->gateway.data_dir, GW_STORE_DB_FILE);
 }
 
+/* Damage found by a check: a critical incident, once a run. */
+static void report_damage(struct gw_core *core, const char *damage)
+{
+    if (core->damage_reported)
+        return;
+    core->damage_reported = true;
+    char text[512];
+    snprintf(text, sizeof text, "database damaged (%.300s): restore from a backup", damage);
+    raise_gateway_incident(core, "storage_damaged", text);
+}
+
+/* The periodic full check found damage. */
+static void take_integrity_result(struct gw_core *core)
+{
+    char *damage = gw_integrity_take(core->integrity);
+    if (damage == NULL)
+        return;
+    gw_error("store: database damaged (integrity check): %s; the gateway runs on, but restore "
+             "%s/%s from a backup (see docs/reliability.md, \"Damaged storage\")",
+             damage, core->config->gateway.data_dir, GW_STORE_DB_FILE);
+    report_damage(core, damage);
+    free(damage);
+}
+
 /* What start-up found wrong with the store becomes a critical incident. */
 static void report_start_problems(struct gw_core *core, const char *damage)
 {
-    if (damage != NULL) {
-        char text[512];
-        snprintf(text, sizeof text, "database damaged (%.300s): restore from a backup", damage);
-        raise_gateway_incident(core, "storage_damaged", text);
-    }
+    if (damage != NULL)
+        report_damage(core, damage);
     if (core->store_degraded) {
         gw_error("store: writes failing at start (%s): publishing without storing until the "
                  "disk recovers", gw_store_errmsg(core->store));
@@ -1587,6 +1608,7 @@ static void tick(struct gw_core *core)
         gw_error("store: tick commit failed: %s", gw_store_errmsg(core->store));
     settle_staged(core, committed);
     handle_ctl_requests(core);
+    take_integrity_result(core);
     if (!gw_mqtt_connected(core->mqtt))
         trim_outbox(core);
 }
@@ -1729,6 +1751,11 @@ est_err gw_core_run(struct gw_core *core)
     est_err err = start_pollers(core);
     if (err != EST_OK)
         return err;
+    int every_s = core->config->gateway.integrity_check_s;
+    if (every_s > 0 &&
+        gw_integrity_start(core->config->gateway.data_dir, (int64_t)every_s * 1000,
+                           &core->integrity) != EST_OK)
+        gw_warn("store: cannot start the periodic integrity check");
     struct batch b;
     bool have_batch = batch_alloc(&b);
     struct gw_mqtt_inbound *inbound = malloc(sizeof *inbound);
@@ -1795,6 +1822,8 @@ est_err gw_core_run(struct gw_core *core)
         est_sleep_ms(10);
     }
     drain_outbox(core); /* delete what was acknowledged meanwhile */
+    gw_integrity_stop(core->integrity);
+    core->integrity = NULL;
     batch_free(&b);
     free(inbound);
     gw_info("core: stopped after %llu samples", (unsigned long long)core->samples_handled);
@@ -1819,6 +1848,7 @@ void gw_core_destroy(struct gw_core *core)
         while (gw_queue_pop_many(core->calls, &call, 1, 0) == 1)
             finish_call(call, NULL);
     }
+    gw_integrity_stop(core->integrity);
     gw_queue_destroy(core->calls);
     gw_queue_destroy(core->inbound);
     gw_queue_destroy(core->samples);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "integrity.h"
 #include "log.h"
 #include "mqtt.h"
 #include "office.h"
@@ -133,6 +134,8 @@ struct gw_core {
     int64_t head_wait_until_ms;    /* monotonic: anchoring waits for it until then */
     bool head_checked;             /* it arrived (or none came) on this connection */
     bool head_conflict;            /* it is not in the local chain: never overwrite it */
+    struct gw_integrity *integrity; /* the periodic full check (NULL = off) */
+    bool damage_reported;          /* storage_damaged raised this run */
     int64_t next_tick_ms;
     int64_t next_maintenance_ms;
     int64_t next_store_probe_ms;   /* degraded mode: next write probe (monotonic) */
