@@ -456,7 +456,7 @@ static void on_rule_event(void *ctx, const struct rule_event *event)
     struct gw_core *core = ctx;
     uint64_t failures = gw_store_write_failures(core->store);
     gw_office_on_rule_event(core->office, event);
-    bool failed = gw_store_write_failures(core->store) != failures || core->store_degraded;
+    bool failed = gw_store_write_failures(core->store) != failures;
     if (gw_store_in_transaction(core->store) && core->nstaged < STAGED_MAX)
         core->staged[core->nstaged++] = (struct gw_staged_event){*event, failed};
     else if (failed)
@@ -1251,7 +1251,7 @@ static void handle_ctl_requests(struct gw_core *core)
     if (gw_store_begin(core->store) != EST_OK)
         return;
     gw_store_ctl_take_pending(core->store, handle_ctl_request, &ctx);
-    gw_store_commit(core->store);
+    settle_staged(core, gw_store_commit(core->store) == EST_OK);
 }
 
 static void finish_call(struct gw_core_call *call, char *result)
