@@ -2,9 +2,11 @@
 answering them as done, keeps the events it cannot store (published when the
 broker is back, stored when space returns) and lets the daemon start; a
 patrol log cut short or rewritten consistently is caught at the next start
-against the head retained on the broker, which is not overwritten; a damaged
-page is reported at start. The full-disk cases mount a small tmpfs: they
-need root and fail, never skip, without it."""
+against the head retained on the broker (and by `estate-ctl patrol verify
+--broker`), which is not overwritten; a damaged page is reported at start
+and by the periodic integrity check, and /api/patrol/verify gives a verdict
+rather than a 500. The full-disk cases mount a small tmpfs: they need root
+and fail, never skip, without it."""
 import hashlib
 import json
 import os
