@@ -1004,6 +1004,7 @@ static const struct key_row gateway_rows[] = {
     { KEY("timezone", K_CUSTOM, GW(timezone)), .apply = apply_timezone },
     { KEY("log_level", K_ENUM, GW(log_level)), .names = log_level_names },
     { KEY("language", K_ENUM, GW(language)), .names = language_names },
+    { KEY("integrity_check_s", K_INT, GW(integrity_check_s)), .min = 0, .max = 604800 },
 };
 
 #define MQ(field) offsetof(struct gw_mqtt_config, field)
@@ -1142,6 +1143,7 @@ static bool set_defaults(struct gw_config *c)
     c->gateway.data_dir = strdup("/var/lib/estate-gw");
     c->gateway.timezone = strdup("Asia/Shanghai");
     c->gateway.utc_offset_min = 480;
+    c->gateway.integrity_check_s = 3600;
     c->gateway.log_level = GW_LOG_INFO;
     c->gateway.language = GW_LANG_ZH_CN;
     c->mqtt.uri = strdup("tcp://127.0.0.1:1883");

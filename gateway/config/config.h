@@ -25,6 +25,7 @@ struct gw_gateway_config {
     enum gw_log_level log_level;
     enum gw_language language; /* default zh-CN */
     int utc_offset_min;        /* derived from timezone at load */
+    int integrity_check_s;     /* full database check every N s; 0 = never; default 3600 */
 };
 
 struct gw_mqtt_config {

@@ -21,7 +21,7 @@ static void set_member(cJSON *obj, const char *name, cJSON *value)
 
 /* Runs verb on the core with args (consumed) as the signed-in user and
  * answers: 200 with the result, 409 when the core refused, 503 when it did
- * not answer in time. */
+ * not answer in time or could not store what was asked ("unavailable"). */
 static enum MHD_Result call_core(struct api_request *req, const char *verb, cJSON *args)
 {
     struct gw_http *http = req->http;
@@ -46,7 +46,11 @@ static enum MHD_Result call_core(struct api_request *req, const char *verb, cJSO
         return console_send_error(req->conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
                                   "bad result from the core");
     bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "ok"));
-    return console_send_json(req->conn, ok ? MHD_HTTP_OK : MHD_HTTP_CONFLICT, result);
+    bool unavailable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "unavailable"));
+    return console_send_json(req->conn, ok            ? MHD_HTTP_OK
+                                        : unavailable ? MHD_HTTP_SERVICE_UNAVAILABLE
+                                                      : MHD_HTTP_CONFLICT,
+                             result);
 }
 
 /* Role check, body parse, then the call. extra (consumed, may be NULL)

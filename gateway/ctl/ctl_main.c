@@ -38,7 +38,8 @@ static const struct ctl_verb verbs[] = {
      "  workorder create --category C --description D (--unit U | --location L)\n"},
     {"patrol", ctl_verb_patrol,
      "  patrol log [--since SEQ] [--limit N] [--csv]\n"
-     "  patrol verify                          check the hash chain (exit 1 when broken)\n"
+     "  patrol verify [--broker]               check the hash chain (exit 1 when broken); --broker:\n"
+     "                                         also against the head retained on the broker\n"
      "  patrol anchor [--to DESTINATION]       print and record the chain head\n"
      "  patrol checkin --location L --text T [--incident ID [--verdict confirm|dispute]]\n"},
     {"handover", ctl_verb_handover, "  handover --from A --to B [--note T] [--preview]\n"},

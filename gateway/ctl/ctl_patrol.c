@@ -1,7 +1,13 @@
-/* ctl_patrol.c - estate-ctl patrol log, verify, anchor and checkin. */
+/* ctl_patrol.c - estate-ctl patrol log, verify (against the database's
+ * anchors and, with --broker, the head retained on the broker), anchor and
+ * checkin. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <MQTTClient.h>
 
 #include "ctl.h"
 
@@ -9,6 +15,7 @@ struct patrol_rows {
     const struct gw_config *config;
     cJSON *rows;
 };
+#define HEAD_WAIT_MS 3000 /* how long to wait for the retained head */
 
 static bool patrol_row(void *ctx, const struct gw_store_patrol_entry *e)
 {
@@ -54,8 +61,127 @@ static int patrol_log(struct ctl *c)
     return ctl_list_done(c, store, err, "patrol log", x.rows, cols, COUNT_OF(cols));
 }
 
+/* The patrol head the gateway publishes retained on P/patrol/head. */
+struct broker_head {
+    bool found;
+    int64_t seq;
+    char hash[GW_STORE_HASH_LEN];
+    char problem[256];   /* why it could not be read ("" when read or absent) */
+};
+
+static char *read_password(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, f);
+    fclose(f);
+    if (n < 0) {
+        free(line);
+        return NULL;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    return line;
+}
+
+static void parse_head(const char *payload, int len, struct broker_head *head)
+{
+    cJSON *o = cJSON_ParseWithLength(payload, (size_t)len);
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(o, "seq");
+    const cJSON *hash = cJSON_GetObjectItemCaseSensitive(o, "hash");
+    if (cJSON_IsNumber(seq) && cJSON_IsString(hash) && strlen(hash->valuestring) < GW_STORE_HASH_LEN) {
+        head->found = true;
+        head->seq = (int64_t)seq->valuedouble;
+        snprintf(head->hash, sizeof head->hash, "%s", hash->valuestring);
+    } else {
+        snprintf(head->problem, sizeof head->problem, "the retained head is not a head");
+    }
+    cJSON_Delete(o);
+}
+
+/* Connects to the configured broker and reads the retained P/patrol/head. */
+static void read_broker_head(const struct gw_config *config, struct broker_head *head)
+{
+    const struct gw_mqtt_config *m = &config->mqtt;
+    char client_id[64], topic[512];
+    snprintf(client_id, sizeof client_id, "estate-ctl-%ld", (long)getpid());
+    snprintf(topic, sizeof topic, "%s/patrol/head", m->topic_prefix);
+    MQTTClient client = NULL;
+    if (MQTTClient_create(&client, m->uri, client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
+        MQTTCLIENT_SUCCESS) {
+        snprintf(head->problem, sizeof head->problem, "bad broker address %s", m->uri);
+        return;
+    }
+    MQTTClient_connectOptions opts = MQTTClient_connectOptions_initializer;
+    MQTTClient_SSLOptions ssl = MQTTClient_SSLOptions_initializer;
+    opts.cleansession = 1;
+    opts.connectTimeout = 5;
+    opts.MQTTVersion = MQTTVERSION_3_1_1;
+    opts.username = m->username;
+    char *password = m->password_file ? read_password(m->password_file) : NULL;
+    opts.password = password;
+    if (strncmp(m->uri, "ssl://", 6) == 0) {
+        ssl.trustStore = m->ca_file;
+        ssl.keyStore = m->cert_file;
+        ssl.privateKey = m->key_file;
+        ssl.enableServerCertAuth = 1;
+        ssl.verify = 1;
+        ssl.disableDefaultTrustStore = 1;
+        opts.ssl = &ssl;
+    }
+    int rc = MQTTClient_connect(client, &opts);
+    free(password);
+    if (rc != MQTTCLIENT_SUCCESS) {
+        snprintf(head->problem, sizeof head->problem, "cannot connect to %.200s (code %d)", m->uri, rc);
+    } else if ((rc = MQTTClient_subscribe(client, topic, 1)) != MQTTCLIENT_SUCCESS) {
+        snprintf(head->problem, sizeof head->problem, "cannot subscribe to %.200s (code %d)", topic, rc);
+    } else {
+        int64_t deadline = est_mono_ms() + HEAD_WAIT_MS;
+        while (!head->found && head->problem[0] == '\0' && est_mono_ms() < deadline) {
+            char *got_topic = NULL;
+            int got_len = 0;
+            MQTTClient_message *msg = NULL;
+            rc = MQTTClient_receive(client, &got_topic, &got_len, &msg, 200);
+            if (msg != NULL && msg->payloadlen > 0)
+                parse_head(msg->payload, msg->payloadlen, head);
+            if (msg != NULL)
+                MQTTClient_freeMessage(&msg);
+            if (got_topic != NULL)
+                MQTTClient_free(got_topic);
+        }
+        MQTTClient_disconnect(client, 500);
+    }
+    MQTTClient_destroy(&client);
+}
+
+/* With --broker: the local chain must hold the retained head. Returns
+ * whether it does (true when the broker holds none); *problem says why not. */
+static bool check_broker_head(struct ctl *c, struct gw_store *store, struct broker_head *head,
+                              const char **problem)
+{
+    *problem = NULL;
+    read_broker_head(c->config, head);
+    if (head->problem[0] != '\0') {
+        *problem = head->problem;
+        return false;
+    }
+    if (!head->found)
+        return true;
+    if (gw_store_patrol_check_anchor(store, head->seq, head->hash) == EST_OK)
+        return true;
+    snprintf(head->problem, sizeof head->problem,
+             "the head retained on the broker (seq %" PRId64 ") is not in the local chain: %.160s",
+             head->seq, gw_store_errmsg(store));
+    *problem = head->problem;
+    return false;
+}
+
 static int patrol_verify(struct ctl *c)
 {
+    bool against_broker = ctl_option_flag(c, "--broker");
     int bad = ctl_leftover_arguments(c);
     if (bad)
         return bad;
@@ -65,6 +191,9 @@ static int patrol_verify(struct ctl *c)
     struct gw_store_patrol_verify v;
     if (gw_store_patrol_verify(store, &v) != EST_OK)
         return ctl_store_failure(store, "patrol verify");
+    struct broker_head head = {0};
+    const char *broker_problem = NULL;
+    bool broker_ok = !against_broker || check_broker_head(c, store, &head, &broker_problem);
     gw_store_close(store);
     if (c->json) {
         cJSON *o = cJSON_CreateObject();
@@ -77,15 +206,31 @@ static int patrol_verify(struct ctl *c)
             cJSON_AddNumberToObject(o, "first_bad_seq", (double)v.first_bad_seq);
             cJSON_AddStringToObject(o, "problem", v.problem ? v.problem : "broken");
         }
+        if (against_broker) {
+            cJSON_AddBoolToObject(o, "broker_ok", broker_ok);
+            if (head.found)
+                cJSON_AddNumberToObject(o, "broker_head_seq", (double)head.seq);
+            if (broker_problem != NULL)
+                cJSON_AddStringToObject(o, "broker_problem", broker_problem);
+        }
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "ok",
+                                               cJSON_CreateBool(v.first_bad_seq == 0 && broker_ok));
         ctl_print_json(o);
         cJSON_Delete(o);
-    } else if (v.first_bad_seq == 0) {
-        printf("OK: %" PRId64 " entries, head %" PRId64 " %s, %" PRId64 " anchors checked\n",
-               v.count, v.head_seq, v.head_hash, v.anchors);
+    } else if (v.first_bad_seq == 0 && broker_ok) {
+        printf("OK: %" PRId64 " entries, head %" PRId64 " %s, %" PRId64 " anchors checked%s\n",
+               v.count, v.head_seq, v.head_hash, v.anchors,
+               !against_broker ? ""
+               : head.found    ? ", the broker's retained head is in the chain"
+                               : ", the broker retains no head");
     }
     if (v.first_bad_seq != 0) {
         fprintf(stderr, "BROKEN: patrol log entry %" PRId64 ": %s\n", v.first_bad_seq,
                 v.problem ? v.problem : "the chain breaks here");
+        return EST_EXIT_RUNTIME;
+    }
+    if (!broker_ok) {
+        fprintf(stderr, "BROKEN: %s\n", broker_problem);
         return EST_EXIT_RUNTIME;
     }
     return 0;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "office.h"
@@ -37,7 +38,14 @@
 #define MAINTENANCE_MS 60000
 #define STORE_PROBE_MS 5000    /* degraded mode: try writing again this often */
 #define FIRST_CONNECT_WAIT_MS 1000 /* see gw_core_run */
-#define PATROL_ANCHOR_EVERY_MS (15 * 60000)
+#define PATROL_ANCHOR_EVERY_MS 60000 /* a database anchor at most this often */
+#define HEAD_WAIT_MS 3000      /* after connecting, anchoring waits this long for the
+                                * retained head to come back from the broker */
+#define HELD_EVENTS_MAX 2000   /* events held in memory while storage fails */
+#define HELD_BYTES_MAX (4u << 20)
+#define REPLAY_MAX 512         /* rule events kept to be stored once space returns */
+#define STAGED_MAX 512         /* rule events tracked inside one transaction */
+#define STORE_RESERVE_BYTES (1u << 20) /* room kept for a WAL checkpoint on a full disk */
 #define CTL_REQUEST_EXPIRY_MS 15000 /* estate-ctl waits 10 s for an answer */
 #define COMMAND_ID_WINDOW_MS (10 * 60 * 1000) /* an MQTT request_id runs once within this */
 #define COMMAND_ID_KEEP 10000                 /* request ids remembered at most */
@@ -78,6 +86,73 @@ static void notify_listeners(struct gw_core *core, const char *kind, const char 
         core->listeners[i](core->listener_ctx[i], kind, payload);
 }
 
+static void drop_oldest_held(struct gw_core *core)
+{
+    struct gw_held_event *h = &core->held[0];
+    core->held_bytes -= strlen(h->topic) + strlen(h->payload);
+    free(h->topic);
+    free(h->payload);
+    memmove(core->held, core->held + 1, (core->nheld - 1) * sizeof *core->held);
+    core->nheld--;
+}
+
+/* An event neither the outbox nor the broker can take now waits in memory,
+ * oldest first, bounded (the oldest go first, counted). */
+static est_err hold_event(struct gw_core *core, const char *topic, const char *payload, int qos,
+                          bool retain)
+{
+    size_t bytes = strlen(topic) + strlen(payload);
+    while (core->nheld > 0 &&
+           (core->nheld >= HELD_EVENTS_MAX || core->held_bytes + bytes > HELD_BYTES_MAX)) {
+        drop_oldest_held(core);
+        if (core->held_dropped++ == 0)
+            gw_error("store: too many events held in memory while storage fails: dropping the "
+                     "oldest");
+    }
+    struct gw_held_event h = {strdup(topic), strdup(payload), qos, retain};
+    if (h.topic == NULL || h.payload == NULL) {
+        free(h.topic);
+        free(h.payload);
+        return EST_ERR_NOMEM;
+    }
+    core->held[core->nheld++] = h;
+    core->held_bytes += bytes;
+    return EST_OK;
+}
+
+/* Held events go to the outbox once the store takes writes again, or
+ * straight to the broker while it does not. */
+static void release_held_events(struct gw_core *core)
+{
+    if (core->nheld == 0)
+        return;
+    size_t done = 0;
+    if (!core->store_degraded && gw_store_begin(core->store) == EST_OK) {
+        for (; done < core->nheld; done++) {
+            const struct gw_held_event *h = &core->held[done];
+            struct gw_store_outbox_msg msg = {
+                .topic = h->topic, .payload = h->payload, .payload_len = strlen(h->payload),
+                .qos = h->qos, .retain = h->retain, .is_event = true,
+                .created_ms = gw_core_now_ms(core),
+            };
+            if (gw_store_outbox_add(core->store, &msg, NULL) != EST_OK)
+                break;
+        }
+        if (gw_store_commit(core->store) != EST_OK)
+            done = 0;
+    }
+    if (done == 0 && gw_mqtt_connected(core->mqtt)) {
+        for (; done < core->nheld; done++) {
+            const struct gw_held_event *h = &core->held[done];
+            if (gw_mqtt_publish(core->mqtt, h->topic, h->payload, strlen(h->payload),
+                                h->qos > 0 ? h->qos : 1, h->retain, 0) != EST_OK)
+                break;
+        }
+    }
+    for (size_t i = 0; i < done; i++)
+        drop_oldest_held(core);
+}
+
 est_err gw_core_publish_event(struct gw_core *core, const char *topic_suffix, const char *payload,
                               bool retain)
 {
@@ -92,13 +167,119 @@ est_err gw_core_publish_event(struct gw_core *core, const char *topic_suffix, co
     };
     est_err err = core->store_degraded ? EST_ERR_DB : gw_store_outbox_add(core->store, &msg, NULL);
     if (err != EST_OK) {
-        /* The disk refuses: publish at once rather than lose the event. */
-        gw_error("store: cannot queue event on %s: %s; publishing directly", topic,
-                 gw_store_errmsg(core->store));
-        err = gw_mqtt_publish(core->mqtt, topic, payload, strlen(payload), msg.qos, retain, 0);
+        /* The disk refuses: keep it in memory and send it when the broker is up. */
+        if (!core->store_degraded)
+            gw_error("store: cannot queue event on %s: %s; holding it in memory", topic,
+                     gw_store_errmsg(core->store));
+        err = hold_event(core, topic, payload, msg.qos, retain);
     }
     free(topic);
     return err;
+}
+
+/* ---------------------------------------------------------------- */
+/* The gateway's own incidents (storage, patrol-log evidence)        */
+/* ---------------------------------------------------------------- */
+
+/* The alert of a gateway incident, as P/alerts carries the rules' alerts. */
+static char *gateway_alert_json(const struct gw_core *core, int64_t id, const char *rule,
+                                const char *state, const char *text, int64_t ts_ms)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddNumberToObject(o, "id", (double)id);
+    cJSON_AddStringToObject(o, "rule", rule);
+    cJSON_AddStringToObject(o, "severity", "critical");
+    cJSON_AddStringToObject(o, "state", state);
+    cJSON_AddStringToObject(o, "subject_type", "gateway");
+    cJSON_AddStringToObject(o, "subject", core->config->gateway.id);
+    gw_json_add_ts(o, "ts", ts_ms);
+    cJSON_AddStringToObject(o, "text", text);
+    return gw_json_finish(o);
+}
+
+/* {"rule":...}: the detail of a gateway incident's patrol entry. */
+static char *gateway_incident_detail(const char *rule, const char *state)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "rule", rule);
+    cJSON_AddStringToObject(o, "state", state);
+    return gw_json_finish(o);
+}
+
+/* Records a gateway incident's transition in the patrol log (the incidents
+ * table holds the rules' subjects only) and publishes it on P/alerts. */
+static void gateway_incident(struct gw_core *core, const char *rule, const char *state,
+                             const char *text)
+{
+    int64_t now = gw_core_now_ms(core);
+    if (!core->store_degraded) {
+        char *detail = gateway_incident_detail(rule, state);
+        gw_core_patrol(core, "incident", text, 0, 0, "system", detail);
+        free(detail);
+    }
+    char *json = gateway_alert_json(core, 0, rule, state, text, now);
+    if (json != NULL)
+        gw_core_publish_event(core, "alerts", json, false);
+    free(json);
+}
+
+/* A critical incident about the gateway itself: published on P/alerts in
+ * any case (held in memory while storage fails), in the patrol log when the
+ * store takes it. */
+static void raise_gateway_incident(struct gw_core *core, const char *rule, const char *text)
+{
+    gateway_incident(core, rule, "raised", text);
+}
+
+/* The storage failure is over: the patrol log records it, and the alert
+ * clears. */
+static void record_storage_recovered(struct gw_core *core)
+{
+    int64_t now = gw_core_now_ms(core);
+    char text[512];
+    snprintf(text, sizeof text, "storage was failing (%.200s) for %lld s; storing resumed",
+             core->storage_failure, (long long)((now - core->storage_failing_since_ms) / 1000));
+    gateway_incident(core, "storage_failing", "cleared", text);
+    core->storage_failing_since_ms = 0;
+}
+
+/* Whether the local head may go out on P/patrol/head: only once the head
+ * retained there was checked against the local chain (or none came back),
+ * and never over one the local chain does not contain. */
+static bool may_publish_head(const struct gw_core *core)
+{
+    if (core->head_conflict || !gw_mqtt_connected(core->mqtt) ||
+        gw_mqtt_generation(core->mqtt) != core->head_generation)
+        return false;
+    return core->head_checked || est_mono_ms() >= core->head_wait_until_ms;
+}
+
+/* {"seq":..,"hash":..,"ts":..}: the patrol chain's head as anchored outside. */
+static char *patrol_head_json(int64_t seq, const char *hash, int64_t ts_ms)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddNumberToObject(o, "seq", (double)seq);
+    cJSON_AddStringToObject(o, "hash", hash);
+    gw_json_add_ts(o, "ts", ts_ms);
+    return gw_json_finish(o);
+}
+
+/* Publishes the chain head retained on P/patrol/head, with every entry:
+ * cutting entries off the tail later is then visible from the broker. */
+static void publish_patrol_head(struct gw_core *core, int64_t seq, const char *hash)
+{
+    if (seq <= core->head_published_seq || !may_publish_head(core))
+        return;
+    char *json = patrol_head_json(seq, hash, gw_core_now_ms(core));
+    if (json != NULL && gw_core_publish_event(core, "patrol/head", json, true) == EST_OK)
+        core->head_published_seq = seq;
+    free(json);
 }
 
 est_err gw_core_patrol(struct gw_core *core, const char *kind, const char *text, int64_t incident,
@@ -118,6 +299,7 @@ est_err gw_core_patrol(struct gw_core *core, const char *kind, const char *text,
         return EST_ERR_NOMEM;
     err = gw_core_publish_event(core, "patrol", json, false);
     free(json);
+    publish_patrol_head(core, e.seq, e.hash);
     return err;
 }
 
@@ -231,10 +413,70 @@ static est_err create_office(struct gw_core *core)
     return gw_office_create(&host, &core->office);
 }
 
-/* The rule engine's callbacks go to the office. */
+static void keep_for_replay(struct gw_core *core, const struct rule_event *event)
+{
+    if (core->nreplay >= REPLAY_MAX) {
+        if (core->replay_dropped++ == 0)
+            gw_error("store: more than %d incident changes wait to be stored: dropping the oldest",
+                     REPLAY_MAX);
+        memmove(core->replay, core->replay + 1, (REPLAY_MAX - 1) * sizeof *core->replay);
+        core->nreplay--;
+    }
+    core->replay[core->nreplay++] = *event;
+}
+
+/* The rule engine's callbacks go to the office. A transition whose records
+ * could not be stored is kept (by value: its strings are static) to be
+ * handed to the office again once storing works; one inside a transaction
+ * is tracked until the transaction's outcome is known (see settle_staged). */
 static void on_rule_event(void *ctx, const struct rule_event *event)
 {
-    gw_office_on_rule_event(((struct gw_core *)ctx)->office, event);
+    struct gw_core *core = ctx;
+    uint64_t failures = gw_store_write_failures(core->store);
+    gw_office_on_rule_event(core->office, event);
+    bool failed = gw_store_write_failures(core->store) != failures;
+    if (gw_store_in_transaction(core->store) && core->nstaged < STAGED_MAX)
+        core->staged[core->nstaged++] = (struct gw_staged_event){*event, failed};
+    else if (failed)
+        keep_for_replay(core, event);
+}
+
+/* The transaction the staged rule events were stored in committed or not.
+ * Not: their alerts and patrol entries were rolled back with it, so the
+ * office publishes them again now (unstored, held until the broker takes
+ * them) and they are stored once space returns. */
+static void settle_staged(struct gw_core *core, bool committed)
+{
+    for (size_t i = 0; i < core->nstaged; i++) {
+        const struct gw_staged_event *st = &core->staged[i];
+        if (!committed)
+            gw_office_on_rule_event(core->office, &st->event);
+        if (!committed || st->store_failed)
+            keep_for_replay(core, &st->event);
+    }
+    core->nstaged = 0;
+}
+
+/* Storing works again: the kept transitions go to the office once more,
+ * in order, in one transaction (alerts go out again, now with their ids). */
+static bool replay_rule_events(struct gw_core *core)
+{
+    if (core->nreplay == 0)
+        return true;
+    if (gw_store_begin(core->store) != EST_OK)
+        return false;
+    uint64_t failures = gw_store_write_failures(core->store);
+    for (size_t i = 0; i < core->nreplay; i++)
+        gw_office_on_rule_event(core->office, &core->replay[i]);
+    if (gw_store_write_failures(core->store) != failures) {
+        gw_store_rollback(core->store);
+        return false;
+    }
+    if (gw_store_commit(core->store) != EST_OK)
+        return false;
+    gw_info("store: stored %zu incident changes made while storage was failing", core->nreplay);
+    core->nreplay = 0;
+    return true;
 }
 
 static void on_rule_action(void *ctx, const struct rule_action *action)
@@ -531,6 +773,17 @@ static void enter_degraded_mode(struct gw_core *core)
     core->next_store_probe_ms = est_mono_ms() + STORE_PROBE_MS;
     gw_error("store: writes failing (%s): publishing without storing until the disk recovers",
              gw_store_errmsg(core->store));
+    if (core->storage_failing_since_ms == 0) {
+        core->storage_failing_since_ms = gw_core_now_ms(core);
+        snprintf(core->storage_failure, sizeof core->storage_failure, "%s",
+                 gw_store_errmsg(core->store));
+        char text[512];
+        snprintf(text, sizeof text,
+                 "storage failing (%.200s): readings are not stored, actions are refused, "
+                 "events are held in memory until the disk recovers",
+                 core->storage_failure);
+        raise_gateway_incident(core, "storage_failing", text);
+    }
 }
 
 /* Store stage: the printed readings and the day's snapshots, then the
@@ -538,8 +791,10 @@ static void enter_degraded_mode(struct gw_core *core)
  * rolls all of it back and puts the core in degraded mode. */
 static void stage_store(struct gw_core *core, struct batch *b, bool in_txn)
 {
-    if (core->store_degraded)
+    if (core->store_degraded) {
+        settle_staged(core, false);
         return;
+    }
     b->nrows = 0;
     for (size_t i = 0; i < b->nreadings; i++) {
         const struct batch_reading *r = &b->readings[i];
@@ -565,6 +820,7 @@ static void stage_store(struct gw_core *core, struct batch *b, bool in_txn)
         core->readings_stored += b->nrows;
     else
         enter_degraded_mode(core);
+    settle_staged(core, err == EST_OK && in_txn);
 }
 
 /* A reading goes straight to the broker when it is up and nothing older
@@ -839,6 +1095,43 @@ static void trim_outbox(struct gw_core *core)
 /* Commands                                                          */
 /* ---------------------------------------------------------------- */
 
+/* Ends a command's transaction. The command's result stands only if what it
+ * did was stored: when a write failed for want of space (or the commit
+ * did), everything is rolled back and the result becomes a refusal saying
+ * so, marked "unavailable" (the console answers 503). */
+static void finish_command_txn(struct gw_core *core, bool in_txn, uint64_t failures_before,
+                               cJSON **result)
+{
+    bool write_failed = gw_store_write_failures(core->store) != failures_before;
+    bool stored = in_txn && !write_failed && gw_store_commit(core->store) == EST_OK;
+    if (in_txn && !stored)
+        gw_store_rollback(core->store);
+    if (stored) {
+        settle_staged(core, true);
+        return;
+    }
+    settle_staged(core, false);
+    if (!in_txn && !write_failed && !core->store_degraded)
+        return; /* nothing to commit (the store refused to begin for another reason) */
+    char why[300];
+    snprintf(why, sizeof why, "%s", gw_store_errmsg(core->store));
+    const cJSON *request_id = *result ? cJSON_GetObjectItemCaseSensitive(*result, "request_id") : NULL;
+    cJSON *args = cJSON_CreateObject();
+    if (args != NULL && cJSON_IsString(request_id))
+        cJSON_AddStringToObject(args, "request_id", request_id->valuestring);
+    cJSON *refused = gw_command_error(args, "not done: the gateway cannot store it (storage failing%s%s); "
+                                            "try again later",
+                                      why[0] ? ": " : "", why);
+    cJSON_Delete(args);
+    if (refused != NULL) {
+        cJSON_AddTrueToObject(refused, "unavailable");
+        cJSON_Delete(*result);
+        *result = refused;
+    }
+    if (!core->store_degraded && (write_failed || in_txn))
+        enter_degraded_mode(core);
+}
+
 static void publish_command_result(struct gw_core *core, const char *verb, cJSON *result)
 {
     char *json = gw_json_finish(result);
@@ -940,6 +1233,7 @@ static void handle_mqtt_command(struct gw_core *core, const struct gw_mqtt_inbou
     }
     if (!in->too_large && in->length == 0)
         return; /* a retained command being cleared: nothing to run or answer */
+    uint64_t failures = gw_store_write_failures(core->store);
     bool in_txn = gw_store_begin(core->store) == EST_OK;
     cJSON *result;
     cJSON *args = in->too_large ? NULL : cJSON_ParseWithLength(in->payload, in->length);
@@ -962,6 +1256,7 @@ static void handle_mqtt_command(struct gw_core *core, const struct gw_mqtt_inbou
         else
             result = run_once(core, verb, args, &actor);
     }
+    finish_command_txn(core, in_txn, failures, &result);
     if (result != NULL) {
         cJSON *ok = cJSON_GetObjectItemCaseSensitive(result, "ok");
         cJSON *error = cJSON_GetObjectItemCaseSensitive(result, "error");
@@ -973,8 +1268,6 @@ static void handle_mqtt_command(struct gw_core *core, const struct gw_mqtt_inbou
         publish_command_result(core, verb, result);
     }
     cJSON_Delete(args);
-    if (in_txn)
-        gw_store_commit(core->store);
 }
 
 struct ctl_ctx {
@@ -1010,7 +1303,7 @@ static void handle_ctl_requests(struct gw_core *core)
     if (gw_store_begin(core->store) != EST_OK)
         return;
     gw_store_ctl_take_pending(core->store, handle_ctl_request, &ctx);
-    gw_store_commit(core->store);
+    settle_staged(core, gw_store_commit(core->store) == EST_OK);
 }
 
 static void finish_call(struct gw_core_call *call, char *result)
@@ -1039,12 +1332,12 @@ static void handle_calls(struct gw_core *core)
         struct gw_core_call *call = calls[i];
         cJSON *args = cJSON_Parse(call->args_json);
         struct gw_actor actor = {.user = call->user, .role = call->role, .origin = "http"};
+        uint64_t failures = gw_store_write_failures(core->store);
         bool in_txn = gw_store_begin(core->store) == EST_OK;
         cJSON *result = args && cJSON_IsObject(args)
                             ? gw_commands_handle(core->office, call->verb, args, &actor)
                             : gw_command_error(NULL, "arguments are not a JSON object");
-        if (in_txn)
-            gw_store_commit(core->store);
+        finish_command_txn(core, in_txn, failures, &result);
         cJSON_Delete(args);
         finish_call(call, gw_json_finish(result));
     }
@@ -1169,13 +1462,32 @@ static est_err build_rules(struct gw_core *core)
     return err;
 }
 
+/* The meters' row ids without writing (a full disk at start): every meter
+ * must already be in the inventory. */
+static est_err lookup_inventory(struct gw_core *core, int64_t *rids)
+{
+    for (size_t i = 0; i < core->config->nmeters; i++) {
+        est_err err = gw_store_meter_rowid(core->store, core->config->meters[i].id, &rids[i]);
+        if (err != EST_OK)
+            return err;
+    }
+    return EST_OK;
+}
+
 static est_err load_state(struct gw_core *core)
 {
     const struct gw_config *c = core->config;
     int64_t *rids = calloc(c->nmeters + 1, sizeof *rids);
     if (rids == NULL)
         return EST_ERR_NOMEM;
+    uint64_t failures = gw_store_write_failures(core->store);
     est_err err = gw_store_sync_inventory(core->store, c, gw_core_now_ms(core), rids);
+    if (err != EST_OK && gw_store_write_failures(core->store) != failures &&
+        lookup_inventory(core, rids) == EST_OK) {
+        /* The disk is full: start degraded rather than not at all. */
+        core->store_degraded = true;
+        err = EST_OK;
+    }
     if (err != EST_OK) {
         gw_error("store: inventory: %s", gw_store_errmsg(core->store));
         free(rids);
@@ -1193,6 +1505,86 @@ static est_err load_state(struct gw_core *core)
     return EST_OK;
 }
 
+/* Opens the store. A full disk may refuse even that (the WAL index and the
+ * migration need room): the reserve file is given up and it is tried again.
+ * The reserve is then kept from here on. */
+static est_err open_store(struct gw_core *core, char *reason, size_t reason_len)
+{
+    const char *dir = core->config->gateway.data_dir;
+    est_err err = gw_store_open(dir, false, &core->store, reason, reason_len);
+    if (err == EST_ERR_FULL || err == EST_ERR_IO || err == EST_ERR_DB) {
+        size_t len = strlen(dir) + sizeof "/estate.reserve";
+        char *reserve = malloc(len);
+        if (reserve != NULL) {
+            snprintf(reserve, len, "%s/estate.reserve", dir);
+            if (unlink(reserve) == 0) {
+                gw_warn("store: cannot open (%s): gave up the reserve file and trying again", reason);
+                err = gw_store_open(dir, false, &core->store, reason, reason_len);
+            }
+            free(reserve);
+        }
+    }
+    if (err == EST_OK)
+        gw_store_keep_reserve(core->store, dir, STORE_RESERVE_BYTES);
+    return err;
+}
+
+/* PRAGMA quick_check at start: damage is logged here and becomes an
+ * incident once the office is up (*damage, malloc'd, NULL when sound). */
+static void check_damage(struct gw_core *core, char **damage)
+{
+    if (gw_store_check_integrity(core->store, false, damage) != EST_OK || *damage == NULL)
+        return;
+    gw_error("store: database damaged: %s; the gateway runs on, but restore %s/%s from a backup "
+             "(see docs/reliability.md, \"Damaged storage\")",
+             *damage, core->config->gateway.data_dir, GW_STORE_DB_FILE);
+}
+
+/* Damage found by a check: a critical incident, once a run. */
+static void report_damage(struct gw_core *core, const char *damage)
+{
+    if (core->damage_reported)
+        return;
+    core->damage_reported = true;
+    char text[512];
+    snprintf(text, sizeof text, "database damaged (%.300s): restore from a backup", damage);
+    raise_gateway_incident(core, "storage_damaged", text);
+}
+
+/* The periodic full check found damage. */
+static void take_integrity_result(struct gw_core *core)
+{
+    char *damage = gw_integrity_take(core->integrity);
+    if (damage == NULL)
+        return;
+    gw_error("store: database damaged (integrity check): %s; the gateway runs on, but restore "
+             "%s/%s from a backup (see docs/reliability.md, \"Damaged storage\")",
+             damage, core->config->gateway.data_dir, GW_STORE_DB_FILE);
+    report_damage(core, damage);
+    free(damage);
+}
+
+/* What start-up found wrong with the store becomes a critical incident. */
+static void report_start_problems(struct gw_core *core, const char *damage)
+{
+    if (damage != NULL)
+        report_damage(core, damage);
+    if (core->store_degraded) {
+        gw_error("store: writes failing at start (%s): publishing without storing until the "
+                 "disk recovers", gw_store_errmsg(core->store));
+        core->next_store_probe_ms = est_mono_ms() + STORE_PROBE_MS;
+        core->storage_failing_since_ms = gw_core_now_ms(core);
+        snprintf(core->storage_failure, sizeof core->storage_failure, "%s",
+                 gw_store_errmsg(core->store));
+        char text[512];
+        snprintf(text, sizeof text,
+                 "storage failing at start (%.200s): readings are not stored, actions are "
+                 "refused, events are held in memory until the disk recovers",
+                 core->storage_failure);
+        raise_gateway_incident(core, "storage_failing", text);
+    }
+}
+
 est_err gw_core_create(struct gw_config *config, struct gw_core **out)
 {
     struct gw_core *core = calloc(1, sizeof *core);
@@ -1205,17 +1597,24 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
     core->panels = calloc(config->npanels + 1, sizeof *core->panels);
     core->unit_vacant = calloc(config->nunits + 1, sizeof *core->unit_vacant);
     core->pollers = calloc(config->nbuses + 1, sizeof *core->pollers);
-    est_err err = core->prefix && core->meters && core->panels && core->unit_vacant && core->pollers
+    core->held = calloc(HELD_EVENTS_MAX, sizeof *core->held);
+    core->staged = calloc(STAGED_MAX, sizeof *core->staged);
+    core->replay = calloc(REPLAY_MAX, sizeof *core->replay);
+    est_err err = core->prefix && core->meters && core->panels && core->unit_vacant &&
+                          core->pollers && core->held && core->staged && core->replay
                       ? EST_OK
                       : EST_ERR_NOMEM;
     for (size_t i = 0; err == EST_OK && i < config->nmeters; i++)
         core->meters[i].float32_quantities = drv_model_float32_quantities(config->meters[i].model);
     char reason[256] = "";
     if (err == EST_OK) {
-        err = gw_store_open(config->gateway.data_dir, false, &core->store, reason, sizeof reason);
+        err = open_store(core, reason, sizeof reason);
         if (err != EST_OK)
             gw_error("store: cannot open %s/%s: %s", config->gateway.data_dir, GW_STORE_DB_FILE, reason);
     }
+    char *damage = NULL;
+    if (err == EST_OK)
+        check_damage(core, &damage);
     if (err == EST_OK)
         err = load_state(core);
     if (err == EST_OK)
@@ -1224,6 +1623,9 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
         err = create_office(core);
     if (err == EST_OK)
         err = gw_office_restore_incidents(core->office);
+    if (err == EST_OK)
+        report_start_problems(core, damage);
+    free(damage);
     if (err == EST_OK)
         err = gw_queue_create(sizeof(struct gw_sample), SAMPLE_QUEUE_CAPACITY, &core->samples);
     if (err == EST_OK)
@@ -1253,49 +1655,90 @@ static void tick(struct gw_core *core)
     bool in_txn = gw_store_begin(core->store) == EST_OK;
     rule_engine_tick(core->rules, now);
     gw_office_tick(core->office, now);
-    if (in_txn && gw_store_commit(core->store) != EST_OK)
+    bool committed = in_txn && gw_store_commit(core->store) == EST_OK;
+    if (in_txn && !committed && !core->store_degraded)
         gw_error("store: tick commit failed: %s", gw_store_errmsg(core->store));
+    settle_staged(core, committed);
     handle_ctl_requests(core);
+    take_integrity_result(core);
     if (!gw_mqtt_connected(core->mqtt))
         trim_outbox(core);
     if (core->on_tick != NULL)
         core->on_tick(core->on_tick_ctx);
 }
 
-/* Publishes the patrol log's chain head (retained on P/patrol/head) and
- * records it as an anchor, so cutting off the tail of the log later is
- * detectable from outside the database. Only when the head moved. */
+/* Publishes the patrol log's chain head (retained on P/patrol/head) when it
+ * has not gone out yet on this run, and records it as an anchor in the
+ * database at most once a minute. Only when the head moved. */
 static void anchor_patrol_head(struct gw_core *core, int64_t now)
 {
     int64_t seq = 0;
     char hash[GW_STORE_HASH_LEN];
-    if (now - core->anchored_ms < PATROL_ANCHOR_EVERY_MS ||
-        gw_store_patrol_head(core->store, &seq, hash) != EST_OK || seq == 0 ||
-        seq == core->anchored_seq)
+    if (gw_store_patrol_head(core->store, &seq, hash) != EST_OK || seq == 0)
+        return;
+    publish_patrol_head(core, seq, hash);
+    if (now - core->anchored_ms < PATROL_ANCHOR_EVERY_MS || seq == core->anchored_seq ||
+        core->store_degraded)
         return;
     if (gw_store_patrol_anchor(core->store, now, "mqtt", &seq, hash) != EST_OK)
         return;
     core->anchored_seq = seq;
     core->anchored_ms = now;
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL)
+}
+
+/* The head retained on P/patrol/head came back from the broker: the local
+ * chain must hold that entry with that hash. If it does not, entries were
+ * cut off or rewritten since it was published (or the database is an older
+ * copy): a critical incident, and the local head is never published over it. */
+static void check_retained_head(struct gw_core *core, const struct gw_mqtt_inbound *in)
+{
+    if (in->length == 0 || in->too_large)
         return;
-    cJSON_AddNumberToObject(o, "seq", (double)seq);
-    cJSON_AddStringToObject(o, "hash", hash);
-    gw_json_add_ts(o, "ts", now);
-    char *json = gw_json_finish(o);
-    if (json != NULL)
-        gw_core_publish_event(core, "patrol/head", json, true);
-    free(json);
+    cJSON *o = cJSON_ParseWithLength(in->payload, in->length);
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(o, "seq");
+    const cJSON *hash = cJSON_GetObjectItemCaseSensitive(o, "hash");
+    if (!cJSON_IsNumber(seq) || !cJSON_IsString(hash)) {
+        gw_warn("patrol log: the retained head on the broker is not a head: ignored");
+        cJSON_Delete(o);
+        return;
+    }
+    int64_t want_seq = (int64_t)seq->valuedouble;
+    bool contained = gw_store_patrol_check_anchor(core->store, want_seq, hash->valuestring) == EST_OK;
+    core->head_checked = true;
+    if (!contained && !core->head_conflict) {
+        core->head_conflict = true;
+        char text[256];
+        snprintf(text, sizeof text,
+                 "patrol log: the retained head on the broker (seq %lld, %.16s...) is not in the "
+                 "local chain: entries were removed or rewritten; the local head will not be "
+                 "published over it",
+                 (long long)want_seq, hash->valuestring);
+        gw_error("%s", text);
+        raise_gateway_incident(core, "patrol_head_mismatch", text);
+    } else if (contained && want_seq > core->head_published_seq) {
+        core->head_published_seq = want_seq;
+    }
+    cJSON_Delete(o);
 }
 
 /* Degraded mode (disk full): whether the disk accepts writes again. */
 static void probe_store(struct gw_core *core)
 {
-    if (gw_store_meta_set(core->store, "last_probe", "1") == EST_OK) {
-        core->store_degraded = false;
-        gw_info("store: writes work again; storing resumed");
+    /* The reserve gives the checkpoint room; the truncated WAL gives writes room. */
+    gw_store_make_room(core->store);
+    if (gw_store_meta_set(core->store, "last_probe", "1") != EST_OK)
+        return;
+    core->store_degraded = false;
+    if (!replay_rule_events(core)) {
+        enter_degraded_mode(core);
+        return;
     }
+    gw_info("store: writes work again; storing resumed");
+    if (gw_store_begin(core->store) == EST_OK) {
+        record_storage_recovered(core);
+        gw_store_commit(core->store);
+    }
+    release_held_events(core);
 }
 
 static void maintenance(struct gw_core *core)
@@ -1313,6 +1756,24 @@ static void maintenance(struct gw_core *core)
     gw_debug("core: %llu samples, %llu published, %llu stored, %llu readings dropped",
              (unsigned long long)core->samples_handled, (unsigned long long)core->readings_published,
              (unsigned long long)core->readings_stored, (unsigned long long)core->readings_dropped);
+}
+
+static bool is_head_topic(const struct gw_core *core, const char *topic)
+{
+    size_t plen = strlen(core->prefix);
+    return strncmp(topic, core->prefix, plen) == 0 && strcmp(topic + plen, "/patrol/head") == 0;
+}
+
+/* A new broker connection: its retained patrol head is to be checked
+ * before the local head goes out again. */
+static void watch_connection(struct gw_core *core)
+{
+    uint64_t generation = gw_mqtt_generation(core->mqtt);
+    if (!gw_mqtt_connected(core->mqtt) || generation == core->head_generation)
+        return;
+    core->head_generation = generation;
+    core->head_checked = false;
+    core->head_wait_until_ms = est_mono_ms() + HEAD_WAIT_MS;
 }
 
 static est_err start_pollers(struct gw_core *core)
@@ -1344,6 +1805,11 @@ est_err gw_core_run(struct gw_core *core)
     est_err err = start_pollers(core);
     if (err != EST_OK)
         return err;
+    int every_s = core->config->gateway.integrity_check_s;
+    if (every_s > 0 &&
+        gw_integrity_start(core->config->gateway.data_dir, (int64_t)every_s * 1000,
+                           &core->integrity) != EST_OK)
+        gw_warn("store: cannot start the periodic integrity check");
     struct batch b;
     bool have_batch = batch_alloc(&b);
     struct gw_mqtt_inbound *inbound = malloc(sizeof *inbound);
@@ -1369,8 +1835,14 @@ est_err gw_core_run(struct gw_core *core)
             handle_batch(core, &b);
         if (n > 0 && n < SAMPLE_GATHER_BELOW)
             est_sleep_ms(SAMPLE_GATHER_MS);
-        while (gw_queue_pop_many(core->inbound, inbound, 1, 0) == 1)
-            handle_mqtt_command(core, inbound);
+        watch_connection(core);
+        while (gw_queue_pop_many(core->inbound, inbound, 1, 0) == 1) {
+            if (is_head_topic(core, inbound->topic))
+                check_retained_head(core, inbound);
+            else
+                handle_mqtt_command(core, inbound);
+        }
+        release_held_events(core);
         handle_calls(core);
         int64_t mono = est_mono_ms();
         if (mono >= core->next_tick_ms) {
@@ -1404,6 +1876,8 @@ est_err gw_core_run(struct gw_core *core)
         est_sleep_ms(10);
     }
     drain_outbox(core); /* delete what was acknowledged meanwhile */
+    gw_integrity_stop(core->integrity);
+    core->integrity = NULL;
     batch_free(&b);
     free(inbound);
     gw_info("core: stopped after %llu samples", (unsigned long long)core->samples_handled);
@@ -1428,12 +1902,18 @@ void gw_core_destroy(struct gw_core *core)
         while (gw_queue_pop_many(core->calls, &call, 1, 0) == 1)
             finish_call(call, NULL);
     }
+    gw_integrity_stop(core->integrity);
     gw_queue_destroy(core->calls);
     gw_queue_destroy(core->inbound);
     gw_queue_destroy(core->samples);
     gw_office_destroy(core->office);
     rule_engine_destroy(core->rules);
     gw_store_close(core->store);
+    while (core->held != NULL && core->nheld > 0)
+        drop_oldest_held(core);
+    free(core->held);
+    free(core->staged);
+    free(core->replay);
     free(core->pollers);
     free(core->meters);
     free(core->panels);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "integrity.h"
 #include "log.h"
 #include "mqtt.h"
 #include "office.h"
@@ -66,6 +67,20 @@ typedef void (*gw_core_listener_fn)(void *ctx, const char *kind, const char *pay
 
 struct gw_core_call; /* a cross-thread request, see gw_core_call() */
 
+/* An event the outbox could not take (storage failing), held in memory. */
+struct gw_held_event {
+    char *topic;
+    char *payload;
+    int qos;
+    bool retain;
+};
+
+/* A rule event and whether the office could store what it caused. */
+struct gw_staged_event {
+    struct rule_event event;
+    bool store_failed;
+};
+
 struct gw_core {
     struct gw_config *config;
     struct gw_store *store;
@@ -96,8 +111,31 @@ struct gw_core {
     uint64_t readings_published;
     uint64_t readings_stored;
     bool store_degraded;           /* writes failing (disk full): publish only */
-    int64_t anchored_seq;          /* patrol head last published on P/patrol/head */
+    int64_t anchored_seq;          /* patrol head last recorded as an anchor */
     int64_t anchored_ms;           /* when */
+    int64_t head_published_seq;    /* patrol head last published on P/patrol/head */
+
+    /* Storage failing: what could not be stored waits in memory (bounded). */
+    struct gw_held_event *held;    /* events the outbox refused, oldest first */
+    size_t nheld;
+    size_t held_bytes;
+    uint64_t held_dropped;         /* oldest held events dropped past the bound */
+    struct gw_staged_event *staged; /* rule events inside the open transaction */
+    size_t nstaged;
+    struct rule_event *replay;     /* rule events to hand the office again once
+                                    * storing works, so they are stored */
+    size_t nreplay;
+    uint64_t replay_dropped;
+    int64_t storage_failing_since_ms; /* 0: storage works */
+    char storage_failure[256];     /* why, for the incident */
+
+    /* The patrol head retained on the broker, checked at every connection. */
+    uint64_t head_generation;      /* MQTT connection it was asked on */
+    int64_t head_wait_until_ms;    /* monotonic: anchoring waits for it until then */
+    bool head_checked;             /* it arrived (or none came) on this connection */
+    bool head_conflict;            /* it is not in the local chain: never overwrite it */
+    struct gw_integrity *integrity; /* the periodic full check (NULL = off) */
+    bool damage_reported;          /* storage_damaged raised this run */
     int64_t next_tick_ms;
     int64_t next_maintenance_ms;
     int64_t next_store_probe_ms;   /* degraded mode: next write probe (monotonic) */

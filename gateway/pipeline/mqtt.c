@@ -86,6 +86,7 @@ struct gw_mqtt {
     const struct gw_mqtt_config *config;
     char *status_topic;
     char *command_filter;
+    char *head_topic;              /* P/patrol/head: its retained message comes in too */
     char *will_payload;
     char *password;
     struct gw_queue *inbound;
@@ -518,7 +519,17 @@ static const char *connect_error_text(int rc)
 /* The publisher thread                                              */
 /* ---------------------------------------------------------------- */
 
-/* Connects, subscribes to P/cmd/+ and publishes the online status. */
+/* The retained patrol-log head comes in like a command, for the core to
+ * check against its own chain. */
+static void subscribe_patrol_head(struct gw_mqtt *m)
+{
+    int rc = MQTTClient_subscribe(m->client, m->head_topic, 1);
+    if (rc != MQTTCLIENT_SUCCESS)
+        gw_warn("mqtt: subscribe to %s failed (code %d)", m->head_topic, rc);
+}
+
+/* Connects, subscribes to P/cmd/+ and P/patrol/head and publishes the
+ * online status. */
 static bool open_session(struct gw_mqtt *m)
 {
     const struct gw_mqtt_config *c = m->config;
@@ -568,6 +579,7 @@ static bool open_session(struct gw_mqtt *m)
     rc = MQTTClient_subscribe(m->client, m->command_filter, 1);
     if (rc != MQTTCLIENT_SUCCESS)
         gw_warn("mqtt: subscribe to %s failed (code %d)", m->command_filter, rc);
+    subscribe_patrol_head(m);
     if (!MQTTClient_isConnected(m->client)) {
         log_connect_problem(m, "connection lost right after connecting; retrying");
         return false;
@@ -777,14 +789,16 @@ est_err gw_mqtt_create(const struct gw_mqtt_config *config, const char *prefix,
     size_t plen = strlen(prefix);
     m->status_topic = malloc(plen + sizeof "/status");
     m->command_filter = malloc(plen + sizeof "/cmd/+");
+    m->head_topic = malloc(plen + sizeof "/patrol/head");
     m->will_payload = strdup(offline_payload);
     if (m->scratch == NULL || m->ring == NULL || m->status_topic == NULL ||
-        m->command_filter == NULL || m->will_payload == NULL) {
+        m->command_filter == NULL || m->head_topic == NULL || m->will_payload == NULL) {
         gw_mqtt_destroy(m, NULL, 0);
         return EST_ERR_NOMEM;
     }
     sprintf(m->status_topic, "%s/status", prefix);
     sprintf(m->command_filter, "%s/cmd/+", prefix);
+    sprintf(m->head_topic, "%s/patrol/head", prefix);
     if (config->password_file != NULL) {
         m->password = read_secret_file(config->password_file);
         if (m->password == NULL) {
@@ -949,6 +963,7 @@ void gw_mqtt_destroy(struct gw_mqtt *m, const char *offline_payload, int timeout
     free(m->ring);
     free(m->status_topic);
     free(m->command_filter);
+    free(m->head_topic);
     free(m->will_payload);
     free(m->online_payload);
     if (m->password != NULL) {

@@ -401,6 +401,13 @@ est_err gw_store_patrol_verify(struct gw_store *store, struct gw_store_patrol_ve
     err = verify_walk(store, result);
     if (err == EST_OK)
         err = verify_anchors(store, result);
+    int failed_rc = sqlite3_errcode(store->db) & 0xff;
+    if (err != EST_OK && (failed_rc == SQLITE_CORRUPT || failed_rc == SQLITE_NOTADB)) {
+        /* Damaged pages: a verdict, not a failure to give one. */
+        verify_note(result, result->head_seq + 1,
+                    "database damaged: the log cannot be read from here (restore from a backup)");
+        err = EST_OK;
+    }
     if (began)
         store__exec(store, store__stmt(store, S_ROLLBACK), SQLITE_OK);
     return err;

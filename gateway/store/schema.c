@@ -436,6 +436,7 @@ static void store_free(struct gw_store *s)
     sqlite3_close(s->db);
     EVP_MD_CTX_free(s->md);
     free(s->last_good_written);
+    free(s->reserve_path);
     free(s);
 }
 

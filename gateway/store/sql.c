@@ -30,6 +30,8 @@ est_err store__map_rc(int rc)
 
 est_err store__fail_db(struct gw_store *s, int rc)
 {
+    if ((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR || (rc & 0xff) == SQLITE_CANTOPEN)
+        s->write_failures++;
     snprintf(s->errmsg, sizeof s->errmsg, "%s", sqlite3_errmsg(s->db));
     return store__map_rc(rc);
 }
@@ -47,6 +49,11 @@ est_err store__fail(struct gw_store *s, est_err err, const char *fmt, ...)
     vfail(s, err, fmt, ap);
     va_end(ap);
     return err;
+}
+
+uint64_t gw_store_write_failures(const struct gw_store *store)
+{
+    return store != NULL ? store->write_failures : 0;
 }
 
 const char *gw_store_errmsg(const struct gw_store *store)

@@ -85,6 +85,30 @@ est_err gw_store_close(struct gw_store *store);
  * the next call on the store. */
 const char *gw_store_errmsg(const struct gw_store *store);
 
+/* How many statements on this store failed for want of space or an I/O
+ * error (SQLITE_FULL, SQLITE_IOERR, SQLITE_CANTOPEN) since it was opened:
+ * compare before and after a piece of work to tell whether it was stored. */
+uint64_t gw_store_write_failures(const struct gw_store *store);
+
+/* Whether a transaction opened with gw_store_begin() is open. */
+bool gw_store_in_transaction(const struct gw_store *store);
+
+/* Keeps a reserve file of bytes in data_dir (creating it now as far as
+ * space allows), so that a full disk still leaves room to checkpoint the
+ * WAL: gw_store_make_room() gives it up, checkpoints and takes back what is
+ * left. Also limits the WAL file kept after a checkpoint to that size. */
+est_err gw_store_keep_reserve(struct gw_store *store, const char *data_dir, size_t bytes);
+
+/* Disk full: releases the reserve, checkpoints the WAL into the database
+ * and truncates it, then re-creates the reserve with the space left. EST_OK
+ * when the checkpoint completed. */
+est_err gw_store_make_room(struct gw_store *store);
+
+/* PRAGMA quick_check (full=false) or integrity_check (full=true). *problem
+ * is NULL when the database is sound, else a malloc'd description (the first
+ * problems SQLite reports) the caller frees. */
+est_err gw_store_check_integrity(struct gw_store *store, bool full, char **problem);
+
 /* Starts a write transaction (BEGIN IMMEDIATE) for batching several calls.
  * EST_ERR_STATE if one is already open. */
 est_err gw_store_begin(struct gw_store *store);

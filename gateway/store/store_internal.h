@@ -135,6 +135,9 @@ struct gw_store {
     EVP_MD_CTX *md;     /* reused for patrol hashes */
     bool readonly;
     char errmsg[512];   /* last failure; longer messages are truncated */
+    uint64_t write_failures; /* statements that failed for want of space or I/O */
+    char *reserve_path; /* data_dir's reserve file (gw_store_keep_reserve), or NULL */
+    size_t reserve_bytes;
     /* ts_ms of the last good reading written to meters.last_good_ms by this
      * connection, indexed by meter rid (see readings.c). */
     int64_t *last_good_written;
