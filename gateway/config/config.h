@@ -234,4 +234,8 @@ int gw_category_from_name(const char *name);        /* -1 if unknown */
 est_err gw_config_load_meters_csv(struct gw_config *config, const char *csv_path,
                                   struct gw_config_errors *errors);
 
+/* The rest of the part's interface: the log and the meters CSV reader. */
+#include "csv.h"
+#include "log.h"
+
 #endif

@@ -46,7 +46,7 @@
 #include "config.h"
 #include "console.h"
 #include "store.h"
-#include "users.h"
+#include "office.h"
 
 #define BODY_MAX (64 * 1024)          /* larger request bodies get 413 */
 

@@ -20,7 +20,7 @@
 
 #include "console_internal.h"
 #include "est_alloc.h"
-#include "log.h"
+#include "config.h"
 
 #define DRAIN_MAX (1024 * 1024)       /* beyond this an oversize body closes the connection */
 #define CONNECTION_TIMEOUT_S 60      /* inactivity of a response being sent */

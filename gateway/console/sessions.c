@@ -11,7 +11,7 @@
 #include <openssl/rand.h>
 
 #include "console_internal.h"
-#include "log.h"
+#include "config.h"
 #include "views.h"
 
 #define THROTTLE_USER_FREE 5          /* failures per user and address before lockouts start */

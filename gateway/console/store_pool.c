@@ -2,7 +2,7 @@
 #include <pthread.h>
 
 #include "console_internal.h"
-#include "log.h"
+#include "config.h"
 
 struct gw_store *console_store_acquire(struct gw_http *http, size_t *slot)
 {

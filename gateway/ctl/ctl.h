@@ -11,7 +11,7 @@
 #include "config.h"
 #include "est_cli.h"
 #include "estate.h"
-#include "report.h" /* gw_table_column, gw_table_print */
+#include "office.h" /* gw_table_column, gw_table_print (report.h) */
 #include "store.h"
 #include "views.h"
 

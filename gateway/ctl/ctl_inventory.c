@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
-#include "csv.h"
+#include "config.h"
 
 /* ------------------------------------------------------------------ */
 /* inventory                                                           */

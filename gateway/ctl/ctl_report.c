@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "ctl.h"
-#include "report.h"
+#include "office.h"
 
 int ctl_verb_report(struct ctl *c)
 {

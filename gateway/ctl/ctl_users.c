@@ -3,7 +3,7 @@
 
 #include "ctl.h"
 #if __has_include("users.h")
-#include "users.h"
+#include "office.h"
 #define HAVE_USERS_CTL 1
 #endif
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "ctl.h"
-#include "handover.h"
+#include "office.h"
 
 /* ------------------------------------------------------------------ */
 /* workorders / workorder                                              */

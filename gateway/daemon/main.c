@@ -16,7 +16,6 @@
 #include "core.h"
 #include "drivers.h"
 #include "est_cli.h"
-#include "log.h"
 
 static struct gw_core *running_core;
 

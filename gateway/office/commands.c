@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "incidents.h"
-#include "log.h"
+#include "config.h"
 #include "office_parts.h"
 #include "users.h"
 

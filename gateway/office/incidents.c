@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "config.h"
 #include "office_parts.h"
 #include "views.h"
 

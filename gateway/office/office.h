@@ -22,7 +22,7 @@
 #include "config.h"
 #include "estate.h"
 #include "rules.h"
-#include "sample.h"
+#include "views.h"
 #include "store.h"
 
 /* Who asks for an action: a signed-in console user, an estate-ctl operator

@@ -39,7 +39,7 @@
 #include "commands.h"
 #include "est_alloc.h"
 #include "handover.h"
-#include "log.h"
+#include "config.h"
 #include "office_parts.h"
 #include "views.h"
 

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "config.h"
 #include "office.h"
 #include "views.h"
 

@@ -18,13 +18,12 @@
 
 #include "config.h"
 #include "integrity.h"
-#include "log.h"
 #include "mqtt.h"
 #include "office.h"
 #include "poller.h"
 #include "queue.h"
 #include "rules.h"
-#include "sample.h"
+#include "views.h"
 #include "store.h"
 
 /* The counters of a meter's last good reading: kept so a detected

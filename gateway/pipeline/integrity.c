@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
+#include "config.h"
 #include "store.h"
 
 struct gw_integrity {

@@ -26,7 +26,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "log.h"
+#include "config.h"
 
 #define ACKED_CAPACITY 4096
 /* Messages waiting for the publisher thread: a byte ring, so queueing one

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "sample.h"
+#include "config.h"
+#include "views.h"
 
 /* A failing device is polled at most this rarely: 8 poll intervals, kept
  * within 5 s .. 60 s, so a meter that comes back is seen again soon while a

@@ -5,7 +5,9 @@ resolves each header to the part whose folder holds it (the including file's
 own folder first, as the compiler does), builds the part-level graph and
 fails naming the cycle when parts include each other in a circle, directly
 or through others. Headers from outside gateway/ (common, drivers, rules) are
-not parts and are left out. Prints the graph when there is no cycle.
+not parts and are left out. Also fails when a part includes another part's
+header other than that part's one public header (PUBLIC_HEADER below; the
+programs daemon/ and ctl/ have none). Prints the graph when all is well.
 
 Usage: check_include_cycles.py [GATEWAY_DIR]   (default: ../../gateway)
 """
@@ -15,6 +17,15 @@ import sys
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.MULTILINE)
 SOURCE_SUFFIXES = ('.c', '.h')
+# The one header through which each library part is used by the others.
+PUBLIC_HEADER = {
+    'config': 'config.h',
+    'store': 'store.h',
+    'views': 'views.h',
+    'office': 'office.h',
+    'console': 'console.h',
+    'pipeline': 'core.h',
+}
 
 
 def part_files(gateway):
@@ -67,6 +78,19 @@ def build_graph(gateway):
     return graph
 
 
+def private_includes(graph):
+    """[(file, header, part)] of includes of a part's header that is not its
+    public one."""
+    found = []
+    for _part, others in sorted(graph.items()):
+        for other, uses in sorted(others.items()):
+            public = PUBLIC_HEADER.get(other)
+            for path, header in uses:
+                if os.path.basename(header) != public:
+                    found.append((path, header, other))
+    return found
+
+
 def find_cycle(graph):
     """One cycle as a list of parts [a, b, ..., a], or None (depth-first)."""
     state = {}  # part -> 'open' while on the stack, 'done' after
@@ -117,7 +141,14 @@ def main():
             for path, header in graph[a][b]:
                 print('  %s -> %s: %s includes "%s"' % (a, b, path, header))
         return 1
-    print('gateway parts, each with the parts it includes (no cycles):')
+    private = private_includes(graph)
+    if private:
+        print('includes of a part\'s private header (use its public header instead):')
+        for path, header, other in private:
+            print('  %s includes "%s" of %s (public: "%s")'
+                  % (path, header, other, PUBLIC_HEADER.get(other, 'none: a program')))
+        return 1
+    print('gateway parts, each with the parts it includes (no cycles, public headers only):')
     for part in sorted(graph):
         print('  %-10s -> %s' % (part, ', '.join(sorted(graph[part])) or '(none)'))
     return 0
