@@ -2,6 +2,7 @@
 #include "estate.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,4 +127,28 @@ void est_sleep_ms(int64_t ms)
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+}
+
+char *est_read_first_line(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, f);
+    int read_errno = errno;
+    bool failed = ferror(f) != 0;
+    fclose(f);
+    if (n < 0) {
+        free(line);
+        if (failed) {
+            errno = read_errno;
+            return NULL;
+        }
+        return strdup("");
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    return line;
 }

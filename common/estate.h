@@ -47,4 +47,9 @@ est_err est_parse_ts(const char *text, int64_t *ms);
 /* Lower-level sleep helper that restarts after signals. */
 void est_sleep_ms(int64_t ms);
 
+/* The first line of a small text file (a secret such as a password file),
+ * without its line end: malloc'd, "" for an empty file, NULL when the file
+ * cannot be read (errno says why). */
+char *est_read_first_line(const char *path);
+
 #endif

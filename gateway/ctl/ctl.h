@@ -82,6 +82,9 @@ void ctl_add_parsed(cJSON *o, const char *key, const char *json_text);
 
 /* The store in the config's data_dir, or NULL after printing why. */
 struct gw_store *ctl_open_store(const struct ctl *c, bool readonly);
+/* For a verb that only reads: refuses leftover arguments, then opens the
+ * store read-only; NULL with *status the exit code when either fails. */
+struct gw_store *ctl_open_for_reading(struct ctl *c, int *status);
 /* Prints the store's error about what, closes it; returns EST_EXIT_RUNTIME. */
 int ctl_store_failure(struct gw_store *store, const char *what);
 /* Queues verb/args for the daemon and waits for its answer. 0 with

@@ -173,6 +173,17 @@ struct gw_store *ctl_open_store(const struct ctl *c, bool readonly)
     return store;
 }
 
+struct gw_store *ctl_open_for_reading(struct ctl *c, int *status)
+{
+    *status = ctl_leftover_arguments(c);
+    if (*status != 0)
+        return NULL;
+    struct gw_store *store = ctl_open_store(c, true);
+    if (store == NULL)
+        *status = EST_EXIT_RUNTIME;
+    return store;
+}
+
 int ctl_store_failure(struct gw_store *store, const char *what)
 {
     fprintf(stderr, "estate-ctl: %s: %s\n", what, gw_store_errmsg(store));

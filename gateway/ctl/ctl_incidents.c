@@ -19,12 +19,10 @@ static bool incident_row(void *ctx, const struct gw_store_incident *in)
 int ctl_verb_incidents(struct ctl *c)
 {
     bool all = ctl_option_flag(c, "--all");
-    int bad = ctl_leftover_arguments(c);
-    if (bad)
-        return bad;
-    struct gw_store *store = ctl_open_store(c, true);
+    int status = 0;
+    struct gw_store *store = ctl_open_for_reading(c, &status);
     if (store == NULL)
-        return EST_EXIT_RUNTIME;
+        return status;
     struct incident_rows x = {c->config, cJSON_CreateArray()};
     est_err err = all ? gw_store_incidents_between(store, 0, INT64_MAX, incident_row, &x)
                       : gw_store_incidents_open(store, incident_row, &x);

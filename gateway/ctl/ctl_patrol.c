@@ -69,24 +69,6 @@ struct broker_head {
     char problem[256];   /* why it could not be read ("" when read or absent) */
 };
 
-static char *read_password(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NULL;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n = getline(&line, &cap, f);
-    fclose(f);
-    if (n < 0) {
-        free(line);
-        return NULL;
-    }
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
-    return line;
-}
-
 static void parse_head(const char *payload, int len, struct broker_head *head)
 {
     cJSON *o = cJSON_ParseWithLength(payload, (size_t)len);
@@ -121,7 +103,7 @@ static void read_broker_head(const struct gw_config *config, struct broker_head 
     opts.connectTimeout = 5;
     opts.MQTTVersion = MQTTVERSION_3_1_1;
     opts.username = m->username;
-    char *password = m->password_file ? read_password(m->password_file) : NULL;
+    char *password = m->password_file ? est_read_first_line(m->password_file) : NULL;
     opts.password = password;
     if (strncmp(m->uri, "ssl://", 6) == 0) {
         ssl.trustStore = m->ca_file;
@@ -182,12 +164,10 @@ static bool check_broker_head(struct ctl *c, struct gw_store *store, struct brok
 static int patrol_verify(struct ctl *c)
 {
     bool against_broker = ctl_option_flag(c, "--broker");
-    int bad = ctl_leftover_arguments(c);
-    if (bad)
-        return bad;
-    struct gw_store *store = ctl_open_store(c, true);
+    int status = 0;
+    struct gw_store *store = ctl_open_for_reading(c, &status);
     if (store == NULL)
-        return EST_EXIT_RUNTIME;
+        return status;
     struct gw_store_patrol_verify v;
     if (gw_store_patrol_verify(store, &v) != EST_OK)
         return ctl_store_failure(store, "patrol verify");

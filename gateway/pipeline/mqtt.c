@@ -129,24 +129,11 @@ static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
 static char *read_secret_file(const char *path)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NULL;
     struct stat st;
-    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0)
+    if (stat(path, &st) == 0 && (st.st_mode & 077) != 0)
         gw_warn("mqtt: password_file %s can be read by others (mode %03o); make it 0600", path,
                 (unsigned)(st.st_mode & 0777));
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n = getline(&line, &cap, f);
-    fclose(f);
-    if (n < 0) {
-        free(line);
-        return strdup("");
-    }
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
-    return line;
+    return est_read_first_line(path);
 }
 
 /* Waits on cond (m->lock held) for at most ms milliseconds. */
