@@ -17,9 +17,10 @@
 
 #include "drivers.h"
 
-static const char *const shipped_names[] = {"adl400", "dds238", "ddsu666", "dtsu666",
-                                            "notifier-gw", "sdm120", "sdm630", "sdm72",
-                                            "tuf2000m", "xintai-water"};
+static const char *const shipped_names[] = {"adl400", "cjt188_cold_water", "dds238",
+                                            "ddsu666", "dlt645_1997_1p", "dlt645_2007_1p",
+                                            "dtsu666", "notifier-gw", "sdm120", "sdm630",
+                                            "sdm72", "tuf2000m", "xintai-water"};
 #define NSHIPPED (sizeof shipped_names / sizeof shipped_names[0])
 
 /* A model's text with the identity every test file shares. */

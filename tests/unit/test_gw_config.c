@@ -172,8 +172,8 @@ static const struct bad_case bad_cases[] = {
     { "duplicate_slave.conf", NULL, 5,
       "meter W-3: slave 7 on bus bus_a is already used by meter W-1 ({file}:3)" },
     { "unknown_driver.conf", NULL, 3,
-      "meters[0].driver: unknown driver 'sdm999' (known: adl400, dds238, ddsu666, dtsu666, "
-      "notifier-gw, sdm120, sdm630, sdm72, tuf2000m, xintai-water)" },
+      "meters[0].driver: unknown driver 'sdm999' (known: adl400, cjt188_cold_water, dds238, "
+      "ddsu666, dlt645_1997_1p, dlt645_2007_1p, dtsu666, notifier-gw, sdm120, sdm630, sdm72, tuf2000m, xintai-water)" },
     { "parent_loop.conf", NULL, 3, "meter W-A: parent chain loops: W-A -> W-B -> W-A" },
     { "unknown_unit.conf", NULL, 4, "meters[0].unit: no unit '9-999' in units" },
     { "kind_mismatch.conf", NULL, 3,
