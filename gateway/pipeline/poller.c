@@ -45,6 +45,7 @@ struct poll_device {
     const struct drv_plan *plan;   /* shared by the bus's devices of one model and options */
     const struct drv_model *model;
     const struct drv_device_options *options;
+    const uint8_t *wire_address;   /* DL/T 645 / CJ/T 188 meters: address as sent */
     bool has_valve;                /* valve control configured */
     size_t nrequests;
     unsigned slow_every;
@@ -86,7 +87,8 @@ struct gw_poller {
     const struct gw_bus_config *bus;
     struct gw_queue *samples;
     struct gw_queue *valve_requests;
-    struct drv_link *link;
+    struct drv_link *link;         /* Modbus buses */
+    struct drv_cnlink *cnlink;     /* DL/T 645 and CJ/T 188 buses */
     pthread_t thread;
     atomic_bool stopping;
     int retries;
@@ -221,6 +223,11 @@ static est_err device_init(struct gw_poller *p, struct poll_device *d, enum gw_d
     d->model = model;
     d->options = options;
     d->has_valve = has_valve && model->valve != NULL;
+    if (model->protocol != DRV_PROTO_MODBUS) {
+        /* Read item by item over the bus's cnlink: no register plan. */
+        d->slow_every = model->slow_every ? model->slow_every : 60;
+        return EST_OK;
+    }
     est_err err = plan_for(p, model, options, &d->plan);
     if (err != EST_OK)
         return err;
@@ -248,6 +255,7 @@ static est_err add_devices(struct gw_poller *p, size_t bus)
         if (m->bus != bus)
             continue;
         int interval = m->poll_interval_ms ? m->poll_interval_ms : p->bus->poll_interval_ms;
+        p->devices[n].wire_address = m->wire_address;
         est_err err = device_init(p, &p->devices[n++], GW_DEVICE_METER, (uint32_t)i, m->id, m->slave,
                                   m->model, &m->options, interval, m->valve);
         if (err != EST_OK) {
@@ -302,6 +310,16 @@ static void link_config_from_bus(const struct gw_bus_config *bus, struct drv_lin
     /* A converter or serial port that went away is tried again at least
      * every 5 s, so polling resumes within seconds of its return. */
     lc->reconnect_max_ms = LINK_RECONNECT_MAX_MS;
+}
+
+static est_err open_national_link(const struct gw_bus_config *bus, struct drv_cnlink **out)
+{
+    struct drv_cnlink_config cc = {
+        .protocol = bus->protocol, .device = bus->device, .baud = bus->baud,
+        .parity = bus->parity, .data_bits = bus->data_bits, .stop_bits = bus->stop_bits,
+        .response_timeout_ms = bus->timeout_ms, .turnaround_ms = bus->request_gap_ms,
+        .reconnect_max_ms = LINK_RECONNECT_MAX_MS};
+    return drv_cnlink_open(&cc, out);
 }
 
 /* ---- polling ---- */
@@ -397,9 +415,33 @@ static void finish_sample(struct poll_device *d, const uint16_t *regs, const boo
     d->polls++;
 }
 
+/* Polls a DL/T 645 or CJ/T 188 meter, item by item. */
+static void poll_national_device(struct gw_poller *p, struct poll_device *d,
+                                 struct gw_sample *sample)
+{
+    memset(sample, 0, offsetof(struct gw_sample, reading));
+    struct drv_cn_poll_result r;
+    drv_cnlink_poll(p->cnlink, d->model, d->wire_address, wants_slow_poll(d), attempts_for(p, d),
+                    &sample->reading, &r);
+    sample->item = GW_ITEM_SAMPLE;
+    sample->device_type = d->type;
+    sample->index = d->index;
+    sample->ts_ms = est_now_ms();
+    sample->error = r.first_error;
+    sample->exception = r.first_code;
+    sample->quality = r.answered == 0 ? GW_QUALITY_ERROR
+                      : r.answered < r.attempted ? GW_QUALITY_STALE
+                                                 : GW_QUALITY_GOOD;
+    d->polls++;
+}
+
 /* Polls one device on its own, request by request. */
 static void poll_device(struct gw_poller *p, struct poll_device *d, struct gw_sample *sample)
 {
+    if (p->cnlink != NULL) {
+        poll_national_device(p, d, sample);
+        return;
+    }
     uint16_t *regs = slot_regs(p, 0);
     bool *request_ok = slot_request_ok(p, 0);
     bool slow_poll = wants_slow_poll(d);
@@ -531,8 +573,11 @@ static void handle_valve_request(struct gw_poller *p, const struct valve_request
     sample->reading.present = 0;
     sample->reading.nzones = 0;
     uint16_t address = 0, value = 0;
-    if (d == NULL || !d->has_valve ||
-        drv_valve_command(d->model, d->options, !req->close, &address, &value) != EST_OK) {
+    if (d == NULL || !d->has_valve) {
+        sample->error = EST_ERR_NOTFOUND;
+    } else if (p->cnlink != NULL) {
+        sample->error = drv_cnlink_valve(p->cnlink, d->model, d->wire_address, !req->close);
+    } else if (drv_valve_command(d->model, d->options, !req->close, &address, &value) != EST_OK) {
         sample->error = EST_ERR_NOTFOUND;
     } else {
         int exception = 0;
@@ -714,6 +759,7 @@ static void poller_free(struct gw_poller *p)
     free(p->batch);
     if (p->link != NULL)
         drv_link_close(p->link);
+    drv_cnlink_close(p->cnlink);
     gw_queue_destroy(p->valve_requests);
     pthread_mutex_destroy(&p->stats_lock);
     free(p);
@@ -750,7 +796,9 @@ est_err gw_poller_start(const struct gw_config *config, size_t bus, struct gw_qu
         err = add_devices(p, bus);
     struct drv_link_config lc;
     link_config_from_bus(p->bus, &lc);
-    if (err == EST_OK)
+    if (err == EST_OK && p->bus->protocol != DRV_PROTO_MODBUS)
+        err = open_national_link(p->bus, &p->cnlink);
+    else if (err == EST_OK)
         err = drv_link_open(&lc, &p->link);
     if (err != EST_OK) {
         poller_free(p);
@@ -788,5 +836,8 @@ void gw_poller_get_stats(struct gw_poller *p, struct gw_poller_stats *stats)
     pthread_mutex_lock(&p->stats_lock);
     *stats = p->stats;
     pthread_mutex_unlock(&p->stats_lock);
-    drv_link_stats(p->link, &stats->transactions, &stats->failed_transactions);
+    if (p->cnlink != NULL)
+        drv_cnlink_stats(p->cnlink, &stats->transactions, &stats->failed_transactions);
+    else
+        drv_link_stats(p->link, &stats->transactions, &stats->failed_transactions);
 }
