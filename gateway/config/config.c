@@ -1291,10 +1291,11 @@ static void national_meter_finish(struct loader *L, struct gw_meter_config *m, u
     if (was_seen(meter_rows, NROWS(meter_rows), seen, "slave"))
         errf(L, w, "meter %s: bus %s speaks %s: give the meter's address, not slave", m->id,
              bus->name, protocol);
-    if (!m->address)
-        errf(L, w, "meter %s: bus %s speaks %s: the meter needs address (%zu digits)", m->id,
-             bus->name, protocol, 2 * nbytes);
-    else if (strlen(m->address) != 2 * nbytes ||
+    if (!m->address) {
+        if (!was_seen(meter_rows, NROWS(meter_rows), seen, "address")) /* else reported */
+            errf(L, w, "meter %s: bus %s speaks %s: the meter needs address (%zu digits)",
+                 m->id, bus->name, protocol, 2 * nbytes);
+    } else if (strlen(m->address) != 2 * nbytes ||
              cn_address_parse(m->address, nbytes, m->wire_address) != EST_OK)
         errf(L, w, "meter %s: address '%s' must be %zu digits on a %s bus", m->id, m->address,
              2 * nbytes, protocol);
