@@ -46,6 +46,7 @@ struct poll_device {
     const struct drv_model *model;
     const struct drv_device_options *options;
     const uint8_t *wire_address;   /* DL/T 645 / CJ/T 188 meters: address as sent */
+    const char *address;           /* the same as printed on the meter, for messages */
     bool has_valve;                /* valve control configured */
     size_t nrequests;
     unsigned slow_every;
@@ -256,6 +257,7 @@ static est_err add_devices(struct gw_poller *p, size_t bus)
             continue;
         int interval = m->poll_interval_ms ? m->poll_interval_ms : p->bus->poll_interval_ms;
         p->devices[n].wire_address = m->wire_address;
+        p->devices[n].address = m->address;
         est_err err = device_init(p, &p->devices[n++], GW_DEVICE_METER, (uint32_t)i, m->id, m->slave,
                                   m->model, &m->options, interval, m->valve);
         if (err != EST_OK) {
@@ -324,8 +326,23 @@ static est_err open_national_link(const struct gw_bus_config *bus, struct drv_cn
 
 /* ---- polling ---- */
 
-static const char *describe_error(est_err err, int exception, char *buf, size_t len)
+/* "slave 3", or "address 000012345678" on a DL/T 645 / CJ/T 188 bus. */
+static const char *device_where(const struct poll_device *d, char *buf, size_t len)
 {
+    if (d->address != NULL)
+        snprintf(buf, len, "address %s", d->address);
+    else
+        snprintf(buf, len, "slave %d", d->slave);
+    return buf;
+}
+
+static const char *describe_error(const struct gw_poller *p, est_err err, int exception,
+                                  char *buf, size_t len)
+{
+    if (err == EST_ERR_EXCEPTION && p->cnlink != NULL) {
+        snprintf(buf, len, "abnormal reply (error byte 0x%02X)", exception);
+        return buf;
+    }
     if (err == EST_ERR_EXCEPTION) {
         const char *what = exception == 0x0A   ? " (gateway path unavailable)"
                            : exception == 0x0B ? " (gateway target did not respond)"
@@ -486,9 +503,10 @@ static void note_outcome(struct gw_poller *p, struct poll_device *d, const struc
     if (s->quality == GW_QUALITY_ERROR) {
         d->consecutive_failures++;
         if (gw_log_limiter_fail(&d->limiter)) {
-            char buf[96];
-            gw_warn("bus %s: device %s (slave %d): poll failed: %s (%llu in a row)", p->bus->name,
-                    d->id, d->slave, describe_error(s->error, s->exception, buf, sizeof buf),
+            char buf[96], where[48];
+            gw_warn("bus %s: device %s (%s): poll failed: %s (%llu in a row)", p->bus->name,
+                    d->id, device_where(d, where, sizeof where),
+                    describe_error(p, s->error, s->exception, buf, sizeof buf),
                     (unsigned long long)d->limiter.failures);
         }
         /* Link failures (above) never slow a device down: the link has
@@ -509,13 +527,14 @@ static void note_outcome(struct gw_poller *p, struct poll_device *d, const struc
         gw_info("bus %s: answers again after %llu failed polls", p->bus->name,
                 (unsigned long long)link_ended);
     uint64_t ended = gw_log_limiter_ok(&d->limiter);
+    char where[48];
     if (ended > 0)
-        gw_info("bus %s: device %s (slave %d) answers again after %llu failed polls", p->bus->name,
-                d->id, d->slave, (unsigned long long)ended);
+        gw_info("bus %s: device %s (%s) answers again after %llu failed polls", p->bus->name,
+                d->id, device_where(d, where, sizeof where), (unsigned long long)ended);
     if (s->quality == GW_QUALITY_STALE && s->error != EST_OK) {
         char buf[96];
         gw_debug("bus %s: device %s: partial poll: %s", p->bus->name, d->id,
-                 describe_error(s->error, s->exception, buf, sizeof buf));
+                 describe_error(p, s->error, s->exception, buf, sizeof buf));
     }
     d->consecutive_failures = 0;
     d->interval_now_ms = d->interval_ms;
