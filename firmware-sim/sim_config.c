@@ -549,12 +549,15 @@ static void load_options(struct loader *ld, const config_setting_t *g, struct si
         error_at(ld, config_setting_get_member(g, "zones"), "device %s: zones is for fire panels",
                  dev->id);
     }
-    if (dev->model->protocol != DRV_PROTO_MODBUS) {
-        if (dev->model->protocol != ld->world->endpoints[dev->endpoint].protocol)
-            error_at(ld, g, "device %s: driver %s does not speak the protocol of endpoint %s",
-                     dev->id, dev->model->name, ld->world->endpoints[dev->endpoint].name);
-        return;
-    }
+    const struct sim_endpoint *ep = &ld->world->endpoints[dev->endpoint];
+    if (dev->model->protocol != ep->protocol)
+        error_at(ld, g, "device %s: driver %s does not speak the protocol of endpoint %s",
+                 dev->id, dev->model->name, ep->name);
+    else if (ep->protocol == DRV_PROTO_MODBUS && config_setting_get_member(g, "address") != NULL)
+        error_at(ld, config_setting_get_member(g, "address"),
+                 "device %s: address is for devices on a dlt645 or cjt188 endpoint", dev->id);
+    if (dev->model->protocol != DRV_PROTO_MODBUS)
+        return; /* data items: no register plan */
     struct drv_plan *plan = NULL;
     est_err rc = drv_plan_build(dev->model, &dev->options, &plan);
     if (rc != EST_OK)
