@@ -70,6 +70,20 @@ enum drv_quantity {
 
 enum drv_valve_state { DRV_VALVE_UNKNOWN, DRV_VALVE_OPEN, DRV_VALVE_CLOSED, DRV_VALVE_MOVING };
 
+/* The protocol a model speaks (its file's `protocol`). Modbus models read
+ * registers through a drv_plan and a drv_link; the others read data items
+ * over a drv_cnlink (drivers/cnlink.c). */
+enum drv_protocol { DRV_PROTO_MODBUS, DRV_PROTO_DLT645, DRV_PROTO_CJT188 };
+
+/* A field of the CJ/T 188 901F reply a point takes its value from. */
+enum drv_cjt188_field {
+    DRV_CJT188_CURRENT_VOLUME,    /* m3 */
+    DRV_CJT188_SETTLEMENT_VOLUME, /* m3 */
+    DRV_CJT188_VALVE,             /* enum drv_valve_state; abnormal -> unknown */
+    DRV_CJT188_VALVE_FAULT,       /* 1 when ST0 says the valve is abnormal */
+    DRV_CJT188_BATTERY_LOW,       /* 0/1 */
+};
+
 /* Per-zone state bits in drv_reading.zones[]. */
 enum drv_zone_bits {
     DRV_ZONE_ALARM = 1u << 0,
@@ -117,6 +131,15 @@ struct drv_point {
     const struct drv_status_word *status; /* NULL: a number; else decoded as status bits */
     bool slow;                 /* read only every slow_every polls (serial) */
     const char *unit;          /* the datasheet's unit, for people; may be NULL */
+    /* DL/T 645 points: the data identifier and its BCD format (value =
+     * digits / 10^decimals * scale; sign_bit: the top bit of the last
+     * byte is the sign). A point with a status word reads the item as a
+     * little-endian bit word instead. */
+    uint32_t di;
+    uint8_t nbytes;
+    uint8_t decimals;
+    bool sign_bit;
+    enum drv_cjt188_field field; /* CJ/T 188 points */
 };
 
 /* A writable register (valve control) and the quantity that shows the
@@ -172,6 +195,9 @@ struct drv_model {
     unsigned slow_every;       /* polls between reads of slow points; 0 = 60 */
     const struct drv_status_word *status_words; /* owned; points refer to them */
     size_t nstatus_words;
+    enum drv_protocol protocol;
+    int dlt645_version;        /* DL/T 645: 2007 or 1997 */
+    uint8_t cjt188_meter_type; /* CJ/T 188: T byte, e.g. 0x10 cold water */
 };
 
 /* Per-device overrides from the config (real sites need them). Start from
@@ -495,5 +521,55 @@ bool drv_scan_match_fits(const struct drv_scan_match *match, const struct drv_mo
  * order); false when it has none. */
 bool drv_scan_serial_point(const struct drv_model *model, struct drv_scan_probe *probe,
                            enum drv_type *type, enum drv_word_order *order);
+
+/* --- DL/T 645 and CJ/T 188 link: one per bus, used by exactly one thread ---
+ * A serial port (termios; pseudo-terminals work too) carrying one of the
+ * two protocols: wake-up preamble before each request, one request at a
+ * time, a response timeout and a turnaround pause, and the codecs' scanner
+ * to find the reply among noise and echoes. */
+struct drv_cnlink_config {
+    enum drv_protocol protocol; /* DRV_PROTO_DLT645 or DRV_PROTO_CJT188 */
+    const char *device;
+    int baud;                  /* 2400 usual */
+    char parity;               /* 'E' usual */
+    int data_bits;
+    int stop_bits;
+    int response_timeout_ms;   /* 0 = derived from baud */
+    int turnaround_ms;         /* pause after a reply before the next request; 0 = 20 */
+    unsigned preamble_count;   /* FE bytes; 0 = the protocol's default (4 / 2) */
+    int reconnect_max_ms;      /* 0 = 5000 */
+};
+
+struct drv_cnlink;
+
+est_err drv_cnlink_open(const struct drv_cnlink_config *config, struct drv_cnlink **out);
+void drv_cnlink_close(struct drv_cnlink *link);
+
+/* Address bytes of a meter on the wire (low byte first): 6 for DL/T 645,
+ * 7 for CJ/T 188. */
+size_t drv_cn_address_len(enum drv_protocol protocol);
+
+/* How one poll of a meter went. */
+struct drv_cn_poll_result {
+    size_t attempted, answered;
+    est_err first_error;       /* EST_OK when every read answered */
+    int first_code;            /* the meter's error byte for EST_ERR_EXCEPTION */
+};
+
+/* Reads the model's points from the meter at address (every point when
+ * slow_poll, else only those not slow) into out (present bits set for
+ * what was read), attempts times each. A meter that does not answer its
+ * first read is not asked for the rest. */
+void drv_cnlink_poll(struct drv_cnlink *link, const struct drv_model *model,
+                     const uint8_t *address, bool slow_poll, int attempts,
+                     struct drv_reading *out, struct drv_cn_poll_result *result);
+
+/* Opens or closes a CJ/T 188 meter's valve. EST_OK when the meter
+ * accepted the command; EST_ERR_EXCEPTION when it refused (*code: 0);
+ * EST_ERR_NOTFOUND for a model without valve. */
+est_err drv_cnlink_valve(struct drv_cnlink *link, const struct drv_model *model,
+                         const uint8_t *address, bool open);
+
+void drv_cnlink_stats(const struct drv_cnlink *link, uint64_t *transactions, uint64_t *failures);
 
 #endif

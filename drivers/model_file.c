@@ -15,6 +15,8 @@
 #define MAX_NAME_LEN 64
 #define MAX_EVERY_N_POLLS 100000
 #define MAX_SLAVE_SWITCH_DELAY_MS 10000
+#define CJT188_TYPE_COLD_WATER 0x10
+#define DLT645_MAX_VALUE_BYTES 8
 
 struct parser {
     const char *file;
@@ -318,8 +320,25 @@ static void parse_identity(struct parser *P)
     int kind = get_choice(P, P->root, "model file", "kind", true, kind_names);
     if (kind >= 0)
         m->kind = (enum drv_kind)kind;
-    static const char *const protocols[] = {"modbus", NULL};
-    get_choice(P, P->root, "model file", "protocol", true, protocols);
+    static const char *const protocols[] = {"modbus", "dlt645", "cjt188", NULL};
+    int protocol = get_choice(P, P->root, "model file", "protocol", true, protocols);
+    if (protocol >= 0)
+        m->protocol = (enum drv_protocol)protocol;
+    long long v;
+    m->dlt645_version = 2007;
+    if (get_int(P, P->root, "model file", "dlt645_version", 1997, 2007, false, &v)) {
+        if (m->protocol != DRV_PROTO_DLT645 || (v != 1997 && v != 2007))
+            fail(P, config_setting_get_member(P->root, "dlt645_version"),
+                 "dlt645_version is 2007 or 1997, for protocol \"dlt645\" only");
+        m->dlt645_version = (int)v;
+    }
+    m->cjt188_meter_type = CJT188_TYPE_COLD_WATER;
+    if (get_int(P, P->root, "model file", "cjt188_meter_type", 0, 0xFF, false, &v)) {
+        if (m->protocol != DRV_PROTO_CJT188)
+            fail(P, config_setting_get_member(P->root, "cjt188_meter_type"),
+                 "cjt188_meter_type is for protocol \"cjt188\" only");
+        m->cjt188_meter_type = (uint8_t)v;
+    }
 }
 
 static void parse_limits(struct parser *P)
@@ -327,8 +346,9 @@ static void parse_limits(struct parser *P)
     struct drv_model *m = P->model;
     m->max_read_regs = DRV_MAX_READ_REGS;
     m->max_gap_regs = 8;
-    m->default_baud = 9600;
-    m->default_parity = 'N';
+    bool national = m->protocol != DRV_PROTO_MODBUS;
+    m->default_baud = national ? 2400 : 9600;   /* DL/T 645 and CJ/T 188: 2400 8E1 */
+    m->default_parity = national ? 'E' : 'N';
     m->default_stop_bits = 1;
     const config_setting_t *g = get_group(P, P->root, "model file", "limits", false);
     if (g == NULL)
@@ -582,6 +602,88 @@ static void parse_point(struct parser *P, const config_setting_t *g, struct drv_
     }
 }
 
+static const char *const cjt188_field_names[] = {"current_volume", "settlement_volume", "valve",
+                                                 "valve_fault", "battery_low", NULL};
+
+/* A DL/T 645 point: a data identifier and its BCD format, or a status word. */
+static void parse_dlt645_point(struct parser *P, const config_setting_t *g, const char *what,
+                               struct drv_point *pt, long long *every)
+{
+    long long v;
+    long long max_di = P->model->dlt645_version == 1997 ? 0xFFFF : 0xFFFFFFFFLL;
+    if (get_int(P, g, what, "di", 0, max_di, true, &v))
+        pt->di = (uint32_t)v;
+    if (get_int(P, g, what, "digits", 2, 2 * DLT645_MAX_VALUE_BYTES, true, &v)) {
+        if (v % 2 != 0)
+            fail(P, config_setting_get_member(g, "digits"),
+                 "%s: digits must be even (two BCD digits a byte)", what);
+        pt->nbytes = (uint8_t)(v / 2);
+    }
+    if (get_int(P, g, what, "decimals", 0, 2 * DLT645_MAX_VALUE_BYTES, false, &v))
+        pt->decimals = (uint8_t)v;
+    get_bool(P, g, what, "sign", &pt->sign_bit);
+    pt->scale = 1.0;
+    double scale;
+    if (get_number(P, g, what, "scale", false, &scale)) {
+        if (scale == 0.0)
+            fail(P, config_setting_get_member(g, "scale"), "%s: scale must not be 0", what);
+        else
+            pt->scale = scale;
+    }
+    if (get_int(P, g, what, "every_n_polls", 1, MAX_EVERY_N_POLLS, false, &v))
+        *every = v;
+    /* Not a register: the planner never sees these points. */
+    pt->function = 0;
+    pt->type = DRV_TYPE_U16;
+}
+
+static void parse_cjt188_point(struct parser *P, const config_setting_t *g, const char *what,
+                               struct drv_point *pt, long long *every)
+{
+    int field = get_choice(P, g, what, "field", true, cjt188_field_names);
+    if (field >= 0)
+        pt->field = (enum drv_cjt188_field)field;
+    long long v;
+    if (get_int(P, g, what, "every_n_polls", 1, MAX_EVERY_N_POLLS, false, &v))
+        *every = v;
+    pt->scale = 1.0;
+    pt->function = 0;
+    pt->type = DRV_TYPE_U16;
+}
+
+static void parse_national_point(struct parser *P, const config_setting_t *g,
+                                 struct drv_point *pt, long long *slow_every,
+                                 const config_setting_t **slow_at)
+{
+    bool dlt645 = P->model->protocol == DRV_PROTO_DLT645;
+    static const char *const dlt645_keys[] = {"quantity", "di", "digits", "decimals", "sign",
+                                              "scale", "unit", "every_n_polls", "status", NULL};
+    static const char *const cjt188_keys[] = {"quantity", "field", "unit", "every_n_polls", NULL};
+    check_keys(P, g, "point", dlt645 ? dlt645_keys : cjt188_keys);
+    int q = quantity_of(P, g, "point", "quantity");
+    if (q >= 0)
+        pt->quantity = (enum drv_quantity)q;
+    const char *what = q >= 0 ? drv_quantity_name((enum drv_quantity)q) : "point";
+    long long every = 1;
+    if (dlt645)
+        parse_dlt645_point(P, g, what, pt, &every);
+    else
+        parse_cjt188_point(P, g, what, pt, &every);
+    note_every(P, g, what, pt, every, slow_every, slow_at);
+    const char *text = NULL;
+    if (get_text(P, g, what, "unit", false, &text))
+        pt->unit = dup_text(P, text);
+    char buf[SHOWN_MAX];
+    if (dlt645 && get_text(P, g, what, "status", false, &text)) {
+        pt->status = status_by_name(P->model, text);
+        if (pt->status == NULL)
+            fail(P, config_setting_get_member(g, "status"), "%s: no status word named '%s'",
+                 what, shown(text, buf));
+        else if (pt->nbytes > 2)
+            fail(P, g, "%s: a status word is at most 2 bytes (4 digits)", what);
+    }
+}
+
 static void parse_serial_number(struct parser *P, struct drv_point *pt, long long *slow_every,
                                 const config_setting_t **slow_at)
 {
@@ -686,6 +788,8 @@ static void parse_points(struct parser *P)
         unsigned before = P->nerrors;
         if (!config_setting_is_group(e))
             fail(P, e, "points: each point is a group { quantity; function; address; type; }");
+        else if (m->protocol != DRV_PROTO_MODBUS)
+            parse_national_point(P, e, &points[i], &slow_every, &slow_at);
         else
             parse_point(P, e, &points[i], &slow_every, &slow_at);
         valid[i] = P->nerrors == before;
@@ -698,7 +802,12 @@ static void parse_points(struct parser *P)
     }
     m->slow_every = (unsigned)slow_every;
     check_quantities(P, list, valid);
-    check_overlaps(P, list, valid);
+    if (m->protocol == DRV_PROTO_MODBUS)
+        check_overlaps(P, list, valid);
+    else if (has_serial)
+        fail(P, config_setting_get_member(P->root, "serial_number"),
+             "serial_number is for Modbus models; a national protocol model reads its "
+             "serial as a point");
     free(valid);
 }
 
@@ -721,7 +830,13 @@ static bool parse_action(struct parser *P, const config_setting_t *g, const char
     check_keys(P, g, name, keys);
     long long v;
     bool ok = true;
-    if (get_int(P, g, name, "address", 0, 0xFFFF, true, &v))
+    bool modbus = P->model->protocol == DRV_PROTO_MODBUS;
+    if (!modbus && config_setting_get_member(g, "address") != NULL)
+        fail(P, config_setting_get_member(g, "address"),
+             "%s: a CJ/T 188 valve command has no register address", name);
+    if (!modbus)
+        *address = 0;
+    else if (get_int(P, g, name, "address", 0, 0xFFFF, true, &v))
         *address = (uint16_t)v;
     else
         ok = false;
@@ -751,6 +866,10 @@ static void parse_actions(struct parser *P)
     const config_setting_t *g = get_group(P, P->root, "model file", "actions", false);
     if (g == NULL)
         return;
+    if (m->protocol == DRV_PROTO_DLT645) {
+        fail(P, g, "actions: a DL/T 645 model has no valve");
+        return;
+    }
     static const char *const keys[] = {"valve_open", "valve_close", NULL};
     check_keys(P, g, "actions", keys);
     const config_setting_t *open = get_group(P, g, "actions", "valve_open", true);
@@ -849,7 +968,8 @@ static void parse_model(struct parser *P)
     static const char *const keys[] = {"name", "vendor", "model", "description", "kind",
                                        "protocol", "limits", "checks", "points",
                                        "serial_number", "status_words", "actions",
-                                       "fire_panel", NULL};
+                                       "fire_panel", "dlt645_version", "cjt188_meter_type",
+                                       NULL};
     check_keys(P, P->root, "model file", keys);
     parse_identity(P);
     parse_limits(P);

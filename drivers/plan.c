@@ -210,6 +210,8 @@ est_err drv_plan_build(const struct drv_model *model, const struct drv_device_op
     if (model == NULL || out == NULL)
         return EST_ERR_INVALID;
     *out = NULL;
+    if (model->protocol != DRV_PROTO_MODBUS)
+        return EST_ERR_INVALID; /* data items, read by drv_cnlink_poll */
     struct drv_device_options defaults;
     options = options_or_default(options, &defaults);
     if (!options_valid(model, options))

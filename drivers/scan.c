@@ -29,9 +29,12 @@ static const struct plausible_range *signature_range(enum drv_quantity q)
     return NULL;
 }
 
+/* A Modbus meter model: the scan probes with Modbus reads only (DL/T 645
+ * and CJ/T 188 meters are found by their address, not by a slave id). */
 static bool is_meter(const struct drv_model *m)
 {
-    return m->kind == DRV_KIND_ELECTRICITY || m->kind == DRV_KIND_WATER;
+    return m->protocol == DRV_PROTO_MODBUS &&
+           (m->kind == DRV_KIND_ELECTRICITY || m->kind == DRV_KIND_WATER);
 }
 
 static struct drv_scan_probe probe_of(const struct drv_point *p)

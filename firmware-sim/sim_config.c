@@ -4,6 +4,8 @@
  * benchmark generator. See sim_config.h and firmware-sim/README.md. */
 #include "sim_config.h"
 
+#include "cnproto.h"
+
 #include <errno.h>
 #include <libconfig.h>
 #include <math.h>
@@ -301,7 +303,7 @@ static void load_endpoint(struct loader *ld, const config_setting_t *g)
 {
     static const char *const keys[] = {"name", "type", "listen", "link", "baud", "parity",
                                        "data_bits", "stop_bits", "turnaround_ms",
-                                       "unknown_slave", NULL};
+                                       "unknown_slave", "protocol", NULL};
     check_keys(ld, g, keys);
     const char *name = NULL, *type = NULL, *listen = NULL, *link = NULL, *parity = "N",
                *unknown = NULL;
@@ -337,6 +339,19 @@ static void load_endpoint(struct loader *ld, const config_setting_t *g)
         else
             error_at(ld, config_setting_get_member(g, "unknown_slave"),
                      "unknown_slave must be \"exception\" or \"silent\"");
+    }
+    const char *protocol = NULL;
+    if (get_string(ld, g, "protocol", &protocol) > 0) {
+        if (strcmp(protocol, "dlt645") == 0)
+            ep->protocol = DRV_PROTO_DLT645;
+        else if (strcmp(protocol, "cjt188") == 0)
+            ep->protocol = DRV_PROTO_CJT188;
+        else if (strcmp(protocol, "modbus") != 0)
+            error_at(ld, config_setting_get_member(g, "protocol"),
+                     "protocol must be \"modbus\", \"dlt645\" or \"cjt188\"");
+        if (ep->type == SIM_EP_TCP && ep->protocol != DRV_PROTO_MODBUS)
+            error_at(ld, config_setting_get_member(g, "protocol"),
+                     "endpoint %s: dlt645 and cjt188 are served on rtu endpoints", name);
     }
     if (ep->type != SIM_EP_RTU) {
         if (get_string(ld, g, "listen", &listen) <= 0 || !valid_host_port(listen))
@@ -395,6 +410,21 @@ static const char *kind_text(enum drv_kind kind)
                                         : "fire_panel";
 }
 
+/* A DL/T 645 (12 digits) or CJ/T 188 (14 digits) meter's address. */
+static bool load_address(struct loader *ld, const config_setting_t *g, struct sim_device *dev,
+                         const struct sim_endpoint *e)
+{
+    const char *address = NULL;
+    size_t nbytes = drv_cn_address_len(e->protocol);
+    if (get_string(ld, g, "address", &address) <= 0 || strlen(address) != 2 * nbytes ||
+        cn_address_parse(address, nbytes, dev->cn_address) != EST_OK) {
+        error_at(ld, g, "device %s: endpoint %s needs address, %zu digits", dev->id, e->name,
+                 2 * nbytes);
+        return false;
+    }
+    return true;
+}
+
 /* Where and what: id, endpoint, slave, driver, kind. false when unusable. */
 static bool load_identity(struct loader *ld, const config_setting_t *g, struct sim_device *dev)
 {
@@ -416,14 +446,22 @@ static bool load_identity(struct loader *ld, const config_setting_t *g, struct s
     }
     dev->endpoint = (size_t)ep;
     long long slave = 0;
+    struct sim_endpoint *e = &ld->world->endpoints[ep];
     int got = get_int(ld, g, "slave", 1, SIM_MAX_SLAVE, &slave);
+    if (e->protocol != DRV_PROTO_MODBUS && got == 0) {
+        /* Meters there answer by address; the slot only keeps them listed. */
+        for (slave = 1; slave <= SIM_MAX_SLAVE && e->slave_device[slave] >= 0; slave++) {
+        }
+        got = slave <= SIM_MAX_SLAVE ? 1 : 0;
+        if (!load_address(ld, g, dev, e))
+            return false;
+    }
     if (got <= 0) {
         if (got == 0)
             error_at(ld, g, "device %s: slave must be 1..247", id);
         return false;
     }
     dev->slave = (uint8_t)slave;
-    struct sim_endpoint *e = &ld->world->endpoints[ep];
     get_bool(ld, g, "shares_slave", &dev->shares_slave);
     int32_t index = (int32_t)(dev - ld->world->devices);
     if (e->slave_device[slave] >= 0 && dev->shares_slave && e->slave_twin[slave] < 0)
@@ -523,6 +561,15 @@ static void load_options(struct loader *ld, const config_setting_t *g, struct si
         error_at(ld, config_setting_get_member(g, "zones"), "device %s: zones is for fire panels",
                  dev->id);
     }
+    const struct sim_endpoint *ep = &ld->world->endpoints[dev->endpoint];
+    if (dev->model->protocol != ep->protocol)
+        error_at(ld, g, "device %s: driver %s does not speak the protocol of endpoint %s",
+                 dev->id, dev->model->name, ep->name);
+    else if (ep->protocol == DRV_PROTO_MODBUS && config_setting_get_member(g, "address") != NULL)
+        error_at(ld, config_setting_get_member(g, "address"),
+                 "device %s: address is for devices on a dlt645 or cjt188 endpoint", dev->id);
+    if (dev->model->protocol != DRV_PROTO_MODBUS)
+        return; /* data items: no register plan */
     struct drv_plan *plan = NULL;
     est_err rc = drv_plan_build(dev->model, &dev->options, &plan);
     if (rc != EST_OK)
@@ -537,7 +584,7 @@ static void load_device(struct loader *ld, const config_setting_t *g)
         "id", "endpoint", "slave", "driver", "kind", "category", "profile", "serial", "parent",
         "occupied", "word_order", "function", "address_base", "zones", "zone_addresses",
         "import_kwh", "export_kwh", "volume_m3", "loss_pct", "valve", "unit", "building",
-        "location", "shares_slave", NULL};
+        "location", "shares_slave", "address", NULL};
     check_keys(ld, g, keys);
     struct sim_device *dev = sim_world_add_device(ld->world);
     size_t n = ld->world->ndevices;

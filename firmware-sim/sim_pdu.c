@@ -3,6 +3,8 @@
  * and the wire helpers shared by the TCP and RTU front ends. */
 #include "sim_pdu.h"
 
+#include "sim_cnserial.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -63,6 +65,8 @@ static void encode_point(const struct sim_device *dev, size_t i, uint16_t regs[2
 bool sim_device_wire_value(const struct sim_device *dev, size_t i, double *value)
 {
     const struct drv_point *pt = &dev->model->points[i];
+    if (dev->model->protocol != DRV_PROTO_MODBUS)
+        return sim_cn_wire_value(dev, i, value);
     if (pt->status != NULL)
         return false;
     uint16_t words[2] = {0, 0};

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sim_cnserial.h"
 #include "sim_log.h"
 #include "sim_loop.h"
 #include "sim_pdu.h"
@@ -42,6 +43,7 @@ struct sim_rtu {
     int baud;
     int64_t t35_us;           /* inter-frame silence */
     int turnaround_ms;
+    bool national;            /* DL/T 645 or CJ/T 188 instead of Modbus */
     uint64_t rng;
     uint8_t buf[RTU_BUF];
     size_t len;
@@ -220,6 +222,32 @@ static int poll_timeout_ms(const struct sim_rtu *rtu)
     return (int)((timeout_us + 999) / 1000);
 }
 
+/* A DL/T 645 or CJ/T 188 endpoint: frames delimit themselves, so every
+ * complete request in the buffer is served as soon as it is there. */
+static void serve_national(struct sim_rtu *rtu)
+{
+    for (;;) {
+        uint8_t out[SIM_CN_REPLY_MAX];
+        bool found = false;
+        size_t request_bytes = 0;
+        uint32_t delay_ms = 0;
+        pthread_mutex_lock(&rtu->world->lock);
+        size_t m = sim_cn_serve(rtu->world, rtu->endpoint, rtu->buf, &rtu->len, &found,
+                                &request_bytes, &delay_ms, out, est_mono_ms());
+        pthread_mutex_unlock(&rtu->world->lock);
+        if (!found)
+            return;
+        if (m > 0) {
+            int64_t due = rtu->first_byte_us +
+                          sim_wire_time_us(request_bytes + m, rtu->bits_per_char, rtu->baud) +
+                          (int64_t)rtu->turnaround_ms * 1000 + (int64_t)delay_ms * 1000;
+            sleep_until_us(due);
+            write_all(rtu, out, m);
+        }
+        rtu->first_byte_us = mono_us();
+    }
+}
+
 static void *rtu_thread(void *arg)
 {
     struct sim_rtu *rtu = arg;
@@ -241,7 +269,10 @@ static void *rtu_thread(void *arg)
                     rtu->first_byte_us = mono_us();
                 rtu->len += (size_t)n;
                 rtu->last_byte_us = mono_us();
-                serve_by_length(rtu);
+                if (rtu->national)
+                    serve_national(rtu);
+                else
+                    serve_by_length(rtu);
             } else if (rtu->listen_fd >= 0 && (n == 0 || (errno != EAGAIN && errno != EINTR))) {
                 drop_client(rtu);
             }
@@ -254,7 +285,11 @@ static void *rtu_thread(void *arg)
                 est_sleep_ms(10);
             continue;
         }
-        if (rtu->len > 0 && mono_us() - rtu->last_byte_us >= rtu->t35_us) {
+        if (rtu->len > 0 && mono_us() - rtu->last_byte_us < rtu->t35_us) {
+            /* the frame goes on */
+        } else if (rtu->len > 0 && rtu->national) {
+            rtu->len = 0; /* a partial frame followed by silence: noise */
+        } else if (rtu->len > 0) {
             /* the silence ends the frame */
             serve_frame(rtu, rtu->buf, rtu->len, rtu->first_byte_us);
             rtu->len = 0;
@@ -329,6 +364,7 @@ est_err sim_rtu_start(struct sim_world *world, size_t endpoint, struct sim_rtu *
     /* 3.5 characters; the spec fixes 1.75 ms above 19200 baud */
     rtu->t35_us = ep->baud > 19200 ? 1750 : sim_wire_time_us(7, rtu->bits_per_char, ep->baud) / 2;
     rtu->turnaround_ms = ep->turnaround_ms;
+    rtu->national = ep->protocol != DRV_PROTO_MODBUS;
     rtu->rng = world->seed * 6364136223846793005ull + endpoint + 1442695040888963407ull;
     atomic_init(&rtu->stop, false);
     if (ep->type == SIM_EP_RTU_OVER_TCP) {
@@ -354,12 +390,15 @@ est_err sim_rtu_start(struct sim_world *world, size_t endpoint, struct sim_rtu *
         return EST_ERR_IO;
     }
     rtu->started = true;
+    const char *protocol = ep->protocol == DRV_PROTO_DLT645   ? " dlt645"
+                           : ep->protocol == DRV_PROTO_CJT188 ? " cjt188"
+                                                              : "";
     if (rtu->listen_fd >= 0)
-        sim_log("endpoint %s: rtu over tcp %d %d%c%d on %s", ep->name, ep->baud, ep->data_bits,
-                ep->parity, ep->stop_bits, ep->listen);
+        sim_log("endpoint %s: rtu%s over tcp %d %d%c%d on %s", ep->name, protocol, ep->baud,
+                ep->data_bits, ep->parity, ep->stop_bits, ep->listen);
     else
-        sim_log("endpoint %s: rtu %d %d%c%d on %s -> %s", ep->name, ep->baud, ep->data_bits,
-                ep->parity, ep->stop_bits, rtu->link, rtu->slave_path);
+        sim_log("endpoint %s: rtu%s %d %d%c%d on %s -> %s", ep->name, protocol, ep->baud,
+                ep->data_bits, ep->parity, ep->stop_bits, rtu->link, rtu->slave_path);
     *out = rtu;
     return EST_OK;
 }

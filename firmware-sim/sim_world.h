@@ -51,6 +51,7 @@ struct sim_endpoint {
     int stop_bits;
     int turnaround_ms;   /* rtu: slave's think time before replying */
     enum sim_unknown_slave unknown_slave;
+    enum drv_protocol protocol; /* rtu: modbus, or DL/T 645 / CJ/T 188 meters by address */
     int32_t slave_device[SIM_MAX_SLAVE + 1]; /* device index per slave id, -1 none */
     int32_t slave_twin[SIM_MAX_SLAVE + 1];   /* a second device on the id (shares_slave), -1 none */
     struct sim_endpoint_stats stats;
@@ -78,7 +79,8 @@ struct sim_point {
 struct sim_device {
     char *id;
     size_t endpoint;              /* index into world.endpoints */
-    uint8_t slave;
+    uint8_t slave;                /* on a DL/T 645 / CJ/T 188 endpoint: a slot number */
+    uint8_t cn_address[8];        /* DL/T 645 / CJ/T 188 address, low byte first */
     const struct drv_model *model;
     struct drv_device_options options;
     uint16_t *zone_addresses;     /* owned; options.zone_addresses points here */

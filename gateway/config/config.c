@@ -12,6 +12,7 @@
  * where possible, as "FILE:LINE: message" (an error caused by an override
  * reads "--set PATH=VALUE: message"). Nothing here prints or exits. */
 #include "config.h"
+#include "cnproto.h"
 
 #include <errno.h>
 #include <libconfig.h>
@@ -556,6 +557,7 @@ static const char *const kind_names[] = { "electricity", "water", NULL };
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
 static const char *const language_names[] = { "zh-CN", "en", NULL };
 static const char *const bus_type_names[] = { "tcp", "rtu", "rtu_over_tcp", NULL };
+static const char *const protocol_names[] = { "modbus", "dlt645", "cjt188", NULL }; /* enum drv_protocol */
 static const char *const word_order_names[] = { "ABCD", "CDAB", "BADC", "DCBA", NULL };
 static const char *const role_names[] = { "frontdesk", "engineer", "supervisor", "viewer", NULL };
 
@@ -846,6 +848,27 @@ static bool apply_unit(struct loader *L, const struct key_row *row, const struct
 
 /* A serial is digits fitting a uint32 (what the device reports); given as
  * a string or an integer, stored as its decimal text. */
+/* A DL/T 645 or CJ/T 188 address: digits only, kept as text (leading zeros
+ * matter); its length is checked against the bus's protocol later. */
+static bool apply_meter_address(struct loader *L, const struct key_row *row, const struct val *v,
+                                void *target, const struct where *w, const char *ctx)
+{
+    struct gw_meter_config *m = target;
+    if (v->type != VAL_STRING || !v->s[0] || strspn(v->s, "0123456789") != strlen(v->s)) {
+        errf(L, w, KEY_FMT ": expected the meter's address as a string of digits "
+                   "(\"000012345678\")", KEY_ARGS(ctx, row->name));
+        return false;
+    }
+    char *copy = strdup(v->s);
+    if (!copy) {
+        oom(L);
+        return false;
+    }
+    free(m->address);
+    m->address = copy;
+    return true;
+}
+
 static bool apply_serial(struct loader *L, const struct key_row *row, const struct val *v,
                          void *target, const struct where *w, const char *ctx)
 {
@@ -1041,6 +1064,7 @@ static const struct key_row bus_rows[] = {
     { KEY("slave_switch_delay_ms", K_INT, BUS(slave_switch_delay_ms)), .min = 0, .max = 10000 },
     { KEY("request_gap_ms", K_INT, BUS(request_gap_ms)), .min = 0, .max = 10000 },
     { KEY("pipeline_depth", K_INT, BUS(pipeline_depth)), .min = 1, .max = DRV_LINK_MAX_IN_FLIGHT },
+    { KEY("protocol", K_ENUM, BUS(protocol)), .names = protocol_names },
 };
 
 #define UNIT(field) offsetof(struct gw_unit_config, field)
@@ -1074,6 +1098,7 @@ static const struct key_row meter_rows[] = {
     { KEY("rated_power_w", K_DOUBLE, MET(rated_power_w)), .min = 1, .max = 1e7 },
     { KEY("export_expected", K_BOOL, MET(export_expected)) },
     { KEY("quiet_window", K_CUSTOM, 0), .apply = apply_quiet_window },
+    { KEY("address", K_CUSTOM, MET(address)), .apply = apply_meter_address },
 };
 
 #define PAN(field) offsetof(struct gw_panel_config, field)
@@ -1295,6 +1320,16 @@ static void parse_buses(struct loader *L, const config_setting_t *s)
         if (b->pipeline_depth > 1 && (b->request_gap_ms > 0 || b->slave_switch_delay_ms > 0))
             errf(L, &w, "bus %s: pipeline_depth needs request_gap_ms and slave_switch_delay_ms "
                         "at 0 (requests in flight cannot be paced)", b->name);
+        if (b->protocol != DRV_PROTO_MODBUS) {
+            if (b->type != GW_BUS_RTU)
+                errf(L, &w, "bus %s: protocol %s runs on an rtu bus (a serial line)", b->name,
+                     protocol_names[b->protocol]);
+            /* The national protocols' usual line: 2400 baud, even parity. */
+            if (!was_seen(bus_rows, NROWS(bus_rows), seen, "baud"))
+                b->baud = 2400;
+            if (!was_seen(bus_rows, NROWS(bus_rows), seen, "parity"))
+                b->parity = 'E';
+        }
     }
 }
 
@@ -1319,13 +1354,51 @@ static void parse_units(struct loader *L, const config_setting_t *s)
 }
 
 /* Checks one parsed meter (list or CSV) on its own; fills model defaults. */
+/* A meter on a DL/T 645 or CJ/T 188 bus: addressed by its printed
+ * address, read by a model of the bus's protocol. */
+static void national_meter_finish(struct loader *L, struct gw_meter_config *m, uint64_t seen,
+                                  const struct where *w)
+{
+    const struct gw_bus_config *bus = &L->cfg->buses[m->bus];
+    const char *protocol = protocol_names[bus->protocol];
+    size_t nbytes = drv_cn_address_len(bus->protocol);
+    if (was_seen(meter_rows, NROWS(meter_rows), seen, "slave"))
+        errf(L, w, "meter %s: bus %s speaks %s: give the meter's address, not slave", m->id,
+             bus->name, protocol);
+    if (!m->address) {
+        if (!was_seen(meter_rows, NROWS(meter_rows), seen, "address")) /* else reported */
+            errf(L, w, "meter %s: bus %s speaks %s: the meter needs address (%zu digits)",
+                 m->id, bus->name, protocol, 2 * nbytes);
+    } else if (strlen(m->address) != 2 * nbytes ||
+             cn_address_parse(m->address, nbytes, m->wire_address) != EST_OK)
+        errf(L, w, "meter %s: address '%s' must be %zu digits on a %s bus", m->id, m->address,
+             2 * nbytes, protocol);
+    if (m->model->protocol != bus->protocol)
+        errf(L, w, "meter %s: driver '%s' speaks %s but bus %s speaks %s", m->id,
+             m->model->name, protocol_names[m->model->protocol], bus->name, protocol);
+}
+
 static void meter_finish(struct loader *L, struct gw_meter_config *m, uint64_t seen,
                          const struct where *w, const char *ctx)
 {
     static const char *const required[] = { "id", "bus", "slave", "driver", "category", NULL };
-    if (!require(L, meter_rows, NROWS(meter_rows), seen, required, w, ctx) || !m->model)
+    static const char *const national_required[] = { "id", "bus", "driver", "category", NULL };
+    bool national = m->bus != SIZE_MAX && L->cfg->buses[m->bus].protocol != DRV_PROTO_MODBUS;
+    if (!require(L, meter_rows, NROWS(meter_rows), seen, national ? national_required : required,
+                 w, ctx) ||
+        !m->model)
         return;
     const struct drv_model *model = m->model;
+    if (national) {
+        national_meter_finish(L, m, seen, w);
+    } else if (model->protocol != DRV_PROTO_MODBUS) {
+        errf(L, w, "meter %s: driver '%s' speaks %s but bus %s speaks modbus", m->id,
+             model->name, protocol_names[model->protocol], L->cfg->buses[m->bus].name);
+        return;
+    } else if (m->address) {
+        errf(L, w, "meter %s: address is for meters on a dlt645 or cjt188 bus; bus %s speaks "
+                   "modbus (use slave)", m->id, L->cfg->buses[m->bus].name);
+    }
     if (model->kind == DRV_KIND_FIRE_PANEL) {
         errf(L, w, "meter %s: driver '%s' is a fire panel; list it under fire_panels", m->id,
              model->name);
@@ -1345,6 +1418,8 @@ static void meter_finish(struct loader *L, struct gw_meter_config *m, uint64_t s
     if (m->valve && !model->valve)
         errf(L, w, "meter %s: valve = true but driver '%s' has no valve control", m->id,
              model->name);
+    if (model->protocol != DRV_PROTO_MODBUS)
+        return; /* read by data item, not by a register plan */
     struct drv_plan *plan = NULL;
     est_err e = drv_plan_build(model, &m->options, &plan);
     if (e == EST_ERR_NOMEM)
@@ -1712,7 +1787,13 @@ static bool csv_header(struct loader *L, const struct csv_record *rec, const cha
             columns[c] = r;
         }
     }
-    static const char *const required[] = { "id", "bus", "slave", "driver", "category", NULL };
+    static const char *const required[] = { "id", "bus", "driver", "category", NULL };
+    if (!was_seen(meter_rows, NROWS(meter_rows), seen, "slave") &&
+        !was_seen(meter_rows, NROWS(meter_rows), seen, "address")) {
+        errf(L, &w, "missing column 'slave' (or 'address' for meters on dlt645 and cjt188 "
+                    "buses)");
+        ok = false;
+    }
     for (const char *const *n = required; *n; n++) {
         if (!was_seen(meter_rows, NROWS(meter_rows), seen, *n)) {
             errf(L, &w, "missing column '%s'", *n);
@@ -2012,6 +2093,28 @@ static void check_parents(struct loader *L, struct gw_meter_config *meters, size
     free(state);
 }
 
+/* Two meters with one address on one DL/T 645 or CJ/T 188 bus. Such buses
+ * carry tens of meters, so comparing each new meter with the ones before
+ * it is cheap. */
+static void check_addresses(struct loader *L, const struct gw_meter_config *meters, size_t n,
+                            size_t first_new)
+{
+    for (size_t i = first_new; i < n; i++) {
+        if (!meters[i].address || meters[i].bus == SIZE_MAX)
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            if (!meters[j].address || meters[j].bus != meters[i].bus ||
+                strcmp(meters[j].address, meters[i].address) != 0)
+                continue;
+            struct where w = { meters[i].file, meters[i].line, false };
+            errf(L, &w, "meter %s: address %s on bus %s is already used by meter %s (%s:%d)",
+                 meters[i].id, meters[i].address, L->cfg->buses[meters[i].bus].name,
+                 meters[j].id, meters[j].file, meters[j].line);
+            break;
+        }
+    }
+}
+
 static void check_meters(struct loader *L, struct gw_meter_config *meters, size_t n,
                          size_t first_new)
 {
@@ -2025,6 +2128,7 @@ static void check_meters(struct loader *L, struct gw_meter_config *meters, size_
         report_duplicates(L, keys, k, true, first_new);
     free(keys);
     check_slaves(L, meters, n, first_new);
+    check_addresses(L, meters, n, first_new);
     check_parents(L, meters, n, first_new);
 }
 
@@ -2270,6 +2374,7 @@ static void free_meter(struct gw_meter_config *m)
     free(m->location);
     free(m->parent_id);
     free(m->serial);
+    free(m->address);
 }
 
 void gw_config_clear_meters(struct gw_config *c)

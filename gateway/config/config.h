@@ -65,6 +65,8 @@ struct gw_bus_config {
     int slave_switch_delay_ms;
     int request_gap_ms;
     int pipeline_depth;     /* tcp: reads in flight at once; default 1 */
+    enum drv_protocol protocol; /* default modbus; dlt645 and cjt188 need rtu, and
+                             * default to 2400 8E1 */
     const char *file;       /* where it was defined (for messages): one of the
                              * config's file_names */
     int line;
@@ -93,10 +95,12 @@ struct gw_meter_config {
     char *location;                  /* human location text, NULL if none */
     char *parent_id;                 /* the parent's id as configured, NULL none */
     char *serial;                    /* inventory serial, NULL unknown */
+    char *address;                   /* DL/T 645 / CJ/T 188 bus: the meter's address as
+                                      * printed on it (12 / 14 digits); NULL on Modbus */
     const char *file;                /* one of the config's file_names */
     double rated_power_w;            /* 0 = model's */
     struct drv_device_options options;
-    int slave;                       /* 1..247 */
+    int slave;                       /* 1..247; 0 on a DL/T 645 or CJ/T 188 bus */
     enum drv_kind kind;              /* electricity or water, must match the model */
     enum gw_category category;
     int unit;                        /* index into units, -1 none */
@@ -107,6 +111,7 @@ struct gw_meter_config {
     bool valve;
     bool export_expected;            /* default model's */
     bool building_from_unit;         /* building belongs to units[unit]: not freed with the meter */
+    uint8_t wire_address[8];         /* address as sent, low byte first (6 or 7 bytes used) */
 };
 
 struct gw_zone_config {

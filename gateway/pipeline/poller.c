@@ -45,6 +45,8 @@ struct poll_device {
     const struct drv_plan *plan;   /* shared by the bus's devices of one model and options */
     const struct drv_model *model;
     const struct drv_device_options *options;
+    const uint8_t *wire_address;   /* DL/T 645 / CJ/T 188 meters: address as sent */
+    const char *address;           /* the same as printed on the meter, for messages */
     bool has_valve;                /* valve control configured */
     size_t nrequests;
     bool has_slow;                 /* the plan has slow requests (the model has a serial) */
@@ -88,7 +90,8 @@ struct gw_poller {
     const struct gw_bus_config *bus;
     struct gw_queue *samples;
     struct gw_queue *valve_requests;
-    struct drv_link *link;
+    struct drv_link *link;         /* Modbus buses */
+    struct drv_cnlink *cnlink;     /* DL/T 645 and CJ/T 188 buses */
     pthread_t thread;
     atomic_bool stopping;
     int retries;
@@ -223,6 +226,11 @@ static est_err device_init(struct gw_poller *p, struct poll_device *d, enum gw_d
     d->model = model;
     d->options = options;
     d->has_valve = has_valve && model->valve != NULL;
+    if (model->protocol != DRV_PROTO_MODBUS) {
+        /* Read item by item over the bus's cnlink: no register plan. */
+        d->slow_every = model->slow_every ? model->slow_every : 60;
+        return EST_OK;
+    }
     est_err err = plan_for(p, model, options, &d->plan);
     if (err != EST_OK)
         return err;
@@ -252,6 +260,8 @@ static est_err add_devices(struct gw_poller *p, size_t bus)
         if (m->bus != bus)
             continue;
         int interval = m->poll_interval_ms ? m->poll_interval_ms : p->bus->poll_interval_ms;
+        p->devices[n].wire_address = m->wire_address;
+        p->devices[n].address = m->address;
         est_err err = device_init(p, &p->devices[n++], GW_DEVICE_METER, (uint32_t)i, m->id, m->slave,
                                   m->model, &m->options, interval, m->valve);
         if (err != EST_OK) {
@@ -310,10 +320,35 @@ static void link_config_from_bus(const struct gw_bus_config *bus, struct drv_lin
     lc->reconnect_max_ms = LINK_RECONNECT_MAX_MS;
 }
 
+static est_err open_national_link(const struct gw_bus_config *bus, struct drv_cnlink **out)
+{
+    struct drv_cnlink_config cc = {
+        .protocol = bus->protocol, .device = bus->device, .baud = bus->baud,
+        .parity = bus->parity, .data_bits = bus->data_bits, .stop_bits = bus->stop_bits,
+        .response_timeout_ms = bus->timeout_ms, .turnaround_ms = bus->request_gap_ms,
+        .reconnect_max_ms = LINK_RECONNECT_MAX_MS};
+    return drv_cnlink_open(&cc, out);
+}
+
 /* ---- polling ---- */
 
-static const char *describe_error(est_err err, int exception, char *buf, size_t len)
+/* "slave 3", or "address 000012345678" on a DL/T 645 / CJ/T 188 bus. */
+static const char *device_where(const struct poll_device *d, char *buf, size_t len)
 {
+    if (d->address != NULL)
+        snprintf(buf, len, "address %s", d->address);
+    else
+        snprintf(buf, len, "slave %d", d->slave);
+    return buf;
+}
+
+static const char *describe_error(const struct gw_poller *p, est_err err, int exception,
+                                  char *buf, size_t len)
+{
+    if (err == EST_ERR_EXCEPTION && p->cnlink != NULL) {
+        snprintf(buf, len, "abnormal reply (error byte 0x%02X)", exception);
+        return buf;
+    }
     if (err == EST_ERR_EXCEPTION) {
         const char *what = exception == 0x0A   ? " (gateway path unavailable)"
                            : exception == 0x0B ? " (gateway target did not respond)"
@@ -423,9 +458,33 @@ static void finish_sample(struct poll_device *d, const uint16_t *regs, const boo
     d->polls++;
 }
 
+/* Polls a DL/T 645 or CJ/T 188 meter, item by item. */
+static void poll_national_device(struct gw_poller *p, struct poll_device *d,
+                                 struct gw_sample *sample)
+{
+    memset(sample, 0, offsetof(struct gw_sample, reading));
+    struct drv_cn_poll_result r;
+    drv_cnlink_poll(p->cnlink, d->model, d->wire_address, wants_slow_poll(d), attempts_for(p, d),
+                    &sample->reading, &r);
+    sample->item = GW_ITEM_SAMPLE;
+    sample->device_type = d->type;
+    sample->index = d->index;
+    sample->ts_ms = est_now_ms();
+    sample->error = r.first_error;
+    sample->exception = r.first_code;
+    sample->quality = r.answered == 0 ? GW_QUALITY_ERROR
+                      : r.answered < r.attempted ? GW_QUALITY_STALE
+                                                 : GW_QUALITY_GOOD;
+    d->polls++;
+}
+
 /* Polls one device on its own, request by request. */
 static void poll_device(struct gw_poller *p, struct poll_device *d, struct gw_sample *sample)
 {
+    if (p->cnlink != NULL) {
+        poll_national_device(p, d, sample);
+        return;
+    }
     uint16_t *regs = slot_regs(p, 0);
     bool *request_ok = slot_request_ok(p, 0);
     bool slow_poll = wants_slow_poll(d);
@@ -474,9 +533,10 @@ static void note_outcome(struct gw_poller *p, struct poll_device *d, const struc
         if (d->consecutive_failures >= p->offline_after)
             d->serial_due = d->has_slow;
         if (gw_log_limiter_fail(&d->limiter)) {
-            char buf[96];
-            gw_warn("bus %s: device %s (slave %d): poll failed: %s (%llu in a row)", p->bus->name,
-                    d->id, d->slave, describe_error(s->error, s->exception, buf, sizeof buf),
+            char buf[96], where[48];
+            gw_warn("bus %s: device %s (%s): poll failed: %s (%llu in a row)", p->bus->name,
+                    d->id, device_where(d, where, sizeof where),
+                    describe_error(p, s->error, s->exception, buf, sizeof buf),
                     (unsigned long long)d->limiter.failures);
         }
         /* Link failures (above) never slow a device down: the link has
@@ -497,13 +557,14 @@ static void note_outcome(struct gw_poller *p, struct poll_device *d, const struc
         gw_info("bus %s: answers again after %llu failed polls", p->bus->name,
                 (unsigned long long)link_ended);
     uint64_t ended = gw_log_limiter_ok(&d->limiter);
+    char where[48];
     if (ended > 0)
-        gw_info("bus %s: device %s (slave %d) answers again after %llu failed polls", p->bus->name,
-                d->id, d->slave, (unsigned long long)ended);
+        gw_info("bus %s: device %s (%s) answers again after %llu failed polls", p->bus->name,
+                d->id, device_where(d, where, sizeof where), (unsigned long long)ended);
     if (s->quality == GW_QUALITY_STALE && s->error != EST_OK) {
         char buf[96];
         gw_debug("bus %s: device %s: partial poll: %s", p->bus->name, d->id,
-                 describe_error(s->error, s->exception, buf, sizeof buf));
+                 describe_error(p, s->error, s->exception, buf, sizeof buf));
     }
     d->consecutive_failures = 0;
     d->interval_now_ms = d->interval_ms;
@@ -562,8 +623,11 @@ static void handle_valve_request(struct gw_poller *p, const struct valve_request
     sample->reading.bad = 0;
     sample->reading.nzones = 0;
     uint16_t address = 0, value = 0;
-    if (d == NULL || !d->has_valve ||
-        drv_valve_command(d->model, d->options, !req->close, &address, &value) != EST_OK) {
+    if (d == NULL || !d->has_valve) {
+        sample->error = EST_ERR_NOTFOUND;
+    } else if (p->cnlink != NULL) {
+        sample->error = drv_cnlink_valve(p->cnlink, d->model, d->wire_address, !req->close);
+    } else if (drv_valve_command(d->model, d->options, !req->close, &address, &value) != EST_OK) {
         sample->error = EST_ERR_NOTFOUND;
     } else {
         int exception = 0;
@@ -745,6 +809,7 @@ static void poller_free(struct gw_poller *p)
     free(p->batch);
     if (p->link != NULL)
         drv_link_close(p->link);
+    drv_cnlink_close(p->cnlink);
     gw_queue_destroy(p->valve_requests);
     pthread_mutex_destroy(&p->stats_lock);
     free(p);
@@ -781,7 +846,9 @@ est_err gw_poller_start(const struct gw_config *config, size_t bus, struct gw_qu
         err = add_devices(p, bus);
     struct drv_link_config lc;
     link_config_from_bus(p->bus, &lc);
-    if (err == EST_OK)
+    if (err == EST_OK && p->bus->protocol != DRV_PROTO_MODBUS)
+        err = open_national_link(p->bus, &p->cnlink);
+    else if (err == EST_OK)
         err = drv_link_open(&lc, &p->link);
     if (err != EST_OK) {
         poller_free(p);
@@ -819,5 +886,8 @@ void gw_poller_get_stats(struct gw_poller *p, struct gw_poller_stats *stats)
     pthread_mutex_lock(&p->stats_lock);
     *stats = p->stats;
     pthread_mutex_unlock(&p->stats_lock);
-    drv_link_stats(p->link, &stats->transactions, &stats->failed_transactions);
+    if (p->cnlink != NULL)
+        drv_cnlink_stats(p->cnlink, &stats->transactions, &stats->failed_transactions);
+    else
+        drv_link_stats(p->link, &stats->transactions, &stats->failed_transactions);
 }

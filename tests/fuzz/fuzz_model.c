@@ -44,8 +44,31 @@ static void check_errors(const char *errors)
     }
 }
 
+/* A DL/T 645 or CJ/T 188 model: data items, no registers, no plan. */
+static void check_national_model(const struct drv_model *m)
+{
+    check(m->kind != DRV_KIND_FIRE_PANEL && m->panel == NULL && m->npoints > 0);
+    struct drv_plan *plan = NULL;
+    check(drv_plan_build(m, NULL, &plan) == EST_ERR_INVALID && plan == NULL);
+    for (size_t i = 0; i < m->npoints; i++) {
+        const struct drv_point *a = &m->points[i];
+        check(a->quantity < DRV_Q__COUNT && a->scale != 0.0 && a->function == 0);
+        if (m->protocol == DRV_PROTO_DLT645)
+            check(a->nbytes >= 1 && a->nbytes <= 8 && (a->status == NULL || a->nbytes <= 2));
+        else
+            check(a->field <= DRV_CJT188_BATTERY_LOW && a->status == NULL);
+        for (size_t k = i + 1; k < m->npoints; k++)
+            check(a->quantity != m->points[k].quantity);
+    }
+    check(m->valve == NULL || m->protocol == DRV_PROTO_CJT188);
+}
+
 static void check_model(const struct drv_model *m)
 {
+    if (m->protocol != DRV_PROTO_MODBUS) {
+        check_national_model(m);
+        return;
+    }
     check(m->name != NULL && m->vendor != NULL && m->product != NULL && m->description != NULL);
     check(m->max_read_regs >= 1 && m->max_read_regs <= DRV_MAX_READ_REGS);
     check((m->kind == DRV_KIND_FIRE_PANEL) == (m->panel != NULL));

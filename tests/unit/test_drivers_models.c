@@ -17,9 +17,10 @@
 
 #include "drivers.h"
 
-static const char *const shipped_names[] = {"adl400", "dds238", "ddsu666", "dtsu666",
-                                            "notifier-gw", "sdm120", "sdm630", "sdm72",
-                                            "tuf2000m", "xintai-water"};
+static const char *const shipped_names[] = {"adl400", "cjt188_cold_water", "dds238",
+                                            "ddsu666", "dlt645_1997_1p", "dlt645_2007_1p",
+                                            "dtsu666", "notifier-gw", "sdm120", "sdm630",
+                                            "sdm72", "tuf2000m", "xintai-water"};
 #define NSHIPPED (sizeof shipped_names / sizeof shipped_names[0])
 
 /* A model's text with the identity every test file shares. */
@@ -298,6 +299,65 @@ static void test_broken_site_dir_adds_nothing(void **state)
     remove_dir(dir);
 }
 
+#define NATIONAL(kind, protocol) "name = \"t\"; vendor = \"V\"; model = \"M\"; " \
+    "description = \"d\";\nkind = \"" kind "\"; protocol = \"" protocol "\";\n"
+
+/* DL/T 645 and CJ/T 188 models: data items and 901F fields, not registers. */
+static void test_national_models(void **state)
+{
+    (void)state;
+    const struct drv_model *dl = drv_model_find("dlt645_2007_1p");
+    assert_non_null(dl);
+    assert_int_equal(dl->protocol, DRV_PROTO_DLT645);
+    assert_int_equal(dl->dlt645_version, 2007);
+    assert_int_equal(dl->default_baud, 2400);
+    assert_int_equal(dl->default_parity, 'E');
+    const struct drv_point *power = NULL;
+    for (size_t i = 0; i < dl->npoints; i++)
+        if (dl->points[i].quantity == DRV_Q_POWER_W)
+            power = &dl->points[i];
+    assert_non_null(power);
+    assert_int_equal(power->di, 0x02030000);
+    assert_int_equal(power->nbytes, 3);
+    assert_int_equal(power->decimals, 4);
+    assert_true(power->sign_bit);
+    assert_false(power->slow);
+    assert_int_equal(dl->slow_every, 10);
+    const struct drv_model *cj = drv_model_find("cjt188_cold_water");
+    assert_non_null(cj);
+    assert_int_equal(cj->protocol, DRV_PROTO_CJT188);
+    assert_int_equal(cj->cjt188_meter_type, 0x10);
+    assert_non_null(cj->valve);
+    assert_int_equal(cj->valve->open_value, 0x55);
+    assert_int_equal(cj->valve->close_value, 0x99);
+    assert_int_equal(cj->valve->read_back, DRV_Q_VALVE);
+    assert_int_equal(drv_model_find("dlt645_1997_1p")->dlt645_version, 1997);
+
+    assert_error(NATIONAL("electricity", "dlt645")
+                 "points = ({ quantity = \"power_w\"; di = 0x02030000; digits = 5; });\n",
+                 "t.conf:3: power_w: digits must be even");
+    assert_error(NATIONAL("electricity", "dlt645")
+                 "points = ({ quantity = \"power_w\"; function = 3; di = 1; digits = 4; });\n",
+                 "t.conf:3: point: unknown key 'function'");
+    assert_error(NATIONAL("water", "cjt188")
+                 "points = ({ quantity = \"volume_m3\"; field = \"flow\"; });\n",
+                 "t.conf:3: volume_m3: field");
+    assert_error(NATIONAL("water", "cjt188")
+                 "points = ({ quantity = \"valve\"; field = \"valve\"; });\n"
+                 "actions = { valve_open = { address = 1; value = 0x55; read_back = \"valve\"; };\n"
+                 "  valve_close = { value = 0x99; read_back = \"valve\"; }; };\n",
+                 "valve_open: a CJ/T 188 valve command has no register address");
+    assert_error(NATIONAL("electricity", "dlt645") "dlt645_version = 2001;\n"
+                 "points = ({ quantity = \"power_w\"; di = 1; digits = 4; });\n",
+                 "dlt645_version is 2007 or 1997");
+    assert_error(IDENTITY "cjt188_meter_type = 0x10;\n"
+                 "points = ({ quantity = \"power_w\"; function = 3; address = 0; type = \"uint16\"; });\n",
+                 "cjt188_meter_type is for protocol \"cjt188\" only");
+    assert_null(parse_errors(NATIONAL("electricity", "dlt645") "dlt645_version = 1997;\n"
+                             "points = ({ quantity = \"energy_import_kwh\"; di = 0x9010; "
+                             "digits = 8; decimals = 2; });\n"));
+}
+
 /* Runs last: the registry keeps site directories for the process. */
 static void test_site_dir_comes_first(void **state)
 {
@@ -480,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_sdm72_datasheet_vector),
         cmocka_unit_test(test_adl400_datasheet_vector),
         cmocka_unit_test(test_tuf2000m_datasheet_vector),
+        cmocka_unit_test(test_national_models),
         cmocka_unit_test(test_broken_site_dir_adds_nothing),
         cmocka_unit_test(test_site_dir_comes_first),
     };

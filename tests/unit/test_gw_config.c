@@ -172,10 +172,24 @@ static const struct bad_case bad_cases[] = {
     { "duplicate_slave.conf", NULL, 5,
       "meter W-3: slave 7 on bus bus_a is already used by meter W-1 ({file}:3)" },
     { "unknown_driver.conf", NULL, 3,
-      "meters[0].driver: unknown driver 'sdm999' (known: adl400, dds238, ddsu666, dtsu666, "
-      "notifier-gw, sdm120, sdm630, sdm72, tuf2000m, xintai-water)" },
+      "meters[0].driver: unknown driver 'sdm999' (known: adl400, cjt188_cold_water, dds238, "
+      "ddsu666, dlt645_1997_1p, dlt645_2007_1p, dtsu666, notifier-gw, sdm120, sdm630, sdm72, tuf2000m, xintai-water)" },
     { "parent_loop.conf", NULL, 3, "meter W-A: parent chain loops: W-A -> W-B -> W-A" },
     { "unknown_unit.conf", NULL, 4, "meters[0].unit: no unit '9-999' in units" },
+    { "cn_address_digits.conf", NULL, 7,
+      "meters[0].address: expected the meter's address as a string of digits "
+      "(\"000012345678\")" },
+    { "cn_address_length.conf", NULL, 7, "meter E-1: address '12345' must be 12 digits on a "
+      "dlt645 bus" },
+    { "cn_duplicate_address.conf", NULL, 8, "meter E-2: address 000000000001 on bus dl is "
+      "already used by meter E-1 ({file}:7)" },
+    { "cn_modbus_model.conf", NULL, 3,
+      "meter E-1: driver 'dlt645_2007_1p' speaks dlt645 but bus bus_b speaks modbus" },
+    { "cn_over_tcp.conf", NULL, 3, "bus dl: protocol dlt645 runs on an rtu bus (a serial line)" },
+    { "cn_protocol_mismatch.conf", NULL, 7,
+      "meter W-1: driver 'dlt645_2007_1p' speaks dlt645 but bus cj speaks cjt188" },
+    { "cn_slave_given.conf", NULL, 7,
+      "meter E-1: bus dl speaks dlt645: give the meter's address, not slave" },
     { "kind_mismatch.conf", NULL, 3,
       "meter E-1: kind water does not match driver 'sdm120' (electricity)" },
     { "valve_no_control.conf", NULL, 3,
@@ -411,6 +425,41 @@ static void test_meter_building_from_unit(void **state)
     gw_config_free(c);
 }
 
+/* Meters on DL/T 645 and CJ/T 188 buses: addressed by their printed
+ * address (wire bytes low first), buses at 2400 8E1 unless configured;
+ * the CSV import takes an address column. */
+static void test_national_buses(void **state)
+{
+    (void)state;
+    struct gw_config *c = NULL;
+    struct gw_config_errors errors = { 0 };
+    assert_int_equal(gw_config_load(fixture("cn_good.conf"), NULL, 0, &c, &errors), EST_OK);
+    assert_int_equal(c->buses[0].protocol, DRV_PROTO_DLT645);
+    assert_int_equal(c->buses[0].baud, 2400);
+    assert_int_equal(c->buses[0].parity, 'E');
+    assert_int_equal(c->buses[1].protocol, DRV_PROTO_CJT188);
+    assert_int_equal(c->buses[1].baud, 9600);
+    assert_int_equal(c->buses[1].parity, 'N');
+    static const uint8_t e1[] = { 0x78, 0x56, 0x34, 0x12, 0x00, 0x00 };
+    assert_memory_equal(c->meters[0].wire_address, e1, sizeof e1);
+    assert_string_equal(c->meters[0].address, "000012345678");
+    assert_int_equal(c->meters[0].slave, 0);
+    static const uint8_t w1[] = { 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x10 };
+    assert_memory_equal(c->meters[1].wire_address, w1, sizeof w1);
+    assert_true(c->meters[1].valve);
+    assert_int_equal(gw_config_load_meters_csv(c, fixture("cn_meters.csv"), &errors), EST_OK);
+    dump(&errors);
+    assert_int_equal(c->nmeters, 4);
+    assert_string_equal(c->meters[3].address, "10000000000202");
+    assert_int_equal(c->meters[3].wire_address[0], 0x02);
+    /* again: the addresses are taken now */
+    assert_int_equal(gw_config_load_meters_csv(c, fixture("cn_meters.csv"), &errors),
+                     EST_ERR_INVALID);
+    assert_int_equal(c->nmeters, 4);
+    gw_config_errors_free(&errors);
+    gw_config_free(c);
+}
+
 static void test_csv_import_appends(void **state)
 {
     struct gw_config *c = load_good();
@@ -556,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_set_errors),
         cmocka_unit_test(test_csv_in_config),
         cmocka_unit_test(test_meter_building_from_unit),
+        cmocka_unit_test(test_national_buses),
         cmocka_unit_test(test_csv_import_appends),
         cmocka_unit_test(test_csv_bad_rows),
         cmocka_unit_test(test_csv_overlong_field),
