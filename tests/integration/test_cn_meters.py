@@ -34,7 +34,7 @@ class CnMetersTest(unittest.TestCase):
     def good_ids(self, since=0.0):
         return {r["meter"] for r in self.stack.readings(since) if r["quality"] == "good"}
 
-    def test_1_readings_equal_what_the_simulator_serves(self):
+    def test_readings_equal_what_the_simulator_serves(self):
         stack = self.stack
         ids = {"E-MB-1"} | {m[0] for m in DL_METERS + CJ_METERS}
         wait_for(lambda: self.good_ids() >= ids, 40, what="a good reading from every meter")
@@ -61,7 +61,9 @@ class CnMetersTest(unittest.TestCase):
                         self.assertEqual(got, want, f"{mid} {quantity}")
                     compared.setdefault(mid, set()).add(quantity)
                 if mid.startswith("W-CJ"):
-                    self.assertEqual(reading["values"].get("valve"), "open", mid)
+                    # open, unless the vacant-flow test has closed it already
+                    self.assertEqual(reading["values"].get("valve"),
+                                     expected[mid]["values"].get("valve", "open"), mid)
                     self.assertEqual(reading["values"].get("battery_low"), 0, mid)
             for mid, _, _ in DL_METERS:
                 self.assertTrue({"energy_import_kwh", "energy_export_kwh", "power_w"}
@@ -73,9 +75,9 @@ class CnMetersTest(unittest.TestCase):
             stack.control.call(cmd="freeze", on=False)
         # Voltage and current are read every 10th poll, but they are read.
         wait_for(lambda: any("voltage_v" in r["values"] for r in stack.readings()
-                             if r["meter"] == "E-DL-1"), 30, what="a slow DL/T 645 item")
+                             if r["meter"] == "E-DL-1"), 90, what="a slow DL/T 645 item")
 
-    def test_2_reverse_running_raises_reverse_energy(self):
+    def test_reverse_running_raises_reverse_energy(self):
         stack = self.stack
         since = time.time()
         stack.control.call(cmd="event", device="E-DL-1", event="reverse", on=True)
@@ -86,7 +88,7 @@ class CnMetersTest(unittest.TestCase):
         finally:
             stack.control.call(cmd="event", device="E-DL-1", event="reverse", on=False)
 
-    def test_3_vacant_flow_closes_the_cjt188_valve(self):
+    def test_vacant_flow_closes_the_cjt188_valve(self):
         stack = self.stack
         since = time.time()
         stack.control.call(cmd="event", device="W-CJ-1", event="flow", flow_m3h=30.0)
