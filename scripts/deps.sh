@@ -13,6 +13,13 @@ packages=(
 )
 # Debian packaging (debian/, tests/package/test_package.sh).
 packages+=(debhelper dpkg-dev fakeroot lintian systemd adduser curl)
+# promtool (in Debian's prometheus, which brings a whole Prometheus server,
+# so only on request): tests/integration/test_metrics.py then checks /metrics
+# with it too (it always runs its own strict format checker), and
+# etc/prometheus/*.yml can be checked with promtool check config/rules.
+if [ "${ESTATE_PROMTOOL:-0}" = 1 ]; then
+  packages+=(prometheus)
+fi
 # Browser tests of the console: Debian's chromium, CJK fonts for the Chinese
 # pages, and Node.js/npm (playwright-core comes from the npm registry).
 if [ "${ESTATE_BROWSER_TESTS:-1}" = 1 ]; then

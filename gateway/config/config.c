@@ -1141,6 +1141,9 @@ static const struct key_row workorder_rows[] = {
     { KEY("escalation", K_SETTING, 0), .setting = setting_escalation },
 };
 
+static const char *const metrics_access_names[] = { "signed_in", "public", "off", NULL };
+_Static_assert(sizeof(enum gw_metrics_access) == sizeof(int), "enum size");
+
 #define HTTP(field) offsetof(struct gw_http_config, field)
 static const struct key_row http_rows[] = {
     { KEY("listen", K_CUSTOM, HTTP(listen)), .apply = apply_listen },
@@ -1149,6 +1152,7 @@ static const struct key_row http_rows[] = {
     { KEY("static_dir", K_DIR, HTTP(static_dir)) },
     { KEY("session_ttl_s", K_INT, HTTP(session_ttl_s)), .min = 60, .max = 30 * 86400 },
     { KEY("hosts", K_STR, HTTP(hosts)) },
+    { KEY("metrics", K_ENUM, HTTP(metrics)), .names = metrics_access_names },
 };
 
 #define RET(field) offsetof(struct gw_retention_config, field)
@@ -1182,6 +1186,7 @@ static bool set_defaults(struct gw_config *c)
     c->workorders.unconfirmed_after_s = 3600;
     c->http.listen = strdup("127.0.0.1:8080");
     c->http.session_ttl_s = 43200;
+    c->http.metrics = GW_METRICS_SIGNED_IN;
     c->http.require_private_users_file = true;
     c->retention.raw_readings_days = 30;
     c->retention.patrol_days = 730;

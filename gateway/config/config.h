@@ -145,6 +145,9 @@ struct gw_workorder_config {
     size_t nescalation_contacts;
 };
 
+/* Who may read GET /metrics. */
+enum gw_metrics_access { GW_METRICS_SIGNED_IN, GW_METRICS_PUBLIC, GW_METRICS_OFF };
+
 struct gw_http_config {
     char *listen;     /* default "127.0.0.1:8080"; "" disables */
     char *users_file; /* console users; NULL = <data_dir>/users.conf */
@@ -154,6 +157,7 @@ struct gw_http_config {
     bool require_private_users_file; /* default true: a users file others may read is an error */
     char *hosts;      /* names the console answers for (comma-separated); NULL =
                        * the listen address and the loopback names */
+    enum gw_metrics_access metrics; /* http.metrics, default "signed_in" */
 };
 
 struct gw_retention_config {

@@ -40,6 +40,12 @@ struct gw_console_host {
     est_err (*subscribe)(void *ctx, gw_console_event_fn fn, void *fn_ctx);
     /* The daemon's wall clock (replaceable in tests), ms since the epoch. */
     int64_t (*now_ms)(void *ctx);
+    /* The daemon's health, {"status":"ok"|"degraded"|"failing","reasons":[...]}
+     * (malloc'd), or NULL when it did not answer in timeout_ms. NULL = none. */
+    char *(*health)(void *ctx, int timeout_ms);
+    /* Its metrics in the Prometheus text format (malloc'd), or NULL when it
+     * did not answer in timeout_ms. NULL = none. */
+    char *(*metrics)(void *ctx, int timeout_ms);
 };
 
 /* Starts serving on host->config->http.listen; host is copied. An empty

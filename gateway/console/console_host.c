@@ -18,3 +18,13 @@ int64_t console_now_ms(const struct gw_http *http)
 {
     return http->host.now_ms(http->host.ctx);
 }
+
+char *console_host_health(const struct gw_http *http, int timeout_ms)
+{
+    return http->host.health ? http->host.health(http->host.ctx, timeout_ms) : NULL;
+}
+
+char *console_host_metrics(const struct gw_http *http, int timeout_ms)
+{
+    return http->host.metrics ? http->host.metrics(http->host.ctx, timeout_ms) : NULL;
+}

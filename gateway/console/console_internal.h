@@ -240,6 +240,18 @@ void console_store_pool_close(struct gw_http *http);
 /* Fills who from the request's token; false when there is no valid
  * session or its user was disabled or removed since sign-in (the role is
  * looked up again, so a changed role applies at once). */
+/* The daemon's health JSON and metrics text (malloc'd; NULL when it did not
+ * answer in timeout_ms or gives none), through the host. */
+char *console_host_health(const struct gw_http *http, int timeout_ms);
+char *console_host_metrics(const struct gw_http *http, int timeout_ms);
+
+/* GET /healthz (anyone) and GET /metrics (as http.metrics allows), outside
+ * /api/ (routes_metrics.c). */
+enum MHD_Result console_serve_health(struct gw_http *http, struct MHD_Connection *conn,
+                                     const char *method);
+enum MHD_Result console_serve_metrics(struct gw_http *http, struct MHD_Connection *conn,
+                                      const char *method);
+
 bool console_authenticate(struct gw_http *http, struct MHD_Connection *conn, struct caller *who);
 bool console_session_still_valid(struct gw_http *http, const char *token);
 /* The caller's user, role, expiry and the console language; with_token

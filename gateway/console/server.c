@@ -483,6 +483,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return console_handle_api(http, conn, url + 5, method, body);
     if (strcmp(url, "/api") == 0)
         return console_handle_api(http, conn, "", method, body);
+    if (strcmp(url, "/healthz") == 0)
+        return console_serve_health(http, conn, method);
+    if (strcmp(url, "/metrics") == 0)
+        return console_serve_metrics(http, conn, method);
     return serve_static(http, conn, url, method);
 }
 

@@ -36,6 +36,16 @@ static int64_t console_now(void *ctx)
     return gw_core_now_ms(ctx);
 }
 
+static char *console_health(void *ctx, int timeout_ms)
+{
+    return gw_core_run_on_core(ctx, gw_core_health_json, timeout_ms);
+}
+
+static char *console_metrics(void *ctx, int timeout_ms)
+{
+    return gw_core_run_on_core(ctx, gw_core_metrics_text, timeout_ms);
+}
+
 /* The service manager's view of the daemon: ready after the first tick,
  * then a watchdog ping at a third of the watchdog interval. */
 struct service_notify {
@@ -203,7 +213,8 @@ int main(int argc, char **argv)
     struct gw_http *http = NULL;
     const struct gw_console_host console_host = {
         .ctx = core, .config = config, .call = console_call,
-        .subscribe = console_subscribe, .now_ms = console_now};
+        .subscribe = console_subscribe, .now_ms = console_now,
+        .health = console_health, .metrics = console_metrics};
     if (config->http.listen != NULL && config->http.listen[0] != '\0' &&
         gw_http_start(&console_host, &http) != EST_OK) {
         gw_error("http: cannot serve the console on %s", config->http.listen);

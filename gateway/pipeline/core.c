@@ -60,6 +60,7 @@ struct gw_core_call {
     char *args_json;
     char user[64];
     char role[32];
+    char *(*fn)(struct gw_core *core); /* set: run this instead of a verb */
     char *result;
 };
 
@@ -968,6 +969,7 @@ static bool drain_one(void *ctx, const struct gw_store_outbox_msg *msg)
     if (as_qos0)
         d->handed[d->nhanded++] = msg->seq;
     core->outbox_sent_upto = (uint64_t)msg->seq;
+    core->outbox_published++;
     d->sent++;
     return true;
 }
@@ -1051,7 +1053,7 @@ static void drain_outbox(struct gw_core *core)
  * there are any. */
 static char *online_payload(struct gw_core *core)
 {
-    char *base = gw_payload_status(true, gw_core_now_ms(core));
+    char *base = gw_payload_status_health(true, gw_core_now_ms(core), gw_core_health_word(core));
     if (base == NULL || core->readings_dropped == 0)
         return base;
     cJSON *o = cJSON_Parse(base);
@@ -1069,6 +1071,21 @@ static void update_online_payload(struct gw_core *core)
         gw_mqtt_set_online_payload(core->mqtt, online);
         free(online);
     }
+}
+
+/* The health in P/status changed: the broker gets the new payload now
+ * (retained), and every later connection too. */
+static void publish_online_payload(struct gw_core *core)
+{
+    char *online = online_payload(core);
+    char *topic = topic_for(core, "status");
+    if (online != NULL && topic != NULL) {
+        gw_mqtt_set_online_payload(core->mqtt, online);
+        if (gw_mqtt_connected(core->mqtt))
+            gw_mqtt_publish(core->mqtt, topic, online, strlen(online), 1, true, 0);
+    }
+    free(online);
+    free(topic);
 }
 
 /* While the broker is away: keeps the queued readings under the outbox
@@ -1330,6 +1347,10 @@ static void handle_calls(struct gw_core *core)
     size_t n = gw_queue_pop_many(core->calls, calls, 16, 0);
     for (size_t i = 0; i < n; i++) {
         struct gw_core_call *call = calls[i];
+        if (call->fn != NULL) {
+            finish_call(call, call->fn(core));
+            continue;
+        }
         cJSON *args = cJSON_Parse(call->args_json);
         struct gw_actor actor = {.user = call->user, .role = call->role, .origin = "http"};
         uint64_t failures = gw_store_write_failures(core->store);
@@ -1343,20 +1364,13 @@ static void handle_calls(struct gw_core *core)
     }
 }
 
-char *gw_core_call(struct gw_core *core, const char *verb, const char *args_json,
-                   const struct gw_actor *actor, int timeout_ms)
+/* Queues call for the core thread and waits up to timeout_ms for its
+ * result; frees call unless the core still holds it. */
+static char *submit_call(struct gw_core *core, struct gw_core_call *call, int timeout_ms)
 {
-    struct gw_core_call *call = calloc(1, sizeof *call);
-    if (call == NULL)
-        return NULL;
     pthread_mutex_init(&call->lock, NULL);
     pthread_cond_init(&call->done_cond, NULL);
-    call->verb = strdup(verb);
-    call->args_json = strdup(args_json ? args_json : "{}");
-    snprintf(call->user, sizeof call->user, "%s", actor->user);
-    snprintf(call->role, sizeof call->role, "%s", actor->role);
-    if (call->verb == NULL || call->args_json == NULL ||
-        gw_queue_push(core->calls, &call, timeout_ms) != EST_OK) {
+    if (gw_queue_push(core->calls, &call, timeout_ms) != EST_OK) {
         free(call->verb);
         free(call->args_json);
         free(call);
@@ -1382,6 +1396,34 @@ char *gw_core_call(struct gw_core *core, const char *verb, const char *args_json
     pthread_cond_destroy(&call->done_cond);
     free(call);
     return result;
+}
+
+char *gw_core_call(struct gw_core *core, const char *verb, const char *args_json,
+                   const struct gw_actor *actor, int timeout_ms)
+{
+    struct gw_core_call *call = calloc(1, sizeof *call);
+    if (call == NULL)
+        return NULL;
+    call->verb = strdup(verb);
+    call->args_json = strdup(args_json ? args_json : "{}");
+    snprintf(call->user, sizeof call->user, "%s", actor->user);
+    snprintf(call->role, sizeof call->role, "%s", actor->role);
+    if (call->verb == NULL || call->args_json == NULL) {
+        free(call->verb);
+        free(call->args_json);
+        free(call);
+        return NULL;
+    }
+    return submit_call(core, call, timeout_ms);
+}
+
+char *gw_core_run_on_core(struct gw_core *core, char *(*fn)(struct gw_core *core), int timeout_ms)
+{
+    struct gw_core_call *call = calloc(1, sizeof *call);
+    if (call == NULL)
+        return NULL;
+    call->fn = fn;
+    return submit_call(core, call, timeout_ms);
 }
 
 est_err gw_core_add_listener(struct gw_core *core, gw_core_listener_fn fn, void *ctx)
@@ -1663,6 +1705,8 @@ static void tick(struct gw_core *core)
     take_integrity_result(core);
     if (!gw_mqtt_connected(core->mqtt))
         trim_outbox(core);
+    if (gw_core_health_changed(core))
+        publish_online_payload(core);
     if (core->on_tick != NULL)
         core->on_tick(core->on_tick_ctx);
 }

@@ -109,6 +109,8 @@ struct gw_core {
     uint64_t samples_handled;
     uint64_t readings_published;
     uint64_t readings_stored;
+    uint64_t outbox_published;     /* outbox messages handed to the broker */
+    int health_published;          /* 1 + enum gw_health last put in P/status; 0 = none */
     bool store_degraded;           /* writes failing (disk full): publish only */
     int64_t anchored_seq;          /* patrol head last recorded as an anchor */
     int64_t anchored_ms;           /* when */
@@ -180,6 +182,24 @@ char *gw_core_call(struct gw_core *core, const char *verb, const char *args_json
 est_err gw_core_add_listener(struct gw_core *core, gw_core_listener_fn fn, void *ctx);
 /* Current wall clock of the core (replaceable in tests). */
 int64_t gw_core_now_ms(const struct gw_core *core);
+
+/* Runs fn on the core thread from another thread and waits up to
+ * timeout_ms; fn's result (malloc'd; the caller frees it) or NULL on
+ * timeout or shutdown. */
+char *gw_core_run_on_core(struct gw_core *core, char *(*fn)(struct gw_core *core), int timeout_ms);
+
+/* --- health and metrics (metrics.c), core thread only --- */
+
+enum gw_health { GW_HEALTH_OK, GW_HEALTH_DEGRADED, GW_HEALTH_FAILING };
+/* "ok", "degraded" or "failing". */
+const char *gw_core_health_word(struct gw_core *core);
+/* {"status":"ok"|"degraded"|"failing","reasons":[...]} (malloc'd). */
+char *gw_core_health_json(struct gw_core *core);
+/* Every metric in the Prometheus text format (malloc'd). */
+char *gw_core_metrics_text(struct gw_core *core);
+/* True when the health differs from what P/status last carried (and
+ * remembers it); called from the tick. */
+bool gw_core_health_changed(struct gw_core *core);
 
 /* A valve write finished: the office writes it to the patrol log. */
 void gw_incidents_on_valve_result(struct gw_core *core, const struct gw_sample *result);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "views.h"
@@ -120,6 +121,29 @@ struct gw_poller {
     struct gw_poller_stats stats;
     struct gw_log_limiter link_limiter; /* failed polls while the link is down */
 };
+
+const double gw_poll_latency_bounds_s[GW_POLL_LATENCY_BUCKETS] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5};
+
+/* Seconds on the monotonic clock, finer than est_mono_ms. */
+static double mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Counts one poll's duration in the latency histogram. */
+static void note_latency(struct gw_poller *p, double seconds)
+{
+    size_t bucket = 0;
+    while (bucket < GW_POLL_LATENCY_BUCKETS && seconds > gw_poll_latency_bounds_s[bucket])
+        bucket++;
+    pthread_mutex_lock(&p->stats_lock);
+    p->stats.latency_counts[bucket]++;
+    p->stats.latency_sum_s += seconds;
+    pthread_mutex_unlock(&p->stats_lock);
+}
 
 /* ---- due-time heap ---- */
 
@@ -508,6 +532,7 @@ static void note_outcome(struct gw_poller *p, struct poll_device *d, const struc
     pthread_mutex_lock(&p->stats_lock);
     p->stats.polls++;
     p->stats.failed_polls += s->quality == GW_QUALITY_ERROR;
+    p->stats.timeout_polls += s->quality == GW_QUALITY_ERROR && s->error == EST_ERR_TIMEOUT;
     pthread_mutex_unlock(&p->stats_lock);
 
     if (s->quality == GW_QUALITY_ERROR && s->error == EST_ERR_IO) {
@@ -668,7 +693,9 @@ static void poll_top_alone(struct gw_poller *p)
 {
     struct poll_device *d = p->heap[0].device;
     struct gw_sample *sample = next_slot(p);
+    double started = mono_seconds();
     poll_device(p, d, sample);
+    note_latency(p, mono_seconds() - started);
     note_outcome(p, d, sample);
     p->nbatch++;
     reschedule(d, est_mono_ms());
@@ -751,11 +778,13 @@ static void poll_burst(struct gw_poller *p)
     }
     if (ndevices == 0)
         return;
+    double started = mono_seconds();
     drv_link_read_many(p->link, p->reads, nreads);
     for (size_t slot = 0; slot < ndevices; slot++) {
         struct poll_device *d = p->burst[slot].device;
         struct gw_sample *sample = next_slot(p);
         finish_burst_device(p, slot, sample);
+        note_latency(p, mono_seconds() - started);
         note_outcome(p, d, sample);
         p->nbatch++;
         reschedule(d, est_mono_ms());

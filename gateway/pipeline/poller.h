@@ -28,11 +28,19 @@ void gw_poller_stop(struct gw_poller *poller);
 est_err gw_poller_request_valve(struct gw_poller *poller, uint32_t meter, bool close,
                                 const char *requested_by);
 
+/* Upper bounds (seconds) of the poll latency histogram's buckets; one more
+ * bucket past the last takes the rest. */
+#define GW_POLL_LATENCY_BUCKETS 9
+extern const double gw_poll_latency_bounds_s[GW_POLL_LATENCY_BUCKETS];
+
 struct gw_poller_stats {
     uint64_t polls;
     uint64_t failed_polls;
+    uint64_t timeout_polls;        /* polls whose first failed request timed out */
     uint64_t transactions;
     uint64_t failed_transactions;
+    uint64_t latency_counts[GW_POLL_LATENCY_BUCKETS + 1]; /* polls per bucket (not cumulative) */
+    double latency_sum_s;          /* time every poll took, summed */
 };
 void gw_poller_get_stats(struct gw_poller *poller, struct gw_poller_stats *stats);
 

@@ -269,7 +269,7 @@ char *gw_payload_panel_state(const struct gw_config *config, const struct gw_sam
     return gw_json_finish(o);
 }
 
-char *gw_payload_status(bool online, int64_t ts_ms)
+char *gw_payload_status_health(bool online, int64_t ts_ms, const char *health)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
@@ -277,5 +277,12 @@ char *gw_payload_status(bool online, int64_t ts_ms)
     cJSON_AddStringToObject(o, "state", online ? "online" : "offline");
     cJSON_AddStringToObject(o, "version", ESTATE_VERSION);
     gw_json_add_ts(o, "ts", ts_ms);
+    if (health != NULL)
+        cJSON_AddStringToObject(o, "health", health);
     return gw_json_finish(o);
+}
+
+char *gw_payload_status(bool online, int64_t ts_ms)
+{
+    return gw_payload_status_health(online, ts_ms, NULL);
 }

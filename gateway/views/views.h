@@ -96,6 +96,8 @@ char *gw_payload_panel_state(const struct gw_config *config, const struct gw_sam
 
 /* {"state":"online"|"offline","version","ts"} */
 char *gw_payload_status(bool online, int64_t ts_ms);
+/* The same with "health" ("ok" | "degraded" | "failing"); health NULL = none. */
+char *gw_payload_status_health(bool online, int64_t ts_ms, const char *health);
 
 /* ------------------------------------------------------------------ */
 /* Incidents                                                           */
