@@ -52,6 +52,11 @@ static const struct ctl_verb verbs[] = {
      "       [--baud N] [--parity N|E|O] [--stop-bits 1|2] [--ids 1-247] [--try-settings]\n"
      "       [--timeout-ms N] [--bus-name NAME] [--force-offline-bus] [--csv|--json]\n"
      "                                         find, identify and check the devices of a bus\n"},
+    {"backup", ctl_verb_backup,
+     "  backup [DIR]                           online copy to DIR/estate-YYYYmmdd-HHMMSS.db (default\n"
+     "                                         data_dir/backups), verified (exit 1 and deleted if not)\n"},
+    {"restore", ctl_verb_restore,
+     "  restore FILE                           put a verified copy in place (gateway stopped)\n"},
 };
 
 static void usage(FILE *out)
