@@ -88,6 +88,8 @@ static char *backup_dir(struct ctl *c)
     const char *dir = ctl_positional(c, 0);
     if (dir != NULL)
         return strdup(dir);
+    if (c->config->gateway.backup_dir != NULL)
+        return strdup(c->config->gateway.backup_dir);
     return est_asprintf("%s/%s", c->config->gateway.data_dir, BACKUP_SUBDIR);
 }
 

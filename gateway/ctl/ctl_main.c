@@ -54,7 +54,8 @@ static const struct ctl_verb verbs[] = {
      "                                         find, identify and check the devices of a bus\n"},
     {"backup", ctl_verb_backup,
      "  backup [DIR]                           online copy to DIR/estate-YYYYmmdd-HHMMSS.db (default\n"
-     "                                         data_dir/backups), verified (exit 1 and deleted if not)\n"},
+     "                                         gateway.backup_dir, else data_dir/backups), verified\n"
+     "                                         (exit 1 and the copy deleted if it does not verify)\n"},
     {"restore", ctl_verb_restore,
      "  restore FILE                           put a verified copy in place (gateway stopped)\n"},
 };

@@ -3,13 +3,16 @@ heavily (5 polls/s per bus) and verifies the copy; `estate-ctl restore`
 refuses while the gateway runs and refuses a copy whose patrol chain is
 broken; the good copy, restored with the gateway stopped, passes
 integrity_check and `estate-ctl patrol verify`, keeps the replaced database
-and the gateway starts on it."""
+and the gateway starts on it. The daily backup (gateway.backup_at) is taken
+by the running gateway and keeps the newest gateway.backup_keep copies."""
 import glob
 import os
 import shutil
 import signal
 import sqlite3
 import stat
+import subprocess
+import tempfile
 import threading
 import time
 
@@ -131,3 +134,35 @@ class BackupTest(FaultCase):
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
         self.assertIn("deleted", res.stderr)
         self.assertEqual(os.listdir(backups), [])
+
+    def test_daily_backup_keeps_the_newest(self):
+        backups = tempfile.mkdtemp(prefix="estate-backups-")
+        self.addCleanup(shutil.rmtree, backups, True)
+        old = [f"estate-2020010{d}-033000.db" for d in range(1, 5)]
+        for name in old + ["notes.txt"]:
+            with open(os.path.join(backups, name), "w") as f:
+                f.write("an older backup\n")
+        # 00:00: the backup of today is due at once (none of today is there).
+        stack = self.stack(gw_sets=FAST + [f"gateway.backup_dir={backups}",
+                                           "gateway.backup_at=00:00",
+                                           "gateway.backup_keep=3"]).start()
+        wait_for(lambda: log_lines(stack, r"store: backup .* taken"), 30,
+                 what="the daily backup")
+        names = sorted(os.listdir(backups))
+        self.assertEqual(len(names), 4, names)
+        self.assertEqual(names[:2], old[2:], "the two newest older backups are kept")
+        self.assertEqual(names[3], "notes.txt", "other files are left alone")
+        new = os.path.join(backups, names[2])
+        self.assertRegex(names[2], r"^estate-\d{8}-\d{6}\.db$")
+        self.assertEqual(stat.S_IMODE(os.stat(new).st_mode), 0o600)
+        res = subprocess.run(["sqlite3", new, "PRAGMA integrity_check"], capture_output=True,
+                             text=True, timeout=60)
+        self.assertEqual(res.stdout.strip(), "ok")
+        self.assertEqual(len(log_lines(stack, r"store: backup .* deleted")), 2)
+        # Taken once a day: a later check finds today's and does nothing.
+        time.sleep(1)
+        stack.restart_gw()
+        wait_for(lambda: len(log_lines(stack, r"core: running")) >= 2, 20, what="the restart")
+        time.sleep(4)
+        self.assertEqual(len(log_lines(stack, r"store: backup .* taken")), 1)
+        self.assertEqual(sorted(os.listdir(backups)), names)
