@@ -12,6 +12,8 @@
  * origin "ctl"). Two verbs write the database directly because they touch
  * nothing the daemon caches: "patrol anchor" (records the exported head)
  * and "inventory import" (validated all or nothing, one transaction).
+ * "backup" copies the database read-only while the daemon runs; "restore"
+ * replaces the file and refuses while anything has it open.
  *
  * Exit status: 0 success, 2 bad usage or bad config/input file, 1 runtime
  * failure (database, refused command, gateway not running, broken chain). */

@@ -34,8 +34,9 @@
  * (readings and their index, retention, daily snapshots), incidents.c,
  * outbox.c, patrol.c (the hash chain, anchors, verification), workorders.c
  * (work orders and their history), requests.c (the estate-ctl request
- * queue) and meta.c (key/value). store_internal.h is shared by those files
- * only. */
+ * queue), meta.c (key/value) and backup.c (online copies, checking a copy,
+ * taking the database offline for a restore). store_internal.h is shared by
+ * those files only. */
 #ifndef GW_STORE_H
 #define GW_STORE_H
 
