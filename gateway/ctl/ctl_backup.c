@@ -215,17 +215,17 @@ int ctl_verb_restore(struct ctl *c)
         return rc;
     if (file == NULL)
         return ctl_usage_error("restore needs the backup FILE");
+    rc = check_copy(c, file);
+    if (rc != 0) {
+        fprintf(stderr, "estate-ctl: refusing to restore it\n");
+        return rc;
+    }
     char err[512];
     est_err e = gw_store_quiesce_for_restore(c->config->gateway.data_dir, err, sizeof err);
     if (e != EST_OK && e != EST_ERR_NOTFOUND) {
         fprintf(stderr, "estate-ctl: refusing to restore: %s/%s: %s\n",
                 c->config->gateway.data_dir, GW_STORE_DB_FILE, err);
         return EST_EXIT_RUNTIME;
-    }
-    rc = check_copy(c, file);
-    if (rc != 0) {
-        fprintf(stderr, "estate-ctl: refusing to restore it\n");
-        return rc;
     }
     if (mkdir(c->config->gateway.data_dir, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "estate-ctl: %s: %s\n", c->config->gateway.data_dir, strerror(errno));
