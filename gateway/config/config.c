@@ -922,6 +922,22 @@ static bool apply_quiet_window(struct loader *L, const struct key_row *row, cons
     return true;
 }
 
+static bool apply_backup_at(struct loader *L, const struct key_row *row, const struct val *v,
+                            void *target, const struct where *w, const char *ctx)
+{
+    struct gw_gateway_config *g = target;
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    int at = strlen(v->s) == 5 ? parse_hhmm(v->s) : -1;
+    if (at < 0) {
+        errf(L, w, KEY_FMT ": '%s' must be \"HH:MM\" (site time)", KEY_ARGS(ctx, row->name),
+             v->s);
+        return false;
+    }
+    g->backup_at_min = at;
+    return true;
+}
+
 static bool apply_severity(struct loader *L, const struct key_row *row, const struct val *v,
                            void *target, const struct where *w, const char *ctx)
 {
@@ -1028,6 +1044,9 @@ static const struct key_row gateway_rows[] = {
     { KEY("log_level", K_ENUM, GW(log_level)), .names = log_level_names },
     { KEY("language", K_ENUM, GW(language)), .names = language_names },
     { KEY("integrity_check_s", K_INT, GW(integrity_check_s)), .min = 0, .max = 604800 },
+    { KEY("backup_dir", K_PATH, GW(backup_dir)) },
+    { KEY("backup_at", K_CUSTOM, GW(backup_at_min)), .apply = apply_backup_at },
+    { KEY("backup_keep", K_INT, GW(backup_keep)), .min = 0, .max = 3650 },
 };
 
 #define MQ(field) offsetof(struct gw_mqtt_config, field)
@@ -1173,6 +1192,8 @@ static bool set_defaults(struct gw_config *c)
     c->gateway.timezone = strdup("Asia/Shanghai");
     c->gateway.utc_offset_min = 480;
     c->gateway.integrity_check_s = 3600;
+    c->gateway.backup_at_min = 3 * 60 + 30;
+    c->gateway.backup_keep = 14;
     c->gateway.log_level = GW_LOG_INFO;
     c->gateway.language = GW_LANG_ZH_CN;
     c->mqtt.uri = strdup("tcp://127.0.0.1:1883");
@@ -2406,6 +2427,7 @@ void gw_config_free(struct gw_config *c)
     free(c->gateway.id);
     free(c->gateway.site);
     free(c->gateway.data_dir);
+    free(c->gateway.backup_dir);
     free(c->gateway.models_dir);
     free(c->gateway.timezone);
     char **mqtt_strings[] = { &c->mqtt.uri, &c->mqtt.client_id, &c->mqtt.username,

@@ -26,6 +26,9 @@ struct gw_gateway_config {
     enum gw_language language; /* default zh-CN */
     int utc_offset_min;        /* derived from timezone at load */
     int integrity_check_s;     /* full database check every N s; 0 = never; default 3600 */
+    char *backup_dir;          /* daily backups; NULL = <data_dir>/backups */
+    int backup_at_min;         /* daily backup at this site time (minutes after midnight); 03:30 */
+    int backup_keep;           /* daily backups kept (older ones deleted); 0 = none taken; 14 */
 };
 
 struct gw_mqtt_config {

@@ -48,6 +48,8 @@ int ctl_verb_report(struct ctl *c);     /* ctl_report.c */
 int ctl_verb_unit(struct ctl *c);       /* ctl_units.c */
 int ctl_verb_user(struct ctl *c);       /* ctl_users.c */
 int ctl_verb_scan(struct ctl *c);       /* ctl_scan.c */
+int ctl_verb_backup(struct ctl *c);     /* ctl_backup.c */
+int ctl_verb_restore(struct ctl *c);
 
 /* Prints "estate-ctl: MESSAGE" and the --help hint; returns EST_EXIT_USAGE. */
 int ctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -12,6 +12,8 @@
  * origin "ctl"). Two verbs write the database directly because they touch
  * nothing the daemon caches: "patrol anchor" (records the exported head)
  * and "inventory import" (validated all or nothing, one transaction).
+ * "backup" copies the database read-only while the daemon runs; "restore"
+ * replaces the file and refuses while anything has it open.
  *
  * Exit status: 0 success, 2 bad usage or bad config/input file, 1 runtime
  * failure (database, refused command, gateway not running, broken chain). */
@@ -52,6 +54,12 @@ static const struct ctl_verb verbs[] = {
      "       [--baud N] [--parity N|E|O] [--stop-bits 1|2] [--ids 1-247] [--try-settings]\n"
      "       [--timeout-ms N] [--bus-name NAME] [--force-offline-bus] [--csv|--json]\n"
      "                                         find, identify and check the devices of a bus\n"},
+    {"backup", ctl_verb_backup,
+     "  backup [DIR]                           online copy to DIR/estate-YYYYmmdd-HHMMSS.db (default\n"
+     "                                         gateway.backup_dir, else data_dir/backups), verified\n"
+     "                                         (exit 1 and the copy deleted if it does not verify)\n"},
+    {"restore", ctl_verb_restore,
+     "  restore FILE                           put a verified copy in place (gateway stopped)\n"},
 };
 
 static void usage(FILE *out)

@@ -1854,6 +1854,8 @@ est_err gw_core_run(struct gw_core *core)
         gw_integrity_start(core->config->gateway.data_dir, (int64_t)every_s * 1000,
                            &core->integrity) != EST_OK)
         gw_warn("store: cannot start the periodic integrity check");
+    if (gw_backups_start(core->config, &core->backups) != EST_OK)
+        gw_warn("store: cannot start the daily backup");
     struct batch b;
     bool have_batch = batch_alloc(&b);
     struct gw_mqtt_inbound *inbound = malloc(sizeof *inbound);
@@ -1922,6 +1924,8 @@ est_err gw_core_run(struct gw_core *core)
     drain_outbox(core); /* delete what was acknowledged meanwhile */
     gw_integrity_stop(core->integrity);
     core->integrity = NULL;
+    gw_backups_stop(core->backups);
+    core->backups = NULL;
     batch_free(&b);
     free(inbound);
     gw_info("core: stopped after %llu samples", (unsigned long long)core->samples_handled);
@@ -1947,6 +1951,7 @@ void gw_core_destroy(struct gw_core *core)
             finish_call(call, NULL);
     }
     gw_integrity_stop(core->integrity);
+    gw_backups_stop(core->backups);
     gw_queue_destroy(core->calls);
     gw_queue_destroy(core->inbound);
     gw_queue_destroy(core->samples);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "backups.h"
 #include "integrity.h"
 #include "mqtt.h"
 #include "office.h"
@@ -136,6 +137,7 @@ struct gw_core {
     bool head_checked;             /* it arrived (or none came) on this connection */
     bool head_conflict;            /* it is not in the local chain: never overwrite it */
     struct gw_integrity *integrity; /* the periodic full check (NULL = off) */
+    struct gw_backups *backups;     /* the daily backup (NULL = off) */
     bool damage_reported;          /* storage_damaged raised this run */
     int64_t next_tick_ms;
     int64_t next_maintenance_ms;

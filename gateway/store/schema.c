@@ -480,21 +480,11 @@ static est_err open_steps(struct gw_store *s, const char *data_dir, const char *
     return err;
 }
 
-est_err gw_store_open(const char *data_dir, bool readonly, struct gw_store **out, char *errbuf,
-                      size_t errbuf_len)
+/* gw_store_open on the database file path (data_dir only read-write). */
+static est_err open_path(const char *data_dir, char *path, bool readonly, struct gw_store **out,
+                         char *errbuf, size_t errbuf_len)
 {
-    if (errbuf != NULL && errbuf_len > 0)
-        errbuf[0] = '\0';
-    if (out == NULL)
-        return EST_ERR_INVALID;
-    *out = NULL;
-    if (data_dir == NULL || data_dir[0] == '\0') {
-        if (errbuf != NULL && errbuf_len > 0)
-            snprintf(errbuf, errbuf_len, "no data directory");
-        return EST_ERR_INVALID;
-    }
     struct gw_store *s = calloc(1, sizeof *s);
-    char *path = join_path(data_dir, GW_STORE_DB_FILE);
     if (s == NULL || path == NULL) {
         free(s);
         free(path);
@@ -513,6 +503,39 @@ est_err gw_store_open(const char *data_dir, bool readonly, struct gw_store **out
     }
     *out = s;
     return EST_OK;
+}
+
+est_err gw_store_open(const char *data_dir, bool readonly, struct gw_store **out, char *errbuf,
+                      size_t errbuf_len)
+{
+    if (errbuf != NULL && errbuf_len > 0)
+        errbuf[0] = '\0';
+    if (out == NULL)
+        return EST_ERR_INVALID;
+    *out = NULL;
+    if (data_dir == NULL || data_dir[0] == '\0') {
+        if (errbuf != NULL && errbuf_len > 0)
+            snprintf(errbuf, errbuf_len, "no data directory");
+        return EST_ERR_INVALID;
+    }
+    return open_path(data_dir, join_path(data_dir, GW_STORE_DB_FILE), readonly, out, errbuf,
+                     errbuf_len);
+}
+
+est_err gw_store_open_file(const char *db_path, struct gw_store **out, char *errbuf,
+                           size_t errbuf_len)
+{
+    if (errbuf != NULL && errbuf_len > 0)
+        errbuf[0] = '\0';
+    if (out == NULL)
+        return EST_ERR_INVALID;
+    *out = NULL;
+    if (db_path == NULL || db_path[0] == '\0') {
+        if (errbuf != NULL && errbuf_len > 0)
+            snprintf(errbuf, errbuf_len, "no database file");
+        return EST_ERR_INVALID;
+    }
+    return open_path(NULL, strdup(db_path), true, out, errbuf, errbuf_len);
 }
 
 est_err gw_store_close(struct gw_store *store)

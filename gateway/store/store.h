@@ -34,8 +34,9 @@
  * (readings and their index, retention, daily snapshots), incidents.c,
  * outbox.c, patrol.c (the hash chain, anchors, verification), workorders.c
  * (work orders and their history), requests.c (the estate-ctl request
- * queue) and meta.c (key/value). store_internal.h is shared by those files
- * only. */
+ * queue), meta.c (key/value) and backup.c (online copies, checking a copy,
+ * taking the database offline for a restore). store_internal.h is shared by
+ * those files only. */
 #ifndef GW_STORE_H
 #define GW_STORE_H
 
@@ -108,6 +109,11 @@ est_err gw_store_make_room(struct gw_store *store);
  * is NULL when the database is sound, else a malloc'd description (the first
  * problems SQLite reports) the caller frees. */
 est_err gw_store_check_integrity(struct gw_store *store, bool full, char **problem);
+
+/* Opens the database file db_path read-only (e.g. a backup copy, see
+ * gw_store_verify_copy); errors as gw_store_open read-only. */
+est_err gw_store_open_file(const char *db_path, struct gw_store **out, char *errbuf,
+                           size_t errbuf_len);
 
 /* Starts a write transaction (BEGIN IMMEDIATE) for batching several calls.
  * EST_ERR_STATE if one is already open. */
@@ -673,5 +679,41 @@ est_err gw_store_command_id_put(struct gw_store *store, const char *user, const 
 /* Forgets ids recorded before before_ms and keeps at most keep of the
  * newest. */
 est_err gw_store_command_id_prune(struct gw_store *store, int64_t before_ms, int64_t keep);
+
+/* ------------------------------------------------------------------ */
+/* Backups (backup.c)                                                  */
+/* ------------------------------------------------------------------ */
+
+/* Copies the database to path with SQLite's online backup API while other
+ * connections (the daemon) keep writing: one read snapshot for the whole
+ * copy, pages_per_step pages at a time with pause_ms between steps, so a
+ * writer is never held up. The copy is written to "<path>.partial" (mode
+ * 0600), switched to a single file (journal_mode DELETE), fsynced and
+ * renamed to path. EST_ERR_STATE when path exists; on failure nothing is
+ * left behind. */
+est_err gw_store_backup_to(struct gw_store *store, const char *path, int pages_per_step,
+                           int pause_ms);
+
+/* What gw_store_verify_copy found in a copy. */
+struct gw_store_copy_check {
+    char *integrity_problem;               /* NULL = integrity_check ok; else malloc'd */
+    struct gw_store_patrol_verify patrol;  /* chain and anchors (first_bad_seq 0 = intact) */
+};
+
+/* Opens the copy at path read-only and runs PRAGMA integrity_check and the
+ * patrol chain verification (with its anchors). EST_OK when the checks ran
+ * (see gw_store_copy_sound for the verdict); otherwise errbuf says why the
+ * copy could not be checked (not a database, outdated schema...). */
+est_err gw_store_verify_copy(const char *path, struct gw_store_copy_check *check, char *errbuf,
+                             size_t errbuf_len);
+bool gw_store_copy_sound(const struct gw_store_copy_check *check);
+void gw_store_copy_check_free(struct gw_store_copy_check *check);
+
+/* Before a restore: takes data_dir's database out of WAL mode (folding the
+ * WAL into it and removing -wal/-shm), which SQLite allows only when no
+ * other connection has it open. EST_ERR_STATE when one has (the daemon is
+ * running, or another estate-ctl reads it); EST_ERR_NOTFOUND when there is
+ * no database. */
+est_err gw_store_quiesce_for_restore(const char *data_dir, char *errbuf, size_t errbuf_len);
 
 #endif

@@ -364,6 +364,39 @@ static void test_set_errors(void **state)
     }
 }
 
+static void test_backup_keys(void **state)
+{
+    (void)state;
+    struct gw_config *c = NULL;
+    struct gw_config_errors errors = { 0 };
+    assert_int_equal(gw_config_load(fixture("good.conf"), NULL, 0, &c, &errors), EST_OK);
+    assert_null(c->gateway.backup_dir);
+    assert_int_equal(c->gateway.backup_at_min, 3 * 60 + 30);
+    assert_int_equal(c->gateway.backup_keep, 14);
+    gw_config_free(c);
+    const char *sets[] = { "gateway.backup_dir=/srv/backups", "gateway.backup_at=23:05",
+                           "gateway.backup_keep=0" };
+    assert_int_equal(gw_config_load(fixture("good.conf"), sets, 3, &c, &errors), EST_OK);
+    assert_string_equal(c->gateway.backup_dir, "/srv/backups");
+    assert_int_equal(c->gateway.backup_at_min, 23 * 60 + 5);
+    assert_int_equal(c->gateway.backup_keep, 0);
+    gw_config_free(c);
+    static const char *const bad[] = { "gateway.backup_at=24:00", "gateway.backup_at=3:30",
+                                       "gateway.backup_at=03:30:00" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        c = NULL;
+        assert_int_equal(gw_config_load(fixture("good.conf"), &bad[i], 1, &c, &errors),
+                         EST_ERR_INVALID);
+        assert_int_equal(errors.count, 1);
+        assert_non_null(strstr(errors.messages[0], "must be \"HH:MM\" (site time)"));
+        gw_config_errors_free(&errors);
+    }
+    const char *too_many[] = { "gateway.backup_keep=4000" };
+    assert_int_equal(gw_config_load(fixture("good.conf"), too_many, 1, &c, &errors),
+                     EST_ERR_INVALID);
+    gw_config_errors_free(&errors);
+}
+
 /* --- meters CSV --- */
 
 static void test_csv_in_config(void **state)
@@ -603,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_set_overrides),
         cmocka_unit_test(test_set_errors),
+        cmocka_unit_test(test_backup_keys),
         cmocka_unit_test(test_csv_in_config),
         cmocka_unit_test(test_meter_building_from_unit),
         cmocka_unit_test(test_national_buses),
