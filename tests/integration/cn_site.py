@@ -64,7 +64,8 @@ rules = {{
   reverse_energy = {{ severity = "major"; hold_s = 0; clear_s = 20;
                      negative_power_hold_s = 2; export_confirm_polls = 2; }};
   vacant_flow = {{ severity = "major"; hold_s = 0; clear_s = 30; min_increase_m3 = 0.005;
-                  confirm_reads = 1; window_s = 60; auto_close_valve = true; valve_check_s = 4; }};
+                  confirm_reads = 1; window_s = 60; auto_close_valve = true; valve_check_s = 4;
+                  valve_retries = 1; }};  # one more close (4 s, then 8 s), then critical
   meter_offline = {{ severity = "minor"; failures = 3; }};
 }};
 http = {{ listen = ""; }};
