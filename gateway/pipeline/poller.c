@@ -50,7 +50,7 @@ struct poll_device {
     const char *address;           /* the same as printed on the meter, for messages */
     bool has_valve;                /* valve control configured */
     size_t nrequests;
-    bool has_slow;                 /* the plan has slow requests (the model has a serial) */
+    bool has_slow;                 /* the model has points read on slow polls only */
     bool serial_due;               /* back from offline: read the serial on the next poll */
     unsigned slow_every;
     uint64_t polls;
@@ -253,6 +253,8 @@ static est_err device_init(struct gw_poller *p, struct poll_device *d, enum gw_d
     if (model->protocol != DRV_PROTO_MODBUS) {
         /* Read item by item over the bus's cnlink: no register plan. */
         d->slow_every = model->slow_every ? model->slow_every : 60;
+        for (size_t i = 0; i < model->npoints; i++)
+            d->has_slow |= model->points[i].slow;
         return EST_OK;
     }
     est_err err = plan_for(p, model, options, &d->plan);
