@@ -14,6 +14,7 @@
 #include "log.h"
 #include "office.h"
 #include "payload.h"
+#include "unproven.h"
 
 /* Samples are ~600 bytes and the ring is touched all round, so its size is
  * resident memory: 2048 (1.2 MB) holds four of the core's batches, about
@@ -34,6 +35,9 @@
  * socket buffer is full) before it goes to the outbox. */
 #define RING_WAIT_MS 250
 #define TICK_MS 200
+/* Readings kept until proven delivered: a silent link is given up after
+ * keepalive_s (10 s by default); 60 s of a busy site's readings at most. */
+#define UNPROVEN_MAX 20000
 #define MAINTENANCE_MS 60000
 #define STORE_PROBE_MS 5000    /* degraded mode: try writing again this often */
 #define FIRST_CONNECT_WAIT_MS 1000 /* see gw_core_run */
@@ -589,16 +593,65 @@ static void stage_store(struct gw_core *core, struct batch *b, bool in_txn)
         enter_degraded_mode(core);
 }
 
+/* Readings sent at QoS 0 (or untagged QoS 1) stay in memory until a later
+ * PUBACK proves they reached the broker; if the session ends first (a
+ * silent link, a broker gone), they go back to the outbox ahead of newer
+ * ones, so a link that stops forwarding loses none of them. */
+static void keep_unproven(struct gw_core *core, const char *topic, const struct batch_reading *r,
+                          uint64_t generation)
+{
+    if (core->unproven == NULL)
+        return;
+    if (gw_unproven_count(core->unproven) == 0)
+        core->unproven_generation = generation;
+    gw_unproven_add(core->unproven, topic, r->payload, r->payload_len,
+                    gw_mqtt_queued_end(core->mqtt));
+}
+
+static void requeue_unproven_one(void *ctx, const char *topic, const void *payload, size_t len)
+{
+    struct gw_core *core = ctx;
+    struct gw_store_outbox_msg msg = {
+        .topic = topic, .payload = payload, .payload_len = len,
+        .qos = core->config->mqtt.qos_readings, .retain = false, .is_event = false,
+        .created_ms = gw_core_now_ms(core),
+    };
+    if (gw_store_outbox_add(core->store, &msg, NULL) == EST_OK)
+        core->outbox_has_readings = true;
+}
+
+/* Forgets the readings proven delivered; when their session is over, puts
+ * the others in the outbox (in one transaction; none must be open). */
+static void settle_unproven(struct gw_core *core)
+{
+    if (core->unproven == NULL || gw_unproven_count(core->unproven) == 0)
+        return;
+    gw_unproven_forget_upto(core->unproven, gw_mqtt_proven_upto(core->mqtt));
+    size_t left = gw_unproven_count(core->unproven);
+    if (left == 0 || (gw_mqtt_connected(core->mqtt) &&
+                      gw_mqtt_generation(core->mqtt) == core->unproven_generation))
+        return;
+    bool in_txn = gw_store_begin(core->store) == EST_OK;
+    gw_unproven_take_all(core->unproven, requeue_unproven_one, core);
+    if (in_txn && gw_store_commit(core->store) != EST_OK)
+        gw_error("store: cannot queue unconfirmed readings in the outbox: %s",
+                 gw_store_errmsg(core->store));
+    gw_info("outbox: %zu readings sent before the connection ended were not confirmed; queued "
+            "again", left);
+}
+
 /* A reading goes straight to the broker when it is up and nothing older
  * waits (waiting a little for room in the publisher's ring). */
 static bool send_reading(struct gw_core *core, const char *topic, const struct batch_reading *r)
 {
     if (core->outbox_has_readings || !gw_mqtt_connected(core->mqtt))
         return false;
+    uint64_t generation = gw_mqtt_generation(core->mqtt);
     if (gw_mqtt_publish_wait(core->mqtt, topic, r->payload, r->payload_len,
                              core->config->mqtt.qos_readings, false, 0, RING_WAIT_MS) != EST_OK)
         return false;
     core->readings_published++;
+    keep_unproven(core, topic, r, generation);
     return true;
 }
 
@@ -635,8 +688,10 @@ static void stage_publish(struct gw_core *core, const struct batch *b)
         if (tlen <= 0 || (size_t)tlen >= sizeof topic || send_reading(core, topic, r) ||
             core->store_degraded)
             continue;
-        if (!in_txn)
+        if (!in_txn) {
+            settle_unproven(core); /* older unconfirmed readings go first */
             in_txn = gw_store_begin(core->store) == EST_OK;
+        }
         queue_reading(core, topic, r);
     }
     if (in_txn && gw_store_commit(core->store) != EST_OK)
@@ -1183,6 +1238,10 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
         err = offline ? gw_mqtt_create(&config->mqtt, core->prefix, offline, core->inbound, &core->mqtt)
                       : EST_ERR_NOMEM;
     free(offline);
+    if (err == EST_OK) {
+        core->unproven = gw_unproven_create(UNPROVEN_MAX);
+        err = core->unproven ? EST_OK : EST_ERR_NOMEM;
+    }
     if (err != EST_OK) {
         gw_core_destroy(core);
         return err;
@@ -1331,6 +1390,8 @@ est_err gw_core_run(struct gw_core *core)
             core->next_maintenance_ms = mono + MAINTENANCE_MS;
             maintenance(core);
         }
+        gw_mqtt_check_link(core->mqtt);
+        settle_unproven(core);
         drain_outbox(core);
     }
     /* Shutdown: stop polling, store what was polled, flush the outbox. */
@@ -1385,5 +1446,6 @@ void gw_core_destroy(struct gw_core *core)
     free(core->panels);
     free(core->unit_vacant);
     free(core->prefix);
+    gw_unproven_destroy(core->unproven);
     free(core);
 }
