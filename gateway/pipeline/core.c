@@ -38,6 +38,9 @@
 /* Readings kept until proven delivered: a silent link is given up after
  * keepalive_s (10 s by default); 60 s of a busy site's readings at most. */
 #define UNPROVEN_MAX 20000
+/* A wall clock that moved this much more or less than the monotonic clock
+ * between two ticks jumped. */
+#define CLOCK_JUMP_MS 30000
 #define MAINTENANCE_MS 60000
 #define STORE_PROBE_MS 5000    /* degraded mode: try writing again this often */
 #define FIRST_CONNECT_WAIT_MS 1000 /* see gw_core_run */
@@ -1254,9 +1257,53 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
 /* Run                                                               */
 /* ---------------------------------------------------------------- */
 
+/* "+2 h", "-1 day 3 min", "+45 s": a clock jump in words. */
+static void describe_jump(int64_t delta_ms, char *out, size_t size)
+{
+    int64_t s = ((delta_ms < 0 ? -delta_ms : delta_ms) + 500) / 1000; /* nearest second */
+    int64_t days = s / 86400, hours = s % 86400 / 3600, mins = s % 3600 / 60, secs = s % 60;
+    int n = snprintf(out, size, "%c", delta_ms < 0 ? '-' : '+');
+    if (days > 0)
+        n += snprintf(out + n, size - (size_t)n, "%lld day%s ", (long long)days, days > 1 ? "s" : "");
+    if (hours > 0)
+        n += snprintf(out + n, size - (size_t)n, "%lld h ", (long long)hours);
+    if (mins > 0)
+        n += snprintf(out + n, size - (size_t)n, "%lld min ", (long long)mins);
+    if (secs > 0 || n == 1)
+        n += snprintf(out + n, size - (size_t)n, "%lld s ", (long long)secs);
+    if (n > 1 && out[n - 1] == ' ')
+        out[n - 1] = '\0';
+}
+
+/* Compares how far the wall clock and the monotonic clock went since the
+ * last tick: a difference over CLOCK_JUMP_MS is a jump of the wall clock
+ * (an operator, NTP stepping, a bad RTC). It is logged and written in the
+ * patrol log, and the SLA timers move with it, so they keep measuring
+ * elapsed time: no false breaches after a jump forward, none missed after
+ * one backwards. */
+static void watch_clock(struct gw_core *core, int64_t wall_ms)
+{
+    int64_t mono_ms = est_mono_ms();
+    int64_t delta = core->clock_seen_mono_ms == 0
+                        ? 0
+                        : (wall_ms - core->clock_seen_wall_ms) - (mono_ms - core->clock_seen_mono_ms);
+    core->clock_seen_wall_ms = wall_ms;
+    core->clock_seen_mono_ms = mono_ms;
+    if (delta <= CLOCK_JUMP_MS && delta >= -CLOCK_JUMP_MS)
+        return;
+    char words[64], text[128];
+    describe_jump(delta, words, sizeof words);
+    snprintf(text, sizeof text, "clock moved by %s", words);
+    gw_warn("clock: the wall clock moved by %s (%lld ms against the monotonic clock); SLA "
+            "timers follow it", words, (long long)delta);
+    gw_core_patrol(core, "clock", text, 0, 0, "system", NULL);
+    gw_office_clock_moved(core->office, delta, text, wall_ms);
+}
+
 static void tick(struct gw_core *core)
 {
     int64_t now = gw_core_now_ms(core);
+    watch_clock(core, now);
     bool in_txn = gw_store_begin(core->store) == EST_OK;
     rule_engine_tick(core->rules, now);
     gw_office_tick(core->office, now);
