@@ -629,10 +629,16 @@ static void settle_unproven(struct gw_core *core)
 {
     if (core->unproven == NULL || gw_unproven_count(core->unproven) == 0)
         return;
-    gw_unproven_forget_upto(core->unproven, gw_mqtt_proven_upto(core->mqtt));
+    /* A proof counts only in the session the readings were sent in: the
+     * first PUBACK of a new one would also "prove" what the old one lost.
+     * Read before the generation: a new session's PUBACKs come after its
+     * generation is counted. */
+    uint64_t proven = gw_mqtt_proven_upto(core->mqtt);
+    bool same_session = gw_mqtt_generation(core->mqtt) == core->unproven_generation;
+    if (same_session)
+        gw_unproven_forget_upto(core->unproven, proven);
     size_t left = gw_unproven_count(core->unproven);
-    if (left == 0 || (gw_mqtt_connected(core->mqtt) &&
-                      gw_mqtt_generation(core->mqtt) == core->unproven_generation))
+    if (left == 0 || (same_session && gw_mqtt_connected(core->mqtt)))
         return;
     bool in_txn = gw_store_begin(core->store) == EST_OK;
     gw_unproven_take_all(core->unproven, requeue_unproven_one, core);
