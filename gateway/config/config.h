@@ -39,7 +39,7 @@ struct gw_mqtt_config {
     int qos_readings;    /* default 0 */
     int qos_events;      /* default 1 */
     double outbox_limit_mb; /* readings kept while offline, MB (fractions allowed); default 64 */
-    int keepalive_s;     /* default 10: also the silent-link bound */
+    int keepalive_s;     /* default 15; 2x: the silent-link bound */
 };
 
 enum gw_bus_type { GW_BUS_TCP, GW_BUS_RTU };

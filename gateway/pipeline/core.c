@@ -36,7 +36,7 @@
 #define RING_WAIT_MS 250
 #define TICK_MS 200
 /* Readings kept until proven delivered: a silent link is given up after
- * keepalive_s (10 s by default); 60 s of a busy site's readings at most. */
+ * 2 x keepalive_s (30 s by default); this is 60 s of a busy site's. */
 #define UNPROVEN_MAX 20000
 /* A wall clock that moved this much more or less than the monotonic clock
  * between two ticks jumped. */

@@ -431,7 +431,7 @@ static bool open_session(struct gw_mqtt *m)
     MQTTClient_connectOptions opts = MQTTClient_connectOptions_initializer;
     MQTTClient_willOptions will = MQTTClient_willOptions_initializer;
     MQTTClient_SSLOptions ssl = MQTTClient_SSLOptions_initializer;
-    opts.keepAliveInterval = c->keepalive_s > 0 ? c->keepalive_s : 10;
+    opts.keepAliveInterval = c->keepalive_s > 0 ? c->keepalive_s : 15;
     opts.cleansession = 1;
     opts.reliable = 0;
     opts.maxInflightMessages = PAHO_WINDOW;
@@ -522,7 +522,8 @@ static void close_session(struct gw_mqtt *m)
  * follows its QoS 0 traffic with a small QoS 1 heartbeat at most every
  * HEARTBEAT_MS: its PUBACK proves the readings before it arrived
  * (gw_mqtt_proven_upto), and gw_mqtt_check_link closes a session in which
- * nothing sent was acknowledged for keepalive_s. */
+ * nothing sent was acknowledged for 2 x keepalive_s, even while Paho's
+ * publish is blocked on a full socket. */
 #define HEARTBEAT_MS 500
 
 static void note_qos0_sent(struct gw_mqtt *m, uint64_t end_pos)
@@ -560,7 +561,10 @@ static void send_heartbeat_if_due(struct gw_mqtt *m, uint64_t pos)
 
 void gw_mqtt_check_link(struct gw_mqtt *m)
 {
-    int timeout_ms = (m->config->keepalive_s > 0 ? m->config->keepalive_s : 10) * 1000;
+    /* Twice the keepalive, as Paho's own check: a broker that only falls
+     * behind for a while (seconds, under a burst) keeps its session; giving
+     * it up would send again what it was about to deliver. */
+    int timeout_ms = 2 * (m->config->keepalive_s > 0 ? m->config->keepalive_s : 15) * 1000;
     pthread_mutex_lock(&m->lock);
     int64_t since = m->waiting_since_ms;
     bool silent = m->session && !m->silent && since != 0 && est_mono_ms() - since > timeout_ms;

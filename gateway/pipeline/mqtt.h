@@ -71,7 +71,7 @@ void gw_mqtt_destroy(struct gw_mqtt *mqtt, const char *offline_payload, int time
  * has been queued so far; gw_mqtt_proven_upto: everything queued before
  * this position is known to have reached the broker (a later PUBACK came).
  * gw_mqtt_check_link, called often by the core: when nothing sent in this
- * session was acknowledged for keepalive_s, the session is closed, its
+ * session was acknowledged for 2 x keepalive_s, the session is closed, its
  * unacknowledged tagged messages fail and the generation moves on. */
 uint64_t gw_mqtt_queued_end(struct gw_mqtt *m);
 uint64_t gw_mqtt_proven_upto(const struct gw_mqtt *m);

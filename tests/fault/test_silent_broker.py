@@ -1,7 +1,8 @@
 """A silent broker link: the path between the gateway and the broker stops
 forwarding in both directions for 150 s without closing (no FIN, no RST),
 through a small TCP proxy in this test. The gateway gives the session up
-within keepalive_s (10 s) plus a tick of nothing acknowledged; the readings
+within 2 x keepalive_s (30 s) plus a tick of nothing acknowledged (Paho
+may end it sooner, when a write cannot complete); the readings
 it sent meanwhile were never confirmed by a PUBACK, so it queues them again;
 the later ones wait in the outbox. When the path forwards again every event
 and every reading of the window arrives: no meter has a hole in its
@@ -15,7 +16,7 @@ from faultlib import (FaultCase, first_arrivals, largest_gap, log_lines, log_ts,
 from harness import free_port
 
 SILENT_S = 150
-KEEPALIVE_S = 10
+KEEPALIVE_S = 15
 POLL_S = 1.0
 LOAD = [f"buses.{bus}.poll_interval_ms={int(POLL_S * 1000)}" for bus in ("gw_a", "gw_b", "fire")]
 
@@ -111,7 +112,7 @@ class SilentBrokerTest(FaultCase):
         t_forward = time.time()
 
         # Either the gateway's own check (nothing acknowledged for
-        # keepalive_s) or Paho (a write that cannot complete) ends the session.
+        # 2 x keepalive_s) or Paho (a write that cannot complete) ends the session.
         gave_up = [log_ts(line) for line in
                    log_lines(stack, r"the link is silent|connection to \S+ lost")]
         gave_up = [t for t in gave_up if t >= t_silent - 1]
@@ -123,9 +124,9 @@ class SilentBrokerTest(FaultCase):
                  what="fresh readings after the silence")
         print(f"\nsilent {t_forward - t_silent:.0f} s; detected after {detection:.1f} s; "
               f"outbox held {queued} rows at the end")
-        self.assertLessEqual(detection, KEEPALIVE_S + 3,
-                             "a silent link is given up within keepalive_s and a tick")
-        self.assertGreater(queued or 0, 0.8 * (SILENT_S - KEEPALIVE_S - 3) / POLL_S * len(meters),
+        self.assertLessEqual(detection, 2 * KEEPALIVE_S + 3,
+                             "a silent link is given up within 2 x keepalive_s and a tick")
+        self.assertGreater(queued or 0, 0.8 * (SILENT_S - 2 * KEEPALIVE_S - 3) / POLL_S * len(meters),
                            "readings of the silence waited in the outbox")
 
         lost = 0
