@@ -1200,7 +1200,7 @@ static bool set_defaults(struct gw_config *c)
     c->mqtt.qos_readings = 0;
     c->mqtt.qos_events = 1;
     c->mqtt.outbox_limit_mb = 64;
-    c->mqtt.keepalive_s = 30;
+    c->mqtt.keepalive_s = 15;
     rule_config_defaults(&c->rules);
     c->workorders.arrive_within_s = 1200;
     c->workorders.resolve_within_s = 604800;

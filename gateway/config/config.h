@@ -43,7 +43,7 @@ struct gw_mqtt_config {
     int qos_readings;    /* default 0 */
     int qos_events;      /* default 1 */
     double outbox_limit_mb; /* readings kept while offline, MB (fractions allowed); default 64 */
-    int keepalive_s;     /* default 30 */
+    int keepalive_s;     /* default 15; 2x: the silent-link bound */
     char *command_roles; /* roles whose users may send commands over MQTT (comma-separated);
                           * NULL = every role */
 };

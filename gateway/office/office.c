@@ -33,6 +33,12 @@ void gw_office_tick(struct gw_office *office, int64_t now_ms)
     gw_workorders_tick(office, now_ms);
 }
 
+void gw_office_clock_moved(struct gw_office *office, int64_t delta_ms, const char *note,
+                           int64_t now_ms)
+{
+    gw_workorders_clock_moved(office, delta_ms, note, now_ms);
+}
+
 void gw_office_destroy(struct gw_office *office)
 {
     if (office == NULL)

@@ -82,6 +82,10 @@ void gw_office_on_valve_result(struct gw_office *office, const struct gw_sample 
 
 /* About once a second with the host's wall clock: SLA timers. */
 void gw_office_tick(struct gw_office *office, int64_t now_ms);
+/* The host saw its wall clock jump by delta_ms (note says so, for the
+ * records): timers that measure elapsed time move with the clock. */
+void gw_office_clock_moved(struct gw_office *office, int64_t delta_ms, const char *note,
+                           int64_t now_ms);
 
 /* Incident transitions, after the incident is stored, reach every
  * subscriber in the order they subscribed (the work orders first). */

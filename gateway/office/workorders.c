@@ -876,6 +876,39 @@ void gw_workorders_tick(struct gw_office *office, int64_t now_ms)
     sla->next_scan_ms = next;
 }
 
+/* The wall clock moved by delta_ms (the core compares it with the
+ * monotonic clock): the running SLA timers move with it, so a breach comes
+ * after the same elapsed time as without the jump, and the due times shown
+ * stay right in the new clock. Each moved order notes it in its history. */
+void gw_workorders_clock_moved(struct gw_office *office, int64_t delta_ms, const char *note,
+                               int64_t now_ms)
+{
+    struct wo_list list;
+    if (wo_list_open(office->host.store, &list) != EST_OK)
+        return;
+    for (size_t i = 0; i < list.count; i++) {
+        struct gw_store_workorder wo = list.items[i].wo;
+        bool arrival_running = streq(wo.state, "dispatched") && wo.arrive_due_ms > 0 &&
+                               wo.on_site_ms == 0;
+        if (arrival_running)
+            wo.arrive_due_ms += delta_ms;
+        if (wo.resolve_due_ms > 0)
+            wo.resolve_due_ms += delta_ms;
+        if (wo.postponed_until_ms > 0)
+            wo.postponed_until_ms += delta_ms;
+        wo.updated_ms = now_ms;
+        struct gw_store_wo_history h = {
+            .workorder = wo.id, .ts_ms = now_ms, .action = "clock", .from_state = wo.state,
+            .to_state = wo.state, .who = "system", .note = note,
+        };
+        if (gw_store_workorder_update(office->host.store, &wo, &h) != EST_OK)
+            gw_warn("workorders: cannot move the SLA timers of order %lld",
+                    (long long)wo.id);
+    }
+    wo_list_release(&list);
+    gw_workorders_sla_reset(office);
+}
+
 /* ------------------------------------------------------------------ */
 /* Argument validation                                                 */
 /* ------------------------------------------------------------------ */

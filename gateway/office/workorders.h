@@ -19,6 +19,9 @@ void gw_workorders_on_incident(void *office, const struct gw_store_incident *inc
 
 /* SLA timers: called about once a second with the host's wall clock. */
 void gw_workorders_tick(struct gw_office *office, int64_t now_ms);
+/* The wall clock jumped by delta_ms: running SLA timers move with it. */
+void gw_workorders_clock_moved(struct gw_office *office, int64_t delta_ms, const char *note,
+                               int64_t now_ms);
 
 /* Command verbs (see commands.h). */
 cJSON *gw_workorders_command(struct gw_office *office, const cJSON *args,

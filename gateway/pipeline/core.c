@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "office.h"
+#include "unproven.h"
 #include "views.h"
 
 /* Samples are ~600 bytes and the ring is touched all round, so its size is
@@ -35,6 +36,12 @@
  * socket buffer is full) before it goes to the outbox. */
 #define RING_WAIT_MS 250
 #define TICK_MS 200
+/* Readings kept until proven delivered: a silent link is given up after
+ * 2 x keepalive_s (30 s by default); this is 60 s of a busy site's. */
+#define UNPROVEN_MAX 20000
+/* A wall clock that moved this much more or less than the monotonic clock
+ * between two ticks jumped. */
+#define CLOCK_JUMP_MS 30000
 #define MAINTENANCE_MS 60000
 #define STORE_PROBE_MS 5000    /* degraded mode: try writing again this often */
 #define FIRST_CONNECT_WAIT_MS 1000 /* see gw_core_run */
@@ -824,16 +831,71 @@ static void stage_store(struct gw_core *core, struct batch *b, bool in_txn)
     settle_staged(core, err == EST_OK && in_txn);
 }
 
+/* Readings sent at QoS 0 (or untagged QoS 1) stay in memory until a later
+ * PUBACK proves they reached the broker; if the session ends first (a
+ * silent link, a broker gone), they go back to the outbox ahead of newer
+ * ones, so a link that stops forwarding loses none of them. */
+static void keep_unproven(struct gw_core *core, const char *topic, const struct batch_reading *r,
+                          uint64_t generation)
+{
+    if (core->unproven == NULL)
+        return;
+    if (gw_unproven_count(core->unproven) == 0)
+        core->unproven_generation = generation;
+    gw_unproven_add(core->unproven, topic, r->payload, r->payload_len,
+                    gw_mqtt_queued_end(core->mqtt));
+}
+
+static void requeue_unproven_one(void *ctx, const char *topic, const void *payload, size_t len)
+{
+    struct gw_core *core = ctx;
+    struct gw_store_outbox_msg msg = {
+        .topic = topic, .payload = payload, .payload_len = len,
+        .qos = core->config->mqtt.qos_readings, .retain = false, .is_event = false,
+        .created_ms = gw_core_now_ms(core),
+    };
+    if (gw_store_outbox_add(core->store, &msg, NULL) == EST_OK)
+        core->outbox_has_readings = true;
+}
+
+/* Forgets the readings proven delivered; when their session is over, puts
+ * the others in the outbox (in one transaction; none must be open). */
+static void settle_unproven(struct gw_core *core)
+{
+    if (core->unproven == NULL || gw_unproven_count(core->unproven) == 0)
+        return;
+    /* A proof counts only in the session the readings were sent in: the
+     * first PUBACK of a new one would also "prove" what the old one lost.
+     * Read before the generation: a new session's PUBACKs come after its
+     * generation is counted. */
+    uint64_t proven = gw_mqtt_proven_upto(core->mqtt);
+    bool same_session = gw_mqtt_generation(core->mqtt) == core->unproven_generation;
+    if (same_session)
+        gw_unproven_forget_upto(core->unproven, proven);
+    size_t left = gw_unproven_count(core->unproven);
+    if (left == 0 || (same_session && gw_mqtt_connected(core->mqtt)))
+        return;
+    bool in_txn = gw_store_begin(core->store) == EST_OK;
+    gw_unproven_take_all(core->unproven, requeue_unproven_one, core);
+    if (in_txn && gw_store_commit(core->store) != EST_OK)
+        gw_error("store: cannot queue unconfirmed readings in the outbox: %s",
+                 gw_store_errmsg(core->store));
+    gw_info("outbox: %zu readings sent before the connection ended were not confirmed; queued "
+            "again", left);
+}
+
 /* A reading goes straight to the broker when it is up and nothing older
  * waits (waiting a little for room in the publisher's ring). */
 static bool send_reading(struct gw_core *core, const char *topic, const struct batch_reading *r)
 {
     if (core->outbox_has_readings || !gw_mqtt_connected(core->mqtt))
         return false;
+    uint64_t generation = gw_mqtt_generation(core->mqtt);
     if (gw_mqtt_publish_wait(core->mqtt, topic, r->payload, r->payload_len,
                              core->config->mqtt.qos_readings, false, 0, RING_WAIT_MS) != EST_OK)
         return false;
     core->readings_published++;
+    keep_unproven(core, topic, r, generation);
     return true;
 }
 
@@ -870,8 +932,10 @@ static void stage_publish(struct gw_core *core, const struct batch *b)
         if (tlen <= 0 || (size_t)tlen >= sizeof topic || send_reading(core, topic, r) ||
             core->store_degraded)
             continue;
-        if (!in_txn)
+        if (!in_txn) {
+            settle_unproven(core); /* older unconfirmed readings go first */
             in_txn = gw_store_begin(core->store) == EST_OK;
+        }
         queue_reading(core, topic, r);
     }
     if (in_txn && gw_store_commit(core->store) != EST_OK)
@@ -1679,6 +1743,10 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
         err = offline ? gw_mqtt_create(&config->mqtt, core->prefix, offline, core->inbound, &core->mqtt)
                       : EST_ERR_NOMEM;
     free(offline);
+    if (err == EST_OK) {
+        core->unproven = gw_unproven_create(UNPROVEN_MAX);
+        err = core->unproven ? EST_OK : EST_ERR_NOMEM;
+    }
     if (err != EST_OK) {
         gw_core_destroy(core);
         return err;
@@ -1691,9 +1759,53 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
 /* Run                                                               */
 /* ---------------------------------------------------------------- */
 
+/* "+2 h", "-1 day 3 min", "+45 s": a clock jump in words. */
+static void describe_jump(int64_t delta_ms, char *out, size_t size)
+{
+    int64_t s = ((delta_ms < 0 ? -delta_ms : delta_ms) + 500) / 1000; /* nearest second */
+    int64_t days = s / 86400, hours = s % 86400 / 3600, mins = s % 3600 / 60, secs = s % 60;
+    int n = snprintf(out, size, "%c", delta_ms < 0 ? '-' : '+');
+    if (days > 0)
+        n += snprintf(out + n, size - (size_t)n, "%lld day%s ", (long long)days, days > 1 ? "s" : "");
+    if (hours > 0)
+        n += snprintf(out + n, size - (size_t)n, "%lld h ", (long long)hours);
+    if (mins > 0)
+        n += snprintf(out + n, size - (size_t)n, "%lld min ", (long long)mins);
+    if (secs > 0 || n == 1)
+        n += snprintf(out + n, size - (size_t)n, "%lld s ", (long long)secs);
+    if (n > 1 && out[n - 1] == ' ')
+        out[n - 1] = '\0';
+}
+
+/* Compares how far the wall clock and the monotonic clock went since the
+ * last tick: a difference over CLOCK_JUMP_MS is a jump of the wall clock
+ * (an operator, NTP stepping, a bad RTC). It is logged and written in the
+ * patrol log, and the SLA timers move with it, so they keep measuring
+ * elapsed time: no false breaches after a jump forward, none missed after
+ * one backwards. */
+static void watch_clock(struct gw_core *core, int64_t wall_ms)
+{
+    int64_t mono_ms = est_mono_ms();
+    int64_t delta = core->clock_seen_mono_ms == 0
+                        ? 0
+                        : (wall_ms - core->clock_seen_wall_ms) - (mono_ms - core->clock_seen_mono_ms);
+    core->clock_seen_wall_ms = wall_ms;
+    core->clock_seen_mono_ms = mono_ms;
+    if (delta <= CLOCK_JUMP_MS && delta >= -CLOCK_JUMP_MS)
+        return;
+    char words[64], text[128];
+    describe_jump(delta, words, sizeof words);
+    snprintf(text, sizeof text, "clock moved by %s", words);
+    gw_warn("clock: the wall clock moved by %s (%lld ms against the monotonic clock); SLA "
+            "timers follow it", words, (long long)delta);
+    gw_core_patrol(core, "clock", text, 0, 0, "system", NULL);
+    gw_office_clock_moved(core->office, delta, text, wall_ms);
+}
+
 static void tick(struct gw_core *core)
 {
     int64_t now = gw_core_now_ms(core);
+    watch_clock(core, now);
     bool in_txn = gw_store_begin(core->store) == EST_OK;
     rule_engine_tick(core->rules, now);
     gw_office_tick(core->office, now);
@@ -1903,6 +2015,8 @@ est_err gw_core_run(struct gw_core *core)
             core->next_maintenance_ms = mono + MAINTENANCE_MS;
             maintenance(core);
         }
+        gw_mqtt_check_link(core->mqtt);
+        settle_unproven(core);
         drain_outbox(core);
     }
     /* Shutdown: stop polling, store what was polled, flush the outbox. */
@@ -1968,5 +2082,6 @@ void gw_core_destroy(struct gw_core *core)
     free(core->panels);
     free(core->unit_vacant);
     free(core->prefix);
+    gw_unproven_destroy(core->unproven);
     free(core);
 }

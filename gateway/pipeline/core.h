@@ -103,6 +103,10 @@ struct gw_core {
     int64_t connected_since_ms;    /* clock_ms when that connection was first seen */
     bool outbox_has_readings;      /* readings waiting: new ones queue behind them */
     uint64_t readings_dropped;     /* dropped past the outbox limit, since start */
+    struct gw_unproven *unproven;  /* readings sent but not yet proven delivered */
+    uint64_t unproven_generation;  /* MQTT connection they were sent on */
+    int64_t clock_seen_wall_ms;    /* clock_ms and est_mono_ms at the last tick */
+    int64_t clock_seen_mono_ms;
     uint64_t readings_dropped_outage; /* ... during the current outage (reported on reconnect) */
     struct gw_log_limiter drop_log; /* drop warnings: once, then at growing intervals */
 

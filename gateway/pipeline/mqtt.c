@@ -79,6 +79,7 @@ struct record {
 struct pending {
     int token;          /* Paho's delivery token (the packet id) */
     uint64_t tag;       /* 0 = untagged */
+    uint64_t pos;       /* ring position of its record: its PUBACK proves what came before */
 };
 
 struct gw_mqtt {
@@ -122,6 +123,14 @@ struct gw_mqtt {
     uint64_t acked[ACKED_CAPACITY];
     size_t nacked;
     char last_problem[640]; /* last connect/TLS failure logged */
+    /* Silent-link detection (see the section "Proof that the link
+     * forwards"): everything queued before proven_pos reached the broker. */
+    char *heartbeat_topic;
+    atomic_uint_fast64_t proven_pos;
+    uint64_t qos0_sent_pos;   /* end of the last QoS 0 record handed to Paho */
+    int64_t heartbeat_ms;     /* when the last heartbeat went */
+    int64_t waiting_since_ms; /* since when something sent waits for a proof; 0 = nothing */
+    bool silent;              /* check_link gave up on the session */
     struct gw_mqtt *next_live; /* under live_lock */
 };
 
@@ -257,6 +266,16 @@ static void ring_purge(struct gw_mqtt *m)
 /* Acknowledgements (lock held)                                      */
 /* ---------------------------------------------------------------- */
 
+/* A PUBACK for the record at pos: TCP kept the order, so every record
+ * before it reached the broker, QoS 0 ones included. */
+static void record_proof(struct gw_mqtt *m, uint64_t pos)
+{
+    if (pos > atomic_load(&m->proven_pos))
+        atomic_store(&m->proven_pos, pos);
+    bool waiting = m->npending > 1 || m->qos0_sent_pos > pos;
+    m->waiting_since_ms = waiting ? est_mono_ms() : 0;
+}
+
 static void acknowledge(struct gw_mqtt *m, uint64_t tag)
 {
     if (tag == 0)
@@ -270,18 +289,21 @@ static void acknowledge(struct gw_mqtt *m, uint64_t tag)
 /* Records a QoS >= 1 message Paho accepted. Its acknowledgement may have
  * come already (Paho lets go of its lock while a large write completes):
  * then it is in early[]. Any other early token belongs to no message. */
-static void register_pending(struct gw_mqtt *m, int token, uint64_t tag)
+static void register_pending(struct gw_mqtt *m, int token, uint64_t tag, uint64_t pos)
 {
     for (size_t i = 0; i < m->nearly; i++) {
         if (m->early[i] == token) {
             m->nearly = 0;
             acknowledge(m, tag);
+            record_proof(m, pos);
             return;
         }
     }
     m->nearly = 0;
     if (m->npending < PAHO_WINDOW) {
-        m->pending[m->npending++] = (struct pending){.token = token, .tag = tag};
+        m->pending[m->npending++] = (struct pending){.token = token, .tag = tag, .pos = pos};
+        if (m->waiting_since_ms == 0)
+            m->waiting_since_ms = est_mono_ms();
         return;
     }
     /* Cannot happen: the publisher waits for room before publishing. */
@@ -298,6 +320,7 @@ static void on_delivered(void *context, MQTTClient_deliveryToken token)
         i++;
     if (i < m->npending) {
         acknowledge(m, m->pending[i].tag);
+        record_proof(m, m->pending[i].pos);
         m->pending[i] = m->pending[--m->npending];
         if (m->window_wait)
             pthread_cond_signal(&m->wake);
@@ -523,7 +546,7 @@ static bool open_session(struct gw_mqtt *m)
     MQTTClient_connectOptions opts = MQTTClient_connectOptions_initializer;
     MQTTClient_willOptions will = MQTTClient_willOptions_initializer;
     MQTTClient_SSLOptions ssl = MQTTClient_SSLOptions_initializer;
-    opts.keepAliveInterval = c->keepalive_s > 0 ? c->keepalive_s : 30;
+    opts.keepAliveInterval = c->keepalive_s > 0 ? c->keepalive_s : 15;
     opts.cleansession = 1;
     opts.reliable = 0;
     opts.maxInflightMessages = PAHO_WINDOW;
@@ -581,8 +604,11 @@ static bool open_session(struct gw_mqtt *m)
     free(online);
     pthread_mutex_lock(&m->lock);
     if (rc == MQTTCLIENT_SUCCESS)
-        register_pending(m, token, 0);
+        register_pending(m, token, 0, m->rpos);
     m->session = true;
+    m->silent = false;
+    m->waiting_since_ms = 0;
+    m->heartbeat_ms = est_mono_ms();
     atomic_store(&m->connected, true);
     atomic_fetch_add(&m->generation, 1);
     m->last_problem[0] = '\0';
@@ -603,6 +629,87 @@ static void close_session(struct gw_mqtt *m)
         fail_tag(m, m->pending[i].tag);
     m->npending = 0;
     m->nearly = 0;
+    m->waiting_since_ms = 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* Proof that the link forwards                                      */
+/* ---------------------------------------------------------------- */
+/* A path that stops forwarding without a FIN or RST looks connected to
+ * TCP and to Paho until Paho's keepalive gives up (up to two keepalive
+ * intervals), and QoS 0 readings sent meanwhile vanish. So the publisher
+ * follows its QoS 0 traffic with a small QoS 1 heartbeat at most every
+ * HEARTBEAT_MS: its PUBACK proves the readings before it arrived
+ * (gw_mqtt_proven_upto), and gw_mqtt_check_link closes a session in which
+ * nothing sent was acknowledged for 2 x keepalive_s, even while Paho's
+ * publish is blocked on a full socket. */
+#define HEARTBEAT_MS 500
+
+static void note_qos0_sent(struct gw_mqtt *m, uint64_t end_pos)
+{
+    pthread_mutex_lock(&m->lock);
+    m->qos0_sent_pos = end_pos;
+    if (m->waiting_since_ms == 0)
+        m->waiting_since_ms = est_mono_ms();
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* Publisher thread, lock not held. pos: the ring position after what was
+ * sent, which the heartbeat's PUBACK proves. */
+static void send_heartbeat_if_due(struct gw_mqtt *m, uint64_t pos)
+{
+    int64_t now = est_mono_ms();
+    pthread_mutex_lock(&m->lock);
+    bool due = m->qos0_sent_pos > atomic_load(&m->proven_pos) && now - m->heartbeat_ms >= HEARTBEAT_MS &&
+               m->npending < PAHO_WINDOW && !m->lost && !m->silent;
+    if (due)
+        m->heartbeat_ms = now;
+    pthread_mutex_unlock(&m->lock);
+    if (!due)
+        return;
+    char payload[32];
+    int len = snprintf(payload, sizeof payload, "%lld", (long long)now);
+    int token = 0;
+    if (MQTTClient_publish(m->client, m->heartbeat_topic, len, payload, 1, 0, &token) ==
+        MQTTCLIENT_SUCCESS) {
+        pthread_mutex_lock(&m->lock);
+        register_pending(m, token, 0, pos);
+        pthread_mutex_unlock(&m->lock);
+    }
+}
+
+void gw_mqtt_check_link(struct gw_mqtt *m)
+{
+    /* Twice the keepalive, as Paho's own check: a broker that only falls
+     * behind for a while (seconds, under a burst) keeps its session; giving
+     * it up would send again what it was about to deliver. */
+    int timeout_ms = 2 * (m->config->keepalive_s > 0 ? m->config->keepalive_s : 15) * 1000;
+    pthread_mutex_lock(&m->lock);
+    int64_t since = m->waiting_since_ms;
+    bool silent = m->session && !m->silent && since != 0 && est_mono_ms() - since > timeout_ms;
+    if (silent)
+        m->silent = true;
+    pthread_mutex_unlock(&m->lock);
+    if (!silent)
+        return;
+    gw_warn("mqtt: nothing acknowledged by %s for %d s: the link is silent; reconnecting",
+            m->config->uri, timeout_ms / 1000);
+    /* Closes the socket: a publish blocked on the full socket returns. */
+    MQTTClient_disconnect(m->client, 0);
+    pthread_mutex_lock(&m->lock);
+    m->lost = true;
+    pthread_cond_signal(&m->wake);
+    pthread_mutex_unlock(&m->lock);
+}
+
+uint64_t gw_mqtt_proven_upto(const struct gw_mqtt *m) { return atomic_load(&m->proven_pos); }
+
+uint64_t gw_mqtt_queued_end(struct gw_mqtt *m)
+{
+    pthread_mutex_lock(&m->lock);
+    uint64_t end = m->wpos;
+    pthread_mutex_unlock(&m->lock);
+    return end;
 }
 
 /* Sends what the ring holds (lock held on entry and on return; released
@@ -646,7 +753,7 @@ static void publish_queued(struct gw_mqtt *m)
                                     h.qos, h.retain, &token);
         if (rc == MQTTCLIENT_SUCCESS && h.qos > 0) {
             pthread_mutex_lock(&m->lock);
-            register_pending(m, token, h.tag);
+            register_pending(m, token, h.tag, pos);
             pthread_mutex_unlock(&m->lock);
         } else if (rc != MQTTCLIENT_SUCCESS) {
             pthread_mutex_lock(&m->lock);
@@ -663,8 +770,11 @@ static void publish_queued(struct gw_mqtt *m)
             free(h.heap);
         }
         pos += size;
+        if (rc == MQTTCLIENT_SUCCESS && h.qos == 0)
+            note_qos0_sent(m, pos);
         if (broken)
             break;
+        send_heartbeat_if_due(m, pos);
         if (pos - released >= RING_RELEASE_BYTES) {
             pthread_mutex_lock(&m->lock);
             release_ring(m, pos, heap_freed);
@@ -718,7 +828,7 @@ static void *publisher_main(void *arg)
             bool gone = !MQTTClient_isConnected(m->client);
             pthread_mutex_lock(&m->lock);
             m->lost = false;
-            if (gone) {
+            if (gone || m->silent) {
                 close_session(m);
                 next_attempt_ms = est_mono_ms(); /* reconnect at once, then back off */
                 pthread_mutex_unlock(&m->lock);
@@ -733,6 +843,10 @@ static void *publisher_main(void *arg)
             bool woken = !m->idle;
             m->idle = false;
             if (!woken && ring_empty(m) && !m->lost && !m->stop) {
+                uint64_t sent = m->rpos;
+                pthread_mutex_unlock(&m->lock);
+                send_heartbeat_if_due(m, sent); /* proves the last readings before the pause */
+                pthread_mutex_lock(&m->lock);
                 /* Quiet: make sure the connection is still there. */
                 pthread_mutex_unlock(&m->lock);
                 bool gone = !MQTTClient_isConnected(m->client);
@@ -777,15 +891,18 @@ est_err gw_mqtt_create(const struct gw_mqtt_config *config, const char *prefix,
     m->status_topic = malloc(plen + sizeof "/status");
     m->command_filter = malloc(plen + sizeof "/cmd/+");
     m->head_topic = malloc(plen + sizeof "/patrol/head");
+    m->heartbeat_topic = malloc(plen + sizeof "/gw/heartbeat");
     m->will_payload = strdup(offline_payload);
     if (m->scratch == NULL || m->ring == NULL || m->status_topic == NULL ||
-        m->command_filter == NULL || m->head_topic == NULL || m->will_payload == NULL) {
+        m->command_filter == NULL || m->head_topic == NULL || m->will_payload == NULL ||
+        m->heartbeat_topic == NULL) {
         gw_mqtt_destroy(m, NULL, 0);
         return EST_ERR_NOMEM;
     }
     sprintf(m->status_topic, "%s/status", prefix);
     sprintf(m->command_filter, "%s/cmd/+", prefix);
     sprintf(m->head_topic, "%s/patrol/head", prefix);
+    sprintf(m->heartbeat_topic, "%s/gw/heartbeat", prefix);
     if (config->password_file != NULL) {
         m->password = read_secret_file(config->password_file);
         if (m->password == NULL) {
@@ -951,6 +1068,7 @@ void gw_mqtt_destroy(struct gw_mqtt *m, const char *offline_payload, int timeout
     free(m->status_topic);
     free(m->command_filter);
     free(m->head_topic);
+    free(m->heartbeat_topic);
     free(m->will_payload);
     free(m->online_payload);
     if (m->password != NULL) {

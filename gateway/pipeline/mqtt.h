@@ -68,4 +68,14 @@ size_t gw_mqtt_inflight(const struct gw_mqtt *mqtt);
  * to timeout_ms for queued and in-flight messages, disconnects and frees. */
 void gw_mqtt_destroy(struct gw_mqtt *mqtt, const char *offline_payload, int timeout_ms);
 
+/* Silent links. gw_mqtt_queued_end: the ring position just after what
+ * has been queued so far; gw_mqtt_proven_upto: everything queued before
+ * this position is known to have reached the broker (a later PUBACK came).
+ * gw_mqtt_check_link, called often by the core: when nothing sent in this
+ * session was acknowledged for 2 x keepalive_s, the session is closed, its
+ * unacknowledged tagged messages fail and the generation moves on. */
+uint64_t gw_mqtt_queued_end(struct gw_mqtt *m);
+uint64_t gw_mqtt_proven_upto(const struct gw_mqtt *m);
+void gw_mqtt_check_link(struct gw_mqtt *m);
+
 #endif
