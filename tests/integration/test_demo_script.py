@@ -8,9 +8,11 @@ SLOW: about 40 s. Run alone with
 """
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -98,6 +100,39 @@ class DemoScriptTest(unittest.TestCase):
         port = env["ESTATE_DEMO_HTTP_PORT"]
         self.assertRegex(res.stderr, rf"port {port}\b.*in use.*ESTATE_DEMO_HTTP_PORT")
         self.assertNotIn("estate-gw demo", res.stdout, "nothing should have been started")
+
+    def test_gateway_dying_at_start_shows_the_error_from_its_log(self):
+        """A build dir whose estate-gw fails at once (a stand-in script that
+        writes its error to its log only): the demo says which program died
+        with the first error line of its log, exits non-zero and leaves
+        nothing of its run running."""
+        build = tempfile.mkdtemp(prefix="estate-demo-build-")
+        try:
+            os.makedirs(os.path.join(build, "gateway"))
+            os.makedirs(os.path.join(build, "firmware-sim"))
+            os.symlink(os.path.join(BUILD, "firmware-sim", "estate-sim"),
+                       os.path.join(build, "firmware-sim", "estate-sim"))
+            fake_gw = os.path.join(build, "gateway", "estate-gw")
+            with open(fake_gw, "w") as f:
+                f.write("#!/bin/sh\necho 'estate-gw starting'\n"
+                        "echo 'error: cannot open /nonexistent/gw: No such file or directory' >&2\n"
+                        "exit 3\n")
+            os.chmod(fake_gw, 0o755)
+            env = demo_env()
+            env["ESTATE_BUILD_DIR"] = build
+            res = subprocess.run([DEMO, "--duration", "20"], env=env, capture_output=True,
+                                 text=True, timeout=60)
+            self.assertNotEqual(res.returncode, 0, res.stdout + res.stderr)
+            self.assertRegex(res.stderr, r"estate-gw exited \(status 3\); its log \S+gw\.log says: "
+                                         r"error: cannot open /nonexistent/gw")
+            run_dir = re.search(r"logs and data in (\S+)", res.stdout + res.stderr).group(1)
+            self.assertEqual(processes_mentioning(run_dir), [],
+                             f"processes of run {run_dir} left running")
+            sim_port = env["ESTATE_DEMO_GW_A_PORT"]
+            self.assertEqual(processes_mentioning(f"127.0.0.1:{sim_port}"), [],
+                             "the simulator was left running")
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
 
     def test_runs_shows_summary_and_alerts_and_sigint_stops_every_child(self):
         """The scenario's first alerts come about 20 s after the simulator
