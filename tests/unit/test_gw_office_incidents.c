@@ -103,7 +103,8 @@ static bool find_topic(void *ctx, const struct gw_store_outbox_msg *msg)
     if (tl >= sl && strcmp(msg->topic + tl - sl, s->suffix) == 0) {
         s->count++;
         size_t n = msg->payload_len < sizeof s->last - 1 ? msg->payload_len : sizeof s->last - 1;
-        memcpy(s->last, msg->payload, n);
+        if (n > 0) /* an empty retained payload (a clear) may have no buffer */
+            memcpy(s->last, msg->payload, n);
         s->last[n] = '\0';
     }
     return true;
