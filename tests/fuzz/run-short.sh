@@ -7,7 +7,7 @@ set -euo pipefail
 build=$(cd "$1" && pwd)
 seconds=${2:-${ESTATE_FUZZ_SECONDS:-20}}
 here=$(cd "$(dirname "$0")" && pwd)
-targets=$(cd "$here" && ls fuzz_*.c | sed -n 's/^\(fuzz_[a-z_]*\)\.c$/\1/p' | grep -v '^fuzz_replay_main$')
+targets=$(cd "$here" && ls fuzz_*.c | sed -n 's/^\(fuzz_[a-z0-9_]*\)\.c$/\1/p' | grep -v '^fuzz_replay_main$')
 cmake --build "$build" -j"$(nproc)" --target $targets >/dev/null
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
