@@ -73,16 +73,26 @@ class BrokerOutageTest(FaultCase):
                            "readings were queued during the outage")
 
         # Readings: oldest first per meter, no hole larger than ~2 intervals
-        # from before the outage to after it.
+        # from before the outage to after it. On a loaded machine a poll can
+        # be late with the broker up too: the bound is then the worst hole
+        # the same meter shows while the broker is up, so the test measures
+        # what the outage costs, not how busy the machine is.
         for meter, rs in self.by_meter(stack).items():
             if meter not in meters:
                 continue
             ts = [parse_ts(r["ts"]) for r in rs]
             covering = [t for t in ts if t_down - 5 <= t <= t_up + 5]
+            steady = [t for t in ts if t > t_up + 5]
             self.assertLess(min(covering), t_down, meter)
             self.assertGreater(max(covering), t_up, meter)
             gap = largest_gap(covering)
-            self.assertLessEqual(gap, 2 * POLL_S + 0.35, f"{meter}: a {gap:.2f} s hole")
+            steady_gap = largest_gap(steady)
+            bound = max(2 * POLL_S, steady_gap) + 0.35
+            where = max(zip(sorted(covering), sorted(covering)[1:]), key=lambda p: p[1] - p[0])
+            self.assertLessEqual(
+                gap, bound,
+                f"{meter}: a {gap:.2f} s hole from {where[0] - t_down:+.2f} s after the broker "
+                f"went; {steady_gap:.2f} s at most with the broker up")
             order = first_arrivals(ts)
             self.assertEqual(order, sorted(order), f"{meter}: readings not oldest first")
 
