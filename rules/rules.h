@@ -27,6 +27,7 @@ enum rule_id {
     RULE_METER_REPLACED,
     RULE_BALANCE_LOSS,
     RULE_FIRE_SUPERVISORY,
+    RULE_VACANT_POWER,
     RULE__COUNT
 };
 
@@ -64,6 +65,11 @@ enum rule_id {
  *                  utc_offset_min), from each meter's first reading in a window
  *                  to its first in the next; windows lacking a member's data, or
  *                  with a jump/rollback/replacement inside, are skipped.
+ * vacant_power     per electricity meter of a vacant unit: the mean power over
+ *                  each window_s (from the power register, or the import
+ *                  register when power is not read) above threshold_w is
+ *                  present, below clear_below_w absent, in between unchanged
+ *                  (hysteresis). Becoming occupied clears it at once.
  * UPDATED is sent when severity changes, a new serial appears, or the rule's
  * measure (exported kWh, vacant volume, hours without pause, loss %) doubles. */
 
@@ -122,6 +128,12 @@ struct rule_config {
         double low_flow_loss_pct;     /* ... use this tolerance */
         int window_s;
     } balance_loss;
+    struct {
+        struct rule_common c;
+        double threshold_w;           /* mean power above this in a vacant unit: 60 */
+        double clear_below_w;         /* ... absent again below this: 30 */
+        int window_s;                 /* the mean is taken over this: 900 */
+    } vacant_power;
 };
 
 void rule_config_defaults(struct rule_config *config);
@@ -291,7 +303,7 @@ est_err rule_engine_feed_panel(struct rule_engine *engine, const struct rule_pan
 /* Time-based evaluation (hold times, windows, balance); call about once a second. */
 void rule_engine_tick(struct rule_engine *engine, int64_t now_ms);
 /* Occupancy changed at run time. Becoming occupied clears an open
- * vacant_flow incident at once (timestamped with the latest time the engine
+ * vacant_flow or vacant_power incident at once (timestamped with the latest time the engine
  * has seen); becoming vacant starts watching afresh. */
 est_err rule_engine_set_vacant(struct rule_engine *engine, uint32_t unit, bool vacant);
 /* Whether a condition is currently active: raised and not yet cleared, or

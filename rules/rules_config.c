@@ -19,6 +19,7 @@ static const char *const rule_names[RULE__COUNT] = {
     [RULE_METER_REPLACED] = "meter_replaced",
     [RULE_BALANCE_LOSS] = "balance_loss",
     [RULE_FIRE_SUPERVISORY] = "fire_supervisory",
+    [RULE_VACANT_POWER] = "vacant_power",
 };
 
 static const char *const severity_names[] = { "info", "minor", "major", "critical" };
@@ -74,6 +75,11 @@ void rule_config_defaults(struct rule_config *config)
     config->balance_loss.low_flow_m3 = 1.0;
     config->balance_loss.low_flow_loss_pct = 20.0;
     config->balance_loss.window_s = 86400;
+
+    set_common(&config->vacant_power.c, RULE_SEV_MINOR, 0, 600);
+    config->vacant_power.threshold_w = 60.0;
+    config->vacant_power.clear_below_w = 30.0;
+    config->vacant_power.window_s = 900;
 }
 
 #define MONTH_S (31 * 86400)
@@ -152,6 +158,14 @@ static const struct rule_param params[] = {
         "... this tolerance applies instead, percent"),
     ROW(RULE_BALANCE_LOSS, balance_loss, window_s, RULE_PARAM_INT, 30, MONTH_S,
         "window length; windows start at local midnight when they divide a day"),
+
+    COMMON_ROWS(RULE_VACANT_POWER, vacant_power),
+    ROW(RULE_VACANT_POWER, vacant_power, threshold_w, RULE_PARAM_DOUBLE, 0, 1e6,
+        "a vacant unit's meter whose mean power over window_s exceeds this raises, W"),
+    ROW(RULE_VACANT_POWER, vacant_power, clear_below_w, RULE_PARAM_DOUBLE, 0, 1e6,
+        "... and counts as off again when its mean power falls below this, W (hysteresis)"),
+    ROW(RULE_VACANT_POWER, vacant_power, window_s, RULE_PARAM_INT, 1, 86400,
+        "the mean power is taken over windows of this length"),
 };
 
 const struct rule_param *rule_params(size_t *count)
@@ -182,6 +196,8 @@ est_err rules__config_check(const struct rule_config *config)
             return EST_ERR_RANGE;
     }
     if (config->continuous_flow.zero_flow_needed_s > config->continuous_flow.window_s)
+        return EST_ERR_RANGE;
+    if (config->vacant_power.clear_below_w > config->vacant_power.threshold_w)
         return EST_ERR_RANGE;
     return EST_OK;
 }

@@ -91,12 +91,14 @@ static void set_rule_tables(struct rule_engine *e)
     e->common[RULE_IMPLAUSIBLE_READING] = &c->implausible_reading.c;
     e->common[RULE_METER_REPLACED] = &c->meter_replaced.c;
     e->common[RULE_BALANCE_LOSS] = &c->balance_loss.c;
+    e->common[RULE_VACANT_POWER] = &c->vacant_power.c;
 
     /* Metrics that make an UPDATED when they double (0: never). */
     e->metric_floor[RULE_REVERSE_ENERGY] = 1.0;  /* exported kWh */
     e->metric_floor[RULE_VACANT_FLOW] = 0.05;    /* m3 since the flow began */
     e->metric_floor[RULE_CONTINUOUS_FLOW] = c->continuous_flow.window_s / 3600.0; /* hours */
     e->metric_floor[RULE_BALANCE_LOSS] = c->balance_loss.loss_pct > 0 ? c->balance_loss.loss_pct : 1.0;
+    e->metric_floor[RULE_VACANT_POWER] = c->vacant_power.threshold_w > 0 ? c->vacant_power.threshold_w : 1.0; /* mean W */
 }
 
 /* Balance groups: every meter with a parent or children gets a balance
@@ -150,6 +152,7 @@ static const enum rule_id meter_rules[METER_SLOTS] = {
     [SLOT_REVERSE] = RULE_REVERSE_ENERGY, [SLOT_CONTINUOUS] = RULE_CONTINUOUS_FLOW,
     [SLOT_OFFLINE] = RULE_METER_OFFLINE, [SLOT_IMPLAUSIBLE] = RULE_IMPLAUSIBLE_READING,
     [SLOT_REPLACED] = RULE_METER_REPLACED, [SLOT_BALANCE] = RULE_BALANCE_LOSS,
+    [SLOT_VACANT_POWER] = RULE_VACANT_POWER,
 };
 
 /* The slots whose rule can ever evaluate this meter (enabled or not): the
@@ -162,6 +165,8 @@ static unsigned meter_slots(const struct rule_meter *m)
         slots |= 1u << SLOT_REVERSE;
     if (rules__continuous_flow_applies(m))
         slots |= 1u << SLOT_CONTINUOUS;
+    if (rules__vacant_power_applies(m))
+        slots |= 1u << SLOT_VACANT_POWER;
     return slots;
 }
 
@@ -312,6 +317,7 @@ static enum meter_slot meter_slot_of(enum rule_id rule)
     case RULE_METER_OFFLINE: return SLOT_OFFLINE;
     case RULE_IMPLAUSIBLE_READING: return SLOT_IMPLAUSIBLE;
     case RULE_METER_REPLACED: return SLOT_REPLACED;
+    case RULE_VACANT_POWER: return SLOT_VACANT_POWER;
     default: return SLOT_BALANCE;
     }
 }
@@ -491,5 +497,6 @@ est_err rule_engine_set_vacant(struct rule_engine *engine, uint32_t unit, bool v
         return EST_OK;
     engine->units[unit].vacant = vacant;
     rules__vacant_changed(engine, unit, vacant);
+    rules__vacant_power_changed(engine, unit, vacant);
     return EST_OK;
 }

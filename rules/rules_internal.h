@@ -17,7 +17,7 @@
 /* Where a meter's conditions sit in its block of conditions. */
 enum meter_slot {
     SLOT_REVERSE, SLOT_CONTINUOUS, SLOT_OFFLINE, SLOT_IMPLAUSIBLE, SLOT_REPLACED, SLOT_BALANCE,
-    METER_SLOTS
+    SLOT_VACANT_POWER, METER_SLOTS
 };
 enum panel_slot { PANEL_SLOT_FAULT, PANEL_SLOT_OFFLINE, PANEL_SLOTS };
 enum zone_slot { ZONE_SLOT_ALARM, ZONE_SLOT_FAULT, ZONE_SLOT_DISABLED, ZONE_SLOT_SUPERVISORY,
@@ -77,6 +77,15 @@ struct elec_state {
     int64_t reversed_ct_since_ms;
     int export_growth_polls;   /* consecutive polls with growth beyond one step */
     uint8_t export_confirmed;
+
+    /* vacant_power: the current averaging window */
+    int64_t vacant_window_start_ms; /* TIME_NEVER: no window (unit occupied, or no data yet) */
+    int64_t vacant_last_ts_ms;
+    double vacant_energy_wh;        /* integrated from the power register */
+    double vacant_import_ref_kwh;   /* import register at the window start */
+    double vacant_last_power_w;
+    uint8_t vacant_power_complete;  /* every sample of the window had power */
+    uint8_t vacant_import_usable;   /* the import register rose trustworthily throughout */
 };
 
 /* vacant_flow and continuous_flow state of a water meter. */
@@ -293,6 +302,16 @@ void rules__balance_mark(struct rule_engine *e, uint32_t meter, int64_t ts_ms, d
 void rules__balance_tick(struct rule_engine *e, int64_t now_ms);
 /* Occupancy change: resets vacant-flow tracking of the unit's meters. */
 void rules__vacant_changed(struct rule_engine *e, uint32_t unit, bool vacant);
+
+/* --- rules_meter.c: vacant_power --- */
+/* Whether the vacant_power rule can evaluate this meter. */
+static inline bool rules__vacant_power_applies(const struct rule_meter *m)
+{
+    return m->kind == RULE_METER_ELECTRICITY && m->unit >= 0;
+}
+/* Occupancy change: restarts the unit's electricity meters' windows and,
+ * when the unit became occupied, clears their open incidents. */
+void rules__vacant_power_changed(struct rule_engine *e, uint32_t unit, bool vacant);
 
 /* --- rules_fire.c --- */
 est_err rules__feed_panel(struct rule_engine *e, const struct rule_panel_sample *sample);

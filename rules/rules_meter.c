@@ -1,6 +1,6 @@
 /* rules_meter.c - one meter sample through the rules that look at a single
  * meter: meter_offline, meter_replaced, implausible_reading (bad values,
- * jumps, rollbacks, frozen counters) and reverse_energy; then hands water
+ * jumps, rollbacks, frozen counters), reverse_energy and vacant_power; then hands water
  * data to the water rules and counter marks to balance_loss. */
 #include <math.h>
 #include <string.h>
@@ -47,6 +47,7 @@ void rules__meter_state_init(struct meter_state *s, const struct rule_meter *m)
     if (m->kind == RULE_METER_ELECTRICITY) {
         s->elec.negative_power_since_ms = TIME_NEVER;
         s->elec.reversed_ct_since_ms = TIME_NEVER;
+        s->elec.vacant_window_start_ms = TIME_NEVER;
     } else {
         s->water.vacant_last_increase_ms = TIME_NEVER;
         s->water.valve_closed_ms = TIME_NEVER;
@@ -412,6 +413,96 @@ static void observe_reverse(struct rule_engine *e, uint32_t id, const struct rul
     }
 }
 
+/* --- vacant_power --- */
+
+static void start_vacant_window(struct elec_state *st, const struct rule_meter_sample *s)
+{
+    st->vacant_window_start_ms = s->ts_ms;
+    st->vacant_last_ts_ms = s->ts_ms;
+    st->vacant_energy_wh = 0.0;
+    st->vacant_power_complete = (s->has & RULE_HAS_POWER) != 0;
+    st->vacant_last_power_w = st->vacant_power_complete ? fmax(s->power_w, 0.0) : 0.0;
+    st->vacant_import_usable = (s->has & RULE_HAS_IMPORT) != 0;
+    st->vacant_import_ref_kwh = st->vacant_import_usable ? s->import_kwh : 0.0;
+}
+
+/* Adds one sample to the window; returns the window's mean power once it
+ * is window_s long (and starts the next), NAN while it is shorter or when
+ * neither register could measure it. */
+static double vacant_window_mean_w(const struct rule_engine *e, struct elec_state *st,
+                                   const struct rule_meter_sample *s, const struct counter_check *import)
+{
+    double dt_h = (double)(s->ts_ms - st->vacant_last_ts_ms) / MS_PER_HOUR;
+    if ((s->has & RULE_HAS_POWER) && st->vacant_power_complete) {
+        double power_w = fmax(s->power_w, 0.0); /* export is reverse_energy's business */
+        st->vacant_energy_wh += 0.5 * (st->vacant_last_power_w + power_w) * dt_h;
+        st->vacant_last_power_w = power_w;
+    } else {
+        st->vacant_power_complete = 0;
+    }
+    if (import->verdict != VERDICT_OK)
+        st->vacant_import_usable = 0; /* a jump or rollback says nothing about use */
+    st->vacant_last_ts_ms = s->ts_ms;
+
+    int64_t length_ms = s->ts_ms - st->vacant_window_start_ms;
+    if (length_ms < (int64_t)e->config.vacant_power.window_s * 1000)
+        return NAN;
+    double hours = (double)length_ms / MS_PER_HOUR;
+    double mean_w = NAN;
+    if (st->vacant_power_complete)
+        mean_w = st->vacant_energy_wh / hours;
+    else if (st->vacant_import_usable)
+        mean_w = (s->import_kwh - st->vacant_import_ref_kwh) * 1000.0 / hours;
+    start_vacant_window(st, s);
+    return mean_w;
+}
+
+/* Electricity use in a vacant unit: lights or appliances left on, or
+ * somebody staying there. */
+static void observe_vacant_power(struct rule_engine *e, uint32_t id, const struct rule_meter_sample *s,
+                                 const struct counter_check *import)
+{
+    struct meter_state *m = &e->meter_states[id];
+    struct elec_state *st = &m->elec;
+    struct cond *c = rules__meter_cond(e, id, SLOT_VACANT_POWER);
+    if (!e->units[m->unit].vacant) {
+        if (c->raised) /* restored while the unit is now occupied */
+            rules__cond_clear_now(e, c, s->ts_ms);
+        st->vacant_window_start_ms = TIME_NEVER;
+        return;
+    }
+    if (st->vacant_window_start_ms == TIME_NEVER) {
+        start_vacant_window(st, s);
+        return;
+    }
+    double mean_w = vacant_window_mean_w(e, st, s, import);
+    if (isnan(mean_w))
+        return;
+    if (mean_w > e->config.vacant_power.threshold_w) {
+        rules__cond_describe(e, c, "vacant_power", mean_w);
+        rules__cond_add_detail(e, c, "mean_power_w", mean_w);
+        rules__cond_add_detail(e, c, "threshold_w", e->config.vacant_power.threshold_w);
+        rules__cond_add_detail(e, c, "window_s", e->config.vacant_power.window_s);
+        rules__cond_observe(e, c, OBS_PRESENT, s->ts_ms, false);
+    } else if (mean_w < e->config.vacant_power.clear_below_w) {
+        rules__cond_observe(e, c, OBS_ABSENT, s->ts_ms, false);
+    }
+}
+
+void rules__vacant_power_changed(struct rule_engine *e, uint32_t unit, bool vacant)
+{
+    for (uint32_t i = 0; i < e->nmeters; i++) {
+        struct meter_state *m = &e->meter_states[i];
+        if (m->unit != (int)unit || !(m->slots & (1u << SLOT_VACANT_POWER)))
+            continue;
+        m->elec.vacant_window_start_ms = TIME_NEVER;
+        if (!vacant) {
+            int64_t ts = e->now_ms == TIME_NEVER ? 0 : e->now_ms;
+            rules__cond_clear_now(e, rules__meter_cond(e, i, SLOT_VACANT_POWER), ts);
+        }
+    }
+}
+
 /* --- the sample pipeline --- */
 
 static void feed_water_rules(struct rule_engine *e, uint32_t id, const struct rule_meter_sample *s,
@@ -474,6 +565,8 @@ est_err rules__feed_meter(struct rule_engine *e, const struct rule_meter_sample 
     if (m->kind == RULE_METER_ELECTRICITY) {
         if (e->config.reverse_energy.c.enabled && (m->slots & (1u << SLOT_REVERSE))) /* not export_expected */
             observe_reverse(e, id, &s, &chk[COUNTER_EXPORT]);
+        if (e->config.vacant_power.c.enabled && (m->slots & (1u << SLOT_VACANT_POWER)))
+            observe_vacant_power(e, id, &s, &chk[COUNTER_IMPORT]);
     } else {
         feed_water_rules(e, id, &s, &chk[COUNTER_VOLUME]);
     }

@@ -128,6 +128,12 @@ static void format_text(const struct gw_office *office, const struct rule_event 
                               : "Meter %s (%s) exceeds the sum of its sub-meters by %.1f%%: suspected pipe loss",
                  subject, where, detail_value(e, "loss_pct", 0));
         break;
+    case RULE_VACANT_POWER:
+        snprintf(out, len, zh ? "空置房电表 %s（%s）在用电：平均 %.0f W（门限 %.0f W），请核查灯具电器是否关闭、有无人员入住"
+                              : "Electricity used in a vacant unit, meter %s (%s): %.0f W on average (threshold "
+                                "%.0f W); check lights and appliances are off and nobody is staying",
+                 subject, where, detail_value(e, "mean_power_w", 0), detail_value(e, "threshold_w", 0));
+        break;
     default:
         snprintf(out, len, "%s %s", rule_name(e->rule), subject);
         break;

@@ -464,7 +464,7 @@ static const char *incident_category(const struct gw_config *config,
     if (streq(in->rule, "vacant_flow") || streq(in->rule, "continuous_flow") ||
         streq(in->rule, "balance_loss"))
         return "water";
-    if (streq(in->rule, "reverse_energy"))
+    if (streq(in->rule, "reverse_energy") || streq(in->rule, "vacant_power"))
         return "electricity";
     if (in->rule != NULL && strncmp(in->rule, "fire_", 5) == 0)
         return "fire";

@@ -16,7 +16,8 @@ import unittest
 from harness import Stack, wait_for
 
 RULES = ["reverse_energy", "vacant_flow", "continuous_flow", "fire_alarm", "fire_fault",
-         "fire_disabled", "meter_offline", "implausible_reading", "meter_replaced", "balance_loss"]
+         "fire_disabled", "meter_offline", "implausible_reading", "meter_replaced", "balance_loss",
+         "vacant_power"]
 
 # What the scenario (docs/demo-site.md) makes each rule fire on.
 EXPECTED_SUBJECT = {
@@ -30,6 +31,7 @@ EXPECTED_SUBJECT = {
     "implausible_reading": ("meter", "E-2-201"),
     "meter_replaced": ("meter", "E-1-201"),
     "balance_loss": ("meter", "W-MASTER"),
+    "vacant_power": ("meter", "E-1-202"),
 }
 RUN_S = 130
 
@@ -39,7 +41,8 @@ class DemoScenarioTest(unittest.TestCase):
         """slow: ~130 s. Every rule raised for the scenario's subject by
         120 s after the simulator started; fire_alarm (zone 3 reset at 90 s)
         and implausible_reading (E-2-201, clear_s 60 after the 50 s jump)
-        cleared with the id they were raised with; no condition raised twice."""
+        cleared with the id they were raised with, vacant_power (E-1-202,
+        400 W from 22 s to 55 s) raised and cleared by 120 s; no condition raised twice."""
         stack = Stack(scenario=True)
         try:
             stack.start(gw=False)
@@ -72,6 +75,11 @@ class DemoScenarioTest(unittest.TestCase):
             cleared = {a["id"] for _, a in alerts if a["state"] == "cleared"}
             for rule in ("fire_alarm", "implausible_reading"):
                 self.assertIn(raised[rule][1]["id"], cleared, f"{rule} not cleared:\n{summary}")
+            # vacant_power raises and clears within the first 120 s
+            cleared_at = {a["id"]: t - t0 for t, a in alerts if a["state"] == "cleared"}
+            vacant_power = raised["vacant_power"][1]["id"]
+            self.assertLessEqual(cleared_at.get(vacant_power, 1e9), 120.0,
+                                 f"vacant_power not cleared by 120 s:\n{summary}")
             scenario_cleared = [r for r, (_, a) in raised.items() if a["id"] in cleared]
             self.assertGreaterEqual(len(scenario_cleared), 2, summary)
 

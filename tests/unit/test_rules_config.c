@@ -63,6 +63,8 @@ static void test_defaults_follow_domain(void **state)
     assert_int_equal(c.implausible_reading.c.severity, RULE_SEV_MINOR);
     assert_int_equal(c.meter_replaced.c.severity, RULE_SEV_MINOR);
     assert_int_equal(c.balance_loss.c.severity, RULE_SEV_MINOR);
+    assert_int_equal(c.vacant_power.c.severity, RULE_SEV_MINOR);
+    assert_true(c.vacant_power.clear_below_w < c.vacant_power.threshold_w);
     assert_int_equal(rule_config_check(&c), EST_OK);
 }
 
@@ -75,7 +77,7 @@ static void test_every_rule_has_common_rows(void **state)
             assert_non_null(find_param((enum rule_id)r, common[k]));
 }
 
-/* The 65 fields of struct rule_config: 4 common x 11 rules + 21 thresholds.
+/* The 72 fields of struct rule_config: 4 common x 12 rules + 24 thresholds.
  * Rows must not overlap, must lie inside the struct, and together cover
  * every field, so the loader can reject any key not in the table. */
 static void test_rows_cover_every_field_once(void **state)
@@ -83,7 +85,7 @@ static void test_rows_cover_every_field_once(void **state)
     (void)state;
     size_t n;
     const struct rule_param *p = rule_params(&n);
-    assert_int_equal(n, 65);
+    assert_int_equal(n, 72);
     unsigned char covered[sizeof(struct rule_config)];
     memset(covered, 0, sizeof covered);
     size_t bytes = 0;

@@ -1,5 +1,5 @@
 /* test_rules_electricity.c - reverse_energy, implausible_reading,
- * meter_replaced and meter_offline on electricity meters: each fires on its
+ * meter_replaced, meter_offline and vacant_power on electricity meters: each fires on its
  * condition, stays silent on near misses, clears with hysteresis and never
  * fires twice. */
 #include "test_rules_fixture.h"
@@ -422,6 +422,118 @@ static void test_disabled_rule_is_silent(void **state)
     rule_engine_destroy(e);
 }
 
+/* --- vacant_power --- */
+
+static struct rule_meter unit_meter(void)
+{
+    struct rule_meter m = electricity_meter();
+    m.unit = 0;
+    return m;
+}
+
+static void test_vacant_power_raises_over_window_and_clears_with_hysteresis(void **state)
+{
+    (void)state;
+    struct rule_meter m = unit_meter();
+    bool vacant = true;
+    struct rule_engine *e = make_engine(&cfg, &m, 1, &vacant, 1, NULL, 0, &rec);
+    int64_t t = T0;
+    double kwh = run_steady(e, 0, t, t + 20 * MIN, 10 * SEC, 100.0, 0.0, 6.0); /* standby */
+    t += 20 * MIN;
+    assert_int_equal(count_rule(&rec, RULE_VACANT_POWER), 0);
+
+    kwh = run_steady(e, 0, t, t + 16 * MIN, 10 * SEC, kwh, 0.0, 200.0); /* lights left on */
+    t += 16 * MIN;
+    assert_int_equal(count_events(&rec, RULE_VACANT_POWER, RULE_RAISED), 1);
+    const struct rule_event *raised = last_event(&rec, RULE_VACANT_POWER);
+    assert_int_equal(raised->subject.type, RULE_SUBJECT_METER);
+    assert_true(detail_of(raised, "mean_power_w") > 60.0);
+    assert_true(detail_of(raised, "mean_power_w") <= 200.0);
+    assert_true(rule_engine_condition_active(e, RULE_VACANT_POWER, &(struct rule_subject){ RULE_SUBJECT_METER, 0, -1 }));
+
+    /* Between clear_below_w and threshold_w: neither raised again nor cleared. */
+    kwh = run_steady(e, 0, t, t + 45 * MIN, 10 * SEC, kwh, 0.0, 45.0);
+    t += 45 * MIN;
+    assert_int_equal(count_events(&rec, RULE_VACANT_POWER, RULE_RAISED), 1);
+    assert_int_equal(count_events(&rec, RULE_VACANT_POWER, RULE_CLEARED), 0);
+
+    /* Off: absent from the next full window on, cleared clear_s later. */
+    run_steady(e, 0, t, t + 45 * MIN, 10 * SEC, kwh, 0.0, 5.0);
+    assert_int_equal(count_events(&rec, RULE_VACANT_POWER, RULE_CLEARED), 1);
+    assert_int_equal(count_events(&rec, RULE_VACANT_POWER, RULE_RAISED), 1);
+    rule_engine_destroy(e);
+}
+
+static void test_vacant_power_is_silent_in_occupied_units_and_cleared_by_moving_in(void **state)
+{
+    (void)state;
+    struct rule_meter meters[2] = { unit_meter(), electricity_meter() }; /* the second has no unit */
+    bool vacant = false;
+    struct rule_engine *e = make_engine(&cfg, meters, 2, &vacant, 1, NULL, 0, &rec);
+    run_steady(e, 0, T0, T0 + 40 * MIN, 10 * SEC, 100.0, 0.0, 1500.0);
+    assert_int_equal(count_rule(&rec, RULE_VACANT_POWER), 0);
+
+    assert_int_equal(rule_engine_set_vacant(e, 0, true), EST_OK);
+    double kwh = run_steady(e, 0, T0 + 40 * MIN, T0 + 60 * MIN, 10 * SEC, 101.0, 0.0, 1500.0);
+    run_steady(e, 1, T0 + 40 * MIN, T0 + 60 * MIN, 10 * SEC, 10.0, 0.0, 1500.0);
+    assert_int_equal(count_events(&rec, RULE_VACANT_POWER, RULE_RAISED), 1);
+    assert_int_equal(last_event(&rec, RULE_VACANT_POWER)->subject.index, 0);
+
+    assert_int_equal(rule_engine_set_vacant(e, 0, false), EST_OK); /* somebody moved in */
+    assert_int_equal(count_events(&rec, RULE_VACANT_POWER, RULE_CLEARED), 1);
+    run_steady(e, 0, T0 + 60 * MIN, T0 + 90 * MIN, 10 * SEC, kwh, 0.0, 1500.0);
+    assert_int_equal(count_events(&rec, RULE_VACANT_POWER, RULE_RAISED), 1);
+    rule_engine_destroy(e);
+}
+
+static void test_vacant_power_from_the_import_register_alone(void **state)
+{
+    (void)state;
+    struct rule_meter m = unit_meter();
+    bool vacant = true;
+    struct rule_engine *e = make_engine(&cfg, &m, 1, &vacant, 1, NULL, 0, &rec);
+    double kwh = 50.0;
+    for (int64_t t = T0; t < T0 + 40 * MIN; t += MIN) {
+        struct rule_meter_sample s = { .meter = 0, .ts_ms = t, .ok = true, .has = RULE_HAS_IMPORT,
+                                       .import_kwh = kwh };
+        feed(e, s);
+        rule_engine_tick(e, t);
+        kwh += 0.3 / 60.0; /* 300 W */
+    }
+    assert_int_equal(count_events(&rec, RULE_VACANT_POWER, RULE_RAISED), 1);
+    double mean = detail_of(last_event(&rec, RULE_VACANT_POWER), "mean_power_w");
+    assert_true(mean > 280.0 && mean < 320.0);
+    rule_engine_destroy(e);
+}
+
+static void test_vacant_power_ignores_a_counter_jump(void **state)
+{
+    (void)state;
+    struct rule_meter m = unit_meter();
+    bool vacant = true;
+    struct rule_engine *e = make_engine(&cfg, &m, 1, &vacant, 1, NULL, 0, &rec);
+    double kwh = 50.0;
+    for (int64_t t = T0; t < T0 + 40 * MIN; t += MIN) {
+        if (t == T0 + 10 * MIN)
+            kwh += 5000.0; /* implausible_reading's business, not use */
+        struct rule_meter_sample s = { .meter = 0, .ts_ms = t, .ok = true, .has = RULE_HAS_IMPORT,
+                                       .import_kwh = kwh };
+        feed(e, s);
+        rule_engine_tick(e, t);
+    }
+    assert_int_equal(count_rule(&rec, RULE_VACANT_POWER), 0);
+    assert_int_equal(count_events(&rec, RULE_IMPLAUSIBLE_READING, RULE_RAISED), 1);
+    rule_engine_destroy(e);
+}
+
+static void test_vacant_power_thresholds_are_checked(void **state)
+{
+    (void)state;
+    cfg.vacant_power.clear_below_w = 100.0;
+    cfg.vacant_power.threshold_w = 50.0;
+    assert_int_equal(rule_config_check(&cfg), EST_ERR_RANGE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -442,6 +554,11 @@ int main(void)
         cmocka_unit_test_setup(test_serial_change_against_last_seen_and_update, setup),
         cmocka_unit_test_setup(test_offline_after_failures_clears_on_first_good_poll, setup),
         cmocka_unit_test_setup(test_disabled_rule_is_silent, setup),
+        cmocka_unit_test_setup(test_vacant_power_raises_over_window_and_clears_with_hysteresis, setup),
+        cmocka_unit_test_setup(test_vacant_power_is_silent_in_occupied_units_and_cleared_by_moving_in, setup),
+        cmocka_unit_test_setup(test_vacant_power_from_the_import_register_alone, setup),
+        cmocka_unit_test_setup(test_vacant_power_ignores_a_counter_jump, setup),
+        cmocka_unit_test_setup(test_vacant_power_thresholds_are_checked, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
