@@ -14,6 +14,7 @@
 #include "config.h"
 #include "cnproto.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <limits.h>
@@ -724,6 +725,58 @@ static bool apply_command_roles(struct loader *L, const struct key_row *row, con
     return apply_string(L, row, v, target, w, ctx);
 }
 
+/* A Unix login or gateway user name: [A-Za-z0-9._-], 1..64 bytes. */
+static bool account_name_valid(const char *p, size_t len)
+{
+    if (len == 0 || len > 64)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!(isalnum((unsigned char)p[i]) || p[i] == '.' || p[i] == '_' || p[i] == '-'))
+            return false;
+    return true;
+}
+
+/* Whether entry (len bytes, "account:user") maps the same account as an
+ * entry of list before it. */
+static bool account_listed_before(const char *list, const char *entry, size_t account_len)
+{
+    for (const char *q = list + strspn(list, ", "); q < entry;) {
+        size_t len = strcspn(q, ", ");
+        if (strcspn(q, ":") == account_len && strncmp(q, entry, account_len) == 0)
+            return true;
+        q += len;
+        q += strspn(q, ", ");
+    }
+    return false;
+}
+
+/* ctl.unix_accounts: "account:user" pairs, comma-separated, each account once. */
+static bool apply_unix_accounts(struct loader *L, const struct key_row *row, const struct val *v,
+                                void *target, const struct where *w, const char *ctx)
+{
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    for (const char *p = v->s + strspn(v->s, ", "); *p;) {
+        size_t len = strcspn(p, ", ");
+        const char *colon = memchr(p, ':', len);
+        size_t account_len = colon != NULL ? (size_t)(colon - p) : 0;
+        if (colon == NULL || !account_name_valid(p, account_len) ||
+            !account_name_valid(colon + 1, len - account_len - 1)) {
+            errf(L, w, KEY_FMT ": '%.*s' is not ACCOUNT:USER (names of letters, digits, '.', '_', '-')",
+                 KEY_ARGS(ctx, row->name), (int)len, p);
+            return false;
+        }
+        if (account_listed_before(v->s, p, account_len)) {
+            errf(L, w, KEY_FMT ": account '%.*s' is mapped twice", KEY_ARGS(ctx, row->name),
+                 (int)account_len, p);
+            return false;
+        }
+        p += len;
+        p += strspn(p, ", ");
+    }
+    return apply_string(L, row, v, target, w, ctx);
+}
+
 /* Stores the path; its mode is checked once the whole config is read
  * (http.require_private_users_file may come later, or the default path). */
 static bool apply_users_file(struct loader *L, const struct key_row *row, const struct val *v,
@@ -1178,6 +1231,11 @@ static const struct key_row http_rows[] = {
 static const struct key_row retention_rows[] = {
     { KEY("raw_readings_days", K_INT, RET(raw_readings_days)), .min = 1, .max = 3650 },
     { KEY("patrol_days", K_INT, RET(patrol_days)), .min = 730, .max = 36500 },
+};
+
+#define CTL(field) offsetof(struct gw_ctl_config, field)
+static const struct key_row ctl_rows[] = {
+    { KEY("unix_accounts", K_CUSTOM, CTL(unix_accounts)), .apply = apply_unix_accounts },
 };
 
 /* ------------------------------------------------------------------ */
@@ -1683,6 +1741,11 @@ static void parse_http(struct loader *L, const config_setting_t *s)
     parse_group(L, s, http_rows, NROWS(http_rows), &L->cfg->http, "http");
 }
 
+static void parse_ctl(struct loader *L, const config_setting_t *s)
+{
+    parse_group(L, s, ctl_rows, NROWS(ctl_rows), &L->cfg->ctl, "ctl");
+}
+
 static void parse_retention(struct loader *L, const config_setting_t *s)
 {
     parse_group(L, s, retention_rows, NROWS(retention_rows), &L->cfg->retention, "retention");
@@ -1740,7 +1803,7 @@ static const struct section {
     { "meters", parse_meters },     { "meters_csv", parse_meters_csv },
     { "fire_panels", parse_panels }, { "rules", parse_rules },
     { "workorders", parse_workorders }, { "http", parse_http },
-    { "retention", parse_retention },
+    { "retention", parse_retention }, { "ctl", parse_ctl },
 };
 
 static void parse_root(struct loader *L, const config_setting_t *root)
@@ -2464,6 +2527,7 @@ void gw_config_free(struct gw_config *c)
     free_strings(c->file_names, c->nfile_names);
     free_strings(c->workorders.escalation_roles, c->workorders.nescalation_roles);
     free_strings(c->workorders.escalation_contacts, c->workorders.nescalation_contacts);
+    free(c->ctl.unix_accounts);
     free(c->http.listen);
     free(c->http.users_file);
     free(c->http.static_dir);
@@ -2597,4 +2661,29 @@ void gw_config_print_keys(FILE *out)
     fputs("workorders.escalation.contacts\tlist of strings\n", out);
     print_rows(out, "http", http_rows, NROWS(http_rows));
     print_rows(out, "retention", retention_rows, NROWS(retention_rows));
+    print_rows(out, "ctl", ctl_rows, NROWS(ctl_rows));
+}
+
+bool gw_config_ctl_account_user(const struct gw_config *config, const char *account, char *out,
+                                size_t outlen)
+{
+    const char *list = config != NULL ? config->ctl.unix_accounts : NULL;
+    if (list == NULL || account == NULL || outlen == 0)
+        return false;
+    size_t want = strlen(account);
+    for (const char *p = list + strspn(list, ", "); *p;) {
+        size_t len = strcspn(p, ", ");
+        const char *colon = memchr(p, ':', len);
+        if (colon != NULL && (size_t)(colon - p) == want && strncmp(p, account, want) == 0) {
+            size_t ulen = len - want - 1;
+            if (ulen >= outlen)
+                return false;
+            memcpy(out, colon + 1, ulen);
+            out[ulen] = '\0';
+            return true;
+        }
+        p += len;
+        p += strspn(p, ", ");
+    }
+    return false;
 }

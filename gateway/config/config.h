@@ -163,6 +163,12 @@ struct gw_http_config {
     enum gw_metrics_access metrics; /* http.metrics, default "signed_in" */
 };
 
+/* Who runs estate-ctl: Unix accounts mapped to gateway users. */
+struct gw_ctl_config {
+    char *unix_accounts; /* "account:user, account:user"; NULL = none mapped */
+};
+
+
 struct gw_retention_config {
     int raw_readings_days;   /* raw readings older than this are downsampled; default 30 */
     int patrol_days;         /* at least 730 */
@@ -184,6 +190,7 @@ struct gw_config {
     struct gw_workorder_config workorders;
     struct gw_http_config http;
     struct gw_retention_config retention;
+    struct gw_ctl_config ctl;
     /* Every file name entries were defined in (config, @include'd files,
      * meters CSVs, override labels), each once: the entries' file fields
      * point here. */
@@ -192,6 +199,11 @@ struct gw_config {
 };
 
 /* Errors collected while loading: each one "FILE:LINE: message". */
+/* The gateway user a Unix account acts as (ctl.unix_accounts), copied into
+ * out (at most outlen bytes with the NUL): true when mapped. */
+bool gw_config_ctl_account_user(const struct gw_config *config, const char *account, char *out,
+                                size_t outlen);
+
 struct gw_config_errors {
     char **messages;
     size_t count;

@@ -67,8 +67,6 @@ int ctl_leftover_arguments(const struct ctl *c);
 bool ctl_parse_int64(const char *text, int64_t min, int64_t max, int64_t *out);
 /* RFC 3339, or relative to now: "+2h", "+3d", "-24h". */
 bool ctl_parse_time(const char *text, int64_t *ms);
-/* --user, else $SUDO_USER, else $USER, else "operator". */
-const char *ctl_actor_name(const struct ctl *c);
 
 void ctl_print_json(const cJSON *item);
 /* Rows as JSON (--json), CSV (--csv) or an aligned table. */

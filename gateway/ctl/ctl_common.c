@@ -1,10 +1,12 @@
 /* ctl_common.c - what every estate-ctl verb uses: its arguments (options,
  * positionals, times), output (JSON or table) and the store and daemon. */
 #include <errno.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl.h"
 
@@ -122,14 +124,21 @@ bool ctl_parse_time(const char *text, int64_t *ms)
     return est_parse_ts(text, ms) == EST_OK;
 }
 
-const char *ctl_actor_name(const struct ctl *c)
+/* Who is asking: the Unix account (the daemon maps it to a gateway user,
+ * ctl.unix_accounts), the sudo caller behind root, and --user. */
+static void add_caller(const struct ctl *c, cJSON *args)
 {
+    uid_t uid = getuid();
+    const struct passwd *pw = getpwuid(uid);
+    cJSON_DeleteItemFromObjectCaseSensitive(args, "user");
+    cJSON_AddNumberToObject(args, "unix_uid", (double)uid);
+    if (pw != NULL && pw->pw_name != NULL)
+        cJSON_AddStringToObject(args, "unix_account", pw->pw_name);
+    const char *sudo_user = getenv("SUDO_USER");
+    if (uid == 0 && sudo_user != NULL && *sudo_user != '\0')
+        cJSON_AddStringToObject(args, "sudo_user", sudo_user);
     if (c->user != NULL)
-        return c->user;
-    const char *u = getenv("SUDO_USER");
-    if (u == NULL || *u == '\0')
-        u = getenv("USER");
-    return u != NULL && *u != '\0' ? u : "operator";
+        cJSON_AddStringToObject(args, "user", c->user);
 }
 
 /* ------------------------------------------------------------------ */
@@ -196,7 +205,7 @@ int ctl_store_failure(struct gw_store *store, const char *what)
 int ctl_ask_daemon(const struct ctl *c, const char *verb, cJSON *args, cJSON **result)
 {
     *result = NULL;
-    cJSON_AddStringToObject(args, "user", ctl_actor_name(c));
+    add_caller(c, args);
     char *json = cJSON_PrintUnformatted(args);
     struct gw_store *store = json ? ctl_open_store(c, false) : NULL;
     if (store == NULL) {

@@ -8,8 +8,11 @@
  * read-only. Verbs that change state while the daemon runs (workorder
  * actions, unit occupancy, handover, patrol checkin) are queued for the
  * daemon through the store's request table and answered by its core thread
- * within 10 s (actor: --user, else $SUDO_USER, else $USER; role supervisor;
- * origin "ctl"). Two verbs write the database directly because they touch
+ * within 10 s. The daemon decides who acts from the Unix account estate-ctl
+ * reports (ctl.unix_accounts maps accounts to gateway users; root and the
+ * gateway's account may name one with --user, else act as the site
+ * administrator with role supervisor; other accounts are refused), and
+ * refuses what that user's role may not do, as the console would. Two verbs write the database directly because they touch
  * nothing the daemon caches: "patrol anchor" (records the exported head)
  * and "inventory import" (validated all or nothing, one transaction).
  * "backup" copies the database read-only while the daemon runs; "restore"

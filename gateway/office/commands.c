@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "incidents.h"
 #include "config.h"
@@ -159,6 +160,69 @@ const char *gw_commands_user_role(struct gw_office *office, const char *user)
 {
     const struct gw_users *users = current_users(office);
     return users != NULL && user != NULL ? gw_users_role(users, user) : NULL;
+}
+
+/* ---- who runs estate-ctl ---- */
+
+static void actor_as_user(struct gw_office *office, const char *user, struct gw_actor *actor,
+                          char *name, size_t namelen)
+{
+    snprintf(name, namelen, "%s", user);
+    actor->user = name;
+    actor->role = gw_commands_user_role(office, name); /* NULL: refused as unknown */
+}
+
+/* Decides who acts; see gw_commands_ctl_actor. */
+static cJSON *resolve_ctl_actor(struct gw_office *office, const cJSON *args, struct gw_actor *actor,
+                                char *name, size_t namelen)
+{
+    const struct gw_config *config = office->host.config;
+    const cJSON *uid_item = cJSON_GetObjectItemCaseSensitive(args, "unix_uid");
+    double uid = cJSON_IsNumber(uid_item) ? uid_item->valuedouble : -1.0;
+    const char *account = gw_command_string(args, "unix_account", 64);
+    const char *sudo_user = gw_command_string(args, "sudo_user", 64);
+    const char *requested = gw_command_string(args, "user", 63);
+    bool trusted = uid == 0.0 || uid == (double)geteuid(); /* they own the database anyway */
+    char mapped[GW_USERS_NAME_MAX + 1];
+    *actor = (struct gw_actor){.user = "", .role = NULL, .origin = "ctl"};
+
+    if (account != NULL && gw_config_ctl_account_user(config, account, mapped, sizeof mapped)) {
+        if (requested != NULL && strcmp(requested, mapped) != 0)
+            return gw_command_error(args, "Unix account %s acts as gateway user %s "
+                                    "(ctl.unix_accounts), not as %s", account, mapped, requested);
+        actor_as_user(office, mapped, actor, name, namelen);
+        return NULL;
+    }
+    if (!trusted)
+        return gw_command_error(args, "Unix account %s is not mapped to a gateway user "
+                                "(ctl.unix_accounts in the gateway's config)",
+                                account != NULL ? account : "(unknown)");
+    if (requested != NULL) {
+        actor_as_user(office, requested, actor, name, namelen);
+        return NULL;
+    }
+    if (sudo_user != NULL && gw_config_ctl_account_user(config, sudo_user, mapped, sizeof mapped)) {
+        actor_as_user(office, mapped, actor, name, namelen);
+        return NULL;
+    }
+    snprintf(name, namelen, "%s", sudo_user != NULL ? sudo_user : account != NULL ? account : "root");
+    actor->user = name;
+    actor->role = "supervisor"; /* the site's administrator, as the console's supervisor */
+    return NULL;
+}
+
+cJSON *gw_commands_ctl_actor(struct gw_office *office, cJSON *args, struct gw_actor *actor,
+                             char *name, size_t namelen)
+{
+    cJSON *refused = resolve_ctl_actor(office, args, actor, name, namelen);
+    if (refused != NULL)
+        return refused;
+    static const char *const caller_members[] = {"unix_uid", "unix_account", "sudo_user", "user"};
+    for (size_t i = 0; i < sizeof caller_members / sizeof caller_members[0]; i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(args, caller_members[i]);
+    if (cJSON_AddStringToObject(args, "user", actor->user) == NULL)
+        return gw_command_error(args, "out of memory");
+    return NULL;
 }
 
 /* ---- occupancy ---- */

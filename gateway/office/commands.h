@@ -38,6 +38,18 @@ bool gw_commands_role_allows(const char *role, const char *verb, const char *act
  * user is unknown or disabled: MQTT commands name their user this way. */
 const char *gw_commands_user_role(struct gw_office *office, const char *user);
 
+/* Who an estate-ctl request acts as, from the Unix account estate-ctl
+ * reported (args "unix_uid", "unix_account", "sudo_user") and its --user
+ * ("user"): a mapped account (ctl.unix_accounts) is its gateway user and
+ * may not name another; root and the gateway's own account may name any
+ * gateway user with --user (that user's role applies) and otherwise act as
+ * the site administrator (role supervisor); any other account is refused.
+ * Takes those members out of args and sets "user" to the one who acts
+ * (what the verbs see), fills *actor (the name in name[namelen]) and
+ * returns NULL; or returns the refusal. */
+cJSON *gw_commands_ctl_actor(struct gw_office *office, cJSON *args, struct gw_actor *actor,
+                             char *name, size_t namelen);
+
 /* Helpers for verb implementations in other files. */
 cJSON *gw_command_error(const cJSON *args, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 cJSON *gw_command_ok(const cJSON *args);

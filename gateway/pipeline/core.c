@@ -1366,10 +1366,11 @@ static bool handle_ctl_request(void *ctx, const struct gw_store_ctl_request *req
     } else if (args == NULL || !cJSON_IsObject(args)) {
         result = gw_command_error(NULL, "arguments are not a JSON object");
     } else {
-        const char *user = gw_command_string(args, "user", 63);
-        struct gw_actor actor = {.user = user ? user : "operator", .role = "supervisor",
-                                 .origin = "ctl"};
-        result = gw_commands_handle(core->office, req->verb, args, &actor);
+        struct gw_actor actor;
+        char name[128];
+        result = gw_commands_ctl_actor(core->office, args, &actor, name, sizeof name);
+        if (result == NULL)
+            result = gw_commands_handle(core->office, req->verb, args, &actor);
     }
     cJSON_Delete(args);
     char *json = gw_json_finish(result);

@@ -108,9 +108,11 @@ static bool answer_request(void *ctx, const struct gw_store_ctl_request *req)
 {
     struct office_stub *host = ctx;
     cJSON *args = cJSON_Parse(req->args_json ? req->args_json : "{}");
-    const char *user = gw_command_string(args, "user", 63);
-    struct gw_actor actor = {.user = user ? user : "operator", .role = "supervisor", .origin = "ctl"};
-    cJSON *result = gw_commands_handle(host->office, req->verb, args, &actor);
+    struct gw_actor actor;
+    char name[128];
+    cJSON *result = gw_commands_ctl_actor(host->office, args, &actor, name, sizeof name);
+    if (result == NULL)
+        result = gw_commands_handle(host->office, req->verb, args, &actor);
     char *json = cJSON_PrintUnformatted(result);
     gw_store_ctl_finish(host->store, req->id, json, fake_now_ms);
     free(json);
@@ -327,14 +329,27 @@ static void test_workorder_action_through_the_daemon(void **state)
     gw_workorders_on_incident(f->host.office, &in, RULE_RAISED);
 
     struct run r;
-    const char *dispatch[] = {"workorder", "1", "dispatch", "--assignee", "Li", "--user", "desk"};
+    /* --user names a gateway user of the users file; its role applies. */
+    const char *as_viewer[] = {"--user", "viewer", "workorder", "1", "dispatch", "--assignee", "Li"};
+    serve_until_exit(f, start_ctl(f, as_viewer, 7), &r);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "role viewer may not workorder dispatch"));
+    const char *as_nobody[] = {"--user", "nobody-such", "workorder", "1", "dispatch", "--assignee", "Li"};
+    serve_until_exit(f, start_ctl(f, as_nobody, 7), &r);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "unknown or disabled user"));
+    cJSON *o = gw_view_workorder_get(f->host.store, 1, fake_now_ms);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "state")->valuestring, "open");
+    cJSON_Delete(o);
+
+    const char *dispatch[] = {"workorder", "1", "dispatch", "--assignee", "Li", "--user", "frontdesk"};
     serve_until_exit(f, start_ctl(f, dispatch, 7), &r);
     if (r.status != 0)
         fail_msg("dispatch: %s", r.err);
     assert_non_null(strstr(r.out, "dispatched"));
-    cJSON *o = gw_view_workorder_get(f->host.store, 1, fake_now_ms);
+    o = gw_view_workorder_get(f->host.store, 1, fake_now_ms);
     const cJSON *h = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "history"), 1);
-    assert_string_equal(cJSON_GetObjectItemCaseSensitive(h, "who")->valuestring, "desk");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(h, "who")->valuestring, "frontdesk");
     cJSON_Delete(o);
 
     const char *verify[] = {"workorder", "1", "verify", "--verifier", "Wang"};
