@@ -1117,6 +1117,7 @@ static const struct key_row mqtt_rows[] = {
     { KEY("outbox_limit_mb", K_DOUBLE, MQ(outbox_limit_mb)), .min = 0, .max = 65536 },
     { KEY("keepalive_s", K_INT, MQ(keepalive_s)), .min = 5, .max = 3600 },
     { KEY("command_roles", K_CUSTOM, MQ(command_roles)), .apply = apply_command_roles },
+    { KEY("commands_by_account", K_BOOL, MQ(commands_by_account)) },
 };
 
 #define BUS(field) offsetof(struct gw_bus_config, field)

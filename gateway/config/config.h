@@ -46,6 +46,9 @@ struct gw_mqtt_config {
     int keepalive_s;     /* default 15; 2x: the silent-link bound */
     char *command_roles; /* roles whose users may send commands over MQTT (comma-separated);
                           * NULL = every role */
+    bool commands_by_account; /* commands only on P/cmd/by/<account>/<verb>, acting as the
+                               * gateway user named like the broker account (the broker's
+                               * ACL lets each account write only its own topics) */
 };
 
 /* GW_BUS_RTU_OVER_TCP: RTU frames through a serial-to-Ethernet converter in

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "est_alloc.h"
 #include "office.h"
 #include "unproven.h"
 #include "views.h"
@@ -20,6 +21,7 @@
 /* Samples are ~600 bytes and the ring is touched all round, so its size is
  * resident memory: 2048 (1.2 MB) holds four of the core's batches, about
  * 0.1 s at 20,000 readings/s. A full queue makes the pollers wait. */
+#define GW_COMMAND_ACCOUNT_MAX 64 /* bytes of a broker account in P/cmd/by/<account>/<verb> */
 #define SAMPLE_QUEUE_CAPACITY 2048
 #define SAMPLE_BATCH 512
 /* After a small batch the core waits this long before taking the next one,
@@ -1213,31 +1215,93 @@ static void finish_command_txn(struct gw_core *core, bool in_txn, uint64_t failu
         enter_degraded_mode(core);
 }
 
-static void publish_command_result(struct gw_core *core, const char *verb, cJSON *result)
+/* An MQTT command only names its user: mqtt.command_roles caps the roles
+ * it may claim (every role when unset). */
+static bool mqtt_role_allowed(const struct gw_core *core, const char *role)
+{
+    const char *list = core->config->mqtt.command_roles;
+    if (list == NULL)
+        return true;
+    size_t want = strlen(role);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ", ");
+        if (len == want && strncmp(p, role, len) == 0)
+            return true;
+        p += len;
+        p += strspn(p, ", ");
+    }
+    return false;
+}
+
+/* Where a command came: P/cmd/<verb>, or P/cmd/by/<account>/<verb> from a
+ * broker account (mqtt.commands_by_account). */
+struct command_topic {
+    const char *verb;
+    char account[GW_COMMAND_ACCOUNT_MAX + 1]; /* "" on P/cmd/<verb> */
+};
+
+static void publish_command_result(struct gw_core *core, const struct command_topic *ct,
+                                   cJSON *result)
 {
     char *json = gw_json_finish(result);
     if (json == NULL)
         return;
-    size_t len = strlen(verb) + sizeof "cmd//result";
-    char *suffix = malloc(len);
-    if (suffix != NULL) {
-        snprintf(suffix, len, "cmd/%s/result", verb);
+    char *suffix = ct->account[0] != '\0'
+                       ? est_asprintf("cmd/by/%s/%s/result", ct->account, ct->verb)
+                       : est_asprintf("cmd/%s/result", ct->verb);
+    if (suffix != NULL)
         gw_core_publish_event(core, suffix, json, false);
-        free(suffix);
-    }
+    free(suffix);
     free(json);
 }
 
-/* The verb of P/cmd/<verb>, or NULL when the topic is not a command. */
-static const char *command_verb(const struct gw_core *core, const char *topic)
+/* Parses P/cmd/<verb> and P/cmd/by/<account>/<verb>; false when the topic
+ * is neither. */
+static bool parse_command_topic(const struct gw_core *core, const char *topic,
+                                struct command_topic *out)
 {
     size_t plen = strlen(core->prefix);
     if (strncmp(topic, core->prefix, plen) != 0 || strncmp(topic + plen, "/cmd/", 5) != 0)
-        return NULL;
-    const char *verb = topic + plen + 5;
-    if (*verb == '\0' || strchr(verb, '/') != NULL)
-        return NULL;
-    return verb;
+        return false;
+    const char *rest = topic + plen + 5;
+    out->account[0] = '\0';
+    if (strncmp(rest, "by/", 3) == 0) {
+        const char *account = rest + 3;
+        size_t len = strcspn(account, "/");
+        if (len == 0 || len > GW_COMMAND_ACCOUNT_MAX || account[len] != '/')
+            return false;
+        memcpy(out->account, account, len);
+        out->account[len] = '\0';
+        rest = account + len + 1;
+    }
+    if (*rest == '\0' || strchr(rest, '/') != NULL)
+        return false;
+    out->verb = rest;
+    return true;
+}
+
+/* Who an MQTT command acts as: with mqtt.commands_by_account the broker
+ * account of its topic (the broker's ACL proves it), else the user its
+ * payload names. NULL with *actor filled, or the refusal. */
+static cJSON *mqtt_command_actor(struct gw_core *core, const struct command_topic *ct,
+                                 const cJSON *args, struct gw_actor *actor)
+{
+    const char *user = gw_command_string(args, "user", 63);
+    *actor = (struct gw_actor){.user = user ? user : "", .role = NULL, .origin = "mqtt"};
+    if (core->config->mqtt.commands_by_account) {
+        if (ct->account[0] == '\0')
+            return gw_command_error(args, "commands are taken only on %s/cmd/by/<broker account>/%s "
+                                    "(mqtt.commands_by_account)", core->prefix, ct->verb);
+        if (user != NULL && strcmp(user, ct->account) != 0)
+            return gw_command_error(args, "broker account %s acts as gateway user %s, not as %s",
+                                    ct->account, ct->account, user);
+        actor->user = ct->account;
+    }
+    actor->role = gw_commands_user_role(core->office, actor->user);
+    if (actor->role != NULL && !mqtt_role_allowed(core, actor->role))
+        return gw_command_error(args, "role %s may not send commands over MQTT "
+                                "(mqtt.command_roles)", actor->role);
+    return NULL;
 }
 
 /* A retained command would run again at every reconnect of the gateway:
@@ -1285,29 +1349,14 @@ static cJSON *run_once(struct gw_core *core, const char *verb, const cJSON *args
     return result;
 }
 
-/* An MQTT command only names its user: mqtt.command_roles caps the roles
- * it may claim (every role when unset). */
-static bool mqtt_role_allowed(const struct gw_core *core, const char *role)
-{
-    const char *list = core->config->mqtt.command_roles;
-    if (list == NULL)
-        return true;
-    size_t want = strlen(role);
-    for (const char *p = list; *p;) {
-        size_t len = strcspn(p, ", ");
-        if (len == want && strncmp(p, role, len) == 0)
-            return true;
-        p += len;
-        p += strspn(p, ", ");
-    }
-    return false;
-}
-
 static void handle_mqtt_command(struct gw_core *core, const struct gw_mqtt_inbound *in)
 {
-    const char *verb = command_verb(core, in->topic);
-    if (verb == NULL)
+    struct command_topic ct;
+    if (!parse_command_topic(core, in->topic, &ct))
         return;
+    if (ct.account[0] != '\0' && !core->config->mqtt.commands_by_account)
+        return; /* not subscribed: nothing proves who sent it */
+    const char *verb = ct.verb;
     if (strlen(verb) > 32) {
         gw_warn("mqtt: command topic %s: unknown verb", in->topic);
         return;
@@ -1325,16 +1374,9 @@ static void handle_mqtt_command(struct gw_core *core, const struct gw_mqtt_inbou
     } else if (args == NULL || !cJSON_IsObject(args)) {
         result = gw_command_error(NULL, "payload is not a JSON object");
     } else {
-        /* An MQTT command names its user and nothing proves it: the broker's
-         * ACL decides who may publish here (binding broker accounts to users
-         * is the front-desk work). The role comes from the users file. */
-        const char *user = gw_command_string(args, "user", 63);
-        struct gw_actor actor = {.user = user ? user : "", .role = NULL, .origin = "mqtt"};
-        actor.role = gw_commands_user_role(core->office, actor.user);
-        if (actor.role != NULL && !mqtt_role_allowed(core, actor.role))
-            result = gw_command_error(args, "role %s may not send commands over MQTT "
-                                      "(mqtt.command_roles)", actor.role);
-        else
+        struct gw_actor actor;
+        result = mqtt_command_actor(core, &ct, args, &actor);
+        if (result == NULL)
             result = run_once(core, verb, args, &actor);
     }
     finish_command_txn(core, in_txn, failures, &result);
@@ -1346,7 +1388,7 @@ static void handle_mqtt_command(struct gw_core *core, const struct gw_mqtt_inbou
             gw_warn("mqtt: command on %s refused: %s", in->topic,
                     cJSON_IsString(error) ? error->valuestring : "?");
         }
-        publish_command_result(core, verb, result);
+        publish_command_result(core, &ct, result);
     }
     cJSON_Delete(args);
 }

@@ -87,6 +87,7 @@ struct gw_mqtt {
     const struct gw_mqtt_config *config;
     char *status_topic;
     char *command_filter;
+    char *account_command_filter; /* P/cmd/by/+/+ with mqtt.commands_by_account */
     char *head_topic;              /* P/patrol/head: its retained message comes in too */
     char *will_payload;
     char *password;
@@ -589,6 +590,11 @@ static bool open_session(struct gw_mqtt *m)
     rc = MQTTClient_subscribe(m->client, m->command_filter, 1);
     if (rc != MQTTCLIENT_SUCCESS)
         gw_warn("mqtt: subscribe to %s failed (code %d)", m->command_filter, rc);
+    if (c->commands_by_account) {
+        rc = MQTTClient_subscribe(m->client, m->account_command_filter, 1);
+        if (rc != MQTTCLIENT_SUCCESS)
+            gw_warn("mqtt: subscribe to %s failed (code %d)", m->account_command_filter, rc);
+    }
     subscribe_patrol_head(m);
     if (!MQTTClient_isConnected(m->client)) {
         log_connect_problem(m, "connection lost right after connecting; retrying");
@@ -890,17 +896,19 @@ est_err gw_mqtt_create(const struct gw_mqtt_config *config, const char *prefix,
     size_t plen = strlen(prefix);
     m->status_topic = malloc(plen + sizeof "/status");
     m->command_filter = malloc(plen + sizeof "/cmd/+");
+    m->account_command_filter = malloc(plen + sizeof "/cmd/by/+/+");
     m->head_topic = malloc(plen + sizeof "/patrol/head");
     m->heartbeat_topic = malloc(plen + sizeof "/gw/heartbeat");
     m->will_payload = strdup(offline_payload);
     if (m->scratch == NULL || m->ring == NULL || m->status_topic == NULL ||
-        m->command_filter == NULL || m->head_topic == NULL || m->will_payload == NULL ||
+        m->command_filter == NULL || m->account_command_filter == NULL || m->head_topic == NULL || m->will_payload == NULL ||
         m->heartbeat_topic == NULL) {
         gw_mqtt_destroy(m, NULL, 0);
         return EST_ERR_NOMEM;
     }
     sprintf(m->status_topic, "%s/status", prefix);
     sprintf(m->command_filter, "%s/cmd/+", prefix);
+    sprintf(m->account_command_filter, "%s/cmd/by/+/+", prefix);
     sprintf(m->head_topic, "%s/patrol/head", prefix);
     sprintf(m->heartbeat_topic, "%s/gw/heartbeat", prefix);
     if (config->password_file != NULL) {
@@ -1067,6 +1075,7 @@ void gw_mqtt_destroy(struct gw_mqtt *m, const char *offline_payload, int timeout
     free(m->ring);
     free(m->status_topic);
     free(m->command_filter);
+    free(m->account_command_filter);
     free(m->head_topic);
     free(m->heartbeat_topic);
     free(m->will_payload);

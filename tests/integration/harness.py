@@ -243,11 +243,12 @@ class Stack:
     unless others are given."""
 
     def __init__(self, gw_conf=DEMO_GW, sim_conf=DEMO_SIM, endpoints=DEMO_ENDPOINTS,
-                 gw_sets=(), sim_sets=(), scenario=False, persistent_broker=False):
+                 gw_sets=(), sim_sets=(), scenario=False, persistent_broker=False,
+                 broker_conf=""):
         self.workdir = tempfile.mkdtemp(prefix="estate-test-")
         self.gw_conf, self.sim_conf = gw_conf, sim_conf
         self.persistent_broker = persistent_broker
-        self.broker = Broker(self.workdir, persistent=persistent_broker)
+        self.broker = Broker(self.workdir, extra_conf=broker_conf, persistent=persistent_broker)
         self.control_port = free_port()
         self.http_port = free_port()
         self.ports = {name: free_port() for name in endpoints}
