@@ -40,6 +40,7 @@ static const struct route {
     {"GET",  "meters/*/history",  ROUTE_SIGNED_IN, route_meter_history},
     {"POST", "meters/*/valve",    ROUTE_SIGNED_IN, route_valve},
     {"GET",  "units",             ROUTE_SIGNED_IN, route_units},
+    {"GET",  "engineers",         ROUTE_SIGNED_IN, route_engineers},
     {"POST", "units/*/occupancy", ROUTE_SIGNED_IN, route_occupancy},
     {"GET",  "patrol",            ROUTE_SIGNED_IN, route_patrol},
     {"GET",  "patrol/verify",     ROUTE_SIGNED_IN, route_patrol_verify},

@@ -405,6 +405,15 @@ enum MHD_Result route_workorder(struct api_request *req) { return with_store(req
 enum MHD_Result route_meters(struct api_request *req) { return with_store(req, read_meters); }
 enum MHD_Result route_meter_history(struct api_request *req) { return with_store(req, read_meter_history); }
 enum MHD_Result route_units(struct api_request *req) { return with_store(req, read_units); }
+
+/* The engineers a work order may be dispatched to. */
+enum MHD_Result route_engineers(struct api_request *req)
+{
+    cJSON *names = gw_users_names_with_role(req->http->config, "engineer");
+    if (names == NULL)
+        return console_send_error(req->conn, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+    return console_send_json(req->conn, MHD_HTTP_OK, names);
+}
 enum MHD_Result route_patrol(struct api_request *req) { return with_store(req, read_patrol); }
 enum MHD_Result route_patrol_verify(struct api_request *req) { return with_store(req, read_patrol_verify); }
 enum MHD_Result route_handover(struct api_request *req) { return with_store(req, read_handover); }

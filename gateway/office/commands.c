@@ -156,6 +156,11 @@ static const struct gw_users *current_users(struct gw_office *office)
     return cache->users;
 }
 
+bool gw_commands_have_users(struct gw_office *office)
+{
+    return gw_users_count(current_users(office)) > 0;
+}
+
 const char *gw_commands_user_role(struct gw_office *office, const char *user)
 {
     const struct gw_users *users = current_users(office);

@@ -37,6 +37,8 @@ bool gw_commands_role_allows(const char *role, const char *verb, const char *act
 /* Role of a named user (from the console's users file), or NULL when the
  * user is unknown or disabled: MQTT commands name their user this way. */
 const char *gw_commands_user_role(struct gw_office *office, const char *user);
+/* Whether the site has console users at all (a users file with entries). */
+bool gw_commands_have_users(struct gw_office *office);
 
 /* Who an estate-ctl request acts as, from the Unix account estate-ctl
  * reported (args "unix_uid", "unix_account", "sudo_user") and its --user

@@ -638,6 +638,26 @@ size_t gw_users_enabled_count(const struct gw_config *config)
     return n;
 }
 
+cJSON *gw_users_names_with_role(const struct gw_config *config, const char *role)
+{
+    cJSON *names = cJSON_CreateArray();
+    if (names == NULL)
+        return NULL;
+    pthread_mutex_lock(&shared.lock);
+    shared_refresh(config);
+    for (size_t i = 0; shared.users && i < shared.users->count; i++) {
+        const struct gw_user *u = &shared.users->items[i];
+        if (u->enabled && strcmp(u->role, role) == 0 &&
+            !cJSON_AddItemToArray(names, cJSON_CreateString(u->name))) {
+            cJSON_Delete(names);
+            names = NULL;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&shared.lock);
+    return names;
+}
+
 /* ------------------------------------------------------------------ */
 /* estate-ctl user ...                                                 */
 /* ------------------------------------------------------------------ */

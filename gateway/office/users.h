@@ -20,6 +20,8 @@
 #define GW_USERS_H
 
 #include <stdbool.h>
+
+#include <cjson/cJSON.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -124,6 +126,10 @@ const char *gw_users_role_of(const struct gw_config *config, const char *user);
  * lock; unknown users cost the same time. */
 bool gw_users_login(const struct gw_config *config, const char *user, const char *password,
                     const char **role);
+
+/* Names of the enabled users with this role, as a JSON array (the console's
+ * list of engineers to dispatch to); NULL when out of memory. */
+cJSON *gw_users_names_with_role(const struct gw_config *config, const char *role);
 
 /* Enabled users in the file (0 means nobody can sign in). */
 size_t gw_users_enabled_count(const struct gw_config *config);

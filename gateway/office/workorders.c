@@ -1195,6 +1195,22 @@ static const char *check_postpone_until(struct wo_action_ctx *x, const struct gw
     return NULL;
 }
 
+/* The assignee is one of the site's engineers (an enabled user of the users
+ * file with role engineer), so a dispatch to nobody is refused. A site
+ * without console users has no roster: any name goes. */
+static const char *check_assignee(struct wo_action_ctx *x, const struct gw_store_workorder *wo)
+{
+    (void)wo;
+    if (!gw_commands_have_users(x->office))
+        return NULL;
+    const char *role = gw_commands_user_role(x->office, x->args->assignee);
+    if (role != NULL && strcmp(role, "engineer") == 0)
+        return NULL;
+    snprintf(x->errbuf, x->errlen, "%s is not an engineer of the users file (estate-ctl user list)",
+             x->args->assignee);
+    return x->errbuf;
+}
+
 /* A (re)dispatch arms the arrival SLA and forgets an earlier arrival. */
 static void apply_dispatch(struct wo_action_ctx *x, struct gw_store_workorder *wo)
 {
@@ -1215,7 +1231,8 @@ static const char *const from_done[] = {"completed", "verified", NULL};
 
 static const struct wo_transition transitions[] = {
     {"dispatch", from_open_or_dispatched, "open or dispatched", "dispatched", WO_FIELD_ASSIGNEE,
-     "dispatch needs an assignee", NULL, NULL, STAMP(dispatched_ms), true, NULL, apply_dispatch},
+     "dispatch needs an assignee", NULL, NULL, STAMP(dispatched_ms), true, check_assignee,
+     apply_dispatch},
     {"arrive", from_dispatched, "dispatched", "on_site", WO_FIELD_NONE, NULL, NULL, NULL,
      STAMP(on_site_ms), true, NULL, NULL},
     {"complete", from_on_site, "on_site", "completed", WO_FIELD_NOTE,

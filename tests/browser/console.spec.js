@@ -79,7 +79,10 @@ async function act(page, id, action, fields) {
   await page.click(`${card} button[data-action="${action}"]`);
   await page.waitForSelector('#modal:not(.hidden)');
   for (const [name, value] of Object.entries(fields || {})) {
-    await page.fill(`#action-fields [name="${name}"]`, value);
+    const field = `#action-fields [name="${name}"]`;
+    const tag = await page.$eval(field, (node) => node.tagName);
+    if (tag === 'SELECT') await page.selectOption(field, value); /* e.g. the engineers to dispatch to */
+    else await page.fill(field, value);
   }
   await page.click('#action-submit');
   await page.waitForSelector('#modal.hidden', { state: 'attached', timeout: 10000 }).catch(async (e) => {

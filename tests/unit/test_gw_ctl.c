@@ -330,11 +330,11 @@ static void test_workorder_action_through_the_daemon(void **state)
 
     struct run r;
     /* --user names a gateway user of the users file; its role applies. */
-    const char *as_viewer[] = {"--user", "viewer", "workorder", "1", "dispatch", "--assignee", "Li"};
+    const char *as_viewer[] = {"--user", "viewer", "workorder", "1", "dispatch", "--assignee", "engineer"};
     serve_until_exit(f, start_ctl(f, as_viewer, 7), &r);
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "role viewer may not workorder dispatch"));
-    const char *as_nobody[] = {"--user", "nobody-such", "workorder", "1", "dispatch", "--assignee", "Li"};
+    const char *as_nobody[] = {"--user", "nobody-such", "workorder", "1", "dispatch", "--assignee", "engineer"};
     serve_until_exit(f, start_ctl(f, as_nobody, 7), &r);
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "unknown or disabled user"));
@@ -342,7 +342,7 @@ static void test_workorder_action_through_the_daemon(void **state)
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "state")->valuestring, "open");
     cJSON_Delete(o);
 
-    const char *dispatch[] = {"workorder", "1", "dispatch", "--assignee", "Li", "--user", "frontdesk"};
+    const char *dispatch[] = {"workorder", "1", "dispatch", "--assignee", "engineer", "--user", "frontdesk"};
     serve_until_exit(f, start_ctl(f, dispatch, 7), &r);
     if (r.status != 0)
         fail_msg("dispatch: %s", r.err);
@@ -361,7 +361,7 @@ static void test_workorder_action_through_the_daemon(void **state)
     assert_int_equal(r.status, 0);
     cJSON *list = cJSON_Parse(r.out);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(list, 0), "assignee")->valuestring,
-                        "Li");
+                        "engineer");
     cJSON_Delete(list);
     RUN(f, &r, "workorder", "1");
     assert_int_equal(r.status, 0);

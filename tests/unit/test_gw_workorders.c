@@ -391,7 +391,7 @@ static void test_full_lifecycle(void **state)
     struct fixture *f = *state;
     raise_incident(f, "reverse_energy", "meter", "E-1-102", "major");
     feed_power(f, -800);
-    expect_ok(f, "workorder", "{\"request_id\":\"a\",\"id\":1,\"action\":\"dispatch\",\"assignee\":\"Li\"}",
+    expect_ok(f, "workorder", "{\"request_id\":\"a\",\"id\":1,\"action\":\"dispatch\",\"assignee\":\"engineer\"}",
               "desk", "frontdesk");
     assert_state(f, 1, "dispatched");
     fake_now_ms += 60000;
@@ -419,7 +419,7 @@ static void test_full_lifecycle(void **state)
 
     cJSON *o = gw_view_workorder_get(f->host.store, 1, fake_now_ms);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "verifier")->valuestring, "Wang");
-    assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "assignee")->valuestring, "Li");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "assignee")->valuestring, "engineer");
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(o, "rating")->valueint, 5);
     const char *expected[] = {"create", "dispatch", "arrive", "note", "complete", "verify", "rating"};
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "history");
@@ -457,7 +457,7 @@ static void test_refused_transitions_change_nothing(void **state)
                    "supervisor", "is open");
     expect_refused(f, "workorder", "{\"id\":1,\"action\":\"rating\",\"rating\":3}", "supervisor",
                    "is open");
-    expect_refused(f, "workorder", "{\"id\":1,\"action\":\"dispatch\",\"assignee\":\"Li\"}",
+    expect_refused(f, "workorder", "{\"id\":1,\"action\":\"dispatch\",\"assignee\":\"engineer\"}",
                    "engineer", "role engineer may not dispatch");
     expect_refused(f, "workorder", "{\"id\":1,\"action\":\"verify\",\"verifier\":\"x\"}",
                    "frontdesk", "role frontdesk may not verify");
@@ -519,8 +519,13 @@ static void test_cancel_close_postpone(void **state)
               "frontdesk");
     assert_state(f, 1, "cancelled");
     /* a cancelled order: the incident may open a new one */
-    expect_ok(f, "workorder", "{\"id\":2,\"action\":\"dispatch\",\"assignee\":\"Li\"}", "desk", "frontdesk");
-    expect_ok(f, "workorder", "{\"id\":2,\"action\":\"dispatch\",\"assignee\":\"Zhao\"}", "desk", "frontdesk");
+    expect_ok(f, "workorder", "{\"id\":2,\"action\":\"dispatch\",\"assignee\":\"engineer\"}", "desk", "frontdesk");
+    /* the assignee is one of the engineers of the users file */
+    expect_refused(f, "workorder", "{\"id\":2,\"action\":\"dispatch\",\"assignee\":\"nobody-such\"}",
+                   "frontdesk", "nobody-such is not an engineer");
+    expect_refused(f, "workorder", "{\"id\":2,\"action\":\"dispatch\",\"assignee\":\"viewer\"}",
+                   "frontdesk", "viewer is not an engineer");
+    expect_ok(f, "workorder", "{\"id\":2,\"action\":\"dispatch\",\"assignee\":\"engineer\"}", "desk", "frontdesk");
     expect_ok(f, "workorder", "{\"id\":2,\"action\":\"arrive\"}", "zhao", "engineer");
     expect_ok(f, "workorder", "{\"id\":2,\"action\":\"complete\",\"note\":\"valve replaced\"}", "zhao",
               "engineer");
@@ -559,7 +564,7 @@ static void test_sla_escalation(void **state)
 {
     struct fixture *f = *state;
     raise_incident(f, "reverse_energy", "meter", "E-1-102", "major");
-    expect_ok(f, "workorder", "{\"id\":1,\"action\":\"dispatch\",\"assignee\":\"Li\"}", "desk", "frontdesk");
+    expect_ok(f, "workorder", "{\"id\":1,\"action\":\"dispatch\",\"assignee\":\"engineer\"}", "desk", "frontdesk");
     int64_t dispatched = fake_now_ms;
     fake_now_ms = dispatched + 599 * 1000;
     gw_workorders_tick(f->host.office, fake_now_ms);
@@ -619,7 +624,7 @@ static void test_sla_tick_is_cheap_but_timely(void **state)
     struct fixture *f = *state;
     raise_incident(f, "reverse_energy", "meter", "E-1-102", "major");
     f->config->workorders.arrive_within_s = 3;
-    expect_ok(f, "workorder", "{\"id\":1,\"action\":\"dispatch\",\"assignee\":\"Li\"}", "desk", "frontdesk");
+    expect_ok(f, "workorder", "{\"id\":1,\"action\":\"dispatch\",\"assignee\":\"engineer\"}", "desk", "frontdesk");
     gw_workorders_tick(f->host.office, fake_now_ms); /* schedules the next check at the deadline */
     for (int s = 1; s <= 4; s++) {
         fake_now_ms += 1000;
@@ -632,7 +637,7 @@ static void test_restart_mid_lifecycle(void **state)
 {
     struct fixture *f = *state;
     raise_incident(f, "reverse_energy", "meter", "E-1-102", "major");
-    expect_ok(f, "workorder", "{\"id\":1,\"action\":\"dispatch\",\"assignee\":\"Li\"}", "desk", "frontdesk");
+    expect_ok(f, "workorder", "{\"id\":1,\"action\":\"dispatch\",\"assignee\":\"engineer\"}", "desk", "frontdesk");
     expect_ok(f, "workorder", "{\"id\":1,\"action\":\"arrive\"}", "li", "engineer");
     assert_int_equal(gw_store_close(f->host.store), EST_OK);
     f->host.store = NULL;
@@ -683,7 +688,7 @@ static void test_checkin_and_handover(void **state)
     assert_int_equal(history_count(f, 1, "confirm"), 1);
     assert_int_equal(patrol_count(f, "checkin"), 2);
 
-    expect_ok(f, "workorder", "{\"id\":2,\"action\":\"dispatch\",\"assignee\":\"Li\"}", "desk", "frontdesk");
+    expect_ok(f, "workorder", "{\"id\":2,\"action\":\"dispatch\",\"assignee\":\"engineer\"}", "desk", "frontdesk");
     fake_now_ms += 700 * 1000; /* past arrival (600 s) and unconfirmed (600 s) */
     cJSON *r = run(f, "handover", "{\"from\":\"Zhang\",\"to\":\"Zhou\",\"note\":\"pump noisy\"}",
                    "zhang", "frontdesk");
@@ -778,10 +783,10 @@ static void test_texts_follow_language(void **state)
     assert_patrol_has(f, "workorder", "工单 #1（电，");
     assert_patrol_has(f, "workorder", "system 开单（待派单）");
 
-    expect_ok(f, "workorder", "{\"id\":1,\"action\":\"dispatch\",\"assignee\":\"Li\"}", "desk",
+    expect_ok(f, "workorder", "{\"id\":1,\"action\":\"dispatch\",\"assignee\":\"engineer\"}", "desk",
               "frontdesk");
-    assert_note_has(f, 1, "dispatch", "派给 Li");
-    assert_patrol_has(f, "workorder", "desk 派单（待派单 → 已派单）：派给 Li");
+    assert_note_has(f, 1, "dispatch", "派给 engineer");
+    assert_patrol_has(f, "workorder", "desk 派单（待派单 → 已派单）：派给 engineer");
     assert_state(f, 1, "dispatched"); /* machine names stay */
 
     /* arrival escalation in Chinese, recognised as escalated in either language */

@@ -97,7 +97,7 @@ const ACTIONS_BY_STATE = {
 };
 /* Fields each action asks for. */
 const ACTION_FIELDS = {
-  dispatch: [['assignee', 'text', true], ['note', 'textarea', false]],
+  dispatch: [['assignee', 'engineer', true], ['note', 'textarea', false]],
   arrive: [['note', 'textarea', false]],
   complete: [['note', 'textarea', false]],
   verify: [['verifier', 'text', true], ['note', 'textarea', false]],
@@ -578,9 +578,12 @@ function openDialog(title, fields, submit) {
     else if (type === 'category') {
       input = el('select', { name, required },
         ['water', 'electricity', 'doors_windows', 'public_facilities', 'fire', 'other'].map((c) => el('option', { value: c }, t('cat_' + c))));
+    } else if (type === 'engineer') {
+      /* the site's engineers, from /api/engineers: a dispatch to nobody is refused */
+      input = el('select', { name, required }, (state.engineers || []).map((n) => el('option', { value: n }, n)));
     } else if (type === 'number') input = el('input', { name, type: 'number', min: 1, max: 5, step: 1, required, value: 5 });
     else input = el('input', { name, type, required, maxlength: 256 });
-    if (name === 'verifier' || name === 'assignee') input.value = name === 'verifier' && state.me ? state.me.user : '';
+    if (name === 'verifier') input.value = state.me ? state.me.user : '';
     return el('label', {}, el('span', {}, t(name)), input);
   }));
   dialogSubmit = submit;
@@ -622,7 +625,10 @@ async function onDialogSubmit(event) {
   }
 }
 
-function openAction(action, w) {
+async function openAction(action, w) {
+  if (action === 'dispatch') {
+    try { state.engineers = await api('GET', '/api/engineers'); } catch (e) { state.engineers = state.engineers || []; }
+  }
   openDialog(`${t('act_' + action)} · ${t('workorder')} #${w.id}`, ACTION_FIELDS[action] || [], async (values) => {
     const result = await api('POST', `/api/workorders/${w.id}/${action}`, values);
     await refreshWorkorder(w.id, result);
