@@ -101,6 +101,25 @@ static bool zone_file(const char *name, char *why, size_t why_len)
     return ok;
 }
 
+/* Names the configuration accepted before zones came from the database:
+ * should a database lack one (newer Debian moves old links to
+ * tzdata-legacy), it still means what it meant. */
+static const struct {
+    const char *name, *zone;
+} legacy_names[] = {
+    {"UTC", "Etc/UTC"}, {"Etc/UTC", "UTC"}, {"GMT", "Etc/GMT"},
+    {"PRC", "Asia/Shanghai"}, {"Asia/Chongqing", "Asia/Shanghai"}, {"Asia/Harbin", "Asia/Shanghai"},
+    {"Asia/Kuala_Lumpur", "Asia/Singapore"},
+};
+
+static const char *legacy_alias(const char *name)
+{
+    for (size_t i = 0; i < sizeof legacy_names / sizeof legacy_names[0]; i++)
+        if (strcmp(legacy_names[i].name, name) == 0)
+            return legacy_names[i].zone;
+    return NULL;
+}
+
 bool est_tz_lookup(const char *zone, struct est_tz *out, char *why, size_t why_len)
 {
     memset(out, 0, sizeof *out);
@@ -120,10 +139,14 @@ bool est_tz_lookup(const char *zone, struct est_tz *out, char *why, size_t why_l
         snprintf(why, why_len, "not a time-zone name (like \"Asia/Shanghai\") or offset (like \"+08:00\")");
         return false;
     }
-    if (!zone_file(zone, why, why_len))
-        return false;
+    const char *file = zone;
+    if (!zone_file(zone, why, why_len)) {
+        file = legacy_alias(zone);
+        if (file == NULL || !zone_file(file, why, why_len))
+            return false;
+    }
     snprintf(out->name, sizeof out->name, "%s", zone);
-    snprintf(out->posix, sizeof out->posix, ":%s", zone);
+    snprintf(out->posix, sizeof out->posix, ":%s", file);
     return true;
 }
 

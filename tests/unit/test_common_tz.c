@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "est_tz.h"
@@ -160,6 +162,31 @@ static void test_format_local_with_offset(void **state)
     assert_int_equal(back, at("2026-07-01T12:00:00Z"));
 }
 
+/* A database without the old names (as with tzdata-legacy not installed):
+ * the names the config always accepted still work. */
+static void test_old_names_without_their_links(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_common_tz.XXXXXX", path[128], cmd[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/Asia", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp /usr/share/zoneinfo/Asia/Shanghai '%s/'", path, path);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(setenv("TZDIR", dir, 1), 0);
+    struct est_tz tz;
+    char why[256];
+    assert_true(est_tz_lookup("PRC", &tz, why, sizeof why));
+    assert_string_equal(tz.name, "PRC");
+    assert_string_equal(tz.posix, ":Asia/Shanghai");
+    assert_true(est_tz_lookup("Asia/Harbin", &tz, why, sizeof why));
+    assert_false(est_tz_lookup("Europe/Berlin", &tz, why, sizeof why));
+    assert_non_null(strstr(why, dir));
+    unsetenv("TZDIR");
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_true(est_tz_lookup("Europe/Berlin", &tz, why, sizeof why));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_new_york_and_shanghai),
         cmocka_unit_test(test_fixed_offsets_and_switching),
         cmocka_unit_test(test_format_local_with_offset),
+        cmocka_unit_test(test_old_names_without_their_links),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
