@@ -62,7 +62,8 @@ enum rule_id {
  *                  clears after clear_s of readings with the new serial. The
  *                  caller should update its inventory serial.
  * balance_loss     per parent and window (aligned to local midnight via
- *                  utc_offset_min), from each meter's first reading in a window
+ *                  utc_offset_min, as rule_engine_set_utc_offset moves it
+ *                  with daylight saving), from each meter's first reading in a window
  *                  to its first in the next; windows lacking a member's data, or
  *                  with a jump/rollback/replacement inside, are skipped.
  * vacant_power     per electricity meter of a vacant unit: the mean power over
@@ -186,7 +187,8 @@ struct rule_meter {
                                  Samples inside it are skipped and its time is not
                                  counted: irrigation neither counts as flow nor
                                  breaks a zero-flow stretch spanning the window. */
-    int utc_offset_min;       /* for the window above and balance windows */
+    int utc_offset_min;       /* for the window above and balance windows, until
+                                 rule_engine_set_utc_offset changes it */
 };
 
 struct rule_topology {
@@ -302,6 +304,13 @@ est_err rule_engine_feed_meter(struct rule_engine *engine, const struct rule_met
 est_err rule_engine_feed_panel(struct rule_engine *engine, const struct rule_panel_sample *sample);
 /* Time-based evaluation (hold times, windows, balance); call about once a second. */
 void rule_engine_tick(struct rule_engine *engine, int64_t now_ms);
+/* The site's UTC offset changed (a daylight-saving change): quiet windows
+ * and balance windows of every meter use offset_min from the next sample
+ * on. The engine has no time zone of its own: the caller, which has one,
+ * sets the offset in force before it feeds samples of a new offset. A
+ * balance window already passed is not revisited. EST_ERR_RANGE outside
+ * -1439..1439. */
+est_err rule_engine_set_utc_offset(struct rule_engine *engine, int offset_min);
 /* Occupancy changed at run time. Becoming occupied clears an open
  * vacant_flow or vacant_power incident at once (timestamped with the latest time the engine
  * has seen); becoming vacant starts watching afresh. */

@@ -487,6 +487,17 @@ void rule_engine_tick(struct rule_engine *engine, int64_t now_ms)
         rules__cond_tick(engine, &engine->conds[engine->pending[i]], now_ms);
 }
 
+est_err rule_engine_set_utc_offset(struct rule_engine *engine, int offset_min)
+{
+    if (!engine)
+        return EST_ERR_INVALID;
+    if (offset_min <= -1440 || offset_min >= 1440)
+        return EST_ERR_RANGE;
+    for (size_t i = 0; i < engine->nmeters; i++)
+        engine->meter_states[i].utc_offset_min = (int16_t)offset_min;
+    return EST_OK;
+}
+
 est_err rule_engine_set_vacant(struct rule_engine *engine, uint32_t unit, bool vacant)
 {
     if (!engine)

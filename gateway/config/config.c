@@ -29,6 +29,7 @@
 #include "csv.h"
 #include "est_alloc.h"
 #include "est_override.h"
+#include "est_tz.h"
 
 #define MAX_STRING 1024              /* longest string value accepted */
 #define MAX_ID 64                    /* longest id or name */
@@ -579,73 +580,31 @@ int gw_category_from_name(const char *name)
 /* Custom keys                                                         */
 /* ------------------------------------------------------------------ */
 
-static const struct {
-    const char *name;
-    int offset_min;
-} fixed_zones[] = {
-    { "UTC", 0 },           { "Etc/UTC", 0 },          { "GMT", 0 },
-    { "Asia/Shanghai", 480 }, { "Asia/Chongqing", 480 }, { "Asia/Harbin", 480 },
-    { "PRC", 480 },         { "Asia/Hong_Kong", 480 }, { "Asia/Macau", 480 },
-    { "Asia/Taipei", 480 }, { "Asia/Singapore", 480 }, { "Asia/Kuala_Lumpur", 480 },
-    { "Asia/Manila", 480 }, { "Asia/Tokyo", 540 },     { "Asia/Seoul", 540 },
-    { "Asia/Bangkok", 420 }, { "Asia/Jakarta", 420 },  { "Asia/Ho_Chi_Minh", 420 },
-    { "Asia/Kolkata", 330 }, { "Asia/Dubai", 240 },
-};
-
-/* Zones without daylight saving by name, or a fixed offset "+08:00",
- * "-5", "UTC+8", "GMT+05:30" (ISO sense: UTC+8 is eight hours ahead). */
-static bool timezone_offset(const char *tz, int *offset_min)
-{
-    for (size_t k = 0; k < NROWS(fixed_zones); k++) {
-        if (strcmp(fixed_zones[k].name, tz) == 0) {
-            *offset_min = fixed_zones[k].offset_min;
-            return true;
-        }
-    }
-    const char *p = tz;
-    if (strncmp(p, "UTC", 3) == 0 || strncmp(p, "GMT", 3) == 0)
-        p += 3;
-    if (*p != '+' && *p != '-')
-        return false;
-    int sign = *p++ == '-' ? -1 : 1;
-    int hours = 0, minutes = 0, digits = 0;
-    while (*p >= '0' && *p <= '9' && digits < 2) {
-        hours = hours * 10 + (*p++ - '0');
-        digits++;
-    }
-    if (digits == 0)
-        return false;
-    if (*p == ':') {
-        p++;
-        if (!(p[0] >= '0' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9'))
-            return false;
-        minutes = (p[0] - '0') * 10 + (p[1] - '0');
-        p += 2;
-    }
-    int total = sign * (hours * 60 + minutes);
-    if (*p || total < -12 * 60 || total > 14 * 60)
-        return false;
-    *offset_min = total;
-    return true;
-}
-
+/* Any zone of the system's time-zone database ("Europe/Berlin", with its
+ * daylight saving) or a fixed offset "+08:00", "-5", "UTC+8", "GMT+05:30"
+ * (ISO sense: UTC+8 is eight hours ahead). Stored as est_tz names it. */
 static bool apply_timezone(struct loader *L, const struct key_row *row, const struct val *v,
                            void *target, const struct where *w, const char *ctx)
 {
-    struct gw_gateway_config *g = target;
-    int offset;
     if (v->type != VAL_STRING)
         return type_error(L, row, w, ctx);
-    if (!timezone_offset(v->s, &offset)) {
+    struct est_tz tz;
+    char why[256];
+    if (!est_tz_lookup(v->s, &tz, why, sizeof why)) {
         errf(L, w,
-             KEY_FMT ": '%s' is not supported: use a zone without daylight saving "
-                     "(\"Asia/Shanghai\", \"UTC\", ...) or a fixed offset like \"+08:00\"",
-             KEY_ARGS(ctx, row->name), v->s);
+             KEY_FMT ": '%s' is not a time zone: %s; use an IANA name (\"Asia/Shanghai\", "
+                     "\"Europe/Berlin\", \"UTC\") or a fixed offset like \"+08:00\"",
+             KEY_ARGS(ctx, row->name), v->s, why);
         return false;
     }
-    if (!apply_string(L, row, v, target, w, ctx))
+    char *name = strdup(tz.name);
+    if (name == NULL) {
+        oom(L);
         return false;
-    g->utc_offset_min = offset;
+    }
+    char **slot = (char **)((char *)target + row->offset);
+    free(*slot);
+    *slot = name;
     return true;
 }
 
@@ -1249,7 +1208,6 @@ static bool set_defaults(struct gw_config *c)
     c->gateway.site = strdup("site");
     c->gateway.data_dir = strdup("/var/lib/estate-gw");
     c->gateway.timezone = strdup("Asia/Shanghai");
-    c->gateway.utc_offset_min = 480;
     c->gateway.integrity_check_s = 3600;
     c->gateway.backup_at_min = 3 * 60 + 30;
     c->gateway.backup_keep = 14;

@@ -21,10 +21,10 @@ struct gw_gateway_config {
     char *site;        /* default "site" */
     char *data_dir;    /* default "/var/lib/estate-gw" */
     char *models_dir;  /* site device models, searched before the shipped ones; NULL = none */
-    char *timezone;    /* default "Asia/Shanghai" */
+    char *timezone;    /* an est_tz name (IANA or "+08:00"); default "Asia/Shanghai".
+                          Local times via est_tz.h: the offset changes with DST. */
     enum gw_log_level log_level;
     enum gw_language language; /* default zh-CN */
-    int utc_offset_min;        /* derived from timezone at load */
     int integrity_check_s;     /* full database check every N s; 0 = never; default 3600 */
     char *backup_dir;          /* daily backups; NULL = <data_dir>/backups */
     int backup_at_min;         /* daily backup at this site time (minutes after midnight); 03:30 */

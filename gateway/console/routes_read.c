@@ -58,6 +58,8 @@ enum MHD_Result route_me(struct api_request *req)
     cJSON_AddStringToObject(json, "site", config->gateway.site);
     cJSON_AddStringToObject(json, "gateway", config->gateway.id);
     cJSON_AddStringToObject(json, "version", ESTATE_VERSION);
+    /* The site's zone (IANA name or "+08:00"): the console shows site time. */
+    cJSON_AddStringToObject(json, "timezone", config->gateway.timezone);
     cJSON_AddNumberToObject(json, "arrive_within_s", config->workorders.arrive_within_s);
     cJSON_AddNumberToObject(json, "resolve_within_s", config->workorders.resolve_within_s);
     gw_json_add_ts_if(json, "now", console_now_ms(req->http));

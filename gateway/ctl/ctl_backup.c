@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "est_tz.h"
 #include "est_alloc.h"
 
 #define BACKUP_SUBDIR "backups"
@@ -22,9 +23,8 @@
 /* "YYYYmmdd-HHMMSS" of now in site time (the config's timezone). */
 static void site_stamp(const struct ctl *c, char out[32])
 {
-    time_t t = (time_t)(est_now_ms() / 1000) + (time_t)c->config->gateway.utc_offset_min * 60;
     struct tm tm;
-    gmtime_r(&t, &tm);
+    est_tz_local(c->config->gateway.timezone, est_now_ms(), &tm);
     strftime(out, 32, "%Y%m%d-%H%M%S", &tm);
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "est_tz.h"
 #include "office.h"
 
 int ctl_verb_report(struct ctl *c)
@@ -17,7 +18,7 @@ int ctl_verb_report(struct ctl *c)
     if (bad)
         return bad;
     char today[11], first_of_month[11];
-    gw_report_local_day(est_now_ms(), c->config->gateway.utc_offset_min, today);
+    est_tz_local_day(c->config->gateway.timezone, est_now_ms(), today);
     snprintf(first_of_month, sizeof first_of_month, "%.8s01", today);
     if (from == NULL)
         from = first_of_month;

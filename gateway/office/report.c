@@ -10,8 +10,8 @@
 #include <time.h>
 
 #include "est_alloc.h"
+#include "est_tz.h"
 
-#define DAY_MS INT64_C(86400000)
 #define END_SEARCH_DAYS 7   /* how far past the period to look for the closing snapshot */
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -31,33 +31,16 @@ bool gw_report_day_valid(const char *t)
     return month >= 1 && month <= 12 && day >= 1 && day <= 31;
 }
 
-void gw_report_local_day(int64_t ts_ms, int utc_offset_min, char out[11])
-{
-    time_t t = (time_t)((ts_ms + (int64_t)utc_offset_min * 60000) / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, 11, "%Y-%m-%d", &tm);
-}
-
-/* Midnight UTC of a valid day, in ms. */
-static int64_t day_utc_ms(const char *day)
+/* The calendar day days after a valid day (calendar arithmetic in UTC). */
+static void day_add(const char *day, int days, char out[11])
 {
     struct tm tm = {0};
     tm.tm_year = atoi(day) - 1900;
     tm.tm_mon = atoi(day + 5) - 1;
-    tm.tm_mday = atoi(day + 8);
-    return (int64_t)timegm(&tm) * 1000;
-}
-
-static void day_add(const char *day, int days, char out[11])
-{
-    gw_report_local_day(day_utc_ms(day) + days * DAY_MS, 0, out);
-}
-
-/* Local midnight of day as UTC ms. */
-static int64_t day_start_ms(const char *day, int utc_offset_min)
-{
-    return day_utc_ms(day) - (int64_t)utc_offset_min * 60000;
+    tm.tm_mday = atoi(day + 8) + days;
+    time_t t = timegm(&tm);
+    gmtime_r(&t, &tm);
+    strftime(out, 11, "%Y-%m-%d", &tm);
 }
 
 /* ------------------------------------------------------------------ */
@@ -99,7 +82,7 @@ static bool collect_snapshot(void *ctx, const struct gw_store_snapshot *s)
 /* Latest readings, kept as pseudo-snapshots for a period that ends today. */
 struct latest_ctx {
     struct snaps *list;
-    int utc_offset_min;
+    const char *timezone;
 };
 
 static bool collect_latest(void *ctx, const struct gw_store_reading_row *r)
@@ -108,7 +91,7 @@ static bool collect_latest(void *ctx, const struct gw_store_reading_row *r)
     if (r->quality != GW_STORE_GOOD || r->meter_id == NULL)
         return true;
     char day[11];
-    gw_report_local_day(r->ts_ms, x->utc_offset_min, day);
+    est_tz_local_day(x->timezone, r->ts_ms, day);
     struct gw_store_snapshot s = {.meter_id = r->meter_id, .day = day, .ts_ms = r->ts_ms,
                                   .energy_import_kwh = r->values.energy_import_kwh,
                                   .energy_export_kwh = r->values.energy_export_kwh,
@@ -481,15 +464,15 @@ cJSON *gw_report_build(struct gw_store *store, const struct gw_config *config, c
         snprintf(errbuf, errlen, "the period must be two days YYYY-MM-DD, from <= to");
         return NULL;
     }
-    int offset = config->gateway.utc_offset_min;
+    const char *zone = config->gateway.timezone;
     struct period p = {.from_day = from_day, .to_day = to_day};
     day_add(to_day, 1, p.after_day);
     day_add(p.after_day, END_SEARCH_DAYS, p.search_end);
-    p.from_ms = day_start_ms(from_day, offset);
-    p.end_ms = day_start_ms(p.after_day, offset);
+    p.from_ms = est_tz_day_start_ms(zone, from_day, 0);
+    p.end_ms = est_tz_day_start_ms(zone, p.after_day, 0);
 
     struct snaps snaps = {0}, latest = {0};
-    struct latest_ctx latest_ctx = {&latest, offset};
+    struct latest_ctx latest_ctx = {&latest, zone};
     est_err err = gw_store_snapshots_list(store, NULL, from_day, p.search_end, collect_snapshot, &snaps);
     if (err == EST_OK)
         err = gw_store_readings_latest(store, collect_latest, &latest_ctx);

@@ -39,8 +39,6 @@ void gw_report_print_csv(const cJSON *report, FILE *out);
 
 /* Whether text is a valid "YYYY-MM-DD". */
 bool gw_report_day_valid(const char *text);
-/* Local day of a UTC time with the site's UTC offset (minutes); out holds 11 bytes. */
-void gw_report_local_day(int64_t ts_ms, int utc_offset_min, char out[11]);
 
 /* One column of a table: header and the member of each row object. */
 struct gw_table_column {

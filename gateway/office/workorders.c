@@ -38,6 +38,7 @@
 
 #include "commands.h"
 #include "est_alloc.h"
+#include "est_tz.h"
 #include "handover.h"
 #include "config.h"
 #include "office_parts.h"
@@ -741,10 +742,11 @@ static const char *escalation_kind(const char *note)
     return NULL;
 }
 
-static char *escalation_note(const char *kind, int64_t due_ms, bool zh)
+/* The due time in site time with its offset (daylight saving included). */
+static char *escalation_note(const struct gw_office *office, const char *kind, int64_t due_ms, bool zh)
 {
-    char due[EST_TS_LEN];
-    est_format_ts(due_ms, due);
+    char due[EST_TZ_TS_LEN];
+    est_tz_format_ts(office->host.config->gateway.timezone, due_ms, due);
     size_t i = streq(kind, "arrival") ? 0 : 1;
     if (zh)
         return est_asprintf("%s（应于 %s 前%s）", escalation_notes[i].zh, due,
@@ -813,7 +815,7 @@ static est_err publish_escalation(struct gw_office *office, const struct gw_stor
 static void escalate(struct gw_office *office, struct gw_store_workorder *wo, const char *kind,
                      int64_t due_ms, int64_t now_ms)
 {
-    char *note = escalation_note(kind, due_ms, gw_office_lang_zh(office));
+    char *note = escalation_note(office, kind, due_ms, gw_office_lang_zh(office));
     if (note == NULL)
         return;
     wo->escalated = true;
@@ -1326,7 +1328,8 @@ static const char *apply_transition(struct wo_action_ctx *x, const struct wo_tra
 }
 
 /* The default history note of an action when the caller gave none. */
-static char *default_note(const struct wo_args *a, const struct gw_store_workorder *wo, bool zh)
+static char *default_note(const struct gw_office *office, const struct wo_args *a,
+                          const struct gw_store_workorder *wo, bool zh)
 {
     const char *sep = note_sep(a->note, zh), *note = a->note ? a->note : "";
     if (streq(a->action, "dispatch"))
@@ -1334,8 +1337,8 @@ static char *default_note(const struct wo_args *a, const struct gw_store_workord
     if (streq(a->action, "verify"))
         return est_asprintf(zh ? "由 %s 验收%s%s" : "verified by %s%s%s", wo->verifier, sep, note);
     if (streq(a->action, "postpone")) {
-        char until[EST_TS_LEN];
-        est_format_ts(wo->postponed_until_ms, until);
+        char until[EST_TZ_TS_LEN];
+        est_tz_format_ts(office->host.config->gateway.timezone, wo->postponed_until_ms, until);
         return est_asprintf(zh ? "延期至 %s%s%s" : "until %s%s%s", until, sep, note);
     }
     if (streq(a->action, "rating"))
@@ -1377,7 +1380,7 @@ static cJSON *run_action(struct gw_office *office, const cJSON *args, const stru
     if (refusal != NULL) {
         result = gw_command_error(args, "%s", refusal);
     } else {
-        char *note = default_note(a, &c.wo, gw_office_lang_zh(office));
+        char *note = default_note(office, a, &c.wo, gw_office_lang_zh(office));
         ch.note = note;
         err = wo_record_change(office, &c.wo, &ch);
         free(note);

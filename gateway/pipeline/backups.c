@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "est_alloc.h"
+#include "est_tz.h"
 #include "store.h"
 
 #define FIRST_CHECK_MS 2000
@@ -109,9 +110,8 @@ static void free_names(char **names, size_t n)
 /* Site time now as "YYYYmmdd-HHMMSS" and minutes after midnight. */
 static int site_now(const struct gw_config *config, char stamp[32])
 {
-    time_t t = (time_t)(est_now_ms() / 1000) + (time_t)config->gateway.utc_offset_min * 60;
     struct tm tm;
-    gmtime_r(&t, &tm);
+    est_tz_local(config->gateway.timezone, est_now_ms(), &tm);
     strftime(stamp, 32, "%Y%m%d-%H%M%S", &tm);
     return tm.tm_hour * 60 + tm.tm_min;
 }

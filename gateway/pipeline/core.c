@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "est_alloc.h"
+#include "est_tz.h"
 #include "office.h"
 #include "unproven.h"
 #include "views.h"
@@ -587,10 +588,20 @@ static struct gw_store_values store_values(const struct drv_reading *r)
 /* "YYYY-MM-DD" of ts in the site's time zone. */
 static void local_day(const struct gw_core *core, int64_t ts_ms, char out[16])
 {
-    char ts[EST_TS_LEN];
-    est_format_ts(ts_ms + (int64_t)core->config->gateway.utc_offset_min * 60000, ts);
-    memcpy(out, ts, 10);
-    out[10] = '\0';
+    est_tz_local_day(core->config->gateway.timezone, ts_ms, out);
+}
+
+/* The site's UTC offset at ts_ms, looked up once per minute (offsets
+ * change on whole minutes). */
+static int site_offset_min(struct gw_core *core, int64_t ts_ms)
+{
+    int64_t minute = ts_ms >= 0 ? ts_ms / 60000 : (ts_ms - 59999) / 60000;
+    if (!core->site_offset_known || minute != core->site_minute) {
+        core->site_offset_min = est_tz_offset_min(core->config->gateway.timezone, ts_ms);
+        core->site_minute = minute;
+        core->site_offset_known = true;
+    }
+    return core->site_offset_min;
 }
 
 /* One meter reading of a batch, as the stages hand it on. */
@@ -695,6 +706,9 @@ static void judge_meter_reading(struct gw_core *core, const struct batch_reading
     struct gw_meter_state *st = &core->meters[s->index];
     st->last_poll_ms = s->ts_ms;
     st->last_quality = s->quality;
+    int offset = site_offset_min(core, s->ts_ms);
+    if (offset != core->rules_offset_min && rule_engine_set_utc_offset(core->rules, offset) == EST_OK)
+        core->rules_offset_min = offset; /* a daylight-saving change */
     core->feeding = s;
     rule_engine_feed_meter(core->rules, &r->rule);
     core->feeding = NULL;
@@ -711,7 +725,7 @@ static void judge_meter_reading(struct gw_core *core, const struct batch_reading
 static void snapshot_if_new_day(struct gw_core *core, const struct gw_sample *s)
 {
     struct gw_meter_state *st = &core->meters[s->index];
-    int64_t local_ms = s->ts_ms + (int64_t)core->config->gateway.utc_offset_min * 60000;
+    int64_t local_ms = s->ts_ms + (int64_t)site_offset_min(core, s->ts_ms) * 60000;
     int64_t day_no = (local_ms >= 0 ? local_ms : local_ms - 86399999) / 86400000 + 1;
     if (st->snapshot_day == day_no)
         return;
@@ -1580,6 +1594,7 @@ static est_err build_rules(struct gw_core *core)
             serials[i] = c->meters[i].serial ? (uint32_t)strtoul(c->meters[i].serial, NULL, 10) : 0;
         gw_store_meters_list(core->store, stored_serial, &ss);
     }
+    core->rules_offset_min = est_tz_offset_min(c->gateway.timezone, est_now_ms());
     for (size_t i = 0; i < c->nmeters; i++) {
         const struct gw_meter_config *m = &c->meters[i];
         struct rule_meter *rm = &meters[i];
@@ -1595,7 +1610,7 @@ static est_err build_rules(struct gw_core *core)
         rm->serial = serials ? serials[i] : m->serial ? (uint32_t)strtoul(m->serial, NULL, 10) : 0;
         rm->quiet_start_min = m->quiet_start_min;
         rm->quiet_end_min = m->quiet_end_min;
-        rm->utc_offset_min = c->gateway.utc_offset_min;
+        rm->utc_offset_min = core->rules_offset_min;
     }
     for (size_t i = 0; i < c->npanels; i++)
         zones[i] = c->panels[i].nzones;

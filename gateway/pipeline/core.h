@@ -96,6 +96,12 @@ struct gw_core {
     struct gw_meter_state *meters;
     struct gw_panel_state *panels;
     bool *unit_vacant;             /* current occupancy per unit */
+    /* The site's UTC offset (gateway.timezone, with daylight saving) for
+     * the minute site_minute, and the offset the rules were last given. */
+    bool site_offset_known;
+    int64_t site_minute;
+    int site_offset_min;
+    int rules_offset_min;
 
     /* outbox drain state */
     uint64_t outbox_sent_upto;     /* highest seq handed to Paho this connection */

@@ -367,6 +367,16 @@ static void put_store_metrics(struct text *t, struct gw_core *core)
     put_family(t, "estate_sqlite_file_bytes", "gauge", "Size of the SQLite database files.");
     put(t, "estate_sqlite_file_bytes{file=\"db\"} %.17g\n", file_size(dir, GW_STORE_DB_FILE));
     put(t, "estate_sqlite_file_bytes{file=\"wal\"} %.17g\n", file_size(dir, GW_STORE_DB_FILE "-wal"));
+    struct gw_store_checkpoint_stats ck;
+    gw_store_checkpoint_stats(core->store, &ck);
+    put_family(t, "estate_sqlite_wal_pages", "gauge", "Pages in the SQLite WAL after the last commit.");
+    put(t, "estate_sqlite_wal_pages %d\n", ck.wal_pages);
+    put_family(t, "estate_sqlite_checkpoints_total", "counter",
+               "WAL checkpoints completed since start (at open, every 1000 WAL pages, disk full).");
+    put(t, "estate_sqlite_checkpoints_total %llu\n", (unsigned long long)ck.checkpoints);
+    put_family(t, "estate_sqlite_last_checkpoint_timestamp_seconds", "gauge",
+               "Unix time of the last completed WAL checkpoint (0 none since start).");
+    put(t, "estate_sqlite_last_checkpoint_timestamp_seconds %.3f\n", ck.last_checkpoint_ms / 1000.0);
     put_family(t, "estate_storage_failing", "gauge", "1 while writes to the store fail.");
     put(t, "estate_storage_failing %d\n", core->store_degraded || core->storage_failing_since_ms != 0);
     put_family(t, "estate_health", "gauge", "0 ok, 1 degraded, 2 failing.");

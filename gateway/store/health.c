@@ -1,6 +1,6 @@
 /* health.c - the store's own health: a reserve file that keeps room for a
- * WAL checkpoint when the disk fills, making room on a full disk, and the
- * quick and full integrity checks. */
+ * WAL checkpoint when the disk fills, making room on a full disk, the WAL
+ * checkpoints it counts and times, and the quick and full integrity checks. */
 #include "store_internal.h"
 
 #include <errno.h>
@@ -12,6 +12,47 @@
 
 #define RESERVE_FILE "estate.reserve"
 #define INTEGRITY_PROBLEMS_MAX 8   /* rows of integrity_check output kept */
+
+int store__checkpoint(struct gw_store *s, int mode)
+{
+    int logged = 0, copied = 0;
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, mode, &logged, &copied);
+    if (rc == SQLITE_OK) {
+        s->checkpoints++;
+        s->last_checkpoint_ms = est_now_ms();
+        s->wal_pages = mode == SQLITE_CHECKPOINT_TRUNCATE ? 0 : logged;
+    }
+    return rc;
+}
+
+/* Called by SQLite after each commit with the frames now in the WAL. A
+ * busy checkpoint (a reader in the way) is tried again at the next commit,
+ * as SQLite's own automatic checkpoint is. */
+static int on_wal_commit(void *ctx, sqlite3 *db, const char *schema, int pages)
+{
+    (void)db;
+    (void)schema;
+    struct gw_store *s = ctx;
+    s->wal_pages = pages;
+    if (pages >= STORE_WAL_CHECKPOINT_PAGES)
+        store__checkpoint(s, SQLITE_CHECKPOINT_PASSIVE);
+    return SQLITE_OK; /* the commit has happened whatever the checkpoint did */
+}
+
+void store__watch_checkpoints(struct gw_store *s)
+{
+    sqlite3_wal_hook(s->db, on_wal_commit, s);
+}
+
+void gw_store_checkpoint_stats(const struct gw_store *store, struct gw_store_checkpoint_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (store == NULL)
+        return;
+    out->checkpoints = store->checkpoints;
+    out->last_checkpoint_ms = store->last_checkpoint_ms;
+    out->wal_pages = store->wal_pages;
+}
 
 bool gw_store_in_transaction(const struct gw_store *store)
 {
@@ -67,7 +108,7 @@ est_err gw_store_make_room(struct gw_store *store)
         return EST_ERR_INVALID;
     if (store->reserve_path != NULL)
         unlink(store->reserve_path);
-    int rc = sqlite3_wal_checkpoint_v2(store->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    int rc = store__checkpoint(store, SQLITE_CHECKPOINT_TRUNCATE);
     if (store->reserve_path != NULL)
         fill_reserve(store);
     return rc == SQLITE_OK ? EST_OK : store__fail_db(store, rc);

@@ -477,6 +477,11 @@ static est_err open_steps(struct gw_store *s, const char *data_dir, const char *
         err = prepare_all(s);
     if (err == EST_OK && (s->md = EVP_MD_CTX_new()) == NULL)
         err = store__fail(s, EST_ERR_NOMEM, "out of memory");
+    if (err == EST_OK && !s->readonly) {
+        store__watch_checkpoints(s);
+        /* What a previous run left in the WAL (busy: a reader, next time). */
+        store__checkpoint(s, SQLITE_CHECKPOINT_PASSIVE);
+    }
     return err;
 }
 

@@ -105,6 +105,17 @@ est_err gw_store_keep_reserve(struct gw_store *store, const char *data_dir, size
  * when the checkpoint completed. */
 est_err gw_store_make_room(struct gw_store *store);
 
+/* WAL checkpoints of a read-write store since it was opened: the one at
+ * open (the WAL a previous run left), SQLite's automatic ones (PASSIVE once
+ * the WAL holds 1000 pages, run and counted by the store) and
+ * gw_store_make_room's. A read-only store runs none. */
+struct gw_store_checkpoint_stats {
+    uint64_t checkpoints;       /* completed */
+    int64_t last_checkpoint_ms; /* wall clock of the last completed one, 0 none */
+    int wal_pages;              /* frames in the WAL after the last commit */
+};
+void gw_store_checkpoint_stats(const struct gw_store *store, struct gw_store_checkpoint_stats *out);
+
 /* PRAGMA quick_check (full=false) or integrity_check (full=true). *problem
  * is NULL when the database is sound, else a malloc'd description (the first
  * problems SQLite reports) the caller frees. */

@@ -138,6 +138,10 @@ struct gw_store {
     uint64_t write_failures; /* statements that failed for want of space or I/O */
     char *reserve_path; /* data_dir's reserve file (gw_store_keep_reserve), or NULL */
     size_t reserve_bytes;
+    /* WAL checkpoints this connection ran (see store__watch_checkpoints). */
+    uint64_t checkpoints;
+    int64_t last_checkpoint_ms; /* wall clock, 0 none yet */
+    int wal_pages;              /* frames in the WAL after the last commit */
     /* ts_ms of the last good reading written to meters.last_good_ms by this
      * connection, indexed by meter rid (see readings.c). */
     int64_t *last_good_written;
@@ -151,6 +155,15 @@ struct gw_store {
     int64_t last_rowid;
     int64_t tail_since_ms;
 };
+
+/* Read-write connections: replaces SQLite's automatic checkpoint by the
+ * same one (PASSIVE once the WAL holds STORE_WAL_CHECKPOINT_PAGES) run by
+ * the store itself, which counts them and keeps the time of the last. */
+#define STORE_WAL_CHECKPOINT_PAGES 1000 /* SQLite's default autocheckpoint */
+void store__watch_checkpoints(struct gw_store *s);
+
+/* Runs a checkpoint of the given mode and, when it completes, counts it. */
+int store__checkpoint(struct gw_store *s, int mode);
 
 /* A listing's public callback and its context, as a row adapter receives
  * them through store__each_row (one member per kind of record). */

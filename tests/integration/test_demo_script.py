@@ -1,11 +1,13 @@
 """scripts/demo.sh as a person runs it: it refuses to start, with a message
 naming the port and a non-zero exit, when one of its ports is taken; run
 normally it shows the readings summary and the alerts as they come; Ctrl-C
-(SIGINT) stops every program it started.
+(SIGINT) stops every program it started. While it runs, its /metrics passes
+Debian's promtool check metrics.
 
 SLOW: about 40 s. Run alone with
   ESTATE_BUILD_DIR=... python3 -m unittest -v test_demo_script
 """
+import json
 import os
 import re
 import shutil
@@ -16,8 +18,10 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 from harness import BUILD, ROOT, free_port, wait_for
+from test_metrics import check_exposition, promtool_check_metrics
 
 DEMO = os.path.join(ROOT, "scripts", "demo.sh")
 
@@ -60,6 +64,19 @@ def processes_mentioning(text):
         except OSError:
             pass
     return found
+
+
+def demo_metrics(http_port):
+    """The demo gateway's /metrics as its demo viewer account sees it."""
+    base = f"http://127.0.0.1:{http_port}"
+    login = urllib.request.Request(base + "/api/login", method="POST",
+                                   data=b'{"user": "viewer", "password": "view123"}',
+                                   headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(login, timeout=15) as resp:
+        token = json.loads(resp.read())["token"]
+    req = urllib.request.Request(base + "/metrics", headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=15) as resp:
+        return resp.read().decode()
 
 
 class Output:
@@ -159,6 +176,10 @@ class DemoScriptTest(unittest.TestCase):
             self.assertGreater(int(re.search(r"(\d+) meters seen", summary).group(1)), 0)
             wait_for(lambda: out.matching(r"^\d\d:\d\d:\d\d  alert raised "), 30,
                      what="an alert line")
+            text = demo_metrics(env["ESTATE_DEMO_HTTP_PORT"])
+            promtool_check_metrics(text)
+            samples = check_exposition(text)
+            self.assertGreater(samples[("estate_bus_polls_total", '{bus="gw_a"}')], 0)
             self.assertIsNone(proc.poll(), "the demo stopped before SIGINT:\n" + out.text())
             proc.send_signal(signal.SIGINT)
             code = proc.wait(timeout=30)

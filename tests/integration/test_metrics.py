@@ -1,16 +1,18 @@
 """test_metrics.py - health and metrics of a running estate-gw: GET /healthz
 answers without a session; GET /metrics follows the Prometheus text format
-(a strict checker here, and Debian's promtool as well when it is installed)
-and needs a session under the default http.metrics = "signed_in"; the
+(a strict checker here, and Debian's promtool check metrics, which
+scripts/deps.sh installs: a missing promtool fails the test) and needs a session under the default http.metrics = "signed_in"; the
 counters move: a silenced meter's bus errors grow, and the outbox depth
 rises while the broker is away (then "mqtt disconnected" makes the health
-degraded, in /healthz and in the retained P/status)."""
+degraded, in /healthz and in the retained P/status). The example Prometheus
+config and alert rules in etc/prometheus pass promtool check config/rules."""
 import json
 import math
 import os
 import re
 import shutil
 import subprocess
+import time
 import unittest
 import urllib.error
 import urllib.request
@@ -19,6 +21,22 @@ import harness
 from harness import wait_for
 
 USER, PASSWORD = "viewer", "view123"
+PROMETHEUS_ETC = os.path.join(harness.ROOT, "etc", "prometheus")
+
+
+def promtool():
+    """Debian's promtool (package prometheus, installed by scripts/deps.sh)."""
+    path = shutil.which("promtool")
+    assert path, "promtool not found: run scripts/deps.sh (Debian package prometheus)"
+    return path
+
+
+def promtool_check_metrics(text):
+    """promtool check metrics on an exposition; raises AssertionError with its
+    output when it finds a fault (lint warnings included: it exits 1 then)."""
+    res = subprocess.run([promtool(), "check", "metrics"], input=text, text=True,
+                         capture_output=True, timeout=30)
+    assert res.returncode == 0, "promtool check metrics: " + res.stdout + res.stderr
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
@@ -136,13 +154,7 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(self.get("/metrics")[0], 401)
         token = self.login()
         text, samples = self.metrics(token)
-        promtool = shutil.which("promtool")
-        if promtool:
-            res = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
-                                 capture_output=True, timeout=30)
-            self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
-        else:
-            print("\npromtool not installed: the strict checker in this test judged the format")
+        promtool_check_metrics(text)
         for bus in ("gw_a", "gw_b", "fire"):
             self.assertGreater(samples[("estate_bus_polls_total", f'{{bus="{bus}"}}')], 0)
             self.assertGreater(
@@ -150,6 +162,12 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(samples[("estate_mqtt_connected", "")], 1)
         self.assertGreater(samples[("estate_mqtt_messages_published_total", "")], 0)
         self.assertGreater(samples[("estate_sqlite_file_bytes", '{file="db"}')], 0)
+        # The store checkpointed the WAL at open at least (more every 1000 pages).
+        self.assertGreaterEqual(samples[("estate_sqlite_checkpoints_total", "")], 1)
+        last_checkpoint = samples[("estate_sqlite_last_checkpoint_timestamp_seconds", "")]
+        self.assertGreater(last_checkpoint, time.time() - 600)
+        self.assertLessEqual(last_checkpoint, time.time() + 1)
+        self.assertGreaterEqual(samples[("estate_sqlite_wal_pages", "")], 0)
         self.assertGreater(samples[("process_cpu_seconds_total", "")], 0)
         self.assertGreater(samples[("process_resident_memory_bytes", "")], 1 << 20)
 
@@ -180,6 +198,7 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertEqual(health["status"], "degraded")
         self.assertIn("mqtt disconnected", health["reasons"])
+        promtool_check_metrics(self.metrics(token)[0])  # with a histogram of timeouts too
         stack.broker.start()
         wait_for(lambda: self.metrics(token)[1][depth_key] < 10, 30, what="outbox drained")
 
@@ -208,12 +227,20 @@ class MetricsAccessTest(unittest.TestCase):
         self.assertEqual(samples[("estate_mqtt_connected", "")], 0)
         # The example alert rules only use metrics the gateway exposes.
         names = {name for name, _ in samples}
-        with open(os.path.join(harness.ROOT, "etc", "prometheus", "estate-gw.rules.yml")) as f:
+        with open(os.path.join(PROMETHEUS_ETC, "estate-gw.rules.yml")) as f:
             used = set(re.findall(r"\b(estate_[a-z_]+)", f.read()))
         self.assertTrue(used)
         self.assertEqual(used - names, set())
 
-    def test_checker_refuses_bad_text(self):
+    def test_example_prometheus_config_and_rules_pass_promtool(self):
+        for verb, name in (("config", "prometheus.yml"), ("rules", "estate-gw.rules.yml")):
+            res = subprocess.run([promtool(), "check", verb, os.path.join(PROMETHEUS_ETC, name)],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(res.returncode, 0, f"promtool check {verb} {name}: "
+                             + res.stdout + res.stderr)
+            self.assertIn("SUCCESS", res.stdout)
+
+    def test_checkers_refuse_bad_text(self):
         for bad in ["x 1",                                         # no TYPE
                     "# TYPE x counter\nx 1\n",                     # counter without _total
                     "# TYPE x gauge\nx{a=\"1\"} 1\nx{a=\"1\"} 2\n",  # duplicate
@@ -221,6 +248,11 @@ class MetricsAccessTest(unittest.TestCase):
                     "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_count 1\n"]:
             with self.assertRaises(AssertionError, msg=bad):
                 check_exposition(bad)
+        # promtool judges too: a counter without _total, a broken sample.
+        for bad in ["# TYPE x counter\nx 1\n", "# TYPE x gauge\nx{a=b} 1\n"]:
+            with self.assertRaises(AssertionError, msg=bad):
+                promtool_check_metrics(bad)
+        promtool_check_metrics("# HELP x_total A thing.\n# TYPE x_total counter\nx_total 1\n")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ static void test_demo_config_loads(void **state)
     assert_int_equal(c->npanels, 1);
     assert_string_equal(c->gateway.data_dir, "/tmp/estate-demo/gw");
     assert_int_equal(c->gateway.language, GW_LANG_ZH_CN);
-    assert_int_equal(c->gateway.utc_offset_min, 480);
+    assert_string_equal(c->gateway.timezone, "Asia/Shanghai");
     assert_string_equal(c->mqtt.uri, "tcp://127.0.0.1:1883");
     assert_string_equal(c->mqtt.topic_prefix, "estate/sunshine-garden/gw1");
     assert_string_equal(c->mqtt.client_id, "estate-gw-gw1");
@@ -167,6 +167,10 @@ static const struct bad_case bad_cases[] = {
     { "unknown_key.conf", NULL, 4, "mqtt.qos_reading: unknown key" },
     { "wrong_type.conf", NULL, 3, "meters[0].slave: expected an integer" },
     { "out_of_range.conf", NULL, 3, "meters[0].slave: 248 is out of range 1..247" },
+    { "unknown_timezone.conf", NULL, 3,
+      "gateway.timezone: 'Mars/Olympus_Mons' is not a time zone: not in the time-zone database "
+      "/usr/share/zoneinfo (no such zone); use an IANA name (\"Asia/Shanghai\", \"Europe/Berlin\", "
+      "\"UTC\") or a fixed offset like \"+08:00\"" },
     { "unknown_bus.conf", NULL, 3, "meters[0].bus: no bus named 'bus_z' in buses" },
     { "duplicate_id.conf", NULL, 4, "duplicate meter id 'W-1' (first defined at {file}:3)" },
     { "duplicate_slave.conf", NULL, 5,
@@ -360,6 +364,41 @@ static void test_set_errors(void **state)
         dump(&errors);
         assert_int_equal(errors.count, 1);
         assert_string_equal(errors.messages[0], cases[i].message);
+        gw_config_errors_free(&errors);
+    }
+}
+
+/* gateway.timezone: any zone of the system's database, or a fixed offset
+ * (the old forms), stored as est_tz names it. */
+static void test_timezone_key(void **state)
+{
+    (void)state;
+    static const struct { const char *set, *name; } good[] = {
+        { "gateway.timezone=Europe/Berlin", "Europe/Berlin" },
+        { "gateway.timezone=America/New_York", "America/New_York" },
+        { "gateway.timezone=Asia/Shanghai", "Asia/Shanghai" },
+        { "gateway.timezone=Asia/Kolkata", "Asia/Kolkata" },
+        { "gateway.timezone=UTC", "UTC" },
+        { "gateway.timezone=+08:00", "+08:00" },
+        { "gateway.timezone=UTC+8", "+08:00" },
+        { "gateway.timezone=GMT+05:30", "+05:30" },
+        { "gateway.timezone=-5", "-05:00" },
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        struct gw_config *c = NULL;
+        struct gw_config_errors errors = { 0 };
+        assert_int_equal(gw_config_load(fixture("good.conf"), &good[i].set, 1, &c, &errors), EST_OK);
+        assert_string_equal(c->gateway.timezone, good[i].name);
+        gw_config_free(c);
+    }
+    static const char *const bad[] = { "gateway.timezone=Europe/Atlantis", "gateway.timezone=../etc/passwd",
+                                       "gateway.timezone=+15:00", "gateway.timezone=" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct gw_config *c = NULL;
+        struct gw_config_errors errors = { 0 };
+        assert_int_equal(gw_config_load(fixture("good.conf"), &bad[i], 1, &c, &errors), EST_ERR_INVALID);
+        assert_int_equal(errors.count, 1);
+        assert_non_null(strstr(errors.messages[0], "is not a time zone"));
         gw_config_errors_free(&errors);
     }
 }
@@ -636,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_set_overrides),
         cmocka_unit_test(test_set_errors),
+        cmocka_unit_test(test_timezone_key),
         cmocka_unit_test(test_backup_keys),
         cmocka_unit_test(test_csv_in_config),
         cmocka_unit_test(test_meter_building_from_unit),

@@ -65,7 +65,8 @@ static void write_config(const struct fixture *f, const char *path)
     FILE *out = fopen(path, "w");
     assert_non_null(out);
     fprintf(out,
-            "gateway = { id = \"gwu\"; site = \"unit\"; data_dir = \"%s/data\"; language = \"en\"; };\n"
+            "gateway = { id = \"gwu\"; site = \"unit\"; data_dir = \"%s/data\"; language = \"en\";\n"
+            "            timezone = \"Europe/Berlin\"; };\n"
             "buses = ( { name = \"bus_a\"; type = \"tcp\"; host = \"127.0.0.1\"; port = 1; } );\n"
             "units = ( { id = \"1-101\"; building = \"1\"; occupancy = \"occupied\"; } );\n"
             "meters = ( { id = \"W-1\"; bus = \"bus_a\"; slave = 1; driver = \"xintai-water\";\n"
@@ -253,6 +254,7 @@ static void test_sign_in_gives_a_session_and_a_cookie(void **state)
     json = parse_body(&a);
     assert_string_equal(string_of(json, "user"), "desk");
     assert_string_equal(string_of(json, "site"), "unit");
+    assert_string_equal(string_of(json, "timezone"), "Europe/Berlin"); /* the console shows site time */
     char now[EST_TS_LEN];
     est_format_ts(CLOCK_MS, now);
     assert_string_equal(string_of(json, "now"), now);

@@ -9,7 +9,8 @@
  * their events in the outbox, and takes a sample fed through its queue
  * through the stages into the store and the outbox; valve results reach the
  * patrol log (called directly and fed through the queue) and a fed panel
- * sample goes out as its retained state. */
+ * sample goes out as its retained state; daily snapshots follow the site
+ * day of a zone with daylight saving. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -492,6 +493,65 @@ static void test_fed_sample_is_stored_and_queued(void **state)
     assert_non_null(strstr(reading->payload, "123.25"));
 }
 
+struct snapshot_days {
+    char day[4][11];
+    int64_t ts_ms[4];
+    size_t count;
+};
+
+static bool copy_snapshot(void *ctx, const struct gw_store_snapshot *s)
+{
+    struct snapshot_days *days = ctx;
+    if (days->count < 4) {
+        snprintf(days->day[days->count], sizeof days->day[0], "%s", s->day);
+        days->ts_ms[days->count] = s->ts_ms;
+    }
+    days->count++;
+    return true;
+}
+
+/* The day's snapshot is the first reading of each site day: in
+ * Europe/Berlin the day of the autumn change has 25 hours, so a reading at
+ * 22:59 UTC is still on it (23:59 CET), unlike the day before (00:59 CEST
+ * the next day would be at 22:59 UTC). */
+static void test_snapshots_follow_the_site_day_across_dst(void **state)
+{
+    struct fixture *f = *state;
+    free(f->config->gateway.timezone);
+    f->config->gateway.timezone = strdup("Europe/Berlin");
+    assert_non_null(f->config->gateway.timezone);
+    start_core(f);
+    static const char *const stamps[] = {
+        "2026-10-24T21:59:00Z", /* 23:59 CEST on the 24th */
+        "2026-10-24T22:01:00Z", /* 00:01 CEST on the 25th */
+        "2026-10-25T22:59:00Z", /* 23:59 CET on the 25th */
+        "2026-10-25T23:01:00Z", /* 00:01 CET on the 26th */
+    };
+    int64_t ts[4];
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(est_parse_ts(stamps[i], &ts[i]), EST_OK);
+        struct gw_sample sample = {
+            .item = GW_ITEM_SAMPLE, .device_type = GW_DEVICE_METER, .index = 0,
+            .ts_ms = ts[i], .quality = GW_QUALITY_GOOD, .error = EST_OK,
+        };
+        sample.reading.present = UINT64_C(1) << DRV_Q_VOLUME_M3 | UINT64_C(1) << DRV_Q_FLOW_M3H;
+        sample.reading.value[DRV_Q_VOLUME_M3] = 100.0 + (double)i;
+        sample.reading.value[DRV_Q_FLOW_M3H] = 0;
+        assert_int_equal(gw_queue_push(f->core->samples, &sample, 1000), EST_OK);
+    }
+    stop_core(f);
+    struct snapshot_days days = {0};
+    assert_int_equal(gw_store_snapshots_list(f->core->store, "W-1", "2026-10-01", "2026-10-31",
+                                             copy_snapshot, &days), EST_OK);
+    assert_int_equal(days.count, 3);
+    assert_string_equal(days.day[0], "2026-10-24");
+    assert_int_equal(days.ts_ms[0], ts[0]);
+    assert_string_equal(days.day[1], "2026-10-25");
+    assert_int_equal(days.ts_ms[1], ts[1]);
+    assert_string_equal(days.day[2], "2026-10-26");
+    assert_int_equal(days.ts_ms[2], ts[3]);
+}
+
 static void test_fed_panel_and_valve_result_take_their_stages(void **state)
 {
     struct fixture *f = *state;
@@ -559,6 +619,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_valve_result_goes_to_the_patrol_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fed_sample_is_stored_and_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshots_follow_the_site_day_across_dst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fed_panel_and_valve_result_take_their_stages, setup,
                                         teardown),
     };

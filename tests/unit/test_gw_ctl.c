@@ -545,6 +545,40 @@ static void test_report_consumption_and_balance(void **state)
     assert_non_null(strstr(r.out, "Balance per day"));
 }
 
+/* The report's period is made of site days: in Europe/Berlin the day of
+ * the autumn change runs from 22:00 to 23:00 UTC the next day (25 hours),
+ * which no fixed offset gets right at both ends. */
+static void test_report_days_follow_daylight_saving(void **state)
+{
+    struct fixture *f = *state;
+    free(f->config->gateway.timezone);
+    f->config->gateway.timezone = strdup("Europe/Berlin");
+    assert_non_null(f->config->gateway.timezone);
+    static const struct { const char *meter, *since; } outages[] = {
+        {"W-1-101", "2026-10-24T21:30:00Z"}, /* 23:30 CEST on the 24th: before */
+        {"W-1-102", "2026-10-24T22:30:00Z"}, /* 00:30 CEST on the 25th: in */
+        {"W-1-201", "2026-10-25T22:30:00Z"}, /* 23:30 CET on the 25th: in */
+        {"W-1-202", "2026-10-25T23:30:00Z"}, /* 00:30 CET on the 26th: after */
+    };
+    for (size_t i = 0; i < sizeof outages / sizeof outages[0]; i++) {
+        int64_t since = 0, id = 0;
+        assert_int_equal(est_parse_ts(outages[i].since, &since), EST_OK);
+        struct gw_store_incident in = {.rule = "meter_offline", .subject_type = "meter",
+                                       .subject = outages[i].meter, .zone = -1, .severity = "major",
+                                       .since_ms = since, .raised_ms = since, .text = "offline"};
+        assert_int_equal(gw_store_incident_open(f->host.store, &in, &id, NULL), EST_OK);
+        assert_int_equal(gw_store_incident_clear(f->host.store, id, since + 10 * 60000), EST_OK);
+    }
+    char err[128];
+    cJSON *rep = gw_report_build(f->host.store, f->config, "2026-10-25", "2026-10-25", err, sizeof err);
+    assert_non_null(rep);
+    const cJSON *offline = cJSON_GetObjectItemCaseSensitive(rep, "offline");
+    assert_int_equal(cJSON_GetArraySize(offline), 2);
+    assert_non_null(find_row(offline, "meter", "W-1-102"));
+    assert_non_null(find_row(offline, "meter", "W-1-201"));
+    cJSON_Delete(rep);
+}
+
 int main(void)
 {
     char self[PATH_MAX];
@@ -565,6 +599,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inventory_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inventory_export_imports_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_consumption_and_balance, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_report_days_follow_daylight_saving, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
  * migrations, inventory sync (database occupancy wins), readings, snapshots
  * and retention, incidents (idempotent per condition), the outbox, the
  * patrol log's hash chain with tamper tests (edit, delete, insert,
- * truncation below an anchor), work orders, meta and estate-ctl requests.
+ * truncation below an anchor), work orders, meta and estate-ctl requests,
+ * and the WAL checkpoints the store counts and times.
  * Each test works in its own mkdtemp directory under /tmp, removed after. */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include <setjmp.h>
@@ -1127,6 +1128,62 @@ static void test_command_ids_answer_once_within_window(void **state)
     assert_int_equal(raw_count(f, "SELECT min(created_ms) FROM command_ids"), 2002);
 }
 
+/* ---- WAL checkpoints ---- */
+
+static void test_checkpoints_counted_and_timed(void **state)
+{
+    struct fixture *f = *state;
+    struct gw_store_checkpoint_stats ck;
+    gw_store_checkpoint_stats(f->store, &ck);
+    assert_int_equal(ck.checkpoints, 1); /* the one at open */
+    int64_t opened_ck_ms = ck.last_checkpoint_ms;
+    assert_true(opened_ck_ms > 0 && opened_ck_ms <= est_now_ms());
+
+    /* 16 KiB messages, one transaction each: the WAL passes 1000 pages
+     * (4 KiB) after about 250 of them, then the store checkpoints. SQLite
+     * calls the store after a statement that ends with SQLITE_DONE (the
+     * COMMIT here; an INSERT ... RETURNING reset after its row does not). */
+    enum { PAYLOAD = 16384, MESSAGES = 400 };
+    char *payload = malloc(PAYLOAD);
+    assert_non_null(payload);
+    memset(payload, 'x', PAYLOAD);
+    int64_t before_ms = est_now_ms(), seq = 0;
+    struct gw_store_outbox_msg msg = {.topic = "estate/s/g/x", .payload = payload,
+                                      .payload_len = PAYLOAD, .qos = 1, .is_event = true};
+    assert_int_equal(gw_store_begin(f->store), EST_OK);
+    assert_int_equal(gw_store_outbox_add(f->store, &msg, &seq), EST_OK);
+    assert_int_equal(gw_store_commit(f->store), EST_OK);
+    gw_store_checkpoint_stats(f->store, &ck);
+    assert_int_equal(ck.checkpoints, 1);
+    assert_true(ck.wal_pages > 0);
+    for (int i = 1; i < MESSAGES; i++) {
+        assert_int_equal(gw_store_begin(f->store), EST_OK);
+        assert_int_equal(gw_store_outbox_add(f->store, &msg, &seq), EST_OK);
+        assert_int_equal(gw_store_commit(f->store), EST_OK);
+    }
+    free(payload);
+    gw_store_checkpoint_stats(f->store, &ck);
+    assert_true(ck.checkpoints >= 2);
+    assert_true(ck.last_checkpoint_ms >= before_ms && ck.last_checkpoint_ms <= est_now_ms());
+    assert_true(ck.wal_pages < 1000 + PAYLOAD / 4096 + 2);
+
+    /* Making room truncates the WAL: counted, nothing left in it. */
+    uint64_t ran = ck.checkpoints;
+    assert_int_equal(gw_store_make_room(f->store), EST_OK);
+    gw_store_checkpoint_stats(f->store, &ck);
+    assert_int_equal(ck.checkpoints, ran + 1);
+    assert_int_equal(ck.wal_pages, 0);
+
+    /* A read-only connection checkpoints nothing. */
+    struct gw_store *ro = NULL;
+    char err[256];
+    assert_int_equal(gw_store_open(f->data_dir, true, &ro, err, sizeof err), EST_OK);
+    gw_store_checkpoint_stats(ro, &ck);
+    assert_int_equal(ck.checkpoints, 0);
+    assert_int_equal(ck.last_checkpoint_ms, 0);
+    gw_store_close(ro);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1150,6 +1207,7 @@ int main(void)
         T(test_workorder_create_idempotent_with_history),
         T(test_meta_and_ctl_requests),
         T(test_command_ids_answer_once_within_window),
+        T(test_checkpoints_counted_and_timed),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -794,6 +794,7 @@ static void test_texts_follow_language(void **state)
     gw_workorders_tick(f->host.office, fake_now_ms);
     assert_int_equal(history_count(f, 1, "escalate"), 1);
     assert_note_has(f, 1, "escalate", "到场超时（应于 ");
+    assert_note_has(f, 1, "escalate", "+08:00 前到场）"); /* site time (Asia/Shanghai) */
     assert_patrol_has(f, "workorder", "system 超时升级：到场超时");
     f->config->gateway.language = GW_LANG_EN;
     gw_workorders_sla_reset(f->host.office);

@@ -1,5 +1,6 @@
 /* test_rules_water.c - vacant_flow (with valve close and read-back),
- * continuous_flow (with the irrigation quiet window) and balance_loss: each
+ * continuous_flow (with the irrigation quiet window, also across a
+ * daylight-saving change) and balance_loss: each
  * fires on its condition, stays silent on near misses, clears with
  * hysteresis and never fires twice. */
 #include "test_rules_fixture.h"
@@ -339,6 +340,44 @@ static void test_irrigation_in_quiet_window_is_silent(void **state)
     rule_engine_destroy(e);
 }
 
+/* The irrigation site of the test above in Europe/Berlin, whose offset
+ * goes from +60 to +120 on the second night (daylight saving): the window follows
+ * the local clock only when the caller moves the engine's offset. */
+static size_t irrigation_raises_across_dst(bool move_offset)
+{
+    struct rule_meter meter = water_meter(-1);
+    meter.category = RULE_CAT_LANDSCAPE;
+    meter.quiet_start_min = 120; /* 02:00 */
+    meter.quiet_end_min = 300;   /* 05:00 */
+    meter.utc_offset_min = 60;
+    struct rule_engine *e = make_engine(&cfg, &meter, 1, NULL, 0, NULL, 0, &rec);
+    const int64_t change = T0 + 25 * HOUR; /* 02:00 local becomes 03:00, as in March */
+    double v = 10.0;
+    for (int64_t t = T0; t < T0 + 4 * 24 * HOUR; t += 5 * MIN) {
+        int offset = t < change ? 60 : 120;
+        if (move_offset)
+            assert_int_equal(rule_engine_set_utc_offset(e, offset), EST_OK);
+        int minute = (int)(((t / MIN) + offset) % 1440);
+        bool flows = !((minute >= 60 && minute < 120) || (minute >= 300 && minute < 330));
+        feed(e, water_sample(0, t, v, flows ? 0.3 : 0.0));
+        rule_engine_tick(e, t);
+        if (flows)
+            v += 0.025;
+    }
+    assert_int_equal(rule_engine_set_utc_offset(e, 1440), EST_ERR_RANGE);
+    assert_int_equal(rule_engine_set_utc_offset(NULL, 0), EST_ERR_INVALID);
+    rule_engine_destroy(e);
+    return count_events(&rec, RULE_CONTINUOUS_FLOW, RULE_RAISED);
+}
+
+static void test_quiet_window_follows_daylight_saving(void **state)
+{
+    (void)state;
+    assert_int_equal(irrigation_raises_across_dst(true), 0);
+    /* An offset kept from the start puts the window an hour early. */
+    assert_int_equal(irrigation_raises_across_dst(false), 1);
+}
+
 static void test_household_pattern_and_master_meters_are_silent(void **state)
 {
     (void)state;
@@ -484,6 +523,7 @@ int main(void)
         cmocka_unit_test_setup(test_leak_without_zero_hour_in_a_day, setup),
         cmocka_unit_test_setup(test_restored_leak_stays_open_while_water_flows, setup),
         cmocka_unit_test_setup(test_irrigation_in_quiet_window_is_silent, setup),
+        cmocka_unit_test_setup(test_quiet_window_follows_daylight_saving, setup),
         cmocka_unit_test_setup(test_household_pattern_and_master_meters_are_silent, setup),
         cmocka_unit_test_setup(test_balance_loss_raises_and_clears, setup),
         cmocka_unit_test_setup(test_balance_near_misses_and_low_flow_tolerance, setup),

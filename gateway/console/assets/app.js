@@ -159,7 +159,13 @@ function fmtTime(iso) {
   if (!iso) return '';
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso;
-  return d.toLocaleString(state.lang === 'zh' ? 'zh-CN' : 'en-GB', { hour12: false });
+  const locale = state.lang === 'zh' ? 'zh-CN' : 'en-GB';
+  const zone = state.me && state.me.timezone;
+  if (zone) {
+    // Site time (the gateway's timezone, with its daylight saving), not the browser's.
+    try { return d.toLocaleString(locale, { hour12: false, timeZone: zone }); } catch (e) { /* unknown to this browser */ }
+  }
+  return d.toLocaleString(locale, { hour12: false });
 }
 
 function fmtDuration(ms) {
