@@ -523,18 +523,22 @@ bool drv_scan_serial_point(const struct drv_model *model, struct drv_scan_probe 
                            enum drv_type *type, enum drv_word_order *order);
 
 /* --- DL/T 645 and CJ/T 188 link: one per bus, used by exactly one thread ---
- * A serial port (termios; pseudo-terminals work too) carrying one of the
- * two protocols: wake-up preamble before each request, one request at a
- * time, a response timeout and a turnaround pause, and the codecs' scanner
- * to find the reply among noise and echoes. */
+ * A serial port (termios; pseudo-terminals work too), or a TCP connection
+ * to a serial-to-Ethernet converter in transparent mode, carrying one of
+ * the two protocols: wake-up preamble before each request, one request at
+ * a time, a response timeout and a turnaround pause, and the codecs'
+ * scanner to find the reply among noise, echoes and however the converter
+ * splits the bytes into segments. */
 struct drv_cnlink_config {
     enum drv_protocol protocol; /* DRV_PROTO_DLT645 or DRV_PROTO_CJT188 */
-    const char *device;
+    const char *device;        /* the serial port; NULL when host is set */
+    const char *host;          /* the converter (TCP); NULL for a serial port */
+    int port;                  /* the converter's TCP port */
     int baud;                  /* 2400 usual */
     char parity;               /* 'E' usual */
     int data_bits;
     int stop_bits;
-    int response_timeout_ms;   /* 0 = derived from baud */
+    int response_timeout_ms;   /* 0 = derived from baud (+ 200 ms over TCP) */
     int turnaround_ms;         /* pause after a reply before the next request; 0 = 20 */
     unsigned preamble_count;   /* FE bytes; 0 = the protocol's default (4 / 2) */
     int reconnect_max_ms;      /* 0 = 5000 */
