@@ -607,6 +607,101 @@ est_err drv_cnlink_valve(struct drv_cnlink *link, const struct drv_model *model,
     return transact(link, req, len, cjt188_valve_check, &w);
 }
 
+/* ---- commissioning ---- */
+
+struct address_wait {
+    const struct cjt188_options *options; /* CJ/T 188 */
+    uint8_t ser;
+    uint8_t address[CJT188_ADDRESS_LEN];
+    uint8_t type;
+    struct cjt188_abnormal abnormal;
+};
+
+static est_err dlt645_address_check(void *ctx, const void *frame)
+{
+    struct address_wait *w = ctx;
+    return dlt645_parse_address_reply(frame, w->address);
+}
+
+static est_err cjt188_address_check(void *ctx, const void *frame)
+{
+    struct address_wait *w = ctx;
+    return cjt188_parse_address_reply(w->options, frame, w->ser, &w->type, w->address,
+                                      &w->abnormal);
+}
+
+est_err drv_cnlink_read_address(struct drv_cnlink *link, uint8_t *address, uint8_t *type)
+{
+    uint8_t req[CJT188_FRAME_MAX];
+    size_t len = 0;
+    struct address_wait w = {.ser = link->ser++};
+    est_err err;
+    if (link->config.protocol == DRV_PROTO_DLT645) {
+        struct dlt645_options options;
+        dlt645_options_init(&options);
+        options.preamble_count = link->config.preamble_count;
+        err = dlt645_build_read_address(&options, req, sizeof req, &len);
+        if (err == EST_OK)
+            err = transact(link, req, len, dlt645_address_check, &w);
+    } else {
+        struct cjt188_options options;
+        cjt188_options_init(&options);
+        options.preamble_count = link->config.preamble_count;
+        w.options = &options;
+        err = cjt188_build_read_address(&options, CJT188_ANY_TYPE, w.ser, req, sizeof req, &len);
+        if (err == EST_OK)
+            err = transact(link, req, len, cjt188_address_check, &w);
+        if (err == EST_OK)
+            *type = w.type;
+    }
+    if (err == EST_OK)
+        memcpy(address, w.address, drv_cn_address_len(link->config.protocol));
+    return err;
+}
+
+/* One DL/T 645 read of di from address, its value thrown away. */
+static est_err dlt645_probe_di(struct drv_cnlink *link, enum dlt645_variant variant,
+                               const uint8_t *address, uint32_t di)
+{
+    struct dlt645_options options;
+    dlt645_options_init(&options);
+    options.variant = variant;
+    options.preamble_count = link->config.preamble_count;
+    uint8_t req[DLT645_FRAME_MAX];
+    size_t len = 0;
+    est_err err = dlt645_build_read(&options, address, di, req, sizeof req, &len);
+    if (err != EST_OK)
+        return err;
+    struct dlt645_wait w = {.options = &options, .address = address, .di = di};
+    return transact(link, req, len, dlt645_check, &w);
+}
+
+est_err drv_cnlink_probe(struct drv_cnlink *link, const struct drv_model *model,
+                         const uint8_t *address)
+{
+    if (link->config.protocol == DRV_PROTO_DLT645) {
+        if (model != NULL && model->npoints > 0)
+            return dlt645_probe_di(link, model->dlt645_version == 1997 ? DLT645_1997 : DLT645_2007,
+                                   address, model->points[0].di);
+        est_err err = dlt645_probe_di(link, DLT645_2007, address, 0x00010000);
+        return err == EST_ERR_TIMEOUT ? dlt645_probe_di(link, DLT645_1997, address, 0x9010) : err;
+    }
+    struct cjt188_options options;
+    cjt188_options_init(&options);
+    options.preamble_count = link->config.preamble_count;
+    struct cjt188_wait w = {.options = &options,
+                            .type = model != NULL ? model->cjt188_meter_type : CJT188_ANY_TYPE,
+                            .address = address, .ser = link->ser++};
+    uint8_t req[CJT188_FRAME_MAX];
+    size_t len = 0;
+    est_err err = cjt188_build_read(&options, w.type, address, CJT188_DI_READ_METER, w.ser, req,
+                                    sizeof req, &len);
+    if (err != EST_OK)
+        return err;
+    err = transact(link, req, len, cjt188_read_check, &w);
+    return err == EST_ERR_NOTFOUND ? EST_OK : err; /* an unknown unit byte: it answered */
+}
+
 void drv_cnlink_stats(const struct drv_cnlink *link, uint64_t *transactions, uint64_t *failures)
 {
     *transactions = link->transactions;

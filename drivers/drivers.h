@@ -576,4 +576,23 @@ est_err drv_cnlink_valve(struct drv_cnlink *link, const struct drv_model *model,
 
 void drv_cnlink_stats(const struct drv_cnlink *link, uint64_t *transactions, uint64_t *failures);
 
+/* Commissioning (estate-ctl scan). Both return EST_OK for a good reply,
+ * EST_ERR_EXCEPTION for an abnormal one (a meter is there), EST_ERR_TIMEOUT
+ * when nothing answered, EST_ERR_PROTOCOL when only garbled frames came
+ * (on a shared bus: several meters answering at once), EST_ERR_IO when the
+ * port or converter cannot be used. */
+
+/* The read-address broadcast (DL/T 645-2007: address AA x6, C=13;
+ * CJ/T 188: type and address AA, C=03, DI 810A): the address of the one
+ * meter on the line (drv_cn_address_len bytes, low byte first) and, for
+ * CJ/T 188, its type byte (*type untouched for DL/T 645). */
+est_err drv_cnlink_read_address(struct drv_cnlink *link, uint8_t *address, uint8_t *type);
+
+/* Whether a meter answers at address: a read of model's first point
+ * (DL/T 645) or of 901F with the model's type (CJ/T 188); with model NULL,
+ * DL/T 645 reads the import register as 2007 and then as 1997, CJ/T 188
+ * asks with the wildcard type AA. */
+est_err drv_cnlink_probe(struct drv_cnlink *link, const struct drv_model *model,
+                         const uint8_t *address);
+
 #endif

@@ -248,6 +248,26 @@ static void test_scan_usage(void **state)
     RUN(f, &r, "scan", "--device", "/nonexistent/tty", "--ids", "1-5");
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "cannot open /nonexistent/tty"));
+    /* DL/T 645 and CJ/T 188 lines */
+    RUN(f, &r, "scan", "--device", "/dev/null", "--protocol", "dl645");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--protocol must be modbus, dlt645 or cjt188"));
+    RUN(f, &r, "scan", "--device", "/dev/null", "--protocol", "dlt645", "--addresses",
+        "000000000101,12345");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "'12345' is not a 12-digit dlt645 address"));
+    RUN(f, &r, "scan", "--device", "/dev/null", "--protocol", "cjt188", "--addresses",
+        "000000000101");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "is not a 14-digit cjt188 address"));
+    RUN(f, &r, "scan", "--device", "/dev/null", "--protocol", "dlt645", "--read-address",
+        "--addresses", "000000000101");
+    assert_int_equal(r.status, 2);
+    RUN(f, &r, "scan", "--device", "/dev/null", "--protocol", "dlt645", "--ids", "1-5");
+    assert_int_equal(r.status, 2); /* slave ids mean nothing on these lines */
+    RUN(f, &r, "scan", "--device", "/nonexistent/tty", "--protocol", "cjt188");
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "cannot open /nonexistent/tty"));
 }
 
 static void test_patrol_verify_names_tampered_entry(void **state)

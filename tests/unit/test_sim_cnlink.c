@@ -5,7 +5,7 @@
  * and a CJ/T 188 valve command moves the valve. The same meters behind a
  * serial converter on a loopback TCP port: replies split over segments
  * are found, and a converter that drops the connection or restarts is
- * reconnected to. */
+ * reconnected to. The read-address broadcast and address probes. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -410,6 +410,40 @@ static void test_cjt188_over_tcp(void **state)
     stop(r, link);
 }
 
+/* Commissioning: the read-address broadcast and a probe of one address. */
+static void test_read_address_and_probe(void **state)
+{
+    (void)state;
+    struct drv_cnlink *link = NULL;
+    struct responder *r = start(DRV_PROTO_DLT645, &link);
+    uint8_t address[CJT188_ADDRESS_LEN] = {0};
+    uint8_t type = 0x77;
+    assert_int_equal(drv_cnlink_read_address(link, address, &type), EST_OK);
+    assert_memory_equal(address, r->dlt.address, DLT645_ADDRESS_LEN);
+    assert_int_equal(type, 0x77); /* DL/T 645 has no type byte */
+    assert_int_equal(drv_cnlink_probe(link, NULL, r->dlt.address), EST_OK);
+    assert_int_equal(drv_cnlink_probe(link, drv_model_find("dlt645_2007_1p"), r->dlt.address),
+                     EST_OK);
+    /* A 2007 meter asked as a 1997 one answers abnormally: it is there. */
+    assert_int_equal(drv_cnlink_probe(link, drv_model_find("dlt645_1997_1p"), r->dlt.address),
+                     EST_ERR_EXCEPTION);
+    uint8_t other[DLT645_ADDRESS_LEN] = {0x99, 0, 0, 0, 0, 0};
+    assert_int_equal(drv_cnlink_probe(link, NULL, other), EST_ERR_TIMEOUT);
+    stop(r, link);
+
+    r = start_on(DRV_PROTO_CJT188, true, &link);
+    memset(address, 0, sizeof address);
+    assert_int_equal(drv_cnlink_read_address(link, address, &type), EST_OK);
+    assert_memory_equal(address, r->cjt.address, CJT188_ADDRESS_LEN);
+    assert_int_equal(type, CJT188_COLD_WATER);
+    assert_int_equal(drv_cnlink_probe(link, NULL, r->cjt.address), EST_OK);
+    pthread_mutex_lock(&r->lock);
+    r->cjt.answer = SIM_CN_BAD_CHECKSUM;
+    pthread_mutex_unlock(&r->lock);
+    assert_int_equal(drv_cnlink_read_address(link, address, &type), EST_ERR_PROTOCOL);
+    stop(r, link);
+}
+
 static void test_port_that_cannot_open(void **state)
 {
     (void)state;
@@ -445,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_cjt188_read_and_valve),
         cmocka_unit_test(test_dlt645_over_tcp_survives_a_converter_restart),
         cmocka_unit_test(test_cjt188_over_tcp),
+        cmocka_unit_test(test_read_address_and_probe),
         cmocka_unit_test(test_port_that_cannot_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
