@@ -352,7 +352,8 @@ static est_err transact(struct drv_cnlink *link, const uint8_t *req, size_t req_
             link->rx_len += (size_t)n;
         else if (n == 0 && over_tcp(link))
             err = EST_ERR_IO; /* the converter closed the connection */
-        else if ((n == 0 || (errno != EAGAIN && errno != EINTR)) && (pfd.revents & POLLHUP) != 0)
+        else if (!over_tcp(link) && (n == 0 || (errno != EAGAIN && errno != EINTR)) &&
+                 (pfd.revents & POLLHUP) != 0)
             sleep_ms(5); /* a pty whose other end is closed: wait out the timeout */
         else if (n < 0 && errno != EAGAIN && errno != EINTR)
             err = EST_ERR_IO;
