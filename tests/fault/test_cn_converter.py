@@ -4,7 +4,10 @@ rtu_over_tcp endpoints (TCP ports, wire timing of their 2400 8E1 side) and
 estate-gw polls them over rtu_over_tcp buses. Every reading carries what the
 simulator serves, the converters see no broken frame, and when the
 converters go away (the simulator is killed) and come back on the same
-ports, every meter behind them answers again within a few seconds."""
+ports, every meter behind them answers again within a few seconds. The
+inventory lists the meters by address, and a scan of a line the gateway
+polls is refused."""
+import json
 import os
 import shutil
 import signal
@@ -76,6 +79,15 @@ class CnConverterTest(unittest.TestCase):
                                 (mid, compared.get(mid)))
         finally:
             stack.control.call(cmd="freeze", on=False)
+        # The inventory knows these meters by their addresses, not slave ids.
+        inventory = {m["id"]: m for m in json.loads(stack.ctl("--json", "inventory").stdout)}
+        for mid, address, _ in DL_METERS + CJ_METERS:
+            self.assertEqual(inventory[mid].get("address"), address, inventory[mid])
+            self.assertNotIn("slave", inventory[mid])
+        # The gateway polls these lines: a scan of one is refused.
+        res = stack.ctl("scan", "--bus", "dl", "--read-address", check=False)
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertIn("polled by the running gateway", res.stderr)
         for name in ("dl", "cj"):
             ep = self.endpoint(name)
             self.assertEqual(ep["type"], "rtu_over_tcp")
