@@ -1,9 +1,11 @@
 /* cnlink.c - one RS-485 bus of DL/T 645 electricity meters or CJ/T 188
  * water meters: the serial port (termios, 2400 8E1 usual) or the TCP
- * connection to a serial converter in transparent mode, wake-up preamble, one request at a time with a response timeout and a turnaround
- * pause, the codecs' scanner to find the reply among noise and echoes, and
- * the model's points decoded into a drv_reading. Used by exactly one
- * thread; never logs. */
+ * connection to a serial converter in transparent mode, wake-up preamble,
+ * one request at a time with a response timeout and a turnaround pause,
+ * the codecs' scanner to find the reply among noise and echoes, and the
+ * model's points decoded into a drv_reading; the read-address broadcast
+ * and address probes for commissioning. Used by exactly one thread; never
+ * logs. */
 #include "drivers.h"
 
 #include <errno.h>
@@ -37,7 +39,7 @@
 #define TIMEOUTS_BEFORE_RECONNECT 3
 
 struct drv_cnlink {
-    struct drv_cnlink_config config; /* device points at the copy below */
+    struct drv_cnlink_config config; /* device and host point at the copies below */
     char *device;                    /* NULL over TCP */
     char *host;                      /* NULL on a serial port */
     int fd;                          /* -1 while closed */
