@@ -496,12 +496,14 @@ static void test_inventory_import_addresses(void **state)
              "gateway = { id = \"gw1\"; site = \"cn\"; data_dir = \"%s\"; };\n"
              "buses = (\n"
              "  { name = \"mb\"; type = \"rtu\"; device = \"/dev/null\"; },\n"
-             "  { name = \"dl\"; type = \"rtu\"; protocol = \"dlt645\"; device = \"/dev/zero\"; },\n"
+             "  { name = \"dl\"; type = \"rtu\"; protocol = \"dlt645\";\n"
+             "    device = \"/dev/zero\"; },\n"
              "  { name = \"cj\"; type = \"rtu_over_tcp\"; protocol = \"cjt188\";\n"
              "    host = \"127.0.0.1\"; port = 8899; }\n"
              ");\n"
              "meters = (\n"
-             "  { id = \"E-M\"; bus = \"mb\"; slave = 1; driver = \"sdm120\"; category = \"master\"; }\n"
+             "  { id = \"E-M\"; bus = \"mb\"; slave = 1; driver = \"sdm120\";\n"
+             "    category = \"master\"; }\n"
              ");\n",
              f->dir);
     write_text(conf, text);
