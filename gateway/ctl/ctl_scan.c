@@ -599,8 +599,8 @@ static bool scan_is_national(struct ctl *c)
 {
     bool missing = false;
     const char *protocol = ctl_option_value(c, "--protocol", &missing);
-    if (protocol != NULL)
-        return strcmp(protocol, "modbus") != 0;
+    if (protocol != NULL && strcmp(protocol, "modbus") != 0)
+        return true;
     const char *bus = ctl_option_value(c, "--bus", &missing);
     for (size_t i = 0; bus != NULL && i < c->config->nbuses; i++)
         if (strcmp(c->config->buses[i].name, bus) == 0)

@@ -43,7 +43,9 @@ static const char *protocol_name(enum drv_protocol p)
 
 static bool parse_protocol(const char *text, enum drv_protocol *out)
 {
-    if (strcmp(text, "dlt645") == 0)
+    if (strcmp(text, "modbus") == 0)
+        *out = DRV_PROTO_MODBUS; /* only to say that the bus speaks another */
+    else if (strcmp(text, "dlt645") == 0)
         *out = DRV_PROTO_DLT645;
     else if (strcmp(text, "cjt188") == 0)
         *out = DRV_PROTO_CJT188;

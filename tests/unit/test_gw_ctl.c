@@ -263,6 +263,9 @@ static void test_scan_usage(void **state)
     RUN(f, &r, "scan", "--device", "/dev/null", "--protocol", "dlt645", "--read-address",
         "--addresses", "000000000101");
     assert_int_equal(r.status, 2);
+    RUN(f, &r, "scan", "--bus", "gw_a", "--protocol", "dlt645");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "bus gw_a speaks modbus, not dlt645"));
     RUN(f, &r, "scan", "--device", "/dev/null", "--protocol", "dlt645", "--ids", "1-5");
     assert_int_equal(r.status, 2); /* slave ids mean nothing on these lines */
     RUN(f, &r, "scan", "--device", "/nonexistent/tty", "--protocol", "cjt188");
