@@ -4,6 +4,7 @@
  * addresses (given, or the config's meters on the bus) one by one, names
  * the model that answers each and compares with the config. Prints a
  * table, JSON, or CSV rows for meters_csv. The Modbus scan is ctl_scan.c. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,14 @@
 
 #define CN_ADDRESS_DIGITS_MAX (2 * CJT188_ADDRESS_LEN)
 #define CN_SCAN_ATTEMPTS 2 /* a silent address is asked twice: one lost frame is not absence */
+
+static volatile sig_atomic_t line_scan_interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    line_scan_interrupted = 1;
+}
 
 /* One address looked at. */
 struct cn_target {
@@ -431,16 +440,24 @@ int ctl_scan_national(struct ctl *c)
         return rc;
     }
     int64_t started = est_mono_ms();
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
     est_err err = EST_OK;
+    size_t asked = 0;
     if (s.read_address) {
         err = read_address(c, &s, link);
     } else {
-        for (size_t i = 0; i < s.ntargets && err != EST_ERR_IO; i++) {
-            confirm(c, &s, link, &s.targets[i]);
-            if (s.targets[i].result == EST_ERR_IO)
+        /* Ctrl-C: the address under way is finished, the rest not asked. */
+        for (; asked < s.ntargets && err != EST_ERR_IO && !line_scan_interrupted; asked++) {
+            confirm(c, &s, link, &s.targets[asked]);
+            if (s.targets[asked].result == EST_ERR_IO)
                 err = EST_ERR_IO;
         }
+        s.ntargets = asked;
     }
+    sigaction(SIGINT, &old, NULL);
     drv_cnlink_close(link);
     if (err == EST_ERR_IO) {
         fprintf(stderr, "estate-ctl: scan: cannot open %s\n",
@@ -462,8 +479,10 @@ int ctl_scan_national(struct ctl *c)
         fprintf(out, "%sno meter answered the read-address broadcast in %.1f s\n", prefix,
                 seconds);
     else
-        fprintf(out, "%s%zu of %zu address(es) answered in %.1f s\n", prefix, count_present(&s),
-                s.ntargets, seconds);
+        fprintf(out, "%s%zu of %zu address(es) answered in %.1f s%s\n", prefix,
+                count_present(&s), s.ntargets, seconds,
+                line_scan_interrupted ? " (interrupted: the addresses after these were not "
+                                        "asked)" : "");
     free(s.targets);
-    return 0;
+    return line_scan_interrupted ? 130 : 0;
 }

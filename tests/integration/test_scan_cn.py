@@ -7,14 +7,17 @@ printed, the CJ/T 188 type byte) and its --csv imports as meters_csv; on the
 shared line the replies collide and the scan says so; confirming the
 config's addresses on the shared line reports each as present (with the
 model that answers), missing or of another model, and given addresses not in
-the config as unexpected or not found."""
+the config as unexpected or not found. Ctrl-C prints what was asked (exit
+130)."""
 import csv
 import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import unittest
 
 from harness import Process, binary, free_port, wait_for, wait_port
@@ -160,6 +163,21 @@ class ScanCnTest(unittest.TestCase):
         csv_out = self.scan("--bus", "dl", fmt=("--csv",)).stdout
         ids = [r["id"] for r in csv.DictReader(io.StringIO(csv_out))]
         self.assertEqual(ids, ["E-101", "E-102"])
+
+    def test_ctrl_c_prints_what_was_asked(self):
+        addresses = ",".join(["000000000101"] + [f"0000000009{i:02d}" for i in range(10)])
+        argv = [binary("estate-ctl"), "-c", self.gw_conf, "--json", "scan", "--bus", "dl",
+                "--addresses", addresses]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.5)  # the present address and one or two silent ones
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        self.assertEqual(proc.returncode, 130, err)
+        rows = json.loads(out)
+        self.assertGreaterEqual(len(rows), 1)
+        self.assertLess(len(rows), 11)
+        self.assertEqual((rows[0]["address"], rows[0]["answer"]), ("000000000101", "present"))
+        self.assertIn("interrupted", err)
 
 
 if __name__ == "__main__":
