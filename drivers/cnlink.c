@@ -1,9 +1,11 @@
 /* cnlink.c - one RS-485 bus of DL/T 645 electricity meters or CJ/T 188
- * water meters: the serial port (termios, 2400 8E1 usual), wake-up
- * preamble, one request at a time with a response timeout and a turnaround
- * pause, the codecs' scanner to find the reply among noise and echoes, and
- * the model's points decoded into a drv_reading. Used by exactly one
- * thread; never logs. */
+ * water meters: the serial port (termios, 2400 8E1 usual) or the TCP
+ * connection to a serial converter in transparent mode, wake-up preamble,
+ * one request at a time with a response timeout and a turnaround pause,
+ * the codecs' scanner to find the reply among noise and echoes, and the
+ * model's points decoded into a drv_reading; the read-address broadcast
+ * and address probes for commissioning. Used by exactly one thread; never
+ * logs. */
 #include "drivers.h"
 
 #include <errno.h>
@@ -11,11 +13,13 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cnproto.h"
+#include "rtu_tcp.h"
 
 #define RX_BUFFER_BYTES 1024
 #define DEFAULT_TURNAROUND_MS 20
@@ -27,11 +31,19 @@
 #define REPLY_CHARS 64
 #define DLT645_DEFAULT_PREAMBLE 4
 #define CJT188_DEFAULT_PREAMBLE 2
+/* Over TCP: the network and the converter's own buffering. */
+#define CONVERTER_LATENCY_MS 200
+#define CONNECT_TIMEOUT_MS 1000
+/* A converter can lose a connection without resetting it: after this many
+ * timeouts in a row the link connects again. */
+#define TIMEOUTS_BEFORE_RECONNECT 3
 
 struct drv_cnlink {
-    struct drv_cnlink_config config; /* device points at the copy below */
-    char *device;
+    struct drv_cnlink_config config; /* device and host point at the copies below */
+    char *device;                    /* NULL over TCP */
+    char *host;                      /* NULL on a serial port */
     int fd;                          /* -1 while closed */
+    unsigned timeouts_in_a_row;      /* TCP: see TIMEOUTS_BEFORE_RECONNECT */
     int64_t response_timeout_ms;
     int64_t retry_at_ms;             /* no open attempt before this */
     int backoff_ms;
@@ -80,11 +92,19 @@ static bool speed_of(int baud, speed_t *out)
     return false;
 }
 
+static bool over_tcp(const struct drv_cnlink *link)
+{
+    return link->host != NULL;
+}
+
 static bool config_valid(const struct drv_cnlink_config *c)
 {
     speed_t speed;
+    bool serial = c->device != NULL && c->device[0] != '\0' && c->host == NULL;
+    bool tcp = c->host != NULL && c->host[0] != '\0' && c->device == NULL && c->port > 0 &&
+               c->port <= 65535;
     return (c->protocol == DRV_PROTO_DLT645 || c->protocol == DRV_PROTO_CJT188) &&
-           c->device != NULL && c->device[0] != '\0' && speed_of(c->baud, &speed) &&
+           (serial || tcp) && speed_of(c->baud, &speed) &&
            (c->parity == 'N' || c->parity == 'E' || c->parity == 'O') && c->data_bits >= 5 &&
            c->data_bits <= 8 && (c->stop_bits == 1 || c->stop_bits == 2) &&
            c->response_timeout_ms >= 0 && c->turnaround_ms >= 0 &&
@@ -101,13 +121,15 @@ est_err drv_cnlink_open(const struct drv_cnlink_config *config, struct drv_cnlin
     struct drv_cnlink *link = calloc(1, sizeof *link);
     if (link == NULL)
         return EST_ERR_NOMEM;
-    link->device = strdup(config->device);
-    if (link->device == NULL) {
+    link->device = config->device ? strdup(config->device) : NULL;
+    link->host = config->host ? strdup(config->host) : NULL;
+    if (link->device == NULL && link->host == NULL) {
         free(link);
         return EST_ERR_NOMEM;
     }
     link->config = *config;
     link->config.device = link->device;
+    link->config.host = link->host;
     if (link->config.turnaround_ms == 0)
         link->config.turnaround_ms = DEFAULT_TURNAROUND_MS;
     if (link->config.reconnect_max_ms == 0)
@@ -120,7 +142,8 @@ est_err drv_cnlink_open(const struct drv_cnlink_config *config, struct drv_cnlin
     int64_t char_us = ((int64_t)bits * 1000000 + config->baud - 1) / config->baud;
     link->response_timeout_ms = config->response_timeout_ms > 0
                                     ? config->response_timeout_ms
-                                    : METER_LATENCY_MS + (REPLY_CHARS * char_us + 999) / 1000;
+                                    : METER_LATENCY_MS + (REPLY_CHARS * char_us + 999) / 1000 +
+                                          (config->host ? CONVERTER_LATENCY_MS : 0);
     link->fd = -1;
     link->backoff_ms = RECONNECT_MIN_MS;
     *out = link;
@@ -141,6 +164,7 @@ void drv_cnlink_close(struct drv_cnlink *link)
         return;
     close_port(link);
     free(link->device);
+    free(link->host);
     free(link);
 }
 
@@ -181,6 +205,18 @@ static est_err ensure_open(struct drv_cnlink *link)
         return EST_OK;
     if (mono_ms() < link->retry_at_ms)
         return EST_ERR_IO;
+    if (over_tcp(link)) {
+        int fd = drv_rtutcp_connect(link->host, link->config.port,
+                                    (int64_t)CONNECT_TIMEOUT_MS * 1000);
+        if (fd < 0) {
+            fail_port(link);
+            return EST_ERR_IO;
+        }
+        link->fd = fd;
+        link->backoff_ms = RECONNECT_MIN_MS;
+        link->timeouts_in_a_row = 0;
+        return EST_OK;
+    }
     int fd = open(link->device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         fail_port(link);
@@ -200,7 +236,8 @@ static est_err write_all(struct drv_cnlink *link, const uint8_t *data, size_t le
 {
     size_t done = 0;
     while (done < len) {
-        ssize_t n = write(link->fd, data + done, len - done);
+        ssize_t n = over_tcp(link) ? send(link->fd, data + done, len - done, MSG_NOSIGNAL)
+                                   : write(link->fd, data + done, len - done);
         if (n > 0) {
             done += (size_t)n;
             continue;
@@ -237,6 +274,16 @@ static void drop_rx(struct drv_cnlink *link, size_t n)
     link->rx_len -= n;
 }
 
+/* Throws away what arrived before the request (a late reply); false when
+ * the TCP connection turns out to be closed. */
+static bool flush_input(struct drv_cnlink *link)
+{
+    if (over_tcp(link))
+        return drv_rtutcp_discard(link->fd);
+    tcflush(link->fd, TCIFLUSH);
+    return true;
+}
+
 /* Sends one request and waits for the frame check accepts. EST_ERR_TIMEOUT
  * when nothing came, EST_ERR_PROTOCOL when only garbled or foreign frames
  * did; otherwise what check said. */
@@ -248,8 +295,15 @@ static est_err transact(struct drv_cnlink *link, const uint8_t *req, size_t req_
         return err;
     if (link->last_end_ms > 0)
         sleep_ms(link->last_end_ms + link->config.turnaround_ms - mono_ms());
+    if (!flush_input(link)) {
+        /* The converter closed the connection while the bus was idle
+         * (restarted, or timed the connection out): connect again now. */
+        close_port(link);
+        err = ensure_open(link);
+        if (err != EST_OK)
+            return err;
+    }
     link->transactions++;
-    tcflush(link->fd, TCIFLUSH);
     link->rx_len = 0;
     int64_t start = mono_ms();
     err = write_all(link, req, req_len, start + link->response_timeout_ms);
@@ -272,6 +326,7 @@ static est_err transact(struct drv_cnlink *link, const uint8_t *req, size_t req_
                                              : (const void *)&cjt);
             if (verdict != EST_ERR_PROTOCOL) {
                 link->last_end_ms = mono_ms();
+                link->timeouts_in_a_row = 0;
                 if (verdict != EST_OK && verdict != EST_ERR_NOTFOUND)
                     link->failures++;
                 return verdict;
@@ -297,7 +352,10 @@ static est_err transact(struct drv_cnlink *link, const uint8_t *req, size_t req_
         ssize_t n = read(link->fd, link->rx + link->rx_len, sizeof link->rx - link->rx_len);
         if (n > 0)
             link->rx_len += (size_t)n;
-        else if ((n == 0 || (errno != EAGAIN && errno != EINTR)) && (pfd.revents & POLLHUP) != 0)
+        else if (n == 0 && over_tcp(link))
+            err = EST_ERR_IO; /* the converter closed the connection */
+        else if (!over_tcp(link) && (n == 0 || (errno != EAGAIN && errno != EINTR)) &&
+                 (pfd.revents & POLLHUP) != 0)
             sleep_ms(5); /* a pty whose other end is closed: wait out the timeout */
         else if (n < 0 && errno != EAGAIN && errno != EINTR)
             err = EST_ERR_IO;
@@ -309,7 +367,15 @@ static est_err transact(struct drv_cnlink *link, const uint8_t *req, size_t req_
         return err;
     }
     link->rx_len = 0;
-    return saw_garbage || bad > 0 ? EST_ERR_PROTOCOL : EST_ERR_TIMEOUT;
+    if (saw_garbage || bad > 0) {
+        link->timeouts_in_a_row = 0;
+        return EST_ERR_PROTOCOL;
+    }
+    if (over_tcp(link) && ++link->timeouts_in_a_row >= TIMEOUTS_BEFORE_RECONNECT) {
+        link->timeouts_in_a_row = 0;
+        close_port(link); /* connect again on the next request, without backoff */
+    }
+    return EST_ERR_TIMEOUT;
 }
 
 /* ---- DL/T 645 ---- */
@@ -542,6 +608,101 @@ est_err drv_cnlink_valve(struct drv_cnlink *link, const struct drv_model *model,
     if (err != EST_OK)
         return err;
     return transact(link, req, len, cjt188_valve_check, &w);
+}
+
+/* ---- commissioning ---- */
+
+struct address_wait {
+    const struct cjt188_options *options; /* CJ/T 188 */
+    uint8_t ser;
+    uint8_t address[CJT188_ADDRESS_LEN];
+    uint8_t type;
+    struct cjt188_abnormal abnormal;
+};
+
+static est_err dlt645_address_check(void *ctx, const void *frame)
+{
+    struct address_wait *w = ctx;
+    return dlt645_parse_address_reply(frame, w->address);
+}
+
+static est_err cjt188_address_check(void *ctx, const void *frame)
+{
+    struct address_wait *w = ctx;
+    return cjt188_parse_address_reply(w->options, frame, w->ser, &w->type, w->address,
+                                      &w->abnormal);
+}
+
+est_err drv_cnlink_read_address(struct drv_cnlink *link, uint8_t *address, uint8_t *type)
+{
+    uint8_t req[CJT188_FRAME_MAX];
+    size_t len = 0;
+    struct address_wait w = {.ser = link->ser++};
+    est_err err;
+    if (link->config.protocol == DRV_PROTO_DLT645) {
+        struct dlt645_options options;
+        dlt645_options_init(&options);
+        options.preamble_count = link->config.preamble_count;
+        err = dlt645_build_read_address(&options, req, sizeof req, &len);
+        if (err == EST_OK)
+            err = transact(link, req, len, dlt645_address_check, &w);
+    } else {
+        struct cjt188_options options;
+        cjt188_options_init(&options);
+        options.preamble_count = link->config.preamble_count;
+        w.options = &options;
+        err = cjt188_build_read_address(&options, CJT188_ANY_TYPE, w.ser, req, sizeof req, &len);
+        if (err == EST_OK)
+            err = transact(link, req, len, cjt188_address_check, &w);
+        if (err == EST_OK)
+            *type = w.type;
+    }
+    if (err == EST_OK)
+        memcpy(address, w.address, drv_cn_address_len(link->config.protocol));
+    return err;
+}
+
+/* One DL/T 645 read of di from address, its value thrown away. */
+static est_err dlt645_probe_di(struct drv_cnlink *link, enum dlt645_variant variant,
+                               const uint8_t *address, uint32_t di)
+{
+    struct dlt645_options options;
+    dlt645_options_init(&options);
+    options.variant = variant;
+    options.preamble_count = link->config.preamble_count;
+    uint8_t req[DLT645_FRAME_MAX];
+    size_t len = 0;
+    est_err err = dlt645_build_read(&options, address, di, req, sizeof req, &len);
+    if (err != EST_OK)
+        return err;
+    struct dlt645_wait w = {.options = &options, .address = address, .di = di};
+    return transact(link, req, len, dlt645_check, &w);
+}
+
+est_err drv_cnlink_probe(struct drv_cnlink *link, const struct drv_model *model,
+                         const uint8_t *address)
+{
+    if (link->config.protocol == DRV_PROTO_DLT645) {
+        if (model != NULL && model->npoints > 0)
+            return dlt645_probe_di(link, model->dlt645_version == 1997 ? DLT645_1997 : DLT645_2007,
+                                   address, model->points[0].di);
+        est_err err = dlt645_probe_di(link, DLT645_2007, address, 0x00010000);
+        return err == EST_ERR_TIMEOUT ? dlt645_probe_di(link, DLT645_1997, address, 0x9010) : err;
+    }
+    struct cjt188_options options;
+    cjt188_options_init(&options);
+    options.preamble_count = link->config.preamble_count;
+    struct cjt188_wait w = {.options = &options,
+                            .type = model != NULL ? model->cjt188_meter_type : CJT188_ANY_TYPE,
+                            .address = address, .ser = link->ser++};
+    uint8_t req[CJT188_FRAME_MAX];
+    size_t len = 0;
+    est_err err = cjt188_build_read(&options, w.type, address, CJT188_DI_READ_METER, w.ser, req,
+                                    sizeof req, &len);
+    if (err != EST_OK)
+        return err;
+    err = transact(link, req, len, cjt188_read_check, &w);
+    return err == EST_ERR_NOTFOUND ? EST_OK : err; /* an unknown unit byte: it answered */
 }
 
 void drv_cnlink_stats(const struct drv_cnlink *link, uint64_t *transactions, uint64_t *failures)

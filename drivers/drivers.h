@@ -523,18 +523,22 @@ bool drv_scan_serial_point(const struct drv_model *model, struct drv_scan_probe 
                            enum drv_type *type, enum drv_word_order *order);
 
 /* --- DL/T 645 and CJ/T 188 link: one per bus, used by exactly one thread ---
- * A serial port (termios; pseudo-terminals work too) carrying one of the
- * two protocols: wake-up preamble before each request, one request at a
- * time, a response timeout and a turnaround pause, and the codecs' scanner
- * to find the reply among noise and echoes. */
+ * A serial port (termios; pseudo-terminals work too), or a TCP connection
+ * to a serial-to-Ethernet converter in transparent mode, carrying one of
+ * the two protocols: wake-up preamble before each request, one request at
+ * a time, a response timeout and a turnaround pause, and the codecs'
+ * scanner to find the reply among noise, echoes and however the converter
+ * splits the bytes into segments. */
 struct drv_cnlink_config {
     enum drv_protocol protocol; /* DRV_PROTO_DLT645 or DRV_PROTO_CJT188 */
-    const char *device;
+    const char *device;        /* the serial port; NULL when host is set */
+    const char *host;          /* the converter (TCP); NULL for a serial port */
+    int port;                  /* the converter's TCP port */
     int baud;                  /* 2400 usual */
     char parity;               /* 'E' usual */
     int data_bits;
     int stop_bits;
-    int response_timeout_ms;   /* 0 = derived from baud */
+    int response_timeout_ms;   /* 0 = derived from baud (+ 200 ms over TCP) */
     int turnaround_ms;         /* pause after a reply before the next request; 0 = 20 */
     unsigned preamble_count;   /* FE bytes; 0 = the protocol's default (4 / 2) */
     int reconnect_max_ms;      /* 0 = 5000 */
@@ -571,5 +575,24 @@ est_err drv_cnlink_valve(struct drv_cnlink *link, const struct drv_model *model,
                          const uint8_t *address, bool open);
 
 void drv_cnlink_stats(const struct drv_cnlink *link, uint64_t *transactions, uint64_t *failures);
+
+/* Commissioning (estate-ctl scan). Both return EST_OK for a good reply,
+ * EST_ERR_EXCEPTION for an abnormal one (a meter is there), EST_ERR_TIMEOUT
+ * when nothing answered, EST_ERR_PROTOCOL when only garbled frames came
+ * (on a shared bus: several meters answering at once), EST_ERR_IO when the
+ * port or converter cannot be used. */
+
+/* The read-address broadcast (DL/T 645-2007: address AA x6, C=13;
+ * CJ/T 188: type and address AA, C=03, DI 810A): the address of the one
+ * meter on the line (drv_cn_address_len bytes, low byte first) and, for
+ * CJ/T 188, its type byte (*type untouched for DL/T 645). */
+est_err drv_cnlink_read_address(struct drv_cnlink *link, uint8_t *address, uint8_t *type);
+
+/* Whether a meter answers at address: a read of model's first point
+ * (DL/T 645) or of 901F with the model's type (CJ/T 188); with model NULL,
+ * DL/T 645 reads the import register as 2007 and then as 1997, CJ/T 188
+ * asks with the wildcard type AA. */
+est_err drv_cnlink_probe(struct drv_cnlink *link, const struct drv_model *model,
+                         const uint8_t *address);
 
 #endif

@@ -108,11 +108,16 @@ static size_t serve_cjt188(struct sim_device *dev, const uint8_t *req, size_t n,
     return reply_len;
 }
 
-/* The reply of the one device on the endpoint the request is for. */
+/* The reply of the device on the endpoint the request is for. Several
+ * devices answer a broadcast (read address) at once: on RS-485 their
+ * frames collide, here the bytes of each later reply ORed into the first,
+ * which breaks its checksum as a real collision does. */
 static size_t dispatch(struct sim_world *world, size_t endpoint, const uint8_t *req, size_t n,
                        uint32_t *delay_ms, uint8_t *out, int64_t mono_ms)
 {
     struct sim_endpoint *ep = &world->endpoints[endpoint];
+    size_t first = 0;
+    uint8_t other[SIM_CN_REPLY_MAX];
     for (unsigned slot = 1; slot <= SIM_MAX_SLAVE; slot++) {
         if (ep->slave_device[slot] < 0)
             continue;
@@ -120,14 +125,26 @@ static size_t dispatch(struct sim_world *world, size_t endpoint, const uint8_t *
         if (dev->model->protocol != ep->protocol)
             continue;
         dev->requests++;
+        uint8_t *into = first == 0 ? out : other;
+        uint32_t delay = 0;
         size_t reply = ep->protocol == DRV_PROTO_DLT645
-                           ? serve_dlt645(dev, req, n, out, delay_ms)
-                           : serve_cjt188(dev, req, n, out, delay_ms, mono_ms);
-        if (reply > 0)
-            return reply;
-        dev->requests--;
+                           ? serve_dlt645(dev, req, n, into, &delay)
+                           : serve_cjt188(dev, req, n, into, &delay, mono_ms);
+        if (reply == 0) {
+            dev->requests--;
+            continue;
+        }
+        if (first == 0) {
+            first = reply;
+            *delay_ms = delay;
+            continue;
+        }
+        for (size_t i = 0; i < reply && i < SIM_CN_REPLY_MAX; i++)
+            out[i] |= other[i];
+        if (reply > first)
+            first = reply;
     }
-    return 0;
+    return first;
 }
 
 size_t sim_cn_serve(struct sim_world *world, size_t endpoint, uint8_t *buf, size_t *len,

@@ -1364,9 +1364,10 @@ static void parse_buses(struct loader *L, const config_setting_t *s)
             errf(L, &w, "bus %s: pipeline_depth needs request_gap_ms and slave_switch_delay_ms "
                         "at 0 (requests in flight cannot be paced)", b->name);
         if (b->protocol != DRV_PROTO_MODBUS) {
-            if (b->type != GW_BUS_RTU)
-                errf(L, &w, "bus %s: protocol %s runs on an rtu bus (a serial line)", b->name,
-                     protocol_names[b->protocol]);
+            if (b->type == GW_BUS_TCP)
+                errf(L, &w, "bus %s: protocol %s runs on an rtu bus (a serial line) or an "
+                            "rtu_over_tcp bus (a serial converter in transparent mode)",
+                     b->name, protocol_names[b->protocol]);
             /* The national protocols' usual line: 2400 baud, even parity. */
             if (!was_seen(bus_rows, NROWS(bus_rows), seen, "baud"))
                 b->baud = 2400;

@@ -71,8 +71,8 @@ struct gw_bus_config {
     int slave_switch_delay_ms;
     int request_gap_ms;
     int pipeline_depth;     /* tcp: reads in flight at once; default 1 */
-    enum drv_protocol protocol; /* default modbus; dlt645 and cjt188 need rtu, and
-                             * default to 2400 8E1 */
+    enum drv_protocol protocol; /* default modbus; dlt645 and cjt188 need rtu or
+                             * rtu_over_tcp, and default to 2400 8E1 */
     const char *file;       /* where it was defined (for messages): one of the
                              * config's file_names */
     int line;

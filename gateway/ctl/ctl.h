@@ -48,6 +48,12 @@ int ctl_verb_report(struct ctl *c);     /* ctl_report.c */
 int ctl_verb_unit(struct ctl *c);       /* ctl_units.c */
 int ctl_verb_user(struct ctl *c);       /* ctl_users.c */
 int ctl_verb_scan(struct ctl *c);       /* ctl_scan.c */
+/* scan on a DL/T 645 or CJ/T 188 line (ctl_scan_cn.c), from ctl_verb_scan. */
+int ctl_scan_national(struct ctl *c);
+/* 0 when the running gateway does not poll bus (config index index), or
+ * force; else prints why the scan is refused and returns the exit code. */
+int ctl_scan_check_owner(const struct ctl *c, const struct gw_bus_config *bus, size_t index,
+                         bool force);
 int ctl_verb_backup(struct ctl *c);     /* ctl_backup.c */
 int ctl_verb_restore(struct ctl *c);
 

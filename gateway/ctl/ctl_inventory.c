@@ -31,13 +31,15 @@ static int verb_inventory_list(struct ctl *c)
     est_err err = gw_store_meters_list(store, inventory_row, rows);
     static const struct gw_table_column cols[] = {
         {"id", "id"}, {"kind", "kind"}, {"category", "category"}, {"unit/location", "where"},
-        {"driver", "driver"}, {"bus", "bus"}, {"slave", "slave"}, {"serial", "serial"},
+        {"driver", "driver"}, {"bus", "bus"}, {"slave", "slave"},
+        {"address", "address"}, {"serial", "serial"},
         {"status", "status"}, {"last good", "last_good"}, {"value", "value"},
     };
     static const struct gw_table_column csv_cols[] = {
         {"id", "id"}, {"kind", "kind"}, {"category", "category"}, {"unit", "unit"},
         {"building", "building"}, {"location", "location"}, {"driver", "driver"}, {"bus", "bus"},
-        {"slave", "slave"}, {"serial", "serial"}, {"parent", "parent"}, {"installed", "installed"},
+        {"slave", "slave"}, {"address", "address"}, {"serial", "serial"}, {"parent", "parent"},
+        {"installed", "installed"},
         {"status", "status"}, {"last_good", "last_good"}, {"energy_import_kwh", "energy_import_kwh"},
         {"volume_m3", "volume_m3"},
     };

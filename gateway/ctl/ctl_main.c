@@ -56,7 +56,12 @@ static const struct ctl_verb verbs[] = {
      "  scan (--bus NAME | --device PATH | --host H [--port P] [--rtu-over-tcp])\n"
      "       [--baud N] [--parity N|E|O] [--stop-bits 1|2] [--ids 1-247] [--try-settings]\n"
      "       [--timeout-ms N] [--bus-name NAME] [--force-offline-bus] [--csv|--json]\n"
-     "                                         find, identify and check the devices of a bus\n"},
+     "                                         find, identify and check the devices of a bus\n"
+     "  scan (--bus NAME | --device PATH | --host H --port P) --protocol dlt645|cjt188\n"
+     "       [--read-address | --addresses A[,A...]] [--baud N] [--parity N|E|O]\n"
+     "       [--timeout-ms N] [--bus-name NAME] [--force-offline-bus] [--csv|--json]\n"
+     "                                         DL/T 645 / CJ/T 188 line: the one meter's address\n"
+     "                                         (broadcast), or which addresses answer\n"},
     {"backup", ctl_verb_backup,
      "  backup [DIR]                           online copy to DIR/estate-YYYYmmdd-HHMMSS.db (default\n"
      "                                         gateway.backup_dir, else data_dir/backups), verified\n"

@@ -4,7 +4,8 @@
  * by the model signatures of drivers/scan.c, reads its serial, flags ids
  * where two devices seem to answer, compares the result with the config's
  * meters on that bus and prints a table, JSON, or CSV rows for meters_csv.
- * Refuses a bus the running gateway polls (see docs/commissioning.md). */
+ * Refuses a bus the running gateway polls (see docs/commissioning.md). A
+ * DL/T 645 or CJ/T 188 line goes to ctl_scan_cn.c. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -575,8 +576,42 @@ static size_t settings_to_try(const struct scan *s, struct scan_setting *out)
     return n;
 }
 
+int ctl_scan_check_owner(const struct ctl *c, const struct gw_bus_config *bus, size_t index,
+                         bool force)
+{
+    if (force)
+        return 0;
+    int64_t newest = newest_bus_reading_ms(c, index);
+    if (newest > 0 && est_now_ms() - newest < OWNED_READING_AGE_MS) {
+        fprintf(stderr,
+                "estate-ctl: bus %s is polled by the running gateway (a reading %lld s ago): "
+                "stop estate-gw, or remove the bus from the config and restart it, then scan "
+                "with --device/--host (--force-offline-bus once the gateway no longer has "
+                "it)\n",
+                bus->name, (long long)((est_now_ms() - newest) / 1000));
+        return EST_EXIT_RUNTIME;
+    }
+    return 0;
+}
+
+/* A DL/T 645 or CJ/T 188 line: --protocol says so, or the bus does. */
+static bool scan_is_national(struct ctl *c)
+{
+    bool missing = false;
+    const char *protocol = ctl_option_value(c, "--protocol", &missing);
+    if (protocol != NULL && strcmp(protocol, "modbus") != 0)
+        return true;
+    const char *bus = ctl_option_value(c, "--bus", &missing);
+    for (size_t i = 0; bus != NULL && i < c->config->nbuses; i++)
+        if (strcmp(c->config->buses[i].name, bus) == 0)
+            return c->config->buses[i].protocol != DRV_PROTO_MODBUS;
+    return false;
+}
+
 int ctl_verb_scan(struct ctl *c)
 {
+    if (scan_is_national(c))
+        return ctl_scan_national(c);
     struct scan *s = calloc(1, sizeof *s);
     if (s == NULL)
         return EST_EXIT_RUNTIME;
@@ -586,18 +621,9 @@ int ctl_verb_scan(struct ctl *c)
         free(s);
         return rc;
     }
-    if (s->bus != NULL && !force) {
-        int64_t newest = newest_bus_reading_ms(c, s->bus_index);
-        if (newest > 0 && est_now_ms() - newest < OWNED_READING_AGE_MS) {
-            fprintf(stderr,
-                    "estate-ctl: bus %s is polled by the running gateway (a reading %lld s ago): "
-                    "stop estate-gw, or remove the bus from the config and restart it, then scan "
-                    "with --device/--host (--force-offline-bus once the gateway no longer has "
-                    "it)\n",
-                    s->bus->name, (long long)((est_now_ms() - newest) / 1000));
-            free(s);
-            return EST_EXIT_RUNTIME;
-        }
+    if (s->bus != NULL && (rc = ctl_scan_check_owner(c, s->bus, s->bus_index, force)) != 0) {
+        free(s);
+        return rc;
     }
     s->nprobes = drv_scan_probes(s->probes, DRV_SCAN_MAX_PROBES);
     s->tty = isatty(STDOUT_FILENO) && !c->csv && !c->json;

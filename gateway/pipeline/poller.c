@@ -349,7 +349,10 @@ static void link_config_from_bus(const struct gw_bus_config *bus, struct drv_lin
 static est_err open_national_link(const struct gw_bus_config *bus, struct drv_cnlink **out)
 {
     struct drv_cnlink_config cc = {
-        .protocol = bus->protocol, .device = bus->device, .baud = bus->baud,
+        .protocol = bus->protocol,
+        .device = bus->type == GW_BUS_RTU_OVER_TCP ? NULL : bus->device,
+        .host = bus->type == GW_BUS_RTU_OVER_TCP ? bus->host : NULL, .port = bus->port,
+        .baud = bus->baud,
         .parity = bus->parity, .data_bits = bus->data_bits, .stop_bits = bus->stop_bits,
         .response_timeout_ms = bus->timeout_ms, .turnaround_ms = bus->request_gap_ms,
         .reconnect_max_ms = LINK_RECONNECT_MAX_MS};

@@ -8,7 +8,7 @@
 /* Columns of a listed meter, in the order of enum meter_col. */
 #define METER_COLS                                                                          \
     "rid, id, kind, category, unit, building, location, driver, bus, slave, serial,"       \
-    " parent, valve, install_ms, status, last_good_ms, last_values_json, removed"
+    " parent, valve, install_ms, status, last_good_ms, last_values_json, removed, address"
 enum meter_col {
     METER_COL_RID,
     METER_COL_ID,
@@ -28,6 +28,7 @@ enum meter_col {
     METER_COL_LAST_GOOD_MS,
     METER_COL_LAST_VALUES_JSON,
     METER_COL_REMOVED,
+    METER_COL_ADDRESS,
 };
 
 /* Columns of a listed replacement, in the order of enum replacement_col. */
@@ -62,15 +63,15 @@ static const struct store__sql inventory_sql[] = {
     {S_UNITS_MARK_REMOVED, "UPDATE units SET removed = 1"},
     {S_METER_UPSERT,
      "INSERT INTO meters(id, kind, category, unit, building, location, driver, bus, slave,"
-     " serial, config_serial, parent, valve, install_ms, status, removed)"
-     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, 'ok', 0)"
+     " serial, config_serial, parent, valve, install_ms, status, removed, address)"
+     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, 'ok', 0, ?14)"
      " ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, category = excluded.category,"
      " unit = excluded.unit, building = excluded.building, location = excluded.location,"
      " driver = excluded.driver, bus = excluded.bus, slave = excluded.slave,"
      " serial = CASE WHEN excluded.config_serial IS NOT meters.config_serial"
      "  THEN excluded.config_serial ELSE meters.serial END,"
      " config_serial = excluded.config_serial, parent = excluded.parent,"
-     " valve = excluded.valve, removed = 0"
+     " valve = excluded.valve, removed = 0, address = excluded.address"
      " RETURNING rid"},
     {S_UNIT_UPSERT,
      "INSERT INTO units(id, building, occupancy, occupancy_changed_ms, occupancy_by, removed)"
@@ -182,6 +183,7 @@ static est_err sync_meter(struct gw_store *s, const struct gw_config *c, size_t 
                                 : m->parent_id, &rc);
     store__bind_int(q, 12, m->valve ? 1 : 0, &rc);
     store__bind_int(q, 13, now_ms, &rc);
+    store__bind_text(q, 14, m->address, &rc);
     int64_t id = 0;
     est_err err = store__query_int(s, q, rc, &id);
     if (err == EST_OK && rid != NULL)
@@ -330,6 +332,7 @@ static struct gw_store_meter meter_from_row(sqlite3_stmt *q)
         .last_good_ms = store__col_int(q, METER_COL_LAST_GOOD_MS),
         .last_values_json = store__col_text(q, METER_COL_LAST_VALUES_JSON),
         .removed = store__col_int(q, METER_COL_REMOVED) != 0,
+        .address = store__col_text(q, METER_COL_ADDRESS),
     };
 }
 

@@ -167,7 +167,12 @@ static const char migration_3[] =
     " PRIMARY KEY (user, verb, request_id)) WITHOUT ROWID;"
     "CREATE INDEX command_ids_created ON command_ids(created_ms);";
 
-static const char *const migrations[] = {migration_1, migration_2, migration_3};
+/* A DL/T 645 or CJ/T 188 meter's address as printed on it (12 or 14
+ * digits, leading zeros kept); NULL for Modbus meters, which have a slave
+ * id instead. */
+static const char migration_4[] = "ALTER TABLE meters ADD COLUMN address TEXT;";
+
+static const char *const migrations[] = {migration_1, migration_2, migration_3, migration_4};
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == GW_STORE_SCHEMA_VERSION,
                "one migration step per schema version");

@@ -49,7 +49,7 @@
 #include "estate.h"
 
 /* Schema version this build writes (PRAGMA user_version). */
-#define GW_STORE_SCHEMA_VERSION 3
+#define GW_STORE_SCHEMA_VERSION 4
 
 /* File name of the database inside data_dir. */
 #define GW_STORE_DB_FILE "estate.db"
@@ -208,7 +208,8 @@ struct gw_store_meter {
     const char *location;
     const char *driver;                 /* model name, e.g. "sdm120" */
     const char *bus;                    /* bus name */
-    int slave;
+    int slave;                          /* Modbus; 0 on a DL/T 645 / CJ/T 188 bus */
+    const char *address;                /* DL/T 645 / CJ/T 188: 12 / 14 digits; NULL on Modbus */
     const char *serial;
     const char *parent;                 /* upstream meter id */
     bool valve;

@@ -36,7 +36,10 @@ cJSON *gw_view_meter(const struct gw_store_meter *m)
                                                             : m->building);
     gw_json_add_string_if(o, "driver", m->driver);
     gw_json_add_string_if(o, "bus", m->bus);
-    gw_json_set_number(o, "slave", m->slave);
+    if (m->address != NULL)
+        gw_json_set_string(o, "address", m->address); /* DL/T 645, CJ/T 188: no slave id */
+    else
+        gw_json_set_number(o, "slave", m->slave);
     gw_json_add_string_if(o, "serial", m->serial);
     gw_json_add_string_if(o, "parent", m->parent);
     gw_json_set_bool(o, "valve", m->valve);

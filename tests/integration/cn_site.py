@@ -2,10 +2,12 @@
 645 / CJ/T 188 tests: estate-sim with a Modbus RTU, a DL/T 645 and a CJ/T
 188 endpoint on pseudo-terminals (links in the work dir) and an estate-gw
 config with matching buses, plus a harness.Stack over them and its start-up
-(simulator first, then the gateway once the three links exist)."""
+(simulator first, then the gateway once the three links exist). With
+converters=True the DL/T 645 and CJ/T 188 lines sit behind simulated serial
+converters in transparent mode (rtu_over_tcp endpoints on loopback ports)."""
 import os
 
-from harness import Stack, wait_for
+from harness import Stack, free_port, wait_for, wait_port
 
 DL_METERS = (("E-DL-1", "000000000101", "2-101"), ("E-DL-2", "000000000102", "2-102"),
              ("E-DL-3", "000000000103", "2-103"))
@@ -14,9 +16,29 @@ CJ_METERS = (("W-CJ-1", "10000000000201", "2-201"), ("W-CJ-2", "10000000000202",
 VACANT = {"2-201", "2-202"}
 
 
-def write_site(workdir):
+def national_line(kind, protocol, link, port):
+    """The gateway's bus and the simulator's endpoint of one national line:
+    a pty, or (port given) a converter on a loopback TCP port."""
+    if port is None:
+        bus = f'type = "rtu"; protocol = "{protocol}"; device = "{link}";'
+        endpoint = f'type = "rtu"; protocol = "{protocol}"; link = "{link}";'
+    else:
+        bus = f'type = "rtu_over_tcp"; protocol = "{protocol}"; host = "127.0.0.1"; port = {port};'
+        endpoint = f'type = "rtu_over_tcp"; protocol = "{protocol}"; listen = "127.0.0.1:{port}";'
+    return (f'{{ name = "{kind}"; {bus} retries = 0;\n    timeout_ms = 300; poll_interval_ms = 1000; }}',
+            f'{{ name = "{kind}"; {endpoint} baud = 2400;\n    parity = "E"; turnaround_ms = 20; }}')
+
+
+def write_site(workdir, converters=False):
+    """Returns the two config paths, the pty links to wait for and the
+    converters' TCP ports (empty without converters)."""
     tty = os.path.join(workdir, "tty")
     links = {name: os.path.join(tty, name) for name in ("mb", "dl", "cj")}
+    ports = {"dl": free_port(), "cj": free_port()} if converters else {}
+    dl_bus, dl_endpoint = national_line("dl", "dlt645", links["dl"], ports.get("dl"))
+    cj_bus, cj_endpoint = national_line("cj", "cjt188", links["cj"], ports.get("cj"))
+    for name in ports:
+        del links[name]
     units = [u for _, _, u in DL_METERS + CJ_METERS]
     units_text = ",\n".join(
         f'  {{ id = "{u}"; building = "2"; occupancy = "{"vacant" if u in VACANT else "occupied"}"; }}'
@@ -49,10 +71,8 @@ mqtt = {{ uri = "tcp://127.0.0.1:1883"; }};
 buses = (
   {{ name = "mb"; type = "rtu"; device = "{links['mb']}"; baud = 9600; retries = 0;
     poll_interval_ms = 1000; }},
-  {{ name = "dl"; type = "rtu"; protocol = "dlt645"; device = "{links['dl']}"; retries = 0;
-    timeout_ms = 300; poll_interval_ms = 1000; }},
-  {{ name = "cj"; type = "rtu"; protocol = "cjt188"; device = "{links['cj']}"; retries = 0;
-    timeout_ms = 300; poll_interval_ms = 1000; }}
+  {dl_bus},
+  {cj_bus}
 );
 units = (
 {units_text}
@@ -76,28 +96,33 @@ http = {{ listen = ""; }};
 endpoints = (
   {{ name = "mb"; type = "rtu"; link = "{links['mb']}"; baud = 9600; parity = "N";
     unknown_slave = "silent"; }},
-  {{ name = "dl"; type = "rtu"; protocol = "dlt645"; link = "{links['dl']}"; baud = 2400;
-    parity = "E"; turnaround_ms = 20; }},
-  {{ name = "cj"; type = "rtu"; protocol = "cjt188"; link = "{links['cj']}"; baud = 2400;
-    parity = "E"; turnaround_ms = 20; }}
+  {dl_endpoint},
+  {cj_endpoint}
 );
 devices = (
 {devices_text}
 );
 """)
-    return gw_conf, sim_conf, links
+    return gw_conf, sim_conf, links, ports
 
 
+def wait_for_lines(links, ports):
+    for link in links.values():
+        wait_for(lambda: os.path.exists(link), 10, what=f"pty link {link}")
+    for port in ports.values():
+        wait_port(port)
 
 
-def start_cn_stack(workdir):
-    """Writes the site into workdir and starts broker, simulator and gateway."""
-    gw_conf, sim_conf, links = write_site(workdir)
+def start_cn_stack(workdir, converters=False):
+    """Writes the site into workdir and starts broker, simulator and gateway.
+    The stack's cn_links and cn_ports are what a restarted simulator must
+    bring back (wait_for_lines)."""
+    gw_conf, sim_conf, links, ports = write_site(workdir, converters)
     stack = Stack(gw_conf=gw_conf, sim_conf=sim_conf, endpoints=(), gw_sets=("http.listen=",))
+    stack.cn_links, stack.cn_ports = links, ports
     try:
         stack.start(gw=False)
-        for link in links.values():
-            wait_for(lambda: os.path.exists(link), 10, what=f"pty link {link}")
+        wait_for_lines(links, ports)
         stack.gw.start()
     except Exception:
         stack.dump_logs()

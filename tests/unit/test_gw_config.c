@@ -189,7 +189,8 @@ static const struct bad_case bad_cases[] = {
       "already used by meter E-1 ({file}:7)" },
     { "cn_modbus_model.conf", NULL, 3,
       "meter E-1: driver 'dlt645_2007_1p' speaks dlt645 but bus bus_b speaks modbus" },
-    { "cn_over_tcp.conf", NULL, 3, "bus dl: protocol dlt645 runs on an rtu bus (a serial line)" },
+    { "cn_over_tcp.conf", NULL, 3, "bus dl: protocol dlt645 runs on an rtu bus (a serial line) or an "
+      "rtu_over_tcp bus (a serial converter in transparent mode)" },
     { "cn_protocol_mismatch.conf", NULL, 7,
       "meter W-1: driver 'dlt645_2007_1p' speaks dlt645 but bus cj speaks cjt188" },
     { "cn_slave_given.conf", NULL, 7,

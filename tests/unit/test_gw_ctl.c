@@ -8,7 +8,8 @@
  * through the queue, "gateway not running" (exit 1), an open incident
  * shown as "active" (text and --json), inventory import
  * (all or nothing, FILE:LINE), an inventory export that imports again as
- * it is, and report figures. */
+ * it is, DL/T 645 and CJ/T 188 meters imported and listed by address, and
+ * report figures. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -249,6 +250,29 @@ static void test_scan_usage(void **state)
     RUN(f, &r, "scan", "--device", "/nonexistent/tty", "--ids", "1-5");
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "cannot open /nonexistent/tty"));
+    /* DL/T 645 and CJ/T 188 lines */
+    RUN(f, &r, "scan", "--device", "/dev/null", "--protocol", "dl645");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--protocol must be modbus, dlt645 or cjt188"));
+    RUN(f, &r, "scan", "--device", "/dev/null", "--protocol", "dlt645", "--addresses",
+        "000000000101,12345");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "'12345' is not a 12-digit dlt645 address"));
+    RUN(f, &r, "scan", "--device", "/dev/null", "--protocol", "cjt188", "--addresses",
+        "000000000101");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "is not a 14-digit cjt188 address"));
+    RUN(f, &r, "scan", "--device", "/dev/null", "--protocol", "dlt645", "--read-address",
+        "--addresses", "000000000101");
+    assert_int_equal(r.status, 2);
+    RUN(f, &r, "scan", "--bus", "gw_a", "--protocol", "dlt645");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "bus gw_a speaks modbus, not dlt645"));
+    RUN(f, &r, "scan", "--device", "/dev/null", "--protocol", "dlt645", "--ids", "1-5");
+    assert_int_equal(r.status, 2); /* slave ids mean nothing on these lines */
+    RUN(f, &r, "scan", "--device", "/nonexistent/tty", "--protocol", "cjt188");
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "cannot open /nonexistent/tty"));
 }
 
 static void test_patrol_verify_names_tampered_entry(void **state)
@@ -473,6 +497,83 @@ static void test_inventory_export_imports_again(void **state)
     assert_string_equal(before.out, after.out);
 }
 
+/* A site whose unit meters speak DL/T 645 and CJ/T 188: the CSV gives
+ * their addresses instead of slave ids, a wrong one is named by FILE:LINE
+ * and nothing is imported, and the listing shows the addresses with their
+ * leading zeros (table, --json, and an export that imports again). */
+static void test_inventory_import_addresses(void **state)
+{
+    struct fixture *f = *state;
+    char conf[160], bad[128], good[128], exported[128];
+    snprintf(conf, sizeof conf, "%s/cn.conf", f->dir);
+    snprintf(bad, sizeof bad, "%s/bad.csv", f->dir);
+    snprintf(good, sizeof good, "%s/good.csv", f->dir);
+    snprintf(exported, sizeof exported, "%s/exported.csv", f->dir);
+    char text[1024];
+    snprintf(text, sizeof text,
+             "gateway = { id = \"gw1\"; site = \"cn\"; data_dir = \"%s\"; };\n"
+             "buses = (\n"
+             "  { name = \"mb\"; type = \"rtu\"; device = \"/dev/null\"; },\n"
+             "  { name = \"dl\"; type = \"rtu\"; protocol = \"dlt645\";\n"
+             "    device = \"/dev/zero\"; },\n"
+             "  { name = \"cj\"; type = \"rtu_over_tcp\"; protocol = \"cjt188\";\n"
+             "    host = \"127.0.0.1\"; port = 8899; }\n"
+             ");\n"
+             "meters = (\n"
+             "  { id = \"E-M\"; bus = \"mb\"; slave = 1; driver = \"sdm120\";\n"
+             "    category = \"master\"; }\n"
+             ");\n",
+             f->dir);
+    write_text(conf, text);
+    snprintf(f->conf, sizeof f->conf, "%s", conf);
+    write_text(bad, "id,bus,slave,address,driver,kind,category\n"
+                    "E-M,mb,1,,sdm120,electricity,master\n"
+                    "E-2-101,dl,,0000000101,dlt645_2007_1p,electricity,building\n"
+                    "W-2-101,cj,,1000000000020X,cjt188_cold_water,water,building\n"
+                    "E-2-102,dl,3,,dlt645_2007_1p,electricity,building\n"
+                    "E-2-103,mb,4,000000000103,sdm120,electricity,building\n");
+    write_text(good, "id,bus,slave,address,driver,kind,category,parent\n"
+                     "E-M,mb,1,,sdm120,electricity,master,\n"
+                     "E-2-101,dl,,000000000101,dlt645_2007_1p,electricity,building,E-M\n"
+                     "W-2-101,cj,,10000000000201,cjt188_cold_water,water,building,\n");
+    struct run before, r, after;
+    RUN(f, &before, "inventory", "--csv");
+    assert_int_equal(before.status, 0);
+    RUN(f, &r, "inventory", "import", bad);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "bad.csv:3: meter E-2-101: address '0000000101' must be 12 "
+                                  "digits on a dlt645 bus"));
+    assert_non_null(strstr(r.err, "bad.csv:4: address: expected the meter's address as a "
+                                  "string of digits"));
+    assert_non_null(strstr(r.err, "bad.csv:5: meter E-2-102: bus dl speaks dlt645: give the "
+                                  "meter's address, not slave"));
+    assert_non_null(strstr(r.err, "bad.csv:6: meter E-2-103: address is for meters on a dlt645 "
+                                  "or cjt188 bus"));
+    RUN(f, &after, "inventory", "--csv");
+    assert_string_equal(before.out, after.out);
+
+    RUN(f, &r, "inventory", "import", good);
+    if (r.status != 0)
+        fail_msg("import: %s", r.err);
+    RUN(f, &r, "inventory", "--json");
+    assert_non_null(strstr(r.out, "\"address\""));
+    assert_non_null(strstr(r.out, "\"000000000101\"")); /* a string: the zeros kept */
+    assert_non_null(strstr(r.out, "\"10000000000201\""));
+    RUN(f, &r, "inventory");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "address"));
+    assert_non_null(strstr(r.out, "000000000101"));
+    assert_non_null(strstr(r.out, "10000000000201"));
+    RUN(f, &before, "inventory", "--csv");
+    assert_non_null(strstr(before.out, ",000000000101,"));
+    write_text(exported, before.out);
+    RUN(f, &r, "inventory", "import", exported);
+    if (r.status != 0)
+        fail_msg("import of the export: %s", r.err);
+    RUN(f, &after, "inventory", "--csv");
+    assert_string_equal(before.out, after.out);
+}
+
 static void snapshot(struct fixture *f, const char *meter, const char *day, double volume)
 {
     int64_t rid = 0;
@@ -598,6 +699,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_incident_state_reads_active, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inventory_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inventory_export_imports_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inventory_import_addresses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_consumption_and_balance, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_days_follow_daylight_saving, setup, teardown),
     };

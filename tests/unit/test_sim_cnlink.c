@@ -2,9 +2,14 @@
  * CJ/T 188 meters on an in-process pseudo-terminal: a poll reads every
  * item of the model through noise and the echo of the request, a silent
  * meter costs one timeout per poll, a broken checksum is a protocol error,
- * and a CJ/T 188 valve command moves the valve. */
+ * and a CJ/T 188 valve command moves the valve. The same meters behind a
+ * serial converter on a loopback TCP port: replies split over segments
+ * are found, and a converter that drops the connection or restarts is
+ * reconnected to. The read-address broadcast and address probes. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <pty.h>
@@ -14,7 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -25,6 +32,12 @@
 struct responder {
     int master, slave;        /* the slave side stays open: no EIO on the master */
     char slave_path[128];
+    bool tcp;                 /* behind a converter on a loopback TCP port */
+    atomic_int listen_fd;     /* TCP: the converter's port (-1: down, or a pty) */
+    int port;
+    atomic_int io;            /* where requests come from: the pty master or the
+                               * accepted connection (-1: none yet) */
+    atomic_bool drop;         /* TCP: close the connection, as a converter restart does */
     pthread_t thread;
     atomic_bool stop;
     enum drv_protocol protocol;
@@ -54,13 +67,47 @@ static void answer(struct responder *r, const uint8_t *req, size_t n)
     memcpy(all + sizeof noise, req, n);
     memcpy(all + sizeof noise + n, out, len);
     size_t total = sizeof noise + n + len, done = 0;
+    int fd = atomic_load(&r->io);
+    /* Over TCP the converter sends what it has: here in two segments. */
+    size_t segment = r->tcp ? total / 2 + 1 : total;
     while (done < total) {
-        ssize_t w = write(r->master, all + done, total - done);
-        if (w > 0)
+        size_t want = total - done < segment ? total - done : segment;
+        ssize_t w = write(fd, all + done, want);
+        if (w > 0) {
             done += (size_t)w;
-        else if (w < 0 && errno != EAGAIN && errno != EINTR)
+            if (r->tcp)
+                nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+        } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
             return;
+        }
     }
+}
+
+/* TCP: takes a new connection (it replaces the one before) or closes the
+ * current one when asked to. */
+static void tend_connection(struct responder *r)
+{
+    if (!r->tcp)
+        return;
+    if (atomic_load(&r->drop)) {
+        int fd = atomic_exchange(&r->io, -1);
+        if (fd >= 0)
+            close(fd);
+        atomic_store(&r->drop, false);
+    }
+    int listen_fd = atomic_load(&r->listen_fd);
+    if (listen_fd < 0)
+        return;
+    struct pollfd p = {.fd = listen_fd, .events = POLLIN};
+    if (poll(&p, 1, 0) <= 0)
+        return;
+    int fd = accept(listen_fd, NULL, NULL);
+    if (fd < 0)
+        return;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int old = atomic_exchange(&r->io, fd);
+    if (old >= 0)
+        close(old);
 }
 
 static void *responder_thread(void *arg)
@@ -69,10 +116,21 @@ static void *responder_thread(void *arg)
     uint8_t buf[1024];
     size_t len = 0;
     while (!atomic_load(&r->stop)) {
-        struct pollfd p = {.fd = r->master, .events = POLLIN};
-        if (poll(&p, 1, 50) <= 0)
+        tend_connection(r);
+        int fd = atomic_load(&r->io);
+        if (fd < 0) {
+            nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
             continue;
-        ssize_t n = read(r->master, buf + len, sizeof buf - len);
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 20) <= 0)
+            continue;
+        ssize_t n = read(fd, buf + len, sizeof buf - len);
+        if (n == 0 && r->tcp) {
+            atomic_store(&r->drop, true); /* the gateway hung up */
+            len = 0;
+            continue;
+        }
         if (n <= 0)
             continue;
         len += (size_t)n;
@@ -92,17 +150,46 @@ static void *responder_thread(void *arg)
     return NULL;
 }
 
-static struct responder *start(enum drv_protocol protocol, struct drv_cnlink **link)
+/* A listening socket on a free loopback port (port 0: any), or -1. */
+static int listen_on(int port, int *bound)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 4) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        close(fd);
+        return -1;
+    }
+    *bound = ntohs(a.sin_port);
+    return fd;
+}
+
+static struct responder *start_on(enum drv_protocol protocol, bool tcp, struct drv_cnlink **link)
 {
     struct responder *r = test_calloc(1, sizeof *r);
     r->protocol = protocol;
     pthread_mutex_init(&r->lock, NULL);
-    assert_int_equal(openpty(&r->master, &r->slave, r->slave_path, NULL, NULL), 0);
-    struct termios tio;
-    assert_int_equal(tcgetattr(r->master, &tio), 0);
-    cfmakeraw(&tio);
-    tcsetattr(r->master, TCSANOW, &tio);
-    fcntl(r->master, F_SETFL, fcntl(r->master, F_GETFL) | O_NONBLOCK);
+    r->master = r->slave = -1;
+    r->tcp = tcp;
+    atomic_init(&r->listen_fd, -1);
+    atomic_init(&r->drop, false);
+    if (tcp) {
+        atomic_store(&r->listen_fd, listen_on(0, &r->port));
+        assert_true(atomic_load(&r->listen_fd) >= 0);
+        atomic_init(&r->io, -1);
+    } else {
+        assert_int_equal(openpty(&r->master, &r->slave, r->slave_path, NULL, NULL), 0);
+        struct termios tio;
+        assert_int_equal(tcgetattr(r->master, &tio), 0);
+        cfmakeraw(&tio);
+        tcsetattr(r->master, TCSANOW, &tio);
+        fcntl(r->master, F_SETFL, fcntl(r->master, F_GETFL) | O_NONBLOCK);
+        atomic_init(&r->io, r->master);
+    }
     dlt645_options_init(&r->dlt.options);
     assert_int_equal(cn_address_parse("000012345678", DLT645_ADDRESS_LEN, r->dlt.address), EST_OK);
     r->dlt.energy_import_kwh = 1234.56;
@@ -119,11 +206,23 @@ static struct responder *start(enum drv_protocol protocol, struct drv_cnlink **l
     r->cjt.valve = CJT188_VALVE_OPEN;
     atomic_init(&r->stop, false);
     assert_int_equal(pthread_create(&r->thread, NULL, responder_thread, r), 0);
-    struct drv_cnlink_config cc = {.protocol = protocol, .device = r->slave_path, .baud = 2400,
+    struct drv_cnlink_config cc = {.protocol = protocol, .baud = 2400,
                                    .parity = 'E', .data_bits = 8, .stop_bits = 1,
-                                   .response_timeout_ms = 300, .turnaround_ms = 1};
+                                   .response_timeout_ms = 300, .turnaround_ms = 1,
+                                   .reconnect_max_ms = 400};
+    if (tcp) {
+        cc.host = "127.0.0.1";
+        cc.port = r->port;
+    } else {
+        cc.device = r->slave_path;
+    }
     assert_int_equal(drv_cnlink_open(&cc, link), EST_OK);
     return r;
+}
+
+static struct responder *start(enum drv_protocol protocol, struct drv_cnlink **link)
+{
+    return start_on(protocol, false, link);
 }
 
 static void stop(struct responder *r, struct drv_cnlink *link)
@@ -131,8 +230,15 @@ static void stop(struct responder *r, struct drv_cnlink *link)
     drv_cnlink_close(link);
     atomic_store(&r->stop, true);
     pthread_join(r->thread, NULL);
-    close(r->master);
-    close(r->slave);
+    int io = atomic_load(&r->io);
+    if (io >= 0 && io != r->master)
+        close(io);
+    if (atomic_load(&r->listen_fd) >= 0)
+        close(atomic_load(&r->listen_fd));
+    if (r->master >= 0) {
+        close(r->master);
+        close(r->slave);
+    }
     pthread_mutex_destroy(&r->lock);
     test_free(r);
 }
@@ -231,6 +337,113 @@ static void test_cjt188_read_and_valve(void **state)
     stop(r, link);
 }
 
+static void wait_ms(long ms)
+{
+    nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000}, NULL);
+}
+
+static void test_dlt645_over_tcp_survives_a_converter_restart(void **state)
+{
+    (void)state;
+    struct drv_cnlink *link = NULL;
+    struct responder *r = start_on(DRV_PROTO_DLT645, true, &link);
+    const struct drv_model *model = drv_model_find("dlt645_2007_1p");
+    struct drv_reading reading;
+    struct drv_cn_poll_result result;
+    drv_cnlink_poll(link, model, r->dlt.address, true, 1, &reading, &result);
+    assert_int_equal(result.first_error, EST_OK);
+    assert_int_equal(result.answered, model->npoints);
+    assert_float_equal(reading.value[DRV_Q_ENERGY_IMPORT_KWH], 1234.56, 0);
+    assert_float_equal(reading.value[DRV_Q_POWER_W], -283.4, 0);
+
+    /* The converter closes the connection while the bus is idle: the next
+     * poll connects again and is answered. */
+    atomic_store(&r->drop, true);
+    wait_ms(100);
+    drv_cnlink_poll(link, model, r->dlt.address, false, 1, &reading, &result);
+    assert_int_equal(result.first_error, EST_OK);
+    assert_int_equal(result.answered, 3);
+
+    /* The converter is down (its port closed): polls fail with an I/O
+     * error, and once it listens again the link is back within its
+     * backoff. */
+    close(atomic_exchange(&r->listen_fd, -1));
+    atomic_store(&r->drop, true);
+    wait_ms(100);
+    drv_cnlink_poll(link, model, r->dlt.address, false, 1, &reading, &result);
+    assert_int_equal(result.first_error, EST_ERR_IO);
+    int port = 0;
+    int fd = listen_on(r->port, &port);
+    assert_true(fd >= 0);
+    atomic_store(&r->listen_fd, fd);
+    est_err last = EST_ERR_IO;
+    for (int i = 0; i < 40 && last != EST_OK; i++) {
+        wait_ms(50);
+        drv_cnlink_poll(link, model, r->dlt.address, false, 1, &reading, &result);
+        last = result.first_error;
+    }
+    assert_int_equal(last, EST_OK);
+    assert_float_equal(reading.value[DRV_Q_ENERGY_EXPORT_KWH], 7.89, 0);
+    stop(r, link);
+}
+
+static void test_cjt188_over_tcp(void **state)
+{
+    (void)state;
+    struct drv_cnlink *link = NULL;
+    struct responder *r = start_on(DRV_PROTO_CJT188, true, &link);
+    const struct drv_model *model = drv_model_find("cjt188_cold_water");
+    struct drv_reading reading;
+    struct drv_cn_poll_result result;
+    drv_cnlink_poll(link, model, r->cjt.address, false, 1, &reading, &result);
+    assert_int_equal(result.first_error, EST_OK);
+    assert_float_equal(reading.value[DRV_Q_VOLUME_M3], 56.78, 0);
+    assert_int_equal(drv_cnlink_valve(link, model, r->cjt.address, false), EST_OK);
+    drv_cnlink_poll(link, model, r->cjt.address, false, 1, &reading, &result);
+    assert_float_equal(reading.value[DRV_Q_VALVE], DRV_VALVE_CLOSED, 0);
+    /* A silent meter behind the converter is a timeout, not a broken link. */
+    pthread_mutex_lock(&r->lock);
+    r->cjt.answer = SIM_CN_SILENT;
+    pthread_mutex_unlock(&r->lock);
+    drv_cnlink_poll(link, model, r->cjt.address, false, 1, &reading, &result);
+    assert_int_equal(result.first_error, EST_ERR_TIMEOUT);
+    stop(r, link);
+}
+
+/* Commissioning: the read-address broadcast and a probe of one address. */
+static void test_read_address_and_probe(void **state)
+{
+    (void)state;
+    struct drv_cnlink *link = NULL;
+    struct responder *r = start(DRV_PROTO_DLT645, &link);
+    uint8_t address[CJT188_ADDRESS_LEN] = {0};
+    uint8_t type = 0x77;
+    assert_int_equal(drv_cnlink_read_address(link, address, &type), EST_OK);
+    assert_memory_equal(address, r->dlt.address, DLT645_ADDRESS_LEN);
+    assert_int_equal(type, 0x77); /* DL/T 645 has no type byte */
+    assert_int_equal(drv_cnlink_probe(link, NULL, r->dlt.address), EST_OK);
+    assert_int_equal(drv_cnlink_probe(link, drv_model_find("dlt645_2007_1p"), r->dlt.address),
+                     EST_OK);
+    /* A 2007 meter asked as a 1997 one answers abnormally: it is there. */
+    assert_int_equal(drv_cnlink_probe(link, drv_model_find("dlt645_1997_1p"), r->dlt.address),
+                     EST_ERR_EXCEPTION);
+    uint8_t other[DLT645_ADDRESS_LEN] = {0x99, 0, 0, 0, 0, 0};
+    assert_int_equal(drv_cnlink_probe(link, NULL, other), EST_ERR_TIMEOUT);
+    stop(r, link);
+
+    r = start_on(DRV_PROTO_CJT188, true, &link);
+    memset(address, 0, sizeof address);
+    assert_int_equal(drv_cnlink_read_address(link, address, &type), EST_OK);
+    assert_memory_equal(address, r->cjt.address, CJT188_ADDRESS_LEN);
+    assert_int_equal(type, CJT188_COLD_WATER);
+    assert_int_equal(drv_cnlink_probe(link, NULL, r->cjt.address), EST_OK);
+    pthread_mutex_lock(&r->lock);
+    r->cjt.answer = SIM_CN_BAD_CHECKSUM;
+    pthread_mutex_unlock(&r->lock);
+    assert_int_equal(drv_cnlink_read_address(link, address, &type), EST_ERR_PROTOCOL);
+    stop(r, link);
+}
+
 static void test_port_that_cannot_open(void **state)
 {
     (void)state;
@@ -249,6 +462,13 @@ static void test_port_that_cannot_open(void **state)
     cc.baud = 2400;
     cc.protocol = DRV_PROTO_MODBUS;
     assert_int_equal(drv_cnlink_open(&cc, &link), EST_ERR_INVALID);
+    cc.protocol = DRV_PROTO_DLT645;
+    cc.host = "127.0.0.1"; /* a port and a converter at once */
+    cc.port = 8899;
+    assert_int_equal(drv_cnlink_open(&cc, &link), EST_ERR_INVALID);
+    cc.device = NULL;
+    cc.port = 0;
+    assert_int_equal(drv_cnlink_open(&cc, &link), EST_ERR_INVALID);
 }
 
 int main(void)
@@ -257,6 +477,9 @@ int main(void)
         cmocka_unit_test(test_dlt645_poll_through_noise_and_echo),
         cmocka_unit_test(test_dlt645_silent_and_garbled),
         cmocka_unit_test(test_cjt188_read_and_valve),
+        cmocka_unit_test(test_dlt645_over_tcp_survives_a_converter_restart),
+        cmocka_unit_test(test_cjt188_over_tcp),
+        cmocka_unit_test(test_read_address_and_probe),
         cmocka_unit_test(test_port_that_cannot_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

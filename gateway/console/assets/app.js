@@ -705,9 +705,9 @@ function readingText(m) {
 function renderMeters() {
   const needle = $('meter-search').value.trim().toLowerCase();
   const meters = state.meters.filter((m) => !needle ||
-    [m.id, m.category, m.unit, m.building, m.location, m.status].join(' ').toLowerCase().includes(needle));
+    [m.id, m.category, m.unit, m.building, m.location, m.status, m.address].join(' ').toLowerCase().includes(needle));
   $('meter-table').tBodies[0].replaceChildren(...meters.map((m) => el('tr', { 'data-meter': m.id },
-    el('td', {}, el('strong', {}, m.id), el('div', { class: 'meta' }, `${m.driver || ''} #${m.slave}`)),
+    el('td', {}, el('strong', {}, m.id), el('div', { class: 'meta' }, `${m.driver || ''} ${m.address ? m.address : `#${m.slave}`}`)),
     el('td', {}, m.category),
     el('td', {}, [m.unit, m.location || (m.building ? `${t('building')} ${m.building}` : '')].filter(Boolean).join(' · ')),
     el('td', {}, el('span', { class: `status ${m.status}` }, t(m.status || 'ok'))),
