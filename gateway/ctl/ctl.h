@@ -50,6 +50,7 @@ int ctl_verb_user(struct ctl *c);       /* ctl_users.c */
 int ctl_verb_scan(struct ctl *c);       /* ctl_scan.c */
 int ctl_verb_backup(struct ctl *c);     /* ctl_backup.c */
 int ctl_verb_restore(struct ctl *c);
+int ctl_verb_reload(struct ctl *c);     /* ctl_reload.c */
 
 /* Prints "estate-ctl: MESSAGE" and the --help hint; returns EST_EXIT_USAGE. */
 int ctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
