@@ -1432,6 +1432,9 @@ static bool handle_ctl_request(void *ctx, const struct gw_store_ctl_request *req
         if (answer_later)
             return true;
     }
+    for (size_t i = 0; expired && i < core->nreload_waiting; i++)
+        if (core->reload_waiting[i] == req->id) /* never answered: not waited for any more */
+            core->reload_waiting[i] = core->reload_waiting[--core->nreload_waiting];
     cJSON *args = req->args_json ? cJSON_Parse(req->args_json) : cJSON_CreateObject();
     if (result != NULL) {
         /* refused before any loading */
