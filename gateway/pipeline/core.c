@@ -2000,7 +2000,8 @@ static char *prepare_reload(struct gw_core *core, const struct gw_config *next,
     if (!st->meters || !st->panels || !st->unit_vacant || !st->pollers ||
         !st->poller_generation || !st->rids)
         return strdup("out of memory");
-    if (core->store_degraded)
+    /* Incident changes waiting to be stored name meters by the old indices. */
+    if (core->store_degraded || core->nreplay > 0)
         return strdup("storage is failing: the new inventory cannot be stored; try again once "
                       "it recovers");
     if (gw_store_sync_inventory(core->store, next, gw_core_now_ms(core), st->rids) != EST_OK)

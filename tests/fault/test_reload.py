@@ -5,12 +5,11 @@ polling without a hole, an open incident is neither lost nor duplicated, and
 a config with a syntax or a semantic error is refused with FILE:LINE while
 the old one keeps running."""
 import os
-import re
 import signal
 import time
 import unittest
 
-from faultlib import FaultCase, log_lines, parse_ts, query, wait_for
+from faultlib import FaultCase, largest_gap, log_lines, parse_ts, query, wait_for
 
 POLL_S = 0.2
 
@@ -98,6 +97,7 @@ class ReloadTest(FaultCase):
 
     def test_reload_under_load(self):
         stack = self.make_stack().start()
+        started = time.time()
         wait_for(lambda: len(self.times(stack, "E-2-101")) > 10 and self.times(stack, "E-1-101")
                  and stack.sub.json_on("/panels/FP-1/state"), 20, what="readings on every bus")
         # An incident open before the reload: a silent meter on the bus that stays.
@@ -166,11 +166,17 @@ class ReloadTest(FaultCase):
         self.assertFalse(self.times(stack, "W-1-101", late), "a removed meter is still polled")
         self.assertTrue(self.times(stack, "E-1-101", late), "gw_a polls again")
 
-        # The untouched bus lost no reading across the reload.
-        e22 = [t for t in self.times(stack, "E-2-102") if before - 3 <= t <= reloaded_at + 2]
-        gaps = [b - a for a, b in zip(e22, e22[1:])]
-        self.assertGreater(len(e22), 20)
-        self.assertLess(max(gaps), 2.5 * POLL_S + 0.3, f"hole in gw_b's readings: {max(gaps):.2f} s")
+        # The untouched bus lost no reading across the reload. On a loaded
+        # machine a poll can be late anyway: the bound is then the worst hole
+        # the same meter showed before, so this measures what the reload costs.
+        e22 = self.times(stack, "E-2-102")
+        across = [t for t in e22 if before - 2 <= t <= reloaded_at + 2]
+        steady = [t for t in e22 if started + 3 <= t <= before - 2]
+        self.assertGreater(len(across), 15)
+        bound = max(2 * POLL_S, largest_gap(steady)) + 0.35
+        gap = largest_gap(across)
+        self.assertLessEqual(gap, bound, f"a {gap:.2f} s hole in gw_b's readings across the reload "
+                             f"({largest_gap(steady):.2f} s at most before it)")
         self.assertTrue(log_lines(stack, r"bus fire: stopped \(reload\)"))
         self.assertFalse(log_lines(stack, r"bus gw_b: (stopped|started)"))
 
