@@ -197,6 +197,24 @@ class ReloadTest(FaultCase):
         entries = query(stack, "SELECT text FROM patrol WHERE kind='config'")
         self.assertEqual(len(entries), 1, entries)
         self.assertRegex(entries[0][0], r"meters added: E-1-102")
+
+        # 4. A second reload while gw_b still polls on the first config: its
+        # samples map through both reloads (W-1-101 back first in the list
+        # shifts every index). The readings stay E-2-102's own (-50 W).
+        self.write(stack, **dict(NEW, min_w=5000,
+                                 meters=[("W-1-101", "gw_a")] + NEW["meters"]))
+        again = time.time()
+        res = self.ctl_reload(stack)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn("meters added: W-1-101", res.stdout)
+        wait_for(lambda: self.times(stack, "W-1-101", again + 0.5), 5, what="W-1-101 back")
+        time.sleep(1.0)
+        late = [r for r in stack.readings(again + 0.3) if r["meter"] == "E-2-102"]
+        self.assertGreater(len(late), 3)
+        self.assertTrue(all(r["values"]["power_w"] == -50 for r in late), late[:3])
+        self.assertFalse(log_lines(stack, r"bus gw_b: (stopped|started)"))
+        self.assertEqual(len([a for a in stack.alerts() if a["rule"] == "reverse_energy" and
+                              a["state"] == "raised"]), 1, "the open incident is not raised again")
         self.assertTrue(stack.gw.alive())
 
 
