@@ -1985,9 +1985,9 @@ static void carry_state(struct gw_core *core, const struct gw_config *next,
 /* Builds next's state: the database's inventory brought in line with it
  * (new meters get row ids, removed ones are flagged), a rule engine with
  * its thresholds and an office with its SLAs and users file. NULL, or why
- * not (malloc'd). */
-static char *prepare_reload(struct gw_core *core, const struct gw_config *next,
-                            const struct gw_reload_diff *d, struct reload_state *st)
+ * not (malloc'd; NULL also when out of memory, see prepare_reload). */
+static char *build_reload_state(struct gw_core *core, const struct gw_config *next,
+                                const struct gw_reload_diff *d, struct reload_state *st)
 {
     *st = (struct reload_state){
         .meters = calloc(next->nmeters + 1, sizeof *st->meters),
@@ -2015,6 +2015,18 @@ static char *prepare_reload(struct gw_core *core, const struct gw_config *next,
     if (err != EST_OK)
         return est_asprintf("office: %s", est_strerror(err));
     return NULL;
+}
+
+/* Whether next's state could be built; if not, *why says why (malloc'd or
+ * NULL) and st is freed. */
+static bool prepare_reload(struct gw_core *core, const struct gw_config *next,
+                           const struct gw_reload_diff *d, struct reload_state *st, char **why)
+{
+    *why = build_reload_state(core, next, d, st);
+    bool ready = *why == NULL && st->office != NULL;
+    if (!ready)
+        reload_state_free(st);
+    return ready;
 }
 
 /* Stops the pollers of buses that were removed or changed. */
@@ -2144,11 +2156,10 @@ static char *apply_reload(struct gw_core *core, struct gw_config *next)
         return reload_refused(core, "out of memory");
     }
     struct reload_state st;
-    char *why = d.refusal ? strdup(d.refusal) : prepare_reload(core, next, &d, &st);
-    if (why != NULL || d.refusal != NULL) {
-        if (d.refusal == NULL)
-            reload_state_free(&st);
-        char *result = reload_refused(core, why ? why : "out of memory");
+    char *why = NULL;
+    if (d.refusal != NULL || !prepare_reload(core, next, &d, &st, &why)) {
+        const char *text = d.refusal ? d.refusal : why ? why : "out of memory";
+        char *result = reload_refused(core, text);
         free(why);
         gw_reload_diff_free(&d);
         gw_config_free(next);

@@ -254,6 +254,8 @@ static void compare_restart_only(const struct gw_config *old, const struct gw_co
     const struct { const char *key; bool same; } rows[] = {
         {"gateway.id", same_text(old->gateway.id, next->gateway.id)},
         {"gateway.site", same_text(old->gateway.site, next->gateway.site)},
+        {"gateway.integrity_check_s",
+         old->gateway.integrity_check_s == next->gateway.integrity_check_s},
         {"mqtt.uri", same_text(a->uri, b->uri)},
         {"mqtt.client_id", same_text(a->client_id, b->client_id)},
         {"mqtt.username", same_text(a->username, b->username)},
