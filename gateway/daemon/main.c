@@ -67,6 +67,11 @@ static char *console_metrics(void *ctx, int timeout_ms)
     return gw_core_run_on_core(ctx, gw_core_metrics_text, timeout_ms);
 }
 
+static const struct gw_config *console_current_config(void *ctx)
+{
+    return gw_core_current_config(ctx);
+}
+
 /* The service manager's view of the daemon: ready after the first tick,
  * then a watchdog ping at a third of the watchdog interval. */
 struct service_notify {
@@ -327,7 +332,8 @@ int main(int argc, char **argv)
     const struct gw_console_host console_host = {
         .ctx = core, .config = config, .call = console_call,
         .subscribe = console_subscribe, .now_ms = console_now,
-        .health = console_health, .metrics = console_metrics};
+        .health = console_health, .metrics = console_metrics,
+        .current_config = console_current_config};
     if (config->http.listen != NULL && config->http.listen[0] != '\0' &&
         gw_http_start(&console_host, &http) != EST_OK) {
         gw_error("http: cannot serve the console on %s", config->http.listen);

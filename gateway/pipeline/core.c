@@ -58,9 +58,10 @@
 #define CTL_REQUEST_EXPIRY_MS 15000 /* estate-ctl waits 10 s for an answer */
 #define COMMAND_ID_WINDOW_MS (10 * 60 * 1000) /* an MQTT request_id runs once within this */
 #define COMMAND_ID_KEEP 10000                 /* request ids remembered at most */
-/* A retired config's index maps are kept this long after its last poller
- * stopped: longer than any of its samples can wait in the queue. */
-#define RETIRED_MAPS_KEEP_MS 10000
+/* A retired config and its index maps are kept this long after its last
+ * poller stopped: longer than any of its samples can wait in the queue or a
+ * console request can read it. */
+#define RETIRED_KEEP_MS 60000
 
 /* A command from another thread, answered through a condition variable. */
 struct gw_core_call {
@@ -1771,6 +1772,7 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
         return EST_ERR_NOMEM;
     core->config = config;
     core->boot_config = config;
+    atomic_init(&core->shown_config, config);
     core->clock_ms = default_clock;
     core->prefix = strdup(config->mqtt.topic_prefix);
     core->meters = calloc(config->nmeters + 1, sizeof *core->meters);
@@ -1871,21 +1873,21 @@ static bool poller_uses(const struct gw_core *core, uint32_t generation)
     return false;
 }
 
-/* Frees the retired configs no poller uses (never the daemon's own), and
- * their maps once RETIRED_MAPS_KEEP_MS have passed. */
+/* Frees the retired configs (never the daemon's own) and their maps once
+ * no poller has used them for RETIRED_KEEP_MS. */
 static void prune_retired(struct gw_core *core)
 {
     int64_t now = est_mono_ms();
     size_t kept = 0;
     for (size_t i = 0; i < core->nretired; i++) {
         struct gw_config_generation *g = &core->retired[i];
-        if (g->config != NULL && !poller_uses(core, g->generation)) {
+        if (poller_uses(core, g->generation))
+            g->unused_since_ms = 0;
+        else if (g->unused_since_ms == 0)
+            g->unused_since_ms = now;
+        if (g->unused_since_ms != 0 && now - g->unused_since_ms >= RETIRED_KEEP_MS) {
             if (g->config != core->boot_config)
                 gw_config_free(g->config);
-            g->config = NULL;
-            g->unused_since_ms = now;
-        }
-        if (g->config == NULL && now - g->unused_since_ms >= RETIRED_MAPS_KEEP_MS) {
             free(g->meter_map);
             free(g->panel_map);
             continue;
@@ -2056,6 +2058,7 @@ static void swap_in(struct gw_core *core, struct gw_config *next, struct reload_
     gw_office_destroy(core->office);
     rule_engine_destroy(core->rules);
     core->config = next;
+    atomic_store(&core->shown_config, next);
     core->meters = st->meters;
     core->panels = st->panels;
     core->unit_vacant = st->unit_vacant;
@@ -2193,8 +2196,7 @@ static char *apply_reload(struct gw_core *core, struct gw_config *next)
                 d.bus_kept[j] = 0;
             }
         start_new_pollers(core, &d, warnings);
-        if (old != core->boot_config)
-            gw_config_free(old);
+        /* old is not freed: a console request may still read it. */
     }
     prune_retired(core);
     char *result = reload_applied(core, d.changes, d.restart_needed, warnings);
@@ -2228,6 +2230,11 @@ static char *handle_reload_call(struct gw_core *core, struct gw_core_call *call)
     if (result != NULL)
         answer_reload_waiters(core, result);
     return result;
+}
+
+const struct gw_config *gw_core_current_config(struct gw_core *core)
+{
+    return atomic_load(&core->shown_config);
 }
 
 char *gw_core_reload(struct gw_core *core, struct gw_config *next, const char *refusal_json,

@@ -83,9 +83,9 @@ struct gw_staged_event {
 
 /* A config the core ran with before a reload, kept while a poller started
  * on it still runs (such a bus was not touched by the reload): its samples'
- * indices go through the maps into the current config. Once no poller uses
- * it the config is freed (config NULL) and the maps follow a little later,
- * when no sample of it can be left in the queue. */
+ * indices go through the maps into the current config. Once no poller has
+ * used it for a minute (no sample of it is left in the queue, no console
+ * request still reads it) it is freed with its maps. */
 struct gw_config_generation {
     uint32_t generation;
     struct gw_config *config;      /* NULL once no poller uses it */
@@ -93,7 +93,7 @@ struct gw_config_generation {
     size_t nmeters;
     uint32_t *panel_map;
     size_t npanels;
-    int64_t unused_since_ms;       /* monotonic: when its last poller stopped */
+    int64_t unused_since_ms;       /* monotonic: when it was first seen unused; 0 = in use */
 };
 
 #define GW_CORE_RELOAD_WAITERS 8
@@ -104,6 +104,8 @@ struct gw_core {
                                     * MQTT client and the console keep reading it) */
     uint32_t generation;           /* the current config's number (0 at start, +1 a reload) */
     uint32_t *poller_generation;   /* per bus: the config its poller indexes */
+    _Atomic(struct gw_config *) shown_config; /* config, for other threads
+                                               * (gw_core_current_config) */
     struct gw_config_generation *retired; /* older configs still referred to */
     size_t nretired;
     int64_t reload_waiting[GW_CORE_RELOAD_WAITERS]; /* estate-ctl reload requests to answer */
@@ -240,6 +242,9 @@ char *gw_core_run_on_core(struct gw_core *core, char *(*fn)(struct gw_core *core
  * when the core did not answer within timeout_ms. */
 char *gw_core_reload(struct gw_core *core, struct gw_config *next, const char *refusal_json,
                      int timeout_ms);
+/* The current config, from any thread: after a reload the one it replaced
+ * stays valid for at least a minute (read it afresh for each request). */
+const struct gw_config *gw_core_current_config(struct gw_core *core);
 
 /* --- health and metrics (metrics.c), core thread only --- */
 
