@@ -46,6 +46,10 @@ struct gw_console_host {
     /* Its metrics in the Prometheus text format (malloc'd), or NULL when it
      * did not answer in timeout_ms. NULL = none. */
     char *(*metrics)(void *ctx, int timeout_ms);
+    /* The config records are shown with now (meter locations and units,
+     * work-order SLAs): a reload replaces it, and a replaced one stays valid
+     * for at least a minute. Any thread. NULL = config. */
+    const struct gw_config *(*current_config)(void *ctx);
 };
 
 /* Starts serving on host->config->http.listen; host is copied. An empty

@@ -19,6 +19,13 @@ int64_t console_now_ms(const struct gw_http *http)
     return http->host.now_ms(http->host.ctx);
 }
 
+const struct gw_config *console_records_config(const struct gw_http *http)
+{
+    const struct gw_config *config =
+        http->host.current_config ? http->host.current_config(http->host.ctx) : NULL;
+    return config ? config : http->config;
+}
+
 char *console_host_health(const struct gw_http *http, int timeout_ms)
 {
     return http->host.health ? http->host.health(http->host.ctx, timeout_ms) : NULL;

@@ -202,6 +202,10 @@ char *console_call_command(struct gw_http *http, const char *verb, const char *a
 est_err console_subscribe_events(struct gw_http *http, gw_console_event_fn fn);
 /* The daemon's wall clock (replaceable in tests), ms since the epoch. */
 int64_t console_now_ms(const struct gw_http *http);
+/* The config to show records with now (the host's current one after a
+ * reload; the console's own settings stay those of http->config). Take it
+ * once per request. */
+const struct gw_config *console_records_config(const struct gw_http *http);
 
 /* ------------------------------------------------------------------ */
 /* server.c: responses and connection details                          */

@@ -54,14 +54,15 @@ static cJSON *permissions_json(const char *role)
 enum MHD_Result route_me(struct api_request *req)
 {
     const struct gw_config *config = req->http->config;
+    const struct gw_config *records = console_records_config(req->http);
     cJSON *json = console_caller_json(req, false);
     cJSON_AddStringToObject(json, "site", config->gateway.site);
     cJSON_AddStringToObject(json, "gateway", config->gateway.id);
     cJSON_AddStringToObject(json, "version", ESTATE_VERSION);
     /* The site's zone (IANA name or "+08:00"): the console shows site time. */
     cJSON_AddStringToObject(json, "timezone", config->gateway.timezone);
-    cJSON_AddNumberToObject(json, "arrive_within_s", config->workorders.arrive_within_s);
-    cJSON_AddNumberToObject(json, "resolve_within_s", config->workorders.resolve_within_s);
+    cJSON_AddNumberToObject(json, "arrive_within_s", records->workorders.arrive_within_s);
+    cJSON_AddNumberToObject(json, "resolve_within_s", records->workorders.resolve_within_s);
     gw_json_add_ts_if(json, "now", console_now_ms(req->http));
     cJSON_AddItemToObject(json, "permissions", permissions_json(req->who.role));
     return console_send_json(req->conn, MHD_HTTP_OK, json);
@@ -122,7 +123,8 @@ static unsigned read_alerts(struct api_request *req, struct gw_store *store, cJS
         *message = "state must be \"active\"";
         return MHD_HTTP_BAD_REQUEST;
     }
-    struct incident_list list = {req->http->config, cJSON_AddArrayToObject(result, "alerts")};
+    struct incident_list list = {console_records_config(req->http),
+                                 cJSON_AddArrayToObject(result, "alerts")};
     return read_status(gw_store_incidents_open(store, collect_incident, &list));
 }
 
@@ -365,7 +367,7 @@ static unsigned read_patrol(struct api_request *req, struct gw_store *store, cJS
     if (since < 0) /* the newest entries by default */
         since = head > limit ? head - limit : 0;
     const char *needle = console_query(req, "q");
-    struct patrol_ctx p = {req->http->config, cJSON_AddArrayToObject(result, "entries"),
+    struct patrol_ctx p = {console_records_config(req->http), cJSON_AddArrayToObject(result, "entries"),
                            needle && *needle ? needle : NULL};
     cJSON_AddNumberToObject(result, "head", (double)head);
     return read_status(gw_store_patrol_list(store, since, (size_t)limit, collect_patrol, &p));
@@ -394,7 +396,8 @@ static unsigned read_patrol_verify(struct api_request *req, struct gw_store *sto
 static unsigned read_handover(struct api_request *req, struct gw_store *store, cJSON *result,
                               const char **message)
 {
-    cJSON *summary = gw_handover_summary_from(store, req->http->config, console_now_ms(req->http));
+    cJSON *summary = gw_handover_summary_from(store, console_records_config(req->http),
+                                              console_now_ms(req->http));
     if (!summary)
         return MHD_HTTP_INTERNAL_SERVER_ERROR;
     cJSON_AddItemToObject(result, "handover", summary);

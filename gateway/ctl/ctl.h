@@ -56,6 +56,7 @@ int ctl_scan_check_owner(const struct ctl *c, const struct gw_bus_config *bus, s
                          bool force);
 int ctl_verb_backup(struct ctl *c);     /* ctl_backup.c */
 int ctl_verb_restore(struct ctl *c);
+int ctl_verb_reload(struct ctl *c);     /* ctl_reload.c */
 
 /* Prints "estate-ctl: MESSAGE" and the --help hint; returns EST_EXIT_USAGE. */
 int ctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -68,6 +68,9 @@ static const struct ctl_verb verbs[] = {
      "                                         (exit 1 and the copy deleted if it does not verify)\n"},
     {"restore", ctl_verb_restore,
      "  restore FILE                           put a verified copy in place (gateway stopped)\n"},
+    {"reload", ctl_verb_reload,
+     "  reload                                 the running gateway loads its config again (exit 2\n"
+     "                                         and the errors when it is refused; the old one stays)\n"},
 };
 
 static void usage(FILE *out)
@@ -129,6 +132,9 @@ static int load_config(struct ctl *c)
         EST_OK) {
         gw_config_errors_print(&errors, stderr);
         gw_config_errors_free(&errors);
+        if (c->argc > 0 && strcmp(c->argv[0], "reload") == 0)
+            fprintf(stderr, "estate-ctl: reload refused: %s does not load; nothing was sent and "
+                            "the running gateway keeps its configuration\n", c->config_path);
         return EST_EXIT_USAGE;
     }
     return 0;

@@ -1,8 +1,15 @@
 /* main.c - estate-gw, the gateway daemon: loads the config, then runs the
  * core (pollers -> rules -> store -> MQTT) and the console until SIGTERM.
- * Under systemd (Type=notify) it reports READY=1 once the core ticks and
- * WATCHDOG=1 from the core's ticks, so a stuck core loop gets restarted. */
+ * SIGHUP and estate-ctl reload load the config again on a thread of their
+ * own and hand it to the core, which applies it or keeps the running one.
+ * Under systemd (Type=notify) it reports READY=1 once the core ticks,
+ * RELOADING=1 while a reload runs, and WATCHDOG=1 from the core's ticks,
+ * so a stuck core loop gets restarted. */
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +25,20 @@
 #include "est_cli.h"
 
 static struct gw_core *running_core;
+
+/* The reload thread: woken by SIGHUP (sem_post is async-signal-safe) and by
+ * the core for estate-ctl reload. */
+#define RELOAD_ANSWER_MS 30000
+struct reloader {
+    struct gw_core *core;
+    const char *config_path;
+    const char *const *sets;  /* the daemon's --set overrides, applied again */
+    size_t nsets;
+    pthread_t thread;
+    bool started;
+    atomic_bool stopping;
+};
+static sem_t reload_wakeup;
 
 /* The console's view of the core (struct gw_console_host). */
 static char *console_call(void *ctx, const char *verb, const char *args_json,
@@ -44,6 +65,11 @@ static char *console_health(void *ctx, int timeout_ms)
 static char *console_metrics(void *ctx, int timeout_ms)
 {
     return gw_core_run_on_core(ctx, gw_core_metrics_text, timeout_ms);
+}
+
+static const struct gw_config *console_current_config(void *ctx)
+{
+    return gw_core_current_config(ctx);
 }
 
 /* The service manager's view of the daemon: ready after the first tick,
@@ -89,6 +115,90 @@ static void notify_stopping(void)
 #ifdef ESTATE_HAVE_SYSTEMD
     sd_notify(0, "STOPPING=1");
 #endif
+}
+
+/* {"ok":false,"error":...,"errors":["FILE:LINE: message",...]} */
+static char *refusal_json(const char *path, const struct gw_config_errors *errors)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddFalseToObject(o, "ok");
+    char error[512];
+    snprintf(error, sizeof error, "%s does not load (%zu error%s): the running configuration stays",
+             path, errors->count, errors->count == 1 ? "" : "s");
+    cJSON_AddStringToObject(o, "error", error);
+    cJSON *list = cJSON_AddArrayToObject(o, "errors");
+    for (size_t i = 0; i < errors->count; i++)
+        cJSON_AddItemToArray(list, cJSON_CreateString(errors->messages[i]));
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return json;
+}
+
+/* Loads and checks the config file again (off the core thread) and hands it
+ * to the core; a config that does not load is refused with its errors. */
+static void reload_once(struct reloader *r)
+{
+#ifdef ESTATE_HAVE_SYSTEMD
+    sd_notify(0, "RELOADING=1\nSTATUS=reloading the configuration");
+#endif
+    gw_info("reload: loading %s", r->config_path);
+    struct gw_config *next = NULL;
+    struct gw_config_errors errors = {0};
+    est_err err = gw_config_load(r->config_path, r->sets, r->nsets, &next, &errors);
+    char *refusal = NULL;
+    if (err != EST_OK) {
+        for (size_t i = 0; i < errors.count; i++)
+            gw_error("reload: %s", errors.messages[i]);
+        if (errors.count == 0)
+            gw_error("reload: %s: %s", r->config_path, est_strerror(err));
+        refusal = refusal_json(r->config_path, &errors);
+        gw_error("reload: refused, the running configuration stays");
+    }
+    gw_config_errors_free(&errors);
+    char *result = gw_core_reload(r->core, next, refusal ? refusal : "{\"ok\":false}",
+                                  RELOAD_ANSWER_MS);
+    if (result == NULL && !atomic_load(&r->stopping))
+        gw_error("reload: the core did not answer within %d s", RELOAD_ANSWER_MS / 1000);
+    free(result);
+    free(refusal);
+#ifdef ESTATE_HAVE_SYSTEMD
+    sd_notify(0, "READY=1\nSTATUS=running");
+#endif
+}
+
+static void *reload_thread(void *arg)
+{
+    struct reloader *r = arg;
+    for (;;) {
+        while (sem_wait(&reload_wakeup) != 0)
+            ; /* EINTR */
+        if (atomic_load(&r->stopping))
+            return NULL;
+        while (sem_trywait(&reload_wakeup) == 0)
+            ; /* requests made while one was waiting: one reload serves them */
+        reload_once(r);
+    }
+}
+
+static void wake_reloader(void *ctx)
+{
+    (void)ctx;
+    sem_post(&reload_wakeup);
+}
+
+static void on_reload_signal(int signo)
+{
+    (void)signo;
+    sem_post(&reload_wakeup);
+}
+
+static void reloader_stop(struct reloader *r)
+{
+    if (!r->started)
+        return;
+    atomic_store(&r->stopping, true);
+    sem_post(&reload_wakeup);
+    pthread_join(r->thread, NULL);
 }
 
 static void on_stop_signal(int signo)
@@ -186,20 +296,27 @@ int main(int argc, char **argv)
     struct gw_config *config = NULL;
     struct gw_config_errors errors = {0};
     est_err err = gw_config_load(config_path, cli.sets, cli.nsets, &config, &errors);
-    est_cli_free(&cli);
     if (err != EST_OK) {
         for (size_t i = 0; i < errors.count; i++)
             fprintf(stderr, "%s\n", errors.messages[i]);
         if (errors.count == 0)
             fprintf(stderr, "%s: %s\n", config_path, est_strerror(err));
         gw_config_errors_free(&errors);
+        est_cli_free(&cli);
         return 2;
     }
     if (check_only) {
         printf("OK\n");
         gw_config_free(config);
+        est_cli_free(&cli);
         return 0;
     }
+    /* SIGHUP reloads; until the reload thread runs it only wakes it up. */
+    sem_init(&reload_wakeup, 0, 0);
+    struct sigaction hup = {0};
+    hup.sa_handler = on_reload_signal;
+    sigemptyset(&hup.sa_mask);
+    sigaction(SIGHUP, &hup, NULL);
     gw_log_set_level(config->gateway.log_level);
     umask(077); /* database, outbox and secrets are 0600 */
     signal(SIGPIPE, SIG_IGN);
@@ -208,18 +325,21 @@ int main(int argc, char **argv)
     if (gw_core_create(config, &core) != EST_OK) {
         gw_error("estate-gw: cannot start");
         gw_config_free(config);
+        est_cli_free(&cli);
         return 1;
     }
     struct gw_http *http = NULL;
     const struct gw_console_host console_host = {
         .ctx = core, .config = config, .call = console_call,
         .subscribe = console_subscribe, .now_ms = console_now,
-        .health = console_health, .metrics = console_metrics};
+        .health = console_health, .metrics = console_metrics,
+        .current_config = console_current_config};
     if (config->http.listen != NULL && config->http.listen[0] != '\0' &&
         gw_http_start(&console_host, &http) != EST_OK) {
         gw_error("http: cannot serve the console on %s", config->http.listen);
         gw_core_destroy(core);
         gw_config_free(config);
+        est_cli_free(&cli);
         return 1;
     }
     running_core = core;
@@ -227,6 +347,15 @@ int main(int argc, char **argv)
     notify_init(&notify);
     core->on_tick = notify_on_tick;
     core->on_tick_ctx = &notify;
+    struct reloader reloader = {.core = core, .config_path = config_path, .sets = cli.sets,
+                                .nsets = cli.nsets};
+    reloader.started = pthread_create(&reloader.thread, NULL, reload_thread, &reloader) == 0;
+    if (reloader.started) {
+        core->on_reload_wanted = wake_reloader;
+        core->on_reload_ctx = &reloader;
+    } else {
+        gw_warn("reload: cannot start the reload thread: SIGHUP and estate-ctl reload are ignored");
+    }
     struct sigaction sa = {0};
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
@@ -236,9 +365,11 @@ int main(int argc, char **argv)
             config->gateway.id);
     err = gw_core_run(core);
     notify_stopping();
+    reloader_stop(&reloader);
     gw_http_stop(http);
     running_core = NULL;
     gw_core_destroy(core);
     gw_config_free(config);
+    est_cli_free(&cli);
     return err == EST_OK ? 0 : 1;
 }

@@ -16,6 +16,7 @@
 #include "est_alloc.h"
 #include "est_tz.h"
 #include "office.h"
+#include "reload.h"
 #include "unproven.h"
 #include "views.h"
 
@@ -59,6 +60,10 @@
 #define CTL_REQUEST_EXPIRY_MS 15000 /* estate-ctl waits 10 s for an answer */
 #define COMMAND_ID_WINDOW_MS (10 * 60 * 1000) /* an MQTT request_id runs once within this */
 #define COMMAND_ID_KEEP 10000                 /* request ids remembered at most */
+/* A retired config and its index maps are kept this long after its last
+ * poller stopped: longer than any of its samples can wait in the queue or a
+ * console request can read it. */
+#define RETIRED_KEEP_MS 60000
 
 /* A command from another thread, answered through a condition variable. */
 struct gw_core_call {
@@ -71,8 +76,24 @@ struct gw_core_call {
     char user[64];
     char role[32];
     char *(*fn)(struct gw_core *core); /* set: run this instead of a verb */
+    bool reload;               /* a reload (gw_core_reload) instead of a verb */
+    struct gw_config *reload_config; /* taken by the core (then NULL) */
+    char *reload_refusal;
     char *result;
 };
+
+/* Frees a call's own parts (the caller's or, when abandoned, the core's job). */
+static void free_call(struct gw_core_call *call)
+{
+    free(call->result);
+    free(call->verb);
+    free(call->args_json);
+    free(call->reload_refusal);
+    gw_config_free(call->reload_config);
+    pthread_mutex_destroy(&call->lock);
+    pthread_cond_destroy(&call->done_cond);
+    free(call);
+}
 
 static int64_t default_clock(void) { return est_now_ms(); }
 
@@ -332,11 +353,34 @@ static est_err host_patrol(void *ctx, const char *kind, const char *text, int64_
     return gw_core_patrol(ctx, kind, text, incident, workorder, author, detail_json);
 }
 
+static struct gw_config_generation *find_generation(struct gw_core *core, uint32_t generation)
+{
+    for (size_t i = 0; i < core->nretired; i++)
+        if (core->retired[i].generation == generation)
+            return &core->retired[i];
+    return NULL;
+}
+
+/* A poller that kept running across a reload knows its meters by their
+ * index in the config it was started on. */
 static est_err host_request_valve(void *ctx, uint32_t meter, bool close, const char *who)
 {
     struct gw_core *core = ctx;
-    struct gw_poller *poller = core->pollers[core->config->meters[meter].bus];
-    return poller != NULL ? gw_poller_request_valve(poller, meter, close, who) : EST_ERR_STATE;
+    size_t bus = core->config->meters[meter].bus;
+    struct gw_poller *poller = core->pollers[bus];
+    if (poller == NULL)
+        return EST_ERR_STATE;
+    uint32_t index = meter;
+    if (core->poller_generation[bus] != core->generation) {
+        const struct gw_config_generation *g = find_generation(core, core->poller_generation[bus]);
+        int i = g != NULL && g->config != NULL
+                    ? gw_config_meter_index(g->config, core->config->meters[meter].id)
+                    : -1;
+        if (i < 0)
+            return EST_ERR_STATE;
+        index = (uint32_t)i;
+    }
+    return gw_poller_request_valve(poller, index, close, who);
 }
 
 static double event_detail(const struct rule_event *e, const char *key)
@@ -412,16 +456,18 @@ static bool host_set_unit_vacant(void *ctx, uint32_t unit, bool vacant)
     return was_vacant;
 }
 
-static est_err create_office(struct gw_core *core)
+/* The office for config and rules (the current ones, or a reload's). */
+static est_err create_office(struct gw_core *core, const struct gw_config *config,
+                             struct rule_engine *rules, struct gw_office **out)
 {
     struct gw_office_host host = {
-        .ctx = core, .store = core->store, .config = core->config, .rules = core->rules,
+        .ctx = core, .store = core->store, .config = config, .rules = rules,
         .now_ms = host_now_ms, .publish_event = host_publish_event, .patrol = host_patrol,
         .request_valve = host_request_valve, .meter_event = host_meter_event,
         .meter_offline_resumed = host_meter_offline_resumed,
         .set_unit_vacant = host_set_unit_vacant,
     };
-    return gw_office_create(&host, &core->office);
+    return gw_office_create(&host, out);
 }
 
 static void keep_for_replay(struct gw_core *core, const struct rule_event *event)
@@ -1411,12 +1457,44 @@ struct ctl_ctx {
     struct gw_core *core;
 };
 
+/* estate-ctl reload: the config is loaded off this thread (the daemon's
+ * reload thread); the request is answered when its result comes back. */
+static cJSON *take_reload_request(struct gw_core *core, const struct gw_store_ctl_request *req,
+                                  bool *answer_later)
+{
+    for (size_t i = 0; i < core->nreload_waiting; i++)
+        if (core->reload_waiting[i] == req->id) {
+            *answer_later = true;
+            return NULL;
+        }
+    if (core->on_reload_wanted == NULL)
+        return gw_command_error(NULL, "this gateway cannot reload its configuration");
+    if (core->nreload_waiting == GW_CORE_RELOAD_WAITERS)
+        return gw_command_error(NULL, "too many reload requests are waiting");
+    core->reload_waiting[core->nreload_waiting++] = req->id;
+    core->on_reload_wanted(core->on_reload_ctx);
+    *answer_later = true;
+    return NULL;
+}
+
 static bool handle_ctl_request(void *ctx, const struct gw_store_ctl_request *req)
 {
     struct gw_core *core = ((struct ctl_ctx *)ctx)->core;
+    bool expired = gw_core_now_ms(core) - req->created_ms > CTL_REQUEST_EXPIRY_MS;
+    bool answer_later = false;
+    cJSON *result = NULL;
+    if (!expired && strcmp(req->verb, "reload") == 0) {
+        result = take_reload_request(core, req, &answer_later);
+        if (answer_later)
+            return true;
+    }
+    for (size_t i = 0; expired && i < core->nreload_waiting; i++)
+        if (core->reload_waiting[i] == req->id) /* never answered: not waited for any more */
+            core->reload_waiting[i] = core->reload_waiting[--core->nreload_waiting];
     cJSON *args = req->args_json ? cJSON_Parse(req->args_json) : cJSON_CreateObject();
-    cJSON *result;
-    if (gw_core_now_ms(core) - req->created_ms > CTL_REQUEST_EXPIRY_MS) {
+    if (result != NULL) {
+        /* refused before any loading */
+    } else if (expired) {
         /* Queued while the gateway was down: estate-ctl has given up on it. */
         result = gw_command_error(args, "request expired before the gateway could run it");
     } else if (args == NULL || !cJSON_IsObject(args)) {
@@ -1452,15 +1530,11 @@ static void finish_call(struct gw_core_call *call, char *result)
     bool abandoned = call->abandoned;
     pthread_cond_signal(&call->done_cond);
     pthread_mutex_unlock(&call->lock);
-    if (abandoned) {
-        free(call->result);
-        free(call->verb);
-        free(call->args_json);
-        pthread_mutex_destroy(&call->lock);
-        pthread_cond_destroy(&call->done_cond);
-        free(call);
-    }
+    if (abandoned)
+        free_call(call);
 }
+
+static char *handle_reload_call(struct gw_core *core, struct gw_core_call *call);
 
 static void handle_calls(struct gw_core *core)
 {
@@ -1468,6 +1542,10 @@ static void handle_calls(struct gw_core *core)
     size_t n = gw_queue_pop_many(core->calls, calls, 16, 0);
     for (size_t i = 0; i < n; i++) {
         struct gw_core_call *call = calls[i];
+        if (call->reload) {
+            finish_call(call, handle_reload_call(core, call));
+            continue;
+        }
         if (call->fn != NULL) {
             finish_call(call, call->fn(core));
             continue;
@@ -1492,14 +1570,12 @@ static char *submit_call(struct gw_core *core, struct gw_core_call *call, int ti
     pthread_mutex_init(&call->lock, NULL);
     pthread_cond_init(&call->done_cond, NULL);
     if (gw_queue_push(core->calls, &call, timeout_ms) != EST_OK) {
-        free(call->verb);
-        free(call->args_json);
-        free(call);
+        free_call(call);
         return NULL;
     }
     int64_t deadline = est_mono_ms() + timeout_ms;
     pthread_mutex_lock(&call->lock);
-    while (!call->done && est_mono_ms() < deadline) {
+    while (!call->done && est_mono_ms() < deadline && !atomic_load(&core->stopping)) {
         pthread_mutex_unlock(&call->lock);
         est_sleep_ms(5);
         pthread_mutex_lock(&call->lock);
@@ -1510,12 +1586,9 @@ static char *submit_call(struct gw_core *core, struct gw_core_call *call, int ti
         return NULL;
     }
     char *result = call->result;
+    call->result = NULL;
     pthread_mutex_unlock(&call->lock);
-    free(call->verb);
-    free(call->args_json);
-    pthread_mutex_destroy(&call->lock);
-    pthread_cond_destroy(&call->done_cond);
-    free(call);
+    free_call(call);
     return result;
 }
 
@@ -1575,9 +1648,10 @@ static bool stored_serial(void *ctx, const struct gw_store_meter *m)
     return true;
 }
 
-static est_err build_rules(struct gw_core *core)
+/* A rule engine for config c, its units' occupancy unit_vacant. */
+static est_err build_rules(struct gw_core *core, const struct gw_config *c, bool *unit_vacant,
+                           struct rule_engine **out)
 {
-    const struct gw_config *c = core->config;
     struct rule_meter *meters = calloc(c->nmeters + 1, sizeof *meters);
     uint16_t *zones = calloc(c->npanels + 1, sizeof *zones);
     if (meters == NULL || zones == NULL) {
@@ -1616,10 +1690,9 @@ static est_err build_rules(struct gw_core *core)
         zones[i] = c->panels[i].nzones;
     struct rule_topology topology = {
         .nmeters = c->nmeters, .meters = meters, .nunits = c->nunits,
-        .unit_vacant = core->unit_vacant, .npanels = c->npanels, .panel_zones = zones,
+        .unit_vacant = unit_vacant, .npanels = c->npanels, .panel_zones = zones,
     };
-    est_err err = rule_engine_create(&c->rules, &topology, on_rule_event, on_rule_action, core,
-                                     &core->rules);
+    est_err err = rule_engine_create(&c->rules, &topology, on_rule_event, on_rule_action, core, out);
     free(meters);
     free(zones);
     free(serials);
@@ -1755,17 +1828,21 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
     if (core == NULL)
         return EST_ERR_NOMEM;
     core->config = config;
+    core->boot_config = config;
+    atomic_init(&core->shown_config, config);
     core->clock_ms = default_clock;
     core->prefix = strdup(config->mqtt.topic_prefix);
     core->meters = calloc(config->nmeters + 1, sizeof *core->meters);
     core->panels = calloc(config->npanels + 1, sizeof *core->panels);
     core->unit_vacant = calloc(config->nunits + 1, sizeof *core->unit_vacant);
     core->pollers = calloc(config->nbuses + 1, sizeof *core->pollers);
+    core->poller_generation = calloc(config->nbuses + 1, sizeof *core->poller_generation);
     core->held = calloc(HELD_EVENTS_MAX, sizeof *core->held);
     core->staged = calloc(STAGED_MAX, sizeof *core->staged);
     core->replay = calloc(REPLAY_MAX, sizeof *core->replay);
     est_err err = core->prefix && core->meters && core->panels && core->unit_vacant &&
-                          core->pollers && core->held && core->staged && core->replay
+                          core->pollers && core->poller_generation && core->held &&
+                          core->staged && core->replay
                       ? EST_OK
                       : EST_ERR_NOMEM;
     for (size_t i = 0; err == EST_OK && i < config->nmeters; i++)
@@ -1782,9 +1859,9 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
     if (err == EST_OK)
         err = load_state(core);
     if (err == EST_OK)
-        err = build_rules(core);
+        err = build_rules(core, core->config, core->unit_vacant, &core->rules);
     if (err == EST_OK)
-        err = create_office(core);
+        err = create_office(core, core->config, core->rules, &core->office);
     if (err == EST_OK)
         err = gw_office_restore_incidents(core->office);
     if (err == EST_OK)
@@ -1811,6 +1888,424 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
     }
     *out = core;
     return EST_OK;
+}
+
+/* ---------------------------------------------------------------- */
+/* Reload                                                            */
+/* ---------------------------------------------------------------- */
+
+/* Samples polled on an older config (a bus that kept polling across a
+ * reload) get their index in the current one; those of a meter or panel
+ * that is no longer configured are dropped. */
+static void translate_samples(struct gw_core *core, struct batch *b)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < b->nitems; i++) {
+        struct gw_sample *s = &b->items[i];
+        if (s->generation != core->generation) {
+            const struct gw_config_generation *g = find_generation(core, s->generation);
+            bool panel = s->item == GW_ITEM_SAMPLE && s->device_type == GW_DEVICE_PANEL;
+            uint32_t to = GW_RELOAD_GONE;
+            if (g != NULL && panel && s->index < g->npanels)
+                to = g->panel_map[s->index];
+            else if (g != NULL && !panel && s->index < g->nmeters)
+                to = g->meter_map[s->index];
+            if (to == GW_RELOAD_GONE)
+                continue;
+            s->index = to;
+            s->generation = core->generation;
+        }
+        if (kept != i)
+            b->items[kept] = *s;
+        kept++;
+    }
+    b->nitems = kept;
+}
+
+static bool poller_uses(const struct gw_core *core, uint32_t generation)
+{
+    for (size_t i = 0; i < core->config->nbuses; i++)
+        if (core->pollers[i] != NULL && core->poller_generation[i] == generation)
+            return true;
+    return false;
+}
+
+/* Frees the retired configs (never the daemon's own) and their maps once
+ * no poller has used them for RETIRED_KEEP_MS. */
+static void prune_retired(struct gw_core *core)
+{
+    int64_t now = est_mono_ms();
+    size_t kept = 0;
+    for (size_t i = 0; i < core->nretired; i++) {
+        struct gw_config_generation *g = &core->retired[i];
+        if (poller_uses(core, g->generation))
+            g->unused_since_ms = 0;
+        else if (g->unused_since_ms == 0)
+            g->unused_since_ms = now;
+        if (g->unused_since_ms != 0 && now - g->unused_since_ms >= RETIRED_KEEP_MS) {
+            if (g->config != core->boot_config)
+                gw_config_free(g->config);
+            free(g->meter_map);
+            free(g->panel_map);
+            continue;
+        }
+        core->retired[kept++] = *g;
+    }
+    core->nretired = kept;
+}
+
+/* The old config becomes a retired generation; older ones now map through
+ * it into next. Takes the diff's maps. */
+static est_err retire_config(struct gw_core *core, struct gw_config *old,
+                             uint32_t old_generation, struct gw_reload_diff *d)
+{
+    struct gw_config_generation *grown =
+        realloc(core->retired, (core->nretired + 1) * sizeof *core->retired);
+    if (grown == NULL)
+        return EST_ERR_NOMEM;
+    core->retired = grown;
+    for (size_t i = 0; i < core->nretired; i++) {
+        struct gw_config_generation *g = &core->retired[i];
+        for (size_t m = 0; m < g->nmeters; m++)
+            if (g->meter_map[m] != GW_RELOAD_GONE)
+                g->meter_map[m] = d->meter_map[g->meter_map[m]];
+        for (size_t p = 0; p < g->npanels; p++)
+            if (g->panel_map[p] != GW_RELOAD_GONE)
+                g->panel_map[p] = d->panel_map[g->panel_map[p]];
+    }
+    core->retired[core->nretired++] = (struct gw_config_generation){
+        .generation = old_generation, .config = old, .meter_map = d->meter_map,
+        .nmeters = old->nmeters, .panel_map = d->panel_map, .npanels = old->npanels,
+    };
+    d->meter_map = NULL;
+    d->panel_map = NULL;
+    return EST_OK;
+}
+
+/* What the core keeps per meter, panel, unit and bus, laid out for next:
+ * everything that can fail is built here, before anything changes. */
+struct reload_state {
+    struct gw_meter_state *meters;
+    struct gw_panel_state *panels;
+    bool *unit_vacant;
+    struct gw_poller **pollers;
+    uint32_t *poller_generation;
+    int64_t *rids;
+    struct rule_engine *rules;
+    struct gw_office *office;
+};
+
+static void reload_state_free(struct reload_state *st)
+{
+    free(st->meters);
+    free(st->panels);
+    free(st->unit_vacant);
+    free(st->pollers);
+    free(st->poller_generation);
+    free(st->rids);
+    gw_office_destroy(st->office);
+    rule_engine_destroy(st->rules);
+}
+
+/* Carries each meter's, panel's and unit's state over by id; new units
+ * take the occupancy the database remembers, else the config's. */
+static void carry_state(struct gw_core *core, const struct gw_config *next,
+                        const struct gw_reload_diff *d, struct reload_state *st)
+{
+    const struct gw_config *old = core->config;
+    for (size_t i = 0; i < old->nmeters; i++)
+        if (d->meter_map[i] != GW_RELOAD_GONE)
+            st->meters[d->meter_map[i]] = core->meters[i];
+    for (size_t j = 0; j < next->nmeters; j++) {
+        st->meters[j].float32_quantities = drv_model_float32_quantities(next->meters[j].model);
+        st->meters[j].store_rowid = st->rids[j];
+    }
+    for (size_t i = 0; i < old->npanels; i++)
+        if (d->panel_map[i] != GW_RELOAD_GONE)
+            st->panels[d->panel_map[i]] = core->panels[i];
+    for (size_t j = 0; j < next->nunits; j++) {
+        int i = gw_config_unit_index(old, next->units[j].id);
+        bool vacant = next->units[j].vacant;
+        if (i >= 0)
+            vacant = core->unit_vacant[i];
+        else if (gw_store_get_occupancy(core->store, next->units[j].id, &vacant) != EST_OK)
+            vacant = next->units[j].vacant;
+        st->unit_vacant[j] = vacant;
+    }
+    for (size_t j = 0; j < next->nbuses; j++) {
+        size_t i = d->bus_kept[j];
+        if (i != GW_RELOAD_NEW_BUS) {
+            st->pollers[j] = core->pollers[i];
+            st->poller_generation[j] = core->poller_generation[i];
+        }
+    }
+}
+
+/* Builds next's state: the database's inventory brought in line with it
+ * (new meters get row ids, removed ones are flagged), a rule engine with
+ * its thresholds and an office with its SLAs and users file. NULL, or why
+ * not (malloc'd; NULL also when out of memory, see prepare_reload). */
+static char *build_reload_state(struct gw_core *core, const struct gw_config *next,
+                                const struct gw_reload_diff *d, struct reload_state *st)
+{
+    *st = (struct reload_state){
+        .meters = calloc(next->nmeters + 1, sizeof *st->meters),
+        .panels = calloc(next->npanels + 1, sizeof *st->panels),
+        .unit_vacant = calloc(next->nunits + 1, sizeof *st->unit_vacant),
+        .pollers = calloc(next->nbuses + 1, sizeof *st->pollers),
+        .poller_generation = calloc(next->nbuses + 1, sizeof *st->poller_generation),
+        .rids = calloc(next->nmeters + 1, sizeof *st->rids),
+    };
+    if (!st->meters || !st->panels || !st->unit_vacant || !st->pollers ||
+        !st->poller_generation || !st->rids)
+        return strdup("out of memory");
+    /* Incident changes waiting to be stored name meters by the old indices. */
+    if (core->store_degraded || core->nreplay > 0)
+        return strdup("storage is failing: the new inventory cannot be stored; try again once "
+                      "it recovers");
+    if (gw_store_sync_inventory(core->store, next, gw_core_now_ms(core), st->rids) != EST_OK)
+        return est_asprintf("store: cannot record the new inventory: %s",
+                            gw_store_errmsg(core->store));
+    carry_state(core, next, d, st);
+    est_err err = build_rules(core, next, st->unit_vacant, &st->rules);
+    if (err != EST_OK)
+        return est_asprintf("rules: %s", est_strerror(err));
+    err = create_office(core, next, st->rules, &st->office);
+    if (err != EST_OK)
+        return est_asprintf("office: %s", est_strerror(err));
+    return NULL;
+}
+
+/* Whether next's state could be built; if not, *why says why (malloc'd or
+ * NULL) and st is freed. */
+static bool prepare_reload(struct gw_core *core, const struct gw_config *next,
+                           const struct gw_reload_diff *d, struct reload_state *st, char **why)
+{
+    *why = build_reload_state(core, next, d, st);
+    bool ready = *why == NULL && st->office != NULL;
+    if (!ready)
+        reload_state_free(st);
+    return ready;
+}
+
+/* Stops the pollers of buses that were removed or changed. */
+static void stop_replaced_pollers(struct gw_core *core, const struct gw_reload_diff *d,
+                                  size_t nnext)
+{
+    for (size_t i = 0; i < core->config->nbuses; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < nnext && !kept; j++)
+            kept = d->bus_kept[j] == i;
+        if (!kept && core->pollers[i] != NULL) {
+            gw_poller_stop(core->pollers[i]);
+            gw_info("bus %s: stopped (reload)", core->config->buses[i].name);
+        }
+        core->pollers[i] = NULL;
+    }
+}
+
+/* From here on nothing is refused: next becomes the running config. */
+static void swap_in(struct gw_core *core, struct gw_config *next, struct reload_state *st)
+{
+    free(core->meters);
+    free(core->panels);
+    free(core->unit_vacant);
+    free(core->pollers);
+    free(core->poller_generation);
+    gw_office_destroy(core->office);
+    rule_engine_destroy(core->rules);
+    core->config = next;
+    atomic_store(&core->shown_config, next);
+    core->meters = st->meters;
+    core->panels = st->panels;
+    core->unit_vacant = st->unit_vacant;
+    core->pollers = st->pollers;
+    core->poller_generation = st->poller_generation;
+    core->rules = st->rules;
+    core->office = st->office;
+    free(st->rids);
+    *st = (struct reload_state){0};
+    core->generation++;
+}
+
+/* Starts the pollers of new and changed buses; a bus that cannot start is
+ * a warning (the reload stands: its config was valid). */
+static void start_new_pollers(struct gw_core *core, const struct gw_reload_diff *d, cJSON *warnings)
+{
+    for (size_t j = 0; j < core->config->nbuses; j++) {
+        if (d->bus_kept[j] != GW_RELOAD_NEW_BUS)
+            continue;
+        core->poller_generation[j] = core->generation;
+        est_err err = gw_poller_start(core->config, j, core->samples, core->generation,
+                                      &core->pollers[j]);
+        if (err == EST_OK) {
+            gw_info("bus %s: started (reload)", core->config->buses[j].name);
+            continue;
+        }
+        core->pollers[j] = NULL;
+        char *text = est_asprintf("bus %s: cannot start: %s", core->config->buses[j].name,
+                                  est_strerror(err));
+        gw_error("%s", text ? text : "bus: cannot start");
+        if (text != NULL)
+            cJSON_AddItemToArray(warnings, cJSON_CreateString(text));
+        free(text);
+    }
+}
+
+static char *reload_refused(struct gw_core *core, const char *why)
+{
+    core->reloads_refused++;
+    gw_error("reload: refused, the running configuration stays: %s", why);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddFalseToObject(o, "ok");
+    cJSON_AddStringToObject(o, "error", why);
+    cJSON_AddItemToObject(o, "errors", cJSON_CreateArray());
+    return gw_json_finish(o);
+}
+
+/* "configuration reloaded: meters added: E-9; buses removed: gw_c" */
+static char *changes_text(const cJSON *changes)
+{
+    char *text = strdup("configuration reloaded");
+    const char *sep = ": ";
+    const cJSON *c;
+    cJSON_ArrayForEach(c, changes) {
+        char *longer = text ? est_asprintf("%s%s%s", text, sep, c->valuestring) : NULL;
+        free(text);
+        text = longer;
+        sep = "; ";
+    }
+    if (text != NULL && cJSON_GetArraySize(changes) == 0) {
+        free(text);
+        text = strdup("configuration reloaded: nothing changed");
+    }
+    return text;
+}
+
+/* The reload's record: the log, a patrol-log entry, the result. */
+static char *reload_applied(struct gw_core *core, cJSON *changes, cJSON *restart, cJSON *warnings)
+{
+    core->reloads++;
+    char *text = changes_text(changes);
+    gw_info("reload: %s", text ? text : "configuration reloaded");
+    const cJSON *key;
+    cJSON_ArrayForEach(key, restart)
+        gw_warn("reload: %s changed: it keeps its running value until estate-gw restarts",
+                key->valuestring);
+    if (text != NULL && gw_store_begin(core->store) == EST_OK) {
+        gw_core_patrol(core, "config", text, 0, 0, "system", NULL);
+        settle_staged(core, gw_store_commit(core->store) == EST_OK);
+    }
+    free(text);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddTrueToObject(o, "ok");
+    cJSON_AddNumberToObject(o, "generation", core->generation);
+    cJSON_AddItemToObject(o, "changes", changes);
+    cJSON_AddItemToObject(o, "restart_needed", restart);
+    cJSON_AddItemToObject(o, "warnings", warnings);
+    return gw_json_finish(o);
+}
+
+/* Applies next between two batches (see gw_core_reload); takes next. */
+static char *apply_reload(struct gw_core *core, struct gw_config *next)
+{
+    struct gw_config *old = core->config;
+    struct gw_reload_diff d;
+    if (gw_reload_diff(old, next, &d) != EST_OK) {
+        gw_config_free(next);
+        return reload_refused(core, "out of memory");
+    }
+    struct reload_state st;
+    char *why = NULL;
+    if (d.refusal != NULL || !prepare_reload(core, next, &d, &st, &why)) {
+        const char *text = d.refusal ? d.refusal : why ? why : "out of memory";
+        char *result = reload_refused(core, text);
+        free(why);
+        gw_reload_diff_free(&d);
+        gw_config_free(next);
+        return result;
+    }
+    stop_replaced_pollers(core, &d, next->nbuses);
+    gw_backups_stop(core->backups); /* it reads the config */
+    core->backups = NULL;
+    swap_in(core, next, &st);
+    gw_office_restore_incidents(core->office);
+    gw_log_set_level(next->gateway.log_level);
+    cJSON *warnings = cJSON_CreateArray();
+    start_new_pollers(core, &d, warnings);
+    if (gw_backups_start(next, &core->backups) != EST_OK)
+        cJSON_AddItemToArray(warnings, cJSON_CreateString("cannot start the daily backup"));
+    if (retire_config(core, old, core->generation - 1, &d) != EST_OK) {
+        /* Out of memory: samples of the kept buses cannot be translated;
+         * they restart on the new config instead. */
+        for (size_t i = 0; i < core->nretired; i++) {
+            for (size_t m = 0; m < core->retired[i].nmeters; m++)
+                core->retired[i].meter_map[m] = GW_RELOAD_GONE;
+            for (size_t p = 0; p < core->retired[i].npanels; p++)
+                core->retired[i].panel_map[p] = GW_RELOAD_GONE;
+        }
+        for (size_t j = 0; j < next->nbuses; j++)
+            if (core->pollers[j] != NULL && core->poller_generation[j] != core->generation) {
+                gw_poller_stop(core->pollers[j]);
+                core->pollers[j] = NULL;
+                d.bus_kept[j] = GW_RELOAD_NEW_BUS;
+            } else {
+                d.bus_kept[j] = 0;
+            }
+        start_new_pollers(core, &d, warnings);
+        /* old is not freed: a console request may still read it. */
+    }
+    prune_retired(core);
+    char *result = reload_applied(core, d.changes, d.restart_needed, warnings);
+    d.changes = d.restart_needed = NULL;
+    gw_reload_diff_free(&d);
+    return result;
+}
+
+/* Answers the estate-ctl reload requests waiting for this result. */
+static void answer_reload_waiters(struct gw_core *core, const char *result)
+{
+    if (core->nreload_waiting == 0 || gw_store_begin(core->store) != EST_OK)
+        return;
+    for (size_t i = 0; i < core->nreload_waiting; i++)
+        gw_store_ctl_finish(core->store, core->reload_waiting[i], result, gw_core_now_ms(core));
+    if (gw_store_commit(core->store) == EST_OK)
+        core->nreload_waiting = 0;
+}
+
+static char *handle_reload_call(struct gw_core *core, struct gw_core_call *call)
+{
+    char *result;
+    if (call->reload_config != NULL) {
+        struct gw_config *next = call->reload_config;
+        call->reload_config = NULL;
+        result = apply_reload(core, next);
+    } else {
+        core->reloads_refused++;
+        result = strdup(call->reload_refusal ? call->reload_refusal : "{\"ok\":false}");
+    }
+    if (result != NULL)
+        answer_reload_waiters(core, result);
+    return result;
+}
+
+const struct gw_config *gw_core_current_config(struct gw_core *core)
+{
+    return atomic_load(&core->shown_config);
+}
+
+char *gw_core_reload(struct gw_core *core, struct gw_config *next, const char *refusal_json,
+                     int timeout_ms)
+{
+    struct gw_core_call *call = calloc(1, sizeof *call);
+    if (call == NULL) {
+        gw_config_free(next);
+        return NULL;
+    }
+    call->reload = true;
+    call->reload_config = next;
+    call->reload_refusal = refusal_json ? strdup(refusal_json) : NULL;
+    return submit_call(core, call, timeout_ms);
 }
 
 /* ---------------------------------------------------------------- */
@@ -1873,6 +2368,8 @@ static void tick(struct gw_core *core)
     settle_staged(core, committed);
     handle_ctl_requests(core);
     take_integrity_result(core);
+    if (core->nretired > 0)
+        prune_retired(core);
     if (!gw_mqtt_connected(core->mqtt))
         trim_outbox(core);
     if (gw_core_health_changed(core))
@@ -1993,7 +2490,9 @@ static void watch_connection(struct gw_core *core)
 static est_err start_pollers(struct gw_core *core)
 {
     for (size_t i = 0; i < core->config->nbuses; i++) {
-        est_err err = gw_poller_start(core->config, i, core->samples, &core->pollers[i]);
+        est_err err = gw_poller_start(core->config, i, core->samples, core->generation,
+                                      &core->pollers[i]);
+        core->poller_generation[i] = core->generation;
         if (err != EST_OK) {
             gw_error("bus %s: cannot start: %s", core->config->buses[i].name, est_strerror(err));
             return err;
@@ -2047,7 +2546,8 @@ est_err gw_core_run(struct gw_core *core)
             core->config->nmeters, core->config->npanels, core->config->nbuses, core->prefix);
     while (!atomic_load(&core->stopping)) {
         size_t n = b.nitems = gw_queue_pop_many(core->samples, b.items, SAMPLE_BATCH, 20);
-        if (n > 0)
+        translate_samples(core, &b);
+        if (b.nitems > 0)
             handle_batch(core, &b);
         if (n > 0 && n < SAMPLE_GATHER_BELOW)
             est_sleep_ms(SAMPLE_GATHER_MS);
@@ -2082,8 +2582,10 @@ est_err gw_core_run(struct gw_core *core)
         gw_poller_stop(core->pollers[i]);
         core->pollers[i] = NULL;
     }
-    while ((b.nitems = gw_queue_pop_many(core->samples, b.items, SAMPLE_BATCH, 0)) > 0)
+    while ((b.nitems = gw_queue_pop_many(core->samples, b.items, SAMPLE_BATCH, 0)) > 0) {
+        translate_samples(core, &b);
         handle_batch(core, &b);
+    }
     int64_t deadline = est_mono_ms() + 2000;
     while (gw_mqtt_connected(core->mqtt) && est_mono_ms() < deadline) {
         drain_outbox(core);
@@ -2136,6 +2638,16 @@ void gw_core_destroy(struct gw_core *core)
     free(core->staged);
     free(core->replay);
     free(core->pollers);
+    free(core->poller_generation);
+    for (size_t i = 0; i < core->nretired; i++) {
+        if (core->retired[i].config != core->boot_config)
+            gw_config_free(core->retired[i].config);
+        free(core->retired[i].meter_map);
+        free(core->retired[i].panel_map);
+    }
+    free(core->retired);
+    if (core->config != core->boot_config)
+        gw_config_free(core->config);
     free(core->meters);
     free(core->panels);
     free(core->unit_vacant);

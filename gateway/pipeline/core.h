@@ -81,8 +81,42 @@ struct gw_staged_event {
     bool store_failed;
 };
 
+/* A config the core ran with before a reload, kept while a poller started
+ * on it still runs (such a bus was not touched by the reload): its samples'
+ * indices go through the maps into the current config. Once no poller has
+ * used it for a minute (no sample of it is left in the queue, no console
+ * request still reads it) it is freed with its maps. */
+struct gw_config_generation {
+    uint32_t generation;
+    struct gw_config *config;      /* NULL once no poller uses it */
+    uint32_t *meter_map;           /* its meter index -> current one, GW_RELOAD_GONE */
+    size_t nmeters;
+    uint32_t *panel_map;
+    size_t npanels;
+    int64_t unused_since_ms;       /* monotonic: when it was first seen unused; 0 = in use */
+};
+
+#define GW_CORE_RELOAD_WAITERS 8
+
 struct gw_core {
-    struct gw_config *config;
+    struct gw_config *config;      /* the current config */
+    struct gw_config *boot_config; /* the one gw_core_create got: the daemon owns it (the
+                                    * MQTT client and the console keep reading it) */
+    uint32_t generation;           /* the current config's number (0 at start, +1 a reload) */
+    uint32_t *poller_generation;   /* per bus: the config its poller indexes */
+    _Atomic(struct gw_config *) shown_config; /* config, for other threads
+                                               * (gw_core_current_config) */
+    struct gw_config_generation *retired; /* older configs still referred to */
+    size_t nretired;
+    int64_t reload_waiting[GW_CORE_RELOAD_WAITERS]; /* estate-ctl reload requests to answer */
+    size_t nreload_waiting;
+    uint64_t reloads;              /* configs applied since start */
+    uint64_t reloads_refused;
+    /* Asks whoever loads configs (the daemon's reload thread) to load the
+     * file again and hand it to gw_core_reload; called on the core thread
+     * for an estate-ctl reload request. NULL: reload is not offered. */
+    void (*on_reload_wanted)(void *ctx);
+    void *on_reload_ctx;
     struct gw_store *store;
     struct gw_mqtt *mqtt;
     struct rule_engine *rules;
@@ -199,6 +233,24 @@ int64_t gw_core_now_ms(const struct gw_core *core);
  * timeout_ms; fn's result (malloc'd; the caller frees it) or NULL on
  * timeout or shutdown. */
 char *gw_core_run_on_core(struct gw_core *core, char *(*fn)(struct gw_core *core), int timeout_ms);
+
+/* Reload: from another thread (the daemon's reload thread), hands a new
+ * config that loaded and passed every check to the core, which applies it
+ * between two batches: rules and thresholds, work-order SLAs, users,
+ * routing, units and occupancy defaults, meters, panels and buses. Buses
+ * whose settings and devices did not change keep polling; changed and new
+ * ones start, removed ones stop. The store, the outbox, the MQTT session,
+ * the counters and open incidents stay. The core takes next in any case
+ * (applied, or freed when it cannot be applied). With next NULL,
+ * refusal_json ({"ok":false,...}) is the answer to give waiting estate-ctl
+ * requests instead. Returns the result JSON ({"ok":true,"changes":[...],
+ * "restart_needed":[...],"warnings":[...]} or a refusal; malloc'd) or NULL
+ * when the core did not answer within timeout_ms. */
+char *gw_core_reload(struct gw_core *core, struct gw_config *next, const char *refusal_json,
+                     int timeout_ms);
+/* The current config, from any thread: after a reload the one it replaced
+ * stays valid for at least a minute (read it afresh for each request). */
+const struct gw_config *gw_core_current_config(struct gw_core *core);
 
 /* --- health and metrics (metrics.c), core thread only --- */
 

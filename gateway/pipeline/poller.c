@@ -90,6 +90,7 @@ struct gw_poller {
     const struct gw_config *config;
     const struct gw_bus_config *bus;
     struct gw_queue *samples;
+    uint32_t generation;           /* stamped on every sample (the config it indexes) */
     struct gw_queue *valve_requests;
     struct drv_link *link;         /* Modbus buses */
     struct drv_cnlink *cnlink;     /* DL/T 645 and CJ/T 188 buses */
@@ -605,6 +606,8 @@ static void note_outcome(struct gw_poller *p, struct poll_device *d, const struc
  * samples at shutdown beats stalling the bus forever. */
 static void flush_batch(struct gw_poller *p)
 {
+    for (size_t i = 0; i < p->nbatch; i++)
+        p->batch[i].generation = p->generation;
     size_t done = 0;
     while (done < p->nbatch && !atomic_load(&p->stopping)) {
         size_t pushed = 0;
@@ -850,13 +853,14 @@ static void poller_free(struct gw_poller *p)
 }
 
 est_err gw_poller_start(const struct gw_config *config, size_t bus, struct gw_queue *samples,
-                        struct gw_poller **out)
+                        uint32_t generation, struct gw_poller **out)
 {
     struct gw_poller *p = calloc(1, sizeof *p);
     if (p == NULL)
         return EST_ERR_NOMEM;
     pthread_mutex_init(&p->stats_lock, NULL);
     p->config = config;
+    p->generation = generation;
     p->bus = &config->buses[bus];
     p->samples = samples;
     p->retries = p->bus->retries;

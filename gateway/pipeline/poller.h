@@ -17,9 +17,10 @@
 struct gw_poller;
 
 /* Starts the thread for config->buses[bus]. config and samples must outlive
- * the poller. */
+ * the poller. Its samples carry generation (the core's number for config:
+ * their index is into config's meters or panels, see gw_core_reload). */
 est_err gw_poller_start(const struct gw_config *config, size_t bus, struct gw_queue *samples,
-                        struct gw_poller **out);
+                        uint32_t generation, struct gw_poller **out);
 /* Stops the thread (finishes the current request first) and frees it. */
 void gw_poller_stop(struct gw_poller *poller);
 

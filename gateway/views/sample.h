@@ -22,6 +22,8 @@ struct gw_sample {
     enum gw_item_type item;
     enum gw_device_type device_type;
     uint32_t index;          /* meter or panel index in the config */
+    uint32_t generation;     /* which config index refers to (the poller's; see
+                              * gw_core_reload) */
     int64_t ts_ms;           /* wall clock when the poll finished */
     enum gw_quality quality;
     est_err error;           /* first failure of this poll, EST_OK if none */

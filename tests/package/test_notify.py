@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """test_notify.py - estate-gw under a service manager: it speaks the notify
 protocol (READY=1 once the core runs, WATCHDOG=1 from the core's ticks at a
-third of WATCHDOG_USEC, STOPPING=1 on SIGTERM; a datagram socket stands in
+third of WATCHDOG_USEC, RELOADING=1 then READY=1 on SIGHUP, STOPPING=1 on
+SIGTERM; a datagram socket stands in
 for systemd's NOTIFY_SOCKET), and its log lines carry "<N>" priorities and no
 timestamp when stderr is the journal (JOURNAL_STREAM names stderr's device
 and inode). No broker is needed: the core ticks without one.
@@ -52,6 +53,17 @@ class NotifyTest(unittest.TestCase):
                 self.assertGreaterEqual(ready_at, 0, f"no READY=1 in {messages}")
                 self.assertGreaterEqual(messages.count("WATCHDOG=1"), 3, f"too few pings: {messages}")
                 self.assertLess(ready_at, messages.index("WATCHDOG=1"), "a ping before READY=1")
+                # SIGHUP: RELOADING=1 while the config is loaded and applied, then READY=1.
+                gw.send_signal(signal.SIGHUP)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and messages.count("READY=1") < 2:
+                    try:
+                        messages.extend(sock.recv(4096).decode().splitlines())
+                    except socket.timeout:
+                        self.assertIsNone(gw.poll(), "estate-gw exited on SIGHUP")
+                self.assertIn("RELOADING=1", messages)
+                reloading_at = messages.index("RELOADING=1")
+                self.assertEqual(messages[reloading_at + 1:].count("READY=1"), 1, messages)
                 gw.send_signal(signal.SIGTERM)
                 self.assertEqual(gw.wait(timeout=15), 0)
                 sock.settimeout(0)
@@ -61,7 +73,7 @@ class NotifyTest(unittest.TestCase):
                 except BlockingIOError:
                     pass
                 self.assertIn("STOPPING=1", messages)
-                self.assertEqual(messages.count("READY=1"), 1)
+                self.assertEqual(messages.count("READY=1"), 2)
             finally:
                 if gw.poll() is None:
                     gw.kill()
