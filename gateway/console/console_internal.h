@@ -301,6 +301,7 @@ enum MHD_Result route_meters(struct api_request *req);
 enum MHD_Result route_meter_history(struct api_request *req);
 enum MHD_Result route_units(struct api_request *req);
 enum MHD_Result route_engineers(struct api_request *req);
+enum MHD_Result route_alert_ack(struct api_request *req);
 enum MHD_Result route_patrol(struct api_request *req);
 enum MHD_Result route_patrol_verify(struct api_request *req);
 enum MHD_Result route_handover(struct api_request *req);

@@ -32,6 +32,7 @@ static const struct route {
     {"POST", "logout",            ROUTE_SIGNED_IN, route_logout},
     {"GET",  "me",                ROUTE_SIGNED_IN, route_me},
     {"GET",  "alerts",            ROUTE_SIGNED_IN, route_alerts},
+    {"POST", "alerts/*/ack",      ROUTE_SIGNED_IN, route_alert_ack},
     {"GET",  "workorders",        ROUTE_SIGNED_IN, route_workorders},
     {"POST", "workorders",        ROUTE_SIGNED_IN, route_workorder_create},
     {"GET",  "workorders/*",      ROUTE_SIGNED_IN, route_workorder},

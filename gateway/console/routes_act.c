@@ -98,6 +98,16 @@ enum MHD_Result route_workorder_action(struct api_request *req)
     return act(req, "workorder", action, extra);
 }
 
+enum MHD_Result route_alert_ack(struct api_request *req)
+{
+    int64_t id = console_parse_id(req->seg[1]);
+    if (!id)
+        return console_send_error(req->conn, MHD_HTTP_NOT_FOUND, "no such alert");
+    cJSON *extra = cJSON_CreateObject();
+    cJSON_AddNumberToObject(extra, "id", (double)id);
+    return act(req, "incident", "ack", extra);
+}
+
 enum MHD_Result route_workorder_create(struct api_request *req)
 {
     return act(req, "workorder", "create", NULL);

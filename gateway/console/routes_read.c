@@ -48,6 +48,7 @@ static cJSON *permissions_json(const char *role)
                               gw_commands_role_allows(role, "workorder", wo_actions[i]));
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         cJSON_AddBoolToObject(json, verbs[i], gw_commands_role_allows(role, verbs[i], NULL));
+    cJSON_AddBoolToObject(json, "incident", gw_commands_role_allows(role, "incident", "ack"));
     return json;
 }
 

@@ -40,6 +40,7 @@ struct ctl_verb {
 int ctl_verb_inventory(struct ctl *c);  /* ctl_inventory.c */
 int ctl_verb_readings(struct ctl *c);
 int ctl_verb_incidents(struct ctl *c);  /* ctl_incidents.c */
+int ctl_verb_incident(struct ctl *c);   /* ctl_incidents.c */
 int ctl_verb_workorders(struct ctl *c); /* ctl_workorders.c */
 int ctl_verb_workorder(struct ctl *c);
 int ctl_verb_handover(struct ctl *c);

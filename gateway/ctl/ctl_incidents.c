@@ -1,5 +1,10 @@
-/* ctl_incidents.c - estate-ctl incidents: open ones, or all with --all. */
+/* ctl_incidents.c - estate-ctl incidents: open ones, or all with --all;
+ * estate-ctl incident ID ack: the desk acknowledges an alert. */
 #include "ctl.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
 
 struct incident_rows {
     const struct gw_config *config;
@@ -29,7 +34,29 @@ int ctl_verb_incidents(struct ctl *c)
     static const struct gw_table_column cols[] = {
         {"id", "id"}, {"rule", "rule"}, {"severity", "severity"}, {"state", "state"},
         {"subject", "subject"}, {"zone", "zone"}, {"raised", "raised"}, {"cleared", "cleared"},
-        {"confirmed by", "confirmed_by"}, {"text", "text"},
+        {"confirmed by", "confirmed_by"}, {"acked by", "acked_by"}, {"text", "text"},
     };
     return ctl_list_done(c, store, err, "incidents", x.rows, cols, COUNT_OF(cols));
+}
+
+int ctl_verb_incident(struct ctl *c)
+{
+    const char *id_text = ctl_positional(c, 0);
+    const char *action = ctl_positional(c, 0);
+    int bad = ctl_leftover_arguments(c);
+    if (bad)
+        return bad;
+    int64_t id = 0;
+    if (id_text == NULL || !ctl_parse_int64(id_text, 1, INT64_C(1) << 52, &id) || action == NULL ||
+        strcmp(action, "ack") != 0)
+        return ctl_usage_error("usage: incident ID ack");
+    cJSON *args = cJSON_CreateObject();
+    cJSON_AddNumberToObject(args, "id", (double)id);
+    cJSON_AddStringToObject(args, "action", "ack");
+    cJSON *result = NULL;
+    int rc = ctl_request(c, "incident", args, &result);
+    if (rc == 0 && !ctl_json_out(c, result))
+        printf("incident %" PRId64 " acknowledged\n", id);
+    cJSON_Delete(result);
+    return rc;
 }

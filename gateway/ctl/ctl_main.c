@@ -34,6 +34,7 @@ static const struct ctl_verb verbs[] = {
      "  inventory import FILE.csv              replace the meter list (validated, all or nothing)\n"},
     {"readings", ctl_verb_readings, "  readings [METER] [--since TS] [--limit N]\n"},
     {"incidents", ctl_verb_incidents, "  incidents [--all]\n"},
+    {"incident", ctl_verb_incident, "  incident ID ack                        acknowledge an open alert (who and when are logged)\n"},
     {"workorders", ctl_verb_workorders, "  workorders [--state S[,S...]] [--all]\n"},
     {"workorder", ctl_verb_workorder,
      "  workorder ID                           one work order with its history\n"

@@ -108,12 +108,14 @@ static const struct {
     {"frontdesk", "patrol-checkin", "*"},
     {"frontdesk", "handover", "*"},
     {"frontdesk", "occupancy", "*"},
+    {"frontdesk", "incident", "ack"},
     {"engineer", "workorder", "arrive"},
     {"engineer", "workorder", "complete"},
     {"engineer", "workorder", "note"},
     {"engineer", "patrol-checkin", "*"},
     {"engineer", "handover", "*"},
     {"engineer", "valve", "*"},
+    {"engineer", "incident", "ack"},
     {"system", "*", "*"},
 };
 

@@ -3,11 +3,14 @@
  * their results. */
 #include "incidents.h"
 
+#include <inttypes.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "est_alloc.h"
 #include "office_parts.h"
 #include "views.h"
 
@@ -167,7 +170,7 @@ static void publish_alert(struct gw_office *office, const struct gw_store_incide
 struct incident_copy {
     struct gw_store_incident inc;
     char rule[48], subject_type[16], subject[128], severity[16], text[TEXT_MAX];
-    char *detail_json, *confirmed_by, *disputed_by;
+    char *detail_json, *confirmed_by, *disputed_by, *acked_by;
     bool found;
 };
 
@@ -183,6 +186,7 @@ static bool copy_incident(void *ctx, const struct gw_store_incident *in)
     c->detail_json = in->detail_json ? strdup(in->detail_json) : NULL;
     c->confirmed_by = in->confirmed_by ? strdup(in->confirmed_by) : NULL;
     c->disputed_by = in->disputed_by ? strdup(in->disputed_by) : NULL;
+    c->acked_by = in->acked_by ? strdup(in->acked_by) : NULL;
     c->inc.rule = c->rule;
     c->inc.subject_type = c->subject_type;
     c->inc.subject = c->subject;
@@ -191,6 +195,7 @@ static bool copy_incident(void *ctx, const struct gw_store_incident *in)
     c->inc.detail_json = c->detail_json;
     c->inc.confirmed_by = c->confirmed_by;
     c->inc.disputed_by = c->disputed_by;
+    c->inc.acked_by = c->acked_by;
     c->found = true;
     return false;
 }
@@ -200,6 +205,97 @@ static void free_incident_copy(struct incident_copy *c)
     free(c->detail_json);
     free(c->confirmed_by);
     free(c->disputed_by);
+    free(c->acked_by);
+}
+
+/* ---- acknowledging an alert at the desk ---- */
+
+static const char *const incident_members[] = {"request_id", "id", "action", "user"};
+
+static bool valid_incident_id(const cJSON *args, int64_t *id)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(args, "id");
+    if (!cJSON_IsNumber(item) || item->valuedouble < 1 || item->valuedouble > 9007199254740992.0 ||
+        item->valuedouble != (double)(int64_t)item->valuedouble)
+        return false;
+    *id = (int64_t)item->valuedouble;
+    return true;
+}
+
+/* Stores the acknowledgement, writes it to the patrol log and publishes the
+ * incident again (P/alerts "updated" with acked_by, and the retained copy),
+ * so every console shows who acknowledged it. */
+static est_err record_ack(struct gw_office *office, struct incident_copy *c, const char *who,
+                          int64_t now_ms)
+{
+    bool zh = gw_office_lang_zh(office);
+    char *text = est_asprintf(zh ? "%s 确认告警 #%" PRId64 "：%s" : "%s acknowledged alert #%" PRId64 ": %s",
+                              who, c->inc.id, c->inc.text);
+    if (text == NULL)
+        return EST_ERR_NOMEM;
+    bool own = gw_store_begin(office->host.store) == EST_OK;
+    est_err err = gw_store_incident_ack(office->host.store, c->inc.id, who, now_ms);
+    if (err == EST_OK)
+        err = gw_office_patrol(office, "ack", text, c->inc.id, 0, who, NULL);
+    if (own)
+        err = err == EST_OK ? gw_store_commit(office->host.store)
+                            : (gw_store_rollback(office->host.store), err);
+    free(text);
+    if (err != EST_OK)
+        return err;
+    c->inc.acked_ms = now_ms;
+    free(c->acked_by);
+    c->acked_by = strdup(who);
+    c->inc.acked_by = c->acked_by;
+    publish_alert(office, &c->inc, GW_INCIDENT_UPDATED);
+    return EST_OK;
+}
+
+/* incident {"id", "action":"ack"}: the desk has seen the open alert. Only
+ * the first acknowledgement counts. */
+static cJSON *incident_command(struct gw_office *office, const cJSON *args, const struct gw_actor *actor)
+{
+    const cJSON *item;
+    cJSON_ArrayForEach(item, args)
+    {
+        bool known = false;
+        for (size_t i = 0; i < sizeof incident_members / sizeof incident_members[0] && !known; i++)
+            known = item->string != NULL && strcmp(item->string, incident_members[i]) == 0;
+        if (!known)
+            return gw_command_error(args, "unknown argument '%.64s'", item->string ? item->string : "?");
+    }
+    const char *action = gw_command_string(args, "action", 32);
+    if (action == NULL || strcmp(action, "ack") != 0)
+        return gw_command_error(args, "\"action\" must be \"ack\"");
+    int64_t id = 0;
+    if (!valid_incident_id(args, &id))
+        return gw_command_error(args, "\"id\" must be an incident number");
+    struct incident_copy c = {0};
+    est_err err = gw_store_incident_get(office->host.store, id, copy_incident, &c);
+    if (err != EST_OK || !c.found) {
+        free_incident_copy(&c);
+        return gw_command_error(args, "no incident %" PRId64, id);
+    }
+    cJSON *result;
+    if (!c.inc.open) {
+        result = gw_command_error(args, "incident %" PRId64 " has cleared: nothing to acknowledge", id);
+    } else if (c.inc.acked_by != NULL) {
+        result = gw_command_error(args, "incident %" PRId64 " was acknowledged already by %s", id,
+                                  c.inc.acked_by);
+    } else if ((err = record_ack(office, &c, actor->user, gw_office_now_ms(office))) != EST_OK) {
+        result = gw_command_error(args, "cannot record the acknowledgement: %s", est_strerror(err));
+    } else {
+        result = gw_command_ok(args);
+        cJSON_AddItemToObject(result, "incident",
+                              gw_view_incident(office->host.config, &c.inc, GW_INCIDENT_STORED));
+    }
+    free_incident_copy(&c);
+    return result;
+}
+
+est_err gw_incidents_init(struct gw_office *office)
+{
+    return gw_command_register(office, "incident", incident_command, true);
 }
 
 est_err gw_office_subscribe_incidents(struct gw_office *office, gw_incident_listener_fn fn,

@@ -10,6 +10,10 @@
 
 #include "office.h"
 
+/* Registers the "incident" verb (action "ack": the desk acknowledges an
+ * alert, who and when in the patrol log, seen by every console). */
+est_err gw_incidents_init(struct gw_office *office);
+
 /* Asks the meter's bus to open or close its valve; logs the request. */
 est_err gw_incidents_request_valve(struct gw_office *office, uint32_t meter, bool close,
                                    const char *who);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "office_parts.h"
+#include "incidents.h"
 #include "workorders.h"
 
 est_err gw_office_create(const struct gw_office_host *host, struct gw_office **out)
@@ -20,6 +21,8 @@ est_err gw_office_create(const struct gw_office_host *host, struct gw_office **o
     est_err err = gw_commands_init(office);
     if (err == EST_OK)
         err = gw_workorders_init(office);
+    if (err == EST_OK)
+        err = gw_incidents_init(office);
     if (err != EST_OK) {
         gw_office_destroy(office);
         return err;

@@ -1,5 +1,6 @@
 /* incidents.c - the incidents table: opening one idempotently per
  * condition, updating and clearing it, patrol confirmations and disputes,
+ * the desk's acknowledgement,
  * and the listings (open, one, active in a period). */
 #include "store_internal.h"
 
@@ -9,7 +10,8 @@
 /* Columns of a listed incident, in the order of enum incident_col. */
 #define INCIDENT_COLS                                                                          \
     "id, rule, subject_type, subject, zone, severity, state, since_ms, raised_ms, updated_ms," \
-    " cleared_ms, detail_json, text, confirmed_by, confirmed_ms, disputed_by, disputed_ms"
+    " cleared_ms, detail_json, text, confirmed_by, confirmed_ms, disputed_by, disputed_ms," \
+    " acked_by, acked_ms"
 enum incident_col {
     INCIDENT_COL_ID,
     INCIDENT_COL_RULE,
@@ -28,6 +30,8 @@ enum incident_col {
     INCIDENT_COL_CONFIRMED_MS,
     INCIDENT_COL_DISPUTED_BY,
     INCIDENT_COL_DISPUTED_MS,
+    INCIDENT_COL_ACKED_BY,
+    INCIDENT_COL_ACKED_MS,
 };
 
 /* An incident's key (rule, subject_type, subject, zone) is bound to ?1..?4
@@ -51,6 +55,8 @@ static const struct store__sql incidents_sql[] = {
      "UPDATE incidents SET confirmed_by = ?2, confirmed_ms = ?3 WHERE id = ?1"},
     {S_INCIDENT_DISPUTE,
      "UPDATE incidents SET disputed_by = ?2, disputed_ms = ?3 WHERE id = ?1"},
+    {S_INCIDENT_ACK,
+     "UPDATE incidents SET acked_by = ?2, acked_ms = ?3 WHERE id = ?1 AND acked_by IS NULL"},
     {S_INCIDENT_STATE, "SELECT state FROM incidents WHERE id = ?1"},
     {S_INCIDENTS_OPEN,
      "SELECT " INCIDENT_COLS " FROM incidents WHERE state = 'open' ORDER BY id"},
@@ -186,6 +192,18 @@ est_err gw_store_incident_confirm(struct gw_store *store, int64_t id, bool dispu
     return store__exec_one(store, q, rc, "no incident %" PRId64, id);
 }
 
+est_err gw_store_incident_ack(struct gw_store *store, int64_t id, const char *who, int64_t ts_ms)
+{
+    if (store == NULL || who == NULL)
+        return EST_ERR_INVALID;
+    sqlite3_stmt *q = store__stmt(store, S_INCIDENT_ACK);
+    int rc = SQLITE_OK;
+    store__bind_int(q, 1, id, &rc);
+    store__bind_text(q, 2, who, &rc);
+    store__bind_int(q, 3, ts_ms, &rc);
+    return store__exec_one(store, q, rc, "no incident %" PRId64 " without an acknowledgement", id);
+}
+
 /* A row of INCIDENT_COLS. */
 static struct gw_store_incident incident_from_row(sqlite3_stmt *q)
 {
@@ -209,6 +227,8 @@ static struct gw_store_incident incident_from_row(sqlite3_stmt *q)
         .confirmed_ms = store__col_int(q, INCIDENT_COL_CONFIRMED_MS),
         .disputed_by = store__col_text(q, INCIDENT_COL_DISPUTED_BY),
         .disputed_ms = store__col_int(q, INCIDENT_COL_DISPUTED_MS),
+        .acked_by = store__col_text(q, INCIDENT_COL_ACKED_BY),
+        .acked_ms = store__col_int(q, INCIDENT_COL_ACKED_MS),
     };
 }
 

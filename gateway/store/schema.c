@@ -171,8 +171,13 @@ static const char migration_3[] =
  * digits, leading zeros kept); NULL for Modbus meters, which have a slave
  * id instead. */
 static const char migration_4[] = "ALTER TABLE meters ADD COLUMN address TEXT;";
+/* Who acknowledged an incident at the desk, and when. */
+static const char migration_5[] =
+    "ALTER TABLE incidents ADD COLUMN acked_by TEXT;"
+    "ALTER TABLE incidents ADD COLUMN acked_ms INTEGER;";
 
-static const char *const migrations[] = {migration_1, migration_2, migration_3, migration_4};
+static const char *const migrations[] = {migration_1, migration_2, migration_3, migration_4,
+                                            migration_5};
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == GW_STORE_SCHEMA_VERSION,
                "one migration step per schema version");

@@ -49,7 +49,7 @@
 #include "estate.h"
 
 /* Schema version this build writes (PRAGMA user_version). */
-#define GW_STORE_SCHEMA_VERSION 4
+#define GW_STORE_SCHEMA_VERSION 5
 
 /* File name of the database inside data_dir. */
 #define GW_STORE_DB_FILE "estate.db"
@@ -377,6 +377,8 @@ struct gw_store_incident {
     int64_t confirmed_ms;
     const char *disputed_by;            /* patrol dispute, NULL = none */
     int64_t disputed_ms;
+    const char *acked_by;               /* who acknowledged it, NULL = nobody yet */
+    int64_t acked_ms;
 };
 typedef bool (*gw_store_incident_fn)(void *ctx, const struct gw_store_incident *incident);
 
@@ -400,6 +402,11 @@ est_err gw_store_incident_clear(struct gw_store *store, int64_t id, int64_t clea
  * (disputed=true) of an incident, open or cleared. EST_ERR_NOTFOUND. */
 est_err gw_store_incident_confirm(struct gw_store *store, int64_t id, bool disputed,
                                   const char *who, int64_t ts_ms);
+
+/* Records who acknowledged the incident and when; only the first
+ * acknowledgement counts: EST_ERR_NOTFOUND when there is no such incident
+ * or it was acknowledged already. */
+est_err gw_store_incident_ack(struct gw_store *store, int64_t id, const char *who, int64_t ts_ms);
 
 /* Every open incident, oldest first. */
 est_err gw_store_incidents_open(struct gw_store *store, gw_store_incident_fn fn, void *ctx);

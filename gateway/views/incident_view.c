@@ -192,5 +192,7 @@ cJSON *gw_view_incident(const struct gw_config *config, const struct gw_store_in
     gw_json_add_ts_if(o, "confirmed", in->confirmed_ms);
     gw_json_add_string_if(o, "disputed_by", in->disputed_by);
     gw_json_add_ts_if(o, "disputed", in->disputed_ms);
+    gw_json_add_string_if(o, "acked_by", in->acked_by);
+    gw_json_add_ts_if(o, "acked", in->acked_ms);
     return o;
 }

@@ -28,6 +28,8 @@ PROTECTED = [
     ("POST", "/api/logout", {}),
     ("GET", "/api/me", None),
     ("GET", "/api/alerts?state=active", None),
+    ("POST", "/api/alerts/1/ack", {}),
+    ("GET", "/api/engineers", None),
     ("GET", "/api/workorders?state=active", None),
     ("POST", "/api/workorders", {"category": "water", "location": "x", "description": "y"}),
     ("GET", "/api/workorders/1", None),

@@ -1070,11 +1070,12 @@ static void test_migration_2_indexes_existing_readings(void **state)
     assert_int_equal(gw_store_close(f->store), EST_OK);
     f->store = NULL;
     sqlite3 *db = raw_open(f);
-    char sql[512];
+    char sql[768];
     snprintf(sql, sizeof sql,
              "DROP TRIGGER readings_unindex; DROP TABLE readings_index;"
              " DROP TABLE readings_indexed; DROP TABLE command_ids;"
              " ALTER TABLE meters DROP COLUMN address;"
+             " ALTER TABLE incidents DROP COLUMN acked_by; ALTER TABLE incidents DROP COLUMN acked_ms;"
              " CREATE INDEX readings_meter_ts ON readings(meter, ts_ms);"
              " INSERT INTO readings(meter, ts_ms, quality) VALUES (%lld, 2000, 0), (%lld, 1000, 0),"
              " (%lld, 1500, 0); PRAGMA user_version = 1;",

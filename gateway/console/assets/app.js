@@ -121,7 +121,6 @@ const state = {
   patrol: [],               // newest first
   meters: [],
   units: [],
-  acked: new Set(JSON.parse(localStorage.getItem('estate.acked') || '[]')),
   tab: 'alerts',
   events: null,
   audio: null,
@@ -470,15 +469,25 @@ async function loadHandover() {
 
 const SEVERITY_ORDER = { critical: 3, major: 2, minor: 1, info: 0 };
 
+/* Acknowledged on the server (who and when, the same in every console). */
+function isAcked(a) {
+  return Boolean(a.acked_by);
+}
+
+/* Most severe first, then newest. */
+function alertOrder(a, b) {
+  return (SEVERITY_ORDER[b.severity] || 0) - (SEVERITY_ORDER[a.severity] || 0) ||
+    String(b.raised || b.ts || '').localeCompare(String(a.raised || a.ts || '')) || b.id - a.id;
+}
+
 function renderAlerts() {
   const list = $('alerts-list');
   const showAcked = $('show-acked').checked;
-  const alerts = [...state.alerts.values()].sort((a, b) =>
-    String(b.raised || b.ts || '').localeCompare(String(a.raised || a.ts || '')) || b.id - a.id);
-  const visible = alerts.filter((a) => showAcked || !state.acked.has(a.id));
+  const alerts = [...state.alerts.values()].sort(alertOrder);
+  const visible = alerts.filter((a) => showAcked || !isAcked(a));
   list.replaceChildren(...visible.map(alertCard));
   $('alerts-empty').classList.toggle('hidden', visible.length > 0);
-  const unacked = alerts.filter((a) => a.state !== 'cleared' && !state.acked.has(a.id)).length;
+  const unacked = alerts.filter((a) => a.state !== 'cleared' && !isAcked(a)).length;
   $('count-alerts').textContent = unacked ? String(unacked) : '';
 }
 
@@ -491,23 +500,35 @@ function incidentSubject(a) {
 }
 
 function alertCard(a) {
-  const acked = state.acked.has(a.id);
+  const acked = isAcked(a);
   const card = el('div', { class: `card alert sev-${a.severity}${a.fresh ? ' fresh' : ''}${acked ? ' acked' : ''}${a.state === 'cleared' ? ' cleared' : ''}`, 'data-id': a.id, 'data-rule': a.rule },
     el('div', {},
       el('div', { class: 'title' }, el('span', { class: `sev ${a.severity}` }, t('sev_' + a.severity)), ' ', ruleName(a.rule), ' · ', incidentSubject(a)),
       el('div', {}, a.text || ''),
       el('div', { class: 'meta' }, `#${a.id} · ${t('since')} ${fmtTime(a.since || a.raised)}`, a.state === 'cleared' ? ` · ${t('cleared')}` : '')),
-    el('div', {}, acked ? el('span', { class: 'meta' }, t('acknowledged'))
-      : el('button', { type: 'button', class: 'ack', onclick: () => acknowledge(a.id) }, t('acknowledge'))));
+    el('div', {}, acked ? el('span', { class: 'meta acked-by' }, `${t('acknowledged')}: ${a.acked_by} ${fmtTime(a.acked)}`)
+      : (can('incident', 'ack') && a.id ? el('button', { type: 'button', class: 'ack', onclick: () => acknowledge(a.id) }, t('acknowledge')) : null)));
   a.fresh = false;
   return card;
 }
 
-/* Acknowledging is local to this browser: it silences the entry here. */
-function acknowledge(id) {
-  state.acked.add(id);
-  localStorage.setItem('estate.acked', JSON.stringify([...state.acked].slice(-500)));
-  renderAlerts();
+/* An open critical alert nobody has acknowledged sounds again every minute. */
+const REPEAT_UNACKED_MS = 60000;
+setInterval(() => {
+  const waiting = [...state.alerts.values()].some((a) => a.state !== 'cleared' && a.severity === 'critical' && !isAcked(a));
+  if (waiting && state.me) beep('critical');
+}, REPEAT_UNACKED_MS);
+
+/* Acknowledging is recorded by the gateway (who and when, in the patrol
+ * log) and reaches every console through the live events. */
+async function acknowledge(id) {
+  try {
+    const result = await api('POST', `/api/alerts/${id}/ack`, {});
+    if (result && result.incident) state.alerts.set(id, { ...state.alerts.get(id), ...result.incident });
+    renderAlerts();
+  } catch (e) {
+    if (e.status !== 401) toast(t('refused', e.message));
+  }
 }
 
 /* ---------------------------------------------------------------- */
