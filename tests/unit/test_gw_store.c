@@ -1072,7 +1072,7 @@ static void test_migration_2_indexes_existing_readings(void **state)
     char sql[512];
     snprintf(sql, sizeof sql,
              "DROP TRIGGER readings_unindex; DROP TABLE readings_index;"
-             " DROP TABLE readings_indexed; DROP TABLE command_ids;"
+             " DROP TABLE readings_indexed; DROP TABLE command_ids; DROP TABLE notifications;"
              " CREATE INDEX readings_meter_ts ON readings(meter, ts_ms);"
              " INSERT INTO readings(meter, ts_ms, quality) VALUES (%lld, 2000, 0), (%lld, 1000, 0),"
              " (%lld, 1500, 0); PRAGMA user_version = 1;",

@@ -1,0 +1,50 @@
+/* notify.h - alerts that reach a person: incident transitions routed
+ * (notify.routes) to group robots (WeCom, DingTalk, Feishu), templated
+ * HTTP calls and SMTP e-mail (notify.channels).
+ *
+ * Durable: each message is a row in the store's notifications table,
+ * added in the transaction that stores its cause, one row per cause and
+ * channel. A sender thread of its own makes the calls (libcurl); the host's
+ * thread, which owns the store connection, hands it the due rows and
+ * records what it answered (delivered, or retry later with backoff), so
+ * only the host writes the database. Several alerts due for one robot go
+ * as one message, and a robot never gets more than its rate_per_min. */
+#ifndef GW_NOTIFY_H
+#define GW_NOTIFY_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "estate.h"
+#include "rules.h"
+#include "store.h"
+
+struct gw_notify;
+
+/* Reads the channels' secret files and starts the sender thread. With no
+ * channel configured *out is NULL and EST_OK is returned: every other call
+ * takes NULL as "nothing to do". errbuf says what failed (never a secret). */
+est_err gw_notify_create(const struct gw_config *config, struct gw_notify **out, char *errbuf,
+                         size_t errbuf_len);
+/* Stops the sender (a call in flight is abandoned; its rows are sent again
+ * on the next start). */
+void gw_notify_destroy(struct gw_notify *notify);
+
+/* An incident was stored (raised or cleared): queues a row for every
+ * channel a route sends it to, on store (inside the caller's transaction).
+ * Quiet hours delay all but critical incidents to their end. */
+void gw_notify_on_incident(struct gw_notify *notify, struct gw_store *store,
+                           const struct gw_store_incident *incident,
+                           enum rule_transition transition);
+
+/* On the host's thread, often (every tick): records the sender's answers
+ * and hands it the rows due at now_ms. */
+void gw_notify_tick(struct gw_notify *notify, struct gw_store *store, int64_t now_ms);
+
+/* The text of an incident's message in a language, into out (the same
+ * text gw_notify_on_incident queues; tests and previews). */
+void gw_notify_format(const struct gw_config *config, const struct gw_store_incident *incident,
+                      enum rule_transition transition, enum gw_language language, char *out,
+                      size_t len);
+
+#endif
