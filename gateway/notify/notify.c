@@ -13,6 +13,8 @@
 
 #define DUE_MAX 64             /* rows looked at per tick */
 #define BATCH_TEXT_MAX 1800    /* WeCom takes 2048 bytes of text; leave room */
+/* A robot that says it is rate limited rests a minute (WeCom counts per
+ * minute), or retry_max_s when that is shorter. */
 #define RATE_LIMITED_PAUSE_MS 60000
 #define TEXT_MAX 1024
 
@@ -451,7 +453,8 @@ static void record_results(struct gw_notify *n, struct gw_store *store, struct r
         }
         int64_t due = now + backoff_ms(n->config, r->msg.attempts);
         if (r->outcome == NOTIFY_RATE_LIMITED) {
-            ch->paused_until_ms = now + RATE_LIMITED_PAUSE_MS;
+            int64_t pause = (int64_t)n->config->notify.retry_max_s * 1000;
+            ch->paused_until_ms = now + (pause < RATE_LIMITED_PAUSE_MS ? pause : RATE_LIMITED_PAUSE_MS);
             due = ch->paused_until_ms;
         }
         for (size_t k = 0; k < r->msg.nids; k++)
