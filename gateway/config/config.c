@@ -1933,11 +1933,13 @@ static void parse_notify_channels(struct loader *L, const config_setting_t *s)
         snprintf(ctx, sizeof ctx, "notify.channels[%d]", i);
         ch->tls = true;
         ch->timeout_ms = 10000;
+        size_t errors_before = L->nerrors;
         uint64_t seen = parse_group(L, e, notify_channel_rows, NROWS(notify_channel_rows), ch, ctx);
         struct where w = where_of(L, e);
         ch->file = where_file(L, &w);
         ch->line = w.line;
-        check_notify_channel(L, ch, seen, &w, ctx);
+        if (L->nerrors == errors_before) /* a key already refused says enough */
+            check_notify_channel(L, ch, seen, &w, ctx);
         for (size_t k = 0; ch->name && k + 1 < n->nchannels; k++)
             if (n->channels[k].name && strcmp(n->channels[k].name, ch->name) == 0)
                 errf(L, &w, "notify channel %s: defined twice", ch->name);
