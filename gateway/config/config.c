@@ -1867,6 +1867,46 @@ static const struct key_row notify_channel_rows[] = {
     { KEY("timeout_ms", K_INT, NCH(timeout_ms)), .min = 100, .max = 120000 },
 };
 
+#define NLV(field) offsetof(struct gw_notify_level_config, field)
+static void setting_level_to(struct loader *L, const config_setting_t *s, void *target,
+                             const char *ctx)
+{
+    struct gw_notify_level_config *lv = target;
+    char key[96];
+    snprintf(key, sizeof key, "%s.to", ctx);
+    parse_string_list(L, s, key, NULL, &lv->to, &lv->nto);
+}
+
+static const struct key_row notify_level_rows[] = {
+    { KEY("after_s", K_INT, NLV(after_s)), .min = 5, .max = 7 * 86400 },
+    { KEY("to", K_SETTING, 0), .setting = setting_level_to },
+};
+
+static void setting_route_escalation(struct loader *L, const config_setting_t *s, void *target,
+                                     const char *ctx)
+{
+    struct gw_notify_route_config *r = target;
+    char key[96];
+    snprintf(key, sizeof key, "%s.escalation", ctx);
+    int count = list_length(L, s, key);
+    if (count < 0 || !(r->escalation = alloc_list(L, (size_t)count, sizeof *r->escalation)))
+        return;
+    for (int i = 0; i < count; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        struct gw_notify_level_config *lv = &r->escalation[r->nescalation++];
+        char lctx[112];
+        snprintf(lctx, sizeof lctx, "%s[%d]", key, i);
+        uint64_t seen = parse_group(L, e, notify_level_rows, NROWS(notify_level_rows), lv, lctx);
+        struct where w = where_of(L, e);
+        static const char *const required[] = { "after_s", "to", NULL };
+        if (!require(L, notify_level_rows, NROWS(notify_level_rows), seen, required, &w, lctx))
+            continue;
+        if (i > 0 && lv->after_s <= r->escalation[i - 1].after_s)
+            errf(L, &w, "%s.after_s: %d must come after the step before (%d)", lctx, lv->after_s,
+                 r->escalation[i - 1].after_s);
+    }
+}
+
 #define NRT(field) offsetof(struct gw_notify_route_config, field)
 static const struct key_row notify_route_rows[] = {
     { KEY("channel", K_IDENT, NRT(channel_name)) },
@@ -1877,6 +1917,8 @@ static const struct key_row notify_route_rows[] = {
     { KEY("to", K_SETTING, 0), .setting = setting_route_to },
     { KEY("quiet_hours", K_CUSTOM, 0), .apply = apply_route_quiet_hours },
     { KEY("cleared", K_BOOL, NRT(cleared)) },
+    { KEY("on_duty", K_BOOL, NRT(on_duty)) },
+    { KEY("escalation", K_SETTING, 0), .setting = setting_route_escalation },
     { KEY("language", K_ENUM, NRT(language)), .names = language_names },
 };
 
@@ -1887,12 +1929,38 @@ static void setting_parsed_later(struct loader *L, const config_setting_t *s, vo
     (void)L, (void)s, (void)target, (void)ctx;
 }
 
+#define NPP(field) offsetof(struct gw_notify_person_config, field)
+static const struct key_row notify_person_rows[] = {
+    { KEY("name", K_STR, NPP(name)) },
+    { KEY("mobile", K_STR, NPP(mobile)) },
+    { KEY("email", K_STR, NPP(email)) },
+};
+
+static void parse_notify_people(struct loader *L, const config_setting_t *s)
+{
+    struct gw_notify_config *n = &L->cfg->notify;
+    int count = list_length(L, s, "notify.people");
+    if (count < 0 || !(n->people = alloc_list(L, (size_t)count, sizeof *n->people)))
+        return;
+    for (int i = 0; i < count; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        struct gw_notify_person_config *p = &n->people[n->npeople++];
+        char ctx[48];
+        snprintf(ctx, sizeof ctx, "notify.people[%d]", i);
+        uint64_t seen = parse_group(L, e, notify_person_rows, NROWS(notify_person_rows), p, ctx);
+        struct where w = where_of(L, e);
+        static const char *const required[] = { "name", NULL };
+        require(L, notify_person_rows, NROWS(notify_person_rows), seen, required, &w, ctx);
+    }
+}
+
 #define NTF(field) offsetof(struct gw_notify_config, field)
 static const struct key_row notify_rows[] = {
     { KEY("console_url", K_CUSTOM, NTF(console_url)), .apply = apply_http_url },
     { KEY("retry_max_s", K_INT, NTF(retry_max_s)), .min = 5, .max = 86400 },
     { KEY("channels", K_SETTING, 0), .setting = setting_parsed_later },
     { KEY("routes", K_SETTING, 0), .setting = setting_parsed_later },
+    { KEY("people", K_SETTING, 0), .setting = setting_parsed_later },
 };
 
 static void check_notify_channel(struct loader *L, struct gw_notify_channel_config *ch,
@@ -1983,6 +2051,9 @@ static void parse_notify(struct loader *L, const config_setting_t *s)
     parse_group(L, s, notify_rows, NROWS(notify_rows), &L->cfg->notify, ctx);
     const config_setting_t *channels = config_setting_get_member(s, "channels");
     const config_setting_t *routes = config_setting_get_member(s, "routes");
+    const config_setting_t *people = config_setting_get_member(s, "people");
+    if (people)
+        parse_notify_people(L, people);
     if (channels)
         parse_notify_channels(L, channels);
     if (routes)
@@ -2745,8 +2816,17 @@ static void free_notify(struct gw_notify_config *n)
         free_strings(r->buildings, r->nbuildings);
         free_strings(r->categories, r->ncategories);
         free_strings(r->to, r->nto);
+        for (size_t k = 0; k < r->nescalation; k++)
+            free_strings(r->escalation[k].to, r->escalation[k].nto);
+        free(r->escalation);
     }
     free(n->routes);
+    for (size_t i = 0; i < n->npeople; i++) {
+        free(n->people[i].name);
+        free(n->people[i].mobile);
+        free(n->people[i].email);
+    }
+    free(n->people);
     free(n->console_url);
 }
 
@@ -2932,4 +3012,6 @@ void gw_config_print_keys(FILE *out)
     print_rows(out, "notify", notify_rows, NROWS(notify_rows));
     print_rows(out, "notify.channels[]", notify_channel_rows, NROWS(notify_channel_rows));
     print_rows(out, "notify.routes[]", notify_route_rows, NROWS(notify_route_rows));
+    print_rows(out, "notify.routes[].escalation[]", notify_level_rows, NROWS(notify_level_rows));
+    print_rows(out, "notify.people[]", notify_person_rows, NROWS(notify_person_rows));
 }

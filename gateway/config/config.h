@@ -197,6 +197,23 @@ struct gw_notify_channel_config {
     int line;
 };
 
+/* A person routes name: the on-duty engineer (the "to" of the last shift
+ * handover) is found here by name. */
+struct gw_notify_person_config {
+    char *name;             /* as written in the handover ("li.gong") */
+    char *mobile;           /* @-mentioned on robots, {to} for http; NULL none */
+    char *email;            /* smtp; NULL none */
+};
+
+/* One escalation step: an open major or critical incident nobody
+ * acknowledged (a patrol check-in confirming or disputing it) after_s
+ * after it was raised goes to these recipients, once. */
+struct gw_notify_level_config {
+    int after_s;
+    char **to;
+    size_t nto;
+};
+
 /* One route: which incidents go to which channel and whom. An empty list
  * matches everything. */
 struct gw_notify_route_config {
@@ -215,6 +232,9 @@ struct gw_notify_route_config {
     int quiet_start_min, quiet_end_min; /* site time, held until the end; -1 none;
                                          * never holds a critical incident */
     bool cleared;           /* also when the incident clears; default true */
+    bool on_duty;           /* also the on-duty person (notify.people); default false */
+    struct gw_notify_level_config *escalation; /* in after_s order */
+    size_t nescalation;
     enum gw_language language; /* default gateway.language */
     const char *file;
     int line;
@@ -225,6 +245,8 @@ struct gw_notify_config {
     size_t nchannels;
     struct gw_notify_route_config *routes;
     size_t nroutes;
+    struct gw_notify_person_config *people;
+    size_t npeople;
     char *console_url;      /* the link in each message ("<url>/#/incidents/<id>"); NULL none */
     int retry_max_s;        /* longest wait between two attempts; default 300 */
 };

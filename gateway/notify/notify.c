@@ -26,6 +26,9 @@ struct result {
 
 struct gw_notify {
     const struct gw_config *config;
+    struct gw_notify_host host;
+    bool escalates;            /* some route has escalation steps */
+    int64_t escalation_checked_ms;
     struct notify_channel *channels;
     size_t nchannels;
     pthread_t thread;
@@ -149,8 +152,8 @@ static void *sender_main(void *arg)
     return NULL;
 }
 
-est_err gw_notify_create(const struct gw_config *config, struct gw_notify **out, char *errbuf,
-                         size_t errbuf_len)
+est_err gw_notify_create(const struct gw_config *config, const struct gw_notify_host *host,
+                         struct gw_notify **out, char *errbuf, size_t errbuf_len)
 {
     *out = NULL;
     if (config->notify.nchannels == 0)
@@ -159,6 +162,10 @@ est_err gw_notify_create(const struct gw_config *config, struct gw_notify **out,
     if (n == NULL)
         return EST_ERR_NOMEM;
     n->config = config;
+    if (host != NULL)
+        n->host = *host;
+    for (size_t i = 0; i < config->notify.nroutes; i++)
+        n->escalates = n->escalates || config->notify.routes[i].nescalation > 0;
     n->nchannels = config->notify.nchannels;
     n->channels = calloc(n->nchannels, sizeof *n->channels);
     pthread_mutex_init(&n->lock, NULL);
@@ -258,21 +265,46 @@ static int64_t due_after_quiet_hours(const struct gw_config *config,
     return ms + wait;
 }
 
-/* Appends the route's recipients to list (comma-separated, no repeats). */
-static void add_recipients(char *list, size_t len, const struct gw_notify_route_config *r)
+/* Appends one recipient to list (comma-separated, no repeats). */
+static void add_recipient(char *list, size_t len, const char *one)
 {
-    for (size_t i = 0; i < r->nto; i++) {
-        size_t used = strlen(list);
-        bool seen = false;
-        for (const char *p = list; *p && !seen;) {
-            size_t n = strcspn(p, ",");
-            seen = n == strlen(r->to[i]) && strncmp(p, r->to[i], n) == 0;
-            p += n;
-            p += *p == ',';
-        }
-        if (!seen)
-            snprintf(list + used, len - used, "%s%s", used ? "," : "", r->to[i]);
+    if (one == NULL || one[0] == '\0' || strchr(one, ',') != NULL)
+        return;
+    size_t used = strlen(list);
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == strlen(one) && strncmp(p, one, n) == 0)
+            return;
+        p += n;
+        p += *p == ',';
     }
+    if (used + strlen(one) + 2 <= len)
+        snprintf(list + used, len - used, "%s%s", used ? "," : "", one);
+}
+
+static void add_recipients(char *list, size_t len, char *const *to, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        add_recipient(list, len, to[i]);
+}
+
+/* The on-duty person's mobile, or e-mail for an smtp channel; NULL none. */
+static const char *on_duty_address(const struct gw_notify *n, const char *on_duty,
+                                   const struct gw_notify_channel_config *channel)
+{
+    const struct gw_notify_config *nc = &n->config->notify;
+    for (size_t i = 0; on_duty != NULL && i < nc->npeople; i++)
+        if (same(nc->people[i].name, on_duty))
+            return channel->type == GW_NOTIFY_SMTP ? nc->people[i].email : nc->people[i].mobile;
+    return NULL;
+}
+
+static bool wants_on_duty(const struct gw_notify *n)
+{
+    for (size_t i = 0; i < n->config->notify.nroutes; i++)
+        if (n->config->notify.routes[i].on_duty)
+            return true;
+    return false;
 }
 
 void gw_notify_on_incident(struct gw_notify *n, struct gw_store *store,
@@ -283,6 +315,9 @@ void gw_notify_on_incident(struct gw_notify *n, struct gw_store *store,
     const struct gw_notify_config *nc = &n->config->notify;
     const char *kind = transition == RULE_CLEARED ? "cleared" : "raised";
     int64_t at = transition == RULE_CLEARED && inc->cleared_ms > 0 ? inc->cleared_ms : inc->updated_ms;
+    char *on_duty = NULL;
+    if (transition != RULE_UPDATED && wants_on_duty(n) && gw_store_on_duty(store, &on_duty) != EST_OK)
+        gw_warn("notify: cannot tell who is on duty: %s", gw_store_errmsg(store));
     for (size_t c = 0; c < n->nchannels; c++) {
         const struct gw_notify_route_config *first = NULL;
         char recipients[1024] = "";
@@ -292,7 +327,10 @@ void gw_notify_on_incident(struct gw_notify *n, struct gw_store *store,
             if (r->channel != c || !route_matches(n->config, r, inc, transition))
                 continue;
             first = first != NULL ? first : r;
-            add_recipients(recipients, sizeof recipients, r);
+            add_recipients(recipients, sizeof recipients, r->to, r->nto);
+            if (r->on_duty)
+                add_recipient(recipients, sizeof recipients,
+                              on_duty_address(n, on_duty, n->channels[c].config));
             int64_t d = due_after_quiet_hours(n->config, r, inc, at);
             due = d < due ? d : due;
         }
@@ -316,6 +354,111 @@ void gw_notify_on_incident(struct gw_notify *n, struct gw_store *store,
             gw_info("notify: incident %lld for channel %s held until quiet hours end",
                     (long long)inc->id, row.channel);
     }
+    free(on_duty);
+}
+
+/* ---------------------------------------------------------------- */
+/* Escalation                                                        */
+/* ---------------------------------------------------------------- */
+
+#define ESCALATION_CHECK_MS 1000
+#define ESCALATION_MAX 64 /* open incidents looked at per check */
+
+/* An open incident waiting for acknowledgement (copied out of the listing). */
+struct unacknowledged {
+    struct gw_store_incident inc;
+    char rule[48], subject_type[16], subject[128], severity[16], text[512];
+};
+
+struct unacknowledged_list {
+    struct unacknowledged *items;
+    size_t n;
+};
+
+static bool take_unacknowledged(void *ctx, const struct gw_store_incident *in)
+{
+    struct unacknowledged_list *l = ctx;
+    bool serious = same(in->severity, "major") || same(in->severity, "critical");
+    if (!serious || !in->open || in->confirmed_by != NULL || in->disputed_by != NULL)
+        return true;
+    struct unacknowledged *u = &l->items[l->n++];
+    u->inc = *in;
+    snprintf(u->rule, sizeof u->rule, "%s", in->rule);
+    snprintf(u->subject_type, sizeof u->subject_type, "%s", in->subject_type);
+    snprintf(u->subject, sizeof u->subject, "%s", in->subject);
+    snprintf(u->severity, sizeof u->severity, "%s", in->severity);
+    snprintf(u->text, sizeof u->text, "%s", in->text != NULL ? in->text : "");
+    u->inc.rule = u->rule;
+    u->inc.subject_type = u->subject_type;
+    u->inc.subject = u->subject;
+    u->inc.severity = u->severity;
+    u->inc.text = u->text;
+    u->inc.detail_json = u->inc.confirmed_by = u->inc.disputed_by = NULL;
+    return l->n < ESCALATION_MAX;
+}
+
+/* Queues step (0-based) of route r for the incident, once; records it in
+ * the patrol log when it is new. */
+static void escalate(struct gw_notify *n, struct gw_store *store,
+                     const struct gw_notify_route_config *r, size_t step,
+                     const struct gw_store_incident *inc, int64_t now)
+{
+    const struct gw_notify_level_config *lv = &r->escalation[step];
+    const struct gw_notify_channel_config *channel = n->channels[r->channel].config;
+    bool zh = r->language == GW_LANG_ZH_CN;
+    char cause[96], body[TEXT_MAX], text[TEXT_MAX + 96], recipients[1024] = "", place[256];
+    snprintf(cause, sizeof cause, "incident:%lld:escalation:%zu", (long long)inc->id, step + 1);
+    add_recipients(recipients, sizeof recipients, lv->to, lv->nto);
+    gw_notify_format(n->config, inc, RULE_RAISED, r->language, body, sizeof body);
+    int minutes = (int)((now - inc->raised_ms) / 60000);
+    snprintf(text, sizeof text, zh ? "【升级·第%zu级】%d 分钟无人确认\n%s" : "[ESCALATED, step %zu] not acknowledged for %d min\n%s",
+             step + 1, minutes, body);
+    notify_place(n->config, inc, r->language, place, sizeof place);
+    struct gw_store_notification row = {
+        .cause = cause, .channel = channel->name, .incident = inc->id, .rule = inc->rule,
+        .severity = inc->severity, .place = place, .since_ms = inc->since_ms, .text = text,
+        .recipients = recipients, .created_ms = now,
+        .due_ms = due_after_quiet_hours(n->config, r, inc, now),
+    };
+    bool added = false;
+    if (gw_store_notification_add(store, &row, &added) != EST_OK) {
+        gw_error("notify: escalation of incident %lld cannot be queued: %s", (long long)inc->id,
+                 gw_store_errmsg(store));
+        return;
+    }
+    if (!added)
+        return;
+    char entry[512];
+    snprintf(entry, sizeof entry,
+             n->config->gateway.language == GW_LANG_ZH_CN
+                 ? "事件 #%lld 已 %d 分钟无人确认：升级第%zu级，通知 %s（%s）"
+                 : "Incident #%lld not acknowledged for %d min: escalated to step %zu, %s (%s)",
+             (long long)inc->id, minutes, step + 1, recipients, channel->name);
+    gw_info("notify: %s", entry);
+    if (n->host.patrol != NULL)
+        n->host.patrol(n->host.ctx, "escalation", entry, inc->id, 0, "system", NULL);
+}
+
+static void check_escalations(struct gw_notify *n, struct gw_store *store, int64_t now)
+{
+    struct unacknowledged_list l = {calloc(ESCALATION_MAX, sizeof *l.items), 0};
+    if (l.items == NULL)
+        return;
+    if (gw_store_incidents_open(store, take_unacknowledged, &l) != EST_OK)
+        gw_error("notify: cannot read the open incidents: %s", gw_store_errmsg(store));
+    const struct gw_notify_config *nc = &n->config->notify;
+    for (size_t i = 0; i < l.n; i++) {
+        const struct gw_store_incident *inc = &l.items[i].inc;
+        for (size_t k = 0; k < nc->nroutes; k++) {
+            const struct gw_notify_route_config *r = &nc->routes[k];
+            if (r->nescalation == 0 || !route_matches(n->config, r, inc, RULE_RAISED))
+                continue;
+            for (size_t step = 0; step < r->nescalation; step++)
+                if (now - inc->raised_ms >= (int64_t)r->escalation[step].after_s * 1000)
+                    escalate(n, store, r, step, inc, now);
+        }
+    }
+    free(l.items);
 }
 
 /* ---------------------------------------------------------------- */
@@ -486,6 +629,10 @@ void gw_notify_tick(struct gw_notify *n, struct gw_store *store, int64_t now)
         return;
     record_results(n, store, done, ndone, now);
     results_free(done, ndone);
+    if (n->escalates && now - n->escalation_checked_ms >= ESCALATION_CHECK_MS) {
+        n->escalation_checked_ms = now;
+        check_escalations(n, store, now);
+    }
 
     struct due_rows d = {.notify = n, .now = now};
     d.out = calloc(DUE_MAX, sizeof *d.out);

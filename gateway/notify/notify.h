@@ -8,7 +8,9 @@
  * thread, which owns the store connection, hands it the due rows and
  * records what it answered (delivered, or retry later with backoff), so
  * only the host writes the database. Several alerts due for one robot go
- * as one message, and a robot never gets more than its rate_per_min. */
+ * as one message, and a robot never gets more than its rate_per_min. A
+ * route may also mention whoever is on duty (the last shift handover's
+ * "to", found in notify.people) and escalate unacknowledged incidents. */
 #ifndef GW_NOTIFY_H
 #define GW_NOTIFY_H
 
@@ -21,11 +23,19 @@
 
 struct gw_notify;
 
+/* What notify needs from its host: the patrol log, where each escalation
+ * step is recorded (appends an entry and publishes it). */
+struct gw_notify_host {
+    void *ctx;
+    est_err (*patrol)(void *ctx, const char *kind, const char *text, int64_t incident,
+                      int64_t workorder, const char *author, const char *detail_json);
+};
+
 /* Reads the channels' secret files and starts the sender thread. With no
  * channel configured *out is NULL and EST_OK is returned: every other call
  * takes NULL as "nothing to do". errbuf says what failed (never a secret). */
-est_err gw_notify_create(const struct gw_config *config, struct gw_notify **out, char *errbuf,
-                         size_t errbuf_len);
+est_err gw_notify_create(const struct gw_config *config, const struct gw_notify_host *host,
+                         struct gw_notify **out, char *errbuf, size_t errbuf_len);
 /* Stops the sender (a call in flight is abandoned; its rows are sent again
  * on the next start). */
 void gw_notify_destroy(struct gw_notify *notify);
@@ -37,8 +47,10 @@ void gw_notify_on_incident(struct gw_notify *notify, struct gw_store *store,
                            const struct gw_store_incident *incident,
                            enum rule_transition transition);
 
-/* On the host's thread, often (every tick): records the sender's answers
- * and hands it the rows due at now_ms. */
+/* On the host's thread, often (every tick): records the sender's answers,
+ * queues the escalation steps that fell due (open major or critical
+ * incidents nobody acknowledged: no patrol check-in confirmed or disputed
+ * them) and hands the sender the rows due at now_ms. */
 void gw_notify_tick(struct gw_notify *notify, struct gw_store *store, int64_t now_ms);
 
 /* The text of an incident's message in a language, into out (the same

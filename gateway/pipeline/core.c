@@ -432,7 +432,8 @@ static void notify_incident(void *ctx, const struct gw_store_incident *incident,
 static est_err create_notify(struct gw_core *core)
 {
     char reason[256] = "";
-    est_err err = gw_notify_create(core->config, &core->notify, reason, sizeof reason);
+    struct gw_notify_host host = {.ctx = core, .patrol = host_patrol};
+    est_err err = gw_notify_create(core->config, &host, &core->notify, reason, sizeof reason);
     if (err != EST_OK)
         gw_error("notify: %s", reason);
     if (err == EST_OK && core->notify != NULL)

@@ -30,6 +30,9 @@ static const struct store__sql notifications_sql[] = {
      "UPDATE notifications SET due_ms = ?2, attempts = attempts + 1, last_error = ?3"
      " WHERE id = ?1 AND delivered_ms IS NULL"},
     {S_NOTE_PENDING, "SELECT count(*) FROM notifications WHERE delivered_ms IS NULL"},
+    {S_NOTE_ON_DUTY,
+     "SELECT json_extract(detail_json, '$.to') FROM patrol WHERE kind = 'handover'"
+     " ORDER BY seq DESC LIMIT 1"},
 };
 const struct store__sql_table store__notifications_sql = STORE__SQL_TABLE(notifications_sql);
 
@@ -120,4 +123,18 @@ est_err gw_store_notifications_pending(struct gw_store *store, int64_t *count)
     if (store == NULL || count == NULL)
         return EST_ERR_INVALID;
     return store__query_int(store, store__stmt(store, S_NOTE_PENDING), SQLITE_OK, count);
+}
+
+est_err gw_store_on_duty(struct gw_store *store, char **name)
+{
+    if (store == NULL || name == NULL)
+        return EST_ERR_INVALID;
+    *name = NULL;
+    sqlite3_stmt *q = store__stmt(store, S_NOTE_ON_DUTY);
+    bool row = false;
+    est_err err = store__first_row(store, q, SQLITE_OK, &row);
+    if (err == EST_OK && row && !store__dup_col(q, 0, name))
+        err = store__fail(store, EST_ERR_NOMEM, "out of memory");
+    sqlite3_reset(q);
+    return err;
 }

@@ -727,6 +727,9 @@ est_err gw_store_notification_retry(struct gw_store *store, int64_t id, int64_t 
                                     const char *error);
 /* How many are not delivered yet. */
 est_err gw_store_notifications_pending(struct gw_store *store, int64_t *count);
+/* Who is on duty: the "to" of the last shift handover in the patrol log;
+ * *name NULL when there was none. Caller frees. */
+est_err gw_store_on_duty(struct gw_store *store, char **name);
 
 /* What gw_store_verify_copy found in a copy. */
 struct gw_store_copy_check {

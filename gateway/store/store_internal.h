@@ -107,6 +107,7 @@ enum store__stmt {
     S_NOTE_DELIVERED,
     S_NOTE_RETRY,
     S_NOTE_PENDING,
+    S_NOTE_ON_DUTY,
     S__COUNT
 };
 

@@ -228,7 +228,8 @@ def hhmm(minutes):
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def write_gw_config(directory, demo_conf, robots_port, smtp_port, retry_max_s=5, extra_routes=""):
+def write_gw_config(directory, demo_conf, robots_port, smtp_port, retry_max_s=5, extra_routes="",
+                    extra_notify=""):
     """A gateway config: the demo site plus a notify section routing fire
     incidents to the WeCom and DingTalk stand-ins (the engineer on duty
     mentioned), vacant-unit water by e-mail in English, and fire incidents
@@ -244,7 +245,7 @@ def write_gw_config(directory, demo_conf, robots_port, smtp_port, retry_max_s=5,
     text = demo + f"""
 notify = {{
   console_url = "http://127.0.0.1:8080";
-  retry_max_s = {retry_max_s};
+  retry_max_s = {retry_max_s};{extra_notify}
   channels = (
     {{ name = "wecom_duty"; type = "wecom"; url = "{base}/cgi-bin/webhook/send";
        key_file = "wecom.key"; timeout_ms = 2000; }},

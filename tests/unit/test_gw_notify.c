@@ -184,6 +184,30 @@ static void test_route_needs_a_known_channel(void **state)
     expect_error(f, 12, "notify.routes[0].channel: no notify channel is named 'v'");
 }
 
+static void test_roster_and_escalation_config(void **state)
+{
+    struct fixture *f = *state;
+    write_file(f, "wecom.key", "KEY\n", 0600);
+    write_config(f, "  people = ( { name = \"li.gong\"; mobile = \"13800000003\"; } );\n" CHANNELS_HEAD
+                    "    { name = \"w\"; type = \"wecom\"; url = \"https://x.example\"; key_file = \"wecom.key\"; }\n  );\n"
+                    "  routes = ( { channel = \"w\"; on_duty = true;\n"
+                    "    escalation = ( { after_s = 600; to = [\"139\"]; }, { after_s = 1800; to = [\"137\", \"136\"]; } ); } );");
+    struct gw_config *c = load_ok(f);
+    assert_int_equal(c->notify.npeople, 1);
+    assert_string_equal(c->notify.people[0].mobile, "13800000003");
+    assert_true(c->notify.routes[0].on_duty);
+    assert_int_equal(c->notify.routes[0].nescalation, 2);
+    assert_int_equal(c->notify.routes[0].escalation[1].after_s, 1800);
+    assert_int_equal(c->notify.routes[0].escalation[1].nto, 2);
+    gw_config_free(c);
+    write_config(f, CHANNELS_HEAD
+                    "    { name = \"w\"; type = \"wecom\"; url = \"https://x.example\"; key_file = \"wecom.key\"; }\n  );\n"
+                    "  routes = ( { channel = \"w\";\n"
+                    "    escalation = ( { after_s = 600; to = [\"139\"]; },\n"
+                    "                   { after_s = 300; to = [\"137\"]; } ); } );");
+    expect_error(f, 14, "notify.routes[0].escalation[1].after_s: 300 must come after the step before (600)");
+}
+
 static void test_dingtalk_signature(void **state)
 {
     (void)state;
@@ -305,6 +329,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_world_readable_secret_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_placeholder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_route_needs_a_known_channel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roster_and_escalation_config, setup, teardown),
         cmocka_unit_test(test_dingtalk_signature),
         cmocka_unit_test_setup_teardown(test_template_escapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_texts, setup, teardown),
