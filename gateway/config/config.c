@@ -1958,6 +1958,7 @@ static void parse_notify_people(struct loader *L, const config_setting_t *s)
 static const struct key_row notify_rows[] = {
     { KEY("console_url", K_CUSTOM, NTF(console_url)), .apply = apply_http_url },
     { KEY("retry_max_s", K_INT, NTF(retry_max_s)), .min = 5, .max = 86400 },
+    { KEY("failing_after_s", K_INT, NTF(failing_after_s)), .min = 5, .max = 86400 },
     { KEY("channels", K_SETTING, 0), .setting = setting_parsed_later },
     { KEY("routes", K_SETTING, 0), .setting = setting_parsed_later },
     { KEY("people", K_SETTING, 0), .setting = setting_parsed_later },
@@ -2048,6 +2049,7 @@ static void parse_notify(struct loader *L, const config_setting_t *s)
 {
     static const char *const ctx = "notify";
     L->cfg->notify.retry_max_s = 300;
+    L->cfg->notify.failing_after_s = 600;
     parse_group(L, s, notify_rows, NROWS(notify_rows), &L->cfg->notify, ctx);
     const config_setting_t *channels = config_setting_get_member(s, "channels");
     const config_setting_t *routes = config_setting_get_member(s, "routes");

@@ -249,6 +249,7 @@ struct gw_notify_config {
     size_t npeople;
     char *console_url;      /* the link in each message ("<url>/#/incidents/<id>"); NULL none */
     int retry_max_s;        /* longest wait between two attempts; default 300 */
+    int failing_after_s;    /* a channel failing this long degrades the health; default 600 */
 };
 
 /* The placeholders an http channel's templates may use, NULL-terminated:

@@ -580,6 +580,53 @@ static int64_t backoff_ms(const struct gw_config *config, int attempts)
     return wait < cap ? wait : cap;
 }
 
+/* A channel started failing for good (failing true) or answers again:
+ * logged and in the patrol log. */
+static void record_channel_state(struct gw_notify *n, const struct notify_channel *ch, int64_t now,
+                                 bool failing)
+{
+    bool zh = n->config->gateway.language == GW_LANG_ZH_CN;
+    int minutes = (int)((now - ch->failing_since_ms) / 60000);
+    char text[400];
+    if (failing)
+        snprintf(text, sizeof text, zh ? "通知渠道 %s 已连续失败 %d 分钟：%s" : "Notify channel %s failing for %d min: %s",
+                 ch->config->name, minutes, ch->last_error);
+    else
+        snprintf(text, sizeof text, zh ? "通知渠道 %s 已恢复（失败 %d 分钟）" : "Notify channel %s answers again (failed for %d min)",
+                 ch->config->name, minutes);
+    if (failing)
+        gw_error("notify: %s", text);
+    else
+        gw_info("notify: %s", text);
+    if (n->host.patrol != NULL)
+        n->host.patrol(n->host.ctx, "notify", text, 0, 0, "system", NULL);
+}
+
+static void watch_failing_channels(struct gw_notify *n, int64_t now)
+{
+    int64_t after = (int64_t)n->config->notify.failing_after_s * 1000;
+    for (size_t i = 0; i < n->nchannels; i++) {
+        struct notify_channel *ch = &n->channels[i];
+        if (ch->failing_since_ms != 0 && !ch->failing_reported && now - ch->failing_since_ms >= after) {
+            ch->failing_reported = true;
+            record_channel_state(n, ch, now, true);
+        }
+    }
+}
+
+size_t gw_notify_failing_channels(const struct gw_notify *n, const char **names, size_t max)
+{
+    size_t count = 0;
+    for (size_t i = 0; n != NULL && i < n->nchannels; i++) {
+        if (!n->channels[i].failing_reported)
+            continue;
+        if (count < max)
+            names[count] = n->channels[i].config->name;
+        count++;
+    }
+    return count;
+}
+
 static void record_results(struct gw_notify *n, struct gw_store *store, struct result *results,
                            size_t nresults, int64_t now)
 {
@@ -588,12 +635,19 @@ static void record_results(struct gw_notify *n, struct gw_store *store, struct r
         struct notify_channel *ch = &n->channels[r->msg.channel];
         const char *name = ch->config->name;
         if (r->outcome == NOTIFY_DELIVERED) {
+            if (ch->failing_reported)
+                record_channel_state(n, ch, now, false);
+            ch->failing_since_ms = 0;
+            ch->failing_reported = false;
             for (size_t k = 0; k < r->msg.nids; k++)
                 gw_store_notification_delivered(store, r->msg.ids[k], now);
             gw_info("notify: %zu alert%s delivered on channel %s", r->msg.nids,
                     r->msg.nids == 1 ? "" : "s", name);
             continue;
         }
+        if (ch->failing_since_ms == 0)
+            ch->failing_since_ms = now;
+        snprintf(ch->last_error, sizeof ch->last_error, "%s", r->error);
         int64_t due = now + backoff_ms(n->config, r->msg.attempts);
         if (r->outcome == NOTIFY_RATE_LIMITED) {
             int64_t pause = (int64_t)n->config->notify.retry_max_s * 1000;
@@ -629,6 +683,7 @@ void gw_notify_tick(struct gw_notify *n, struct gw_store *store, int64_t now)
         return;
     record_results(n, store, done, ndone, now);
     results_free(done, ndone);
+    watch_failing_channels(n, now);
     if (n->escalates && now - n->escalation_checked_ms >= ESCALATION_CHECK_MS) {
         n->escalation_checked_ms = now;
         check_escalations(n, store, now);

@@ -53,6 +53,11 @@ void gw_notify_on_incident(struct gw_notify *notify, struct gw_store *store,
  * them) and hands the sender the rows due at now_ms. */
 void gw_notify_tick(struct gw_notify *notify, struct gw_store *store, int64_t now_ms);
 
+/* The channels failing for notify.failing_after_s or longer (since the
+ * first failure after their last success, on this run): up to max names
+ * into names (valid until the next tick); returns how many there are. */
+size_t gw_notify_failing_channels(const struct gw_notify *notify, const char **names, size_t max);
+
 /* The text of an incident's message in a language, into out (the same
  * text gw_notify_on_incident queues; tests and previews). */
 void gw_notify_format(const struct gw_config *config, const struct gw_store_incident *incident,

@@ -21,6 +21,11 @@ struct notify_channel {
     int64_t *sent_ms;   /* ring of the last rate_per_min sends */
     size_t sent_next;
     int64_t paused_until_ms;
+    /* Failing: since the first failure after the last success (0: not
+     * failing); reported once it lasted notify.failing_after_s. */
+    int64_t failing_since_ms;
+    bool failing_reported;
+    char last_error[200];
 };
 
 /* One message for one channel: one row, or several rows' texts joined. */

@@ -8,9 +8,11 @@ slowed down, not spammed (stand-ins: tests/integration/notify_standins.py).
    incidents are raised, their rows retried with backoff; the gateway is
    SIGKILLed in the middle and restarted; the robots come back: every
    alert is delivered, and none twice (each incident's link is in exactly
-   one accepted message per robot).
+   one accepted message per robot). Failing for notify.failing_after_s
+   (10 s here) makes P/status "degraded" and is in the patrol log; once
+   the robots answer, "ok" again.
 
-The outage lasts about 15 s rather than a minute: what carries an alert
+The outage lasts about 20 s rather than a minute: what carries an alert
 across it is its row (due time and attempts) in SQLite, which the kill and
 the restart test; with retry_max_s = 3 s a longer outage only adds retries
 of the same kind."""
@@ -59,7 +61,8 @@ class NotifyOutageTest(faultlib.FaultCase):
                                retry_max_s=3)
         # Rest after a 45009 is min(60 s, retry_max_s): 5 s for this phase.
         stack = self.stack(gw_conf=conf, gw_sets=[f"http.users_file={DEMO_USERS}",
-                                                  "notify.retry_max_s=5"]).start()
+                                                  "notify.retry_max_s=5",
+                                                  "notify.failing_after_s=10"]).start()
         wait_for(lambda: stack.readings(), 30, what="first readings")
         sim = stack.control
 
@@ -84,6 +87,11 @@ class NotifyOutageTest(faultlib.FaultCase):
             stack, "SELECT count(*) FROM notifications WHERE delivered_ms IS NULL"
             " AND attempts >= 2 AND channel IN ('wecom_duty', 'dingtalk_duty')", default=0) >= 3,
             30, what="the new alerts retried during the outage")
+        # Failing for notify.failing_after_s (10 s here): health degraded, in the patrol log.
+        wait_for(lambda: self.status_health(stack) == "degraded", 25,
+                 what="P/status degraded by the failing channels")
+        failing = faultlib.query(stack, "SELECT text FROM patrol WHERE kind = 'notify'")
+        self.assertTrue(any("wecom_duty" in t for (t,) in failing), failing)
         stack.restart_gw(signal.SIGKILL)
         wait_for(lambda: faultlib.log_lines(stack, r"notify: channel \w+: .*wait") and
                  time.time() - outage_start > 15, 40, what="retries after the restart")
@@ -105,6 +113,12 @@ class NotifyOutageTest(faultlib.FaultCase):
         self.assertEqual(sorted(dingtalk), sorted(fire_alarms), f"each alarm once on DingTalk: {dingtalk}")
         attempts = faultlib.scalar(stack, "SELECT max(attempts) FROM notifications")
         self.assertGreaterEqual(attempts, 3, "retries counted across the restart")
+        wait_for(lambda: self.status_health(stack) == "ok", 15, what="P/status ok again")
+
+    @staticmethod
+    def status_health(stack):
+        statuses = [m for m in stack.sub.json_on("/status") if m.get("state") == "online"]
+        return statuses[-1].get("health") if statuses else None
 
 
 if __name__ == "__main__":
