@@ -1816,6 +1816,9 @@ static void parse_word_list(struct loader *L, const config_setting_t *s, const c
 ROUTE_LIST_SETTING(setting_route_severities, severities, severity_names, "a severity")
 ROUTE_LIST_SETTING(setting_route_buildings, buildings, NULL, "")
 ROUTE_LIST_SETTING(setting_route_to, to, NULL, "")
+static const char *const workorder_event_names[] = { "created", "breached", "return_visit", NULL };
+ROUTE_LIST_SETTING(setting_route_workorder_events, workorder_events, workorder_event_names,
+                   "a work-order event (created, breached, return_visit)")
 
 static void setting_route_rules(struct loader *L, const config_setting_t *s, void *target,
                                 const char *ctx)
@@ -1915,6 +1918,7 @@ static const struct key_row notify_route_rows[] = {
     { KEY("buildings", K_SETTING, 0), .setting = setting_route_buildings },
     { KEY("categories", K_SETTING, 0), .setting = setting_route_categories },
     { KEY("to", K_SETTING, 0), .setting = setting_route_to },
+    { KEY("workorder_events", K_SETTING, 0), .setting = setting_route_workorder_events },
     { KEY("quiet_hours", K_CUSTOM, 0), .apply = apply_route_quiet_hours },
     { KEY("cleared", K_BOOL, NRT(cleared)) },
     { KEY("on_duty", K_BOOL, NRT(on_duty)) },
@@ -2818,6 +2822,7 @@ static void free_notify(struct gw_notify_config *n)
         free_strings(r->buildings, r->nbuildings);
         free_strings(r->categories, r->ncategories);
         free_strings(r->to, r->nto);
+        free_strings(r->workorder_events, r->nworkorder_events);
         for (size_t k = 0; k < r->nescalation; k++)
             free_strings(r->escalation[k].to, r->escalation[k].nto);
         free(r->escalation);

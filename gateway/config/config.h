@@ -229,6 +229,9 @@ struct gw_notify_route_config {
     size_t ncategories;
     char **to;              /* mobiles to @-mention, e-mail addresses, SMS numbers */
     size_t nto;
+    char **workorder_events; /* created, breached, return_visit: then the route is for work
+                              * orders (buildings filter them), not incidents */
+    size_t nworkorder_events;
     int quiet_start_min, quiet_end_min; /* site time, held until the end; -1 none;
                                          * never holds a critical incident */
     bool cleared;           /* also when the incident clears; default true */

@@ -3,6 +3,7 @@
  * and the sender thread that makes the calls. */
 #include "notify_internal.h"
 
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -46,6 +47,13 @@ struct gw_notify {
 static bool same(const char *a, const char *b)
 {
     return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* The word for event: created, breached, or otherwise. */
+static const char *streq_or(const char *event, const char *a, const char *a_word, const char *b,
+                            const char *b_word, const char *other_word)
+{
+    return same(event, a) ? a_word : same(event, b) ? b_word : other_word;
 }
 
 /* ---------------------------------------------------------------- */
@@ -236,7 +244,8 @@ static bool listed(char *const *list, size_t n, const char *value)
 static bool route_matches(const struct gw_config *config, const struct gw_notify_route_config *r,
                           const struct gw_store_incident *inc, enum rule_transition transition)
 {
-    if (transition == RULE_UPDATED || (transition == RULE_CLEARED && !r->cleared))
+    if (r->nworkorder_events > 0 || transition == RULE_UPDATED ||
+        (transition == RULE_CLEARED && !r->cleared))
         return false;
     return listed(r->rules, r->nrules, inc->rule) &&
            listed(r->severities, r->nseverities, inc->severity) &&
@@ -709,4 +718,88 @@ void gw_notify_tick(struct gw_notify *n, struct gw_store *store, int64_t now)
     n->answered = false;
     pthread_cond_signal(&n->wake);
     pthread_mutex_unlock(&n->lock);
+}
+
+/* ---------------------------------------------------------------- */
+/* Work orders                                                       */
+/* ---------------------------------------------------------------- */
+
+static const char *json_text(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void workorder_text(const struct gw_notify *n, const cJSON *wo, int64_t id,
+                           const char *event, const char *kind, enum gw_language language,
+                           char *out, size_t len)
+{
+    bool zh = language == GW_LANG_ZH_CN;
+    const char *what = streq_or(event, "created", zh ? "新建" : "created",
+                                "breached", zh ? "超时" : "overdue",
+                                zh ? "已完工，待回访" : "completed, awaiting the return visit");
+    const char *sla = kind == NULL ? "" : same(kind, "arrival") ? (zh ? "（未按时到场）" : " (not on site in time)")
+                                                                : (zh ? "（未按时完成）" : " (not resolved in time)");
+    const char *description = json_text(wo, "description");
+    const char *location = json_text(wo, "location");
+    char link[320] = "";
+    if (n->config->notify.console_url != NULL)
+        snprintf(link, sizeof link, zh ? "\n处理：%s/?workorder=%lld" : "\nOpen: %s/?workorder=%lld",
+                 n->config->notify.console_url, (long long)id);
+    snprintf(out, len, zh ? "【工单 #%lld %s】%s%s%s%s%s" : "[Work order #%lld %s]%s%s%s%s%s",
+             (long long)id, what, sla, description ? "\n" : "", description ? description : "",
+             location ? (zh ? "\n位置：" : "\nWhere: ") : "", location ? location : "");
+    size_t used = strlen(out);
+    snprintf(out + used, len - used, "%s", link);
+}
+
+void gw_notify_on_event(struct gw_notify *n, struct gw_store *store, const char *topic_suffix,
+                        const char *payload, int64_t now_ms)
+{
+    if (n == NULL || topic_suffix == NULL || payload == NULL || payload[0] == '\0')
+        return;
+    bool escalation = same(topic_suffix, "escalations");
+    if (!escalation && strncmp(topic_suffix, "workorders/", 11) != 0)
+        return;
+    cJSON *wo = cJSON_Parse(payload);
+    const cJSON *idv = cJSON_GetObjectItemCaseSensitive(wo, escalation ? "workorder" : "id");
+    const char *state = json_text(wo, "state");
+    const char *event = escalation ? "breached"
+                        : same(state, "open") ? "created"
+                        : same(state, "completed") ? "return_visit" : NULL;
+    if (!cJSON_IsNumber(idv) || event == NULL) {
+        cJSON_Delete(wo);
+        return;
+    }
+    int64_t id = (int64_t)idv->valuedouble;
+    const char *kind = escalation ? json_text(wo, "kind") : NULL;
+    const char *building = json_text(wo, "building");
+    const struct gw_notify_config *nc = &n->config->notify;
+    for (size_t c = 0; c < n->nchannels; c++) {
+        const struct gw_notify_route_config *first = NULL;
+        char recipients[1024] = "";
+        for (size_t i = 0; i < nc->nroutes; i++) {
+            const struct gw_notify_route_config *r = &nc->routes[i];
+            if (r->channel != c || !listed(r->workorder_events, r->nworkorder_events, event) ||
+                r->nworkorder_events == 0 || (building != NULL && !listed(r->buildings, r->nbuildings, building)))
+                continue;
+            first = first != NULL ? first : r;
+            add_recipients(recipients, sizeof recipients, r->to, r->nto);
+        }
+        if (first == NULL)
+            continue;
+        char cause[96], text[TEXT_MAX];
+        snprintf(cause, sizeof cause, "workorder:%lld:%s%s%s", (long long)id, event,
+                 kind != NULL ? ":" : "", kind != NULL ? kind : "");
+        workorder_text(n, wo, id, event, kind, first->language, text, sizeof text);
+        struct gw_store_notification row = {
+            .cause = cause, .channel = n->channels[c].config->name, .severity = json_text(wo, "severity"),
+            .place = json_text(wo, "location"), .text = text, .recipients = recipients,
+            .created_ms = now_ms, .due_ms = now_ms,
+        };
+        if (gw_store_notification_add(store, &row, NULL) != EST_OK)
+            gw_error("notify: work order %lld for channel %s cannot be queued: %s", (long long)id,
+                     row.channel, gw_store_errmsg(store));
+    }
+    cJSON_Delete(wo);
 }

@@ -47,6 +47,14 @@ void gw_notify_on_incident(struct gw_notify *notify, struct gw_store *store,
                            const struct gw_store_incident *incident,
                            enum rule_transition transition);
 
+/* An event the office published (topic_suffix "workorders/<id>" with the
+ * work order, "escalations" with an SLA breach): routes with
+ * workorder_events queue "created" (first seen open), "breached" and
+ * "return_visit" (completed, waiting for the return visit) on store, in
+ * the caller's transaction. Anything else is ignored. */
+void gw_notify_on_event(struct gw_notify *notify, struct gw_store *store, const char *topic_suffix,
+                        const char *payload, int64_t now_ms);
+
 /* On the host's thread, often (every tick): records the sender's answers,
  * queues the escalation steps that fell due (open major or critical
  * incidents nobody acknowledged: no patrol check-in confirmed or disputed

@@ -320,6 +320,8 @@ static int64_t host_now_ms(void *ctx) { return gw_core_now_ms(ctx); }
 static est_err host_publish_event(void *ctx, const char *topic_suffix, const char *payload,
                                   bool retain)
 {
+    struct gw_core *core = ctx;
+    gw_notify_on_event(core->notify, core->store, topic_suffix, payload, gw_core_now_ms(core));
     return gw_core_publish_event(ctx, topic_suffix, payload, retain);
 }
 

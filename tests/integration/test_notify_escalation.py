@@ -3,7 +3,8 @@ notify_standins.py): after a shift handover to li.gong, the fire alarm's
 WeCom message also @-mentions li.gong's mobile (notify.people); an alarm
 nobody acknowledges goes to the supervisor after the route's after_s (8 s
 here), once, and the step is in the patrol log; an alarm a patrol check-in
-confirmed in time is not escalated."""
+confirmed in time is not escalated. The work order the alarm opens goes to
+a route with workorder_events = ["created"], once."""
 import os
 import shutil
 import sqlite3
@@ -22,7 +23,8 @@ PEOPLE = f"""
   people = ( {{ name = "li.gong"; mobile = "{ON_DUTY}"; email = "li.gong@example.com"; }} );"""
 ESCALATING_ROUTE = f""",
     {{ channel = "wecom_duty"; rules = ["fire_alarm"]; on_duty = true;
-       escalation = ( {{ after_s = 8; to = ["{SUPERVISOR}"]; }} ); }}"""
+       escalation = ( {{ after_s = 8; to = ["{SUPERVISOR}"]; }} ); }},
+    {{ channel = "feishu_office"; workorder_events = ["created"]; }}"""
 
 
 def db_rows(stack, sql, args=()):
@@ -97,6 +99,13 @@ class NotifyEscalationTest(unittest.TestCase):
         entries = db_rows(stack, "SELECT incident, text FROM patrol WHERE kind = 'escalation'")
         self.assertEqual([e[0] for e in entries], [open_id], entries)
         self.assertIn(SUPERVISOR, entries[0][1])
+
+        # The work order the alarm opened went to Feishu once ("created").
+        (order,), = db_rows(stack, "SELECT id FROM workorders WHERE incident = ?", (open_id,))
+        created = [text for _, text, _ in self.robots.delivered("feishu")
+                   if f"【工单 #{order} 新建】" in text]
+        self.assertEqual(len(created), 1, self.robots.delivered("feishu"))
+        self.assertIn(f"?workorder={order}", created[0])
 
 
 if __name__ == "__main__":
