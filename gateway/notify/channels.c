@@ -353,9 +353,17 @@ done:
     return outcome;
 }
 
+/* libcurl's progress callback: non-zero stops the call. */
+static int keep_going(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                      curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return atomic_load((const atomic_bool *)ctx) ? 1 : 0;
+}
+
 enum notify_outcome notify_send(const struct notify_channel *ch, const struct notify_message *msg,
-                                const struct gw_config *config, int64_t now_ms, char *error,
-                                size_t error_len)
+                                const struct gw_config *config, int64_t now_ms,
+                                const atomic_bool *abandon, char *error, size_t error_len)
 {
     CURL *curl = curl_easy_init();
     if (curl == NULL) {
@@ -367,6 +375,9 @@ enum notify_outcome notify_send(const struct notify_channel *ch, const struct no
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)c->timeout_ms);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https,smtp,smtps");
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, keep_going);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, (void *)abandon);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     if (c->ca_file != NULL)
         curl_easy_setopt(curl, CURLOPT_CAINFO, c->ca_file);
     enum notify_outcome outcome = c->type == GW_NOTIFY_SMTP

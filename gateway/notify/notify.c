@@ -37,6 +37,7 @@ struct gw_notify {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     bool stop;
+    atomic_bool abandon;       /* shutting down: calls in flight give up */
     /* Handed to the sender (busy until it posts the results back). */
     bool busy;
     struct result *work;
@@ -151,7 +152,7 @@ static void *sender_main(void *arg)
         for (size_t i = 0; i < nwork; i++) {
             struct result *r = &work[i];
             r->outcome = notify_send(&n->channels[r->msg.channel], &r->msg, n->config,
-                                     est_now_ms(), r->error, sizeof r->error);
+                                     est_now_ms(), &n->abandon, r->error, sizeof r->error);
         }
         pthread_mutex_lock(&n->lock);
         n->answered = true;
@@ -176,6 +177,7 @@ est_err gw_notify_create(const struct gw_config *config, const struct gw_notify_
         n->escalates = n->escalates || config->notify.routes[i].nescalation > 0;
     n->nchannels = config->notify.nchannels;
     n->channels = calloc(n->nchannels, sizeof *n->channels);
+    atomic_init(&n->abandon, false);
     pthread_mutex_init(&n->lock, NULL);
     pthread_cond_init(&n->wake, NULL);
     est_err err = n->channels != NULL ? EST_OK : EST_ERR_NOMEM;
@@ -207,6 +209,7 @@ void gw_notify_destroy(struct gw_notify *n)
     if (n == NULL)
         return;
     if (n->thread_started) {
+        atomic_store(&n->abandon, true);
         pthread_mutex_lock(&n->lock);
         n->stop = true;
         pthread_cond_signal(&n->wake);

@@ -36,8 +36,9 @@ struct gw_notify_host {
  * takes NULL as "nothing to do". errbuf says what failed (never a secret). */
 est_err gw_notify_create(const struct gw_config *config, const struct gw_notify_host *host,
                          struct gw_notify **out, char *errbuf, size_t errbuf_len);
-/* Stops the sender (a call in flight is abandoned; its rows are sent again
- * on the next start). */
+/* Stops the sender: a call in flight is given up (within about a second:
+ * libcurl's progress callback), its rows stay undelivered and are sent on
+ * the next start. */
 void gw_notify_destroy(struct gw_notify *notify);
 
 /* An incident was stored (raised or cleared): queues a row for every

@@ -8,6 +8,7 @@
 
 #include "est_alloc.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -45,11 +46,12 @@ struct notify_message {
 /* What the channel answered. */
 enum notify_outcome { NOTIFY_DELIVERED, NOTIFY_FAILED, NOTIFY_RATE_LIMITED };
 
-/* Sends msg on ch (blocking, at most the channel's timeout). error gets a
- * short reason on failure (no secrets). now_ms signs DingTalk calls. */
+/* Sends msg on ch (blocking, at most the channel's timeout; given up at
+ * once when *abandon becomes true). error gets a short reason on failure
+ * (no secrets). now_ms signs DingTalk calls. */
 enum notify_outcome notify_send(const struct notify_channel *ch, const struct notify_message *msg,
-                                const struct gw_config *config, int64_t now_ms, char *error,
-                                size_t error_len);
+                                const struct gw_config *config, int64_t now_ms,
+                                const atomic_bool *abandon, char *error, size_t error_len);
 
 /* Placeholder substitution for http templates; escape: 'j' JSON string,
  * 'u' URL form, 0 none. Returns a malloc'd string or NULL. */

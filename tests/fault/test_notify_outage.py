@@ -18,6 +18,7 @@ the restart test; with retry_max_s = 3 s a longer outage only adds retries
 of the same kind."""
 import re
 import signal
+import socket
 import tempfile
 import shutil
 import time
@@ -119,6 +120,39 @@ class NotifyOutageTest(faultlib.FaultCase):
     def status_health(stack):
         statuses = [m for m in stack.sub.json_on("/status") if m.get("state") == "online"]
         return statuses[-1].get("health") if statuses else None
+
+
+class NotifyShutdownTest(faultlib.FaultCase):
+    """SIGTERM while a robot holds a call open (it accepts the connection and
+    never answers; the channel's timeout is 30 s): the gateway gives the
+    call up and exits within a few seconds; the alert stays queued."""
+
+    def test_sigterm_with_a_call_hanging(self):
+        warnings.simplefilter("ignore", UserWarning)
+        confdir = tempfile.mkdtemp(prefix="estate-notify-")
+        self.addCleanup(shutil.rmtree, confdir, True)
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # connections complete in the kernel and are never answered
+        self.addCleanup(silent.close)
+        mail = Mailbox().start()
+        self.addCleanup(mail.stop)
+        conf = write_gw_config(confdir, DEMO_GW, silent.getsockname()[1], mail.port,
+                               timeout_ms=30000)
+        stack = self.stack(gw_conf=conf, gw_sets=[f"http.users_file={DEMO_USERS}"]).start()
+        wait_for(lambda: stack.readings(), 30, what="first readings")
+        stack.control.call(cmd="event", device="FP-1", event="zone", zone=1, state="alarm")
+        wait_for(lambda: faultlib.scalar(stack, "SELECT count(*) FROM notifications", default=0) > 0,
+                 15, what="the alarm queued")
+        time.sleep(2)  # the call to the silent robot is in flight
+        started = time.time()
+        code = stack.gw.stop(signal.SIGTERM, timeout=20)
+        took = time.time() - started
+        self.assertEqual(code, 0)
+        self.assertLess(took, 5.0, f"shutdown took {took:.1f} s with a call hanging")
+        waiting = faultlib.scalar(stack, "SELECT count(*) FROM notifications"
+                                  " WHERE delivered_ms IS NULL AND channel = 'wecom_duty'")
+        self.assertEqual(waiting, 1, "the alert stays queued for the next start")
 
 
 if __name__ == "__main__":

@@ -229,7 +229,7 @@ def hhmm(minutes):
 
 
 def write_gw_config(directory, demo_conf, robots_port, smtp_port, retry_max_s=5, extra_routes="",
-                    extra_notify=""):
+                    extra_notify="", timeout_ms=2000):
     """A gateway config: the demo site plus a notify section routing fire
     incidents to the WeCom and DingTalk stand-ins (the engineer on duty
     mentioned), vacant-unit water by e-mail in English, and fire incidents
@@ -248,14 +248,14 @@ notify = {{
   retry_max_s = {retry_max_s};{extra_notify}
   channels = (
     {{ name = "wecom_duty"; type = "wecom"; url = "{base}/cgi-bin/webhook/send";
-       key_file = "wecom.key"; timeout_ms = 2000; }},
+       key_file = "wecom.key"; timeout_ms = {timeout_ms}; }},
     {{ name = "dingtalk_duty"; type = "dingtalk"; url = "{base}/robot/send";
-       key_file = "dingtalk.token"; sign_secret_file = "dingtalk.secret"; timeout_ms = 2000; }},
+       key_file = "dingtalk.token"; sign_secret_file = "dingtalk.secret"; timeout_ms = {timeout_ms}; }},
     {{ name = "feishu_office"; type = "feishu"; url = "{base}/open-apis/bot/v2/hook";
-       key_file = "feishu.token"; timeout_ms = 2000; }},
+       key_file = "feishu.token"; timeout_ms = {timeout_ms}; }},
     {{ name = "mail"; type = "smtp"; url = "smtp://127.0.0.1:{smtp_port}"; tls = false;
        from = "estate-gw@example.com"; username = "gw"; password_file = "smtp.password";
-       timeout_ms = 2000; }}
+       timeout_ms = {timeout_ms}; }}
   );
   routes = (
     {{ channel = "wecom_duty"; categories = ["fire"]; severities = ["critical", "major"];
