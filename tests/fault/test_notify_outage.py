@@ -122,6 +122,38 @@ class NotifyOutageTest(faultlib.FaultCase):
         return statuses[-1].get("health") if statuses else None
 
 
+class NotifyRateTest(faultlib.FaultCase):
+    """rate_per_min = 1 on the WeCom channel: after one message, the next
+    alerts wait for the minute to pass (queued, not sent, not dropped)
+    while DingTalk, unlimited here, gets its alarm at once."""
+
+    def test_rate_per_min_holds_the_rest(self):
+        warnings.simplefilter("ignore", UserWarning)
+        confdir = tempfile.mkdtemp(prefix="estate-notify-")
+        self.addCleanup(shutil.rmtree, confdir, True)
+        robots = Robots().start()
+        self.addCleanup(robots.stop)
+        mail = Mailbox().start()
+        self.addCleanup(mail.stop)
+        conf = write_gw_config(confdir, DEMO_GW, robots.port, mail.port)
+        stack = self.stack(gw_conf=conf, gw_sets=[f"http.users_file={DEMO_USERS}",
+                                                  "notify.channels.wecom_duty.rate_per_min=1",
+                                                  "notify.channels.dingtalk_duty.rate_per_min=0"]).start()
+        wait_for(lambda: stack.readings(), 30, what="first readings")
+        stack.control.call(cmd="event", device="FP-1", event="zone", zone=1, state="alarm")
+        wait_for(lambda: robots.delivered("wecom"), 15, what="the first WeCom message")
+        stack.control.call(cmd="event", device="FP-1", event="zone", zone=2, state="fault")
+        stack.control.call(cmd="event", device="FP-1", event="zone", zone=3, state="alarm")
+        wait_for(lambda: len(robots.delivered("dingtalk")) == 2, 15, what="both alarms on DingTalk")
+        time.sleep(3)
+        self.assertEqual(len([c for c in robots.calls if c["robot"] == "wecom"]), 1,
+                         "one WeCom call in the minute")
+        waiting = faultlib.query(stack, "SELECT attempts FROM notifications"
+                                 " WHERE channel = 'wecom_duty' AND delivered_ms IS NULL")
+        self.assertEqual(waiting, [(0,), (0,)], "the next two wait, untried")
+        self.assertEqual(robots.problems, [])
+
+
 class NotifyShutdownTest(faultlib.FaultCase):
     """SIGTERM while a robot holds a call open (it accepts the connection and
     never answers; the channel's timeout is 30 s): the gateway gives the
