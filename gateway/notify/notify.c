@@ -651,6 +651,7 @@ static void record_results(struct gw_notify *n, struct gw_store *store, struct r
                 record_channel_state(n, ch, now, false);
             ch->failing_since_ms = 0;
             ch->failing_reported = false;
+            gw_log_limiter_ok(&ch->log);
             for (size_t k = 0; k < r->msg.nids; k++)
                 gw_store_notification_delivered(store, r->msg.ids[k], now);
             gw_info("notify: %zu alert%s delivered on channel %s", r->msg.nids,
@@ -668,10 +669,11 @@ static void record_results(struct gw_notify *n, struct gw_store *store, struct r
         }
         for (size_t k = 0; k < r->msg.nids; k++)
             gw_store_notification_retry(store, r->msg.ids[k], due, r->error);
-        gw_warn("notify: channel %s: %s; %zu alert%s wait%s %lld s%s", name, r->error, r->msg.nids,
-                r->msg.nids == 1 ? "" : "s", r->msg.nids == 1 ? "s" : "",
-                (long long)((due - now + 999) / 1000),
-                r->outcome == NOTIFY_RATE_LIMITED ? " (rate limited: channel slowed down)" : "");
+        if (gw_log_limiter_fail(&ch->log))
+            gw_warn("notify: channel %s: %s; %zu alert%s wait%s %lld s%s", name, r->error,
+                    r->msg.nids, r->msg.nids == 1 ? "" : "s", r->msg.nids == 1 ? "s" : "",
+                    (long long)((due - now + 999) / 1000),
+                    r->outcome == NOTIFY_RATE_LIMITED ? " (rate limited: channel slowed down)" : "");
     }
 }
 

@@ -27,6 +27,7 @@ struct notify_channel {
     int64_t failing_since_ms;
     bool failing_reported;
     char last_error[200];
+    struct gw_log_limiter log; /* failures logged 1st, 2nd, 4th, 8th ... */
 };
 
 /* One message for one channel: one row, or several rows' texts joined. */
