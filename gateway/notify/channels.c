@@ -17,7 +17,7 @@
 #define WECOM_RATE_LIMITED 45009
 /* DingTalk's answer for too many messages (its own rate limit). */
 #define DINGTALK_RATE_LIMITED 130101
-#define ANSWER_MAX (64 * 1024)
+#define ANSWER_MAX            (64 * 1024)
 
 struct answer {
     char *data;
@@ -294,8 +294,8 @@ static enum notify_outcome send_mail(CURL *curl, const struct notify_channel *ch
     free(message);
     if (rc == CURLE_OK && code == 250)
         return NOTIFY_DELIVERED;
-    snprintf(error, error_len, "smtp: %s (reply %ld)", curl_error[0] ? curl_error : curl_easy_strerror(rc),
-             code);
+    snprintf(error, error_len, "smtp: %s (reply %ld)",
+             curl_error[0] ? curl_error : curl_easy_strerror(rc), code);
     return NOTIFY_FAILED;
 }
 
@@ -307,8 +307,9 @@ static enum notify_outcome send_http(CURL *curl, const struct notify_channel *ch
     bool robot = c->type != GW_NOTIFY_HTTP;
     char escape = robot ? 'j' : template_escape(c);
     char *url = robot ? robot_url(ch, now_ms) : strdup(c->url);
-    char *body = robot ? robot_body(c, m)
-                       : notify_fill_template(c->body != NULL ? c->body : "", m, ch, config, escape);
+    char *body = robot
+                     ? robot_body(c, m)
+                     : notify_fill_template(c->body != NULL ? c->body : "", m, ch, config, escape);
     struct curl_slist *headers = NULL;
     bool ok = url != NULL && body != NULL;
     if (robot)

@@ -12,12 +12,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define DUE_MAX 64             /* rows looked at per tick */
-#define BATCH_TEXT_MAX 1800    /* WeCom takes 2048 bytes of text; leave room */
+#define DUE_MAX        64   /* rows looked at per tick */
+#define BATCH_TEXT_MAX 1800 /* WeCom takes 2048 bytes of text; leave room */
 /* A robot that says it is rate limited rests a minute (WeCom counts per
  * minute), or retry_max_s when that is shorter. */
 #define RATE_LIMITED_PAUSE_MS 60000
-#define TEXT_MAX 1024
+#define TEXT_MAX              1024
 
 struct result {
     struct notify_message msg;
@@ -28,7 +28,7 @@ struct result {
 struct gw_notify {
     const struct gw_config *config;
     struct gw_notify_host host;
-    bool escalates;            /* some route has escalation steps */
+    bool escalates; /* some route has escalation steps */
     int64_t escalation_checked_ms;
     struct notify_channel *channels;
     size_t nchannels;
@@ -37,7 +37,7 @@ struct gw_notify {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     bool stop;
-    atomic_bool abandon;       /* shutting down: calls in flight give up */
+    atomic_bool abandon; /* shutting down: calls in flight give up */
     /* Handed to the sender (busy until it posts the results back). */
     bool busy;
     struct result *work;
@@ -98,7 +98,8 @@ static est_err load_channel(struct notify_channel *ch, const struct gw_notify_ch
     if (c->password_file != NULL &&
         (ch->password = read_secret(c->password_file, c->name, errbuf, len)) == NULL)
         return EST_ERR_INVALID;
-    if (c->rate_per_min > 0 && (ch->sent_ms = calloc((size_t)c->rate_per_min, sizeof *ch->sent_ms)) == NULL)
+    if (c->rate_per_min > 0 &&
+        (ch->sent_ms = calloc((size_t)c->rate_per_min, sizeof *ch->sent_ms)) == NULL)
         return EST_ERR_NOMEM;
     return EST_OK;
 }
@@ -151,8 +152,8 @@ static void *sender_main(void *arg)
         pthread_mutex_unlock(&n->lock);
         for (size_t i = 0; i < nwork; i++) {
             struct result *r = &work[i];
-            r->outcome = notify_send(&n->channels[r->msg.channel], &r->msg, n->config,
-                                     est_now_ms(), &n->abandon, r->error, sizeof r->error);
+            r->outcome = notify_send(&n->channels[r->msg.channel], &r->msg, n->config, est_now_ms(),
+                                     &n->abandon, r->error, sizeof r->error);
         }
         pthread_mutex_lock(&n->lock);
         n->answered = true;
@@ -326,9 +327,11 @@ void gw_notify_on_incident(struct gw_notify *n, struct gw_store *store,
         return;
     const struct gw_notify_config *nc = &n->config->notify;
     const char *kind = transition == RULE_CLEARED ? "cleared" : "raised";
-    int64_t at = transition == RULE_CLEARED && inc->cleared_ms > 0 ? inc->cleared_ms : inc->updated_ms;
+    int64_t at =
+        transition == RULE_CLEARED && inc->cleared_ms > 0 ? inc->cleared_ms : inc->updated_ms;
     char *on_duty = NULL;
-    if (transition != RULE_UPDATED && wants_on_duty(n) && gw_store_on_duty(store, &on_duty) != EST_OK)
+    if (transition != RULE_UPDATED && wants_on_duty(n) &&
+        gw_store_on_duty(store, &on_duty) != EST_OK)
         gw_warn("notify: cannot tell who is on duty: %s", gw_store_errmsg(store));
     for (size_t c = 0; c < n->nchannels; c++) {
         const struct gw_notify_route_config *first = NULL;
@@ -353,10 +356,17 @@ void gw_notify_on_incident(struct gw_notify *n, struct gw_store *store,
         gw_notify_format(n->config, inc, transition, first->language, text, sizeof text);
         notify_place(n->config, inc, first->language, place, sizeof place);
         struct gw_store_notification row = {
-            .cause = cause, .channel = n->channels[c].config->name, .incident = inc->id,
-            .rule = inc->rule, .severity = inc->severity, .place = place,
-            .since_ms = inc->since_ms, .text = text, .recipients = recipients,
-            .created_ms = at, .due_ms = due,
+            .cause = cause,
+            .channel = n->channels[c].config->name,
+            .incident = inc->id,
+            .rule = inc->rule,
+            .severity = inc->severity,
+            .place = place,
+            .since_ms = inc->since_ms,
+            .text = text,
+            .recipients = recipients,
+            .created_ms = at,
+            .due_ms = due,
         };
         bool added = false;
         if (gw_store_notification_add(store, &row, &added) != EST_OK)
@@ -374,7 +384,7 @@ void gw_notify_on_incident(struct gw_notify *n, struct gw_store *store,
 /* ---------------------------------------------------------------- */
 
 #define ESCALATION_CHECK_MS 1000
-#define ESCALATION_MAX 64 /* open incidents looked at per check */
+#define ESCALATION_MAX      64 /* open incidents looked at per check */
 
 /* An open incident waiting for acknowledgement (copied out of the listing). */
 struct unacknowledged {
@@ -423,13 +433,22 @@ static void escalate(struct gw_notify *n, struct gw_store *store,
     add_recipients(recipients, sizeof recipients, lv->to, lv->nto);
     gw_notify_format(n->config, inc, RULE_RAISED, r->language, body, sizeof body);
     int minutes = (int)((now - inc->raised_ms) / 60000);
-    snprintf(text, sizeof text, zh ? "【升级·第%zu级】%d 分钟无人确认\n%s" : "[ESCALATED, step %zu] not acknowledged for %d min\n%s",
+    snprintf(text, sizeof text,
+             zh ? "【升级·第%zu级】%d 分钟无人确认\n%s"
+                : "[ESCALATED, step %zu] not acknowledged for %d min\n%s",
              step + 1, minutes, body);
     notify_place(n->config, inc, r->language, place, sizeof place);
     struct gw_store_notification row = {
-        .cause = cause, .channel = channel->name, .incident = inc->id, .rule = inc->rule,
-        .severity = inc->severity, .place = place, .since_ms = inc->since_ms, .text = text,
-        .recipients = recipients, .created_ms = now,
+        .cause = cause,
+        .channel = channel->name,
+        .incident = inc->id,
+        .rule = inc->rule,
+        .severity = inc->severity,
+        .place = place,
+        .since_ms = inc->since_ms,
+        .text = text,
+        .recipients = recipients,
+        .created_ms = now,
         .due_ms = due_after_quiet_hours(n->config, r, inc, now),
     };
     bool added = false;
@@ -601,10 +620,14 @@ static void record_channel_state(struct gw_notify *n, const struct notify_channe
     int minutes = (int)((now - ch->failing_since_ms) / 60000);
     char text[400];
     if (failing)
-        snprintf(text, sizeof text, zh ? "通知渠道 %s 已连续失败 %d 分钟：%s" : "Notify channel %s failing for %d min: %s",
+        snprintf(text, sizeof text,
+                 zh ? "通知渠道 %s 已连续失败 %d 分钟：%s"
+                    : "Notify channel %s failing for %d min: %s",
                  ch->config->name, minutes, ch->last_error);
     else
-        snprintf(text, sizeof text, zh ? "通知渠道 %s 已恢复（失败 %d 分钟）" : "Notify channel %s answers again (failed for %d min)",
+        snprintf(text, sizeof text,
+                 zh ? "通知渠道 %s 已恢复（失败 %d 分钟）"
+                    : "Notify channel %s answers again (failed for %d min)",
                  ch->config->name, minutes);
     if (failing)
         gw_error("notify: %s", text);
@@ -619,7 +642,8 @@ static void watch_failing_channels(struct gw_notify *n, int64_t now)
     int64_t after = (int64_t)n->config->notify.failing_after_s * 1000;
     for (size_t i = 0; i < n->nchannels; i++) {
         struct notify_channel *ch = &n->channels[i];
-        if (ch->failing_since_ms != 0 && !ch->failing_reported && now - ch->failing_since_ms >= after) {
+        if (ch->failing_since_ms != 0 && !ch->failing_reported &&
+            now - ch->failing_since_ms >= after) {
             ch->failing_reported = true;
             record_channel_state(n, ch, now, true);
         }
@@ -664,7 +688,8 @@ static void record_results(struct gw_notify *n, struct gw_store *store, struct r
         int64_t due = now + backoff_ms(n->config, r->msg.attempts);
         if (r->outcome == NOTIFY_RATE_LIMITED) {
             int64_t pause = (int64_t)n->config->notify.retry_max_s * 1000;
-            ch->paused_until_ms = now + (pause < RATE_LIMITED_PAUSE_MS ? pause : RATE_LIMITED_PAUSE_MS);
+            ch->paused_until_ms =
+                now + (pause < RATE_LIMITED_PAUSE_MS ? pause : RATE_LIMITED_PAUSE_MS);
             due = ch->paused_until_ms;
         }
         for (size_t k = 0; k < r->msg.nids; k++)
@@ -673,7 +698,8 @@ static void record_results(struct gw_notify *n, struct gw_store *store, struct r
             gw_warn("notify: channel %s: %s; %zu alert%s wait%s %lld s%s", name, r->error,
                     r->msg.nids, r->msg.nids == 1 ? "" : "s", r->msg.nids == 1 ? "s" : "",
                     (long long)((due - now + 999) / 1000),
-                    r->outcome == NOTIFY_RATE_LIMITED ? " (rate limited: channel slowed down)" : "");
+                    r->outcome == NOTIFY_RATE_LIMITED ? " (rate limited: channel slowed down)"
+                                                      : "");
     }
 }
 
@@ -740,16 +766,18 @@ static void workorder_text(const struct gw_notify *n, const cJSON *wo, int64_t i
                            char *out, size_t len)
 {
     bool zh = language == GW_LANG_ZH_CN;
-    const char *what = streq_or(event, "created", zh ? "新建" : "created",
-                                "breached", zh ? "超时" : "overdue",
-                                zh ? "已完工，待回访" : "completed, awaiting the return visit");
-    const char *sla = kind == NULL ? "" : same(kind, "arrival") ? (zh ? "（未按时到场）" : " (not on site in time)")
-                                                                : (zh ? "（未按时完成）" : " (not resolved in time)");
+    const char *what =
+        streq_or(event, "created", zh ? "新建" : "created", "breached", zh ? "超时" : "overdue",
+                 zh ? "已完工，待回访" : "completed, awaiting the return visit");
+    const char *sla = kind == NULL            ? ""
+                      : same(kind, "arrival") ? (zh ? "（未按时到场）" : " (not on site in time)")
+                                              : (zh ? "（未按时完成）" : " (not resolved in time)");
     const char *description = json_text(wo, "description");
     const char *location = json_text(wo, "location");
     char link[320] = "";
     if (n->config->notify.console_url != NULL)
-        snprintf(link, sizeof link, zh ? "\n处理：%s/?workorder=%lld" : "\nOpen: %s/?workorder=%lld",
+        snprintf(link, sizeof link,
+                 zh ? "\n处理：%s/?workorder=%lld" : "\nOpen: %s/?workorder=%lld",
                  n->config->notify.console_url, (long long)id);
     snprintf(out, len, zh ? "【工单 #%lld %s】%s%s%s%s%s" : "[Work order #%lld %s]%s%s%s%s%s",
              (long long)id, what, sla, description ? "\n" : "", description ? description : "",
@@ -769,9 +797,10 @@ void gw_notify_on_event(struct gw_notify *n, struct gw_store *store, const char 
     cJSON *wo = cJSON_Parse(payload);
     const cJSON *idv = cJSON_GetObjectItemCaseSensitive(wo, escalation ? "workorder" : "id");
     const char *state = json_text(wo, "state");
-    const char *event = escalation ? "breached"
-                        : same(state, "open") ? "created"
-                        : same(state, "completed") ? "return_visit" : NULL;
+    const char *event = escalation                 ? "breached"
+                        : same(state, "open")      ? "created"
+                        : same(state, "completed") ? "return_visit"
+                                                   : NULL;
     if (!cJSON_IsNumber(idv) || event == NULL) {
         cJSON_Delete(wo);
         return;
@@ -786,7 +815,8 @@ void gw_notify_on_event(struct gw_notify *n, struct gw_store *store, const char 
         for (size_t i = 0; i < nc->nroutes; i++) {
             const struct gw_notify_route_config *r = &nc->routes[i];
             if (r->channel != c || !listed(r->workorder_events, r->nworkorder_events, event) ||
-                r->nworkorder_events == 0 || (building != NULL && !listed(r->buildings, r->nbuildings, building)))
+                r->nworkorder_events == 0 ||
+                (building != NULL && !listed(r->buildings, r->nbuildings, building)))
                 continue;
             first = first != NULL ? first : r;
             add_recipients(recipients, sizeof recipients, r->to, r->nto);
@@ -798,9 +828,14 @@ void gw_notify_on_event(struct gw_notify *n, struct gw_store *store, const char 
                  kind != NULL ? ":" : "", kind != NULL ? kind : "");
         workorder_text(n, wo, id, event, kind, first->language, text, sizeof text);
         struct gw_store_notification row = {
-            .cause = cause, .channel = n->channels[c].config->name, .severity = json_text(wo, "severity"),
-            .place = json_text(wo, "location"), .text = text, .recipients = recipients,
-            .created_ms = now_ms, .due_ms = now_ms,
+            .cause = cause,
+            .channel = n->channels[c].config->name,
+            .severity = json_text(wo, "severity"),
+            .place = json_text(wo, "location"),
+            .text = text,
+            .recipients = recipients,
+            .created_ms = now_ms,
+            .due_ms = now_ms,
         };
         if (gw_store_notification_add(store, &row, NULL) != EST_OK)
             gw_error("notify: work order %lld for channel %s cannot be queued: %s", (long long)id,

@@ -15,11 +15,11 @@
 /* A channel with its secrets read (never logged). */
 struct notify_channel {
     const struct gw_notify_channel_config *config;
-    char *key;          /* robot key / token; NULL none */
-    char *sign_secret;  /* dingtalk signing; NULL none */
-    char *password;     /* smtp password, http {secret}; NULL none */
+    char *key;         /* robot key / token; NULL none */
+    char *sign_secret; /* dingtalk signing; NULL none */
+    char *password;    /* smtp password, http {secret}; NULL none */
     /* Rate limit and slow-down, on the host's thread only. */
-    int64_t *sent_ms;   /* ring of the last rate_per_min sends */
+    int64_t *sent_ms; /* ring of the last rate_per_min sends */
     size_t sent_next;
     int64_t paused_until_ms;
     /* Failing: since the first failure after the last success (0: not
@@ -33,15 +33,15 @@ struct notify_channel {
 /* One message for one channel: one row, or several rows' texts joined. */
 struct notify_message {
     size_t channel;
-    int64_t *ids;       /* the rows it carries */
+    int64_t *ids; /* the rows it carries */
     size_t nids;
     char *text;
-    char *recipients;   /* comma-separated */
-    char *subject;      /* smtp subject line */
+    char *recipients; /* comma-separated */
+    char *subject;    /* smtp subject line */
     /* The first row's fields, for an http channel's placeholders. */
     char *rule, *severity, *place;
     int64_t incident, since_ms;
-    int attempts;       /* the fewest of its rows' attempts so far */
+    int attempts; /* the fewest of its rows' attempts so far */
 };
 
 /* What the channel answered. */

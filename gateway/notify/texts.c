@@ -106,8 +106,9 @@ void notify_place(const struct gw_config *config, const struct gw_store_incident
         snprintf(out, len, zh ? "%s%s%s%s%s表 %s" : "%s%s%s%s%s meter %s", b, u,
                  m != NULL && m->location != NULL ? m->location : "",
                  m != NULL && m->location != NULL ? (zh ? " " : ", ") : "",
-                 m == NULL ? "" : m->kind == DRV_KIND_WATER ? (zh ? "水" : "water")
-                                                             : (zh ? "电" : "electricity"),
+                 m == NULL                   ? ""
+                 : m->kind == DRV_KIND_WATER ? (zh ? "水" : "water")
+                                             : (zh ? "电" : "electricity"),
                  subject);
     } else if (same(inc->subject_type, "unit")) {
         int u = gw_config_unit_index(config, subject);
@@ -157,15 +158,18 @@ void gw_notify_format(const struct gw_config *config, const struct gw_store_inci
         snprintf(link, sizeof link, zh ? "\n处理：%s/?incident=%lld" : "\nOpen: %s/?incident=%lld",
                  config->notify.console_url, (long long)inc->id);
     /* The stored text is in the site's language: only for readers of it. */
-    if (!cleared && inc->text != NULL && inc->text[0] != '\0' && language == config->gateway.language)
+    if (!cleared && inc->text != NULL && inc->text[0] != '\0' &&
+        language == config->gateway.language)
         snprintf(detail, sizeof detail, "\n%s", inc->text);
     if (cleared) {
         char until[32];
         notify_local_time(config, inc->cleared_ms, until, sizeof until);
-        snprintf(out, len, zh ? "【已恢复】%s\n位置：%s\n%s 至 %s%s" : "[CLEARED] %s\nWhere: %s\n%s to %s%s",
+        snprintf(out, len,
+                 zh ? "【已恢复】%s\n位置：%s\n%s 至 %s%s" : "[CLEARED] %s\nWhere: %s\n%s to %s%s",
                  what_of(inc->rule, zh), place, since, until, link);
         return;
     }
-    snprintf(out, len, zh ? "【%s】%s\n位置：%s\n开始：%s%s%s" : "[%s] %s\nWhere: %s\nSince: %s%s%s",
+    snprintf(out, len,
+             zh ? "【%s】%s\n位置：%s\n开始：%s%s%s" : "[%s] %s\nWhere: %s\nSince: %s%s%s",
              severity_of(inc->severity, zh), what_of(inc->rule, zh), place, since, detail, link);
 }
