@@ -6,9 +6,9 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libpaho-mqtt-dev libmodbus-dev libsqlite3-dev sqlite3 libconfig-dev
-  libcjson-dev libmicrohttpd-dev libssl-dev libcmocka-dev
+  libcjson-dev libmicrohttpd-dev libssl-dev libcmocka-dev libcurl4-openssl-dev
   mosquitto mosquitto-clients socat openssl
-  python3 python3-paho-mqtt
+  python3 python3-paho-mqtt python3-aiosmtpd
   libsystemd-dev scdoc
 )
 # Debian packaging (debian/, tests/package/test_package.sh).

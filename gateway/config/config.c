@@ -1711,6 +1711,384 @@ static void parse_retention(struct loader *L, const config_setting_t *s)
     parse_group(L, s, retention_rows, NROWS(retention_rows), &L->cfg->retention, "retention");
 }
 
+/* ------------------------------------------------------------------ */
+/* notify: channels and routes                                         */
+/* ------------------------------------------------------------------ */
+
+static const char *const notify_type_names[] = { "wecom", "dingtalk", "feishu", "http", "smtp",
+                                                 NULL }; /* enum gw_notify_type */
+static const char *const severity_names[] = { "info", "minor", "major", "critical", NULL };
+const char *const gw_notify_placeholders[] = { "text", "severity", "rule", "where", "since",
+                                               "link", "incident", "to", "secret", NULL };
+
+/* A file holding a secret: readable, and by its owner only. */
+static bool apply_notify_secret(struct loader *L, const struct key_row *row, const struct val *v,
+                                void *target, const struct where *w, const char *ctx)
+{
+    if (!apply_string(L, row, v, target, w, ctx))
+        return false;
+    char key[96];
+    snprintf(key, sizeof key, KEY_FMT, KEY_ARGS(ctx, row->name));
+    return file_private(L, key, *(char **)((char *)target + row->offset), w);
+}
+
+/* Reports each "{name}" in text that is not a placeholder; false if any. */
+static bool template_ok(struct loader *L, const char *text, const struct where *w, const char *key)
+{
+    bool ok = true;
+    for (const char *p = strchr(text, '{'); p; p = strchr(p + 1, '{')) {
+        size_t len = strspn(p + 1, "abcdefghijklmnopqrstuvwxyz_0123456789");
+        if (len == 0 || p[1 + len] != '}')
+            continue; /* JSON braces, not a placeholder */
+        bool known = false;
+        for (size_t k = 0; gw_notify_placeholders[k] && !known; k++)
+            known = strlen(gw_notify_placeholders[k]) == len &&
+                    strncmp(gw_notify_placeholders[k], p + 1, len) == 0;
+        if (!known) {
+            errf(L, w, "%s: unknown placeholder {%.*s} (known: text, severity, rule, where, since, "
+                       "link, incident, to, secret)", key, (int)len, p + 1);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+static bool apply_template(struct loader *L, const struct key_row *row, const struct val *v,
+                           void *target, const struct where *w, const char *ctx)
+{
+    if (!apply_string(L, row, v, target, w, ctx))
+        return false;
+    char key[96];
+    snprintf(key, sizeof key, KEY_FMT, KEY_ARGS(ctx, row->name));
+    return template_ok(L, v->s, w, key);
+}
+
+static bool apply_http_url(struct loader *L, const struct key_row *row, const struct val *v,
+                           void *target, const struct where *w, const char *ctx)
+{
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    static const char *const schemes[] = { "http://", "https://", "smtp://", "smtps://" };
+    bool known = false;
+    for (size_t k = 0; k < NROWS(schemes) && !known; k++)
+        known = strncmp(v->s, schemes[k], strlen(schemes[k])) == 0 && v->s[strlen(schemes[k])];
+    if (!known) {
+        errf(L, w, KEY_FMT ": '%s' is not an http://, https://, smtp:// or smtps:// URL",
+             KEY_ARGS(ctx, row->name), v->s);
+        return false;
+    }
+    return apply_string(L, row, v, target, w, ctx);
+}
+
+static void setting_notify_headers(struct loader *L, const config_setting_t *s, void *target,
+                                   const char *ctx)
+{
+    struct gw_notify_channel_config *ch = target;
+    char key[96];
+    snprintf(key, sizeof key, "%s.headers", ctx);
+    parse_string_list(L, s, key, NULL, &ch->headers, &ch->nheaders);
+    for (size_t i = 0; i < ch->nheaders; i++) {
+        struct where w = where_of(L, config_setting_get_elem(s, (unsigned)i));
+        template_ok(L, ch->headers[i], &w, key);
+    }
+}
+
+static bool apply_route_quiet_hours(struct loader *L, const struct key_row *row,
+                                    const struct val *v, void *target, const struct where *w,
+                                    const char *ctx)
+{
+    struct gw_notify_route_config *r = target;
+    if (v->type != VAL_STRING)
+        return type_error(L, row, w, ctx);
+    int start = strlen(v->s) == 11 && v->s[5] == '-' ? parse_hhmm(v->s) : -1;
+    int end = start >= 0 ? parse_hhmm(v->s + 6) : -1;
+    if (start < 0 || end < 0 || start == end) {
+        errf(L, w, KEY_FMT ": '%s' must be \"HH:MM-HH:MM\" (site time, start != end)",
+             KEY_ARGS(ctx, row->name), v->s);
+        return false;
+    }
+    r->quiet_start_min = start;
+    r->quiet_end_min = end;
+    return true;
+}
+
+/* A list of words, each one of valid[] (NULL: any). */
+static void parse_word_list(struct loader *L, const config_setting_t *s, const char *ctx,
+                            const char *const *valid, const char *what, char ***out, size_t *nout)
+{
+    parse_string_list(L, s, ctx, NULL, out, nout);
+    for (size_t i = 0; valid && i < *nout; i++) {
+        bool ok = false;
+        for (size_t k = 0; valid[k] && !ok; k++)
+            ok = strcmp(valid[k], (*out)[i]) == 0;
+        if (!ok) {
+            struct where w = where_of(L, config_setting_get_elem(s, (unsigned)i));
+            errf(L, &w, "%s[%zu]: '%s' is not %s", ctx, i, (*out)[i], what);
+        }
+    }
+}
+
+#define ROUTE_LIST_SETTING(fn, field, valid, what)                                              \
+    static void fn(struct loader *L, const config_setting_t *s, void *target, const char *ctx) \
+    {                                                                                           \
+        struct gw_notify_route_config *r = target;                                              \
+        char key[96];                                                                           \
+        snprintf(key, sizeof key, "%s.%s", ctx, config_setting_name(s));                        \
+        parse_word_list(L, s, key, valid, what, &r->field, &r->n##field);                       \
+    }
+ROUTE_LIST_SETTING(setting_route_severities, severities, severity_names, "a severity")
+ROUTE_LIST_SETTING(setting_route_buildings, buildings, NULL, "")
+ROUTE_LIST_SETTING(setting_route_to, to, NULL, "")
+static const char *const workorder_event_names[] = { "created", "breached", "return_visit", NULL };
+ROUTE_LIST_SETTING(setting_route_workorder_events, workorder_events, workorder_event_names,
+                   "a work-order event (created, breached, return_visit)")
+
+static void setting_route_rules(struct loader *L, const config_setting_t *s, void *target,
+                                const char *ctx)
+{
+    struct gw_notify_route_config *r = target;
+    char key[96];
+    snprintf(key, sizeof key, "%s.rules", ctx);
+    parse_string_list(L, s, key, NULL, &r->rules, &r->nrules);
+    for (size_t i = 0; i < r->nrules; i++) {
+        if (rule_from_name(r->rules[i]) < 0) {
+            struct where w = where_of(L, config_setting_get_elem(s, (unsigned)i));
+            errf(L, &w, "%s[%zu]: '%s' is not a rule", key, i, r->rules[i]);
+        }
+    }
+}
+
+static void setting_route_categories(struct loader *L, const config_setting_t *s, void *target,
+                                     const char *ctx)
+{
+    struct gw_notify_route_config *r = target;
+    char key[96];
+    snprintf(key, sizeof key, "%s.categories", ctx);
+    parse_string_list(L, s, key, NULL, &r->categories, &r->ncategories);
+    for (size_t i = 0; i < r->ncategories; i++) {
+        if (strcmp(r->categories[i], "fire") != 0 && gw_category_from_name(r->categories[i]) < 0) {
+            struct where w = where_of(L, config_setting_get_elem(s, (unsigned)i));
+            errf(L, &w, "%s[%zu]: '%s' is not a meter category or \"fire\"", key, i,
+                 r->categories[i]);
+        }
+    }
+}
+
+#define NCH(field) offsetof(struct gw_notify_channel_config, field)
+static const struct key_row notify_channel_rows[] = {
+    { KEY("name", K_IDENT, NCH(name)) },
+    { KEY("type", K_ENUM, NCH(type)), .names = notify_type_names },
+    { KEY("url", K_CUSTOM, NCH(url)), .apply = apply_http_url },
+    { KEY("key_file", K_FILE, NCH(key_file)), .apply = apply_notify_secret },
+    { KEY("sign_secret_file", K_FILE, NCH(sign_secret_file)), .apply = apply_notify_secret },
+    { KEY("method", K_IDENT, NCH(method)) },
+    { KEY("headers", K_SETTING, 0), .setting = setting_notify_headers },
+    { KEY("body", K_STR, NCH(body)), .apply = apply_template },
+    { KEY("from", K_STR, NCH(from)) },
+    { KEY("username", K_STR, NCH(username)) },
+    { KEY("password_file", K_FILE, NCH(password_file)), .apply = apply_notify_secret },
+    { KEY("ca_file", K_FILE, NCH(ca_file)) },
+    { KEY("tls", K_BOOL, NCH(tls)) },
+    { KEY("rate_per_min", K_INT, NCH(rate_per_min)), .min = 0, .max = 6000 },
+    { KEY("timeout_ms", K_INT, NCH(timeout_ms)), .min = 100, .max = 120000 },
+};
+
+#define NLV(field) offsetof(struct gw_notify_level_config, field)
+static void setting_level_to(struct loader *L, const config_setting_t *s, void *target,
+                             const char *ctx)
+{
+    struct gw_notify_level_config *lv = target;
+    char key[96];
+    snprintf(key, sizeof key, "%s.to", ctx);
+    parse_string_list(L, s, key, NULL, &lv->to, &lv->nto);
+}
+
+static const struct key_row notify_level_rows[] = {
+    { KEY("after_s", K_INT, NLV(after_s)), .min = 5, .max = 7 * 86400 },
+    { KEY("to", K_SETTING, 0), .setting = setting_level_to },
+};
+
+static void setting_route_escalation(struct loader *L, const config_setting_t *s, void *target,
+                                     const char *ctx)
+{
+    struct gw_notify_route_config *r = target;
+    char key[96];
+    snprintf(key, sizeof key, "%s.escalation", ctx);
+    int count = list_length(L, s, key);
+    if (count < 0 || !(r->escalation = alloc_list(L, (size_t)count, sizeof *r->escalation)))
+        return;
+    for (int i = 0; i < count; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        struct gw_notify_level_config *lv = &r->escalation[r->nescalation++];
+        char lctx[112];
+        snprintf(lctx, sizeof lctx, "%s[%d]", key, i);
+        uint64_t seen = parse_group(L, e, notify_level_rows, NROWS(notify_level_rows), lv, lctx);
+        struct where w = where_of(L, e);
+        static const char *const required[] = { "after_s", "to", NULL };
+        if (!require(L, notify_level_rows, NROWS(notify_level_rows), seen, required, &w, lctx))
+            continue;
+        if (i > 0 && lv->after_s <= r->escalation[i - 1].after_s)
+            errf(L, &w, "%s.after_s: %d must come after the step before (%d)", lctx, lv->after_s,
+                 r->escalation[i - 1].after_s);
+    }
+}
+
+#define NRT(field) offsetof(struct gw_notify_route_config, field)
+static const struct key_row notify_route_rows[] = {
+    { KEY("channel", K_IDENT, NRT(channel_name)) },
+    { KEY("rules", K_SETTING, 0), .setting = setting_route_rules },
+    { KEY("severities", K_SETTING, 0), .setting = setting_route_severities },
+    { KEY("buildings", K_SETTING, 0), .setting = setting_route_buildings },
+    { KEY("categories", K_SETTING, 0), .setting = setting_route_categories },
+    { KEY("to", K_SETTING, 0), .setting = setting_route_to },
+    { KEY("workorder_events", K_SETTING, 0), .setting = setting_route_workorder_events },
+    { KEY("quiet_hours", K_CUSTOM, 0), .apply = apply_route_quiet_hours },
+    { KEY("cleared", K_BOOL, NRT(cleared)) },
+    { KEY("on_duty", K_BOOL, NRT(on_duty)) },
+    { KEY("escalation", K_SETTING, 0), .setting = setting_route_escalation },
+    { KEY("language", K_ENUM, NRT(language)), .names = language_names },
+};
+
+/* channels and routes: parsed after the group's keys (routes name channels). */
+static void setting_parsed_later(struct loader *L, const config_setting_t *s, void *target,
+                                 const char *ctx)
+{
+    (void)L, (void)s, (void)target, (void)ctx;
+}
+
+#define NPP(field) offsetof(struct gw_notify_person_config, field)
+static const struct key_row notify_person_rows[] = {
+    { KEY("name", K_STR, NPP(name)) },
+    { KEY("mobile", K_STR, NPP(mobile)) },
+    { KEY("email", K_STR, NPP(email)) },
+};
+
+static void parse_notify_people(struct loader *L, const config_setting_t *s)
+{
+    struct gw_notify_config *n = &L->cfg->notify;
+    int count = list_length(L, s, "notify.people");
+    if (count < 0 || !(n->people = alloc_list(L, (size_t)count, sizeof *n->people)))
+        return;
+    for (int i = 0; i < count; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        struct gw_notify_person_config *p = &n->people[n->npeople++];
+        char ctx[48];
+        snprintf(ctx, sizeof ctx, "notify.people[%d]", i);
+        uint64_t seen = parse_group(L, e, notify_person_rows, NROWS(notify_person_rows), p, ctx);
+        struct where w = where_of(L, e);
+        static const char *const required[] = { "name", NULL };
+        require(L, notify_person_rows, NROWS(notify_person_rows), seen, required, &w, ctx);
+    }
+}
+
+#define NTF(field) offsetof(struct gw_notify_config, field)
+static const struct key_row notify_rows[] = {
+    { KEY("console_url", K_CUSTOM, NTF(console_url)), .apply = apply_http_url },
+    { KEY("retry_max_s", K_INT, NTF(retry_max_s)), .min = 5, .max = 86400 },
+    { KEY("failing_after_s", K_INT, NTF(failing_after_s)), .min = 5, .max = 86400 },
+    { KEY("channels", K_SETTING, 0), .setting = setting_parsed_later },
+    { KEY("routes", K_SETTING, 0), .setting = setting_parsed_later },
+    { KEY("people", K_SETTING, 0), .setting = setting_parsed_later },
+};
+
+static void check_notify_channel(struct loader *L, struct gw_notify_channel_config *ch,
+                                 uint64_t seen, const struct where *w, const char *ctx)
+{
+    static const char *const required[] = { "name", "type", "url", NULL };
+    if (!require(L, notify_channel_rows, NROWS(notify_channel_rows), seen, required, w, ctx))
+        return;
+    bool robot = ch->type == GW_NOTIFY_WECOM || ch->type == GW_NOTIFY_DINGTALK ||
+                 ch->type == GW_NOTIFY_FEISHU;
+    bool smtp_url = strncmp(ch->url, "smtp", 4) == 0;
+    if (robot && !ch->key_file)
+        errf(L, w, "notify channel %s: a %s robot needs key_file (its key or token)", ch->name,
+             notify_type_names[ch->type]);
+    if (ch->sign_secret_file && ch->type != GW_NOTIFY_DINGTALK)
+        errf(L, w, "notify channel %s: sign_secret_file is for dingtalk robots", ch->name);
+    if ((ch->type == GW_NOTIFY_SMTP) != smtp_url)
+        errf(L, w, "notify channel %s: %s", ch->name,
+             smtp_url ? "an smtp:// URL needs type \"smtp\"" : "an smtp channel needs an smtp:// or smtps:// URL");
+    if (ch->type == GW_NOTIFY_SMTP && !ch->from)
+        errf(L, w, "notify channel %s: an smtp channel needs from", ch->name);
+    if (ch->type != GW_NOTIFY_HTTP && (ch->body || ch->nheaders || ch->method))
+        errf(L, w, "notify channel %s: method, headers and body are for http channels", ch->name);
+    if (robot && !was_seen(notify_channel_rows, NROWS(notify_channel_rows), seen, "rate_per_min"))
+        ch->rate_per_min = 20;
+}
+
+static void parse_notify_channels(struct loader *L, const config_setting_t *s)
+{
+    struct gw_notify_config *n = &L->cfg->notify;
+    int count = list_length(L, s, "notify.channels");
+    if (count < 0 || !(n->channels = alloc_list(L, (size_t)count, sizeof *n->channels)))
+        return;
+    for (int i = 0; i < count; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        struct gw_notify_channel_config *ch = &n->channels[n->nchannels++];
+        char ctx[48];
+        snprintf(ctx, sizeof ctx, "notify.channels[%d]", i);
+        ch->tls = true;
+        ch->timeout_ms = 10000;
+        size_t errors_before = L->nerrors;
+        uint64_t seen = parse_group(L, e, notify_channel_rows, NROWS(notify_channel_rows), ch, ctx);
+        struct where w = where_of(L, e);
+        ch->file = where_file(L, &w);
+        ch->line = w.line;
+        if (L->nerrors == errors_before) /* a key already refused says enough */
+            check_notify_channel(L, ch, seen, &w, ctx);
+        for (size_t k = 0; ch->name && k + 1 < n->nchannels; k++)
+            if (n->channels[k].name && strcmp(n->channels[k].name, ch->name) == 0)
+                errf(L, &w, "notify channel %s: defined twice", ch->name);
+    }
+}
+
+static void parse_notify_routes(struct loader *L, const config_setting_t *s)
+{
+    struct gw_notify_config *n = &L->cfg->notify;
+    int count = list_length(L, s, "notify.routes");
+    if (count < 0 || !(n->routes = alloc_list(L, (size_t)count, sizeof *n->routes)))
+        return;
+    for (int i = 0; i < count; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        struct gw_notify_route_config *r = &n->routes[n->nroutes++];
+        char ctx[48];
+        snprintf(ctx, sizeof ctx, "notify.routes[%d]", i);
+        r->quiet_start_min = r->quiet_end_min = -1;
+        r->cleared = true;
+        r->language = L->cfg->gateway.language;
+        uint64_t seen = parse_group(L, e, notify_route_rows, NROWS(notify_route_rows), r, ctx);
+        struct where w = where_of(L, e);
+        r->file = where_file(L, &w);
+        r->line = w.line;
+        static const char *const required[] = { "channel", NULL };
+        if (!require(L, notify_route_rows, NROWS(notify_route_rows), seen, required, &w, ctx))
+            continue;
+        size_t k = 0;
+        while (k < n->nchannels && !(n->channels[k].name && strcmp(n->channels[k].name, r->channel_name) == 0))
+            k++;
+        if (k == n->nchannels)
+            errf(L, &w, "%s.channel: no notify channel is named '%s'", ctx, r->channel_name);
+        r->channel = k;
+    }
+}
+
+static void parse_notify(struct loader *L, const config_setting_t *s)
+{
+    static const char *const ctx = "notify";
+    L->cfg->notify.retry_max_s = 300;
+    L->cfg->notify.failing_after_s = 600;
+    parse_group(L, s, notify_rows, NROWS(notify_rows), &L->cfg->notify, ctx);
+    const config_setting_t *channels = config_setting_get_member(s, "channels");
+    const config_setting_t *routes = config_setting_get_member(s, "routes");
+    const config_setting_t *people = config_setting_get_member(s, "people");
+    if (people)
+        parse_notify_people(L, people);
+    if (channels)
+        parse_notify_channels(L, channels);
+    if (routes)
+        parse_notify_routes(L, routes);
+}
+
 static void csv_load(struct loader *L, const char *csv_path, struct gw_meter_config **rows,
                      size_t *nrows);
 static void free_meter(struct gw_meter_config *m);
@@ -1764,6 +2142,7 @@ static const struct section {
     { "fire_panels", parse_panels }, { "rules", parse_rules },
     { "workorders", parse_workorders }, { "http", parse_http },
     { "retention", parse_retention }, { "ctl", parse_ctl },
+    { "notify", parse_notify },
 };
 
 static void parse_root(struct loader *L, const config_setting_t *root)
@@ -2442,6 +2821,46 @@ static void free_strings(char **list, size_t n)
     free(list);
 }
 
+static void free_notify(struct gw_notify_config *n)
+{
+    for (size_t i = 0; i < n->nchannels; i++) {
+        struct gw_notify_channel_config *ch = &n->channels[i];
+        free(ch->name);
+        free(ch->url);
+        free(ch->key_file);
+        free(ch->sign_secret_file);
+        free(ch->method);
+        free_strings(ch->headers, ch->nheaders);
+        free(ch->body);
+        free(ch->from);
+        free(ch->username);
+        free(ch->password_file);
+        free(ch->ca_file);
+    }
+    free(n->channels);
+    for (size_t i = 0; i < n->nroutes; i++) {
+        struct gw_notify_route_config *r = &n->routes[i];
+        free(r->channel_name);
+        free_strings(r->rules, r->nrules);
+        free_strings(r->severities, r->nseverities);
+        free_strings(r->buildings, r->nbuildings);
+        free_strings(r->categories, r->ncategories);
+        free_strings(r->to, r->nto);
+        free_strings(r->workorder_events, r->nworkorder_events);
+        for (size_t k = 0; k < r->nescalation; k++)
+            free_strings(r->escalation[k].to, r->escalation[k].nto);
+        free(r->escalation);
+    }
+    free(n->routes);
+    for (size_t i = 0; i < n->npeople; i++) {
+        free(n->people[i].name);
+        free(n->people[i].mobile);
+        free(n->people[i].email);
+    }
+    free(n->people);
+    free(n->console_url);
+}
+
 void gw_config_free(struct gw_config *c)
 {
     if (!c)
@@ -2492,6 +2911,7 @@ void gw_config_free(struct gw_config *c)
     free(c->http.users_file);
     free(c->http.static_dir);
     free(c->http.hosts);
+    free_notify(&c->notify);
     free(c);
 }
 
@@ -2622,6 +3042,11 @@ void gw_config_print_keys(FILE *out)
     print_rows(out, "http", http_rows, NROWS(http_rows));
     print_rows(out, "retention", retention_rows, NROWS(retention_rows));
     print_rows(out, "ctl", ctl_rows, NROWS(ctl_rows));
+    print_rows(out, "notify", notify_rows, NROWS(notify_rows));
+    print_rows(out, "notify.channels[]", notify_channel_rows, NROWS(notify_channel_rows));
+    print_rows(out, "notify.routes[]", notify_route_rows, NROWS(notify_route_rows));
+    print_rows(out, "notify.routes[].escalation[]", notify_level_rows, NROWS(notify_level_rows));
+    print_rows(out, "notify.people[]", notify_person_rows, NROWS(notify_person_rows));
 }
 
 bool gw_config_ctl_account_user(const struct gw_config *config, const char *account, char *out,

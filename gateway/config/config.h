@@ -177,6 +177,97 @@ struct gw_retention_config {
     int patrol_days;         /* at least 730 */
 };
 
+/* Where alerts go besides MQTT: the notify section (sent by gateway/notify). */
+enum gw_notify_type { GW_NOTIFY_WECOM, GW_NOTIFY_DINGTALK, GW_NOTIFY_FEISHU, GW_NOTIFY_HTTP,
+                      GW_NOTIFY_SMTP };
+
+/* One channel: a group robot, a templated HTTP call or an SMTP server.
+ * Secrets are in files (readable by the owner only); the config holds their
+ * names, never the secrets. */
+struct gw_notify_channel_config {
+    char *name;
+    enum gw_notify_type type;
+    char *url;              /* robot webhook without its key, http call, smtp[s]://host:port */
+    char *key_file;         /* wecom key, dingtalk access_token, feishu hook token */
+    char *sign_secret_file; /* dingtalk: signs each call; NULL = unsigned */
+    char *method;           /* http: default "POST" */
+    char **headers;         /* http: "Name: value" templates */
+    size_t nheaders;
+    char *body;             /* http: body template; NULL = empty */
+    char *from;             /* smtp: sender address */
+    char *username;         /* smtp: login; NULL = none */
+    char *password_file;    /* smtp: password; http: the {secret} placeholder */
+    char *ca_file;          /* TLS trust; NULL = the system's */
+    bool tls;               /* smtp: STARTTLS required on smtp:// (smtps:// always is); true */
+    int rate_per_min;       /* messages a minute, more wait and are batched; 0 = no limit;
+                             * robots default 20 (WeCom's limit) */
+    int timeout_ms;         /* one call; default 10000 */
+    const char *file;       /* one of the config's file_names */
+    int line;
+};
+
+/* A person routes name: the on-duty engineer (the "to" of the last shift
+ * handover) is found here by name. */
+struct gw_notify_person_config {
+    char *name;             /* as written in the handover ("li.gong") */
+    char *mobile;           /* @-mentioned on robots, {to} for http; NULL none */
+    char *email;            /* smtp; NULL none */
+};
+
+/* One escalation step: an open major or critical incident nobody
+ * acknowledged (a patrol check-in confirming or disputing it) after_s
+ * after it was raised goes to these recipients, once. */
+struct gw_notify_level_config {
+    int after_s;
+    char **to;
+    size_t nto;
+};
+
+/* One route: which incidents go to which channel and whom. An empty list
+ * matches everything. */
+struct gw_notify_route_config {
+    char *channel_name;
+    size_t channel;         /* index into notify.channels */
+    char **rules;           /* rule names */
+    size_t nrules;
+    char **severities;      /* info, minor, major, critical */
+    size_t nseverities;
+    char **buildings;
+    size_t nbuildings;
+    char **categories;      /* the meter's category (master, unit, ...) or "fire" */
+    size_t ncategories;
+    char **to;              /* mobiles to @-mention, e-mail addresses, SMS numbers */
+    size_t nto;
+    char **workorder_events; /* created, breached, return_visit: then the route is for work
+                              * orders (buildings filter them), not incidents */
+    size_t nworkorder_events;
+    int quiet_start_min, quiet_end_min; /* site time, held until the end; -1 none;
+                                         * never holds a critical incident */
+    bool cleared;           /* also when the incident clears; default true */
+    bool on_duty;           /* also the on-duty person (notify.people); default false */
+    struct gw_notify_level_config *escalation; /* in after_s order */
+    size_t nescalation;
+    enum gw_language language; /* default gateway.language */
+    const char *file;
+    int line;
+};
+
+struct gw_notify_config {
+    struct gw_notify_channel_config *channels;
+    size_t nchannels;
+    struct gw_notify_route_config *routes;
+    size_t nroutes;
+    struct gw_notify_person_config *people;
+    size_t npeople;
+    char *console_url;      /* the link in each message ("<url>/#/incidents/<id>"); NULL none */
+    int retry_max_s;        /* longest wait between two attempts; default 300 */
+    int failing_after_s;    /* a channel failing this long degrades the health; default 600 */
+};
+
+/* The placeholders an http channel's templates may use, NULL-terminated:
+ * {text} {severity} {rule} {where} {since} {link} {incident} {to} {secret}. */
+extern const char *const gw_notify_placeholders[];
+
 struct gw_config {
     char *path;
     struct gw_gateway_config gateway;
@@ -194,6 +285,7 @@ struct gw_config {
     struct gw_http_config http;
     struct gw_retention_config retention;
     struct gw_ctl_config ctl;
+    struct gw_notify_config notify;
     /* Every file name entries were defined in (config, @include'd files,
      * meters CSVs, override labels), each once: the entries' file fields
      * point here. */

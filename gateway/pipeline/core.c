@@ -344,6 +344,8 @@ static int64_t host_now_ms(void *ctx) { return gw_core_now_ms(ctx); }
 static est_err host_publish_event(void *ctx, const char *topic_suffix, const char *payload,
                                   bool retain)
 {
+    struct gw_core *core = ctx;
+    gw_notify_on_event(core->notify, core->store, topic_suffix, payload, gw_core_now_ms(core));
     return gw_core_publish_event(ctx, topic_suffix, payload, retain);
 }
 
@@ -468,6 +470,26 @@ static est_err create_office(struct gw_core *core, const struct gw_config *confi
         .set_unit_vacant = host_set_unit_vacant,
     };
     return gw_office_create(&host, out);
+}
+
+/* Incident transitions queue their notifications in the same transaction. */
+static void notify_incident(void *ctx, const struct gw_store_incident *incident,
+                            enum rule_transition transition)
+{
+    struct gw_core *core = ctx;
+    gw_notify_on_incident(core->notify, core->store, incident, transition);
+}
+
+static est_err create_notify(struct gw_core *core)
+{
+    char reason[256] = "";
+    struct gw_notify_host host = {.ctx = core, .patrol = host_patrol};
+    est_err err = gw_notify_create(core->config, &host, &core->notify, reason, sizeof reason);
+    if (err != EST_OK)
+        gw_error("notify: %s", reason);
+    if (err == EST_OK && core->notify != NULL)
+        err = gw_office_subscribe_incidents(core->office, notify_incident, core);
+    return err;
 }
 
 static void keep_for_replay(struct gw_core *core, const struct rule_event *event)
@@ -1863,6 +1885,8 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
     if (err == EST_OK)
         err = create_office(core, core->config, core->rules, &core->office);
     if (err == EST_OK)
+        err = create_notify(core);
+    if (err == EST_OK)
         err = gw_office_restore_incidents(core->office);
     if (err == EST_OK)
         report_start_problems(core, damage);
@@ -2362,6 +2386,7 @@ static void tick(struct gw_core *core)
     bool in_txn = gw_store_begin(core->store) == EST_OK;
     rule_engine_tick(core->rules, now);
     gw_office_tick(core->office, now);
+    gw_notify_tick(core->notify, core->store, now);
     bool committed = in_txn && gw_store_commit(core->store) == EST_OK;
     if (in_txn && !committed && !core->store_degraded)
         gw_error("store: tick commit failed: %s", gw_store_errmsg(core->store));
@@ -2629,6 +2654,7 @@ void gw_core_destroy(struct gw_core *core)
     gw_queue_destroy(core->calls);
     gw_queue_destroy(core->inbound);
     gw_queue_destroy(core->samples);
+    gw_notify_destroy(core->notify);
     gw_office_destroy(core->office);
     rule_engine_destroy(core->rules);
     gw_store_close(core->store);

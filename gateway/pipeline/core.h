@@ -20,6 +20,7 @@
 #include "backups.h"
 #include "integrity.h"
 #include "mqtt.h"
+#include "notify.h"
 #include "office.h"
 #include "poller.h"
 #include "queue.h"
@@ -121,6 +122,7 @@ struct gw_core {
     struct gw_mqtt *mqtt;
     struct rule_engine *rules;
     struct gw_office *office;      /* incidents, work orders, commands */
+    struct gw_notify *notify;      /* alerts to robots, HTTP, e-mail; NULL = none configured */
     struct gw_queue *samples;      /* pollers -> core */
     struct gw_queue *inbound;      /* Paho -> core (commands) */
     struct gw_poller **pollers;    /* one per bus */

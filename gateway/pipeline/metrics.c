@@ -98,6 +98,11 @@ static enum gw_health assess(struct gw_core *core, cJSON *reasons)
     }
     if (!gw_mqtt_connected(core->mqtt))
         PROBLEM(GW_HEALTH_DEGRADED, "mqtt disconnected");
+    const char *failing[8];
+    size_t nfailing = gw_notify_failing_channels(core->notify, failing, 8);
+    for (size_t i = 0; i < nfailing && i < 8; i++)
+        PROBLEM(GW_HEALTH_DEGRADED, "notify channel %s failing for %d s or more", failing[i],
+                c->notify.failing_after_s);
     if (outbox_above_half(core))
         PROBLEM(GW_HEALTH_DEGRADED, "outbox above half its limit (%.2f MB)",
                 c->mqtt.outbox_limit_mb);

@@ -176,8 +176,20 @@ static const char migration_5[] =
     "ALTER TABLE incidents ADD COLUMN acked_by TEXT;"
     "ALTER TABLE incidents ADD COLUMN acked_ms INTEGER;";
 
+/* Notifications waiting for their channel (group robot, HTTP, SMTP): one
+ * row per cause ("incident:<id>:raised") and channel, written in the
+ * transaction that stores the cause, kept once delivered. */
+static const char migration_6[] =
+    "CREATE TABLE notifications("
+    " id INTEGER PRIMARY KEY, cause TEXT NOT NULL, channel TEXT NOT NULL, incident INTEGER,"
+    " rule TEXT, severity TEXT, place TEXT, since_ms INTEGER, text TEXT NOT NULL,"
+    " recipients TEXT NOT NULL DEFAULT '', created_ms INTEGER NOT NULL,"
+    " due_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,"
+    " delivered_ms INTEGER, UNIQUE (cause, channel));"
+    "CREATE INDEX notifications_waiting ON notifications(due_ms, id) WHERE delivered_ms IS NULL;";
+
 static const char *const migrations[] = {migration_1, migration_2, migration_3, migration_4,
-                                            migration_5};
+                                            migration_5, migration_6};
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == GW_STORE_SCHEMA_VERSION,
                "one migration step per schema version");
@@ -202,7 +214,7 @@ static const struct store__sql_table *const sql_tables[] = {
     &store__transaction_sql, &store__inventory_sql, &store__readings_sql,
     &store__incidents_sql,   &store__outbox_sql,    &store__patrol_sql,
     &store__workorders_sql,  &store__meta_sql,      &store__requests_sql,
-    &store__command_ids_sql,
+    &store__command_ids_sql, &store__notifications_sql,
 };
 
 /* ------------------------------------------------------------------ */

@@ -49,7 +49,7 @@
 #include "estate.h"
 
 /* Schema version this build writes (PRAGMA user_version). */
-#define GW_STORE_SCHEMA_VERSION 5
+#define GW_STORE_SCHEMA_VERSION 6
 
 /* File name of the database inside data_dir. */
 #define GW_STORE_DB_FILE "estate.db"
@@ -712,6 +712,43 @@ est_err gw_store_command_id_prune(struct gw_store *store, int64_t before_ms, int
  * left behind. */
 est_err gw_store_backup_to(struct gw_store *store, const char *path, int pages_per_step,
                            int pause_ms);
+
+/* ------------------------------------------------------------------ */
+/* Notifications (alerts waiting for a robot, HTTP or SMTP channel)    */
+/* ------------------------------------------------------------------ */
+
+struct gw_store_notification {
+    int64_t id;
+    const char *cause;      /* what caused it, e.g. "incident:12:raised"; unique per channel */
+    const char *channel;    /* notify channel name */
+    int64_t incident;       /* 0 = none */
+    const char *rule, *severity, *place; /* may be NULL */
+    int64_t since_ms;       /* 0 = unknown */
+    const char *text;       /* the message, in its recipients' language */
+    const char *recipients; /* comma-separated mobiles, addresses or numbers; "" none */
+    int64_t created_ms;
+    int64_t due_ms;         /* not sent before (quiet hours, retry backoff) */
+    int attempts;
+};
+typedef bool (*gw_store_notification_fn)(void *ctx, const struct gw_store_notification *n);
+
+/* Queues a notification; a second one with the same cause and channel is
+ * ignored (*added false). added may be NULL. */
+est_err gw_store_notification_add(struct gw_store *store, const struct gw_store_notification *n,
+                                  bool *added);
+/* The undelivered notifications due at now_ms, oldest due first, at most max. */
+est_err gw_store_notifications_due(struct gw_store *store, int64_t now_ms, size_t max,
+                                   gw_store_notification_fn fn, void *ctx);
+/* The channel answered success. */
+est_err gw_store_notification_delivered(struct gw_store *store, int64_t id, int64_t ms);
+/* The channel failed: try again at due_ms; error is recorded (no secrets in it). */
+est_err gw_store_notification_retry(struct gw_store *store, int64_t id, int64_t due_ms,
+                                    const char *error);
+/* How many are not delivered yet. */
+est_err gw_store_notifications_pending(struct gw_store *store, int64_t *count);
+/* Who is on duty: the "to" of the last shift handover in the patrol log;
+ * *name NULL when there was none. Caller frees. */
+est_err gw_store_on_duty(struct gw_store *store, char **name);
 
 /* What gw_store_verify_copy found in a copy. */
 struct gw_store_copy_check {

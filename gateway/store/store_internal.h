@@ -102,6 +102,13 @@ enum store__stmt {
     S_CMD_ID_GET,
     S_CMD_ID_PUT,
     S_CMD_ID_PRUNE,
+    /* notifications.c */
+    S_NOTE_INSERT,
+    S_NOTE_DUE,
+    S_NOTE_DELIVERED,
+    S_NOTE_RETRY,
+    S_NOTE_PENDING,
+    S_NOTE_ON_DUTY,
     S__COUNT
 };
 
@@ -129,6 +136,7 @@ extern const struct store__sql_table store__workorders_sql;
 extern const struct store__sql_table store__meta_sql;
 extern const struct store__sql_table store__requests_sql;
 extern const struct store__sql_table store__command_ids_sql;
+extern const struct store__sql_table store__notifications_sql;
 
 struct gw_store {
     sqlite3 *db;
@@ -178,6 +186,7 @@ struct store__listing {
         gw_store_incident_fn incident;
         gw_store_outbox_fn outbox;
         gw_store_patrol_fn patrol;
+        gw_store_notification_fn notification;
     } fn;
     void *ctx;
 };

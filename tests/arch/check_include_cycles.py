@@ -23,6 +23,7 @@ PUBLIC_HEADER = {
     'store': 'store.h',
     'views': 'views.h',
     'office': 'office.h',
+    'notify': 'notify.h',
     'console': 'console.h',
     'pipeline': 'core.h',
 }

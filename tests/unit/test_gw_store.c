@@ -1073,7 +1073,7 @@ static void test_migration_2_indexes_existing_readings(void **state)
     char sql[768];
     snprintf(sql, sizeof sql,
              "DROP TRIGGER readings_unindex; DROP TABLE readings_index;"
-             " DROP TABLE readings_indexed; DROP TABLE command_ids;"
+             " DROP TABLE readings_indexed; DROP TABLE command_ids; DROP TABLE notifications;"
              " ALTER TABLE meters DROP COLUMN address;"
              " ALTER TABLE incidents DROP COLUMN acked_by; ALTER TABLE incidents DROP COLUMN acked_ms;"
              " CREATE INDEX readings_meter_ts ON readings(meter, ts_ms);"
