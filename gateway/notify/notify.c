@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "est_tz.h"
+
 #define DUE_MAX        64   /* rows looked at per tick */
 #define BATCH_TEXT_MAX 1800 /* WeCom takes 2048 bytes of text; leave room */
 /* A robot that says it is rate limited rests a minute (WeCom counts per
@@ -266,7 +268,7 @@ static int64_t due_after_quiet_hours(const struct gw_config *config,
     if (r->quiet_start_min < 0 || same(inc->severity, "critical"))
         return ms;
     int64_t day_ms = 86400000;
-    int64_t local = ms + (int64_t)config->gateway.utc_offset_min * 60000;
+    int64_t local = ms + (int64_t)est_tz_offset_min(config->gateway.timezone, ms) * 60000;
     int64_t into_day = ((local % day_ms) + day_ms) % day_ms;
     int64_t minute = into_day / 60000;
     int64_t start = r->quiet_start_min, end = r->quiet_end_min;

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "est_tz.h"
+
 static bool same(const char *a, const char *b)
 {
     return a != NULL && b != NULL && strcmp(a, b) == 0;
@@ -135,12 +137,12 @@ void notify_place(const struct gw_config *config, const struct gw_store_incident
 
 void notify_local_time(const struct gw_config *config, int64_t ms, char *out, size_t len)
 {
-    time_t t = (time_t)(ms / 1000) + (time_t)config->gateway.utc_offset_min * 60;
-    struct tm tm;
-    if (ms <= 0 || gmtime_r(&t, &tm) == NULL) {
+    if (ms <= 0) {
         snprintf(out, len, "?");
         return;
     }
+    struct tm tm;
+    est_tz_local(config->gateway.timezone, ms, &tm); /* site time, daylight saving included */
     strftime(out, len, "%m-%d %H:%M", &tm);
 }
 
