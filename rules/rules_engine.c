@@ -481,6 +481,12 @@ void rule_engine_tick(struct rule_engine *engine, int64_t now_ms)
         rules__cond_tick(engine, &engine->conds[engine->pending[i]], now_ms);
 }
 
+void rule_engine_set_wall_offset(struct rule_engine *engine, int64_t offset_ms)
+{
+    if (engine)
+        engine->wall_offset_ms = offset_ms;
+}
+
 est_err rule_engine_set_vacant(struct rule_engine *engine, uint32_t unit, bool vacant)
 {
     if (!engine)

@@ -75,6 +75,21 @@ static int64_t default_clock(void) { return est_now_ms(); }
 
 int64_t gw_core_now_ms(const struct gw_core *core) { return core->clock_ms(); }
 
+/* The rule engine's time: the monotonic clock, anchored to the wall clock
+ * when the core was created, so the rules' holds and windows measure
+ * elapsed time whatever happens to the wall clock. */
+static int64_t engine_now_ms(const struct gw_core *core) { return est_mono_ms() + core->engine_base_ms; }
+
+static int64_t engine_time_of(const struct gw_core *core, const struct gw_sample *s)
+{
+    return s->mono_ms != 0 ? s->mono_ms + core->engine_base_ms : s->ts_ms - core->engine_wall_offset_ms;
+}
+
+static int64_t engine_to_wall(const struct gw_core *core, int64_t engine_ms)
+{
+    return engine_ms == INT64_MIN ? engine_ms : engine_ms + core->engine_wall_offset_ms;
+}
+
 /* ---------------------------------------------------------------- */
 /* Publishing                                                        */
 /* ---------------------------------------------------------------- */
@@ -437,9 +452,13 @@ static void keep_for_replay(struct gw_core *core, const struct rule_event *event
  * could not be stored is kept (by value: its strings are static) to be
  * handed to the office again once storing works; one inside a transaction
  * is tracked until the transaction's outcome is known (see settle_staged). */
-static void on_rule_event(void *ctx, const struct rule_event *event)
+static void on_rule_event(void *ctx, const struct rule_event *engine_event)
 {
     struct gw_core *core = ctx;
+    struct rule_event wall_event = *engine_event; /* times as the wall clock shows them */
+    wall_event.ts_ms = engine_to_wall(core, engine_event->ts_ms);
+    wall_event.since_ms = engine_to_wall(core, engine_event->since_ms);
+    const struct rule_event *event = &wall_event;
     uint64_t failures = gw_store_write_failures(core->store);
     gw_office_on_rule_event(core->office, event);
     bool failed = gw_store_write_failures(core->store) != failures;
@@ -680,6 +699,7 @@ static void stage_decode(const struct gw_core *core, struct batch *b)
         struct batch_reading *r = &b->readings[b->nreadings++];
         *r = (struct batch_reading){.sample = s};
         to_rule_sample(s, core->meters[s->index].float32_quantities, &r->rule);
+        r->rule.ts_ms = engine_time_of(core, s);
         print_reading(core, b, r);
     }
 }
@@ -725,7 +745,7 @@ static void handle_panel_sample(struct gw_core *core, const struct gw_sample *s)
     struct gw_panel_state *st = &core->panels[s->index];
     st->last_poll_ms = s->ts_ms;
     struct rule_panel_sample ps = {
-        .panel = s->index, .ts_ms = s->ts_ms, .ok = s->quality != GW_QUALITY_ERROR,
+        .panel = s->index, .ts_ms = engine_time_of(core, s), .ok = s->quality != GW_QUALITY_ERROR,
         .nzones = s->reading.nzones, .zones = s->reading.zones,
         /* The driver's panel_fault summarises the zones ("any zone in fault"); the
          * zones raise their own incidents, so it must not raise a second one. */
@@ -1698,6 +1718,7 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
         return EST_ERR_NOMEM;
     core->config = config;
     core->clock_ms = default_clock;
+    core->engine_base_ms = core->clock_ms() - est_mono_ms();
     core->prefix = strdup(config->mqtt.topic_prefix);
     core->meters = calloc(config->nmeters + 1, sizeof *core->meters);
     core->panels = calloc(config->npanels + 1, sizeof *core->panels);
@@ -1806,8 +1827,11 @@ static void tick(struct gw_core *core)
 {
     int64_t now = gw_core_now_ms(core);
     watch_clock(core, now);
+    int64_t engine_now = engine_now_ms(core);
+    core->engine_wall_offset_ms = now - engine_now;
+    rule_engine_set_wall_offset(core->rules, core->engine_wall_offset_ms);
     bool in_txn = gw_store_begin(core->store) == EST_OK;
-    rule_engine_tick(core->rules, now);
+    rule_engine_tick(core->rules, engine_now);
     gw_office_tick(core->office, now);
     bool committed = in_txn && gw_store_commit(core->store) == EST_OK;
     if (in_txn && !committed && !core->store_degraded)

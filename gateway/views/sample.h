@@ -23,6 +23,7 @@ struct gw_sample {
     enum gw_device_type device_type;
     uint32_t index;          /* meter or panel index in the config */
     int64_t ts_ms;           /* wall clock when the poll finished */
+    int64_t mono_ms;         /* monotonic clock then (0: unknown): the rules' time */
     enum gw_quality quality;
     est_err error;           /* first failure of this poll, EST_OK if none */
     int exception;           /* Modbus exception code when error is EST_ERR_EXCEPTION */
