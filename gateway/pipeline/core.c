@@ -415,13 +415,37 @@ static void host_meter_offline_resumed(void *ctx, uint32_t meter)
     core->meters[meter].offline = true;
 }
 
+static void apply_occupancy(struct gw_core *core, uint32_t unit, bool vacant)
+{
+    core->unit_vacant[unit] = vacant;
+    rule_engine_set_vacant(core->rules, unit, vacant);
+}
+
+/* An occupancy change inside a command's transaction waits for its commit
+ * (apply_pending_occupancy): a refused command must not leave the rules
+ * watching the unit as something it is not. */
 static bool host_set_unit_vacant(void *ctx, uint32_t unit, bool vacant)
 {
     struct gw_core *core = ctx;
-    bool was_vacant = core->unit_vacant[unit];
-    core->unit_vacant[unit] = vacant;
-    rule_engine_set_vacant(core->rules, unit, vacant);
+    int8_t pending = core->occupancy_pending[unit];
+    bool was_vacant = pending >= 0 ? pending != 0 : core->unit_vacant[unit];
+    if (gw_store_in_transaction(core->store))
+        core->occupancy_pending[unit] = vacant ? 1 : 0;
+    else
+        apply_occupancy(core, unit, vacant);
     return was_vacant;
+}
+
+/* The transaction the occupancy changes were made in committed (they take
+ * effect) or not (they are forgotten). */
+static void apply_pending_occupancy(struct gw_core *core, bool committed)
+{
+    for (uint32_t u = 0; u < core->config->nunits; u++) {
+        int8_t pending = core->occupancy_pending[u];
+        core->occupancy_pending[u] = -1;
+        if (pending >= 0 && committed)
+            apply_occupancy(core, u, pending != 0);
+    }
 }
 
 static est_err create_office(struct gw_core *core)
@@ -1209,9 +1233,11 @@ static void finish_command_txn(struct gw_core *core, bool in_txn, uint64_t failu
         gw_store_rollback(core->store);
     if (stored) {
         settle_staged(core, true);
+        apply_pending_occupancy(core, true);
         return;
     }
     settle_staged(core, false);
+    apply_pending_occupancy(core, false);
     if (!in_txn && !write_failed && !core->store_degraded)
         return; /* nothing to commit (the store refused to begin for another reason) */
     char why[300];
@@ -1404,7 +1430,9 @@ static void handle_ctl_requests(struct gw_core *core)
     if (gw_store_begin(core->store) != EST_OK)
         return;
     gw_store_ctl_take_pending(core->store, handle_ctl_request, &ctx);
-    settle_staged(core, gw_store_commit(core->store) == EST_OK);
+    bool committed = gw_store_commit(core->store) == EST_OK;
+    settle_staged(core, committed);
+    apply_pending_occupancy(core, committed);
 }
 
 static void finish_call(struct gw_core_call *call, char *result)
@@ -1723,11 +1751,15 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
     core->meters = calloc(config->nmeters + 1, sizeof *core->meters);
     core->panels = calloc(config->npanels + 1, sizeof *core->panels);
     core->unit_vacant = calloc(config->nunits + 1, sizeof *core->unit_vacant);
+    core->occupancy_pending = malloc(config->nunits + 1);
+    if (core->occupancy_pending != NULL)
+        memset(core->occupancy_pending, -1, config->nunits + 1);
     core->pollers = calloc(config->nbuses + 1, sizeof *core->pollers);
     core->held = calloc(HELD_EVENTS_MAX, sizeof *core->held);
     core->staged = calloc(STAGED_MAX, sizeof *core->staged);
     core->replay = calloc(REPLAY_MAX, sizeof *core->replay);
     est_err err = core->prefix && core->meters && core->panels && core->unit_vacant &&
+                          core->occupancy_pending &&
                           core->pollers && core->held && core->staged && core->replay
                       ? EST_OK
                       : EST_ERR_NOMEM;
@@ -2105,6 +2137,7 @@ void gw_core_destroy(struct gw_core *core)
     free(core->meters);
     free(core->panels);
     free(core->unit_vacant);
+    free(core->occupancy_pending);
     free(core->prefix);
     gw_unproven_destroy(core->unproven);
     free(core);

@@ -96,6 +96,8 @@ struct gw_core {
     struct gw_meter_state *meters;
     struct gw_panel_state *panels;
     bool *unit_vacant;             /* current occupancy per unit */
+    int8_t *occupancy_pending;     /* per unit: the occupancy a command set in its open
+                                      transaction (applied once it commits), -1 none */
 
     /* outbox drain state */
     uint64_t outbox_sent_upto;     /* highest seq handed to Paho this connection */
