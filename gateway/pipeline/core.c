@@ -429,9 +429,10 @@ static bool host_set_unit_vacant(void *ctx, uint32_t unit, bool vacant)
     struct gw_core *core = ctx;
     int8_t pending = core->occupancy_pending[unit];
     bool was_vacant = pending >= 0 ? pending != 0 : core->unit_vacant[unit];
-    if (gw_store_in_transaction(core->store))
+    if (gw_store_in_transaction(core->store)) {
         core->occupancy_pending[unit] = vacant ? 1 : 0;
-    else
+        core->occupancy_changed = true;
+    } else
         apply_occupancy(core, unit, vacant);
     return was_vacant;
 }
@@ -440,6 +441,9 @@ static bool host_set_unit_vacant(void *ctx, uint32_t unit, bool vacant)
  * effect) or not (they are forgotten). */
 static void apply_pending_occupancy(struct gw_core *core, bool committed)
 {
+    if (!core->occupancy_changed)
+        return;
+    core->occupancy_changed = false;
     for (uint32_t u = 0; u < core->config->nunits; u++) {
         int8_t pending = core->occupancy_pending[u];
         core->occupancy_pending[u] = -1;

@@ -98,6 +98,7 @@ struct gw_core {
     bool *unit_vacant;             /* current occupancy per unit */
     int8_t *occupancy_pending;     /* per unit: the occupancy a command set in its open
                                       transaction (applied once it commits), -1 none */
+    bool occupancy_changed;        /* some entry of occupancy_pending is set */
 
     /* outbox drain state */
     uint64_t outbox_sent_upto;     /* highest seq handed to Paho this connection */
