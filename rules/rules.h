@@ -1,7 +1,12 @@
 /* rules.h - the rule engine: a pure library (no I/O, no clock of its own).
  * Samples and ticks go in, incident transitions and actions come out through
  * callbacks. Time always comes from the caller (ts_ms / now_ms), so every
- * rule is replayable from a recorded stream.
+ * rule is replayable from a recorded stream. Holds, windows and rates are
+ * measured in that time, so it should advance at the real pace without
+ * jumps (a monotonic clock anchored to the wall clock at start): then a
+ * wall-clock jump neither fakes nor hides a window. Local-time rules read
+ * the wall clock as engine time + rule_engine_set_wall_offset(); event
+ * times are engine times (add the same offset to show them).
  *
  * Subjects are indices into the topology the caller gives at creation:
  * meters 0..nmeters-1, units 0..nunits-1, panels 0..npanels-1 (zone 0-based).
@@ -311,6 +316,11 @@ void rule_engine_tick(struct rule_engine *engine, int64_t now_ms);
  * balance window already passed is not revisited. EST_ERR_RANGE outside
  * -1439..1439. */
 est_err rule_engine_set_utc_offset(struct rule_engine *engine, int offset_min);
+/* The wall clock minus the engine's time (0 at create). Quiet windows and
+ * balance windows are local wall-clock times: they follow the wall clock
+ * when it is stepped, while holds and windows keep measuring engine time.
+ * A step back restarts the balance windows (no window is judged across it). */
+void rule_engine_set_wall_offset(struct rule_engine *engine, int64_t offset_ms);
 /* Occupancy changed at run time. Becoming occupied clears an open
  * vacant_flow or vacant_power incident at once (timestamped with the latest time the engine
  * has seen); becoming vacant starts watching afresh. */

@@ -498,6 +498,12 @@ est_err rule_engine_set_utc_offset(struct rule_engine *engine, int offset_min)
     return EST_OK;
 }
 
+void rule_engine_set_wall_offset(struct rule_engine *engine, int64_t offset_ms)
+{
+    if (engine)
+        engine->wall_offset_ms = offset_ms;
+}
+
 est_err rule_engine_set_vacant(struct rule_engine *engine, uint32_t unit, bool vacant)
 {
     if (!engine)

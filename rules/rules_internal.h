@@ -180,6 +180,7 @@ struct rule_engine {
     rule_action_fn on_action;
     void *ctx;
     int64_t now_ms;            /* latest time seen from samples and ticks */
+    int64_t wall_offset_ms;    /* wall clock minus engine time, for local-time rules */
 
     size_t nmeters, nunits, npanels, nzones;
     struct meter_state *meter_states;

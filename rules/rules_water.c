@@ -200,36 +200,36 @@ void rules__vacant_changed(struct rule_engine *e, uint32_t unit, bool vacant)
 
 /* --- continuous_flow --- */
 
-static int64_t local_ms_of_day(const struct meter_state *m, int64_t ts_ms)
+static int64_t local_ms_of_day(const struct meter_state *m, int64_t wall_ms)
 {
-    return floor_mod(ts_ms + (int64_t)m->utc_offset_min * MS_PER_MIN, MS_PER_DAY);
+    return floor_mod(wall_ms + (int64_t)m->utc_offset_min * MS_PER_MIN, MS_PER_DAY);
 }
 
 /* Inside [quiet_start, quiet_end) local time; the window may wrap midnight. */
-static bool in_quiet_window(const struct meter_state *m, int64_t ts_ms)
+static bool in_quiet_window(const struct meter_state *m, int64_t wall_ms)
 {
     if (m->quiet_start_min < 0 || m->quiet_start_min == m->quiet_end_min)
         return false;
-    int64_t minute = local_ms_of_day(m, ts_ms) / MS_PER_MIN;
+    int64_t minute = local_ms_of_day(m, wall_ms) / MS_PER_MIN;
     if (m->quiet_start_min < m->quiet_end_min)
         return minute >= m->quiet_start_min && minute < m->quiet_end_min;
     return minute >= m->quiet_start_min || minute < m->quiet_end_min;
 }
 
-static int64_t ms_since_quiet_end(const struct meter_state *m, int64_t ts_ms)
+static int64_t ms_since_quiet_end(const struct meter_state *m, int64_t wall_ms)
 {
-    return floor_mod(local_ms_of_day(m, ts_ms) - (int64_t)m->quiet_end_min * MS_PER_MIN, MS_PER_DAY);
+    return floor_mod(local_ms_of_day(m, wall_ms) - (int64_t)m->quiet_end_min * MS_PER_MIN, MS_PER_DAY);
 }
 
 /* Advances the meter's active clock: time outside the quiet window only. */
-static void advance_active_clock(struct meter_state *m, int64_t ts_ms)
+static void advance_active_clock(struct meter_state *m, int64_t ts_ms, int64_t wall_ms)
 {
     struct water_state *st = &m->water;
     if (m->last_ts_ms == TIME_NEVER)
         return;
     int64_t dt = ts_ms - m->last_ts_ms;
     if (st->last_in_quiet) {
-        int64_t since_end = ms_since_quiet_end(m, ts_ms);
+        int64_t since_end = ms_since_quiet_end(m, wall_ms);
         dt = since_end < dt ? since_end : dt;
     }
     st->active_ms += dt;
@@ -248,11 +248,12 @@ void rules__continuous_flow(struct rule_engine *e, uint32_t id, int64_t ts_ms, c
     struct water_state *st = &m->water;
     if (!(m->slots & (1u << SLOT_CONTINUOUS))) /* rules__continuous_flow_applies() */
         return;
-    if (in_quiet_window(m, ts_ms)) {
+    int64_t wall_ms = ts_ms + e->wall_offset_ms;
+    if (in_quiet_window(m, wall_ms)) {
         st->last_in_quiet = 1;
         return;
     }
-    advance_active_clock(m, ts_ms);
+    advance_active_clock(m, ts_ms, wall_ms);
     /* the volume read right after the window was mostly used inside it */
     bool moved = in->have_increase && in->increase_m3 > 0.0 && !st->last_in_quiet;
     st->last_in_quiet = 0;
@@ -292,9 +293,10 @@ void rules__continuous_flow(struct rule_engine *e, uint32_t id, int64_t ts_ms, c
 
 /* --- balance_loss --- */
 
+/* Balance windows are aligned to local midnight of the wall clock. */
 static int64_t balance_window(const struct rule_engine *e, uint32_t id, int64_t ts_ms)
 {
-    int64_t local = ts_ms + (int64_t)e->meter_states[id].utc_offset_min * MS_PER_MIN;
+    int64_t local = ts_ms + e->wall_offset_ms + (int64_t)e->meter_states[id].utc_offset_min * MS_PER_MIN;
     return floor_div(local, (int64_t)e->config.balance_loss.window_s * 1000);
 }
 
@@ -319,8 +321,8 @@ void rules__balance_mark(struct rule_engine *e, uint32_t id, int64_t ts_ms, doub
         st->window_tainted |= tainted;
         return;
     }
-    if (w < st->window_index)
-        return;
+    if (w < st->window_index) /* the wall clock was set back: start afresh */
+        rules__balance_state_init(st);
     bool first = st->window_index == INT64_MIN;
     bool consecutive = !first && w == st->window_index + 1;
     if (consecutive && !st->window_tainted && !tainted && value >= st->window_mark) {
@@ -374,6 +376,8 @@ void rules__balance_tick(struct rule_engine *e, int64_t now_ms)
     for (size_t i = 0; i < e->nparents; i++) {
         struct balance_parent *p = &e->parents[i];
         int64_t k = balance_window(e, p->meter, now_ms) - 1;
+        if (p->evaluated_index > k) /* the wall clock was set back */
+            p->evaluated_index = INT64_MIN;
         if (p->evaluated_index >= k || !window_complete(e, p, k))
             continue;
         p->evaluated_index = k;

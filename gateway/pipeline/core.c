@@ -99,6 +99,21 @@ static int64_t default_clock(void) { return est_now_ms(); }
 
 int64_t gw_core_now_ms(const struct gw_core *core) { return core->clock_ms(); }
 
+/* The rule engine's time: the monotonic clock, anchored to the wall clock
+ * when the core was created, so the rules' holds and windows measure
+ * elapsed time whatever happens to the wall clock. */
+static int64_t engine_now_ms(const struct gw_core *core) { return est_mono_ms() + core->engine_base_ms; }
+
+static int64_t engine_time_of(const struct gw_core *core, const struct gw_sample *s)
+{
+    return s->mono_ms != 0 ? s->mono_ms + core->engine_base_ms : s->ts_ms - core->engine_wall_offset_ms;
+}
+
+static int64_t engine_to_wall(const struct gw_core *core, int64_t engine_ms)
+{
+    return engine_ms == INT64_MIN ? engine_ms : engine_ms + core->engine_wall_offset_ms;
+}
+
 /* ---------------------------------------------------------------- */
 /* Publishing                                                        */
 /* ---------------------------------------------------------------- */
@@ -449,13 +464,41 @@ static void host_meter_offline_resumed(void *ctx, uint32_t meter)
     core->meters[meter].offline = true;
 }
 
+static void apply_occupancy(struct gw_core *core, uint32_t unit, bool vacant)
+{
+    core->unit_vacant[unit] = vacant;
+    rule_engine_set_vacant(core->rules, unit, vacant);
+}
+
+/* An occupancy change inside a command's transaction waits for its commit
+ * (apply_pending_occupancy): a refused command must not leave the rules
+ * watching the unit as something it is not. */
 static bool host_set_unit_vacant(void *ctx, uint32_t unit, bool vacant)
 {
     struct gw_core *core = ctx;
-    bool was_vacant = core->unit_vacant[unit];
-    core->unit_vacant[unit] = vacant;
-    rule_engine_set_vacant(core->rules, unit, vacant);
+    int8_t pending = core->occupancy_pending[unit];
+    bool was_vacant = pending >= 0 ? pending != 0 : core->unit_vacant[unit];
+    if (gw_store_in_transaction(core->store)) {
+        core->occupancy_pending[unit] = vacant ? 1 : 0;
+        core->occupancy_changed = true;
+    } else
+        apply_occupancy(core, unit, vacant);
     return was_vacant;
+}
+
+/* The transaction the occupancy changes were made in committed (they take
+ * effect) or not (they are forgotten). */
+static void apply_pending_occupancy(struct gw_core *core, bool committed)
+{
+    if (!core->occupancy_changed)
+        return;
+    core->occupancy_changed = false;
+    for (uint32_t u = 0; u < core->config->nunits; u++) {
+        int8_t pending = core->occupancy_pending[u];
+        core->occupancy_pending[u] = -1;
+        if (pending >= 0 && committed)
+            apply_occupancy(core, u, pending != 0);
+    }
 }
 
 /* The office for config and rules (the current ones, or a reload's). */
@@ -508,9 +551,13 @@ static void keep_for_replay(struct gw_core *core, const struct rule_event *event
  * could not be stored is kept (by value: its strings are static) to be
  * handed to the office again once storing works; one inside a transaction
  * is tracked until the transaction's outcome is known (see settle_staged). */
-static void on_rule_event(void *ctx, const struct rule_event *event)
+static void on_rule_event(void *ctx, const struct rule_event *engine_event)
 {
     struct gw_core *core = ctx;
+    struct rule_event wall_event = *engine_event; /* times as the wall clock shows them */
+    wall_event.ts_ms = engine_to_wall(core, engine_event->ts_ms);
+    wall_event.since_ms = engine_to_wall(core, engine_event->since_ms);
+    const struct rule_event *event = &wall_event;
     uint64_t failures = gw_store_write_failures(core->store);
     gw_office_on_rule_event(core->office, event);
     bool failed = gw_store_write_failures(core->store) != failures;
@@ -761,6 +808,7 @@ static void stage_decode(const struct gw_core *core, struct batch *b)
         struct batch_reading *r = &b->readings[b->nreadings++];
         *r = (struct batch_reading){.sample = s};
         to_rule_sample(s, core->meters[s->index].float32_quantities, &r->rule);
+        r->rule.ts_ms = engine_time_of(core, s);
         print_reading(core, b, r);
     }
 }
@@ -809,7 +857,7 @@ static void handle_panel_sample(struct gw_core *core, const struct gw_sample *s)
     struct gw_panel_state *st = &core->panels[s->index];
     st->last_poll_ms = s->ts_ms;
     struct rule_panel_sample ps = {
-        .panel = s->index, .ts_ms = s->ts_ms, .ok = s->quality != GW_QUALITY_ERROR,
+        .panel = s->index, .ts_ms = engine_time_of(core, s), .ok = s->quality != GW_QUALITY_ERROR,
         .nzones = s->reading.nzones, .zones = s->reading.zones,
         /* The driver's panel_fault summarises the zones ("any zone in fault"); the
          * zones raise their own incidents, so it must not raise a second one. */
@@ -1273,9 +1321,11 @@ static void finish_command_txn(struct gw_core *core, bool in_txn, uint64_t failu
         gw_store_rollback(core->store);
     if (stored) {
         settle_staged(core, true);
+        apply_pending_occupancy(core, true);
         return;
     }
     settle_staged(core, false);
+    apply_pending_occupancy(core, false);
     if (!in_txn && !write_failed && !core->store_degraded)
         return; /* nothing to commit (the store refused to begin for another reason) */
     char why[300];
@@ -1541,7 +1591,9 @@ static void handle_ctl_requests(struct gw_core *core)
     if (gw_store_begin(core->store) != EST_OK)
         return;
     gw_store_ctl_take_pending(core->store, handle_ctl_request, &ctx);
-    settle_staged(core, gw_store_commit(core->store) == EST_OK);
+    bool committed = gw_store_commit(core->store) == EST_OK;
+    settle_staged(core, committed);
+    apply_pending_occupancy(core, committed);
 }
 
 static void finish_call(struct gw_core_call *call, char *result)
@@ -1853,18 +1905,22 @@ est_err gw_core_create(struct gw_config *config, struct gw_core **out)
     core->boot_config = config;
     atomic_init(&core->shown_config, config);
     core->clock_ms = default_clock;
+    core->engine_base_ms = core->clock_ms() - est_mono_ms();
     core->prefix = strdup(config->mqtt.topic_prefix);
     core->meters = calloc(config->nmeters + 1, sizeof *core->meters);
     core->panels = calloc(config->npanels + 1, sizeof *core->panels);
     core->unit_vacant = calloc(config->nunits + 1, sizeof *core->unit_vacant);
+    core->occupancy_pending = malloc(config->nunits + 1);
+    if (core->occupancy_pending != NULL)
+        memset(core->occupancy_pending, -1, config->nunits + 1);
     core->pollers = calloc(config->nbuses + 1, sizeof *core->pollers);
     core->poller_generation = calloc(config->nbuses + 1, sizeof *core->poller_generation);
     core->held = calloc(HELD_EVENTS_MAX, sizeof *core->held);
     core->staged = calloc(STAGED_MAX, sizeof *core->staged);
     core->replay = calloc(REPLAY_MAX, sizeof *core->replay);
     est_err err = core->prefix && core->meters && core->panels && core->unit_vacant &&
-                          core->pollers && core->poller_generation && core->held &&
-                          core->staged && core->replay
+                          core->occupancy_pending && core->pollers && core->poller_generation &&
+                          core->held && core->staged && core->replay
                       ? EST_OK
                       : EST_ERR_NOMEM;
     for (size_t i = 0; err == EST_OK && i < config->nmeters; i++)
@@ -2012,6 +2068,7 @@ struct reload_state {
     struct gw_meter_state *meters;
     struct gw_panel_state *panels;
     bool *unit_vacant;
+    int8_t *occupancy_pending;
     struct gw_poller **pollers;
     uint32_t *poller_generation;
     int64_t *rids;
@@ -2024,6 +2081,7 @@ static void reload_state_free(struct reload_state *st)
     free(st->meters);
     free(st->panels);
     free(st->unit_vacant);
+    free(st->occupancy_pending);
     free(st->pollers);
     free(st->poller_generation);
     free(st->rids);
@@ -2076,13 +2134,15 @@ static char *build_reload_state(struct gw_core *core, const struct gw_config *ne
         .meters = calloc(next->nmeters + 1, sizeof *st->meters),
         .panels = calloc(next->npanels + 1, sizeof *st->panels),
         .unit_vacant = calloc(next->nunits + 1, sizeof *st->unit_vacant),
+        .occupancy_pending = malloc(next->nunits + 1),
         .pollers = calloc(next->nbuses + 1, sizeof *st->pollers),
         .poller_generation = calloc(next->nbuses + 1, sizeof *st->poller_generation),
         .rids = calloc(next->nmeters + 1, sizeof *st->rids),
     };
-    if (!st->meters || !st->panels || !st->unit_vacant || !st->pollers ||
-        !st->poller_generation || !st->rids)
+    if (!st->meters || !st->panels || !st->unit_vacant || !st->occupancy_pending ||
+        !st->pollers || !st->poller_generation || !st->rids)
         return strdup("out of memory");
+    memset(st->occupancy_pending, -1, next->nunits + 1); /* none: reloads run between commands */
     /* Incident changes waiting to be stored name meters by the old indices. */
     if (core->store_degraded || core->nreplay > 0)
         return strdup("storage is failing: the new inventory cannot be stored; try again once "
@@ -2134,6 +2194,7 @@ static void swap_in(struct gw_core *core, struct gw_config *next, struct reload_
     free(core->meters);
     free(core->panels);
     free(core->unit_vacant);
+    free(core->occupancy_pending);
     free(core->pollers);
     free(core->poller_generation);
     gw_office_destroy(core->office);
@@ -2143,6 +2204,8 @@ static void swap_in(struct gw_core *core, struct gw_config *next, struct reload_
     core->meters = st->meters;
     core->panels = st->panels;
     core->unit_vacant = st->unit_vacant;
+    core->occupancy_pending = st->occupancy_pending;
+    core->occupancy_changed = false;
     core->pollers = st->pollers;
     core->poller_generation = st->poller_generation;
     core->rules = st->rules;
@@ -2383,8 +2446,11 @@ static void tick(struct gw_core *core)
 {
     int64_t now = gw_core_now_ms(core);
     watch_clock(core, now);
+    int64_t engine_now = engine_now_ms(core);
+    core->engine_wall_offset_ms = now - engine_now;
+    rule_engine_set_wall_offset(core->rules, core->engine_wall_offset_ms);
     bool in_txn = gw_store_begin(core->store) == EST_OK;
-    rule_engine_tick(core->rules, now);
+    rule_engine_tick(core->rules, engine_now);
     gw_office_tick(core->office, now);
     gw_notify_tick(core->notify, core->store, now);
     bool committed = in_txn && gw_store_commit(core->store) == EST_OK;
@@ -2677,6 +2743,7 @@ void gw_core_destroy(struct gw_core *core)
     free(core->meters);
     free(core->panels);
     free(core->unit_vacant);
+    free(core->occupancy_pending);
     free(core->prefix);
     gw_unproven_destroy(core->unproven);
     free(core);

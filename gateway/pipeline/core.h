@@ -138,6 +138,9 @@ struct gw_core {
     int64_t site_minute;
     int site_offset_min;
     int rules_offset_min;
+    int8_t *occupancy_pending;     /* per unit: the occupancy a command set in its open
+                                      transaction (applied once it commits), -1 none */
+    bool occupancy_changed;        /* some entry of occupancy_pending is set */
 
     /* outbox drain state */
     uint64_t outbox_sent_upto;     /* highest seq handed to Paho this connection */
@@ -149,6 +152,8 @@ struct gw_core {
     uint64_t unproven_generation;  /* MQTT connection they were sent on */
     int64_t clock_seen_wall_ms;    /* clock_ms and est_mono_ms at the last tick */
     int64_t clock_seen_mono_ms;
+    int64_t engine_base_ms;        /* the rules' time is est_mono_ms + this (wall at create) */
+    int64_t engine_wall_offset_ms; /* clock_ms minus the rules' time, at the last tick */
     uint64_t readings_dropped_outage; /* ... during the current outage (reported on reconnect) */
     struct gw_log_limiter drop_log; /* drop warnings: once, then at growing intervals */
 

@@ -471,6 +471,7 @@ static void finish_sample(struct poll_device *d, const uint16_t *regs, const boo
     sample->device_type = d->type;
     sample->index = d->index;
     sample->ts_ms = est_now_ms();
+    sample->mono_ms = est_mono_ms();
     sample->error = t->first_error;
     sample->exception = t->first_exception;
     sample->reading.present = 0;
@@ -500,6 +501,7 @@ static void poll_national_device(struct gw_poller *p, struct poll_device *d,
     sample->device_type = d->type;
     sample->index = d->index;
     sample->ts_ms = est_now_ms();
+    sample->mono_ms = est_mono_ms();
     sample->error = r.first_error;
     sample->exception = r.first_code;
     sample->quality = r.answered == 0 ? GW_QUALITY_ERROR
@@ -668,6 +670,7 @@ static void handle_valve_request(struct gw_poller *p, const struct valve_request
         sample->exception = exception;
     }
     sample->ts_ms = est_now_ms();
+    sample->mono_ms = est_mono_ms();
     sample->quality = sample->error == EST_OK ? GW_QUALITY_GOOD : GW_QUALITY_ERROR;
     gw_info("bus %s: valve %s on meter %s requested by %s: %s", p->bus->name,
             req->close ? "close" : "open", d ? d->id : "?", req->requested_by,

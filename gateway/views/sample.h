@@ -25,6 +25,7 @@ struct gw_sample {
     uint32_t generation;     /* which config index refers to (the poller's; see
                               * gw_core_reload) */
     int64_t ts_ms;           /* wall clock when the poll finished */
+    int64_t mono_ms;         /* monotonic clock then (0: unknown): the rules' time */
     enum gw_quality quality;
     est_err error;           /* first failure of this poll, EST_OK if none */
     int exception;           /* Modbus exception code when error is EST_ERR_EXCEPTION */

@@ -4,13 +4,19 @@ CLOCK_REALTIME; the monotonic clock stays real). SLA timers keep measuring
 elapsed time: after a +2 h jump a dispatched order's 60 s arrival SLA is
 not breached early, after a -1 day jump it is still escalated on time
 (within the 60 s and one SLA rescan), and both jumps are in the patrol
-log ("clock moved by +2 h", "clock moved by -1 day")."""
+log ("clock moved by +2 h", "clock moved by -1 day"). The rules measure
+their windows in elapsed time too: the jumps raise no incident (no frozen
+counter after +2 h), and a reverse flow started after the -1 day jump is
+raised within its 10 s hold and a few polls."""
+import json
 import os
 import time
 
 from faultlib import FaultCase, query, scalar, wait_for
 
 ARRIVE_S = 60
+REVERSE_METER = "E-1-102"
+REVERSE_WITHIN_S = 30  # negative_power_hold_s (10 s) and a few polls
 SCAN_S = 10  # the SLA rescan interval: a breach is escalated within it
 CLOCKSHIFT = os.path.join(os.environ.get("ESTATE_BUILD_DIR", ""), "tests", "fault",
                           "libestate_test_clockshift.so")
@@ -65,6 +71,17 @@ class ClockJumpTest(FaultCase):
     def patrol_texts(self, stack):
         return [t for (t,) in query(stack, "SELECT text FROM patrol ORDER BY seq")]
 
+    def first_alert(self, stack, rule, subject, since):
+        """Receive time of the first raised alert of rule on subject after since, or None."""
+        for ts, topic, payload, _ in stack.sub.snapshot():
+            if ts < since or not topic.endswith("/alerts") or not payload:
+                continue
+            a = json.loads(payload)
+            if a.get("rule") == rule and a.get("state") == "raised" and \
+                    subject in (a.get("meter"), a.get("unit")):
+                return ts
+        return None
+
     def escalation_delay(self, stack, wo, dispatched):
         wait_for(lambda: self.escalated(stack, wo), ARRIVE_S + SCAN_S + 15,
                  what=f"order {wo} escalated")
@@ -86,6 +103,9 @@ class ClockJumpTest(FaultCase):
         self.set_shift(2 * 3600 - 86400)
         wait_for(lambda: any("clock moved by -1 day" in t for t in self.patrol_texts(stack)), 10,
                  what="the -1 day jump in the patrol log")
+        reverse_at = time.time()
+        stack.control.call(cmd="event", device=REVERSE_METER, event="reverse", on=True,
+                           power_w=800.0)
 
         delay_first = self.escalation_delay(stack, first, first_at)
         self.assertFalse(self.escalated(stack, second) and
@@ -97,6 +117,14 @@ class ClockJumpTest(FaultCase):
         for delay in (delay_first, delay_second):
             self.assertGreaterEqual(delay, ARRIVE_S - 1, "not before the SLA")
             self.assertLessEqual(delay, ARRIVE_S + SCAN_S + 3, "on time despite the jump")
+        unexpected = [row for row in query(stack, "SELECT rule, subject, zone, text FROM incidents")
+                      if row[:2] != ("reverse_energy", REVERSE_METER)]
+        self.assertEqual(unexpected, [], "no incident raised by the clock jumps")
+        raised_at = self.first_alert(stack, "reverse_energy", REVERSE_METER, reverse_at)
+        self.assertIsNotNone(raised_at, f"reverse flow on {REVERSE_METER} after -1 day raised")
+        print(f"reverse flow after -1 day raised after {raised_at - reverse_at:.1f} s")
+        self.assertLessEqual(raised_at - reverse_at, REVERSE_WITHIN_S,
+                             "reverse flow raised within its hold despite the jump")
         log = stack.gw.output()
         self.assertIn("wall clock moved by +2 h", log)
         self.assertIn("wall clock moved by -1 day", log)

@@ -165,6 +165,45 @@ class StorageFaultTest(FaultCase):
         self.assertEqual(status, 200, body)
         self.assertEqual(stack.gw.stop(), 0)
 
+    def test_refused_occupancy_change_changes_nothing(self):
+        """A unit set vacant while the disk is full is refused (503) and stays
+        occupied for the rules too: water running there raises no vacant_flow.
+        Once space returns, the same change is stored and the flow raised."""
+        stack = self.stack()
+        with_users(stack)
+        self.mount_small_tmpfs(stack.data_dir)
+        self.stop_gw_first(stack)
+        stack.start()
+        wait_for(lambda: scalar(stack, "SELECT count(*) FROM readings", default=0) > 50, 15,
+                 what="readings stored")
+        wait_for(lambda: _port_open(stack.http_port), 10, what="the console")
+        status, body = http_call(stack, "POST", "/api/login",
+                                 {"user": "frontdesk", "password": "front123"})
+        self.assertEqual(status, 200, body)
+        token = body["token"]
+
+        filler = os.path.join(stack.data_dir, "filler")
+        fill(filler)
+        wait_for(lambda: log_lines(stack, r"store: writes failing"), 15, what="degraded mode")
+        status, body = http_call(stack, "POST", "/api/units/1-101/occupancy",
+                                 {"occupancy": "vacant"}, token)
+        self.assertEqual(status, 503, f"an occupancy change that cannot be stored: {status} {body}")
+        t_flow = time.time()
+        stack.control.call(cmd="event", device="W-1-101", event="flow", flow_m3h=3.0)
+        time.sleep(12)
+
+        def vacant_flow(since):
+            return [a for a in stack.alerts(since)
+                    if a.get("rule") == "vacant_flow" and a.get("unit") == "1-101"]
+        self.assertEqual(vacant_flow(t_flow), [], "the refused change left the unit occupied")
+
+        os.unlink(filler)
+        wait_for(lambda: log_lines(stack, r"store: writes work again"), 15, what="storing to resume")
+        status, body = http_call(stack, "POST", "/api/units/1-101/occupancy",
+                                 {"occupancy": "vacant"}, token)
+        self.assertEqual(status, 200, body)
+        wait_for(lambda: vacant_flow(t_flow), 20, what="vacant_flow once the change is stored")
+
     def test_starts_on_a_full_disk(self):
         stack = self.stack()
         self.mount_small_tmpfs(stack.data_dir)

@@ -376,6 +376,35 @@ static void test_quiet_window_follows_daylight_saving(void **state)
     assert_int_equal(irrigation_raises_across_dst(true), 0);
     /* An offset kept from the start puts the window an hour early. */
     assert_int_equal(irrigation_raises_across_dst(false), 1);
+
+/* The same site with an engine clock 5 h behind the wall clock (a
+ * monotonic clock after the wall clock was stepped): the quiet window is
+ * local wall-clock time, so it still covers the irrigation. */
+static void test_quiet_window_follows_the_wall_offset(void **state)
+{
+    (void)state;
+    const int64_t behind = 5 * HOUR;
+    struct rule_meter meters[2] = { water_meter(-1), water_meter(-1) };
+    meters[0].category = meters[1].category = RULE_CAT_LANDSCAPE;
+    meters[0].quiet_start_min = 120;
+    meters[0].quiet_end_min = 300;
+    meters[0].utc_offset_min = meters[1].utc_offset_min = 480;
+    struct rule_engine *e = make_engine(&cfg, meters, 2, NULL, 0, NULL, 0, &rec);
+    rule_engine_set_wall_offset(e, behind);
+    double v = 10.0;
+    for (int64_t t = T0; t < T0 + 3 * 24 * HOUR; t += 5 * MIN) {
+        bool flows = irrigation_site_flows(t); /* t: the wall clock */
+        feed(e, water_sample(0, t - behind, v, flows ? 0.3 : 0.0));
+        feed(e, water_sample(1, t - behind, v, flows ? 0.3 : 0.0));
+        rule_engine_tick(e, t - behind);
+        if (flows)
+            v += 0.025;
+    }
+    struct rule_subject exempt = meter_subject(0);
+    assert_false(rule_engine_condition_active(e, RULE_CONTINUOUS_FLOW, &exempt));
+    assert_int_equal(count_events(&rec, RULE_CONTINUOUS_FLOW, RULE_RAISED), 1);
+    assert_int_equal(last_event(&rec, RULE_CONTINUOUS_FLOW)->subject.index, 1);
+    rule_engine_destroy(e);
 }
 
 static void test_household_pattern_and_master_meters_are_silent(void **state)
@@ -509,6 +538,23 @@ static void test_balance_ignores_the_partial_first_window(void **state)
     rule_engine_destroy(e);
 }
 
+/* The wall clock set back a day: the balance windows (local wall-clock
+ * time) start afresh instead of waiting a day for the windows already seen. */
+static void test_balance_resumes_after_the_wall_clock_is_set_back(void **state)
+{
+    (void)state;
+    struct rule_engine *e = balance_engine();
+    double volume[3] = { 100.0, 40.0, 50.0 };
+    const double leaky[2] = { 4.0, 4.5 }, tight[2] = { 5.0, 4.9 };
+    run_balance(e, T0, 2, 10.0, tight, volume, true);
+    rule_engine_set_wall_offset(e, -24 * HOUR);
+    run_balance(e, T0 + 2 * HOUR, 4, 10.0, leaky, volume, true); /* 15% loss */
+    assert_int_equal(count_events(&rec, RULE_BALANCE_LOSS, RULE_RAISED), 1);
+    const struct rule_event *ev = last_event(&rec, RULE_BALANCE_LOSS);
+    assert_true(fabs(detail_of(ev, "loss_pct") - 15.0) < 0.5);
+    rule_engine_destroy(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -524,11 +570,13 @@ int main(void)
         cmocka_unit_test_setup(test_restored_leak_stays_open_while_water_flows, setup),
         cmocka_unit_test_setup(test_irrigation_in_quiet_window_is_silent, setup),
         cmocka_unit_test_setup(test_quiet_window_follows_daylight_saving, setup),
+        cmocka_unit_test_setup(test_quiet_window_follows_the_wall_offset, setup),
         cmocka_unit_test_setup(test_household_pattern_and_master_meters_are_silent, setup),
         cmocka_unit_test_setup(test_balance_loss_raises_and_clears, setup),
         cmocka_unit_test_setup(test_balance_near_misses_and_low_flow_tolerance, setup),
         cmocka_unit_test_setup(test_balance_skips_windows_with_missing_child, setup),
         cmocka_unit_test_setup(test_balance_ignores_the_partial_first_window, setup),
+        cmocka_unit_test_setup(test_balance_resumes_after_the_wall_clock_is_set_back, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
