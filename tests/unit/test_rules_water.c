@@ -376,6 +376,7 @@ static void test_quiet_window_follows_daylight_saving(void **state)
     assert_int_equal(irrigation_raises_across_dst(true), 0);
     /* An offset kept from the start puts the window an hour early. */
     assert_int_equal(irrigation_raises_across_dst(false), 1);
+}
 
 /* The same site with an engine clock 5 h behind the wall clock (a
  * monotonic clock after the wall clock was stepped): the quiet window is
