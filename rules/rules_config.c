@@ -19,6 +19,7 @@ static const char *const rule_names[RULE__COUNT] = {
     [RULE_METER_REPLACED] = "meter_replaced",
     [RULE_BALANCE_LOSS] = "balance_loss",
     [RULE_FIRE_SUPERVISORY] = "fire_supervisory",
+    [RULE_BATTERY_LOW] = "battery_low",
 };
 
 static const char *const severity_names[] = { "info", "minor", "major", "critical" };
@@ -74,6 +75,10 @@ void rule_config_defaults(struct rule_config *config)
     config->balance_loss.low_flow_m3 = 1.0;
     config->balance_loss.low_flow_loss_pct = 20.0;
     config->balance_loss.window_s = 86400;
+
+    set_common(&config->battery_low.c, RULE_SEV_MINOR, 0, 3600);
+    config->battery_low.confirm_reads = 2;
+    config->battery_low.open_workorder = true;
 }
 
 #define MONTH_S (31 * 86400)
@@ -152,6 +157,12 @@ static const struct rule_param params[] = {
         "... this tolerance applies instead, percent"),
     ROW(RULE_BALANCE_LOSS, balance_loss, window_s, RULE_PARAM_INT, 30, MONTH_S,
         "window length; windows start at local midnight when they divide a day"),
+
+    COMMON_ROWS(RULE_BATTERY_LOW, battery_low),
+    ROW(RULE_BATTERY_LOW, battery_low, confirm_reads, RULE_PARAM_INT, 1, 100,
+        "consecutive good reads that must show the battery-low flag before raising"),
+    ROW(RULE_BATTERY_LOW, battery_low, open_workorder, RULE_PARAM_BOOL, 0, 1,
+        "open a maintenance work order for the incident even when its severity is below major"),
 };
 
 const struct rule_param *rule_params(size_t *count)
