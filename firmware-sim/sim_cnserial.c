@@ -126,6 +126,7 @@ static size_t dispatch(struct sim_world *world, size_t endpoint, const uint8_t *
         if (reply > 0)
             return reply;
         dev->requests--;
+        *delay_ms = 0; /* not its request: its slow fault is not the answer's */
     }
     return 0;
 }
