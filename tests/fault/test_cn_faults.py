@@ -126,7 +126,7 @@ class CnFaultsTest(unittest.TestCase):
             try:
                 time.sleep(3)  # the poll under way when the fault began is over
                 since = time.time()
-                time.sleep(12)
+                time.sleep(15)
                 during = stack.readings(since)
             finally:
                 stack.control.call(cmd="fault", device="E-DL-2", fault="none")
@@ -141,7 +141,7 @@ class CnFaultsTest(unittest.TestCase):
                                 f"{m} with E-DL-2 {delay_ms} ms slow: {[r['quality'] for r in mine]}")
                 self.assertTrue(all(r["values"].get("energy_import_kwh") is not None
                                     for r in mine), m)
-                self.assertGreaterEqual(len(mine), 3, f"{m} with E-DL-2 {delay_ms} ms slow")
+                self.assertGreaterEqual(len(mine), 2, f"{m} with E-DL-2 {delay_ms} ms slow")
                 worst = max(good_gaps(during, m))
                 # one poll of E-DL-2 costs at most its timeout more than a normal one
                 self.assertLess(worst, max(gaps) + 1.0,
