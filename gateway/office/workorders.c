@@ -1,5 +1,6 @@
 /* workorders.c - repair work orders: opened automatically for
- * major/critical incidents, moved through their lifecycle by the "workorder"
+ * major/critical incidents (and battery_low ones, maintenance, when
+ * rules.battery_low.open_workorder says so), moved through their lifecycle by the "workorder"
  * command, watched by SLA timers that escalate breaches; plus the
  * "patrol-checkin" and "handover" commands and the read-side views declared
  * in handover.h.
