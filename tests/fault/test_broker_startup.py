@@ -10,11 +10,11 @@ from faultlib import (FaultCase, first_arrivals, largest_gap, log_lines, log_ts,
 
 
 # How long a bus of the demo takes to read each of its meters once: the poll
-# interval (1 s) on the Modbus converters; on building 3's 2400-baud lines
+# interval (1 s) on the Modbus converters. On building 3's 2400-baud lines
 # (poll_interval_ms 2000) the wire needs about 3.1 s for four DL/T 645 meters,
-# a little more with the every-10th-poll items, and 1.1 s for four CJ/T 188
-# ones, so their poll interval rules (docs/benchmarks.md).
-CYCLE_S = {"b3_elec": 4.0, "b3_water": 2.0}
+# more with the every-10th-poll items, and 1.1 s for four CJ/T 188 ones; after
+# a start the last meter of a line is read that much after the first.
+CYCLE_S = {"b3_elec": 5.0, "b3_water": 3.0}
 
 class BrokerDownAtStartTest(FaultCase):
     def test_starts_without_broker_then_delivers_backlog(self):
@@ -64,7 +64,8 @@ class BrokerDownAtStartTest(FaultCase):
             by_meter.setdefault(r["meter"], []).append(parse_ts(r["ts"]))
         self.assertEqual(set(by_meter), meters)
         for meter, ts in by_meter.items():
-            self.assertLess(min(ts), t_start + 3, f"{meter}: the first polls were delivered")
+            self.assertLess(min(ts), t_start + 2.0 + cycle_s[meter],
+                            f"{meter}: the first polls were delivered")
             # One poll cycle of its bus, plus the restart and its first-poll spread.
             self.assertLessEqual(largest_gap(ts), cycle_s[meter] + 2.0, f"{meter}: hole in the backlog")
             order = first_arrivals(ts)
