@@ -65,8 +65,8 @@ class CnFaultsTest(unittest.TestCase):
                  60, what="vacant_flow on 2-202 escalated to critical")
 
         def urgent_orders():
-            return [o for o in work_orders(stack) if o.get("category") == "water" and o.get("unit") == "2-202"
-                    and o.get("severity") == "critical"]
+            return [o for o in work_orders(stack) if o.get("category") == "water"
+                    and o.get("unit") == "2-202" and o.get("severity") == "critical"]
         # the order opened (major) with the incident is raised with it, not a second one
         wait_for(urgent_orders, 20, what="the work order of 2-202 to become critical (urgent)")
         order = urgent_orders()[0]
