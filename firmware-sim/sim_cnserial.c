@@ -118,6 +118,7 @@ static size_t dispatch(struct sim_world *world, size_t endpoint, const uint8_t *
     struct sim_endpoint *ep = &world->endpoints[endpoint];
     size_t first = 0;
     uint8_t other[SIM_CN_REPLY_MAX];
+    *delay_ms = 0; /* only the answering meter's slow fault delays the answer */
     for (unsigned slot = 1; slot <= SIM_MAX_SLAVE; slot++) {
         if (ep->slave_device[slot] < 0)
             continue;

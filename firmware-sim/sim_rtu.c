@@ -51,7 +51,7 @@ struct sim_rtu {
     int64_t last_byte_us;     /* arrival of the latest byte */
     /* A slow fault's reply waits here while later frames are served, as a
      * late slave answers while the master has moved on. */
-    uint8_t late[RTU_MAX_FRAME + 8];
+    uint8_t late[RTU_MAX_FRAME + SIM_CN_REPLY_MAX]; /* either protocol's reply */
     size_t late_len;          /* 0 = none */
     int64_t late_due_us;
 };
@@ -128,6 +128,18 @@ static void send_late_reply(struct sim_rtu *rtu, bool wait)
     rtu->late_len = 0;
 }
 
+/* Keeps a slow fault's reply until due_us (after the late one already
+ * waiting goes out) so the frames that follow are served on time. */
+static void hold_late_reply(struct sim_rtu *rtu, const uint8_t *reply, size_t n, int64_t due_us)
+{
+    send_late_reply(rtu, true); /* one late reply at a time */
+    if (n > sizeof rtu->late)
+        return;
+    memcpy(rtu->late, reply, n);
+    rtu->late_len = n;
+    rtu->late_due_us = due_us;
+}
+
 static void count_bad_frame(struct sim_rtu *rtu)
 {
     pthread_mutex_lock(&rtu->world->lock);
@@ -157,10 +169,7 @@ static void serve_frame(struct sim_rtu *rtu, const uint8_t *frame, size_t n, int
     int64_t due = arrived_us + sim_wire_time_us(n + m, rtu->bits_per_char, rtu->baud) +
                   (int64_t)rtu->turnaround_ms * 1000 + (int64_t)reply.delay_ms * 1000;
     if (reply.delay_ms > 0) {
-        send_late_reply(rtu, true); /* one late reply at a time */
-        memcpy(rtu->late, out, m);
-        rtu->late_len = m;
-        rtu->late_due_us = due;
+        hold_late_reply(rtu, out, m, due);
         return;
     }
     sleep_until_us(due);
@@ -241,8 +250,12 @@ static void serve_national(struct sim_rtu *rtu)
             int64_t due = rtu->first_byte_us +
                           sim_wire_time_us(request_bytes + m, rtu->bits_per_char, rtu->baud) +
                           (int64_t)rtu->turnaround_ms * 1000 + (int64_t)delay_ms * 1000;
-            sleep_until_us(due);
-            write_all(rtu, out, m);
+            if (delay_ms > 0) {
+                hold_late_reply(rtu, out, m, due);
+            } else {
+                sleep_until_us(due);
+                write_all(rtu, out, m);
+            }
         }
         rtu->first_byte_us = mono_us();
     }

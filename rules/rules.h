@@ -33,6 +33,7 @@ enum rule_id {
     RULE_BALANCE_LOSS,
     RULE_FIRE_SUPERVISORY,
     RULE_VACANT_POWER,
+    RULE_BATTERY_LOW,
     RULE__COUNT
 };
 
@@ -76,6 +77,12 @@ enum rule_id {
  *                  register when power is not read) above threshold_w is
  *                  present, below clear_below_w absent, in between unchanged
  *                  (hysteresis). Becoming occupied clears it at once.
+ * battery_low      a meter's battery-low flag (e.g. a CJ/T 188 water meter's
+ *                  status bit) set on confirm_reads consecutive good reads;
+ *                  clears after clear_s of reads without it (a battery that
+ *                  sags only while a valve motor runs does not flap). Reads
+ *                  that do not carry the flag say nothing. The caller opens a
+ *                  maintenance work order for it when open_workorder says so.
  * UPDATED is sent when severity changes, a new serial appears, or the rule's
  * measure (exported kWh, vacant volume, hours without pause, loss %) doubles. */
 
@@ -140,6 +147,11 @@ struct rule_config {
         double clear_below_w;         /* ... absent again below this: 30 */
         int window_s;                 /* the mean is taken over this: 900 */
     } vacant_power;
+    struct {
+        struct rule_common c;
+        int confirm_reads;            /* consecutive reads with the flag before raising: 2 */
+        bool open_workorder;          /* a maintenance work order even below major: true */
+    } battery_low;
 };
 
 void rule_config_defaults(struct rule_config *config);
@@ -210,6 +222,7 @@ enum rule_has {
     RULE_HAS_IMPORT = 1u << 0, RULE_HAS_EXPORT = 1u << 1, RULE_HAS_POWER = 1u << 2,
     RULE_HAS_VOLUME = 1u << 3, RULE_HAS_FLOW = 1u << 4, RULE_HAS_SERIAL = 1u << 5,
     RULE_HAS_VALVE = 1u << 6, RULE_HAS_PHASE_POWER = 1u << 7, RULE_HAS_REVERSE_VOLUME = 1u << 8,
+    RULE_HAS_BATTERY = 1u << 9,
 };
 
 enum rule_valve { RULE_VALVE_UNKNOWN, RULE_VALVE_OPEN, RULE_VALVE_CLOSED, RULE_VALVE_MOVING };
@@ -226,6 +239,7 @@ struct rule_meter_sample {
     uint32_t serial;
     enum rule_valve valve;
     bool valve_fault;
+    bool battery_low;         /* RULE_HAS_BATTERY: the meter says its battery is low */
     unsigned bad_values;      /* NaN/Inf or otherwise undecodable values */
 };
 

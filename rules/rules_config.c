@@ -20,6 +20,7 @@ static const char *const rule_names[RULE__COUNT] = {
     [RULE_BALANCE_LOSS] = "balance_loss",
     [RULE_FIRE_SUPERVISORY] = "fire_supervisory",
     [RULE_VACANT_POWER] = "vacant_power",
+    [RULE_BATTERY_LOW] = "battery_low",
 };
 
 static const char *const severity_names[] = { "info", "minor", "major", "critical" };
@@ -80,6 +81,10 @@ void rule_config_defaults(struct rule_config *config)
     config->vacant_power.threshold_w = 60.0;
     config->vacant_power.clear_below_w = 30.0;
     config->vacant_power.window_s = 900;
+
+    set_common(&config->battery_low.c, RULE_SEV_MINOR, 0, 3600);
+    config->battery_low.confirm_reads = 2;
+    config->battery_low.open_workorder = true;
 }
 
 #define MONTH_S (31 * 86400)
@@ -166,6 +171,12 @@ static const struct rule_param params[] = {
         "... and counts as off again when its mean power falls below this, W (hysteresis)"),
     ROW(RULE_VACANT_POWER, vacant_power, window_s, RULE_PARAM_INT, 1, 86400,
         "the mean power is taken over windows of this length"),
+
+    COMMON_ROWS(RULE_BATTERY_LOW, battery_low),
+    ROW(RULE_BATTERY_LOW, battery_low, confirm_reads, RULE_PARAM_INT, 1, 100,
+        "consecutive good reads that must show the battery-low flag before raising"),
+    ROW(RULE_BATTERY_LOW, battery_low, open_workorder, RULE_PARAM_BOOL, 0, 1,
+        "open a maintenance work order for the incident even when its severity is below major"),
 };
 
 const struct rule_param *rule_params(size_t *count)

@@ -92,6 +92,7 @@ static void set_rule_tables(struct rule_engine *e)
     e->common[RULE_METER_REPLACED] = &c->meter_replaced.c;
     e->common[RULE_BALANCE_LOSS] = &c->balance_loss.c;
     e->common[RULE_VACANT_POWER] = &c->vacant_power.c;
+    e->common[RULE_BATTERY_LOW] = &c->battery_low.c;
 
     /* Metrics that make an UPDATED when they double (0: never). */
     e->metric_floor[RULE_REVERSE_ENERGY] = 1.0;  /* exported kWh */
@@ -153,6 +154,7 @@ static const enum rule_id meter_rules[METER_SLOTS] = {
     [SLOT_OFFLINE] = RULE_METER_OFFLINE, [SLOT_IMPLAUSIBLE] = RULE_IMPLAUSIBLE_READING,
     [SLOT_REPLACED] = RULE_METER_REPLACED, [SLOT_BALANCE] = RULE_BALANCE_LOSS,
     [SLOT_VACANT_POWER] = RULE_VACANT_POWER,
+    [SLOT_BATTERY] = RULE_BATTERY_LOW,
 };
 
 /* The slots whose rule can ever evaluate this meter (enabled or not): the
@@ -160,7 +162,8 @@ static const enum rule_id meter_rules[METER_SLOTS] = {
  * (parents only) is added by the caller. */
 static unsigned meter_slots(const struct rule_meter *m)
 {
-    unsigned slots = 1u << SLOT_OFFLINE | 1u << SLOT_IMPLAUSIBLE | 1u << SLOT_REPLACED;
+    unsigned slots = 1u << SLOT_OFFLINE | 1u << SLOT_IMPLAUSIBLE | 1u << SLOT_REPLACED |
+                     1u << SLOT_BATTERY;
     if (m->kind == RULE_METER_ELECTRICITY && !m->export_expected)
         slots |= 1u << SLOT_REVERSE;
     if (rules__continuous_flow_applies(m))
@@ -318,6 +321,7 @@ static enum meter_slot meter_slot_of(enum rule_id rule)
     case RULE_IMPLAUSIBLE_READING: return SLOT_IMPLAUSIBLE;
     case RULE_METER_REPLACED: return SLOT_REPLACED;
     case RULE_VACANT_POWER: return SLOT_VACANT_POWER;
+    case RULE_BATTERY_LOW: return SLOT_BATTERY;
     default: return SLOT_BALANCE;
     }
 }

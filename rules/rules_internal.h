@@ -17,7 +17,7 @@
 /* Where a meter's conditions sit in its block of conditions. */
 enum meter_slot {
     SLOT_REVERSE, SLOT_CONTINUOUS, SLOT_OFFLINE, SLOT_IMPLAUSIBLE, SLOT_REPLACED, SLOT_BALANCE,
-    SLOT_VACANT_POWER, METER_SLOTS
+    SLOT_VACANT_POWER, SLOT_BATTERY, METER_SLOTS
 };
 enum panel_slot { PANEL_SLOT_FAULT, PANEL_SLOT_OFFLINE, PANEL_SLOTS };
 enum zone_slot { ZONE_SLOT_ALARM, ZONE_SLOT_FAULT, ZONE_SLOT_DISABLED, ZONE_SLOT_SUPERVISORY,
@@ -130,6 +130,7 @@ struct meter_state {
     double last_import_kwh, last_export_kwh, last_volume_m3;
     uint32_t last_serial;      /* last serial seen (or inventory), 0 unknown */
     uint32_t failures;         /* consecutive failed polls */
+    uint32_t battery_low_reads; /* consecutive good reads with the battery-low flag */
 
     /* implausible_reading: freeze detection over long windows */
     int64_t freeze_ref_ts_ms;  /* when the counter last moved */

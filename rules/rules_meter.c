@@ -1,6 +1,6 @@
 /* rules_meter.c - one meter sample through the rules that look at a single
  * meter: meter_offline, meter_replaced, implausible_reading (bad values,
- * jumps, rollbacks, frozen counters), reverse_energy and vacant_power; then hands water
+ * jumps, rollbacks, frozen counters), battery_low, reverse_energy and vacant_power; then hands water
  * data to the water rules and counter marks to balance_loss. */
 #include <math.h>
 #include <string.h>
@@ -105,6 +105,32 @@ static void poll_succeeded(struct rule_engine *e, uint32_t id, int64_t ts_ms)
     e->meter_states[id].failures = 0;
     if (e->config.meter_offline.c.enabled)
         rules__cond_observe(e, rules__meter_cond(e, id, SLOT_OFFLINE), OBS_ABSENT, ts_ms, false);
+}
+
+/* --- battery_low --- */
+
+/* The battery-low flag on confirm_reads consecutive good reads raises; a
+ * read without it ends the stretch (clear_s of such reads clears), and
+ * while the incident is open one read with the flag is present again. A
+ * read that does not carry the flag is no evidence either way. */
+static void observe_battery(struct rule_engine *e, uint32_t id, const struct rule_meter_sample *s)
+{
+    struct meter_state *st = &e->meter_states[id];
+    if (!(s->has & RULE_HAS_BATTERY))
+        return;
+    struct cond *c = rules__meter_cond(e, id, SLOT_BATTERY);
+    if (!s->battery_low) {
+        st->battery_low_reads = 0;
+        rules__cond_observe(e, c, OBS_ABSENT, s->ts_ms, false);
+        return;
+    }
+    if (st->battery_low_reads < UINT32_MAX)
+        st->battery_low_reads++;
+    if (st->battery_low_reads < (uint32_t)e->config.battery_low.confirm_reads && !c->raised)
+        return;
+    rules__cond_describe(e, c, "battery_low", 0.0);
+    rules__cond_add_detail(e, c, "reads", st->battery_low_reads);
+    rules__cond_observe(e, c, OBS_PRESENT, s->ts_ms, false);
 }
 
 /* --- meter_replaced --- */
@@ -561,6 +587,8 @@ est_err rules__feed_meter(struct rule_engine *e, const struct rule_meter_sample 
     int frozen = check_counters(e, id, &s, dt_h, chk);
     if (e->config.implausible_reading.c.enabled)
         observe_implausible(e, id, s.ts_ms, bad, chk, frozen);
+    if (e->config.battery_low.c.enabled)
+        observe_battery(e, id, &s);
 
     if (m->kind == RULE_METER_ELECTRICITY) {
         if (e->config.reverse_energy.c.enabled && (m->slots & (1u << SLOT_REVERSE))) /* not export_expected */

@@ -142,15 +142,21 @@ setsid python3 "$root/scripts/demo_screen.py" --port "$mqtt_port" --prefix "$pre
 setsid "$build/firmware-sim/estate-sim" -c "$root/etc/demo/estate-sim.conf" \
   --set "sim.control=127.0.0.1:$control_port" \
   --set "endpoints.gw_a.listen=127.0.0.1:$gw_a_port" --set "endpoints.gw_b.listen=127.0.0.1:$gw_b_port" \
-  --set "endpoints.fire.listen=127.0.0.1:$fire_port" > "$run/sim.log" 2>&1 & sim_pid=$!
+  --set "endpoints.fire.listen=127.0.0.1:$fire_port" \
+  --set "endpoints.b3_elec.link=$run/tty/b3_elec" --set "endpoints.b3_water.link=$run/tty/b3_water" \
+  > "$run/sim.log" 2>&1 & sim_pid=$!
 for p in "$gw_a_port" "$gw_b_port" "$fire_port"; do
   wait_port "$p" estate-sim "$sim_pid" "$run/sim.log" || exit 1
+done
+for link in "$run/tty/b3_elec" "$run/tty/b3_water"; do # building 3's pseudo-terminals
+  for _ in $(seq 50); do [ -e "$link" ] && break; sleep 0.1; done
 done
 
 setsid "$build/gateway/estate-gw" -c "$root/etc/demo/estate-gw.conf" \
   --set "mqtt.uri=tcp://127.0.0.1:$mqtt_port" --set "gateway.data_dir=$run/gw" \
   --set "http.listen=127.0.0.1:$http_port" \
   --set "buses.gw_a.port=$gw_a_port" --set "buses.gw_b.port=$gw_b_port" --set "buses.fire.port=$fire_port" \
+  --set "buses.b3_elec.device=$run/tty/b3_elec" --set "buses.b3_water.device=$run/tty/b3_water" \
   > "$run/gw.log" 2>&1 & gw_pid=$!
 wait_port "$http_port" estate-gw "$gw_pid" "$run/gw.log" || exit 1
 

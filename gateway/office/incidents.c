@@ -126,6 +126,12 @@ static void format_text(const struct gw_office *office, const struct rule_event 
         snprintf(out, len, zh ? "表计 %s（%s）已更换：表号 %.0f → %.0f" : "Meter %s (%s) replaced: serial %.0f -> %.0f",
                  subject, where, detail_value(e, "old_serial", 0), detail_value(e, "new_serial", 0));
         break;
+    case RULE_BATTERY_LOW:
+        snprintf(out, len, zh ? "表计 %s（%s）电池电量低：请安排更换电池（低电量时阀门可能拒绝动作）"
+                              : "Meter %s (%s) battery low: schedule a battery change (a valve may refuse to "
+                                "move on a low battery)",
+                 subject, where);
+        break;
     case RULE_BALANCE_LOSS:
         snprintf(out, len, zh ? "总表 %s（%s）比分表合计多 %.1f%%：疑似管网漏损"
                               : "Meter %s (%s) exceeds the sum of its sub-meters by %.1f%%: suspected pipe loss",

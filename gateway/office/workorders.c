@@ -1,5 +1,6 @@
 /* workorders.c - repair work orders: opened automatically for
- * major/critical incidents, moved through their lifecycle by the "workorder"
+ * major/critical incidents (and battery_low ones, maintenance, when
+ * rules.battery_low.open_workorder says so), moved through their lifecycle by the "workorder"
  * command, watched by SLA timers that escalate breaches; plus the
  * "patrol-checkin" and "handover" commands and the read-side views declared
  * in handover.h.
@@ -536,9 +537,14 @@ static struct wo_place incident_place(const struct gw_config *config,
     return p;
 }
 
-static bool severity_opens_order(const char *severity)
+/* Major and critical incidents open an order; so does a battery_low one
+ * when rules.battery_low.open_workorder says so (maintenance, whatever its
+ * severity). */
+static bool incident_opens_order(const struct gw_office *office, const struct gw_store_incident *in)
 {
-    return streq(severity, "major") || streq(severity, "critical");
+    if (streq(in->severity, "major") || streq(in->severity, "critical"))
+        return true;
+    return streq(in->rule, "battery_low") && office->host.config->rules.battery_low.open_workorder;
 }
 
 /* Opens the order for a raised (or newly major) incident, or links the
@@ -692,7 +698,7 @@ void gw_workorders_on_incident(void *ctx, const struct gw_store_incident *incide
     int64_t order = 0;
     switch (transition) {
     case RULE_RAISED:
-        if (severity_opens_order(incident->severity))
+        if (incident_opens_order(office, incident))
             open_for_incident(office, incident, now_ms);
         break;
     case RULE_UPDATED:
@@ -701,7 +707,7 @@ void gw_workorders_on_incident(void *ctx, const struct gw_store_incident *incide
             raise_order_severity(office, order, incident, now_ms);
         if (order > 0)
             note_incident_change(office, order, incident, false, now_ms);
-        else if (incident->open && severity_opens_order(incident->severity))
+        else if (incident->open && incident_opens_order(office, incident))
             open_for_incident(office, incident, now_ms);
         break;
     case RULE_CLEARED:

@@ -681,6 +681,10 @@ static void to_rule_sample(const struct gw_sample *s, uint64_t float32,
         rs->valve = (enum rule_valve)(int)r->value[DRV_Q_VALVE];
         rs->valve_fault = has(r, DRV_Q_VALVE_FAULT) && r->value[DRV_Q_VALVE_FAULT] != 0;
     }
+    if (has(r, DRV_Q_BATTERY_LOW)) {
+        rs->has |= RULE_HAS_BATTERY;
+        rs->battery_low = r->value[DRV_Q_BATTERY_LOW] != 0;
+    }
 }
 
 static struct gw_store_values store_values(const struct drv_reading *r)

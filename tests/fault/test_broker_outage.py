@@ -18,8 +18,9 @@ LOAD = [f"buses.{bus}.poll_interval_ms={int(POLL_S * 1000)}" for bus in ("gw_a",
 
 class BrokerOutageTest(FaultCase):
     def meter_ids(self, stack):
+        """The meters LOAD polls every POLL_S (building 3's 2400-baud lines cannot)."""
         return {d["id"] for d in stack.control.call(cmd="list")["devices"]
-                if d.get("driver") != "notifier-gw"}
+                if d.get("driver") != "notifier-gw" and d.get("endpoint") in ("gw_a", "gw_b")}
 
     def command(self, stack, verb, request_id, **args):
         stack.sub.publish(f"{stack.prefix}/cmd/{verb}",

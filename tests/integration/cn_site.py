@@ -87,6 +87,7 @@ rules = {{
                   confirm_reads = 1; window_s = 60; auto_close_valve = true; valve_check_s = 4;
                   valve_retries = 1; }};  # one more close (4 s, then 8 s), then critical
   meter_offline = {{ severity = "minor"; failures = 3; }};
+  battery_low = {{ hold_s = 0; clear_s = 4; confirm_reads = 2; }};  # a work order (default)
 }};
 http = {{ listen = ""; }};
 """)

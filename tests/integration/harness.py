@@ -20,6 +20,7 @@ ROOT = os.environ.get("ESTATE_SOURCE_DIR") or os.path.abspath(
 BUILD = os.environ.get("ESTATE_BUILD_DIR") or os.path.join(ROOT, "build")
 DEMO_GW = os.path.join(ROOT, "etc", "demo", "estate-gw.conf")
 DEMO_SIM = os.path.join(ROOT, "etc", "demo", "estate-sim.conf")
+DEMO_TTYS = ("b3_elec", "b3_water")  # the demo's rtu endpoints and buses (pseudo-terminals)
 DEMO_ENDPOINTS = ("gw_a", "gw_b", "fire")
 
 
@@ -256,6 +257,10 @@ class Stack:
         self.prefix = "estate/test/gw1"
         sets = [f"sim.control=127.0.0.1:{self.control_port}"]
         sets += [f"endpoints.{n}.listen=127.0.0.1:{p}" for n, p in self.ports.items()]
+        # the demo's building 3 speaks DL/T 645 and CJ/T 188 on pseudo-terminals: links of this run
+        self.demo_ttys = {n: os.path.join(self.workdir, "tty", n) for n in DEMO_TTYS}
+        if sim_conf == DEMO_SIM:
+            sets += [f"endpoints.{n}.link={link}" for n, link in self.demo_ttys.items()]
         if not scenario:
             sets.append("sim.scenario=false")
         sets += list(sim_sets)
@@ -268,6 +273,8 @@ class Stack:
                  f"mqtt.topic_prefix={self.prefix}",
                  f"http.listen=127.0.0.1:{self.http_port}"]
         gsets += [f"buses.{n}.port={p}" for n, p in self.ports.items()]
+        if gw_conf == DEMO_GW:
+            gsets += [f"buses.{n}.device={link}" for n, link in self.demo_ttys.items()]
         gsets += list(gw_sets)
         self.gw_argv = [binary("estate-gw"), "-c", gw_conf] + [a for s in gsets for a in ("--set", s)]
         self.gw = Process(self.gw_argv, os.path.join(self.workdir, "gw.log"))

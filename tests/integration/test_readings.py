@@ -74,10 +74,12 @@ class ReadingsTest(unittest.TestCase):
                     compared += 1
                 for key in ("meter", "kind", "category", "ts", "values", "quality"):
                     self.assertIn(key, reading)
-            # Every driver, and the word-order and function overrides of the demo
+            # Every driver (building 3's DL/T 645 2007 and 1997 and CJ/T 188 meters too, on
+            # the simulator's ptys), and the word-order and function overrides of the demo
             # (E-1-202 CDAB, E-2-102 BADC, E-2-202 DCBA, E-2-101 FC04).
             self.assertEqual(drivers_seen, {"sdm120", "sdm630", "ddsu666", "dtsu666", "dds238",
-                                            "xintai-water"})
+                                            "xintai-water", "dlt645_2007_1p", "dlt645_1997_1p",
+                                            "cjt188_cold_water"})
             checked = {r["meter"] for r in self.stack.readings(frozen_at) if r["quality"] == "good"}
             self.assertTrue({"E-1-202", "E-2-102", "E-2-202", "E-2-101"} <= checked)
             self.assertGreater(compared, 150)

@@ -51,9 +51,9 @@ static void test_demo_config_loads(void **state)
     dump(&errors);
     assert_int_equal(e, EST_OK);
     assert_int_equal(errors.count, 0);
-    assert_int_equal(c->nbuses, 3);
-    assert_int_equal(c->nunits, 8);
-    assert_int_equal(c->nmeters, 28);
+    assert_int_equal(c->nbuses, 5);
+    assert_int_equal(c->nunits, 12);
+    assert_int_equal(c->nmeters, 36);
     assert_int_equal(c->npanels, 1);
     assert_string_equal(c->gateway.data_dir, "/tmp/estate-demo/gw");
     assert_int_equal(c->gateway.language, GW_LANG_ZH_CN);
@@ -76,8 +76,25 @@ static void test_demo_config_loads(void **state)
         assert_int_equal(c->buses[i].port, buses[i].port);
         assert_int_equal(c->buses[i].poll_interval_ms, 1000);
     }
-    /* docs/demo-site.md: serial = 20260001 + row, parents, options */
-    for (size_t i = 0; i < c->nmeters; i++) {
+    /* building 3: DL/T 645 and CJ/T 188 lines at 2400 8E1 on the simulator's ptys */
+    static const struct { const char *bus; enum drv_protocol protocol; } national[] = {
+        { "b3_elec", DRV_PROTO_DLT645 }, { "b3_water", DRV_PROTO_CJT188 },
+    };
+    for (size_t i = 0; i < 2; i++) {
+        const struct gw_bus_config *b = &c->buses[3 + i];
+        assert_string_equal(b->name, national[i].bus);
+        assert_int_equal(b->type, GW_BUS_RTU);
+        assert_int_equal(b->protocol, national[i].protocol);
+        assert_int_equal(b->baud, 2400);
+        assert_int_equal(b->parity, 'E');
+    }
+    assert_int_equal(c->meters[gw_config_meter_index(c, "E-3-102")].wire_address[0], 0x02);
+    assert_int_equal(c->meters[gw_config_meter_index(c, "E-3-102")].wire_address[1], 0x01);
+    assert_int_equal(c->meters[gw_config_meter_index(c, "W-3-202")].wire_address[1], 0x02);
+    assert_true(c->units[c->meters[gw_config_meter_index(c, "W-3-202")].unit].vacant);
+    assert_true(c->rules.battery_low.open_workorder);
+    /* docs/demo-site.md: serial = 20260001 + row (buildings 1 and 2), parents, options */
+    for (size_t i = 0; i < 28; i++) {
         char serial[16];
         snprintf(serial, sizeof serial, "%zu", 20260001 + i);
         assert_string_equal(c->meters[i].serial, serial);

@@ -371,6 +371,28 @@ static void test_major_incident_opens_one_order(void **state)
     cJSON_Delete(w);
 }
 
+/* battery_low is minor but maintenance: an order when the rule says so. */
+static void test_battery_low_opens_a_maintenance_order(void **state)
+{
+    struct fixture *f = *state;
+    f->config->rules.battery_low.open_workorder = false;
+    raise_incident(f, "battery_low", "meter", "W-3-201", "minor");
+    assert_int_equal(order_count(f), 0);
+    f->config->rules.battery_low.open_workorder = true;
+    int64_t incident = raise_incident(f, "battery_low", "meter", "W-3-202", "minor");
+    assert_int_equal(order_count(f), 1);
+    cJSON *o = gw_view_workorder_get(f->host.store, 1, fake_now_ms);
+    assert_non_null(o);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(o, "incident")->valueint, incident);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "severity")->valuestring, "minor");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "category")->valuestring, "water");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "unit")->valuestring, "3-202");
+    cJSON_Delete(o);
+    /* other minor incidents still open none */
+    raise_incident(f, "meter_offline", "meter", "E-3-101", "minor");
+    assert_int_equal(order_count(f), 1);
+}
+
 static void test_recurring_condition_links_to_open_order(void **state)
 {
     struct fixture *f = *state;
@@ -830,6 +852,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_major_incident_opens_one_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_battery_low_opens_a_maintenance_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recurring_condition_links_to_open_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_transitions_change_nothing, setup, teardown),

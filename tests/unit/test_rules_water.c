@@ -1,6 +1,6 @@
 /* test_rules_water.c - vacant_flow (with valve close and read-back),
  * continuous_flow (with the irrigation quiet window, also across a
- * daylight-saving change) and balance_loss: each
+ * daylight-saving change), balance_loss and a battery meter's battery_low: each
  * fires on its condition, stays silent on near misses, clears with
  * hysteresis and never fires twice. */
 #include "test_rules_fixture.h"
@@ -556,6 +556,112 @@ static void test_balance_resumes_after_the_wall_clock_is_set_back(void **state)
     rule_engine_destroy(e);
 }
 
+/* --- battery_low --- */
+
+/* A water meter's read with its battery flag (and a still volume). */
+static struct rule_meter_sample battery_sample(uint32_t meter, int64_t ts, bool low)
+{
+    struct rule_meter_sample s = water_sample(meter, ts, 56.78, 0);
+    s.has |= RULE_HAS_BATTERY;
+    s.battery_low = low;
+    return s;
+}
+
+static void test_battery_low_raises_minor_and_clears_with_hysteresis(void **state)
+{
+    (void)state;
+    cfg.battery_low.c.clear_s = 60;
+    struct rule_meter m = water_meter(0);
+    bool vacant[1] = { false };
+    struct rule_engine *e = make_engine(&cfg, &m, 1, vacant, 1, NULL, 0, &rec);
+    struct rule_subject subject = meter_subject(0);
+    feed(e, battery_sample(0, T0, false));
+    feed(e, battery_sample(0, T0 + 10 * SEC, true));
+    assert_int_equal(count_rule(&rec, RULE_BATTERY_LOW), 0); /* one read is not enough */
+    feed(e, battery_sample(0, T0 + 20 * SEC, true));
+    assert_int_equal(count_events(&rec, RULE_BATTERY_LOW, RULE_RAISED), 1);
+    const struct rule_event *ev = last_event(&rec, RULE_BATTERY_LOW);
+    assert_int_equal(ev->subject.type, RULE_SUBJECT_METER);
+    assert_int_equal(ev->subject.index, 0);
+    assert_int_equal(ev->severity, RULE_SEV_MINOR);
+    assert_string_equal(ev->reason, "battery_low");
+    assert_true(rule_engine_condition_active(e, RULE_BATTERY_LOW, &subject));
+
+    /* the flag flickers (the motor's load) and stays: one incident, no clear */
+    for (int i = 3; i < 30; i++) {
+        feed(e, battery_sample(0, T0 + i * 10 * SEC, i % 4 != 0));
+        rule_engine_tick(e, T0 + i * 10 * SEC);
+    }
+    assert_int_equal(count_events(&rec, RULE_BATTERY_LOW, RULE_RAISED), 1);
+    assert_int_equal(count_events(&rec, RULE_BATTERY_LOW, RULE_CLEARED), 0);
+
+    /* battery changed: the flag stays away for clear_s, then it clears once */
+    int64_t fixed = T0 + 300 * SEC;
+    for (int64_t t = fixed; t < fixed + 50 * SEC; t += 10 * SEC) {
+        feed(e, battery_sample(0, t, false));
+        rule_engine_tick(e, t);
+    }
+    assert_int_equal(count_events(&rec, RULE_BATTERY_LOW, RULE_CLEARED), 0);
+    for (int64_t t = fixed + 50 * SEC; t <= fixed + 70 * SEC; t += 10 * SEC) {
+        feed(e, battery_sample(0, t, false));
+        rule_engine_tick(e, t);
+    }
+    assert_int_equal(count_events(&rec, RULE_BATTERY_LOW, RULE_CLEARED), 1);
+    assert_false(rule_engine_condition_active(e, RULE_BATTERY_LOW, &subject));
+    assert_int_equal(count_events(&rec, RULE_BATTERY_LOW, RULE_RAISED), 1);
+    rule_engine_destroy(e);
+}
+
+static void test_battery_low_needs_the_flag_on_good_reads(void **state)
+{
+    (void)state;
+    cfg.battery_low.confirm_reads = 3;
+    struct rule_meter meters[2] = { water_meter(-1), water_meter(-1) };
+    struct rule_engine *e = make_engine(&cfg, meters, 2, NULL, 0, NULL, 0, &rec);
+    /* meter 0: low, low, a read without the flag, low, low: never 3 in a row */
+    const bool pattern[] = { true, true, false, true, true, false, true };
+    for (size_t i = 0; i < sizeof pattern / sizeof pattern[0]; i++)
+        feed(e, battery_sample(0, T0 + (int64_t)i * 10 * SEC, pattern[i]));
+    /* meter 1: low twice, a failed poll and a read that does not carry the
+     * flag in between (no evidence either way), then low once more: raised */
+    feed(e, battery_sample(1, T0, true));
+    feed(e, battery_sample(1, T0 + 10 * SEC, true));
+    struct rule_meter_sample failed = battery_sample(1, T0 + 20 * SEC, true);
+    failed.ok = false;
+    feed(e, failed);
+    feed(e, water_sample(1, T0 + 30 * SEC, 56.78, 0));
+    assert_int_equal(count_rule(&rec, RULE_BATTERY_LOW), 0);
+    feed(e, battery_sample(1, T0 + 40 * SEC, true));
+    assert_int_equal(count_events(&rec, RULE_BATTERY_LOW, RULE_RAISED), 1);
+    assert_int_equal(last_event(&rec, RULE_BATTERY_LOW)->subject.index, 1);
+
+    /* disabled: nothing */
+    rule_engine_destroy(e);
+    cfg.battery_low.c.enabled = false;
+    e = make_engine(&cfg, meters, 2, NULL, 0, NULL, 0, &rec);
+    for (int i = 0; i < 10; i++)
+        feed(e, battery_sample(0, T0 + i * 10 * SEC, true));
+    assert_int_equal(count_rule(&rec, RULE_BATTERY_LOW), 0);
+    rule_engine_destroy(e);
+}
+
+static void test_restored_battery_low_is_not_raised_again(void **state)
+{
+    (void)state;
+    cfg.battery_low.c.clear_s = 0;
+    struct rule_meter m = water_meter(-1);
+    struct rule_engine *e = make_engine(&cfg, &m, 1, NULL, 0, NULL, 0, &rec);
+    struct rule_subject subject = meter_subject(0);
+    assert_int_equal(rule_engine_restore(e, RULE_BATTERY_LOW, &subject, T0 - HOUR), EST_OK);
+    for (int i = 0; i < 5; i++)
+        feed(e, battery_sample(0, T0 + i * 10 * SEC, true));
+    assert_int_equal(count_rule(&rec, RULE_BATTERY_LOW), 0);
+    feed(e, battery_sample(0, T0 + 60 * SEC, false));
+    rule_engine_tick(e, T0 + 61 * SEC);
+    assert_int_equal(count_events(&rec, RULE_BATTERY_LOW, RULE_CLEARED), 1);
+    rule_engine_destroy(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -578,6 +684,9 @@ int main(void)
         cmocka_unit_test_setup(test_balance_skips_windows_with_missing_child, setup),
         cmocka_unit_test_setup(test_balance_ignores_the_partial_first_window, setup),
         cmocka_unit_test_setup(test_balance_resumes_after_the_wall_clock_is_set_back, setup),
+        cmocka_unit_test_setup(test_battery_low_raises_minor_and_clears_with_hysteresis, setup),
+        cmocka_unit_test_setup(test_battery_low_needs_the_flag_on_good_reads, setup),
+        cmocka_unit_test_setup(test_restored_battery_low_is_not_raised_again, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

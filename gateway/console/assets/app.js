@@ -78,11 +78,12 @@ const RULES = {
   en: { reverse_energy: 'Reverse energy', vacant_flow: 'Water use in a vacant unit', continuous_flow: 'Continuous flow (leak)',
     fire_alarm: 'Fire alarm', fire_fault: 'Fire panel fault', fire_disabled: 'Fire zone disabled', meter_offline: 'Meter offline',
     implausible_reading: 'Implausible reading', meter_replaced: 'Meter replaced', balance_loss: 'Balance loss',
-    fire_supervisory: 'Fire supervisory', vacant_power: 'Electricity in a vacant unit' },
+    fire_supervisory: 'Fire supervisory', vacant_power: 'Electricity in a vacant unit',
+    battery_low: 'Battery low' },
   zh: { reverse_energy: '电表反向计量', vacant_flow: '空置房用水', continuous_flow: '持续用水（疑似漏水）',
     fire_alarm: '火警', fire_fault: '消防故障', fire_disabled: '消防回路屏蔽', meter_offline: '仪表离线',
     implausible_reading: '读数异常', meter_replaced: '仪表被更换', balance_loss: '分表不平衡（疑似漏损）',
-    fire_supervisory: '消防监管', vacant_power: '空置房用电' },
+    fire_supervisory: '消防监管', vacant_power: '空置房用电', battery_low: '电池电量低' },
 };
 
 const WO_ACTIONS = ['dispatch', 'arrive', 'complete', 'verify', 'postpone', 'note', 'rating', 'cancel'];
