@@ -73,10 +73,12 @@ enum rule_id {
  *                  to its first in the next; windows lacking a member's data, or
  *                  with a jump/rollback/replacement inside, are skipped.
  * vacant_power     per electricity meter of a vacant unit: the mean power over
- *                  each window_s (from the power register, or the import
- *                  register when power is not read) above threshold_w is
- *                  present, below clear_below_w absent, in between unchanged
- *                  (hysteresis). Becoming occupied clears it at once.
+ *                  each window_s (from the power register where it covered
+ *                  half the window, else from the import register, taken one
+ *                  resolution step low to raise and one step high to clear)
+ *                  above threshold_w is present, below clear_below_w absent,
+ *                  in between unchanged (hysteresis). Becoming occupied
+ *                  clears it at once.
  * battery_low      a meter's battery-low flag (e.g. a CJ/T 188 water meter's
  *                  status bit) set on confirm_reads consecutive good reads;
  *                  clears after clear_s of reads without it (a battery that

@@ -81,10 +81,11 @@ struct elec_state {
     /* vacant_power: the current averaging window */
     int64_t vacant_window_start_ms; /* TIME_NEVER: no window (unit occupied, or no data yet) */
     int64_t vacant_last_ts_ms;
-    double vacant_energy_wh;        /* integrated from the power register */
+    int64_t vacant_power_ms;        /* time of the window the power register covered */
+    double vacant_energy_wh;        /* integrated from the power register over that time */
     double vacant_import_ref_kwh;   /* import register at the window start */
     double vacant_last_power_w;
-    uint8_t vacant_power_complete;  /* every sample of the window had power */
+    uint8_t vacant_last_has_power;  /* the last read had power */
     uint8_t vacant_import_usable;   /* the import register rose trustworthily throughout */
 };
 

@@ -446,41 +446,60 @@ static void start_vacant_window(struct elec_state *st, const struct rule_meter_s
     st->vacant_window_start_ms = s->ts_ms;
     st->vacant_last_ts_ms = s->ts_ms;
     st->vacant_energy_wh = 0.0;
-    st->vacant_power_complete = (s->has & RULE_HAS_POWER) != 0;
-    st->vacant_last_power_w = st->vacant_power_complete ? fmax(s->power_w, 0.0) : 0.0;
+    st->vacant_power_ms = 0;
+    st->vacant_last_has_power = (s->has & RULE_HAS_POWER) != 0;
+    st->vacant_last_power_w = st->vacant_last_has_power ? fmax(s->power_w, 0.0) : 0.0;
     st->vacant_import_usable = (s->has & RULE_HAS_IMPORT) != 0;
     st->vacant_import_ref_kwh = st->vacant_import_usable ? s->import_kwh : 0.0;
 }
 
-/* Adds one sample to the window; returns the window's mean power once it
- * is window_s long (and starts the next), NAN while it is shorter or when
- * neither register could measure it. */
-static double vacant_window_mean_w(const struct rule_engine *e, struct elec_state *st,
-                                   const struct rule_meter_sample *s, const struct counter_check *import)
+/* The mean power of a finished window, as bounds: [low_w, high_w]. */
+struct power_bounds {
+    double low_w, high_w;
+};
+
+/* Adds one sample to the window. Once the window is window_s long it
+ * returns true with the bounds of its mean power and starts the next:
+ * from the power register where it covered at least half the window
+ * (time-weighted between reads that both had power), else from the import
+ * register, whose resolution makes the bounds one step wide each way (a
+ * vacant flat's standby steps the register now and then: one step in a
+ * short window is no use). false while the window is shorter, or when
+ * neither register measured it. */
+static bool vacant_window_done(const struct rule_engine *e, const struct meter_state *m,
+                               struct elec_state *st, const struct rule_meter_sample *s,
+                               const struct counter_check *import, struct power_bounds *out)
 {
-    double dt_h = (double)(s->ts_ms - st->vacant_last_ts_ms) / MS_PER_HOUR;
-    if ((s->has & RULE_HAS_POWER) && st->vacant_power_complete) {
-        double power_w = fmax(s->power_w, 0.0); /* export is reverse_energy's business */
-        st->vacant_energy_wh += 0.5 * (st->vacant_last_power_w + power_w) * dt_h;
-        st->vacant_last_power_w = power_w;
-    } else {
-        st->vacant_power_complete = 0;
+    bool has_power = (s->has & RULE_HAS_POWER) != 0;
+    double power_w = has_power ? fmax(s->power_w, 0.0) : 0.0; /* export is reverse_energy's */
+    if (has_power && st->vacant_last_has_power) {
+        int64_t dt_ms = s->ts_ms - st->vacant_last_ts_ms;
+        st->vacant_energy_wh += 0.5 * (st->vacant_last_power_w + power_w) * (double)dt_ms / MS_PER_HOUR;
+        st->vacant_power_ms += dt_ms;
     }
+    st->vacant_last_has_power = has_power;
+    st->vacant_last_power_w = power_w;
     if (import->verdict != VERDICT_OK)
         st->vacant_import_usable = 0; /* a jump or rollback says nothing about use */
     st->vacant_last_ts_ms = s->ts_ms;
 
     int64_t length_ms = s->ts_ms - st->vacant_window_start_ms;
     if (length_ms < (int64_t)e->config.vacant_power.window_s * 1000)
-        return NAN;
-    double hours = (double)length_ms / MS_PER_HOUR;
-    double mean_w = NAN;
-    if (st->vacant_power_complete)
-        mean_w = st->vacant_energy_wh / hours;
-    else if (st->vacant_import_usable)
-        mean_w = (s->import_kwh - st->vacant_import_ref_kwh) * 1000.0 / hours;
+        return false;
+    bool known = true;
+    if (st->vacant_power_ms > 0 && 2 * st->vacant_power_ms >= length_ms) {
+        double mean_w = st->vacant_energy_wh / ((double)st->vacant_power_ms / MS_PER_HOUR);
+        *out = (struct power_bounds){mean_w, mean_w};
+    } else if (st->vacant_import_usable && (s->has & RULE_HAS_IMPORT)) {
+        double hours = (double)length_ms / MS_PER_HOUR;
+        double increase_kwh = s->import_kwh - st->vacant_import_ref_kwh;
+        *out = (struct power_bounds){fmax(increase_kwh - m->resolution, 0.0) * 1000.0 / hours,
+                                     (increase_kwh + m->resolution) * 1000.0 / hours};
+    } else {
+        known = false;
+    }
     start_vacant_window(st, s);
-    return mean_w;
+    return known;
 }
 
 /* Electricity use in a vacant unit: lights or appliances left on, or
@@ -501,16 +520,16 @@ static void observe_vacant_power(struct rule_engine *e, uint32_t id, const struc
         start_vacant_window(st, s);
         return;
     }
-    double mean_w = vacant_window_mean_w(e, st, s, import);
-    if (isnan(mean_w))
+    struct power_bounds mean;
+    if (!vacant_window_done(e, m, st, s, import, &mean))
         return;
-    if (mean_w > e->config.vacant_power.threshold_w) {
-        rules__cond_describe(e, c, "vacant_power", mean_w);
-        rules__cond_add_detail(e, c, "mean_power_w", mean_w);
+    if (mean.low_w > e->config.vacant_power.threshold_w) {
+        rules__cond_describe(e, c, "vacant_power", mean.low_w);
+        rules__cond_add_detail(e, c, "mean_power_w", mean.low_w);
         rules__cond_add_detail(e, c, "threshold_w", e->config.vacant_power.threshold_w);
         rules__cond_add_detail(e, c, "window_s", e->config.vacant_power.window_s);
         rules__cond_observe(e, c, OBS_PRESENT, s->ts_ms, false);
-    } else if (mean_w < e->config.vacant_power.clear_below_w) {
+    } else if (mean.high_w < e->config.vacant_power.clear_below_w) {
         rules__cond_observe(e, c, OBS_ABSENT, s->ts_ms, false);
     }
 }
