@@ -403,7 +403,8 @@ static bool take_unacknowledged(void *ctx, const struct gw_store_incident *in)
 {
     struct unacknowledged_list *l = ctx;
     bool serious = same(in->severity, "major") || same(in->severity, "critical");
-    if (!serious || !in->open || in->confirmed_by != NULL || in->disputed_by != NULL)
+    if (!serious || !in->open || in->confirmed_by != NULL || in->disputed_by != NULL ||
+        in->acked_by != NULL) /* acknowledged at the desk, or seen on site: nobody to wake */
         return true;
     struct unacknowledged *u = &l->items[l->n++];
     u->inc = *in;
@@ -417,7 +418,7 @@ static bool take_unacknowledged(void *ctx, const struct gw_store_incident *in)
     u->inc.subject = u->subject;
     u->inc.severity = u->severity;
     u->inc.text = u->text;
-    u->inc.detail_json = u->inc.confirmed_by = u->inc.disputed_by = NULL;
+    u->inc.detail_json = u->inc.confirmed_by = u->inc.disputed_by = u->inc.acked_by = NULL;
     return l->n < ESCALATION_MAX;
 }
 

@@ -3,7 +3,8 @@ notify_standins.py): after a shift handover to li.gong, the fire alarm's
 WeCom message also @-mentions li.gong's mobile (notify.people); an alarm
 nobody acknowledges goes to the supervisor after the route's after_s (8 s
 here), once, and the step is in the patrol log; an alarm a patrol check-in
-confirmed in time is not escalated. The work order the alarm opens goes to
+confirmed in time, and one the desk acknowledged (estate-ctl incident ID ack),
+are not escalated. The work order the alarm opens goes to
 a route with workorder_events = ["created"], once."""
 import os
 import shutil
@@ -72,10 +73,14 @@ class NotifyEscalationTest(unittest.TestCase):
         stack.ctl("handover", "--from", "wang.wu", "--to", "li.gong")
         stack.control.call(cmd="event", device="FP-1", event="zone", zone=1, state="alarm")
         stack.control.call(cmd="event", device="FP-1", event="zone", zone=3, state="alarm")
-        wait_for(lambda: self.zone_incident(1) and self.zone_incident(3), 15, what="both alarms")
+        stack.control.call(cmd="event", device="FP-1", event="zone", zone=5, state="alarm")
+        wait_for(lambda: self.zone_incident(1) and self.zone_incident(3) and self.zone_incident(5),
+                 15, what="three alarms")
         confirmed_id, _ = self.zone_incident(3)
         stack.ctl("patrol", "checkin", "--location", "1号楼 5层", "--text", "smoke detector, no fire",
                   "--incident", str(confirmed_id), "--verdict", "confirm")
+        acked_id, _ = self.zone_incident(5)
+        stack.ctl("--user", "frontdesk", "incident", str(acked_id), "ack")
         open_id, raised_ms = self.zone_incident(1)
 
         wait_for(lambda: self.wecom_texts("升级"), 25, what="the escalation on WeCom")
@@ -86,6 +91,7 @@ class NotifyEscalationTest(unittest.TestCase):
         t, text, body = escalations[0]
         self.assertIn(f"?incident={open_id}", text)
         self.assertNotIn(f"?incident={confirmed_id}", text)
+        self.assertNotIn(f"?incident={acked_id}", text)
         self.assertEqual(body["text"]["mentioned_mobile_list"], [SUPERVISOR])
         self.assertGreaterEqual(t - raised_ms / 1000, 8.0, "not before after_s")
         self.assertLess(t - raised_ms / 1000, 14.0, "soon after after_s")
