@@ -123,6 +123,13 @@ async function main() {
     log('the alert appeared without a reload');
     await shot(page, '02-alert-live');
 
+    /* Acknowledged on the gateway, not in this browser. */
+    const alertId = await page.getAttribute('.alert[data-rule="fire_alarm"]', 'data-id');
+    await page.check('#show-acked');
+    await page.click(`.alert[data-id="${alertId}"] button.ack`);
+    await page.waitForSelector(`.alert[data-id="${alertId}"] .acked-by`, { timeout: 10000 });
+    log(`front desk acknowledged alert ${alertId}`);
+
     /* The gateway opened a work order for the critical incident. */
     await openTab(page, 'workorders');
     const card = await page.waitForSelector('.wo[data-state="open"]', { timeout: 20000 });
@@ -137,6 +144,12 @@ async function main() {
 
     /* Engineer: arrival and completion. */
     await signIn(page, 'engineer');
+    /* Another session sees who acknowledged; a notification's link opens the alert. */
+    await page.goto(`${BASE_URL}/?incident=${alertId}`);
+    await page.waitForSelector(`.alert.linked[data-id="${alertId}"] .acked-by`, { timeout: 15000 });
+    const ackedBy = await page.textContent(`.alert[data-id="${alertId}"] .acked-by`);
+    if (!ackedBy.includes('frontdesk')) throw new Error(`acknowledgement shows "${ackedBy}"`);
+    if (await page.$(`.alert[data-id="${alertId}"] button.ack`)) throw new Error('an acknowledged alert offers ack');
     await openTab(page, 'workorders');
     await page.waitForSelector(`.wo[data-id="${id}"] button[data-action="arrive"]`);
     if (await page.$(`.wo[data-id="${id}"] button[data-action="dispatch"]`)) throw new Error('engineer offered dispatch');

@@ -291,6 +291,26 @@ async function startSession() {
   applyLanguage();
   startEvents();
   await refreshAll();
+  openLinkedRecord();
+}
+
+/* A notification's link (?incident=N or ?workorder=N) opens that record's
+ * tab with the record marked, so the person it woke can acknowledge it. */
+function openLinkedRecord() {
+  const params = new URLSearchParams(window.location.search);
+  const incident = Number(params.get('incident'));
+  const workorder = Number(params.get('workorder'));
+  const [tab, selector] = incident > 0 ? ['alerts', `.alert[data-id="${incident}"]`]
+    : workorder > 0 ? ['workorders', `.wo[data-id="${workorder}"]`] : [null, null];
+  if (!tab) return;
+  if (tab === 'alerts') $('show-acked').checked = true; /* show it even if acknowledged */
+  showTab(tab);
+  renderAlerts();
+  const node = document.querySelector(selector);
+  if (node) {
+    node.classList.add('linked');
+    node.scrollIntoView({ block: 'center' });
+  }
 }
 
 function can(verb, action) {
