@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -178,6 +180,21 @@ static void fail_port(struct drv_cnlink *link)
                            : link->backoff_ms * 2;
 }
 
+/* glibc's tcsetattr reads the settings back and says EINVAL when PARENB
+ * did not take. A pseudo-terminal (a simulator's line) carries bytes, not
+ * bits, and may keep its own parity flag: the line is usable when parity
+ * is all that differs. UNIX98 pty slaves have majors 136-143. */
+static bool pty_without_parity(int fd, const struct termios *wanted)
+{
+    struct stat st;
+    struct termios now;
+    if (fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) < 136 ||
+        major(st.st_rdev) > 143 || tcgetattr(fd, &now) != 0)
+        return false;
+    tcflag_t parity = PARENB | PARODD;
+    return (now.c_cflag & ~parity) == (wanted->c_cflag & ~parity);
+}
+
 static bool set_line(int fd, const struct drv_cnlink_config *c)
 {
     struct termios t;
@@ -196,7 +213,9 @@ static bool set_line(int fd, const struct drv_cnlink_config *c)
         t.c_cflag |= CSTOPB;
     t.c_cc[VMIN] = 0;
     t.c_cc[VTIME] = 0;
-    return tcsetattr(fd, TCSANOW, &t) == 0;
+    if (tcsetattr(fd, TCSANOW, &t) == 0)
+        return true;
+    return errno == EINVAL && pty_without_parity(fd, &t);
 }
 
 static est_err ensure_open(struct drv_cnlink *link)

@@ -615,7 +615,7 @@ static int64_t backoff_ms(const struct gw_config *config, int attempts)
 }
 
 /* A channel started failing for good (failing true) or answers again:
- * logged and in the patrol log. */
+ * logged, in the patrol log, and an incident of the host's. */
 static void record_channel_state(struct gw_notify *n, const struct notify_channel *ch, int64_t now,
                                  bool failing)
 {
@@ -638,6 +638,8 @@ static void record_channel_state(struct gw_notify *n, const struct notify_channe
         gw_info("notify: %s", text);
     if (n->host.patrol != NULL)
         n->host.patrol(n->host.ctx, "notify", text, 0, 0, "system", NULL);
+    if (n->host.channel_failing != NULL)
+        n->host.channel_failing(n->host.ctx, ch->config->name, failing, text);
 }
 
 static void watch_failing_channels(struct gw_notify *n, int64_t now)

@@ -29,6 +29,9 @@ struct gw_notify_host {
     void *ctx;
     est_err (*patrol)(void *ctx, const char *kind, const char *text, int64_t incident,
                       int64_t workorder, const char *author, const char *detail_json);
+    /* A channel failed for notify.failing_after_s (failing true) or answers
+     * again: the host raises or clears an incident of its own. May be NULL. */
+    void (*channel_failing)(void *ctx, const char *channel, bool failing, const char *text);
 };
 
 /* Reads the channels' secret files and starts the sender thread. With no

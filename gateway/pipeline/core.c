@@ -523,10 +523,19 @@ static void notify_incident(void *ctx, const struct gw_store_incident *incident,
     gw_notify_on_incident(core->notify, core->store, incident, transition);
 }
 
+/* A notification channel that keeps failing is an incident of the
+ * gateway's own: alerts may be reaching nobody. */
+static void notify_channel_failing(void *ctx, const char *channel, bool failing, const char *text)
+{
+    (void)channel;
+    gateway_incident(ctx, "notify_channel_failing", failing ? "raised" : "cleared", text);
+}
+
 static est_err create_notify(struct gw_core *core)
 {
     char reason[256] = "";
-    struct gw_notify_host host = {.ctx = core, .patrol = host_patrol};
+    struct gw_notify_host host = {.ctx = core, .patrol = host_patrol,
+                                  .channel_failing = notify_channel_failing};
     est_err err = gw_notify_create(core->config, &host, &core->notify, reason, sizeof reason);
     if (err != EST_OK)
         gw_error("notify: %s", reason);

@@ -9,7 +9,8 @@ slowed down, not spammed (stand-ins: tests/integration/notify_standins.py).
    SIGKILLed in the middle and restarted; the robots come back: every
    alert is delivered, and none twice (each incident's link is in exactly
    one accepted message per robot). Failing for notify.failing_after_s
-   (10 s here) makes P/status "degraded" and is in the patrol log; once
+   (10 s here) makes P/status "degraded", is in the patrol log and raises
+   the gateway incident notify_channel_failing on P/alerts; once
    the robots answer, "ok" again.
 
 The outage lasts about 20 s rather than a minute: what carries an alert
@@ -91,8 +92,16 @@ class NotifyOutageTest(faultlib.FaultCase):
         # Failing for notify.failing_after_s (10 s here): health degraded, in the patrol log.
         wait_for(lambda: self.status_health(stack) == "degraded", 25,
                  what="P/status degraded by the failing channels")
-        failing = faultlib.query(stack, "SELECT text FROM patrol WHERE kind = 'notify'")
-        self.assertTrue(any("wecom_duty" in t for (t,) in failing), failing)
+        # (P/status may go out before the tick that wrote the entry commits)
+        wait_for(lambda: [t for (t,) in faultlib.query(
+            stack, "SELECT text FROM patrol WHERE kind = 'notify'") if "wecom_duty" in t], 10,
+            what="the failing channel in the patrol log")
+        # ... and an incident of its own on P/alerts (the console shows it).
+        raised = wait_for(lambda: [a for a in stack.alerts()
+                                   if a.get("rule") == "notify_channel_failing"
+                                   and a.get("state") == "raised" and "wecom_duty" in a.get("text", "")],
+                          10, what="the failing channel's incident on P/alerts")
+        self.assertEqual(raised[0]["subject_type"], "gateway", raised[0])
         stack.restart_gw(signal.SIGKILL)
         wait_for(lambda: faultlib.log_lines(stack, r"notify: channel \w+: .*wait") and
                  time.time() - outage_start > 15, 40, what="retries after the restart")

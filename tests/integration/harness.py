@@ -32,6 +32,17 @@ def binary(name):
     raise FileNotFoundError(f"{name} not built under {BUILD}")
 
 
+def _names_buses(conf, names):
+    """Whether the config file defines every bus of names (the demo's
+    pseudo-terminal buses), so their devices can be pointed at this run's."""
+    try:
+        with open(conf, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return False
+    return all(f'name = "{n}"' in text for n in names)
+
+
 _given_ports = set()  # never hand out the same port twice in one process
 
 
@@ -273,7 +284,8 @@ class Stack:
                  f"mqtt.topic_prefix={self.prefix}",
                  f"http.listen=127.0.0.1:{self.http_port}"]
         gsets += [f"buses.{n}.port={p}" for n, p in self.ports.items()]
-        if gw_conf == DEMO_GW:
+        if sim_conf == DEMO_SIM and _names_buses(gw_conf, DEMO_TTYS):
+            # also a test's copy of the demo config (e.g. with a notify section)
             gsets += [f"buses.{n}.device={link}" for n, link in self.demo_ttys.items()]
         gsets += list(gw_sets)
         self.gw_argv = [binary("estate-gw"), "-c", gw_conf] + [a for s in gsets for a in ("--set", s)]
