@@ -2335,6 +2335,14 @@ static char *apply_reload(struct gw_core *core, struct gw_config *next)
     start_new_pollers(core, &d, warnings);
     if (gw_backups_start(next, &core->backups) != EST_OK)
         cJSON_AddItemToArray(warnings, cJSON_CreateString("cannot start the daily backup"));
+    /* The sender reads the config's channels and routes and subscribes to
+     * the office, both replaced: it starts again on the new ones (waiting
+     * rows stay in the table; a call in flight is sent again). */
+    gw_notify_destroy(core->notify);
+    core->notify = NULL;
+    if (create_notify(core) != EST_OK)
+        cJSON_AddItemToArray(warnings, cJSON_CreateString("notifications cannot start with the new "
+                                                          "config: none are sent until a restart"));
     if (retire_config(core, old, core->generation - 1, &d) != EST_OK) {
         /* Out of memory: samples of the kept buses cannot be translated;
          * they restart on the new config instead. */

@@ -9,6 +9,7 @@ import os
 import sqlite3
 import tempfile
 import shutil
+import signal
 import time
 import unittest
 import warnings
@@ -125,6 +126,25 @@ class NotifyTest(unittest.TestCase):
         undelivered = db_rows(self.stack, "SELECT cause, channel, last_error FROM notifications"
                               " WHERE delivered_ms IS NULL AND channel != 'feishu_office'")
         self.assertEqual(undelivered, [])
+
+    def test_z_after_a_reload_alerts_still_go_out(self):
+        """Runs last (the shared stack): after SIGHUP the sender starts again
+        on the reloaded config and a new fire alarm reaches WeCom."""
+        log = os.path.join(self.stack.workdir, "gw.log")
+        self.stack.gw.proc.send_signal(signal.SIGHUP)
+
+        def reloaded():
+            with open(log, errors="replace") as f:
+                text = f.read()
+            start = text.rfind("reload: loading")
+            return start >= 0 and "reload: " in text[start + len("reload: loading"):]
+        wait_for(reloaded, 15, what="the reload's result in the log")
+        time.sleep(1)
+        self.stack.control.call(cmd="event", device="FP-1", event="zone", zone=6, state="alarm")
+        alarm = wait_for(lambda: db_rows(self.stack, "SELECT id FROM incidents WHERE rule = 'fire_alarm'"
+                                         " AND zone = 5"), 15, what="the zone 6 alarm")[0][0]
+        wait_for(lambda: [x for x in self.robots.delivered("wecom") if f"?incident={alarm}" in x[1]],
+                 15, what="the alarm raised after the reload on WeCom")
 
     def test_no_secret_in_the_log(self):
         log = self.stack.gw.output() if hasattr(self.stack.gw, "output") else ""
