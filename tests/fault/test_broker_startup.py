@@ -36,6 +36,7 @@ class BrokerDownAtStartTest(FaultCase):
         self.assertGreater(queued, 200, "readings wait in the outbox")
         self.assertTrue(log_lines(stack, r"mqtt: cannot connect"), "the failure is logged")
         # The outbox survives a kill -9: the next run sends it first.
+        t_kill = time.time()
         stack.restart_gw(signal.SIGKILL)
         self.sleep(3)
         self.assertTrue(log_lines(stack, r"outbox: \d+ readings and \d+ events queued from the last run"))
@@ -63,11 +64,16 @@ class BrokerDownAtStartTest(FaultCase):
         for r in stack.readings():
             by_meter.setdefault(r["meter"], []).append(parse_ts(r["ts"]))
         self.assertEqual(set(by_meter), meters)
+        # The restart's own pause (kill to the new core running), measured:
+        # a loaded machine starts the new process more slowly.
+        t_running = log_ts(log_lines(stack, r"core: running")[-1])
+        restart_s = max(0.0, t_running - t_kill)
         for meter, ts in by_meter.items():
             self.assertLess(min(ts), t_start + 2.0 + cycle_s[meter],
                             f"{meter}: the first polls were delivered")
             # One poll cycle of its bus, plus the restart and its first-poll spread.
-            self.assertLessEqual(largest_gap(ts), cycle_s[meter] + 2.0, f"{meter}: hole in the backlog")
+            self.assertLessEqual(largest_gap(ts), cycle_s[meter] + restart_s + 1.5,
+                                 f"{meter}: hole in the backlog (restart took {restart_s:.1f} s)")
             order = first_arrivals(ts)
             self.assertEqual(order, sorted(order), f"{meter}: oldest first")
 

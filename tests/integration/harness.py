@@ -97,9 +97,9 @@ def wait_port(port, timeout=10):
 
 
 class Broker:
-    """persistent: sessions and queued QoS 1 messages survive a restart (a
-    subscriber with clean_session=False then misses nothing the gateway sends
-    while it reconnects), with no cap on the queue."""
+    """persistent: sessions and queued messages (QoS 1, and QoS 0 too)
+    survive a restart (a subscriber with clean_session=False then misses
+    nothing the gateway sends while it reconnects), with no cap on the queue."""
 
     def __init__(self, workdir, port=None, extra_conf="", persistent=False):
         self.port = port or free_port()
@@ -111,9 +111,13 @@ class Broker:
                 # may not write its persistence file in the test's 0700 folder.
                 f.write("user root\n")
             if persistent:
+                # queue_qos0_messages: readings (QoS 0) published while the
+                # subscriber reconnects are kept for its session too; without
+                # it a test sees a hole the gateway did not make.
                 f.write(f"persistence true\npersistence_location {workdir}/\n"
                         f"persistence_file mosquitto-{self.port}.db\n"
-                        "max_queued_messages 0\nmax_inflight_messages 0\n")
+                        "max_queued_messages 0\nmax_inflight_messages 0\n"
+                        "queue_qos0_messages true\n")
             else:
                 f.write("persistence false\n")
             f.write(extra_conf)
