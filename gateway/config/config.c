@@ -1430,7 +1430,7 @@ static void meter_finish(struct loader *L, struct gw_meter_config *m, uint64_t s
     bool national = m->bus != SIZE_MAX && L->cfg->buses[m->bus].protocol != DRV_PROTO_MODBUS;
     if (!require(L, meter_rows, NROWS(meter_rows), seen, national ? national_required : required,
                  w, ctx) ||
-        !m->model)
+        !m->model || m->bus == SIZE_MAX) /* an unknown bus was reported where it was named */
         return;
     const struct drv_model *model = m->model;
     if (national) {

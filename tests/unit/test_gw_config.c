@@ -189,6 +189,8 @@ static const struct bad_case bad_cases[] = {
       "/usr/share/zoneinfo (no such zone); use an IANA name (\"Asia/Shanghai\", \"Europe/Berlin\", "
       "\"UTC\") or a fixed offset like \"+08:00\"" },
     { "unknown_bus.conf", NULL, 3, "meters[0].bus: no bus named 'bus_z' in buses" },
+    /* an unknown bus with an address: the address check read buses[SIZE_MAX] (fuzz_config) */
+    { "unknown_bus_address.conf", NULL, 3, "meters[0].bus: no bus named 'bus_z' in buses" },
     { "duplicate_id.conf", NULL, 4, "duplicate meter id 'W-1' (first defined at {file}:3)" },
     { "duplicate_slave.conf", NULL, 5,
       "meter W-3: slave 7 on bus bus_a is already used by meter W-1 ({file}:3)" },
